@@ -1,0 +1,84 @@
+//! File backend: positioned reads and writes, `fdatasync` on flush.
+//!
+//! Invariant: the device size is fixed at open (the file's length rounded down to whole
+//! blocks); blocks past it are `OutOfRange`, never silently extended.
+
+use super::{check_range, Block, BlockDevice, IoError, IoErrorKind, IoOp};
+use crate::limits::BLOCK_SIZE;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// A metadata device backed by a regular file or a block device node.
+pub struct FileDevice {
+    file: File,
+    nr_blocks: u64,
+    writable: bool,
+}
+
+impl FileDevice {
+    /// Opens `path`; `writable` false refuses every write and flush with `ReadOnly`.
+    pub fn open(path: &Path, writable: bool) -> Result<Self, IoError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+            .map_err(|e| os_error(IoOp::Read, None, &e))?;
+        let len_bytes = file
+            .metadata()
+            .map_err(|e| os_error(IoOp::Read, None, &e))?
+            .len();
+        Ok(FileDevice { file, nr_blocks: len_bytes / BLOCK_SIZE as u64, writable })
+    }
+
+    /// Creates (or truncates) `path` as a zero-filled device of `nr_blocks` blocks.
+    pub fn create(path: &Path, nr_blocks: u64) -> Result<Self, IoError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| os_error(IoOp::Write, None, &e))?;
+        file.set_len(nr_blocks * BLOCK_SIZE as u64)
+            .map_err(|e| os_error(IoOp::Write, None, &e))?;
+        Ok(FileDevice { file, nr_blocks, writable: true })
+    }
+
+    fn refuse_if_read_only(&self, op: IoOp, block: Option<u64>) -> Result<(), IoError> {
+        if self.writable {
+            return Ok(());
+        }
+        Err(IoError { op, block, kind: IoErrorKind::ReadOnly, detail: "opened read-only".into() })
+    }
+}
+
+fn os_error(op: IoOp, block: Option<u64>, e: &std::io::Error) -> IoError {
+    IoError { op, block, kind: IoErrorKind::Device, detail: e.to_string() }
+}
+
+impl BlockDevice for FileDevice {
+    fn nr_blocks(&self) -> u64 {
+        self.nr_blocks
+    }
+
+    fn read(&mut self, block: u64, buf: &mut Block) -> Result<(), IoError> {
+        check_range(IoOp::Read, block, self.nr_blocks)?;
+        self.file
+            .read_exact_at(buf, block * BLOCK_SIZE as u64)
+            .map_err(|e| os_error(IoOp::Read, Some(block), &e))
+    }
+
+    fn write(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
+        self.refuse_if_read_only(IoOp::Write, Some(block))?;
+        check_range(IoOp::Write, block, self.nr_blocks)?;
+        self.file
+            .write_all_at(buf, block * BLOCK_SIZE as u64)
+            .map_err(|e| os_error(IoOp::Write, Some(block), &e))
+    }
+
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.refuse_if_read_only(IoOp::Flush, None)?;
+        self.file.sync_data().map_err(|e| os_error(IoOp::Flush, None, &e))
+    }
+}
