@@ -101,6 +101,7 @@ impl Error {
                 | Error::ReadOnly(_)
                 | Error::FailMode
                 | Error::Poisoned
+                | Error::NoSpace(Space::Data | Space::Time | Space::Shrink)
         )
     }
 

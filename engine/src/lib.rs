@@ -7,10 +7,17 @@
 //! Each layer knows only the one below it. The engine has no dependency on the model or the
 //! simulator; the block-device trait in [`io`] is the only seam to storage.
 
+pub mod block_manager;
+pub mod btree;
+#[cfg(feature = "canary")]
+pub mod canary;
 pub mod error;
 pub mod format;
 pub mod io;
 pub mod limits;
+pub mod space_map;
+pub mod thin;
 pub mod tools;
+pub mod transaction;
 
 pub use error::{Errno, Error, Result};

@@ -1,0 +1,271 @@
+//! Persistent btrees with functional roots: every mutation takes a root and returns the new
+//! one; the old root stays valid (and unchanged on disk) until the transaction commits.
+//!
+//! Values are fixed-size byte strings known to the tree only through [`ValueKind`]'s hooks:
+//! `inc` when a shared leaf is copied, `dec` when a value is overwritten, removed or its leaf
+//! released, `equal` to decide whether an overwrite changes references. Nested trees (the
+//! two-level mapping tree) are trees whose values are the roots of other trees.
+//!
+//! Invariants of every tree written here (what thin_check demands):
+//! - keys strictly increase within a node; an internal key is ≤ every key of its child and
+//!   > every key of the previous child;
+//! - every non-root node holds at least `max_entries / 3` entries; roots may hold any number;
+//! - all leaves are at the same depth; an empty tree is one empty leaf;
+//! - internal nodes have value size 8 and max 252; leaves have the tree's value size.
+//!
+//! Reads of untrusted trees are bounded by `MAX_BTREE_DEPTH` and check value sizes, so a
+//! corrupt or cyclic tree is an error, never a hang.
+
+mod delete;
+mod insert;
+mod remove;
+mod walk;
+
+pub use delete::delete;
+pub use insert::{insert, replace};
+pub use remove::{remove, remove_range};
+pub use walk::{walk, walk_nodes};
+
+use crate::error::{Error, Result};
+use crate::format::checksum::BlockKind;
+use crate::format::node::{self, INTERNAL, LEAF};
+use crate::format::BlockTime;
+use crate::io::Block;
+use crate::limits::MAX_BTREE_DEPTH;
+use crate::transaction::{DataRefOp, TransactionManager};
+use std::sync::Arc;
+
+/// What a tree's values are, and what their references mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Bytes with no references (details, space-map index entries, overflow counts).
+    Plain(usize),
+    /// Packed block_time: each value holds one reference to a data block.
+    Mapping,
+    /// Root of a mapping subtree: each value holds one reference to a metadata block.
+    SubtreeRoot,
+}
+
+impl ValueKind {
+    pub const fn size(self) -> usize {
+        match self {
+            ValueKind::Plain(n) => n,
+            ValueKind::Mapping | ValueKind::SubtreeRoot => 8,
+        }
+    }
+
+    /// The kernel's `equal` hook: mappings are equal when they name the same data block.
+    fn equal(self, a: &[u8], b: &[u8]) -> bool {
+        match self {
+            ValueKind::Mapping => {
+                BlockTime::unpack(le(a)).data_block == BlockTime::unpack(le(b)).data_block
+            }
+            _ => a == b,
+        }
+    }
+
+    fn inc(self, tm: &mut TransactionManager, v: &[u8]) -> Result<()> {
+        match self {
+            ValueKind::Plain(_) => Ok(()),
+            ValueKind::Mapping => {
+                tm.queue_data(DataRefOp::Inc(BlockTime::unpack(le(v)).data_block));
+                Ok(())
+            }
+            ValueKind::SubtreeRoot => tm.inc(le(v)).map(|_| ()),
+        }
+    }
+
+    fn dec(self, tm: &mut TransactionManager, v: &[u8]) -> Result<()> {
+        match self {
+            ValueKind::Plain(_) => Ok(()),
+            ValueKind::Mapping => {
+                tm.queue_data(DataRefOp::Dec(BlockTime::unpack(le(v)).data_block));
+                Ok(())
+            }
+            ValueKind::SubtreeRoot => delete(tm, ValueKind::Mapping, le(v)),
+        }
+    }
+}
+
+pub(crate) fn le(v: &[u8]) -> u64 {
+    u64::from_le_bytes(v[..8].try_into().expect("8-byte value"))
+}
+
+/// Reads a node and checks it belongs to a tree of `vk` values.
+pub(crate) fn read_node(tm: &TransactionManager, b: u64, vk: ValueKind) -> Result<Arc<Block>> {
+    let n = tm.read(b, BlockKind::Node)?;
+    check_value_size(&n, b, vk)?;
+    Ok(n)
+}
+
+fn check_value_size(n: &Block, b: u64, vk: ValueKind) -> Result<()> {
+    let want = if node::is_leaf(n) { vk.size() } else { 8 };
+    if node::value_size(n) != want {
+        return Err(Error::structure(
+            b,
+            format!("node value size {} where the tree needs {want}", node::value_size(n)),
+        ));
+    }
+    if node::max_entries_of(n) != node::max_entries(want) as usize {
+        return Err(Error::structure(
+            b,
+            format!("max_entries {} where value size {want} needs {}", node::max_entries_of(n),
+                node::max_entries(want)),
+        ));
+    }
+    Ok(())
+}
+
+fn depth_error(b: u64) -> Error {
+    Error::structure(b, format!("btree deeper than {MAX_BTREE_DEPTH} levels (cycle?)"))
+}
+
+/// Creates an empty tree (one empty leaf) and returns its root.
+pub fn empty(tm: &mut TransactionManager, vk: ValueKind) -> Result<u64> {
+    let b = tm.new_block(BlockKind::Node)?;
+    tm.modify(b, BlockKind::Node, |blk| node::init(blk, LEAF, vk.size()))?;
+    Ok(b)
+}
+
+/// How a read may get its blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Read from the device when needed.
+    Blocking,
+    /// Cache only: an uncached block is `WouldBlock`.
+    CacheOnly,
+}
+
+fn read_mode(tm: &TransactionManager, b: u64, vk: ValueKind, mode: ReadMode) -> Result<Arc<Block>> {
+    match mode {
+        ReadMode::Blocking => read_node(tm, b, vk),
+        ReadMode::CacheOnly => {
+            let n = tm.try_read(b, BlockKind::Node)?;
+            check_value_size(&n, b, vk)?;
+            Ok(n)
+        }
+    }
+}
+
+/// The value stored under `key`, if any.
+pub fn lookup(
+    tm: &TransactionManager,
+    root: u64,
+    vk: ValueKind,
+    key: u64,
+    mode: ReadMode,
+) -> Result<Option<Vec<u8>>> {
+    let mut b = root;
+    for _ in 0..MAX_BTREE_DEPTH {
+        let n = read_mode(tm, b, vk, mode)?;
+        let Some(i) = node::lower_bound(&n, key) else { return Ok(None) };
+        if node::is_leaf(&n) {
+            return Ok((node::key(&n, i) == key).then(|| node::value(&n, i).to_vec()));
+        }
+        b = node::value_u64(&n, i);
+    }
+    Err(depth_error(root))
+}
+
+/// The 8-byte value under `key` as a u64 (mapping and top-level trees), without allocating.
+pub fn lookup_u64(
+    tm: &TransactionManager,
+    root: u64,
+    vk: ValueKind,
+    key: u64,
+    mode: ReadMode,
+) -> Result<Option<u64>> {
+    debug_assert_eq!(vk.size(), 8);
+    let mut b = root;
+    for _ in 0..MAX_BTREE_DEPTH {
+        let n = read_mode(tm, b, vk, mode)?;
+        let Some(i) = node::lower_bound(&n, key) else { return Ok(None) };
+        if node::is_leaf(&n) {
+            return Ok((node::key(&n, i) == key).then(|| node::value_u64(&n, i)));
+        }
+        b = node::value_u64(&n, i);
+    }
+    Err(depth_error(root))
+}
+
+/// The first entry with key ≥ `key` ("lookup next").
+pub fn lookup_ge(
+    tm: &TransactionManager,
+    root: u64,
+    vk: ValueKind,
+    key: u64,
+) -> Result<Option<(u64, Vec<u8>)>> {
+    lookup_ge_rec(tm, root, vk, key, 0)
+}
+
+fn lookup_ge_rec(
+    tm: &TransactionManager,
+    b: u64,
+    vk: ValueKind,
+    key: u64,
+    depth: usize,
+) -> Result<Option<(u64, Vec<u8>)>> {
+    if depth >= MAX_BTREE_DEPTH {
+        return Err(depth_error(b));
+    }
+    let n = read_node(tm, b, vk)?;
+    let count = node::nr_entries(&n);
+    if node::is_leaf(&n) {
+        let i = node::upper_bound(&n, key);
+        return Ok((i < count).then(|| (node::key(&n, i), node::value(&n, i).to_vec())));
+    }
+    let start = node::lower_bound(&n, key).unwrap_or(0);
+    for i in start..count {
+        if let Some(found) = lookup_ge_rec(tm, node::value_u64(&n, i), vk, key, depth + 1)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// The highest key in the tree, if any.
+pub fn highest_key(tm: &TransactionManager, root: u64, vk: ValueKind) -> Result<Option<u64>> {
+    let mut b = root;
+    for _ in 0..MAX_BTREE_DEPTH {
+        let n = read_node(tm, b, vk)?;
+        let count = node::nr_entries(&n);
+        if count == 0 {
+            return Ok(None);
+        }
+        if node::is_leaf(&n) {
+            return Ok(Some(node::key(&n, count - 1)));
+        }
+        b = node::value_u64(&n, count - 1);
+    }
+    Err(depth_error(root))
+}
+
+/// After shadowing a shared node, the copy holds new references to everything it names.
+pub(crate) fn inc_children(tm: &mut TransactionManager, b: u64, vk: ValueKind) -> Result<()> {
+    let n = tm.read(b, BlockKind::Node)?;
+    let count = node::nr_entries(&n);
+    if node::flags(&n) == INTERNAL {
+        for i in 0..count {
+            tm.inc(node::value_u64(&n, i))?;
+        }
+    } else {
+        for i in 0..count {
+            vk.inc(tm, node::value(&n, i))?;
+        }
+    }
+    Ok(())
+}
+
+/// Shadows `b` and, if it was shared, increments what the copy points to.
+pub(crate) fn shadow_node(tm: &mut TransactionManager, b: u64, vk: ValueKind) -> Result<u64> {
+    read_node(tm, b, vk)?;
+    let (copy, shared) = tm.shadow(b, BlockKind::Node)?;
+    #[cfg(feature = "canary")]
+    if tm.canary.no_inc_on_shared_shadow {
+        return Ok(copy);
+    }
+    if shared {
+        inc_children(tm, copy, vk)?;
+    }
+    Ok(copy)
+}

@@ -1,0 +1,259 @@
+//! The metadata space map, held entirely in memory while the pool is open and written back
+//! in the kernel's format at commit (index block + bitmaps + overflow btree).
+//!
+//! Why in memory: the metadata device is capped at 4,161,600 blocks, so two views of its
+//! counts fit in ~17 MiB, and keeping them in memory removes the kernel's recursion (changing
+//! a count changes a bitmap, which needs a block, which changes a count…). Instead of the
+//! kernel's queue of deferred inc/dec, the commit runs a fixpoint: shadow every dirty bitmap
+//! and the index once, sync the overflow tree, repeat until no new block is dirtied, then
+//! write the final counts. Each bitmap and the index are copied at most once per transaction,
+//! so the loop ends.
+//!
+//! Invariants:
+//! - `counts.len() == nr_blocks`; `committed_used` has the same length.
+//! - A block is allocatable iff `counts[b] == 0 && !committed_used[b]`.
+//! - `nr_allocated == #{b : counts[b] > 0}`.
+//! - `allocated_this_txn` counts allocations since the last commit (never frees), so the
+//!   reported free count only falls within a transaction, as the kernel's does.
+
+use crate::error::{Error, Result, Space};
+use crate::format::{bitmap, IndexEntry};
+use crate::limits::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS, METADATA_RESERVE_MAX_BLOCKS};
+use std::collections::BTreeSet;
+
+/// Callback run when the raw free count crosses the registered threshold downwards.
+pub type ThresholdFn = Box<dyn FnMut() + Send + Sync>;
+
+pub(crate) struct Threshold {
+    pub blocks: u64,
+    pub callback: ThresholdFn,
+    /// Free count at the last allocation (None: nothing observed since registration).
+    pub last_observed: Option<u64>,
+}
+
+pub struct MetadataSpaceMap {
+    pub(crate) counts: Vec<u32>,
+    pub(crate) committed_used: Vec<bool>,
+    pub(crate) nr_allocated: u64,
+    pub(crate) committed_nr_blocks: u64,
+    pub(crate) committed_nr_allocated: u64,
+    pub(crate) allocated_this_txn: u64,
+    pub(crate) cursor: u64,
+    /// Location of the index block as last written (committed, or shadowed in this txn).
+    pub(crate) index_block: u64,
+    pub(crate) index_shadowed: bool,
+    /// Bitmap locations, one per 16320 blocks.
+    pub(crate) bitmaps: Vec<u64>,
+    pub(crate) bitmap_shadowed: Vec<bool>,
+    pub(crate) dirty_bitmaps: BTreeSet<usize>,
+    pub(crate) overflow_root: u64,
+    /// Blocks whose overflow entry may need inserting, updating or removing at commit.
+    pub(crate) overflow_dirty: BTreeSet<u64>,
+    pub(crate) threshold: Option<Threshold>,
+}
+
+impl MetadataSpaceMap {
+    /// An empty map of `nr_blocks` (format); bitmaps and index get blocks at first commit.
+    pub fn new_empty(nr_blocks: u64) -> Self {
+        let n = usize::try_from(nr_blocks).expect("metadata size is capped at 4,161,600");
+        MetadataSpaceMap {
+            counts: vec![0; n],
+            committed_used: vec![false; n],
+            nr_allocated: 0,
+            committed_nr_blocks: nr_blocks,
+            committed_nr_allocated: 0,
+            allocated_this_txn: 0,
+            cursor: 0,
+            index_block: 0,
+            index_shadowed: true,
+            bitmaps: Vec::new(),
+            bitmap_shadowed: Vec::new(),
+            dirty_bitmaps: BTreeSet::new(),
+            overflow_root: 0,
+            overflow_dirty: BTreeSet::new(),
+            threshold: None,
+        }
+    }
+
+    pub fn nr_blocks(&self) -> u64 {
+        self.counts.len() as u64
+    }
+
+    pub fn count(&self, b: u64) -> Result<u32> {
+        self.counts
+            .get(b as usize)
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("metadata block {b} beyond the space map")))
+    }
+
+    fn set(&mut self, b: u64, new: u32) {
+        let old = self.counts[b as usize];
+        if old == 0 && new > 0 {
+            self.nr_allocated += 1;
+        } else if old > 0 && new == 0 {
+            self.nr_allocated -= 1;
+        }
+        self.counts[b as usize] = new;
+        if old.min(3) != new.min(3) {
+            self.dirty_bitmaps.insert((b / ENTRIES_PER_BITMAP) as usize);
+        }
+        if old >= 3 || new >= 3 {
+            self.overflow_dirty.insert(b);
+        }
+    }
+
+    pub fn inc(&mut self, b: u64) -> Result<u32> {
+        let c = self.count(b)?;
+        let new = c.checked_add(1).ok_or_else(|| {
+            Error::Invalid(format!("metadata block {b} reference count overflow"))
+        })?;
+        self.set(b, new);
+        Ok(new)
+    }
+
+    pub fn dec(&mut self, b: u64) -> Result<u32> {
+        let c = self.count(b)?;
+        if c == 0 {
+            return Err(Error::structure(b, "decrement of a free metadata block"));
+        }
+        self.set(b, c - 1);
+        Ok(c - 1)
+    }
+
+    /// Sets a count directly (bootstrap and restore only).
+    pub(crate) fn set_count(&mut self, b: u64, c: u32) {
+        self.set(b, c);
+    }
+
+    fn allocatable(&self, b: u64) -> bool {
+        self.counts[b as usize] == 0 && !self.committed_used[b as usize]
+    }
+
+    /// Allocates a block free in both views, searching from the cursor and wrapping once.
+    pub fn alloc(&mut self) -> Result<u64> {
+        let n = self.nr_blocks();
+        let start = self.cursor.min(n);
+        let found = (start..n).chain(0..start).find(|&b| self.allocatable(b));
+        let b = found.ok_or(Error::NoSpace(Space::Metadata))?;
+        self.set(b, 1);
+        self.cursor = b + 1;
+        self.allocated_this_txn += 1;
+        self.observe_threshold();
+        Ok(b)
+    }
+
+    /// Raw free count as the kernel reports it (before the reserve).
+    pub fn raw_free(&self) -> u64 {
+        self.committed_nr_blocks
+            .saturating_sub(self.committed_nr_allocated)
+            .saturating_sub(self.allocated_this_txn)
+    }
+
+    /// Blocks hidden from the reported free count: min(4096, size / 10).
+    pub fn reserve(&self) -> u64 {
+        METADATA_RESERVE_MAX_BLOCKS.min(self.committed_nr_blocks / 10)
+    }
+
+    /// Free count with the reserve subtracted (what callers see).
+    pub fn reported_free(&self) -> u64 {
+        self.raw_free().saturating_sub(self.reserve())
+    }
+
+    fn observe_threshold(&mut self) {
+        let free = self.raw_free();
+        if let Some(t) = &mut self.threshold {
+            let was_above = t.last_observed.is_none_or(|prev| prev > t.blocks);
+            if free <= t.blocks && was_above {
+                (t.callback)();
+            }
+            t.last_observed = Some(free);
+        }
+    }
+
+    pub fn register_threshold(&mut self, blocks: u64, callback: ThresholdFn) {
+        let last_observed = self.threshold.as_ref().and_then(|t| t.last_observed);
+        self.threshold = Some(Threshold { blocks, callback, last_observed });
+    }
+
+    /// Moves a threshold registration into this map (abort keeps it, [R4]).
+    pub(crate) fn adopt_threshold(&mut self, t: Option<Threshold>) {
+        self.threshold = t;
+    }
+
+    /// The committed view becomes the current one (after the superblock is durable).
+    pub(crate) fn mark_committed(&mut self) {
+        self.committed_used.clear();
+        self.committed_used.extend(self.counts.iter().map(|&c| c > 0));
+        self.committed_nr_blocks = self.nr_blocks();
+        self.committed_nr_allocated = self.nr_allocated;
+        self.allocated_this_txn = 0;
+        self.index_shadowed = false;
+        self.bitmap_shadowed.iter_mut().for_each(|s| *s = false);
+        self.dirty_bitmaps.clear();
+        self.overflow_dirty.clear();
+    }
+
+    /// Grows or shrinks the map. Shrinking requires every dropped block free in both views.
+    pub fn resize(&mut self, new_nr_blocks: u64) -> Result<()> {
+        if new_nr_blocks > MAX_METADATA_BLOCKS {
+            return Err(Error::Invalid(format!(
+                "metadata size {new_nr_blocks} exceeds the format's {MAX_METADATA_BLOCKS} blocks"
+            )));
+        }
+        let old = self.nr_blocks();
+        if new_nr_blocks < old {
+            let lost = (new_nr_blocks..old).any(|b| !self.allocatable(b));
+            if lost {
+                return Err(Error::NoSpace(Space::Shrink));
+            }
+        }
+        let n = new_nr_blocks as usize;
+        self.counts.resize(n, 0);
+        self.committed_used.resize(n, false);
+        let nr_bitmaps = new_nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize;
+        if nr_bitmaps < self.bitmaps.len() {
+            // Dropped bitmaps are released by the commit (it owns the block references).
+            self.dirty_bitmaps.retain(|&i| i < nr_bitmaps);
+        }
+        // The last bitmap's out-of-range entries changed meaning: rewrite it.
+        if nr_bitmaps > 0 {
+            self.dirty_bitmaps.insert(nr_bitmaps - 1);
+        }
+        self.cursor = self.cursor.min(new_nr_blocks);
+        Ok(())
+    }
+
+    /// The bitmap body for bitmap `i`, from the current counts (header left for sealing).
+    pub(crate) fn render_bitmap(&self, i: usize) -> crate::io::Block {
+        let mut b = [0u8; 4096];
+        let base = i as u64 * ENTRIES_PER_BITMAP;
+        let end = (base + ENTRIES_PER_BITMAP).min(self.nr_blocks());
+        for blk in base..end {
+            let c = self.counts[blk as usize];
+            if c != 0 {
+                bitmap::set(&mut b, blk - base, c.min(3));
+            }
+        }
+        b
+    }
+
+    /// The index entry for bitmap `i`, exact (kernel hints are looser but compatible).
+    pub(crate) fn index_entry(&self, i: usize) -> IndexEntry {
+        let base = i as u64 * ENTRIES_PER_BITMAP;
+        let end = (base + ENTRIES_PER_BITMAP).min(self.nr_blocks());
+        let mut used = 0u32;
+        let mut first_free = None;
+        for blk in base..end {
+            if self.counts[blk as usize] > 0 {
+                used += 1;
+            } else if first_free.is_none() {
+                first_free = Some((blk - base) as u32);
+            }
+        }
+        IndexEntry {
+            blocknr: self.bitmaps[i],
+            nr_free: ENTRIES_PER_BITMAP as u32 - used,
+            none_free_before: first_free.unwrap_or((end - base) as u32),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Reading the metadata space map from disk at open, creating it at format, and writing it
+//! back at commit with the fixpoint described in [`super::metadata`].
+
+use super::metadata::MetadataSpaceMap;
+use super::OVERFLOW_THRESHOLD;
+use crate::block_manager::BlockManager;
+use crate::btree::{self, ValueKind};
+use crate::error::{Error, Result};
+use crate::format::checksum::BlockKind;
+use crate::format::index::{pack_metadata_index, unpack_metadata_index};
+use crate::format::{bitmap, SmRoot};
+use crate::limits::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS, METADATA_INDEX_ENTRIES};
+use crate::transaction::TransactionManager;
+
+/// Overflow trees hold u32 counts.
+pub const OVERFLOW_VALUES: ValueKind = ValueKind::Plain(4);
+
+fn nr_bitmaps(nr_blocks: u64) -> usize {
+    nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize
+}
+
+/// A new transaction manager over a blank device of `nr_blocks`: block 0 is reserved for the
+/// superblock, then the index block, the overflow root and the bitmaps, in the kernel's order.
+pub fn format(bm: BlockManager, nr_blocks: u64) -> Result<TransactionManager> {
+    let mut sm = MetadataSpaceMap::new_empty(nr_blocks);
+    sm.set_count(0, 1);
+    let mut tm = TransactionManager::new(bm, sm);
+    tm.sm.index_block = tm.sm.alloc()?;
+    tm.sm.overflow_root = btree::empty(&mut tm, OVERFLOW_VALUES)?;
+    add_missing_bitmaps(&mut tm)?;
+    Ok(tm)
+}
+
+/// Opens a transaction manager over `bm` with the metadata space map described by `root`.
+pub fn open(bm: BlockManager, root: &SmRoot) -> Result<TransactionManager> {
+    let mut tm = TransactionManager::new(bm, MetadataSpaceMap::new_empty(0));
+    load(&mut tm, root)?;
+    Ok(tm)
+}
+
+/// Replaces `tm`'s space map with the one described by `root` (validating every block it
+/// reads). On error `tm` keeps an empty map; its device is never lost.
+pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
+    tm.reset();
+    let dev_blocks = tm.bm.nr_blocks();
+    if root.nr_blocks == 0 || root.nr_blocks > MAX_METADATA_BLOCKS || root.nr_blocks > dev_blocks {
+        return Err(Error::structure(
+            0,
+            format!("metadata space map of {} blocks on a device of {dev_blocks}", root.nr_blocks),
+        ));
+    }
+    let mut sm = MetadataSpaceMap::new_empty(root.nr_blocks);
+    let index_b = root.bitmap_root;
+    if index_b >= root.nr_blocks {
+        return Err(Error::structure(0, format!("metadata index block {index_b} out of range")));
+    }
+    let index = tm.bm.read(index_b, BlockKind::Index)?;
+    let entries = unpack_metadata_index(&index, nr_bitmaps(root.nr_blocks));
+    for (i, e) in entries.iter().enumerate() {
+        if e.blocknr >= root.nr_blocks {
+            return Err(Error::structure(
+                index_b,
+                format!("bitmap {i} at block {} out of range", e.blocknr),
+            ));
+        }
+        let bmp = tm.bm.read(e.blocknr, BlockKind::Bitmap).map_err(|e| e.via(index_b))?;
+        let base = i as u64 * ENTRIES_PER_BITMAP;
+        let end = (base + ENTRIES_PER_BITMAP).min(root.nr_blocks);
+        for b in base..end {
+            let v = bitmap::get(&bmp, b - base);
+            if v != 0 {
+                sm.counts[b as usize] = v;
+                sm.nr_allocated += 1;
+            }
+        }
+        sm.bitmaps.push(e.blocknr);
+        sm.bitmap_shadowed.push(false);
+    }
+    sm.index_block = index_b;
+    sm.overflow_root = root.ref_count_root;
+    tm.sm = sm;
+    let loaded = load_overflow(tm);
+    if loaded.is_err() {
+        tm.sm = MetadataSpaceMap::new_empty(0);
+    }
+    loaded?;
+    tm.sm.mark_committed();
+    Ok(())
+}
+
+/// Replaces every bitmap entry of 3 by the full count from the overflow tree.
+fn load_overflow(tm: &mut TransactionManager) -> Result<()> {
+    let root = tm.sm.overflow_root;
+    let mut found = Vec::new();
+    btree::walk(tm, root, OVERFLOW_VALUES, &mut |b, v| {
+        found.push((b, u32::from_le_bytes(v.try_into().expect("4-byte count"))));
+        Ok(())
+    })?;
+    for (b, c) in found {
+        let slot = tm.sm.counts.get_mut(b as usize);
+        match slot {
+            Some(s) if *s == OVERFLOW_THRESHOLD && c >= OVERFLOW_THRESHOLD => *s = c,
+            _ => {
+                return Err(Error::structure(
+                    root,
+                    format!("overflow count {c} for metadata block {b} whose bitmap entry is not 3"),
+                ))
+            }
+        }
+    }
+    // An entry of 3 whose overflow entry is missing cannot be trusted either.
+    if let Some(b) = tm.sm.counts.iter().position(|&c| c == OVERFLOW_THRESHOLD) {
+        let v = btree::lookup(tm, root, OVERFLOW_VALUES, b as u64, btree::ReadMode::Blocking)?;
+        if v.is_none() {
+            return Err(Error::structure(root, format!("metadata block {b} has no overflow count")));
+        }
+    }
+    Ok(())
+}
+
+fn add_missing_bitmaps(tm: &mut TransactionManager) -> Result<bool> {
+    let want = nr_bitmaps(tm.sm.nr_blocks());
+    if want > METADATA_INDEX_ENTRIES {
+        return Err(Error::Invalid(format!("{want} bitmaps exceed the index block's 255")));
+    }
+    let mut changed = false;
+    while tm.sm.bitmaps.len() < want {
+        let b = tm.sm.alloc()?;
+        tm.sm.bitmaps.push(b);
+        tm.sm.bitmap_shadowed.push(true);
+        tm.sm.dirty_bitmaps.insert(tm.sm.bitmaps.len() - 1);
+        changed = true;
+    }
+    while tm.sm.bitmaps.len() > want {
+        let b = tm.sm.bitmaps.pop().expect("len > want ≥ 0");
+        tm.sm.bitmap_shadowed.pop();
+        tm.dec(b)?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Writes the space map so the superblock can point at it: copy each changed bitmap and the
+/// index once, sync the overflow tree, repeat until nothing new changes, then write contents.
+pub fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
+    let mut any_change = false;
+    loop {
+        let mut progress = add_missing_bitmaps(tm)?;
+        progress |= sync_overflow(tm)?;
+        progress |= relocate_dirty_bitmaps(tm)?;
+        any_change |= progress || !tm.sm.dirty_bitmaps.is_empty();
+        if any_change && !tm.sm.index_shadowed {
+            let old = tm.sm.index_block;
+            tm.sm.index_block = tm.sm.alloc()?;
+            tm.sm.index_shadowed = true;
+            tm.dec(old)?;
+            progress = true;
+        }
+        if !progress {
+            break;
+        }
+    }
+    if !any_change {
+        return Ok(());
+    }
+    let dirty: Vec<usize> = tm.sm.dirty_bitmaps.iter().copied().collect();
+    for i in dirty {
+        tm.bm.put(tm.sm.bitmaps[i], BlockKind::Bitmap, tm.sm.render_bitmap(i))?;
+    }
+    let entries: Vec<_> = (0..tm.sm.bitmaps.len()).map(|i| tm.sm.index_entry(i)).collect();
+    tm.bm.put(tm.sm.index_block, BlockKind::Index, pack_metadata_index(&entries))?;
+    Ok(())
+}
+
+fn sync_overflow(tm: &mut TransactionManager) -> Result<bool> {
+    let dirty = std::mem::take(&mut tm.sm.overflow_dirty);
+    let progress = !dirty.is_empty();
+    for b in dirty {
+        let c = tm.sm.counts.get(b as usize).copied().unwrap_or(0);
+        let root = tm.sm.overflow_root;
+        tm.sm.overflow_root = if c >= OVERFLOW_THRESHOLD {
+            btree::insert(tm, OVERFLOW_VALUES, root, b, &c.to_le_bytes())?.0
+        } else {
+            btree::remove(tm, OVERFLOW_VALUES, root, b)?.0
+        };
+    }
+    Ok(progress)
+}
+
+fn relocate_dirty_bitmaps(tm: &mut TransactionManager) -> Result<bool> {
+    let pending: Vec<usize> = tm
+        .sm
+        .dirty_bitmaps
+        .iter()
+        .copied()
+        .filter(|&i| !tm.sm.bitmap_shadowed[i])
+        .collect();
+    for &i in &pending {
+        let old = tm.sm.bitmaps[i];
+        tm.sm.bitmaps[i] = tm.sm.alloc()?;
+        tm.sm.bitmap_shadowed[i] = true;
+        tm.dec(old)?;
+    }
+    Ok(!pending.is_empty())
+}

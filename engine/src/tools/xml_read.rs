@@ -1,0 +1,739 @@
+//! Streaming parser of thin_dump / thin_restore XML (spec §10.3), built on quick-xml.
+//!
+//! Acceptance follows `thin_restore` 0.9.0 where that is sound, and is stricter where the tool
+//! silently corrupts:
+//! - Elements: only `superblock` (the one root), `device` (in `superblock`), `range_mapping`
+//!   and `single_mapping` (in `device`, with no child elements). Anything else is an error.
+//! - Attributes: the tool's required set; unknown attributes are ignored; `flags` defaults to 0,
+//!   `version` to 1, `metadata_snap` to none. `mapped_blocks` is passed through as written.
+//! - Numbers: plain unsigned decimal (leading zeros allowed), in range of the on-disk field.
+//!   (The tool's `lexical_cast` also takes `+5` and wraps `-1`, and truncates 64-bit times and
+//!   device ids; those are rejected here.)
+//! - Runs: `length` ≥ 1 (the tool silently accepts 0) and the last origin and data block must
+//!   fit `u64`; every data block must be `< nr_data_blocks`; a repeated `dev_id` is an error.
+//! - Text and CDATA inside elements are ignored (as by the tool); non-blank text outside the
+//!   root is an error. Comments and processing instructions are ignored anywhere; an XML
+//!   declaration only as the very first thing, a DOCTYPE only before the root. Only the five
+//!   predefined entities and character references are expanded.
+//!
+//! Not checked (left to the consumer, as the tool does): origin order and repeated origins
+//! within a device (thin_restore keeps the last), `mapped_blocks` agreement, times versus the
+//! superblock time.
+//!
+//! Every error is a [`ParseError`]: a [`ParseErrorKind`] plus the 1-based line and column (in
+//! characters; lines end at `\n`) of the offending markup or attribute. The parser never panics
+//! and holds at most one element's bytes plus the set of device ids in memory.
+
+use super::types::{XmlDevice, XmlSuperblock};
+use quick_xml::events::attributes::AttrError;
+use quick_xml::events::{BytesStart, Event};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::{self, BufRead, Read};
+
+/// One parsed item, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XmlEvent {
+    Superblock(XmlSuperblock),
+    BeginDevice(XmlDevice),
+    /// `length` mappings `origin_begin + i → data_begin + i` at `time`; a `single_mapping` has
+    /// length 1. Invariants: `length ≥ 1`, the run's last origin fits `u64`, and its last data
+    /// block is `< nr_data_blocks` of the superblock.
+    Mapping { origin_begin: u64, data_begin: u64, length: u64, time: u32 },
+    EndDevice,
+    EndSuperblock,
+}
+
+/// Where in the input: 1-based line and column (column counted in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl Position {
+    const START: Position = Position { line: 1, column: 1 };
+
+    /// The position after `bytes` have been read from `self`.
+    fn advanced(mut self, bytes: &[u8]) -> Position {
+        match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                self.line += count_newlines(&bytes[..=last]);
+                self.column = 1 + count_chars(&bytes[last + 1..]);
+            }
+            None => self.column += count_chars(bytes),
+        }
+        self
+    }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// UTF-8 characters = bytes that are not continuation bytes (`10xxxxxx`).
+fn count_chars(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count() as u64
+}
+
+/// A rejected input, with where it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: u64,
+    pub column: u64,
+    pub kind: ParseErrorKind,
+}
+
+/// What was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// Reading the input failed.
+    Io(String),
+    /// Not well-formed XML (tokenizer message).
+    Syntax(String),
+    /// An element other than the four of the format.
+    UnknownElement(String),
+    /// A known element in a place the format does not allow (`context` says where).
+    Misplaced { element: &'static str, context: &'static str },
+    /// An XML declaration or DOCTYPE after other content.
+    MisplacedProlog(&'static str),
+    /// A closing tag that does not close the open element (`open` is `None` at top level).
+    MismatchedEnd { open: Option<&'static str>, found: String },
+    MissingAttribute { element: &'static str, attribute: &'static str },
+    /// Not a plain unsigned decimal number.
+    NotANumber { element: &'static str, attribute: &'static str, value: String },
+    /// A number larger than the field holds.
+    OutOfRange { element: &'static str, attribute: &'static str, value: String, max: u64 },
+    /// `range_mapping` with `length="0"`.
+    ZeroLength,
+    /// The run's last block (`attribute` + length − 1) does not fit `u64`.
+    RunOverflow { attribute: &'static str },
+    /// A data block at or beyond the data device's end (thin_restore's message).
+    BeyondDataDevice { data_block: u64, nr_data_blocks: u64 },
+    DuplicateDevice(u64),
+    /// Non-blank text or CDATA outside the `superblock` element.
+    TextOutsideSuperblock,
+    /// The input ended inside `open`.
+    UnexpectedEof { open: &'static str },
+    /// The input holds no `superblock` element.
+    NoSuperblock,
+}
+
+impl fmt::Display for ParseErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ParseErrorKind as K;
+        match self {
+            K::Io(msg) => write!(f, "cannot read input: {msg}"),
+            K::Syntax(msg) => write!(f, "malformed XML: {msg}"),
+            K::UnknownElement(name) => write!(f, "unknown element `{name}`"),
+            K::Misplaced { element, context } => write!(f, "`{element}` is not allowed {context}"),
+            K::MisplacedProlog(what) => write!(f, "{what} must come before the superblock"),
+            K::MismatchedEnd { open: Some(open), found } => {
+                write!(f, "closing tag `{found}` does not match the open `{open}`")
+            }
+            K::MismatchedEnd { open: None, found } => {
+                write!(f, "closing tag `{found}` without an open element")
+            }
+            K::MissingAttribute { element, attribute } => {
+                write!(f, "{element} is missing attribute `{attribute}`")
+            }
+            K::NotANumber { element, attribute, value } => write!(
+                f,
+                "{element} attribute `{attribute}` is not an unsigned decimal number: {value:?}"
+            ),
+            K::OutOfRange { element, attribute, value, max } => {
+                write!(f, "{element} attribute `{attribute}` = {value} is larger than {max}")
+            }
+            K::ZeroLength => write!(f, "range_mapping has length 0"),
+            K::RunOverflow { attribute } => {
+                write!(f, "range_mapping: `{attribute}` + length - 1 does not fit in 64 bits")
+            }
+            K::BeyondDataDevice { data_block, nr_data_blocks } => write!(
+                f,
+                "mapping beyond end of data device ({data_block} >= {nr_data_blocks})"
+            ),
+            K::DuplicateDevice(id) => write!(f, "device {id} appears twice"),
+            K::TextOutsideSuperblock => write!(f, "text outside the superblock element"),
+            K::UnexpectedEof { open } => write!(f, "input ends inside `{open}`"),
+            K::NoSuperblock => write!(f, "no superblock element"),
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}: {}", self.line, self.column, self.kind)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The four elements of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Element {
+    Superblock,
+    Device,
+    RangeMapping,
+    SingleMapping,
+}
+
+impl Element {
+    fn from_name(name: &[u8]) -> Option<Element> {
+        match name {
+            b"superblock" => Some(Element::Superblock),
+            b"device" => Some(Element::Device),
+            b"range_mapping" => Some(Element::RangeMapping),
+            b"single_mapping" => Some(Element::SingleMapping),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Element::Superblock => "superblock",
+            Element::Device => "device",
+            Element::RangeMapping => "range_mapping",
+            Element::SingleMapping => "single_mapping",
+        }
+    }
+
+    /// The only element this one may appear in (`None`: the document root).
+    fn parent(self) -> Option<Element> {
+        match self {
+            Element::Superblock => None,
+            Element::Device => Some(Element::Superblock),
+            Element::RangeMapping | Element::SingleMapping => Some(Element::Device),
+        }
+    }
+}
+
+/// A `BufRead` over any reader that tracks the line and column of the consumed bytes. The
+/// tokenizer consumes exactly the bytes of each event it returns, so after an event the
+/// tracked position is where the event ended.
+struct Tracked<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    /// Invariant: `pos <= filled <= buf.len()`.
+    pos: usize,
+    filled: usize,
+    consumed_bytes: u64,
+    at: Position,
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl<R: Read> Tracked<R> {
+    fn new(inner: R) -> Self {
+        let buf = vec![0; 1 << 16].into_boxed_slice();
+        Tracked { inner, buf, pos: 0, filled: 0, consumed_bytes: 0, at: Position::START }
+    }
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for Tracked<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.filled {
+            self.filled = self.inner.read(&mut self.buf)?.min(self.buf.len());
+            self.pos = 0;
+        }
+        Ok(&self.buf[self.pos..self.filled])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let end = self.pos + amt.min(self.filled - self.pos);
+        let mut chunk = &self.buf[self.pos..end];
+        // The tokenizer drops a leading byte-order mark; it is not a column.
+        if self.consumed_bytes == 0 && chunk.starts_with(UTF8_BOM) {
+            chunk = &chunk[UTF8_BOM.len()..];
+        }
+        self.at = self.at.advanced(chunk);
+        self.consumed_bytes += (end - self.pos) as u64;
+        self.pos = end;
+    }
+}
+
+/// The streaming parser. Pull events with [`XmlReader::next_event`] or iterate.
+pub struct XmlReader<R: Read> {
+    xml: quick_xml::Reader<Tracked<R>>,
+    buf: Vec<u8>,
+    /// Open elements; at most 3 deep by the nesting rules.
+    open: Vec<Element>,
+    /// End event of an empty-element `device`/`superblock`, due next.
+    pending: Option<XmlEvent>,
+    nr_data_blocks: u64,
+    dev_ids: BTreeSet<u64>,
+    root_seen: bool,
+    root_done: bool,
+    any_event: bool,
+    /// The previous event was text, whose read also consumed the next markup's `<`.
+    after_text: bool,
+    /// Set once the input ended or failed; returned again on every later call.
+    finished: Option<Result<(), ParseError>>,
+}
+
+impl<R: Read> XmlReader<R> {
+    pub fn new(input: R) -> Self {
+        let mut xml = quick_xml::Reader::from_reader(Tracked::new(input));
+        let config = xml.config_mut();
+        config.check_end_names = false;
+        config.allow_unmatched_ends = true;
+        config.check_comments = true;
+        config.expand_empty_elements = false;
+        XmlReader {
+            xml,
+            buf: Vec::with_capacity(256),
+            open: Vec::with_capacity(3),
+            pending: None,
+            nr_data_blocks: 0,
+            dev_ids: BTreeSet::new(),
+            root_seen: false,
+            root_done: false,
+            any_event: false,
+            after_text: false,
+            finished: None,
+        }
+    }
+
+    /// The next event; `Ok(None)` once the document ended well. After an error every call
+    /// returns that error again.
+    pub fn next_event(&mut self) -> Result<Option<XmlEvent>, ParseError> {
+        if let Some(done) = &self.finished {
+            return done.clone().map(|()| None);
+        }
+        let result = self.pull();
+        match &result {
+            Ok(Some(_)) => {}
+            Ok(None) => self.finished = Some(Ok(())),
+            Err(e) => self.finished = Some(Err(e.clone())),
+        }
+        result
+    }
+
+    fn pull(&mut self) -> Result<Option<XmlEvent>, ParseError> {
+        if let Some(event) = self.pending.take() {
+            return Ok(Some(event));
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = loop {
+            buf.clear();
+            let start = self.markup_start();
+            let event = self.xml.read_event_into(&mut buf);
+            match self.on_event(event, start) {
+                Ok(None) => continue,
+                Ok(Some(Some(event))) => break Ok(Some(event)),
+                Ok(Some(None)) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf = buf;
+        result
+    }
+
+    /// Where the next markup's `<` is: after a text event it was already consumed.
+    fn markup_start(&self) -> Position {
+        let mut at = self.xml.get_ref().at;
+        if self.after_text {
+            at.column = at.column.saturating_sub(1).max(1);
+        }
+        at
+    }
+
+    /// `Ok(None)`: nothing to report yet; `Ok(Some(None))`: end of input.
+    #[allow(clippy::type_complexity)]
+    fn on_event(
+        &mut self,
+        event: quick_xml::Result<Event<'_>>,
+        start: Position,
+    ) -> Result<Option<Option<XmlEvent>>, ParseError> {
+        let event = event.map_err(|e| self.tokenizer_error(&e, start))?;
+        let was_first = !self.any_event;
+        self.any_event = true;
+        self.after_text = matches!(event, Event::Text(_));
+        match event {
+            Event::Start(tag) => self.on_start(&tag, start, false).map(|e| Some(Some(e))),
+            Event::Empty(tag) => self.on_start(&tag, start, true).map(|e| Some(Some(e))),
+            Event::End(tag) => self.on_end(tag.name().as_ref(), start).map(|e| e.map(Some)),
+            Event::Text(text) => self.on_text(&text, start).map(|()| None),
+            Event::CData(_) => self.on_text(b"x", start).map(|()| None),
+            Event::Comment(_) | Event::PI(_) => Ok(None),
+            Event::Decl(_) if was_first => Ok(None),
+            Event::Decl(_) => Err(at(start, ParseErrorKind::MisplacedProlog("XML declaration"))),
+            Event::DocType(_) if !self.root_seen => Ok(None),
+            Event::DocType(_) => Err(at(start, ParseErrorKind::MisplacedProlog("DOCTYPE"))),
+            Event::Eof => self.on_eof().map(|()| Some(None)),
+        }
+    }
+
+    fn tokenizer_error(&self, error: &quick_xml::Error, start: Position) -> ParseError {
+        match error {
+            quick_xml::Error::Io(e) => at(start, ParseErrorKind::Io(e.to_string())),
+            other => at(start, ParseErrorKind::Syntax(other.to_string())),
+        }
+    }
+
+    fn on_text(&mut self, text: &[u8], start: Position) -> Result<(), ParseError> {
+        let blank = text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        if self.open.is_empty() && !blank {
+            return Err(at(start, ParseErrorKind::TextOutsideSuperblock));
+        }
+        Ok(())
+    }
+
+    fn on_eof(&mut self) -> Result<(), ParseError> {
+        let end = self.xml.get_ref().at;
+        if let Some(open) = self.open.last() {
+            return Err(at(end, ParseErrorKind::UnexpectedEof { open: open.name() }));
+        }
+        if !self.root_done {
+            return Err(at(end, ParseErrorKind::NoSuperblock));
+        }
+        Ok(())
+    }
+
+    fn on_start(
+        &mut self,
+        tag: &BytesStart<'_>,
+        start: Position,
+        empty: bool,
+    ) -> Result<XmlEvent, ParseError> {
+        let name = tag.name();
+        let Some(element) = Element::from_name(name.as_ref()) else {
+            let name = String::from_utf8_lossy(name.as_ref()).into_owned();
+            return Err(at(start, ParseErrorKind::UnknownElement(name)));
+        };
+        self.check_placement(element, start)?;
+        let attrs = Attrs { tag, start, element: element.name() };
+        let event = match element {
+            Element::Superblock => self.superblock(&attrs)?,
+            Element::Device => self.device(&attrs)?,
+            Element::RangeMapping => self.range_mapping(&attrs)?,
+            Element::SingleMapping => self.single_mapping(&attrs)?,
+        };
+        if empty {
+            self.pending = self.close(element);
+        } else {
+            self.open.push(element);
+        }
+        Ok(event)
+    }
+
+    fn check_placement(&mut self, element: Element, start: Position) -> Result<(), ParseError> {
+        let top = self.open.last().copied();
+        if top == element.parent() && !(top.is_none() && self.root_seen) {
+            if element == Element::Superblock {
+                self.root_seen = true;
+            }
+            return Ok(());
+        }
+        let context = match top {
+            None if self.root_seen => "after the superblock",
+            None => "at the top level",
+            Some(Element::Superblock) => "directly inside `superblock`",
+            Some(Element::Device) => "inside `device`",
+            Some(Element::RangeMapping | Element::SingleMapping) => "inside a mapping",
+        };
+        Err(at(start, ParseErrorKind::Misplaced { element: element.name(), context }))
+    }
+
+    fn on_end(&mut self, name: &[u8], start: Position) -> Result<Option<XmlEvent>, ParseError> {
+        let open = self.open.last().copied();
+        match open {
+            Some(element) if element.name().as_bytes() == name => {
+                self.open.pop();
+                Ok(self.close(element))
+            }
+            _ => {
+                let found = String::from_utf8_lossy(name).into_owned();
+                let open = open.map(Element::name);
+                Err(at(start, ParseErrorKind::MismatchedEnd { open, found }))
+            }
+        }
+    }
+
+    /// The event (if any) that closing `element` produces.
+    fn close(&mut self, element: Element) -> Option<XmlEvent> {
+        match element {
+            Element::Superblock => {
+                self.root_done = true;
+                Some(XmlEvent::EndSuperblock)
+            }
+            Element::Device => Some(XmlEvent::EndDevice),
+            Element::RangeMapping | Element::SingleMapping => None,
+        }
+    }
+
+    fn superblock(&mut self, attrs: &Attrs<'_, '_>) -> Result<XmlEvent, ParseError> {
+        let [uuid, time, transaction, flags, version, data_block_size, nr_data_blocks, snap] =
+            attrs.collect([
+                "uuid",
+                "time",
+                "transaction",
+                "flags",
+                "version",
+                "data_block_size",
+                "nr_data_blocks",
+                "metadata_snap",
+            ])?;
+        let sb = XmlSuperblock {
+            uuid: attrs.text(&attrs.required(uuid, "uuid")?)?,
+            time: attrs.u32(&attrs.required(time, "time")?)?,
+            transaction: attrs.u64(&attrs.required(transaction, "transaction")?)?,
+            flags: flags.as_ref().map(|v| attrs.u32(v)).transpose()?.unwrap_or(0),
+            version: version.as_ref().map(|v| attrs.u32(v)).transpose()?.unwrap_or(1),
+            data_block_size: attrs.u32(&attrs.required(data_block_size, "data_block_size")?)?,
+            nr_data_blocks: attrs.u64(&attrs.required(nr_data_blocks, "nr_data_blocks")?)?,
+            metadata_snap: snap.as_ref().map(|v| attrs.u64(v)).transpose()?,
+        };
+        self.nr_data_blocks = sb.nr_data_blocks;
+        Ok(XmlEvent::Superblock(sb))
+    }
+
+    fn device(&mut self, attrs: &Attrs<'_, '_>) -> Result<XmlEvent, ParseError> {
+        let [dev_id, mapped_blocks, transaction, creation_time, snap_time] = attrs.collect([
+            "dev_id",
+            "mapped_blocks",
+            "transaction",
+            "creation_time",
+            "snap_time",
+        ])?;
+        let dev_id_attr = attrs.required(dev_id, "dev_id")?;
+        let dev = XmlDevice {
+            dev_id: attrs.u32(&dev_id_attr)?.into(),
+            mapped_blocks: attrs.u64(&attrs.required(mapped_blocks, "mapped_blocks")?)?,
+            transaction: attrs.u64(&attrs.required(transaction, "transaction")?)?,
+            creation_time: attrs.u32(&attrs.required(creation_time, "creation_time")?)?,
+            snap_time: attrs.u32(&attrs.required(snap_time, "snap_time")?)?,
+        };
+        if !self.dev_ids.insert(dev.dev_id) {
+            let position = attrs.position_of(&dev_id_attr);
+            return Err(at(position, ParseErrorKind::DuplicateDevice(dev.dev_id)));
+        }
+        Ok(XmlEvent::BeginDevice(dev))
+    }
+
+    fn range_mapping(&self, attrs: &Attrs<'_, '_>) -> Result<XmlEvent, ParseError> {
+        let [origin, data, length, time] =
+            attrs.collect(["origin_begin", "data_begin", "length", "time"])?;
+        let origin = attrs.required(origin, "origin_begin")?;
+        let data = attrs.required(data, "data_begin")?;
+        let length = attrs.required(length, "length")?;
+        let origin_begin = attrs.u64(&origin)?;
+        let data_begin = attrs.u64(&data)?;
+        let length_value = attrs.u64(&length)?;
+        let time = attrs.u32(&attrs.required(time, "time")?)?;
+        let Some(extent) = length_value.checked_sub(1) else {
+            return Err(at(attrs.position_of(&length), ParseErrorKind::ZeroLength));
+        };
+        for (begin, attr) in [(origin_begin, &origin), (data_begin, &data)] {
+            if begin.checked_add(extent).is_none() {
+                let kind = ParseErrorKind::RunOverflow { attribute: attr.name };
+                return Err(at(attrs.position_of(attr), kind));
+            }
+        }
+        self.check_data_end(data_begin, extent, attrs.position_of(&data))?;
+        Ok(XmlEvent::Mapping { origin_begin, data_begin, length: length_value, time })
+    }
+
+    fn single_mapping(&self, attrs: &Attrs<'_, '_>) -> Result<XmlEvent, ParseError> {
+        let [origin, data, time] = attrs.collect(["origin_block", "data_block", "time"])?;
+        let origin_begin = attrs.u64(&attrs.required(origin, "origin_block")?)?;
+        let data = attrs.required(data, "data_block")?;
+        let data_begin = attrs.u64(&data)?;
+        let time = attrs.u32(&attrs.required(time, "time")?)?;
+        self.check_data_end(data_begin, 0, attrs.position_of(&data))?;
+        Ok(XmlEvent::Mapping { origin_begin, data_begin, length: 1, time })
+    }
+
+    /// thin_restore's check: every data block of the run is `< nr_data_blocks`.
+    fn check_data_end(&self, begin: u64, extent: u64, position: Position) -> Result<(), ParseError> {
+        // The caller checked that begin + extent fits.
+        let last = begin + extent;
+        if last < self.nr_data_blocks {
+            return Ok(());
+        }
+        let data_block = begin.max(self.nr_data_blocks);
+        let kind = ParseErrorKind::BeyondDataDevice { data_block, nr_data_blocks: self.nr_data_blocks };
+        Err(at(position, kind))
+    }
+}
+
+impl<R: Read> Iterator for XmlReader<R> {
+    type Item = Result<XmlEvent, ParseError>;
+
+    /// Yields each event, then at most one error; `None` after the end or an error.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished.is_some() {
+            return None;
+        }
+        self.next_event().transpose()
+    }
+}
+
+/// Parses a whole document held in memory.
+pub fn parse_all(text: &[u8]) -> Result<Vec<XmlEvent>, ParseError> {
+    XmlReader::new(text).collect()
+}
+
+fn at(position: Position, kind: ParseErrorKind) -> ParseError {
+    ParseError { line: position.line, column: position.column, kind }
+}
+
+/// One attribute's raw value and its byte offset inside the tag (after the `<`).
+#[derive(Clone)]
+struct AttrValue<'a> {
+    name: &'static str,
+    raw: Cow<'a, [u8]>,
+    offset: usize,
+}
+
+/// Attribute access for one element, with positions for error messages.
+struct Attrs<'t, 'a> {
+    tag: &'t BytesStart<'a>,
+    /// Position of the tag's `<`.
+    start: Position,
+    element: &'static str,
+}
+
+impl<'t, 'a> Attrs<'t, 'a> {
+    /// The values of `names`, in that order; other attributes are ignored.
+    fn collect<const N: usize>(
+        &self,
+        names: [&'static str; N],
+    ) -> Result<[Option<AttrValue<'t>>; N], ParseError> {
+        let mut values: [Option<AttrValue<'t>>; N] = std::array::from_fn(|_| None);
+        for attr in self.tag.attributes() {
+            let attr = attr.map_err(|e| self.attr_error(&e))?;
+            let key = attr.key.as_ref();
+            if let Some(i) = names.iter().position(|n| n.as_bytes() == key) {
+                let offset = offset_in(self.tag, key);
+                values[i] = Some(AttrValue { name: names[i], raw: attr.value, offset });
+            }
+        }
+        Ok(values)
+    }
+
+    fn required(
+        &self,
+        value: Option<AttrValue<'t>>,
+        attribute: &'static str,
+    ) -> Result<AttrValue<'t>, ParseError> {
+        value.ok_or_else(|| {
+            at(self.start, ParseErrorKind::MissingAttribute { element: self.element, attribute })
+        })
+    }
+
+    fn position_of(&self, value: &AttrValue<'_>) -> Position {
+        self.position_at(value.offset)
+    }
+
+    /// Position of byte `offset` of the tag content (which starts after the `<`).
+    fn position_at(&self, offset: usize) -> Position {
+        let content: &[u8] = self.tag;
+        let offset = offset.min(content.len());
+        let after_lt = Position { column: self.start.column + 1, ..self.start };
+        after_lt.advanced(&content[..offset])
+    }
+
+    fn attr_error(&self, error: &AttrError) -> ParseError {
+        let offset = match *error {
+            AttrError::ExpectedEq(p)
+            | AttrError::ExpectedValue(p)
+            | AttrError::UnquotedValue(p)
+            | AttrError::ExpectedQuote(p, _)
+            | AttrError::Duplicated(p, _) => p,
+        };
+        at(self.position_at(offset), ParseErrorKind::Syntax(error.to_string()))
+    }
+
+    fn text(&self, value: &AttrValue<'_>) -> Result<String, ParseError> {
+        let syntax = |msg: String| at(self.position_of(value), ParseErrorKind::Syntax(msg));
+        let raw = std::str::from_utf8(&value.raw).map_err(|e| syntax(e.to_string()))?;
+        let text = quick_xml::escape::unescape(raw).map_err(|e| syntax(e.to_string()))?;
+        Ok(text.into_owned())
+    }
+
+    fn u32(&self, value: &AttrValue<'_>) -> Result<u32, ParseError> {
+        let n = self.number(value, u32::MAX.into())?;
+        // number() checked n <= u32::MAX.
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn u64(&self, value: &AttrValue<'_>) -> Result<u64, ParseError> {
+        self.number(value, u64::MAX)
+    }
+
+    /// Plain unsigned decimal, at most `max`; entity references are expanded first.
+    fn number(&self, value: &AttrValue<'_>, max: u64) -> Result<u64, ParseError> {
+        let text: Cow<'_, [u8]> = if value.raw.contains(&b'&') {
+            Cow::Owned(self.text(value)?.into_bytes())
+        } else {
+            Cow::Borrowed(&value.raw)
+        };
+        let shown = || String::from_utf8_lossy(&text).into_owned();
+        let (element, attribute) = (self.element, value.name);
+        match parse_decimal(&text) {
+            Some(n) if n <= max => Ok(n),
+            Some(_) | None if is_decimal(&text) => {
+                let kind = ParseErrorKind::OutOfRange { element, attribute, value: shown(), max };
+                Err(at(self.position_of(value), kind))
+            }
+            _ => {
+                let kind = ParseErrorKind::NotANumber { element, attribute, value: shown() };
+                Err(at(self.position_of(value), kind))
+            }
+        }
+    }
+}
+
+/// Byte offset of `part` (a sub-slice of the tag) within the tag content.
+fn offset_in(tag: &BytesStart<'_>, part: &[u8]) -> usize {
+    let content: &[u8] = tag;
+    (part.as_ptr() as usize).saturating_sub(content.as_ptr() as usize).min(content.len())
+}
+
+fn is_decimal(text: &[u8]) -> bool {
+    !text.is_empty() && text.iter().all(u8::is_ascii_digit)
+}
+
+/// The value of a non-empty all-digit string, or `None` if not decimal or above `u64::MAX`.
+fn parse_decimal(text: &[u8]) -> Option<u64> {
+    if !is_decimal(text) {
+        return None;
+    }
+    text.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_parsing_bounds() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"007"), Some(7));
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_decimal(b"18446744073709551616"), None);
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"+1"), None);
+        assert_eq!(parse_decimal(b"-1"), None);
+        assert_eq!(parse_decimal(b" 1"), None);
+    }
+
+    #[test]
+    fn position_advances_by_characters_and_lines() {
+        let p = Position::START.advanced("ab\ncdé".as_bytes());
+        assert_eq!(p, Position { line: 2, column: 4 });
+        let p = p.advanced(b"xy");
+        assert_eq!(p, Position { line: 2, column: 6 });
+    }
+}

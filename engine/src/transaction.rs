@@ -1,0 +1,165 @@
+//! Transaction manager: the only source of writable metadata blocks, and the commit protocol.
+//!
+//! Invariants:
+//! - A writable block is either new in this transaction or a shadow (copy) made in it; both
+//!   live at locations free in the committed space map, so writing them early is harmless.
+//! - `shadow` copies a block at most once per transaction unless it became shared again.
+//! - Commit order: write back the space map and every dirty block, flush, then the superblock,
+//!   flush. A failure before the superblock write leaves the committed state untouched.
+//! - Data-block reference changes produced by btree value hooks are queued in `data_ops` and
+//!   applied by the caller after the btree operation (the data space map is itself built from
+//!   metadata blocks, so applying them mid-operation would re-enter this manager).
+
+use crate::block_manager::BlockManager;
+use crate::error::{Error, Result};
+use crate::format::checksum::BlockKind;
+use crate::format::superblock::{SmRoot, Superblock};
+use crate::io::Block;
+use crate::space_map::metadata::MetadataSpaceMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// A queued change to a data block's reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataRefOp {
+    Inc(u64),
+    Dec(u64),
+}
+
+pub struct TransactionManager {
+    pub bm: BlockManager,
+    pub sm: MetadataSpaceMap,
+    shadowed: BTreeSet<u64>,
+    pub(crate) data_ops: Vec<DataRefOp>,
+    /// Canary hooks: deliberately broken behaviours for the simulator's teeth tests.
+    #[cfg(feature = "canary")]
+    pub canary: crate::canary::Canary,
+}
+
+impl TransactionManager {
+    pub fn new(bm: BlockManager, sm: MetadataSpaceMap) -> Self {
+        TransactionManager {
+            bm,
+            sm,
+            shadowed: BTreeSet::new(),
+            data_ops: Vec::new(),
+            #[cfg(feature = "canary")]
+            canary: Default::default(),
+        }
+    }
+
+    /// Forgets all transaction state (before loading a committed state again).
+    pub(crate) fn reset(&mut self) {
+        self.shadowed.clear();
+        self.data_ops.clear();
+    }
+
+    pub fn read(&self, b: u64, kind: BlockKind) -> Result<Arc<Block>> {
+        self.check_in_range(b)?;
+        self.bm.read(b, kind)
+    }
+
+    pub fn try_read(&self, b: u64, kind: BlockKind) -> Result<Arc<Block>> {
+        self.check_in_range(b)?;
+        self.bm.try_read(b, kind)
+    }
+
+    /// Pointers from disk are untrusted: a block past the space map is corruption.
+    fn check_in_range(&self, b: u64) -> Result<()> {
+        if b >= self.sm.nr_blocks() {
+            return Err(Error::structure(
+                b,
+                format!("pointer past the metadata space map ({} blocks)", self.sm.nr_blocks()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A fresh zeroed block of `kind`, count 1, writable in this transaction.
+    pub fn new_block(&mut self, kind: BlockKind) -> Result<u64> {
+        let b = self.sm.alloc()?;
+        self.bm.put(b, kind, [0u8; 4096])?;
+        self.shadowed.insert(b);
+        Ok(b)
+    }
+
+    /// Copy-on-write: a writable version of `orig`, and whether `orig` was shared (then the
+    /// caller must increment everything the copy points to).
+    pub fn shadow(&mut self, orig: u64, kind: BlockKind) -> Result<(u64, bool)> {
+        let shared = self.sm.count(orig)? > 1;
+        if !shared && self.shadowed.contains(&orig) {
+            return Ok((orig, false));
+        }
+        let data = *self.read(orig, kind)?;
+        let b = self.sm.alloc()?;
+        self.bm.put(b, kind, data)?;
+        self.shadowed.insert(b);
+        self.dec(orig)?;
+        Ok((b, shared))
+    }
+
+    pub fn modify<R>(&self, b: u64, kind: BlockKind, f: impl FnOnce(&mut Block) -> R) -> Result<R> {
+        debug_assert!(self.shadowed.contains(&b), "block {b} modified without shadowing");
+        self.bm.modify(b, kind, f)
+    }
+
+    pub fn is_shadowed(&self, b: u64) -> bool {
+        self.shadowed.contains(&b)
+    }
+
+    pub fn inc(&mut self, b: u64) -> Result<u32> {
+        self.sm.inc(b)
+    }
+
+    /// Drops one reference; a block reaching zero leaves the cache unwritten.
+    pub fn dec(&mut self, b: u64) -> Result<u32> {
+        let c = self.sm.dec(b)?;
+        if c == 0 {
+            self.shadowed.remove(&b);
+            self.bm.discard(b);
+        }
+        Ok(c)
+    }
+
+    pub fn ref_count(&self, b: u64) -> Result<u32> {
+        self.sm.count(b)
+    }
+
+    pub fn queue_data(&mut self, op: DataRefOp) {
+        self.data_ops.push(op);
+    }
+
+    pub fn take_data_ops(&mut self) -> Vec<DataRefOp> {
+        std::mem::take(&mut self.data_ops)
+    }
+
+    /// First half of a commit: write the metadata space map, then every dirty block, flush.
+    /// Returns the metadata space-map root for the superblock.
+    pub fn pre_commit(&mut self) -> Result<SmRoot> {
+        crate::space_map::metadata_commit::write_space_map(self)?;
+        #[cfg(feature = "canary")]
+        if self.canary.no_flush_before_superblock {
+            return Ok(self.sm_root());
+        }
+        self.bm.flush()?;
+        Ok(self.sm_root())
+    }
+
+    pub fn sm_root(&self) -> SmRoot {
+        SmRoot {
+            nr_blocks: self.sm.nr_blocks(),
+            nr_allocated: self.sm.nr_allocated,
+            bitmap_root: self.sm.index_block,
+            ref_count_root: self.sm.overflow_root,
+        }
+    }
+
+    /// Second half: write the superblock and flush; the new state is then durable.
+    pub fn commit(&mut self, sb: &Superblock) -> Result<()> {
+        self.bm.put(0, BlockKind::Superblock, sb.pack(0))?;
+        self.bm.flush()?;
+        self.shadowed.clear();
+        self.sm.mark_committed();
+        Ok(())
+    }
+}
