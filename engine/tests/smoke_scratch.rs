@@ -30,3 +30,12 @@ fn scratch() {
     let _ = pool.close().map_err(|e| format!("{e:?}")).unwrap();
     let _ = MemoryDevice::new(1);
 }
+
+#[test]
+fn scratch_check() {
+    let dev = FileDevice::open(std::path::Path::new("/tmp/scratch.img"), false).unwrap();
+    let r = engine::thin::check::check(Box::new(dev));
+    for f in &r.findings { println!("{f}"); }
+    println!("devices {} mappings {} meta {} data {}", r.devices, r.mappings, r.metadata_blocks_used, r.data_blocks_used);
+    assert!(r.is_clean());
+}

@@ -599,11 +599,12 @@ impl Model {
         self.poisoned = true;
     }
 
-    /// §3.2 close ([R2], [R9]): EBUSY with no change while any handle (live or dead) is open;
-    /// else commit when writable and not failed, and return that commit's result. Unless
-    /// EBUSY, the model then stands for the pool as the next open finds it (see `crash`).
+    /// §3.2 close ([R2], [R9]): EBUSY with no change while any device is open (a dead
+    /// handle names no device, so it does not count); else commit when writable and not
+    /// failed, and return that commit's result. Unless EBUSY, the model then stands for the
+    /// pool as the next open finds it (see `crash`); leftover dead handles are forgotten.
     pub fn close(&mut self) -> Result<(), Errno> {
-        if !self.handles.is_empty() {
+        if self.handles.values().any(|open| open.live) {
             return Err(EBUSY);
         }
         let result = if self.read_only || self.failed { Ok(()) } else { self.commit() };

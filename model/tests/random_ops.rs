@@ -4,6 +4,7 @@
 
 use model::{Errno, Handle, Model};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -36,7 +37,7 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let id = 0..4u64;
+    let id = 0..3u64;
     let v = 0..16u64;
     let b = 0..24u64;
     // Modes that refuse most calls until cleared (read-only, poison, fail) stay rare, so that
@@ -170,11 +171,21 @@ fn check_counts(m: &Model) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // A fixed seed keeps runs reproducible (STYLE: no unseeded randomness in tests);
+    // PROPTEST_RNG_SEED cannot override it, so change the constant to explore further.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        rng_seed: RngSeed::Fixed(20_251_126),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_ops_keep_invariants(ops in proptest::collection::vec(op(), 1..80)) {
+        // Two committed devices to start from, so that most steps reach a device.
         let mut m = Model::new(16);
+        m.create_thin(0).unwrap();
+        m.create_thin(1).unwrap();
+        m.commit().unwrap();
         for op in &ops {
             apply(&mut m, op);
             if let Err(e) = m.check_invariants() {

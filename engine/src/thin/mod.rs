@@ -11,13 +11,16 @@
 //! - The held metadata-snapshot root is transactional state written by commit ([R6]).
 //! - `needs_check` is durable when `set_needs_check` returns ([H7]).
 
+pub mod check;
 mod devices;
+mod inspect;
 mod mapping;
 mod open;
 mod records;
 mod space;
 mod txn;
 
+pub use inspect::PoolSummary;
 pub use open::{CloseError, PoolOptions};
 pub use records::ThinHandle;
 

@@ -1,0 +1,526 @@
+//! `check`: an independent audit of a metadata image, stricter than thin_check 0.9.0.
+//!
+//! It re-derives every reference count by walking every tree from the superblock (and from a
+//! held metadata snapshot) — metadata counts per pointer from a distinct parent block, data
+//! counts per entry of each distinct leaf block — and compares them with both space maps. It
+//! also checks node shape and fill, key order and parent/child key ranges, equal leaf depth,
+//! value sizes, `mapped_blocks`, details/top-level key agreement, data blocks inside the data
+//! device, and time stamps. It shares no tree code with the engine (a bug there must not hide
+//! itself here); it uses only the format decoders and the validating block reader.
+//!
+//! Invariants: every walk is bounded (depth limit, visited set), so any bytes produce a report,
+//! never a hang or a panic; findings are ordered deterministically.
+
+use crate::block_manager::BlockManager;
+use crate::error::Error;
+use crate::format::checksum::BlockKind;
+use crate::format::index::unpack_metadata_index;
+use crate::format::node;
+use crate::format::superblock::Superblock;
+use crate::format::{bitmap, BlockTime, DeviceDetails, IndexEntry};
+use crate::io::{Block, BlockDevice};
+use crate::limits::{ENTRIES_PER_BITMAP, MAX_BTREE_DEPTH, SUPERBLOCK_MAGIC};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// How bad a finding is: errors fail the check; warnings are tool quirks the kernel accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One problem, with where it is and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The block at fault, when there is one.
+    pub block: Option<u64>,
+    /// Blocks from the root of the tree to the parent of `block`.
+    pub path: Vec<u64>,
+    pub what: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = if self.severity == Severity::Error { "error" } else { "warning" };
+        write!(f, "{sev}: ")?;
+        if let Some(b) = self.block {
+            write!(f, "block {b}: ")?;
+        }
+        write!(f, "{}", self.what)?;
+        if !self.path.is_empty() {
+            write!(f, " (path {:?})", self.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// What was checked, and what was found.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    pub devices: u64,
+    pub mappings: u64,
+    pub metadata_blocks_used: u64,
+    pub data_blocks_used: u64,
+    pub transaction_id: u64,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        !self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}
+
+/// Which tree a node belongs to: decides value size and what values reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    Details,
+    Top,
+    Bottom,
+    MetaOverflow,
+    DataIndex,
+    DataOverflow,
+}
+
+impl Tree {
+    fn value_size(self) -> usize {
+        match self {
+            Tree::Details => 24,
+            Tree::Top | Tree::Bottom => 8,
+            Tree::MetaOverflow | Tree::DataOverflow => 4,
+            Tree::DataIndex => 16,
+        }
+    }
+}
+
+struct Checker {
+    bm: BlockManager,
+    meta_nr_blocks: u64,
+    data_nr_blocks: u64,
+    sb_time: u32,
+    meta_expected: Vec<u32>,
+    /// Data block of every entry of every distinct bottom leaf (sorted at the end).
+    data_refs: Vec<u64>,
+    visited: BTreeSet<u64>,
+    /// Height of each visited node above its leaves (shared subtrees are expanded once).
+    depths: BTreeMap<u64, usize>,
+    /// Mappings under each bottom-tree node (memo for per-device counts).
+    entries_below: BTreeMap<u64, u64>,
+    findings: Vec<Finding>,
+}
+
+/// Checks the metadata on `dev`. Never panics on any bytes.
+pub fn check(dev: Box<dyn BlockDevice>) -> CheckReport {
+    let bm = BlockManager::new(dev, 1 << 16);
+    let mut report = CheckReport::default();
+    let raw = match bm.read_raw(0) {
+        Ok(r) => r,
+        Err(e) => {
+            report.findings.push(err(Some(0), format!("cannot read the superblock: {e}")));
+            return report;
+        }
+    };
+    let sb = match Superblock::unpack(&raw, 0) {
+        Ok(sb) => sb,
+        Err(k) => {
+            report.findings.push(err(Some(0), format!("superblock is corrupt: {k}")));
+            return report;
+        }
+    };
+    report.transaction_id = sb.trans_id;
+    let meta_nr_blocks = sb.metadata_sm_root.nr_blocks.min(bm.nr_blocks());
+    let mut c = Checker {
+        bm,
+        meta_nr_blocks,
+        data_nr_blocks: sb.data_sm_root.nr_blocks,
+        sb_time: sb.time,
+        meta_expected: vec![0; usize::try_from(meta_nr_blocks).unwrap_or(0)],
+        data_refs: Vec::new(),
+        visited: BTreeSet::new(),
+        depths: BTreeMap::new(),
+        entries_below: BTreeMap::new(),
+        findings: Vec::new(),
+    };
+    c.check_superblock_fields(&sb);
+    c.count(0, &[]);
+    let (devices, mappings) = c.walk_pool(&sb, &[]);
+    report.devices = devices;
+    report.mappings = mappings;
+    c.walk_held_snapshot(&sb);
+    c.walk_space_map_structures(&sb);
+    report.metadata_blocks_used = c.compare_metadata_counts(&sb);
+    report.data_blocks_used = c.compare_data_counts(&sb);
+    report.findings = c.findings;
+    report
+}
+
+fn err(block: Option<u64>, what: String) -> Finding {
+    Finding { severity: Severity::Error, block, path: Vec::new(), what }
+}
+
+impl Checker {
+    fn error(&mut self, block: Option<u64>, path: &[u64], what: String) {
+        self.findings.push(Finding { severity: Severity::Error, block, path: path.to_vec(), what });
+    }
+
+    fn warn(&mut self, block: Option<u64>, what: String) {
+        self.findings.push(Finding { severity: Severity::Warning, block, path: Vec::new(), what });
+    }
+
+    fn check_superblock_fields(&mut self, sb: &Superblock) {
+        if sb.magic != SUPERBLOCK_MAGIC {
+            self.error(Some(0), &[], format!("bad magic {}", sb.magic));
+        }
+        if sb.version != 1 && sb.version != 2 {
+            self.error(Some(0), &[], format!("unsupported version {}", sb.version));
+        }
+        if sb.incompat_flags != 0 || sb.compat_ro_flags != 0 {
+            self.error(Some(0), &[], "unsupported feature flags".into());
+        }
+        if sb.metadata_block_size != 8 {
+            self.error(Some(0), &[], format!("metadata_block_size {} (want 8)", sb.metadata_block_size));
+        }
+        if sb.data_block_size == 0 {
+            self.error(Some(0), &[], "data_block_size is 0".into());
+        }
+    }
+
+    /// Records one reference to metadata block `b`; false if `b` is out of range.
+    fn count(&mut self, b: u64, path: &[u64]) -> bool {
+        match self.meta_expected.get_mut(b as usize) {
+            Some(c) => {
+                *c = c.saturating_add(1);
+                true
+            }
+            None => {
+                self.error(Some(b), path, format!("pointer past the metadata device ({} blocks)", self.meta_nr_blocks));
+                false
+            }
+        }
+    }
+
+    fn read(&mut self, b: u64, kind: BlockKind, path: &[u64]) -> Option<Arc<Block>> {
+        match self.bm.read(b, kind) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                let what = match e {
+                    Error::Corrupt { kind: why, .. } => format!("{kind:?} block is corrupt: {why}"),
+                    other => other.to_string(),
+                };
+                self.error(Some(b), path, what);
+                None
+            }
+        }
+    }
+
+    /// Walks a tree from `root`, counting metadata references and checking shape. Calls
+    /// `leaf` once per distinct leaf block. Returns the depth of its leaves (None: broken).
+    fn walk_tree(
+        &mut self,
+        root: u64,
+        tree: Tree,
+        path: &mut Vec<u64>,
+        bounds: (u64, Option<u64>),
+        is_root: bool,
+        leaf: &mut dyn FnMut(&mut Checker, u64, &Block, &[u64]),
+    ) -> Option<usize> {
+        if !self.count(root, path) {
+            return None;
+        }
+        if !self.visited.insert(root) {
+            return self.depths.get(&root).copied();
+        }
+        if path.len() >= MAX_BTREE_DEPTH {
+            self.error(Some(root), path, "tree too deep (cycle?)".into());
+            return None;
+        }
+        let n = self.read(root, BlockKind::Node, path)?;
+        self.check_node_shape(root, &n, tree, is_root, bounds, path);
+        let count = node::nr_entries(&n);
+        if node::is_leaf(&n) {
+            leaf(self, root, &n, path);
+            self.depths.insert(root, 0);
+            return Some(0);
+        }
+        path.push(root);
+        let mut depth = None;
+        for i in 0..count {
+            let lo = node::key(&n, i);
+            let hi = if i + 1 < count { Some(node::key(&n, i + 1)) } else { bounds.1 };
+            let child = node::value_u64(&n, i);
+            let d = self.walk_tree(child, tree, path, (lo, hi), false, leaf);
+            match (depth, d) {
+                (None, Some(d)) => depth = Some(d),
+                (Some(a), Some(b)) if a != b => {
+                    self.error(Some(child), path, "leaves at different depths".into());
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        let depth = depth.map(|d| d + 1);
+        if let Some(d) = depth {
+            self.depths.insert(root, d);
+        }
+        depth
+    }
+
+    fn check_node_shape(&mut self, b: u64, n: &Block, tree: Tree, is_root: bool, bounds: (u64, Option<u64>), path: &[u64]) {
+        let vs = if node::is_leaf(n) { tree.value_size() } else { 8 };
+        if node::value_size(n) != vs {
+            self.error(Some(b), path, format!("value size {} in a {tree:?} node (want {vs})", node::value_size(n)));
+        }
+        let max = node::max_entries_of(n);
+        if max != node::max_entries(vs) as usize {
+            self.error(Some(b), path, format!("max_entries {max} (want {})", node::max_entries(vs)));
+        }
+        let count = node::nr_entries(n);
+        if !is_root && count < max / 3 {
+            self.error(Some(b), path, format!("too few entries: {count} of {max}"));
+        }
+        if count > 0 {
+            let (first, last) = (node::key(n, 0), node::key(n, count - 1));
+            if first < bounds.0 || bounds.1.is_some_and(|hi| last >= hi) {
+                self.error(Some(b), path, format!("keys {first}..={last} outside the parent's range {bounds:?}"));
+            }
+        }
+    }
+
+    /// Live trees: details and the two-level mapping tree. Returns (devices, mappings).
+    fn walk_pool(&mut self, sb: &Superblock, _path: &[u64]) -> (u64, u64) {
+        let details = self.collect_details(sb.device_details_root);
+        let tops = self.collect_top(sb.data_mapping_root);
+        for id in details.keys() {
+            if !tops.contains_key(id) {
+                self.error(None, &[], format!("device {id} has details but no mapping tree"));
+            }
+        }
+        let mut mappings = 0;
+        for (&id, &root) in &tops {
+            let Some(d) = details.get(&id) else {
+                self.error(Some(root), &[], format!("device {id} has a mapping tree but no details"));
+                continue;
+            };
+            let n = self.entries_below.get(&root).copied().unwrap_or(0);
+            mappings += n;
+            if d.mapped_blocks != n {
+                self.error(None, &[], format!("device {id}: mapped_blocks {} but {n} mappings", d.mapped_blocks));
+            }
+            if d.creation_time > d.snapshotted_time || d.snapshotted_time > self.sb_time {
+                self.error(None, &[], format!("device {id}: times {} / {} / pool {}", d.creation_time, d.snapshotted_time, self.sb_time));
+            }
+        }
+        (tops.len() as u64, mappings)
+    }
+
+    fn collect_details(&mut self, root: u64) -> BTreeMap<u64, DeviceDetails> {
+        let mut out = BTreeMap::new();
+        self.walk_tree(root, Tree::Details, &mut Vec::new(), (0, None), true, &mut |_, _, n, _| {
+            for i in 0..node::nr_entries(n) {
+                out.insert(node::key(n, i), DeviceDetails::unpack(node::value(n, i)));
+            }
+        });
+        out
+    }
+
+    /// Walks the top level and every bottom tree under it; returns device → bottom root.
+    fn collect_top(&mut self, root: u64) -> BTreeMap<u64, u64> {
+        let mut tops = BTreeMap::new();
+        self.walk_tree(root, Tree::Top, &mut Vec::new(), (0, None), true, &mut |_, _, n, _| {
+            for i in 0..node::nr_entries(n) {
+                tops.insert(node::key(n, i), node::value_u64(n, i));
+            }
+        });
+        for (&id, &b) in &tops {
+            self.walk_bottom(id, b);
+        }
+        tops
+    }
+
+    fn walk_bottom(&mut self, id: u64, root: u64) {
+        let first_visit = !self.visited.contains(&root);
+        self.walk_tree(root, Tree::Bottom, &mut Vec::new(), (0, None), true, &mut |c, b, n, path| {
+            let count = node::nr_entries(n);
+            c.entries_below.insert(b, count as u64);
+            for i in 0..count {
+                let bt = BlockTime::unpack(node::value_u64(n, i));
+                if bt.data_block >= c.data_nr_blocks {
+                    c.error(Some(b), path, format!("device {id}: block {} maps past the data device ({})", bt.data_block, c.data_nr_blocks));
+                }
+                if bt.time > c.sb_time {
+                    c.error(Some(b), path, format!("device {id}: mapping time {} after pool time {}", bt.time, c.sb_time));
+                }
+                c.data_refs.push(bt.data_block);
+            }
+        });
+        if first_visit {
+            self.sum_entries(root, 0);
+        }
+    }
+
+    /// Mappings below a bottom-tree node (memoised; shared subtrees are summed once each).
+    fn sum_entries(&mut self, b: u64, depth: usize) -> u64 {
+        if let Some(&n) = self.entries_below.get(&b) {
+            return n;
+        }
+        if depth >= MAX_BTREE_DEPTH {
+            return 0;
+        }
+        let Ok(n) = self.bm.read(b, BlockKind::Node) else { return 0 };
+        let total = (0..node::nr_entries(&n)).map(|i| self.sum_entries(node::value_u64(&n, i), depth + 1)).sum();
+        self.entries_below.insert(b, total);
+        total
+    }
+
+    fn walk_held_snapshot(&mut self, sb: &Superblock) {
+        let held = sb.held_root;
+        if held == 0 {
+            return;
+        }
+        if !self.count(held, &[0]) {
+            return;
+        }
+        let Some(raw) = self.read(held, BlockKind::Superblock, &[0]) else { return };
+        let copy = Superblock::unpack_unchecked(&raw);
+        self.collect_details(copy.device_details_root);
+        self.collect_top(copy.data_mapping_root);
+    }
+
+    fn walk_space_map_structures(&mut self, sb: &Superblock) {
+        let m = sb.metadata_sm_root;
+        if self.count(m.bitmap_root, &[0]) {
+            if let Some(idx) = self.read(m.bitmap_root, BlockKind::Index, &[0]) {
+                for e in unpack_metadata_index(&idx, m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize) {
+                    self.count(e.blocknr, &[m.bitmap_root]);
+                }
+            }
+        }
+        self.walk_tree(m.ref_count_root, Tree::MetaOverflow, &mut Vec::new(), (0, None), true, &mut |_, _, _, _| {});
+        let d = sb.data_sm_root;
+        let mut bitmaps = Vec::new();
+        self.walk_tree(d.bitmap_root, Tree::DataIndex, &mut Vec::new(), (0, None), true, &mut |_, b, n, _| {
+            for i in 0..node::nr_entries(n) {
+                bitmaps.push((b, IndexEntry::unpack(node::value(n, i)).blocknr));
+            }
+        });
+        for (parent, bmp) in bitmaps {
+            self.count(bmp, &[parent]);
+        }
+        self.walk_tree(d.ref_count_root, Tree::DataOverflow, &mut Vec::new(), (0, None), true, &mut |_, _, _, _| {});
+    }
+
+    /// Reads the counts a space map stores, from its bitmaps and overflow tree.
+    fn stored_counts(&mut self, bitmaps: &[(u64, u64)], nr_blocks: u64, overflow_root: u64) -> BTreeMap<u64, u32> {
+        let mut overflow = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        collect_overflow(&self.bm, overflow_root, &mut overflow, &mut seen, 0);
+        let mut out = BTreeMap::new();
+        for &(i, blocknr) in bitmaps {
+            let Ok(bmp) = self.bm.read(blocknr, BlockKind::Bitmap) else { continue };
+            let base = i * ENTRIES_PER_BITMAP;
+            for e in 0..ENTRIES_PER_BITMAP.min(nr_blocks.saturating_sub(base)) {
+                let v = bitmap::get(&bmp, e);
+                if v == 0 {
+                    continue;
+                }
+                let b = base + e;
+                let c = if v == 3 {
+                    match overflow.get(&b) {
+                        Some(&c) => c,
+                        None => {
+                            self.error(Some(blocknr), &[], format!("block {b} marked 3 without an overflow count"));
+                            3
+                        }
+                    }
+                } else {
+                    v
+                };
+                out.insert(b, c);
+            }
+        }
+        out
+    }
+
+    fn compare_metadata_counts(&mut self, sb: &Superblock) -> u64 {
+        let m = sb.metadata_sm_root;
+        let Ok(idx) = self.bm.read(m.bitmap_root, BlockKind::Index) else { return 0 };
+        let entries = unpack_metadata_index(&idx, m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize);
+        let bitmaps: Vec<(u64, u64)> = entries.iter().enumerate().map(|(i, e)| (i as u64, e.blocknr)).collect();
+        let stored = self.stored_counts(&bitmaps, self.meta_nr_blocks, m.ref_count_root);
+        let expected: Vec<(u64, u32)> =
+            self.meta_expected.iter().enumerate().filter(|(_, &c)| c > 0).map(|(b, &c)| (b as u64, c)).collect();
+        self.compare("metadata", expected.into_iter(), &stored);
+        if m.nr_allocated != stored.len() as u64 {
+            self.warn(None, format!("metadata space map root says {} allocated, bitmaps say {}", m.nr_allocated, stored.len()));
+        }
+        stored.len() as u64
+    }
+
+    fn compare_data_counts(&mut self, sb: &Superblock) -> u64 {
+        let d = sb.data_sm_root;
+        let mut bitmaps = Vec::new();
+        let mut seen = BTreeSet::new();
+        collect_index(&self.bm, d.bitmap_root, &mut bitmaps, &mut seen, 0);
+        let want_bitmaps = d.nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
+        if bitmaps.len() as u64 != want_bitmaps {
+            self.error(Some(d.bitmap_root), &[], format!("data space map has {} bitmaps, needs {want_bitmaps}", bitmaps.len()));
+        }
+        let stored = self.stored_counts(&bitmaps, d.nr_blocks, d.ref_count_root);
+        let mut refs = std::mem::take(&mut self.data_refs);
+        refs.sort_unstable();
+        let expected = refs.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u32));
+        let expected: Vec<(u64, u32)> = expected.collect();
+        self.compare("data", expected.into_iter(), &stored);
+        if d.nr_allocated != stored.len() as u64 {
+            self.error(None, &[], format!("data space map root says {} allocated, bitmaps say {}", d.nr_allocated, stored.len()));
+        }
+        stored.len() as u64
+    }
+
+    fn compare(&mut self, which: &str, expected: impl Iterator<Item = (u64, u32)>, stored: &BTreeMap<u64, u32>) {
+        let expected: BTreeMap<u64, u32> = expected.collect();
+        let all: BTreeSet<u64> = expected.keys().chain(stored.keys()).copied().collect();
+        for b in all {
+            let (e, s) = (expected.get(&b).copied().unwrap_or(0), stored.get(&b).copied().unwrap_or(0));
+            if e != s {
+                self.error(Some(b), &[], format!("{which} reference count {s}, expected {e}"));
+            }
+        }
+    }
+}
+
+fn collect_overflow(bm: &BlockManager, b: u64, out: &mut BTreeMap<u64, u32>, seen: &mut BTreeSet<u64>, depth: usize) {
+    if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
+        return;
+    }
+    let Ok(n) = bm.read(b, BlockKind::Node) else { return };
+    for i in 0..node::nr_entries(&n) {
+        if node::is_leaf(&n) {
+            let v = node::value(&n, i);
+            if v.len() == 4 {
+                out.insert(node::key(&n, i), u32::from_le_bytes(v.try_into().expect("4 bytes")));
+            }
+        } else {
+            collect_overflow(bm, node::value_u64(&n, i), out, seen, depth + 1);
+        }
+    }
+}
+
+fn collect_index(bm: &BlockManager, b: u64, out: &mut Vec<(u64, u64)>, seen: &mut BTreeSet<u64>, depth: usize) {
+    if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
+        return;
+    }
+    let Ok(n) = bm.read(b, BlockKind::Node) else { return };
+    for i in 0..node::nr_entries(&n) {
+        if node::is_leaf(&n) {
+            if node::value_size(&n) == 16 {
+                out.push((node::key(&n, i), IndexEntry::unpack(node::value(&n, i)).blocknr));
+            }
+        } else {
+            collect_index(bm, node::value_u64(&n, i), out, seen, depth + 1);
+        }
+    }
+}
