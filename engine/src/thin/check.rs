@@ -114,6 +114,12 @@ struct Checker {
 
 /// Checks the metadata on `dev`. Never panics on any bytes.
 pub fn check(dev: Box<dyn BlockDevice>) -> CheckReport {
+    check_with_refs(dev, &BTreeMap::new())
+}
+
+/// Like [`check`], with data references held outside the trees (allocated-not-inserted
+/// blocks, explicit `inc_data_range`s) added to the expected data counts.
+pub fn check_with_refs(dev: Box<dyn BlockDevice>, caller_refs: &BTreeMap<u64, u32>) -> CheckReport {
     let bm = BlockManager::new(dev, 1 << 16);
     let mut report = CheckReport::default();
     let raw = match bm.read_raw(0) {
@@ -144,6 +150,9 @@ pub fn check(dev: Box<dyn BlockDevice>) -> CheckReport {
         entries_below: BTreeMap::new(),
         findings: Vec::new(),
     };
+    for (&b, &n) in caller_refs {
+        c.data_refs.extend(std::iter::repeat_n(b, n as usize));
+    }
     c.check_superblock_fields(&sb);
     c.count(0, &[]);
     let (devices, mappings) = c.walk_pool(&sb, &[]);

@@ -1,0 +1,173 @@
+//! A table of corruptions, one per kind of damage and block type. Each must give a typed
+//! error naming the damaged block — from `Pool::open`, from the first call that reads the
+//! block, and as a finding of `check` — and none may panic or hang.
+
+mod common;
+
+use engine::format::checksum::{self, BlockKind};
+use engine::format::node;
+use engine::format::superblock::Superblock;
+use engine::io::MemoryDevice;
+use engine::thin::{Pool, PoolOptions};
+use engine::{Errno, Error};
+
+/// A committed pool: device 1 with 700 mappings (an internal root), device 2 a snapshot.
+fn base_image() -> MemoryDevice {
+    let (pool, dev) = common::fresh_pool(512, 20_000);
+    pool.create_thin(1).unwrap();
+    let h = pool.open_thin_device(1).unwrap();
+    for v in 0..700 {
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, v, d).unwrap();
+    }
+    pool.close_thin_device(h);
+    pool.create_snap(2, 1).unwrap();
+    pool.commit().unwrap();
+    drop(pool);
+    dev.image()
+}
+
+fn sb(img: &MemoryDevice) -> Superblock {
+    Superblock::unpack(img.block(0), 0).unwrap()
+}
+
+fn root_of_device(img: &MemoryDevice, id: u64) -> u64 {
+    let top = img.block(sb(img).data_mapping_root);
+    (0..node::nr_entries(top)).find(|&i| node::key(top, i) == id).map(|i| node::value_u64(top, i)).unwrap()
+}
+
+/// Edits a block and recomputes its checksum, so only the structural damage remains.
+fn edit_sealed(img: &mut MemoryDevice, b: u64, kind: BlockKind, f: impl FnOnce(&mut [u8; 4096])) {
+    let blk = img.block_mut(b);
+    f(blk);
+    let c = checksum::checksum(blk, kind);
+    blk[0..4].copy_from_slice(&c.to_le_bytes());
+}
+
+/// Exercises the image through the pool: open, every lookup of both devices, alloc, commit.
+fn exercise(img: MemoryDevice) -> Result<(), Error> {
+    let pool = Pool::open(Box::new(img), PoolOptions::new(128))?;
+    for id in [1, 2] {
+        let h = pool.open_thin_device(id)?;
+        for v in 0..700 {
+            pool.find_block(&h, v, true)?;
+        }
+        pool.close_thin_device(h);
+    }
+    pool.alloc_data_block()?;
+    pool.commit()
+}
+
+fn expect_block_error(name: &str, img: MemoryDevice, block: u64, errnos: &[Errno]) {
+    let report = engine::thin::check::check(Box::new(img.clone()));
+    assert!(!report.is_clean(), "{name}: check found nothing");
+    assert!(
+        report.findings.iter().any(|f| f.block == Some(block)),
+        "{name}: no finding names block {block}: {:?}",
+        report.findings
+    );
+    match exercise(img) {
+        Err(e @ Error::Corrupt { block: b, .. }) => {
+            assert_eq!(b, block, "{name}: error names the wrong block: {e}");
+            assert!(errnos.contains(&e.errno()), "{name}: errno {:?}", e.errno());
+        }
+        other => panic!("{name}: expected a corruption error at block {block}, got {other:?}"),
+    }
+}
+
+#[test]
+fn flipped_byte_in_each_block_type() {
+    let base = base_image();
+    let s = sb(&base);
+    let meta_index = s.metadata_sm_root.bitmap_root;
+    let meta_bitmap = engine::format::index::unpack_metadata_index(base.block(meta_index), 1)[0].blocknr;
+    let cases = [
+        ("superblock", 0),
+        ("metadata index", meta_index),
+        ("metadata bitmap", meta_bitmap),
+        ("details leaf", s.device_details_root),
+        ("top-level leaf", s.data_mapping_root),
+        ("mapping internal node", root_of_device(&base, 1)),
+        ("data index btree", s.data_sm_root.bitmap_root),
+    ];
+    for (name, b) in cases {
+        let mut img = base.clone();
+        img.block_mut(b)[200] ^= 0x40;
+        expect_block_error(name, img, b, &[Errno::EILSEQ]);
+    }
+}
+
+#[test]
+fn flipped_byte_in_a_mapping_leaf_and_data_bitmap() {
+    let base = base_image();
+    let root = root_of_device(&base, 1);
+    let leaf = node::value_u64(base.block(root), 1);
+    let mut img = base.clone();
+    img.block_mut(leaf)[300] ^= 1;
+    expect_block_error("mapping leaf", img, leaf, &[Errno::EILSEQ]);
+}
+
+#[test]
+fn wrong_block_number() {
+    let base = base_image();
+    let root = root_of_device(&base, 1);
+    let mut img = base.clone();
+    edit_sealed(&mut img, root, BlockKind::Node, |b| b[8..16].copy_from_slice(&9999u64.to_le_bytes()));
+    expect_block_error("node blocknr", img, root, &[Errno::ENOTBLK]);
+}
+
+#[test]
+fn nr_entries_past_max_entries() {
+    let base = base_image();
+    let root = root_of_device(&base, 1);
+    let mut img = base.clone();
+    edit_sealed(&mut img, root, BlockKind::Node, |b| b[16..20].copy_from_slice(&253u32.to_le_bytes()));
+    expect_block_error("nr_entries > max", img, root, &[Errno::EILSEQ]);
+}
+
+#[test]
+fn keys_out_of_order() {
+    let base = base_image();
+    let leaf = node::value_u64(base.block(root_of_device(&base, 1)), 0);
+    let mut img = base.clone();
+    edit_sealed(&mut img, leaf, BlockKind::Node, |b| {
+        let k1 = node::key(b, 1);
+        node::set_key(b, 2, k1);
+    });
+    expect_block_error("keys out of order", img, leaf, &[Errno::EILSEQ]);
+}
+
+#[test]
+fn cycle_is_an_error_not_a_hang() {
+    let base = base_image();
+    let root = root_of_device(&base, 1);
+    let mut img = base.clone();
+    // The internal root's second child now points back at the root itself.
+    edit_sealed(&mut img, root, BlockKind::Node, |b| node::set_value(b, 1, &root.to_le_bytes()));
+    let report = engine::thin::check::check(Box::new(img.clone()));
+    assert!(!report.is_clean());
+    assert!(report.findings.iter().any(|f| f.block == Some(root)), "{:?}", report.findings);
+    let err = exercise(img).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn random_damage_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let base = base_image();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    for _ in 0..200 {
+        let mut img = base.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let b = rng.random_range(0..64);
+            let off = rng.random_range(0..4096);
+            img.block_mut(b)[off] = rng.random();
+            if rng.random_bool(0.5) {
+                let kind = BlockKind::classify(img.block(b)).unwrap_or(BlockKind::Node);
+                edit_sealed(&mut img, b, kind, |_| {});
+            }
+        }
+        let _ = engine::thin::check::check(Box::new(img.clone()));
+        let _ = exercise(img);
+    }
+}

@@ -1,0 +1,114 @@
+//! A commit cut at every write: keep a prefix of the commit's writes, drop the rest, reopen.
+//! The pool must come back at the old or the new transaction, never anything else, and the
+//! image must pass `check`.
+
+mod common;
+
+use common::{logical, Logical};
+use engine::io::{Block, BlockDevice, IoError, MemoryDevice};
+use engine::thin::{Pool, PoolOptions};
+use std::sync::{Arc, Mutex};
+
+/// Applies the first `keep` writes issued after `arm()`, silently drops the rest
+/// (the power went out; the engine does not know yet).
+#[derive(Clone)]
+struct CutDevice {
+    inner: Arc<Mutex<(MemoryDevice, Option<u64>)>>,
+}
+
+impl CutDevice {
+    fn arm(&self, keep: u64) {
+        self.inner.lock().unwrap().1 = Some(keep);
+    }
+    fn image(&self) -> MemoryDevice {
+        self.inner.lock().unwrap().0.clone()
+    }
+}
+
+impl BlockDevice for CutDevice {
+    fn nr_blocks(&self) -> u64 {
+        self.inner.lock().unwrap().0.nr_blocks()
+    }
+    fn read(&mut self, b: u64, buf: &mut Block) -> Result<(), IoError> {
+        self.inner.lock().unwrap().0.read(b, buf)
+    }
+    fn write(&mut self, b: u64, buf: &Block) -> Result<(), IoError> {
+        let mut g = self.inner.lock().unwrap();
+        match &mut g.1 {
+            Some(0) => Ok(()),
+            Some(n) => {
+                *n -= 1;
+                g.0.write(b, buf)
+            }
+            None => g.0.write(b, buf),
+        }
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        Ok(())
+    }
+}
+
+/// Builds a pool with history, then a pending transaction that touches every structure.
+fn scenario(dev: &CutDevice) -> (Pool, Logical) {
+    let pool = Pool::open(Box::new(dev.clone()), PoolOptions::new(128)).unwrap();
+    pool.resize_data_dev(40_000).unwrap();
+    pool.create_thin(1).unwrap();
+    let h = pool.open_thin_device(1).unwrap();
+    for v in 0..600 {
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, v, d).unwrap();
+    }
+    pool.commit().unwrap();
+    let old = logical(&pool);
+    pool.create_snap(2, 1).unwrap();
+    for v in 300..900 {
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, v, d).unwrap();
+    }
+    pool.remove_range(&h, 0, 100).unwrap();
+    pool.inc_data_range(39_000, 39_010).unwrap();
+    pool.resize_data_dev(60_000).unwrap();
+    pool.close_thin_device(h);
+    (pool, old)
+}
+
+#[test]
+fn commit_cut_at_every_write_reopens_old_or_new() {
+    // Measure how many writes the commit issues.
+    let probe = CutDevice { inner: Arc::new(Mutex::new((MemoryDevice::new(1024), None))) };
+    let (pool, _) = scenario(&probe);
+    let before = probe.image().writes_issued;
+    pool.commit().unwrap();
+    let new = logical(&pool);
+    let commit_writes = probe.image().writes_issued - before;
+    assert!(commit_writes > 10, "the commit should write many blocks, wrote {commit_writes}");
+
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for keep in 0..=commit_writes {
+        let dev = CutDevice { inner: Arc::new(Mutex::new((MemoryDevice::new(1024), None))) };
+        let (pool, old) = scenario(&dev);
+        dev.arm(keep);
+        pool.commit().unwrap();
+        drop(pool);
+        let image = dev.image();
+        // Old or new, the ten explicit references are the caller's: only the new state has them.
+        let refs: std::collections::BTreeMap<u64, u32> = (39_000..39_010).map(|b| (b, 1)).collect();
+        let clean_with = |r: &std::collections::BTreeMap<u64, u32>| {
+            engine::thin::check::check_with_refs(Box::new(image.clone()), r)
+        };
+        let report = if keep == commit_writes { clean_with(&refs) } else { clean_with(&Default::default()) };
+        assert!(report.is_clean(), "keep {keep}: {:?}", report.findings);
+        let reopened = Pool::open(Box::new(image), PoolOptions::new(128)).unwrap();
+        let got = logical(&reopened);
+        if got == old {
+            saw_old += 1;
+        } else if got == new {
+            saw_new += 1;
+        } else {
+            panic!("keep {keep} of {commit_writes}: reopened state is neither old nor new");
+        }
+    }
+    // Only the full commit (superblock last) shows the new state.
+    assert_eq!(saw_new, 1);
+    assert_eq!(saw_old, commit_writes as usize);
+}

@@ -1,0 +1,180 @@
+//! Property test: the two-level mapping tree (btree insert / remove / remove_range / lookup /
+//! lower bound, nested trees, snapshots sharing subtrees) against `BTreeMap`s, with a full
+//! `check` (node fill, key order, depth, every metadata and data reference recounted) after
+//! every commit, and a reopen that must see exactly the committed mappings.
+
+mod common;
+
+use common::{assert_clean, fresh_pool, logical};
+use engine::thin::{Pool, PoolOptions};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert { dev: u8, vblock: u16 },
+    Remove { dev: u8, vblock: u16 },
+    RemoveRange { dev: u8, begin: u16, len: u16 },
+    Lookup { dev: u8, vblock: u16 },
+    MappedRange { dev: u8, begin: u16 },
+    Snapshot { origin: u8 },
+    Commit,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        20 => (0..3u8, 0..4000u16).prop_map(|(dev, vblock)| Op::Insert { dev, vblock }),
+        5 => (0..3u8, 0..4000u16).prop_map(|(dev, vblock)| Op::Remove { dev, vblock }),
+        2 => (0..3u8, 0..4000u16, 0..600u16).prop_map(|(dev, begin, len)| Op::RemoveRange { dev, begin, len }),
+        4 => (0..3u8, 0..4000u16).prop_map(|(dev, vblock)| Op::Lookup { dev, vblock }),
+        2 => (0..3u8, 0..4000u16).prop_map(|(dev, begin)| Op::MappedRange { dev, begin }),
+        1 => (0..3u8).prop_map(|origin| Op::Snapshot { origin }),
+        2 => Just(Op::Commit),
+    ]
+}
+
+struct Harness {
+    pool: Pool,
+    dev: common::SharedDevice,
+    model: BTreeMap<u64, BTreeMap<u64, u64>>,
+    committed: BTreeMap<u64, BTreeMap<u64, u64>>,
+    next_snap: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let (pool, dev) = fresh_pool(2048, 200_000);
+        for id in 0..3 {
+            pool.create_thin(id).unwrap();
+        }
+        pool.commit().unwrap();
+        let model: BTreeMap<u64, BTreeMap<u64, u64>> = (0..3).map(|i| (i, BTreeMap::new())).collect();
+        Harness { pool, dev, committed: model.clone(), model, next_snap: 100 }
+    }
+
+    fn with_dev<T>(&self, id: u64, f: impl FnOnce(&engine::thin::ThinHandle) -> T) -> T {
+        let h = self.pool.open_thin_device(id).unwrap();
+        let r = f(&h);
+        self.pool.close_thin_device(h);
+        r
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Insert { dev, vblock } => {
+                let (id, v) = (u64::from(dev), u64::from(vblock));
+                let d = self.pool.alloc_data_block().unwrap();
+                self.with_dev(id, |h| self.pool.insert_block(h, v, d)).unwrap();
+                self.model.get_mut(&id).unwrap().insert(v, d);
+            }
+            Op::Remove { dev, vblock } => {
+                let (id, v) = (u64::from(dev), u64::from(vblock));
+                let r = self.with_dev(id, |h| self.pool.remove_block(h, v));
+                let expected = self.model.get_mut(&id).unwrap().remove(&v);
+                assert_eq!(r.is_ok(), expected.is_some(), "remove {id}/{v}: {r:?}");
+            }
+            Op::RemoveRange { dev, begin, len } => {
+                let (id, b, e) = (u64::from(dev), u64::from(begin), u64::from(begin) + u64::from(len));
+                self.with_dev(id, |h| self.pool.remove_range(h, b, e)).unwrap();
+                self.model.get_mut(&id).unwrap().retain(|k, _| *k < b || *k >= e);
+            }
+            Op::Lookup { dev, vblock } => {
+                let (id, v) = (u64::from(dev), u64::from(vblock));
+                let r = self.with_dev(id, |h| self.pool.find_block(h, v, true)).ok().map(|l| l.data_block);
+                assert_eq!(r, self.model[&id].get(&v).copied(), "lookup {id}/{v}");
+            }
+            Op::MappedRange { dev, begin } => {
+                let (id, b) = (u64::from(dev), u64::from(begin));
+                let r = self.with_dev(id, |h| self.pool.find_mapped_range(h, b, b + 500));
+                let first = self.model[&id].range(b..b + 500).next();
+                match (r, first) {
+                    (Ok(range), Some((&k, &d))) => {
+                        assert_eq!((range.thin_begin, range.pool_begin), (k, d));
+                    }
+                    (Err(e), None) => assert_eq!(e.errno(), engine::Errno::ENODATA),
+                    (r, f) => panic!("mapped range from {b}: engine {r:?}, model {f:?}"),
+                }
+            }
+            Op::Snapshot { origin } => {
+                let id = self.next_snap;
+                self.next_snap += 1;
+                self.pool.create_snap(id, u64::from(origin)).unwrap();
+                let copy = self.model[&u64::from(origin)].clone();
+                self.model.insert(id, copy);
+            }
+            Op::Commit => {
+                self.pool.commit().unwrap();
+                self.committed = self.model.clone();
+                assert_clean(&self.dev);
+            }
+        }
+    }
+
+    fn engine_view(pool: &Pool) -> BTreeMap<u64, BTreeMap<u64, u64>> {
+        logical(pool)
+            .into_iter()
+            .map(|(id, m)| (id, m.into_iter().map(|(k, bt)| (k, bt.data_block)).collect()))
+            .collect()
+    }
+
+    fn finish(self) {
+        assert_eq!(Self::engine_view(&self.pool), self.model, "current state");
+        self.pool.abort().unwrap();
+        assert_eq!(Self::engine_view(&self.pool), self.committed, "after abort");
+        drop(self.pool);
+        let reopened = Pool::open(Box::new(self.dev.image()), PoolOptions::new(128)).unwrap();
+        assert_eq!(Self::engine_view(&reopened), self.committed, "after reopen");
+        assert_clean(&self.dev);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn mapping_trees_match_btreemap(ops in proptest::collection::vec(op(), 1..400)) {
+        let mut h = Harness::new();
+        for op in &ops {
+            h.apply(op);
+        }
+        h.finish();
+    }
+}
+
+/// Large sweep: 100,000 keys through one device and its snapshot, checked at each commit.
+/// `THINSIM_TEST_SCALE` multiplies the key count (CI uses 1).
+#[test]
+fn hundred_thousand_keys() {
+    use rand::{Rng, SeedableRng};
+    let scale: u64 = std::env::var("THINSIM_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let keys = 100_000 * scale;
+    let (pool, dev) = fresh_pool(16_384, keys * 2 + 16);
+    pool.create_thin(1).unwrap();
+    let h = pool.open_thin_device(1).unwrap();
+    let mut model = BTreeMap::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for i in 0..keys {
+        let v = rng.random_range(0..keys * 4);
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, v, d).unwrap();
+        model.insert(v, d);
+        if i % 25_000 == 24_999 {
+            pool.commit().unwrap();
+        }
+    }
+    pool.commit().unwrap();
+    assert_clean(&dev);
+    pool.create_snap(2, 1).unwrap();
+    for _ in 0..keys / 4 {
+        let v = rng.random_range(0..keys * 4);
+        let r = pool.remove_block(&h, v);
+        assert_eq!(r.is_ok(), model.remove(&v).is_some());
+    }
+    pool.remove_range(&h, keys, keys * 2).unwrap();
+    model.retain(|k, _| *k < keys || *k >= keys * 2);
+    pool.commit().unwrap();
+    assert_clean(&dev);
+    let got: BTreeMap<u64, u64> = pool.mappings(1).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
+    assert_eq!(got, model);
+    assert_eq!(pool.get_mapped_count(&h).unwrap(), model.len() as u64);
+    pool.close_thin_device(h);
+}
