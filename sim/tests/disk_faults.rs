@@ -5,8 +5,8 @@ use engine::format::checksum::seal;
 use engine::format::BlockKind;
 use engine::io::{Block, BlockDevice, IoErrorKind};
 use sim::disk::{
-    is_power_loss, CoverageKey, CrashPlan, DiskConfig, FaultClass, FaultKind, FaultRates,
-    HitKind, Phase, SimDisk, WriteChoice, WriteFate, PPM,
+    is_power_loss, CoverageKey, CrashPlan, DiskConfig, FaultClass, FaultKind, FaultRates, HitKind,
+    Phase, SimDisk, WriteChoice, WriteFate, PPM,
 };
 
 fn node(location: u64, tag: u8) -> Block {
@@ -47,7 +47,7 @@ fn busy_config() -> DiskConfig {
     let rates = FaultRates {
         lost_write_ppm: 20_000,
         misdirected_write_ppm: 20_000,
-        bit_rot_ppm: 20_000,
+        bit_rot_ppm: 50_000,
         latent_sector_ppm: 20_000,
         read_eio_ppm: 20_000,
         write_eio_ppm: 20_000,
@@ -75,7 +75,12 @@ fn same_seed_same_trace_and_image() {
 
 #[test]
 fn transient_eio_is_typed_and_changes_nothing() {
-    let rates = FaultRates { read_eio_ppm: PPM, write_eio_ppm: PPM, flush_eio_ppm: PPM, ..FaultRates::ZERO };
+    let rates = FaultRates {
+        read_eio_ppm: PPM,
+        write_eio_ppm: PPM,
+        flush_eio_ppm: PPM,
+        ..FaultRates::ZERO
+    };
     let mut disk = SimDisk::new(4, with_rates(rates), 1);
     let mut buf = [9u8; 4096];
     let e = disk.read(1, &mut buf).expect_err("read EIO");
@@ -190,8 +195,12 @@ fn bit_rot_flips_one_durable_bit() {
     assert_eq!(flipped, 1);
     assert_eq!(disk.durable_image().block(0), Some(&buf));
     assert_eq!(HitKind::of(&buf), HitKind::Unknown);
-    let key =
-        CoverageKey { fault: FaultKind::BitRot, hit: HitKind::Node, in_commit: false, snap_held: false };
+    let key = CoverageKey {
+        fault: FaultKind::BitRot,
+        hit: HitKind::Node,
+        in_commit: false,
+        snap_held: false,
+    };
     assert_eq!(disk.coverage().count(&key), 1);
 }
 
@@ -218,7 +227,10 @@ fn out_of_range_is_typed_for_every_operation() {
     ] {
         assert_eq!(e.kind, IoErrorKind::OutOfRange);
     }
-    assert_eq!(SimDisk::new(u64::MAX, DiskConfig::none(), 0).nr_blocks(), sim::disk::MAX_SIM_BLOCKS);
+    assert_eq!(
+        SimDisk::new(u64::MAX, DiskConfig::none(), 0).nr_blocks(),
+        sim::disk::MAX_SIM_BLOCKS
+    );
 }
 
 #[test]
@@ -252,10 +264,18 @@ fn coverage_follows_the_phase() {
     disk.set_phase(Phase::IDLE);
     let _ = disk.write(0, &[0u8; 4096]);
     let c = disk.coverage();
-    let commit =
-        CoverageKey { fault: FaultKind::WriteEio, hit: HitKind::Node, in_commit: true, snap_held: true };
-    let idle =
-        CoverageKey { fault: FaultKind::WriteEio, hit: HitKind::Zero, in_commit: false, snap_held: false };
+    let commit = CoverageKey {
+        fault: FaultKind::WriteEio,
+        hit: HitKind::Node,
+        in_commit: true,
+        snap_held: true,
+    };
+    let idle = CoverageKey {
+        fault: FaultKind::WriteEio,
+        hit: HitKind::Zero,
+        in_commit: false,
+        snap_held: false,
+    };
     assert_eq!((c.count(&commit), c.count(&idle)), (1, 1));
     assert_eq!(c.by_label()["commit"], 1);
     let json = serde_json::to_value(c).expect("serialises");

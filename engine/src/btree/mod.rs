@@ -16,11 +16,13 @@
 //! Reads of untrusted trees are bounded by `MAX_BTREE_DEPTH` and check value sizes, so a
 //! corrupt or cyclic tree is an error, never a hang.
 
+mod build;
 mod delete;
 mod insert;
 mod remove;
 mod walk;
 
+pub use build::build;
 pub use delete::delete;
 pub use insert::{insert, replace};
 pub use remove::{remove, remove_range};

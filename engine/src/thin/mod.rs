@@ -13,16 +13,20 @@
 
 pub mod check;
 mod devices;
+pub mod dump;
 mod inspect;
 mod mapping;
 mod open;
 mod records;
+pub mod restore;
 mod space;
+mod tool_error;
 mod txn;
 
 pub use inspect::PoolSummary;
 pub use open::{CloseError, PoolOptions};
 pub use records::ThinHandle;
+pub use tool_error::ToolError;
 
 use crate::error::{Error, Result};
 use crate::format::superblock::Superblock;

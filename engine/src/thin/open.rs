@@ -196,3 +196,15 @@ impl From<CorruptKind> for Error {
         Error::corrupt(0, k)
     }
 }
+
+impl Pool {
+    /// Opens an existing pool for the tools (dump, ls): the data block size is taken from the
+    /// superblock, blank devices are refused, and the pool is read-only.
+    pub fn open_image(dev: Box<dyn BlockDevice>) -> Result<Pool> {
+        let bm = BlockManager::new(dev, DEFAULT_CACHE_BLOCKS);
+        let sb = read_superblock(&bm)?;
+        let pool = Pool::open(bm.into_device(), PoolOptions { data_block_size: sb.data_block_size, may_format: false, cache_blocks: DEFAULT_CACHE_BLOCKS })?;
+        pool.metadata_read_only();
+        Ok(pool)
+    }
+}

@@ -13,8 +13,8 @@
 
 use super::config::AtomicUnit;
 use super::crash::expand_unit_mask;
-use super::image::{apply_validated, CrashPlan, MemoryImage, PendingWrite, Tear, WriteChoice};
 use super::image::WriteFate;
+use super::image::{apply_validated, CrashPlan, MemoryImage, PendingWrite, Tear, WriteChoice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,8 @@ pub struct CrashState {
 enum Mode {
     /// Mixed-radix counter over the per-write options; `None` when exhausted.
     Exhaustive(Option<Vec<usize>>),
-    Sampled(ChaCha8Rng),
+    /// Boxed: the RNG state is large and only the sampled mode needs it.
+    Sampled(Box<ChaCha8Rng>),
 }
 
 /// Iterator over the crash states of one crash point.
@@ -75,12 +76,14 @@ impl CrashStates {
     ) -> Self {
         let options: Vec<Vec<WriteChoice>> =
             pending.iter().map(|w| write_options(w, unit, opts.tears)).collect();
-        let total =
-            options.iter().try_fold(1u64, |acc, o| acc.checked_mul(o.len() as u64));
+        let total = options.iter().try_fold(1u64, |acc, o| acc.checked_mul(o.len() as u64));
         let exhaustive = total.is_some_and(|t| t <= opts.max_images);
         let (planned, mode) = match total {
             Some(t) if exhaustive => (t, Mode::Exhaustive(Some(vec![0; options.len()]))),
-            _ => (opts.max_images, Mode::Sampled(ChaCha8Rng::seed_from_u64(opts.sample_seed))),
+            _ => (
+                opts.max_images,
+                Mode::Sampled(Box::new(ChaCha8Rng::seed_from_u64(opts.sample_seed))),
+            ),
         };
         CrashStates { durable, pending, options, total, planned, produced: 0, mode }
     }
@@ -160,9 +163,11 @@ fn write_options(w: &PendingWrite, unit: AtomicUnit, set: TearSet) -> Vec<WriteC
         return vec![WriteChoice::Drop];
     }
     let mut options = vec![WriteChoice::Drop, WriteChoice::Apply];
-    options.extend(unit_masks(unit, set).into_iter().map(|m| {
-        WriteChoice::Tear(Tear { sectors_new: expand_unit_mask(m, unit), cut: None })
-    }));
+    options.extend(
+        unit_masks(unit, set)
+            .into_iter()
+            .map(|m| WriteChoice::Tear(Tear { sectors_new: expand_unit_mask(m, unit), cut: None })),
+    );
     options
 }
 
@@ -172,9 +177,9 @@ fn unit_masks(unit: AtomicUnit, set: TearSet) -> Vec<u32> {
     let full = (1u32 << units) - 1;
     let mut masks: Vec<u32> = match set {
         TearSet::Whole => Vec::new(),
-        TearSet::Prefixes => {
-            (1..units).flat_map(|k| [(1u32 << k) - 1, full & !((1u32 << (units - k)) - 1)]).collect()
-        }
+        TearSet::Prefixes => (1..units)
+            .flat_map(|k| [(1u32 << k) - 1, full & !((1u32 << (units - k)) - 1)])
+            .collect(),
         TearSet::AllMasks => (1..full).collect(),
     };
     masks.sort_unstable();

@@ -237,8 +237,7 @@ impl Tear {
         match self.cut {
             None => true,
             Some(c) => {
-                usize::from(c.sector) < SECTORS_PER_BLOCK
-                    && usize::from(c.new_bytes) <= SECTOR_SIZE
+                usize::from(c.sector) < SECTORS_PER_BLOCK && usize::from(c.new_bytes) <= SECTOR_SIZE
             }
         }
     }
@@ -284,7 +283,8 @@ impl CrashPlan {
                 _ => return Err(PlanError::NotAPermutation { index: i }),
             }
         }
-        let bad = self.choices.iter().position(|c| matches!(c, WriteChoice::Tear(t) if !t.is_valid()));
+        let bad =
+            self.choices.iter().position(|c| matches!(c, WriteChoice::Tear(t) if !t.is_valid()));
         match bad {
             Some(index) => Err(PlanError::BadTear { index }),
             None => Ok(()),
@@ -360,7 +360,8 @@ mod tests {
 
     #[test]
     fn tear_takes_new_sectors_and_cut_prefix() {
-        let t = Tear { sectors_new: 0b0000_0101, cut: Some(SubsectorCut { sector: 1, new_bytes: 10 }) };
+        let t =
+            Tear { sectors_new: 0b0000_0101, cut: Some(SubsectorCut { sector: 1, new_bytes: 10 }) };
         let out = t.apply(&filled(1), &filled(2));
         assert!(out[..512].iter().all(|&b| b == 2));
         assert!(out[512..522].iter().all(|&b| b == 2));

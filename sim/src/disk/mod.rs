@@ -18,9 +18,10 @@
 //!   never torn): each unit of the block is old or new (A). With `subsector_tears`, a tear
 //!   may also cut inside a sector, old bytes after new ones, or split a larger unit (B).
 //! - **Lost write (B).** Accepted and readable from the cache, but never reaches the media:
-//!   dropped silently at flush or crash.
+//!   dropped silently at flush or crash; once flushed, reads see the media's older data.
 //! - **Misdirected write (B).** Readable at its own block from the cache; destaged onto
-//!   another, random block (which it overwrites, or tears when a crash tears it).
+//!   another, random block (which it overwrites, or tears when a crash tears it), so after
+//!   the flush its own block reads old data and the victim reads the misdirected data.
 //! - **Bit rot (B).** When a block with no cached write is read, one bit of its durable copy
 //!   may flip first; the flip persists until the block is rewritten.
 //! - **Latent sector error (C).** When a block with no cached write is read, it may turn
@@ -40,6 +41,15 @@
 //!
 //! Errors are [`IoErrorKind::Device`] (EIO) with a detail naming the injected fault; blocks
 //! beyond the end return [`IoErrorKind::OutOfRange`]. No call sequence panics.
+//!
+//! # Coverage, exploration, replay
+//! Every injected fault, including each crash outcome (a dropped or torn write, an older
+//! version winning), is counted in [`FaultCoverage`] under (fault kind, kind of block hit as
+//! classified from its bytes, in commit, metadata snapshot held), with the phase the runner
+//! set through [`SimDisk::set_phase`], and logged as a [`FaultEvent`] carrying its class.
+//! `crash()` returns a [`CrashReport`] whose [`CrashPlan`] replays the same crash through
+//! `crash_with`. `pending_writes`, `image_with` and `explore` enumerate crash images without
+//! touching the disk or its RNG; each crash and each exploration counts one crash point.
 //!
 //! # Invariants
 //! - One seeded `ChaCha8Rng` drives every decision; no clock, no hash-map order. The same
@@ -175,7 +185,8 @@ impl SimDisk {
     }
 
     /// Arms power loss at I/O ordinal `n` (see the module header); replaces any earlier arm.
-    /// For "k calls from now" use `set_crash_at_io(disk.stats().io_calls() + k)`.
+    /// For "k calls from now" use `set_crash_at_io(disk.stats().io_calls() + k)`. A crash or
+    /// `restore_durable` before it fires disarms it.
     pub fn set_crash_at_io(&mut self, n: u64) {
         self.crash_at = Some(n);
     }
@@ -302,7 +313,12 @@ impl SimDisk {
     }
 
     /// Records one write's crash outcome in coverage and the trace.
-    fn crash_outcome(&mut self, w: &PendingWrite, choice: WriteChoice, stale: bool) -> CrashOutcome {
+    fn crash_outcome(
+        &mut self,
+        w: &PendingWrite,
+        choice: WriteChoice,
+        stale: bool,
+    ) -> CrashOutcome {
         let lost = w.fate() == WriteFate::Lost;
         let fault = match choice {
             WriteChoice::Apply => None,
@@ -321,7 +337,10 @@ impl SimDisk {
         let code = match choice {
             WriteChoice::Drop => 0,
             WriteChoice::Apply => 1,
-            WriteChoice::Tear(t) => 2 + u64::from(t.sectors_new),
+            WriteChoice::Tear(t) => {
+                let cut = t.cut.map_or(0, |c| u64::from(c.sector) << 16 | u64::from(c.new_bytes));
+                2 + u64::from(t.sectors_new) + (cut << 8)
+            }
         };
         self.trace.event(TraceOp::CrashChoice, w.seq(), code, u64::from(stale));
         CrashOutcome { seq: w.seq(), block: w.block(), fate: w.fate(), choice, stale, fault, hit }
