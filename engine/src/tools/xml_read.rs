@@ -57,13 +57,15 @@ impl Position {
 
     /// The position after `bytes` have been read from `self`.
     fn advanced(mut self, bytes: &[u8]) -> Position {
-        match bytes.iter().rposition(|&b| b == b'\n') {
-            Some(last) => {
-                self.line += count_newlines(&bytes[..=last]);
-                self.column = 1 + count_chars(&bytes[last + 1..]);
-            }
-            None => self.column += count_chars(bytes),
+        // Counting first (a vectorisable pass) keeps the common newline-free chunk cheap.
+        let newlines = count_newlines(bytes);
+        if newlines == 0 {
+            self.column += count_chars(bytes);
+            return self;
         }
+        self.line += newlines;
+        let after_last = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.column = 1 + count_chars(&bytes[after_last..]);
         self
     }
 }
