@@ -79,7 +79,12 @@ fn untidy_xml(pool: &Pool) -> String {
     if sb.version != 1 {
         write!(xml, " version=\"{}\"", sb.version).unwrap();
     }
-    writeln!(xml, " data_block_size=\"{}\" nr_data_blocks=\"{}\">", sb.data_block_size, sb.nr_data_blocks).unwrap();
+    writeln!(
+        xml,
+        " data_block_size=\"{}\" nr_data_blocks=\"{}\">",
+        sb.data_block_size, sb.nr_data_blocks
+    )
+    .unwrap();
     for dev in &pool.devices {
         let d = &dev.details;
         writeln!(
@@ -90,7 +95,11 @@ fn untidy_xml(pool: &Pool) -> String {
         .unwrap();
         // Descending order on purpose: the tool sorts through its btree.
         for (origin, (data, time)) in dev.mappings.iter().rev() {
-            writeln!(xml, "<single_mapping origin_block=\"{origin}\" data_block=\"{data}\" time=\"{time}\"/>").unwrap();
+            writeln!(
+                xml,
+                "<single_mapping origin_block=\"{origin}\" data_block=\"{data}\" time=\"{time}\"/>"
+            )
+            .unwrap();
         }
         xml.push_str("</device>\n");
     }
@@ -206,7 +215,13 @@ fn superblock(time: u32, flags: u32, version: u32, dbs: u32, nr: u64) -> XmlSupe
 
 fn device(dev_id: u64, creation_time: u32, snap_time: u32, maps: &[(u64, u64, u32)]) -> Device {
     Device {
-        details: XmlDevice { dev_id, mapped_blocks: 0, transaction: dev_id + 1, creation_time, snap_time },
+        details: XmlDevice {
+            dev_id,
+            mapped_blocks: 0,
+            transaction: dev_id + 1,
+            creation_time,
+            snap_time,
+        },
         mappings: maps.iter().map(|&(o, d, t)| (o, (d, t))).collect(),
     }
 }
@@ -257,7 +272,8 @@ fn long_runs_across_many_leaves() {
 #[test]
 fn times_flags_and_versions() {
     for (flags, version) in [(0, 1), (1, 1), (0, 2), (1, 2), (6, 7)] {
-        let maps: Vec<_> = (0..40u64).map(|i| (i * 3, 500 - i, u32::try_from(i % 5).unwrap())).collect();
+        let maps: Vec<_> =
+            (0..40u64).map(|i| (i * 3, 500 - i, u32::try_from(i % 5).unwrap())).collect();
         let pool = Pool {
             sb: superblock(5, flags, version, 1024, 501),
             devices: vec![device(2, 0, 3, &maps), device(9, 3, 5, &maps[10..])],

@@ -93,12 +93,7 @@ fn range_limits() {
 fn missing_attribute_points_at_the_element() {
     let xml = format!("{SB}\n  <!-- c -->\n    <device dev_id=\"1\" mapped_blocks=\"0\" creation_time=\"0\" snap_time=\"0\"/>\n</superblock>");
     assert_error(&xml, 3, 5, "device is missing attribute `transaction`");
-    assert_error(
-        "<superblock time=\"0\"/>",
-        1,
-        1,
-        "superblock is missing attribute `uuid`",
-    );
+    assert_error("<superblock time=\"0\"/>", 1, 1, "superblock is missing attribute `uuid`");
 }
 
 #[test]
@@ -124,7 +119,8 @@ fn bad_numbers_point_at_the_attribute() {
         102,
         "single_mapping attribute `origin_block` = 18446744073709551616 is larger than 18446744073709551615",
     );
-    let body = format!("{DEV}<single_mapping origin_block=\"\" data_block=\"0\" time=\"0\"/></device>");
+    let body =
+        format!("{DEV}<single_mapping origin_block=\"\" data_block=\"0\" time=\"0\"/></device>");
     let e = error_of(&doc(&body));
     assert!(matches!(e.kind, ParseErrorKind::NotANumber { attribute: "origin_block", .. }));
 }
@@ -189,13 +185,23 @@ fn structure_errors() {
         2,
         "`superblock` is not allowed after the superblock",
     );
-    assert_error(&format!("{SB}</device>"), 1, 90, "closing tag `device` does not match the open `superblock`");
+    assert_error(
+        &format!("{SB}</device>"),
+        1,
+        90,
+        "closing tag `device` does not match the open `superblock`",
+    );
     assert_error("</superblock>", 1, 1, "closing tag `superblock` without an open element");
     assert_error(&format!("{SB}</superblock>x"), 1, 103, "text outside the superblock element");
     assert_error(&format!("{SB}\n  {DEV}\n"), 3, 1, "input ends inside `device`");
     assert_error("  \n <!-- only a comment -->", 2, 25, "no superblock element");
     assert_error("", 1, 1, "no superblock element");
-    assert_error(&format!(" <?xml version=\"1.0\"?>{SB}"), 1, 2, "XML declaration must come before the superblock");
+    assert_error(
+        &format!(" <?xml version=\"1.0\"?>{SB}"),
+        1,
+        2,
+        "XML declaration must come before the superblock",
+    );
 }
 
 #[test]

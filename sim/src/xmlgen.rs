@@ -225,8 +225,9 @@ impl Pool {
     fn render(mut self) -> String {
         let sb = self.superblock();
         let mut out = DumpWriter::new(Vec::new(), DumpFormat::Xml);
-        write_all(&mut out, &sb, &self.devices)
-            .expect("devices and origins come from BTreeMaps (ascending) and writing to a Vec cannot fail");
+        write_all(&mut out, &sb, &self.devices).expect(
+            "devices and origins come from BTreeMaps (ascending) and writing to a Vec cannot fail",
+        );
         let bytes = out.finish().expect("the dump was completed by write_all");
         String::from_utf8(bytes).expect("the writer emits ASCII only for an empty uuid")
     }

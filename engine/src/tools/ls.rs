@@ -268,8 +268,20 @@ mod tests {
     #[test]
     fn spec_example_table() {
         let rows = [
-            LsRow { dev_id: 1, mapped_blocks: 5, creation_time: 0, snap_time: 1, ..LsRow::default() },
-            LsRow { dev_id: 5, mapped_blocks: 2, creation_time: 1, snap_time: 1, ..LsRow::default() },
+            LsRow {
+                dev_id: 1,
+                mapped_blocks: 5,
+                creation_time: 0,
+                snap_time: 1,
+                ..LsRow::default()
+            },
+            LsRow {
+                dev_id: 5,
+                mapped_blocks: 2,
+                creation_time: 1,
+                snap_time: 1,
+                ..LsRow::default()
+            },
         ];
         let text = format_table(&rows, 128, &LsField::DEFAULT, true);
         assert_eq!(

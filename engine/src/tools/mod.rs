@@ -11,7 +11,9 @@
 //! newtypes, so that this module depends on nothing else in the crate.
 
 pub mod ls;
+mod tracked;
 pub mod types;
+mod xml_error;
 pub mod xml_read;
 pub mod xml_write;
 

@@ -24,13 +24,16 @@
 //! characters; lines end at `\n`) of the offending markup or attribute. The parser never panics
 //! and holds at most one element's bytes plus the set of device ids in memory.
 
+pub use super::tracked::Position;
+use super::tracked::Tracked;
 use super::types::{XmlDevice, XmlSuperblock};
+use super::xml_error::at;
+pub use super::xml_error::{ParseError, ParseErrorKind};
 use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::fmt;
-use std::io::{self, BufRead, Read};
+use std::io::Read;
 
 /// One parsed item, in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,136 +43,15 @@ pub enum XmlEvent {
     /// `length` mappings `origin_begin + i → data_begin + i` at `time`; a `single_mapping` has
     /// length 1. Invariants: `length ≥ 1`, the run's last origin fits `u64`, and its last data
     /// block is `< nr_data_blocks` of the superblock.
-    Mapping { origin_begin: u64, data_begin: u64, length: u64, time: u32 },
+    Mapping {
+        origin_begin: u64,
+        data_begin: u64,
+        length: u64,
+        time: u32,
+    },
     EndDevice,
     EndSuperblock,
 }
-
-/// Where in the input: 1-based line and column (column counted in characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub line: u64,
-    pub column: u64,
-}
-
-impl Position {
-    const START: Position = Position { line: 1, column: 1 };
-
-    /// The position after `bytes` have been read from `self`.
-    fn advanced(mut self, bytes: &[u8]) -> Position {
-        // Counting first (a vectorisable pass) keeps the common newline-free chunk cheap.
-        let newlines = count_newlines(bytes);
-        if newlines == 0 {
-            self.column += count_chars(bytes);
-            return self;
-        }
-        self.line += newlines;
-        let after_last = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.column = 1 + count_chars(&bytes[after_last..]);
-        self
-    }
-}
-
-fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
-}
-
-/// UTF-8 characters = bytes that are not continuation bytes (`10xxxxxx`).
-fn count_chars(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count() as u64
-}
-
-/// A rejected input, with where it happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub line: u64,
-    pub column: u64,
-    pub kind: ParseErrorKind,
-}
-
-/// What was wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseErrorKind {
-    /// Reading the input failed.
-    Io(String),
-    /// Not well-formed XML (tokenizer message).
-    Syntax(String),
-    /// An element other than the four of the format.
-    UnknownElement(String),
-    /// A known element in a place the format does not allow (`context` says where).
-    Misplaced { element: &'static str, context: &'static str },
-    /// An XML declaration or DOCTYPE after other content.
-    MisplacedProlog(&'static str),
-    /// A closing tag that does not close the open element (`open` is `None` at top level).
-    MismatchedEnd { open: Option<&'static str>, found: String },
-    MissingAttribute { element: &'static str, attribute: &'static str },
-    /// Not a plain unsigned decimal number.
-    NotANumber { element: &'static str, attribute: &'static str, value: String },
-    /// A number larger than the field holds.
-    OutOfRange { element: &'static str, attribute: &'static str, value: String, max: u64 },
-    /// `range_mapping` with `length="0"`.
-    ZeroLength,
-    /// The run's last block (`attribute` + length − 1) does not fit `u64`.
-    RunOverflow { attribute: &'static str },
-    /// A data block at or beyond the data device's end (thin_restore's message).
-    BeyondDataDevice { data_block: u64, nr_data_blocks: u64 },
-    DuplicateDevice(u64),
-    /// Non-blank text or CDATA outside the `superblock` element.
-    TextOutsideSuperblock,
-    /// The input ended inside `open`.
-    UnexpectedEof { open: &'static str },
-    /// The input holds no `superblock` element.
-    NoSuperblock,
-}
-
-impl fmt::Display for ParseErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use ParseErrorKind as K;
-        match self {
-            K::Io(msg) => write!(f, "cannot read input: {msg}"),
-            K::Syntax(msg) => write!(f, "malformed XML: {msg}"),
-            K::UnknownElement(name) => write!(f, "unknown element `{name}`"),
-            K::Misplaced { element, context } => write!(f, "`{element}` is not allowed {context}"),
-            K::MisplacedProlog(what) => write!(f, "{what} must come before the superblock"),
-            K::MismatchedEnd { open: Some(open), found } => {
-                write!(f, "closing tag `{found}` does not match the open `{open}`")
-            }
-            K::MismatchedEnd { open: None, found } => {
-                write!(f, "closing tag `{found}` without an open element")
-            }
-            K::MissingAttribute { element, attribute } => {
-                write!(f, "{element} is missing attribute `{attribute}`")
-            }
-            K::NotANumber { element, attribute, value } => write!(
-                f,
-                "{element} attribute `{attribute}` is not an unsigned decimal number: {value:?}"
-            ),
-            K::OutOfRange { element, attribute, value, max } => {
-                write!(f, "{element} attribute `{attribute}` = {value} is larger than {max}")
-            }
-            K::ZeroLength => write!(f, "range_mapping has length 0"),
-            K::RunOverflow { attribute } => {
-                write!(f, "range_mapping: `{attribute}` + length - 1 does not fit in 64 bits")
-            }
-            K::BeyondDataDevice { data_block, nr_data_blocks } => write!(
-                f,
-                "mapping beyond end of data device ({data_block} >= {nr_data_blocks})"
-            ),
-            K::DuplicateDevice(id) => write!(f, "device {id} appears twice"),
-            K::TextOutsideSuperblock => write!(f, "text outside the superblock element"),
-            K::UnexpectedEof { open } => write!(f, "input ends inside `{open}`"),
-            K::NoSuperblock => write!(f, "no superblock element"),
-        }
-    }
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}, column {}: {}", self.line, self.column, self.kind)
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// The four elements of the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,58 +92,13 @@ impl Element {
     }
 }
 
-/// A `BufRead` over any reader that tracks the line and column of the consumed bytes. The
-/// tokenizer consumes exactly the bytes of each event it returns, so after an event the
-/// tracked position is where the event ended.
-struct Tracked<R> {
-    inner: R,
-    buf: Box<[u8]>,
-    /// Invariant: `pos <= filled <= buf.len()`.
-    pos: usize,
-    filled: usize,
-    consumed_bytes: u64,
-    at: Position,
-}
-
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
-impl<R: Read> Tracked<R> {
-    fn new(inner: R) -> Self {
-        let buf = vec![0; 1 << 16].into_boxed_slice();
-        Tracked { inner, buf, pos: 0, filled: 0, consumed_bytes: 0, at: Position::START }
-    }
-}
-
-impl<R: Read> Read for Tracked<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: Read> BufRead for Tracked<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos == self.filled {
-            self.filled = self.inner.read(&mut self.buf)?.min(self.buf.len());
-            self.pos = 0;
-        }
-        Ok(&self.buf[self.pos..self.filled])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        let end = self.pos + amt.min(self.filled - self.pos);
-        let mut chunk = &self.buf[self.pos..end];
-        // The tokenizer drops a leading byte-order mark; it is not a column.
-        if self.consumed_bytes == 0 && chunk.starts_with(UTF8_BOM) {
-            chunk = &chunk[UTF8_BOM.len()..];
-        }
-        self.at = self.at.advanced(chunk);
-        self.consumed_bytes += (end - self.pos) as u64;
-        self.pos = end;
-    }
+/// What one tokenizer event amounts to.
+enum Step {
+    /// Nothing to report (whitespace, comments, a mapping's end tag, …).
+    Nothing,
+    Event(XmlEvent),
+    /// The document ended well.
+    End,
 }
 
 /// The streaming parser. Pull events with [`XmlReader::next_event`] or iterate.
@@ -284,6 +121,7 @@ pub struct XmlReader<R: Read> {
 }
 
 impl<R: Read> XmlReader<R> {
+    /// A parser of `input`, which it buffers itself (pass an unbuffered reader).
     pub fn new(input: R) -> Self {
         let mut xml = quick_xml::Reader::from_reader(Tracked::new(input));
         let config = xml.config_mut();
@@ -331,9 +169,9 @@ impl<R: Read> XmlReader<R> {
             let start = self.markup_start();
             let event = self.xml.read_event_into(&mut buf);
             match self.on_event(event, start) {
-                Ok(None) => continue,
-                Ok(Some(Some(event))) => break Ok(Some(event)),
-                Ok(Some(None)) => break Ok(None),
+                Ok(Step::Nothing) => continue,
+                Ok(Step::Event(event)) => break Ok(Some(event)),
+                Ok(Step::End) => break Ok(None),
                 Err(e) => break Err(e),
             }
         };
@@ -350,29 +188,30 @@ impl<R: Read> XmlReader<R> {
         at
     }
 
-    /// `Ok(None)`: nothing to report yet; `Ok(Some(None))`: end of input.
-    #[allow(clippy::type_complexity)]
     fn on_event(
         &mut self,
         event: quick_xml::Result<Event<'_>>,
         start: Position,
-    ) -> Result<Option<Option<XmlEvent>>, ParseError> {
+    ) -> Result<Step, ParseError> {
         let event = event.map_err(|e| self.tokenizer_error(&e, start))?;
         let was_first = !self.any_event;
         self.any_event = true;
         self.after_text = matches!(event, Event::Text(_));
         match event {
-            Event::Start(tag) => self.on_start(&tag, start, false).map(|e| Some(Some(e))),
-            Event::Empty(tag) => self.on_start(&tag, start, true).map(|e| Some(Some(e))),
-            Event::End(tag) => self.on_end(tag.name().as_ref(), start).map(|e| e.map(Some)),
-            Event::Text(text) => self.on_text(&text, start).map(|()| None),
-            Event::CData(_) => self.on_text(b"x", start).map(|()| None),
-            Event::Comment(_) | Event::PI(_) => Ok(None),
-            Event::Decl(_) if was_first => Ok(None),
+            Event::Start(tag) => self.on_start(&tag, start, false).map(Step::Event),
+            Event::Empty(tag) => self.on_start(&tag, start, true).map(Step::Event),
+            Event::End(tag) => {
+                let closed = self.on_end(tag.name().as_ref(), start)?;
+                Ok(closed.map_or(Step::Nothing, Step::Event))
+            }
+            Event::Text(text) => self.on_text(is_blank(&text), start).map(|()| Step::Nothing),
+            Event::CData(_) => self.on_text(false, start).map(|()| Step::Nothing),
+            Event::Comment(_) | Event::PI(_) => Ok(Step::Nothing),
+            Event::Decl(_) if was_first => Ok(Step::Nothing),
             Event::Decl(_) => Err(at(start, ParseErrorKind::MisplacedProlog("XML declaration"))),
-            Event::DocType(_) if !self.root_seen => Ok(None),
+            Event::DocType(_) if !self.root_seen => Ok(Step::Nothing),
             Event::DocType(_) => Err(at(start, ParseErrorKind::MisplacedProlog("DOCTYPE"))),
-            Event::Eof => self.on_eof().map(|()| Some(None)),
+            Event::Eof => self.on_eof().map(|()| Step::End),
         }
     }
 
@@ -383,8 +222,8 @@ impl<R: Read> XmlReader<R> {
         }
     }
 
-    fn on_text(&mut self, text: &[u8], start: Position) -> Result<(), ParseError> {
-        let blank = text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    /// Character data is ignored inside the root (as by the tool) and must be blank outside.
+    fn on_text(&self, blank: bool, start: Position) -> Result<(), ParseError> {
         if self.open.is_empty() && !blank {
             return Err(at(start, ParseErrorKind::TextOutsideSuperblock));
         }
@@ -557,14 +396,20 @@ impl<R: Read> XmlReader<R> {
     }
 
     /// thin_restore's check: every data block of the run is `< nr_data_blocks`.
-    fn check_data_end(&self, begin: u64, extent: u64, position: Position) -> Result<(), ParseError> {
+    fn check_data_end(
+        &self,
+        begin: u64,
+        extent: u64,
+        position: Position,
+    ) -> Result<(), ParseError> {
         // The caller checked that begin + extent fits.
         let last = begin + extent;
         if last < self.nr_data_blocks {
             return Ok(());
         }
         let data_block = begin.max(self.nr_data_blocks);
-        let kind = ParseErrorKind::BeyondDataDevice { data_block, nr_data_blocks: self.nr_data_blocks };
+        let kind =
+            ParseErrorKind::BeyondDataDevice { data_block, nr_data_blocks: self.nr_data_blocks };
         Err(at(position, kind))
     }
 }
@@ -586,12 +431,7 @@ pub fn parse_all(text: &[u8]) -> Result<Vec<XmlEvent>, ParseError> {
     XmlReader::new(text).collect()
 }
 
-fn at(position: Position, kind: ParseErrorKind) -> ParseError {
-    ParseError { line: position.line, column: position.column, kind }
-}
-
 /// One attribute's raw value and its byte offset inside the tag (after the `<`).
-#[derive(Clone)]
 struct AttrValue<'a> {
     name: &'static str,
     raw: Cow<'a, [u8]>,
@@ -703,6 +543,11 @@ fn offset_in(tag: &BytesStart<'_>, part: &[u8]) -> usize {
     (part.as_ptr() as usize).saturating_sub(content.as_ptr() as usize).min(content.len())
 }
 
+/// XML whitespace only.
+fn is_blank(text: &[u8]) -> bool {
+    text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
 fn is_decimal(text: &[u8]) -> bool {
     !text.is_empty() && text.iter().all(u8::is_ascii_digit)
 }
@@ -729,13 +574,5 @@ mod tests {
         assert_eq!(parse_decimal(b"+1"), None);
         assert_eq!(parse_decimal(b"-1"), None);
         assert_eq!(parse_decimal(b" 1"), None);
-    }
-
-    #[test]
-    fn position_advances_by_characters_and_lines() {
-        let p = Position::START.advanced("ab\ncdé".as_bytes());
-        assert_eq!(p, Position { line: 2, column: 4 });
-        let p = p.advanced(b"xy");
-        assert_eq!(p, Position { line: 2, column: 6 });
     }
 }

@@ -1,9 +1,10 @@
 //! Streaming `thin_dump` 0.9.0 writer: XML and `-f human_readable` (spec §10.1), byte for byte.
 //!
-//! Call order: `superblock`, then for each device (ascending id) `begin_device`, its mappings in
-//! strictly ascending origin order, `end_device`; finally `end_superblock` and `finish`. Calls
-//! out of that order, non-ascending origins and runs that overflow `u64` are [`DumpError`]s,
-//! never panics, and leave the writer usable only for dropping.
+//! Call order: `superblock`, then for each device (strictly ascending id) `begin_device`, its
+//! mappings in strictly ascending origin order, `end_device`; finally `end_superblock` and
+//! `finish`. Calls out of that order, ids or origins that do not ascend and runs that overflow
+//! `u64` are [`DumpError`]s, never panics; a rejected call writes nothing and changes nothing
+//! (after an I/O error the output is simply incomplete).
 //!
 //! Run merging (the tool's rule): a pending run absorbs the next mapping while
 //! `origin == run.origin + run.len`, `data == run.data + run.len` and `time == run.time`. Runs
@@ -40,11 +41,26 @@ pub enum DumpFormat {
 pub enum DumpError {
     Io(io::Error),
     /// `call` is not allowed in `state` (e.g. a mapping outside a device).
-    OutOfOrder { call: &'static str, state: &'static str },
+    OutOfOrder {
+        call: &'static str,
+        state: &'static str,
+    },
+    /// Device ids must strictly ascend.
+    DeviceNotAscending {
+        previous: u64,
+        dev_id: u64,
+    },
     /// Origins must strictly ascend within a device.
-    OriginNotAscending { previous: u64, origin: u64 },
+    OriginNotAscending {
+        previous: u64,
+        origin: u64,
+    },
     /// A run of length 0, or one whose last origin or data block does not fit in `u64`.
-    BadRun { origin_begin: u64, data_begin: u64, length: u64 },
+    BadRun {
+        origin_begin: u64,
+        data_begin: u64,
+        length: u64,
+    },
 }
 
 impl fmt::Display for DumpError {
@@ -53,6 +69,9 @@ impl fmt::Display for DumpError {
             DumpError::Io(e) => write!(f, "dump output failed: {e}"),
             DumpError::OutOfOrder { call, state } => {
                 write!(f, "dump writer: `{call}` called while {state}")
+            }
+            DumpError::DeviceNotAscending { previous, dev_id } => {
+                write!(f, "dump writer: device {dev_id} does not follow device {previous}")
             }
             DumpError::OriginNotAscending { previous, origin } => {
                 write!(f, "dump writer: origin {origin} does not follow {previous}")
@@ -122,6 +141,8 @@ pub struct DumpWriter<W: Write> {
     format: DumpFormat,
     state: State,
     run: Option<Run>,
+    /// Last device id begun.
+    last_dev_id: Option<u64>,
     /// Last origin written (or pending) in the current device.
     last_origin: Option<u64>,
     /// One output line, reused to avoid allocation per line.
@@ -136,6 +157,7 @@ impl<W: Write> DumpWriter<W> {
             format,
             state: State::Start,
             run: None,
+            last_dev_id: None,
             last_origin: None,
             line: Vec::with_capacity(160),
         }
@@ -154,10 +176,15 @@ impl<W: Write> DumpWriter<W> {
         Ok(())
     }
 
-    /// Opens a device; devices must come in ascending id order (not checked: the tool walks a
-    /// btree, so any order given here is printed as given).
+    /// Opens a device; ids must strictly ascend (the tool walks the top-level btree).
     pub fn begin_device(&mut self, dev: &XmlDevice) -> Result<(), DumpError> {
         self.expect(State::InSuperblock, "begin_device")?;
+        if let Some(previous) = self.last_dev_id {
+            if dev.dev_id <= previous {
+                return Err(DumpError::DeviceNotAscending { previous, dev_id: dev.dev_id });
+            }
+        }
+        self.last_dev_id = Some(dev.dev_id);
         self.line.clear();
         match self.format {
             DumpFormat::Xml => xml_device(&mut self.line, dev),
@@ -185,8 +212,7 @@ impl<W: Write> DumpWriter<W> {
         self.expect(State::InDevice, "mapping")?;
         let bad_run = DumpError::BadRun { origin_begin, data_begin, length };
         let Some(extent) = length.checked_sub(1) else { return Err(bad_run) };
-        if origin_begin.checked_add(extent).is_none() || data_begin.checked_add(extent).is_none()
-        {
+        if origin_begin.checked_add(extent).is_none() || data_begin.checked_add(extent).is_none() {
             return Err(bad_run);
         }
         if let Some(previous) = self.last_origin {
@@ -352,18 +378,35 @@ fn push_attr(line: &mut Vec<u8>, prefix: &[u8], value: u64) {
 }
 
 /// Appends `value` in decimal without allocating.
-pub(crate) fn push_u64(line: &mut Vec<u8>, mut value: u64) {
-    // u64::MAX has 20 decimal digits.
+fn push_u64(line: &mut Vec<u8>, mut value: u64) {
+    // Two digits per division; u64::MAX has 20 decimal digits.
+    const PAIRS: [u8; 200] = {
+        let mut table = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            table[2 * i] = b'0' + (i / 10) as u8;
+            table[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        table
+    };
     let mut digits = [0u8; 20];
     let mut start = digits.len();
-    loop {
+    while value >= 100 {
+        // value % 100 < 100, so the index is in range and the cast lossless.
+        let pair = (value % 100) as usize * 2;
+        value /= 100;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if value >= 10 {
+        let pair = value as usize * 2;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         start -= 1;
-        // value % 10 < 10, so the cast is lossless.
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+        // value < 10 here.
+        digits[start] = b'0' + value as u8;
     }
     line.extend_from_slice(&digits[start..]);
 }
@@ -405,7 +448,7 @@ mod tests {
 
     #[test]
     fn push_u64_formats_extremes() {
-        for v in [0, 1, 9, 10, 99, 100, 12345, u64::MAX] {
+        for v in (0..100_000).chain([u64::MAX, u64::MAX - 1, 1 << 63, 10_000_000_000_000_000_000]) {
             let mut line = Vec::new();
             push_u64(&mut line, v);
             assert_eq!(line, v.to_string().into_bytes());
@@ -425,7 +468,10 @@ mod tests {
         w.end_superblock().unwrap();
         let text = String::from_utf8(w.finish().unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[2], r#"    <range_mapping origin_begin="0" data_begin="10" length="3" time="0"/>"#);
+        assert_eq!(
+            lines[2],
+            r#"    <range_mapping origin_begin="0" data_begin="10" length="3" time="0"/>"#
+        );
         assert_eq!(lines[3], r#"    <single_mapping origin_block="3" data_block="13" time="1"/>"#);
         assert_eq!(lines[4], r#"    <single_mapping origin_block="5" data_block="14" time="1"/>"#);
         assert_eq!(lines.len(), 7);
@@ -443,6 +489,8 @@ mod tests {
         assert!(matches!(w.mapping_run(9, 0, 0, 0), Err(DumpError::BadRun { .. })));
         assert!(matches!(w.mapping_run(u64::MAX, 0, 2, 0), Err(DumpError::BadRun { .. })));
         assert!(matches!(w.end_superblock(), Err(DumpError::OutOfOrder { .. })));
+        w.end_device().unwrap();
+        assert!(matches!(w.begin_device(&dev(1)), Err(DumpError::DeviceNotAscending { .. })));
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! The `thinsim` command line. `main.rs` only parses and calls [`main`]; each subcommand's
+//! handler lives in its own module. To add a subcommand, add a variant to [`Command`] with
+//! its `Args` struct and one arm in [`main`].
+//!
+//! Exit codes: 0 success; 1 a failed run or campaign; 2 usage or I/O errors.
+
+mod report;
+mod run;
+mod swarm;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub use report::ReportArgs;
+pub use run::RunArgs;
+pub use swarm::SwarmArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "thinsim",
+    about = "Deterministic crash and fault simulation for dm-thin metadata"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one seed (options are drawn from the seed and printed first).
+    Run(RunArgs),
+    /// Run a range of seeds in parallel and write a campaign report.
+    Swarm(SwarmArgs),
+    /// Merge shard reports into one.
+    Report(ReportArgs),
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(a) => run::run(&a),
+        Command::Swarm(a) => swarm::swarm(&a),
+        Command::Report(a) => report::report(&a),
+    }
+}
+
+/// Checks a `--canary` name against the build.
+fn check_canary(name: Option<&str>) -> Result<(), String> {
+    let Some(name) = name else { return Ok(()) };
+    if !crate::runner::CANARY_BUILD {
+        return Err("this thinsim was built without canaries: add `--features canary`".into());
+    }
+    if !crate::runner::CANARIES.contains(&name) {
+        return Err(format!("unknown canary {name:?}; one of {:?}", crate::runner::CANARIES));
+    }
+    Ok(())
+}

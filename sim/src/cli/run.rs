@@ -1,0 +1,120 @@
+//! `thinsim run --seed N [--steps S] [--crash-at PHASE|io:N] [--canary NAME] [--twice]`.
+
+use crate::runner::{self, CrashAt, RunConfig, DEFAULT_STEPS};
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub seed: u64,
+    #[arg(long, default_value_t = DEFAULT_STEPS)]
+    pub steps: u64,
+    /// Cut power inside the first op of a kind (commit, reserve_snap, set_needs_check, ...)
+    /// or at the N-th disk I/O (io:N).
+    #[arg(long)]
+    pub crash_at: Option<CrashAt>,
+    /// Run a deliberately broken engine (build with `--features canary`).
+    #[arg(long)]
+    pub canary: Option<String>,
+    /// Inject class A faults only (crashes and tears within the atomic unit).
+    #[arg(long)]
+    pub class_a_only: bool,
+    /// Run twice and require equal trace hashes.
+    #[arg(long)]
+    pub twice: bool,
+}
+
+impl RunArgs {
+    pub fn config(&self) -> RunConfig {
+        RunConfig {
+            seed: self.seed,
+            steps: self.steps,
+            crash_at: self.crash_at,
+            canary: self.canary.clone(),
+        }
+    }
+}
+
+pub fn run(a: &RunArgs) -> ExitCode {
+    if let Err(e) = super::check_canary(a.canary.as_deref()) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    let cfg = a.config();
+    let out = runner::run(&cfg);
+    println!(
+        "seed {} options {}",
+        cfg.seed,
+        serde_json::to_string(&out.options).unwrap_or_default()
+    );
+    print_outcome(&out);
+    if a.twice {
+        let again = runner::run(&cfg);
+        if again.trace_hash != out.trace_hash {
+            println!(
+                "NONDETERMINISM: trace hash {:#018x} then {:#018x}",
+                out.trace_hash, again.trace_hash
+            );
+            return ExitCode::from(1);
+        }
+        println!("twice: trace hashes equal");
+    }
+    if out.failure.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_outcome(out: &runner::RunOutcome) {
+    let s = &out.stats;
+    println!(
+        "steps {} commits {} aborts {} crashes {} (in commit {}) recoveries {} crash images {} \
+         checks {}+{} outcomes {:?}",
+        s.steps,
+        s.commits,
+        s.aborts,
+        s.crashes,
+        s.crashes_in_commit,
+        s.recoveries,
+        s.crash_images_checked,
+        s.commit_checks,
+        s.image_checks,
+        s.outcomes
+    );
+    println!("trace hash {:#018x}", out.trace_hash);
+    match &out.failure {
+        Some(f) => println!("{f}"),
+        None => println!("PASS"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use crate::runner::{CrashAt, OpKind, RunConfig};
+    use clap::Parser;
+
+    /// The replay line a failure prints parses back into the same run.
+    #[test]
+    fn replay_line_round_trips() {
+        let configs = [
+            RunConfig::new(7),
+            RunConfig { steps: 31, crash_at: Some(CrashAt::Io(99)), ..RunConfig::new(u64::MAX) },
+            RunConfig { crash_at: Some(CrashAt::Phase(OpKind::ReserveSnap)), ..RunConfig::new(3) },
+            RunConfig { canary: Some("abort_keeps_records".into()), ..RunConfig::new(5) },
+            RunConfig { class_a_only: true, steps: 9, ..RunConfig::new(0) },
+        ];
+        for cfg in configs {
+            let line = cfg.replay_line();
+            let args = line.split_once(" -- ").expect("cargo separator").1;
+            let argv = std::iter::once("thinsim").chain(args.split_whitespace());
+            let Command::Run(a) = Cli::try_parse_from(argv).expect("replay line parses").command
+            else {
+                panic!("replay line is not a run command: {line}");
+            };
+            assert_eq!(a.config(), cfg, "{line}");
+        }
+    }
+}

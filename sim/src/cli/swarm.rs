@@ -1,0 +1,206 @@
+//! `thinsim swarm --seeds A..B [--jobs J] [--shard K/N] [--budget 60s] [--steps S]
+//! [--canary NAME] [--report reports/NAME]`.
+//!
+//! Seeds run in parallel on `jobs` threads; results are folded into the report in seed
+//! order, so the report of a seed set does not depend on scheduling. `--budget` stops
+//! *starting* seeds after the wall-clock budget (the report lists the seeds that ran).
+
+use crate::report::Summary;
+use crate::runner::{self, RunConfig, RunOutcome, DEFAULT_STEPS};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct SwarmArgs {
+    /// Seed range A..B (B exclusive).
+    #[arg(long, value_parser = parse_range)]
+    pub seeds: (u64, u64),
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Run only shard K of N (1-based): the seeds s with (s - A) % N == K - 1.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(u64, u64)>,
+    /// Wall-clock budget such as 60s or 5m: no seed starts after it.
+    #[arg(long, value_parser = parse_duration)]
+    pub budget: Option<Duration>,
+    #[arg(long, default_value_t = DEFAULT_STEPS)]
+    pub steps: u64,
+    #[arg(long)]
+    pub canary: Option<String>,
+    /// Inject class A faults only (crashes and tears within the atomic unit).
+    #[arg(long)]
+    pub class_a_only: bool,
+    /// Report directory (summary.json, index.html).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once("..").ok_or("expected A..B")?;
+    let a: u64 = a.parse().map_err(|e| format!("{a}: {e}"))?;
+    let b: u64 = b.parse().map_err(|e| format!("{b}: {e}"))?;
+    if b < a {
+        return Err("empty range".into());
+    }
+    Ok((a, b))
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (k, n) = s.split_once('/').ok_or("expected K/N")?;
+    let k: u64 = k.parse().map_err(|e| format!("{k}: {e}"))?;
+    let n: u64 = n.parse().map_err(|e| format!("{n}: {e}"))?;
+    if n == 0 || k == 0 || k > n {
+        return Err("need 1 <= K <= N".into());
+    }
+    Ok((k, n))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|e| format!("{s}: {e}"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s}: unit must be s, m or h")),
+    }
+}
+
+/// The seeds a swarm runs, in order.
+pub fn seeds_of(range: (u64, u64), shard: Option<(u64, u64)>) -> Vec<u64> {
+    let (k, n) = shard.unwrap_or((1, 1));
+    (range.0..range.1).filter(|s| (s - range.0) % n == k - 1).collect()
+}
+
+/// Runs every seed on `jobs` threads; returns the outcomes in seed order.
+pub fn run_seeds(
+    seeds: &[u64],
+    jobs: usize,
+    steps: u64,
+    canary: Option<&str>,
+    class_a_only: bool,
+    budget: Option<Duration>,
+) -> Vec<RunOutcome> {
+    let start = Instant::now();
+    let next = AtomicU64::new(0);
+    let results: Mutex<Vec<Option<RunOutcome>>> = Mutex::new(vec![None; seeds.len()]);
+    let bar = progress_bar(seeds.len() as u64);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= seeds.len() || budget.is_some_and(|b| start.elapsed() > b) {
+                    break;
+                }
+                let cfg = RunConfig {
+                    steps,
+                    canary: canary.map(str::to_owned),
+                    ..RunConfig::new(seeds[i])
+                };
+                let out = runner::run(&cfg);
+                if let Some(f) = &out.failure {
+                    let line = format!("seed {} FAILED: {}", f.seed, f.signature());
+                    match &bar {
+                        Some(b) => b.println(line),
+                        None => eprintln!("{line}"),
+                    }
+                }
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(out);
+            });
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten().collect()
+}
+
+fn progress_bar(n: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(n);
+    let style =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {elapsed} eta {eta}");
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+pub fn swarm(a: &SwarmArgs) -> ExitCode {
+    if let Err(e) = super::check_canary(a.canary.as_deref()) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    let seeds = seeds_of(a.seeds, a.shard);
+    // Panics are caught per run and reported as failures; one line each is enough here.
+    std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
+    let start = Instant::now();
+    let outcomes =
+        run_seeds(&seeds, a.jobs, a.steps, a.canary.as_deref(), a.class_a_only, a.budget);
+    let name = a
+        .report
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "swarm".into());
+    let mut summary = Summary::new(&name, a.canary.clone());
+    summary.seeds.ranges.push([a.seeds.0, a.seeds.1]);
+    let (k, n) = a.shard.unwrap_or((1, 1));
+    summary.seeds.shards.push(format!("{k}/{n}"));
+    for o in &outcomes {
+        summary.add(o);
+    }
+    summary.finalize(Some(start.elapsed().as_secs_f64()));
+    print_summary(&summary, seeds.len());
+    if let Some(dir) = &a.report {
+        if let Err(e) = summary.write(dir) {
+            eprintln!("{}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+        println!("report: {}/summary.json, {}/index.html", dir.display(), dir.display());
+    }
+    if summary.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_summary(s: &Summary, planned: usize) {
+    let st = &s.stats;
+    println!(
+        "{} of {planned} seeds, {} steps, {} commits, {} crashes ({} in commit), {} recoveries, \
+         {} crash images checked ({} with check) in {:.1}s: {:.1} runs/s, {:.0} steps/s, {:.0} \
+         crash images/s",
+        s.seeds.runs,
+        st.steps,
+        st.commits,
+        st.crashes,
+        st.crashes_in_commit,
+        st.recoveries,
+        st.crash_images_checked,
+        st.image_checks,
+        s.wall_seconds,
+        s.throughput.runs_per_s,
+        s.throughput.steps_per_s,
+        s.throughput.crash_images_per_s
+    );
+    println!("outcomes {:?}", st.outcomes);
+    for g in &s.coverage_gaps {
+        println!("COVERAGE GAP: {g}");
+    }
+    for g in &s.failures {
+        println!("FAILURE {} x{} seeds {:?}\n{}", g.signature, g.count, g.seeds, g.first);
+    }
+    println!("{}", if s.passed() { "PASSED" } else { "FAILED" });
+}

@@ -1,0 +1,86 @@
+//! Target `space_map_ops`: data-block references through the pool against a `Vec<u32>`.
+//! Canary: the model ignores decrements of blocks whose count is ≥ 3 (the overflow tree).
+
+use arbitrary::{Arbitrary, Unstructured};
+use engine::io::MemoryDevice;
+use engine::thin::{Pool, PoolOptions};
+
+const BLOCKS: u64 = 40_000;
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Inc { block: u16, len: u8 },
+    Dec { block: u16, len: u8 },
+    Alloc,
+    Commit,
+    Abort,
+}
+
+pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
+    let u = Unstructured::new(data);
+    // Take the whole input: one element after another until the bytes run out.
+    let ops: Vec<Op> = Vec::arbitrary_take_rest(u).map_err(|e| format!("decode: {e}"))?;
+    let pool = Pool::open(Box::new(MemoryDevice::new(2048)), PoolOptions::new(128)).map_err(|e| e.to_string())?;
+    pool.resize_data_dev(BLOCKS).map_err(|e| e.to_string())?;
+    pool.commit().map_err(|e| e.to_string())?;
+    let mut cur = vec![0u32; BLOCKS as usize];
+    let mut committed = cur.clone();
+    for op in ops.iter().take(2000) {
+        match *op {
+            Op::Inc { block, len } => {
+                let (b, e) = range(block, len);
+                pool.inc_data_range(b, e).map_err(|e| e.to_string())?;
+                (b..e).for_each(|x| cur[x as usize] += 1);
+            }
+            Op::Dec { block, len } => {
+                let (b, e) = range(block, len);
+                let ok = (b..e).all(|x| cur[x as usize] > 0);
+                let r = pool.dec_data_range(b, e);
+                if r.is_ok() != ok {
+                    return Err(format!("dec [{b},{e}): engine {r:?}, model ok={ok}"));
+                }
+                if ok {
+                    for x in b..e {
+                        let c = &mut cur[x as usize];
+                        if !(canary && *c >= 3) {
+                            *c -= 1;
+                        }
+                    }
+                }
+            }
+            Op::Alloc => {
+                if let Ok(b) = pool.alloc_data_block() {
+                    if cur[b as usize] != 0 || committed[b as usize] != 0 {
+                        return Err(format!("allocated block {b} in use now or at the last commit"));
+                    }
+                    cur[b as usize] = 1;
+                }
+            }
+            Op::Commit => {
+                pool.commit().map_err(|e| e.to_string())?;
+                committed = cur.clone();
+            }
+            Op::Abort => {
+                pool.abort().map_err(|e| e.to_string())?;
+                cur = committed.clone();
+            }
+        }
+    }
+    for (b, &want) in cur.iter().enumerate() {
+        if want == 0 {
+            continue;
+        }
+        let got = pool.data_block_count(b as u64).map_err(|e| e.to_string())?;
+        if got != want {
+            return Err(format!("block {b}: engine count {got}, model {want}"));
+        }
+    }
+    Ok(())
+}
+
+fn range(block: u16, len: u8) -> (u64, u64) {
+    // A small window makes repeated references to one block (counts past 3) likely.
+    let b = u64::from(block) % 64;
+    (b, (b + u64::from(len % 4)).min(BLOCKS))
+}
+

@@ -1,0 +1,149 @@
+//! The human page of a campaign: one self-contained HTML file with inline SVG charts (op
+//! mix, outcome classes, fault × phase heat map) and the failure list with replay lines.
+//!
+//! Invariant: the page is a pure function of the summary (no clock), so equal summaries
+//! render byte-identical pages.
+
+use super::Summary;
+use crate::disk::FaultKind;
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A horizontal bar chart of labelled counts.
+fn bars(title: &str, rows: &[(String, u64)]) -> String {
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64;
+    let h = 20 * rows.len() + 30;
+    let mut s = format!(
+        "<h3>{}</h3><svg xmlns='http://www.w3.org/2000/svg' width='720' height='{h}' font-size='12'>",
+        esc(title)
+    );
+    for (i, (label, n)) in rows.iter().enumerate() {
+        let y = 20 * i + 10;
+        let w = (*n as f64 / max * 440.0).round();
+        let _ = write!(
+            s,
+            "<text x='0' y='{}'>{}</text><rect x='190' y='{y}' width='{w}' height='14' fill='#4a7fb5'/>\
+             <text x='{}' y='{}'>{n}</text>",
+            y + 11,
+            esc(label),
+            195.0 + w,
+            y + 11
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Fault kinds × phase (inside a commit or not, metadata snapshot held or not); colour is
+/// log-scaled count, blank = never fired.
+fn heat_map(s: &Summary) -> String {
+    let cols = [(false, false), (false, true), (true, false), (true, true)];
+    let names = ["outside commit", "outside, snap held", "in commit", "in commit, snap held"];
+    let mut out = String::from(
+        "<h3>Fault × phase coverage</h3><svg xmlns='http://www.w3.org/2000/svg' width='720' \
+         height='330' font-size='12'>",
+    );
+    for (c, n) in names.iter().enumerate() {
+        let _ = write!(out, "<text x='{}' y='14'>{n}</text>", 150 + c * 140);
+    }
+    let count = |kind: FaultKind, (in_commit, held): (bool, bool)| -> u64 {
+        s.coverage
+            .cells()
+            .iter()
+            .filter(|(k, _)| k.fault == kind && k.in_commit == in_commit && k.snap_held == held)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let max = FaultKind::ALL
+        .iter()
+        .flat_map(|k| cols.iter().map(move |c| (*k, *c)))
+        .map(|(k, c)| count(k, c))
+        .max();
+    let max = max.unwrap_or(1).max(1) as f64;
+    for (r, kind) in FaultKind::ALL.iter().enumerate() {
+        let y = 22 + r * 22;
+        let _ = write!(out, "<text x='0' y='{}'>{kind:?}</text>", y + 14);
+        for (c, col) in cols.iter().enumerate() {
+            let n = count(*kind, *col);
+            // Log scale: one event is already visible, the busiest cell is darkest.
+            let shade =
+                if n == 0 { 255 } else { 220 - ((n as f64).ln_1p() / max.ln_1p() * 180.0) as u32 };
+            let _ = write!(
+                out,
+                "<rect x='{}' y='{y}' width='136' height='20' fill='rgb({shade},{shade},255)' \
+                 stroke='#ccc'/><text x='{}' y='{}'>{n}</text>",
+                150 + c * 140,
+                155 + c * 140,
+                y + 14
+            );
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
+pub fn render_html(s: &Summary) -> String {
+    let st = &s.stats;
+    let o = &st.outcomes;
+    let mut h = format!(
+        "<!doctype html><html><head><meta charset='utf-8'><title>thinsim {}</title></head><body>\
+         <h1>thinsim campaign {}</h1><p><b>{}</b> — {} runs, {} steps, {} commits, {} crashes \
+         ({} inside commits), {} crash images checked, {:.1} s wall; {:.1} runs/s, {:.0} \
+         crash images/s.{}</p>",
+        esc(&s.name),
+        esc(&s.name),
+        if s.passed() { "PASSED" } else { "FAILED" },
+        st.runs,
+        st.steps,
+        st.commits,
+        st.crashes,
+        st.crashes_in_commit,
+        st.crash_images_checked,
+        s.wall_seconds,
+        s.throughput.runs_per_s,
+        s.throughput.crash_images_per_s,
+        s.canary.as_ref().map(|c| format!(" Canary: {}.", esc(c))).unwrap_or_default()
+    );
+    let ops: Vec<(String, u64)> = st.ops.iter().map(|(k, n)| (format!("{k:?}"), *n)).collect();
+    h.push_str(&bars("Op mix", &ops));
+    let outcomes = vec![
+        ("A exact".to_owned(), o.a_exact),
+        ("A new state".to_owned(), o.a_new_state),
+        ("B recovered".to_owned(), o.b_recovered),
+        ("B detected".to_owned(), o.b_detected),
+        ("B undetectable".to_owned(), o.b_undetectable),
+        ("C errors".to_owned(), o.c_errors),
+        ("C aborts".to_owned(), o.c_aborts),
+        ("C fail modes".to_owned(), o.c_fail_modes),
+        ("C recovered".to_owned(), o.c_recovered),
+    ];
+    h.push_str(&bars("Outcome classes", &outcomes));
+    h.push_str(&heat_map(s));
+    if !st.undetectable_reasons.is_empty() {
+        h.push_str("<h3>Undetectable class B outcomes</h3><ul>");
+        for (why, n) in &st.undetectable_reasons {
+            let _ = write!(h, "<li>{n} × {}</li>", esc(why));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("<h3>Coverage gaps</h3><ul>");
+    for g in &s.coverage_gaps {
+        let _ = write!(h, "<li>{}</li>", esc(g));
+    }
+    h.push_str("</ul><h3>Failures</h3>");
+    for g in &s.failures {
+        let _ = write!(
+            h,
+            "<h4>{} ({} runs; seeds {:?})</h4><pre>{}</pre>",
+            esc(&g.signature),
+            g.count,
+            g.seeds,
+            esc(&g.first.to_string())
+        );
+    }
+    h.push_str("</body></html>\n");
+    h
+}

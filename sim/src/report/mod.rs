@@ -1,0 +1,214 @@
+//! Campaign reports: `summary.json` (schema below, version [`SCHEMA_VERSION`]) and a human
+//! page `index.html` with SVG charts. Shard reports merge into one.
+//!
+//! # `summary.json` schema (version 1)
+//! ```text
+//! schema_version   1
+//! name             campaign name
+//! canary           engine canary the campaign ran, or null
+//! seeds            { ranges: [[first, last_exclusive], ...], shards: ["K/N", ...], runs }
+//! stats            RunStats: runs, steps, ops {OpKind: n}, commits, aborts, crashes,
+//!                  crashes_in_commit, recoveries, crash_images_checked, image_checks,
+//!                  commit_checks, metadata_exhausted, data_full, metadata_resizes,
+//!                  data_resizes, threshold_callbacks, outcomes {a_exact, a_new_state,
+//!                  b_recovered, b_detected, b_undetectable, c_errors, c_aborts,
+//!                  c_fail_modes, c_recovered}, undetectable_reasons {why: n}
+//! coverage         the disk's fault × phase matrix: cells [{fault, hit, in_commit,
+//!                  snap_held, count}], by_label {phase: n}, crash_points, crash_images
+//! faults           {FaultKind: count}   (row totals of the matrix)
+//! expected_faults  {FaultKind: expected count from the runs' rates and I/O}
+//! coverage_gaps    [reason]  (non-empty fails the campaign)
+//! failures         [{signature, count, seeds: [first few], first: Failure}]
+//! wall_seconds     summed over shards
+//! throughput       {runs_per_s, steps_per_s, crash_images_per_s}
+//! ```
+//!
+//! # Reachability (when a zero count fails the campaign)
+//! Conservative by design, so a gap is a real gap: a fault kind is *reachable* when the
+//! runs' rates and measured I/O counts make its expected count at least
+//! [`REACHABLE_EXPECTED`] (the chance of zero is then below e^-30, even allowing for the
+//! steps run with faults off). Power loss is reachable once the campaign cut power inside
+//! at least [`REACHABLE_EXPECTED`] commits; a crash drop once it crashed that often.
+//! Cells finer than a kind (block kind, phase) are reported, not enforced: which blocks a
+//! random fault hits is not under the runner's control.
+
+mod html;
+
+use crate::disk::{FaultCoverage, FaultKind};
+use crate::runner::{Failure, RunOutcome, RunStats};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use html::render_html;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Expected count above which a fault kind that never fired fails the campaign.
+pub const REACHABLE_EXPECTED: f64 = 30.0;
+
+/// Most seeds listed per failure signature.
+const SEEDS_PER_FAILURE: usize = 10;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Seeds {
+    pub ranges: Vec<[u64; 2]>,
+    pub shards: Vec<String>,
+    pub runs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailureGroup {
+    pub signature: String,
+    pub count: u64,
+    pub seeds: Vec<u64>,
+    pub first: Failure,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Throughput {
+    pub runs_per_s: f64,
+    pub steps_per_s: f64,
+    pub crash_images_per_s: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub name: String,
+    pub canary: Option<String>,
+    pub seeds: Seeds,
+    pub stats: RunStats,
+    pub coverage: FaultCoverage,
+    pub faults: BTreeMap<FaultKind, u64>,
+    pub expected_faults: BTreeMap<FaultKind, f64>,
+    pub coverage_gaps: Vec<String>,
+    pub failures: Vec<FailureGroup>,
+    pub wall_seconds: f64,
+    pub throughput: Throughput,
+}
+
+impl Summary {
+    pub fn new(name: &str, canary: Option<String>) -> Summary {
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            name: name.to_owned(),
+            canary,
+            ..Summary::default()
+        }
+    }
+
+    /// Adds one run (outcomes must be added in seed order for a deterministic report).
+    pub fn add(&mut self, o: &RunOutcome) {
+        self.seeds.runs += 1;
+        self.stats.merge(&o.stats);
+        self.coverage.merge(&o.coverage);
+        for (k, e) in &o.expected_faults {
+            *self.expected_faults.entry(*k).or_insert(0.0) += e;
+        }
+        if let Some(f) = &o.failure {
+            self.add_failure(f, 1, &[o.seed]);
+        }
+    }
+
+    fn add_failure(&mut self, f: &Failure, count: u64, seeds: &[u64]) {
+        let sig = f.signature();
+        match self.failures.iter_mut().find(|g| g.signature == sig) {
+            Some(g) => {
+                g.count += count;
+                for s in seeds {
+                    if g.seeds.len() < SEEDS_PER_FAILURE {
+                        g.seeds.push(*s);
+                    }
+                }
+            }
+            None => self.failures.push(FailureGroup {
+                signature: sig,
+                count,
+                seeds: seeds.iter().copied().take(SEEDS_PER_FAILURE).collect(),
+                first: f.clone(),
+            }),
+        }
+    }
+
+    /// Adds a shard's summary.
+    pub fn merge(&mut self, o: &Summary) {
+        self.seeds.ranges.extend(&o.seeds.ranges);
+        self.seeds.shards.extend(o.seeds.shards.iter().cloned());
+        self.seeds.runs += o.seeds.runs;
+        self.stats.merge(&o.stats);
+        self.coverage.merge(&o.coverage);
+        for (k, e) in &o.expected_faults {
+            *self.expected_faults.entry(*k).or_insert(0.0) += e;
+        }
+        for g in &o.failures {
+            self.add_failure(&g.first, g.count, &g.seeds);
+        }
+        self.wall_seconds += o.wall_seconds;
+        if self.canary.is_none() {
+            self.canary.clone_from(&o.canary);
+        }
+    }
+
+    /// Derived fields: row totals, coverage gaps, throughput.
+    pub fn finalize(&mut self, wall_seconds: Option<f64>) {
+        if let Some(w) = wall_seconds {
+            self.wall_seconds = w;
+        }
+        self.faults = FaultKind::ALL.iter().map(|k| (*k, self.coverage.total(*k))).collect();
+        self.coverage_gaps = coverage_gaps(self);
+        let w = self.wall_seconds.max(1e-9);
+        self.throughput = Throughput {
+            runs_per_s: self.stats.runs as f64 / w,
+            steps_per_s: self.stats.steps as f64 / w,
+            crash_images_per_s: self.stats.crash_images_checked as f64 / w,
+        };
+    }
+
+    /// Whether the campaign passed: no failure and no coverage gap.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty() && self.coverage_gaps.is_empty()
+    }
+
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("summary.json"), json + "\n")?;
+        std::fs::write(dir.join("index.html"), render_html(self))
+    }
+
+    pub fn read(dir: &Path) -> Result<Summary, String> {
+        let path = dir.join("summary.json");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let s: Summary =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if s.schema_version != SCHEMA_VERSION {
+            return Err(format!(
+                "{}: schema version {} (this thinsim reads {SCHEMA_VERSION})",
+                path.display(),
+                s.schema_version
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// The reachable fault kinds that never fired (see the module doc).
+pub fn coverage_gaps(s: &Summary) -> Vec<String> {
+    let mut gaps = Vec::new();
+    for (k, e) in &s.expected_faults {
+        if *e >= REACHABLE_EXPECTED && s.coverage.total(*k) == 0 {
+            gaps.push(format!("{k:?}: expected about {e:.0} from the rates, fired 0 times"));
+        }
+    }
+    let cut = s.stats.crashes_in_commit as f64;
+    if cut >= REACHABLE_EXPECTED && s.coverage.total(FaultKind::PowerLoss) == 0 {
+        gaps.push(format!("PowerLoss: {cut} crashes inside commits, no power loss recorded"));
+    }
+    let crashes = s.stats.crashes as f64;
+    if crashes >= REACHABLE_EXPECTED * 10.0 && s.coverage.total(FaultKind::CrashDrop) == 0 {
+        gaps.push(format!("CrashDrop: {crashes} crashes, no pending write ever dropped"));
+    }
+    gaps
+}

@@ -1,0 +1,366 @@
+//! The runner: one run = (seed, options). The engine and the model run in lockstep on a
+//! simulated disk; every answer is compared, the whole state after every commit, abort and
+//! recovery, and crashes come at random points, including between any two I/Os of a commit.
+//!
+//! Invariants:
+//! - One `ChaCha8Rng` seeded from the run's seed draws the options and every step; the disk
+//!   has its own RNG seeded from it. No clock, no hash-map order: a seed replays exactly,
+//!   and [`RunOutcome::trace_hash`] (ops, results, disk trace) proves it.
+//! - The model is only compared where it is specified: never while poisoned or failed.
+//! - A commit that returned Ok is never lost: after any recovery the pool must show the
+//!   model's committed state (for a superblock write in flight: the old or the new one).
+//! - Fault classes (DESIGN §5): A must recover exactly; B may be detected (typed error) or
+//!   recovered, a wrong answer is allowed only when a lost or misdirected write makes it
+//!   undetectable by the format (counted and explained); C fails the call with a typed
+//!   error, the runner aborts (fail mode if that fails) and, after faults stop, the reopened
+//!   pool is at its last committed state.
+
+mod config;
+mod ops;
+mod options;
+mod oracle;
+mod recovery;
+mod shared;
+mod stats;
+
+pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
+pub use options::{OpKind, Options};
+pub use stats::{Outcomes, RunStats};
+
+use crate::disk::{FaultClass, FaultCoverage, FaultKind, MemoryImage, SimDisk};
+use engine::thin::{Pool, PoolOptions, ThinHandle};
+use model::Model;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use shared::SharedDisk;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Data block size every simulated pool uses (sectors); irrelevant to the metadata.
+const DATA_BLOCK_SECTORS: u32 = 128;
+
+/// A failed oracle: everything needed to understand and replay it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub seed: u64,
+    pub step: u64,
+    pub op: String,
+    /// Which oracle fired ("result", "state", "check", "crash-image", "recovery", ...).
+    pub oracle: String,
+    /// Fault kinds injected since the last verified state.
+    pub faults: Vec<String>,
+    pub detail: String,
+    pub replay: String,
+}
+
+impl Failure {
+    /// The de-duplication key: oracle + op kind + fault kinds.
+    pub fn signature(&self) -> String {
+        let op = self.op.split(['(', ' ']).next().unwrap_or("");
+        format!("{}/{}/{}", self.oracle, op, self.faults.join("+"))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "FAILURE seed {} step {}: {} oracle, op {}",
+            self.seed, self.step, self.oracle, self.op
+        )?;
+        if !self.faults.is_empty() {
+            writeln!(f, "faults since last verified state: {}", self.faults.join(", "))?;
+        }
+        writeln!(f, "{}", self.detail)?;
+        write!(f, "replay: {}", self.replay)
+    }
+}
+
+type Res<T> = Result<T, Box<Failure>>;
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub seed: u64,
+    pub options: Options,
+    pub stats: RunStats,
+    pub coverage: FaultCoverage,
+    /// Expected counts of each fault kind given the run's rates and I/O (for reachability).
+    pub expected_faults: Vec<(FaultKind, f64)>,
+    pub trace_hash: u64,
+    pub failure: Option<Box<Failure>>,
+}
+
+/// FNV-1a: a stable hash (std's hasher may change between Rust releases).
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn add(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// The last state known to be on disk and right: restored after undetectable class B damage.
+struct Good {
+    image: MemoryImage,
+    model: Model,
+}
+
+struct Runner {
+    cfg: RunConfig,
+    opts: Options,
+    rng: ChaCha8Rng,
+    disk: SharedDisk,
+    pool: Option<Pool>,
+    model: Model,
+    handles: Vec<(model::Handle, ThinHandle)>,
+    step: u64,
+    kind: OpKind,
+    op_text: String,
+    stats: RunStats,
+    hash: Fnv,
+    good: Good,
+    /// Class B fault kinds injected since the last verified state.
+    b_faults: BTreeSet<FaultKind>,
+    /// A class C fault was injected since faults were last switched on (latent errors
+    /// keep failing reads without new events).
+    c_seen: bool,
+    threshold_hits: Arc<AtomicU64>,
+    last_commit_ios: u64,
+    meta_pressure: bool,
+    data_pressure: bool,
+    crash_at_armed: bool,
+    /// The model before the current op, while that op may write a superblock.
+    pre: Option<Model>,
+    /// Set by an abort after a failed op, cleared by a clean abort or a power cut.
+    aborted_changes_unspecified: bool,
+    /// `THINSIM_VERBOSE` set: print every op and answer to stderr (output only).
+    verbose: bool,
+}
+
+/// Runs one seed.
+pub fn run(cfg: &RunConfig) -> RunOutcome {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut opts = Options::draw(&mut rng);
+    if cfg.class_a_only {
+        let d = &opts.disk;
+        opts.disk = crate::disk::DiskConfig {
+            atomic_unit: d.atomic_unit,
+            crash: d.crash.clone(),
+            ..crate::disk::DiskConfig::none()
+        };
+    }
+    let mut r = match Runner::new(cfg.clone(), opts.clone(), rng) {
+        Ok(r) => r,
+        Err(f) => return outcome_without_runner(cfg, opts, f),
+    };
+    // An engine panic is a finding like any other: report it with its replay line.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run_steps()))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            Err(r.fail("panic", format!("panicked: {msg}")))
+        });
+    r.finish(result)
+}
+
+fn outcome_without_runner(cfg: &RunConfig, options: Options, f: Box<Failure>) -> RunOutcome {
+    RunOutcome {
+        seed: cfg.seed,
+        options,
+        stats: RunStats { runs: 1, ..RunStats::default() },
+        coverage: FaultCoverage::default(),
+        expected_faults: Vec::new(),
+        trace_hash: 0,
+        failure: Some(f),
+    }
+}
+
+impl Runner {
+    fn new(cfg: RunConfig, opts: Options, mut rng: ChaCha8Rng) -> Res<Runner> {
+        let mut sim = SimDisk::new(opts.metadata_disk_blocks, opts.disk.clone(), rng.random());
+        sim.set_faults_enabled(false);
+        let disk = SharedDisk::new(sim);
+        let model = Model::new(opts.data_blocks);
+        let good = Good { image: MemoryImage::zeroed(0), model: model.clone() };
+        let mut r = Runner {
+            cfg,
+            opts,
+            rng,
+            disk,
+            pool: None,
+            model,
+            handles: Vec::new(),
+            step: 0,
+            kind: OpKind::CloseReopen,
+            op_text: "format".into(),
+            stats: RunStats { runs: 1, ..RunStats::default() },
+            hash: Fnv(0xcbf2_9ce4_8422_2325),
+            good,
+            b_faults: BTreeSet::new(),
+            c_seen: false,
+            threshold_hits: Arc::new(AtomicU64::new(0)),
+            last_commit_ios: 8,
+            meta_pressure: false,
+            data_pressure: false,
+            crash_at_armed: false,
+            pre: None,
+            aborted_changes_unspecified: false,
+            verbose: std::env::var_os("THINSIM_VERBOSE").is_some(),
+        };
+        r.format()?;
+        Ok(r)
+    }
+
+    /// Formats, sizes both devices and commits, fault-free: the model's starting state.
+    fn format(&mut self) -> Res<()> {
+        let pool = Pool::open(self.disk.device(), PoolOptions::new(DATA_BLOCK_SECTORS))
+            .map_err(|e| self.fail("setup", format!("format failed: {e}")))?;
+        let setup = pool
+            .resize_data_dev(self.opts.data_blocks)
+            .and_then(|()| pool.resize_metadata_dev(self.opts.metadata_blocks))
+            .and_then(|()| pool.commit());
+        setup.map_err(|e| self.fail("setup", format!("sizing the new pool failed: {e}")))?;
+        self.install(pool)?;
+        self.verify_committed()?;
+        if let Some(CrashAt::Io(n)) = self.cfg.crash_at {
+            self.disk.lock().set_crash_at_io(n);
+        }
+        Ok(())
+    }
+
+    /// Makes `pool` the runner's pool: canary, threshold callback.
+    fn install(&mut self, pool: Pool) -> Res<()> {
+        if let Some(c) = self.cfg.canary_flags() {
+            config::set_canary(&pool, c);
+        }
+        let hits = Arc::clone(&self.threshold_hits);
+        let cb = Box::new(move || {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        pool.register_metadata_threshold(self.opts.threshold_blocks, cb)
+            .map_err(|e| self.fail("setup", format!("register_metadata_threshold: {e}")))?;
+        self.pool = Some(pool);
+        Ok(())
+    }
+
+    fn pool(&self) -> &Pool {
+        self.pool.as_ref().expect("the pool is open between recoveries")
+    }
+
+    fn run_steps(&mut self) -> Res<()> {
+        while self.step < self.cfg.steps {
+            self.step += 1;
+            self.stats.steps += 1;
+            if self.step == self.opts.faults_from_step.max(1) {
+                self.set_faults(true);
+            }
+            self.one_step()?;
+            self.drain_faults();
+        }
+        self.final_recovery()
+    }
+
+    /// Switches injection on (only once the run's fault phase began) or off.
+    fn set_faults(&mut self, on: bool) {
+        let on = on && self.step >= self.opts.faults_from_step;
+        let mut d = self.disk.lock();
+        if d.faults_enabled() != on {
+            d.set_faults_enabled(on);
+        }
+        if !on {
+            self.c_seen = false;
+        }
+    }
+
+    /// Reads the disk's fault log: B kinds make later wrong answers possible, C kinds make
+    /// later EIO possible.
+    fn drain_faults(&mut self) {
+        let log = self.disk.lock().take_fault_log();
+        for ev in &log.events {
+            if self.verbose {
+                eprintln!(
+                    "[{}] fault {:?} block {:?} ({:?}, {})",
+                    self.step, ev.fault, ev.block, ev.hit, ev.phase.label
+                );
+            }
+            match ev.class {
+                FaultClass::B => {
+                    self.b_faults.insert(ev.fault);
+                }
+                FaultClass::C => self.c_seen = true,
+                FaultClass::A => {}
+            }
+        }
+        if log.dropped > 0 && log.classes.contains(&FaultClass::B) {
+            self.b_faults.insert(FaultKind::LostWrite);
+        }
+        if log.classes.contains(&FaultClass::C) {
+            self.c_seen = true;
+        }
+    }
+
+    fn fold(&mut self, text: &str) {
+        if self.verbose {
+            eprintln!("[{}] {} => {text}", self.step, self.op_text);
+        }
+        self.hash.add(&self.step.to_le_bytes());
+        self.hash.add(text.as_bytes());
+    }
+
+    fn fail(&self, oracle: &str, detail: String) -> Box<Failure> {
+        Box::new(Failure {
+            seed: self.cfg.seed,
+            step: self.step,
+            op: self.op_text.clone(),
+            oracle: oracle.to_owned(),
+            faults: self.b_faults.iter().map(|k| format!("{k:?}")).collect(),
+            detail,
+            replay: self.cfg.replay_line(),
+        })
+    }
+
+    fn finish(mut self, result: Res<()>) -> RunOutcome {
+        self.stats.threshold_callbacks = self.threshold_hits.load(Ordering::Relaxed);
+        let d = self.disk.lock();
+        self.hash.add(&d.trace_hash().to_le_bytes());
+        let expected_faults = expected_faults(&self.opts, d.stats());
+        RunOutcome {
+            seed: self.cfg.seed,
+            options: self.opts.clone(),
+            stats: self.stats.clone(),
+            coverage: d.coverage().clone(),
+            expected_faults,
+            trace_hash: self.hash.0,
+            failure: result.err(),
+        }
+    }
+}
+
+/// How often each fault kind should have fired, given the run's rates and I/O counts. A
+/// campaign whose expected count for a kind is large but whose count is zero has a fault
+/// that never fires (see `report::coverage_gaps`).
+fn expected_faults(o: &Options, io: &crate::disk::IoStats) -> Vec<(FaultKind, f64)> {
+    if o.faults_from_step >= u64::MAX / 2 {
+        return Vec::new();
+    }
+    let r = &o.disk.rates;
+    let per = |ppm: u32, n: u64| f64::from(ppm) / 1e6 * n as f64;
+    let writes = io.writes + io.fua_writes;
+    vec![
+        (FaultKind::LostWrite, per(r.lost_write_ppm, writes)),
+        (FaultKind::MisdirectedWrite, per(r.misdirected_write_ppm, writes)),
+        (FaultKind::ReadEio, per(r.read_eio_ppm, io.reads)),
+        (FaultKind::WriteEio, per(r.write_eio_ppm, writes)),
+        (FaultKind::FlushEio, per(r.flush_eio_ppm, io.flushes)),
+    ]
+}

@@ -1,0 +1,218 @@
+//! Whole-state comparison of an engine pool with the model, and of a metadata image with
+//! `check`. Differences come back as a readable diff naming the device, the virtual block,
+//! and what was expected and found.
+//!
+//! Invariants:
+//! - Nothing here changes the pool except block-cache contents (queries only).
+//! - A comparison is only asked for when the model's answers are specified: never while the
+//!   transaction is poisoned or the pool is in fail mode.
+
+use crate::disk::MemoryImage;
+use engine::format::{BlockTime, DeviceDetails};
+use engine::thin::Pool;
+use model::{Device, Devices, Model};
+use std::collections::BTreeMap;
+
+/// At most this many difference lines per diff (the first ones tell the story).
+const MAX_DIFF_LINES: usize = 12;
+
+/// Collects difference lines up to the bound.
+#[derive(Default)]
+pub struct Diff {
+    lines: Vec<String>,
+    more: usize,
+}
+
+impl Diff {
+    pub fn push(&mut self, line: String) {
+        if self.lines.len() < MAX_DIFF_LINES {
+            self.lines.push(line);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), String> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let mut s = self.lines.join("\n");
+        if self.more > 0 {
+            s.push_str(&format!("\n... and {} more differences", self.more));
+        }
+        Err(s)
+    }
+}
+
+/// Prefix of a comparison that could not be made because an engine query failed (an
+/// injected I/O error is a class C outcome, not a difference).
+pub const QUERY_FAILED: &str = "engine query failed: ";
+
+/// Prefix of a `check` that panicked: always an engine bug, whatever faults were injected.
+pub const CHECK_PANICKED: &str = "check panicked: ";
+
+/// Prefix of every `check` finding in a diff (damage the format detected).
+pub const CHECK_FINDING: &str = "check: ";
+
+fn e2s(e: engine::Error) -> String {
+    format!("{QUERY_FAILED}{e}")
+}
+
+/// Compares everything the pool answers about its current state with the model: pool
+/// values, every device's details and mappings, the held snapshot, needs_check, free data.
+pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), String> {
+    let mut d = Diff::default();
+    let cur = model.current();
+    let s = pool.summary().map_err(e2s)?;
+    if s.time != cur.time {
+        d.push(format!("pool time: expected {}, found {}", cur.time, s.time));
+    }
+    if s.transaction_id != cur.trans_id {
+        d.push(format!("transaction id: expected {}, found {}", cur.trans_id, s.transaction_id));
+    }
+    if s.data_nr_blocks != cur.data_blocks {
+        d.push(format!("data size: expected {}, found {}", cur.data_blocks, s.data_nr_blocks));
+    }
+    let devices = pool.devices().map_err(e2s)?;
+    let mut found: BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)> = BTreeMap::new();
+    for (id, det) in devices {
+        found.insert(id, (det, pool.mappings(id).map_err(e2s)?));
+    }
+    diff_devices("", &cur.devices, &found, &mut d);
+    match (pool.held_snapshot().map_err(e2s)?, &cur.held) {
+        (None, None) => {}
+        (Some(h), Some(m)) => diff_devices("held snapshot: ", m, &h, &mut d),
+        (h, m) => d.push(format!(
+            "held metadata snapshot: expected {}, found {}",
+            if m.is_some() { "held" } else { "none" },
+            if h.is_some() { "held" } else { "none" }
+        )),
+    }
+    compare_counts(pool, model, &mut d)?;
+    d.into_result()
+}
+
+fn compare_counts(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), String> {
+    let nc = pool.needs_check().map_err(e2s)?;
+    if Ok(nc) != model.needs_check() {
+        d.push(format!("needs_check: expected {:?}, found {nc}", model.needs_check()));
+    }
+    let free = pool.get_free_block_count().map_err(e2s)?;
+    if Ok(free) != model.free_data_blocks() {
+        d.push(format!("free data blocks: expected {:?}, found {free}", model.free_data_blocks()));
+    }
+    Ok(())
+}
+
+/// After an open (nothing allocated in this transaction): raw free + used = size.
+pub fn compare_metadata_space(pool: &Pool) -> Result<(), String> {
+    let size = pool.get_metadata_dev_size().map_err(e2s)?;
+    let free = pool.get_raw_free_metadata_block_count().map_err(e2s)?;
+    let used = pool.metadata_blocks_used().map_err(e2s)?;
+    if free + used != size {
+        return Err(format!("metadata space: free {free} + used {used} != size {size}"));
+    }
+    Ok(())
+}
+
+fn diff_devices(
+    what: &str,
+    want: &Devices,
+    found: &BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)>,
+    d: &mut Diff,
+) {
+    for (id, dev) in want {
+        match found.get(id) {
+            None => d.push(format!("{what}device {id}: expected, missing in the engine")),
+            Some((det, maps)) => diff_device(what, *id, dev, det, maps, d),
+        }
+    }
+    for id in found.keys().filter(|id| !want.contains_key(id)) {
+        d.push(format!("{what}device {id}: found in the engine, not expected"));
+    }
+}
+
+fn diff_device(
+    what: &str,
+    id: u64,
+    dev: &Device,
+    det: &DeviceDetails,
+    maps: &[(u64, BlockTime)],
+    d: &mut Diff,
+) {
+    let want = (dev.mapped_blocks(), dev.transaction_id, dev.creation_time, dev.snapshotted_time);
+    let got = (det.mapped_blocks, det.transaction_id, det.creation_time, det.snapshotted_time);
+    if want != got {
+        d.push(format!(
+            "{what}device {id}: details (mapped, trans_id, created, snapshotted) expected {want:?}, found {got:?}"
+        ));
+    }
+    let found: BTreeMap<u64, BlockTime> = maps.iter().copied().collect();
+    for (v, m) in &dev.mappings {
+        match found.get(v) {
+            None => d.push(format!(
+                "{what}device {id}: vblock {v}: expected data {} (time {}), found unmapped",
+                m.data_block, m.time
+            )),
+            Some(bt) if bt.data_block != m.data_block || bt.time != m.time => d.push(format!(
+                "{what}device {id}: vblock {v}: expected data {} (time {}), found data {} (time {})",
+                m.data_block, m.time, bt.data_block, bt.time
+            )),
+            Some(_) => {}
+        }
+    }
+    for (v, bt) in found.iter().filter(|(v, _)| !dev.mappings.contains_key(v)) {
+        d.push(format!(
+            "{what}device {id}: vblock {v}: expected unmapped, found data {} (time {})",
+            bt.data_block, bt.time
+        ));
+    }
+}
+
+/// Runs `check` on `image` and compares its totals with the model's committed state.
+pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
+    let c = model.committed();
+    let caller: BTreeMap<u64, u32> =
+        c.caller_refs.iter().map(|(b, n)| (*b, u32::try_from(*n).unwrap_or(u32::MAX))).collect();
+    let dev = Box::new(image.to_memory_device());
+    // `check` promises never to panic on any bytes; if it does, that is an engine bug to
+    // report, not a reason to lose the rest of the campaign.
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine::thin::check::check_with_refs(dev, &caller)
+    }))
+    .map_err(|p| {
+        // For the bug report: `THINSIM_DUMP_DIR` keeps the image check panicked on.
+        if let Some(dir) = std::env::var_os("THINSIM_DUMP_DIR") {
+            let path = std::path::Path::new(&dir)
+                .join(format!("check-panic-{:016x}.img", image.content_hash()));
+            let _ = std::fs::write(path, image.to_bytes());
+        }
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()));
+        format!("{CHECK_PANICKED}{}", msg.unwrap_or_default())
+    })?;
+    let mut d = Diff::default();
+    for f in report.findings.iter().filter(|f| f.severity == engine::thin::check::Severity::Error) {
+        d.push(format!("{CHECK_FINDING}{f}"));
+    }
+    let mappings: u64 = c.devices.values().map(Device::mapped_blocks).sum();
+    if report.is_clean() {
+        if report.devices != c.devices.len() as u64 || report.mappings != mappings {
+            d.push(format!(
+                "check counted {} devices / {} mappings, the model has {} / {mappings}",
+                report.devices,
+                report.mappings,
+                c.devices.len()
+            ));
+        }
+        if report.transaction_id != c.trans_id {
+            d.push(format!(
+                "check: transaction id {} != model {}",
+                report.transaction_id, c.trans_id
+            ));
+        }
+    }
+    d.into_result()
+}

@@ -1,0 +1,279 @@
+//! Crashes and recoveries: power cuts (between ops or inside one), exploration of the crash
+//! images reachable from a crash point, reopening, the class A/B/C verdicts, and the
+//! verification after every commit.
+//!
+//! Invariants:
+//! - After a crash the reopened pool must equal one of the allowed committed states: the
+//!   model's committed state, or for a superblock write in flight the state before it.
+//! - Explored images are only judged while no class B fault is outstanding (then every
+//!   image must open and match exactly: class A).
+//! - `good` is always an image that was reopened (or committed) and matched the model with a
+//!   clean `check`; it is what undetectable class B damage is repaired from.
+
+use super::oracle;
+use super::{Good, Res, Runner, DATA_BLOCK_SECTORS};
+use crate::disk::{ExploreOptions, FaultKind, MemoryImage, TearSet};
+use engine::thin::{Pool, PoolOptions};
+use model::Model;
+use rand::Rng;
+
+fn reopen_options() -> PoolOptions {
+    PoolOptions { may_format: false, ..PoolOptions::new(DATA_BLOCK_SECTORS) }
+}
+
+/// Index of the first candidate the pool matches, or the diff against each. With an image,
+/// `check` must agree too: caller references are visible only there, and they can be all
+/// that tells the old state from the new one.
+pub(super) fn match_candidate(
+    pool: &Pool,
+    cands: &[Model],
+    image: Option<&MemoryImage>,
+) -> Result<usize, String> {
+    let mut diffs = Vec::new();
+    for (i, m) in cands.iter().enumerate() {
+        let judged = oracle::compare_pool(pool, m).and_then(|()| match image {
+            Some(img) => oracle::check_image(img, m),
+            None => Ok(()),
+        });
+        match judged {
+            Ok(()) => return Ok(i),
+            Err(d) => diffs.push(format!("against {}:\n{d}", candidate_name(i, cands.len()))),
+        }
+    }
+    Err(diffs.join("\n"))
+}
+
+fn candidate_name(i: usize, n: usize) -> &'static str {
+    match (i, n) {
+        (0, 1) => "the committed state",
+        (0, _) => "the state before the in-flight superblock write",
+        _ => "the state after it",
+    }
+}
+
+impl Runner {
+    /// Power is lost now: explore crash images, crash the disk, reopen, judge.
+    pub(super) fn power_cut(&mut self) -> Res<()> {
+        // Faults injected by the interrupted op decide whether exploring is class A.
+        self.drain_faults();
+        let mut cands = Vec::with_capacity(2);
+        if let Some(pre) = self.pre.take() {
+            cands.push(pre);
+        }
+        cands.push(self.model.clone());
+        for m in &mut cands {
+            m.crash();
+        }
+        cands.dedup();
+        self.pool = None;
+        self.handles.clear();
+        self.aborted_changes_unspecified = false;
+        if cands.len() > 1 {
+            self.stats.crashes_in_commit += 1;
+        }
+        if self.b_faults.is_empty() && self.opts.explore_images > 0 {
+            self.explore(&cands)?;
+        }
+        self.disk.lock().crash();
+        self.stats.crashes += 1;
+        self.drain_faults();
+        self.recover_on_disk(cands, true)
+    }
+
+    /// Materialises crash images from the pending writes and checks each reopens right.
+    fn explore(&mut self, cands: &[Model]) -> Res<()> {
+        let tears = if self.opts.tears() { TearSet::Prefixes } else { TearSet::Whole };
+        let opts = ExploreOptions {
+            tears,
+            max_images: self.opts.explore_images,
+            sample_seed: self.rng.random(),
+        };
+        let states = self.disk.lock().explore(&opts);
+        for (i, st) in states.enumerate() {
+            let pool = Pool::open(Box::new(st.image.to_memory_device()), reopen_options())
+                .map_err(|e| {
+                    self.fail(
+                        "crash-image",
+                        format!("crash image {i} ({:?}) does not open: {e}", st.choices),
+                    )
+                })?;
+            let check = (i as u64).is_multiple_of(self.opts.check_every_image);
+            let c = match_candidate(&pool, cands, check.then_some(&st.image)).map_err(|d| {
+                self.fail(
+                    "crash-image",
+                    format!("crash image {i} ({:?}) is no committed state:\n{d}", st.choices),
+                )
+            })?;
+            oracle::compare_metadata_space(&pool).map_err(|d| self.fail("crash-image", d))?;
+            self.stats.crash_images_checked += 1;
+            self.stats.image_checks += u64::from(check);
+            debug_assert!(c < cands.len());
+        }
+        Ok(())
+    }
+
+    /// Reopens the disk with faults stopped and requires one of `cands` (crashed models).
+    pub(super) fn recover_on_disk(&mut self, mut cands: Vec<Model>, crashed: bool) -> Res<()> {
+        let had_c = self.c_seen;
+        self.set_faults(false);
+        // A power cut armed for the op that led here must not hit the reopen.
+        self.disk.lock().clear_crash_at();
+        for m in &mut cands {
+            m.crash();
+        }
+        self.stats.recoveries += 1;
+        let pool = match Pool::open(self.disk.device(), reopen_options()) {
+            Ok(p) => p,
+            Err(e) if !self.b_faults.is_empty() => {
+                self.fold(&format!("reopen detected {e}"));
+                self.stats.outcomes.b_detected += 1;
+                return self.restore_good();
+            }
+            Err(e) => return Err(self.fail("recovery", format!("reopen failed: {e}"))),
+        };
+        let image = self.disk.lock().durable_image();
+        let verdict = match_candidate(&pool, &cands, Some(&image))
+            .and_then(|i| oracle::compare_metadata_space(&pool).map(|()| i));
+        self.stats.commit_checks += 1;
+        match verdict {
+            Ok(i) => {
+                self.fold(&format!("recovered to candidate {i}"));
+                let o = &mut self.stats.outcomes;
+                match (self.b_faults.is_empty(), crashed) {
+                    (false, _) => o.b_recovered += 1,
+                    (true, true) => o.a_exact += 1,
+                    (true, false) => {}
+                }
+                o.a_new_state += u64::from(cands.len() > 1 && i + 1 == cands.len());
+                o.c_recovered += u64::from(had_c);
+                self.model = cands.swap_remove(i);
+                self.install(pool)?;
+                self.mark_good(image);
+                self.set_faults(true);
+                Ok(())
+            }
+            Err(d) if !self.b_faults.is_empty() => self.b_wrong_answer(d),
+            Err(d) => Err(self.fail("recovery", format!("after the crash:\n{d}"))),
+        }
+    }
+
+    /// A reopen after class B damage gave a wrong state: undetectable only if a lost or
+    /// misdirected write could leave an older, self-consistent block behind.
+    fn b_wrong_answer(&mut self, diff: String) -> Res<()> {
+        if diff.contains(oracle::CHECK_PANICKED) {
+            return Err(self.fail("check-panic", diff));
+        }
+        if diff.contains(oracle::CHECK_FINDING) || diff.contains(oracle::QUERY_FAILED) {
+            // The damage surfaced as a typed error or a check finding: detected.
+            self.fold("b detected by check or a typed error");
+            self.stats.outcomes.b_detected += 1;
+            return self.restore_good();
+        }
+        let stale = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
+        let reason = self.b_faults.iter().find(|k| stale.contains(k));
+        match reason {
+            Some(k) => {
+                let why = format!(
+                    "{k:?}: an acknowledged write never reached its block, which kept an older \
+                     block with a valid checksum and location; the format cannot tell"
+                );
+                self.stats.outcomes.b_undetectable += 1;
+                *self.stats.undetectable_reasons.entry(why).or_insert(0) += 1;
+                self.fold("b undetectable");
+                self.restore_good()
+            }
+            None => Err(self.fail(
+                "class-b-lie",
+                format!("wrong answer after damage the format detects (checksums):\n{diff}"),
+            )),
+        }
+    }
+
+    /// Puts the last good image back (a restore from backup) and continues from its model.
+    fn restore_good(&mut self) -> Res<()> {
+        self.pool = None;
+        self.handles.clear();
+        let image = self.good.image.clone();
+        self.disk
+            .lock()
+            .restore_durable(image)
+            .map_err(|e| self.fail("restore", format!("{e:?}")))?;
+        self.model = self.good.model.clone();
+        self.model.crash();
+        self.b_faults.clear();
+        let pool = Pool::open(self.disk.device(), reopen_options())
+            .map_err(|e| self.fail("restore", format!("the last good image does not open: {e}")))?;
+        oracle::compare_pool(&pool, &self.model).map_err(|d| {
+            self.fail("restore", format!("the last good image reopened wrong:\n{d}"))
+        })?;
+        self.install(pool)?;
+        self.set_faults(true);
+        Ok(())
+    }
+
+    /// `image` was verified against the model: it becomes the restore point. Class B faults
+    /// injected while verifying (bit rot met by the verification's own reads) stay
+    /// outstanding: they changed the disk after `image` was taken.
+    fn mark_good(&mut self, image: MemoryImage) {
+        self.b_faults.clear();
+        self.drain_faults();
+        self.good = Good { image, model: self.model.clone() };
+    }
+
+    /// After a successful commit: the in-core state, `check` on the durable image and, when
+    /// class B damage may hide in it, an independent reopen of that image.
+    pub(super) fn verify_committed(&mut self) -> Res<()> {
+        // Taken first: the comparison's reads may rot blocks of the live disk.
+        let image = self.disk.lock().durable_image();
+        self.drain_faults();
+        if let Err(d) = oracle::compare_pool(self.pool(), &self.model) {
+            return self.diverged("state-after-commit", d);
+        }
+        self.stats.commit_checks += 1;
+        if let Err(d) = oracle::check_image(&image, &self.model) {
+            return self.diverged("check-after-commit", d);
+        }
+        if !self.b_faults.is_empty() {
+            let mut m = self.model.clone();
+            m.crash();
+            let reopened = Pool::open(Box::new(image.to_memory_device()), reopen_options())
+                .map_err(|e| e.to_string())
+                .and_then(|p| oracle::compare_pool(&p, &m));
+            if let Err(d) = reopened {
+                return self.diverged("image-after-commit", d);
+            }
+        }
+        self.mark_good(image);
+        Ok(())
+    }
+
+    /// The engine and the model disagree. With class B damage outstanding this may be the
+    /// damage: power-cycle and judge the reopen. Otherwise it is a failure.
+    pub(super) fn diverged(&mut self, which: &str, detail: String) -> Res<()> {
+        // The comparison itself reads the disk and may have met a fault.
+        self.drain_faults();
+        if detail.contains(oracle::CHECK_PANICKED) {
+            return Err(self.fail("check-panic", detail));
+        }
+        if self.c_seen && detail.contains(oracle::QUERY_FAILED) {
+            // Class C: an inspection read failed. Stop the faults, power-cycle, and judge.
+            self.stats.outcomes.c_errors += 1;
+            self.fold(&format!("query failed while comparing ({which})"));
+            return self.power_cut();
+        }
+        if self.b_faults.is_empty() {
+            return Err(self.fail(which, detail));
+        }
+        self.fold(&format!("b divergence {which}"));
+        // An op that writes a superblock keeps its two candidates (`pre`) for the cut.
+        self.power_cut()
+    }
+
+    /// End of run: faults stop, power is cut, and the pool must reopen at its last commit.
+    pub(super) fn final_recovery(&mut self) -> Res<()> {
+        self.op_text = "final power cut".into();
+        self.set_faults(false);
+        self.pre = None;
+        self.power_cut()
+    }
+}

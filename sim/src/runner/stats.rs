@@ -1,0 +1,97 @@
+//! What a run (or a campaign) did, as counters that add up across runs and shards.
+//!
+//! Invariant: every field is a count (or a map of counts) and [`RunStats::merge`] adds them
+//! field by field, so a merged report equals the report of one big run.
+
+use super::options::OpKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Outcomes per fault class (DESIGN §5).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcomes {
+    /// Class A: crashes recovered to exactly an allowed committed state.
+    pub a_exact: u64,
+    /// Class A: recoveries during a commit that found the new state (else the old one).
+    pub a_new_state: u64,
+    /// Class B: after the fault the reopen gave the right committed state (and check passed).
+    pub b_recovered: u64,
+    /// Class B: the damage was reported as a typed error (open, check or a call).
+    pub b_detected: u64,
+    /// Class B: a wrong answer the format cannot detect in principle (a lost or misdirected
+    /// write leaving an older, self-consistent block). Counted, explained, not a failure.
+    pub b_undetectable: u64,
+    /// Class C: engine calls that failed with a typed I/O error.
+    pub c_errors: u64,
+    /// Class C: aborts after an error, and of those the ones that failed (fail mode).
+    pub c_aborts: u64,
+    pub c_fail_modes: u64,
+    /// Class C: reopens after faults stopped that gave the last committed state.
+    pub c_recovered: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub runs: u64,
+    pub steps: u64,
+    pub ops: BTreeMap<OpKind, u64>,
+    pub commits: u64,
+    pub aborts: u64,
+    /// Real crashes of the shared disk (power cuts), and reopens after them.
+    pub crashes: u64,
+    pub crashes_in_commit: u64,
+    pub recoveries: u64,
+    /// Explored crash images reopened and compared, and how many of those also ran `check`.
+    pub crash_images_checked: u64,
+    pub image_checks: u64,
+    /// `check` runs on committed images (after commits and recoveries).
+    pub commit_checks: u64,
+    pub metadata_exhausted: u64,
+    pub data_full: u64,
+    pub metadata_resizes: u64,
+    pub data_resizes: u64,
+    pub threshold_callbacks: u64,
+    pub outcomes: Outcomes,
+    /// Why class B wrong answers were judged undetectable (reason → count).
+    pub undetectable_reasons: BTreeMap<String, u64>,
+}
+
+impl RunStats {
+    pub fn op(&mut self, kind: OpKind) {
+        *self.ops.entry(kind).or_insert(0) += 1;
+    }
+
+    pub fn merge(&mut self, o: &RunStats) {
+        self.runs += o.runs;
+        self.steps += o.steps;
+        for (k, n) in &o.ops {
+            *self.ops.entry(*k).or_insert(0) += n;
+        }
+        self.commits += o.commits;
+        self.aborts += o.aborts;
+        self.crashes += o.crashes;
+        self.crashes_in_commit += o.crashes_in_commit;
+        self.recoveries += o.recoveries;
+        self.crash_images_checked += o.crash_images_checked;
+        self.image_checks += o.image_checks;
+        self.commit_checks += o.commit_checks;
+        self.metadata_exhausted += o.metadata_exhausted;
+        self.data_full += o.data_full;
+        self.metadata_resizes += o.metadata_resizes;
+        self.data_resizes += o.data_resizes;
+        self.threshold_callbacks += o.threshold_callbacks;
+        let (a, b) = (&mut self.outcomes, &o.outcomes);
+        a.a_exact += b.a_exact;
+        a.a_new_state += b.a_new_state;
+        a.b_recovered += b.b_recovered;
+        a.b_detected += b.b_detected;
+        a.b_undetectable += b.b_undetectable;
+        a.c_errors += b.c_errors;
+        a.c_aborts += b.c_aborts;
+        a.c_fail_modes += b.c_fail_modes;
+        a.c_recovered += b.c_recovered;
+        for (k, n) in &o.undetectable_reasons {
+            *self.undetectable_reasons.entry(k.clone()).or_insert(0) += n;
+        }
+    }
+}
