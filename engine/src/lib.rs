@@ -16,6 +16,7 @@ pub mod format;
 pub mod io;
 pub mod limits;
 pub mod space_map;
+mod sync;
 pub mod thin;
 pub mod tools;
 pub mod transaction;

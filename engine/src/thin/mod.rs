@@ -34,7 +34,7 @@ use crate::space_map::data::DataSpaceMap;
 use crate::transaction::{DataRefOp, TransactionManager};
 use records::Record;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Called at the start of every effective commit (dm-thin flushes the data device here).
 pub type PreCommitFn = Box<dyn FnMut() -> Result<()> + Send + Sync>;

@@ -13,7 +13,7 @@ use crate::limits::{
 use crate::space_map::data::DataSpaceMap;
 use crate::space_map::metadata_commit;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLock;
+use crate::sync::RwLock;
 
 use super::records::DETAILS_VALUES;
 

@@ -32,6 +32,7 @@ impl RunArgs {
             steps: self.steps,
             crash_at: self.crash_at,
             canary: self.canary.clone(),
+            class_a_only: self.class_a_only,
         }
     }
 }

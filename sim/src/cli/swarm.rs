@@ -100,6 +100,7 @@ pub fn run_seeds(
                 let cfg = RunConfig {
                     steps,
                     canary: canary.map(str::to_owned),
+                    class_a_only,
                     ..RunConfig::new(seeds[i])
                 };
                 let out = runner::run(&cfg);

@@ -222,7 +222,7 @@ impl Runner {
         }
         self.drain_faults();
         if let Err(e) = eng {
-            if !(self.c_seen || !self.b_faults.is_empty()) {
+            if !self.c_seen && self.b_faults.is_empty() {
                 return Err(self.fail("abort", format!("abort failed with no fault injected: {e}")));
             }
             self.model.enter_fail_mode();

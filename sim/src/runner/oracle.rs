@@ -13,6 +13,9 @@ use engine::thin::Pool;
 use model::{Device, Devices, Model};
 use std::collections::BTreeMap;
 
+/// Devices as the engine shows them: details and mappings per thin id.
+type EngineDevices = BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)>;
+
 /// At most this many difference lines per diff (the first ones tell the story).
 const MAX_DIFF_LINES: usize = 12;
 
@@ -74,7 +77,7 @@ pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), String> {
         d.push(format!("data size: expected {}, found {}", cur.data_blocks, s.data_nr_blocks));
     }
     let devices = pool.devices().map_err(e2s)?;
-    let mut found: BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)> = BTreeMap::new();
+    let mut found: EngineDevices = BTreeMap::new();
     for (id, det) in devices {
         found.insert(id, (det, pool.mappings(id).map_err(e2s)?));
     }
@@ -118,7 +121,7 @@ pub fn compare_metadata_space(pool: &Pool) -> Result<(), String> {
 fn diff_devices(
     what: &str,
     want: &Devices,
-    found: &BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)>,
+    found: &EngineDevices,
     d: &mut Diff,
 ) {
     for (id, dev) in want {
