@@ -2,7 +2,7 @@
 //! Canary: the model forgets every remove_range, so any input that removes a range of
 //! mapped blocks must be caught.
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use engine::io::MemoryDevice;
 use engine::thin::{Pool, PoolOptions};
 use std::collections::BTreeMap;
@@ -19,9 +19,7 @@ enum Op {
 }
 
 pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
-    let u = Unstructured::new(data);
-    // Take the whole input: one element after another until the bytes run out.
-    let ops: Vec<Op> = Vec::arbitrary_take_rest(u).map_err(|e| format!("decode: {e}"))?;
+    let ops: Vec<Op> = super::decode_all(data)?;
     let pool = Pool::open(Box::new(MemoryDevice::new(4096)), PoolOptions::new(128)).map_err(|e| e.to_string())?;
     pool.resize_data_dev(1 << 20).map_err(|e| e.to_string())?;
     for id in 0..2 {

@@ -6,7 +6,7 @@
 //! image clean, the engine must keep it clean through more writes and a commit.
 //! Canary: a naive node reader that trusts `nr_entries` (it panics on damaged nodes).
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
 use engine::io::{BlockDevice, MemoryDevice};
@@ -49,9 +49,7 @@ pub fn base_image() -> &'static MemoryDevice {
 }
 
 pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
-    let u = Unstructured::new(data);
-    // Take the whole input: one element after another until the bytes run out.
-    let edits: Vec<Edit> = Vec::arbitrary_take_rest(u).map_err(|e| format!("decode: {e}"))?;
+    let edits: Vec<Edit> = super::decode_all(data)?;
     let mut img = base_image().clone();
     for e in edits.iter().take(64) {
         let b = u64::from(e.block) % img.nr_blocks();

@@ -25,3 +25,14 @@ pub fn run(name: &str, data: &[u8], canary: bool) -> Result<(), String> {
         other => Err(format!("unknown fuzz target {other}")),
     }
 }
+
+/// Decodes elements one after another until the input runs out (every byte counts, unlike
+/// `Vec::arbitrary`, which stops at its first "no more" byte).
+pub(crate) fn decode_all<'a, T: arbitrary::Arbitrary<'a>>(data: &'a [u8]) -> Result<Vec<T>, String> {
+    let mut u = arbitrary::Unstructured::new(data);
+    let mut out = Vec::new();
+    while !u.is_empty() {
+        out.push(T::arbitrary(&mut u).map_err(|e| format!("decode: {e}"))?);
+    }
+    Ok(out)
+}

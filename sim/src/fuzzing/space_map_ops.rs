@@ -7,7 +7,7 @@ use engine::thin::{Pool, PoolOptions};
 
 const BLOCKS: u64 = 40_000;
 
-#[derive(Debug, Arbitrary)]
+#[derive(Debug)]
 enum Op {
     Inc { block: u16, len: u8 },
     Dec { block: u16, len: u8 },
@@ -16,10 +16,23 @@ enum Op {
     Abort,
 }
 
+/// Weighted decoding: increments and decrements dominate so counts climb past 3 between the
+/// rarer commits and aborts.
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let kind: u8 = u.arbitrary()?;
+        Ok(match kind {
+            0..=109 => Op::Inc { block: u.arbitrary()?, len: u.arbitrary()? },
+            110..=199 => Op::Dec { block: u.arbitrary()?, len: u.arbitrary()? },
+            200..=239 => Op::Alloc,
+            240..=251 => Op::Commit,
+            _ => Op::Abort,
+        })
+    }
+}
+
 pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
-    let u = Unstructured::new(data);
-    // Take the whole input: one element after another until the bytes run out.
-    let ops: Vec<Op> = Vec::arbitrary_take_rest(u).map_err(|e| format!("decode: {e}"))?;
+    let ops: Vec<Op> = super::decode_all(data)?;
     let pool = Pool::open(Box::new(MemoryDevice::new(2048)), PoolOptions::new(128)).map_err(|e| e.to_string())?;
     pool.resize_data_dev(BLOCKS).map_err(|e| e.to_string())?;
     pool.commit().map_err(|e| e.to_string())?;

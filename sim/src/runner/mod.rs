@@ -27,7 +27,7 @@ pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use options::{OpKind, Options};
 pub use stats::{Outcomes, RunStats};
 
-use crate::disk::{FaultClass, FaultCoverage, FaultKind, MemoryImage, SimDisk};
+use crate::disk::{FaultClass, FaultCoverage, FaultKind, IoStats, MemoryImage, SimDisk};
 use engine::thin::{Pool, PoolOptions, ThinHandle};
 use model::Model;
 use rand::{Rng, SeedableRng};
@@ -138,6 +138,9 @@ struct Runner {
     crash_at_armed: bool,
     /// The model before the current op, while that op may write a superblock.
     pre: Option<Model>,
+    /// I/O done while faults were enabled, and the disk's counters when they were switched on.
+    faulty_io: IoStats,
+    faulty_since: Option<IoStats>,
     /// Set by an abort after a failed op, cleared by a clean abort or a power cut.
     aborted_changes_unspecified: bool,
     /// `THINSIM_VERBOSE` set: print every op and answer to stderr (output only).
@@ -215,6 +218,8 @@ impl Runner {
             crash_at_armed: false,
             pre: None,
             aborted_changes_unspecified: false,
+            faulty_io: IoStats::default(),
+            faulty_since: None,
             verbose: std::env::var_os("THINSIM_VERBOSE").is_some(),
         };
         r.format()?;
@@ -276,6 +281,13 @@ impl Runner {
         let mut d = self.disk.lock();
         if d.faults_enabled() != on {
             d.set_faults_enabled(on);
+            // Reachability needs the I/O done while faults could fire, not all of it.
+            let now = d.stats().clone();
+            if on {
+                self.faulty_since = Some(now);
+            } else if let Some(start) = self.faulty_since.take() {
+                add_io_delta(&mut self.faulty_io, &start, &now);
+            }
         }
         if !on {
             self.c_seen = false;
@@ -333,7 +345,10 @@ impl Runner {
         self.stats.threshold_callbacks = self.threshold_hits.load(Ordering::Relaxed);
         let d = self.disk.lock();
         self.hash.add(&d.trace_hash().to_le_bytes());
-        let expected_faults = expected_faults(&self.opts, d.stats());
+        if let Some(start) = self.faulty_since.take() {
+            add_io_delta(&mut self.faulty_io, &start, d.stats());
+        }
+        let expected_faults = expected_faults(&self.opts, &self.faulty_io);
         RunOutcome {
             seed: self.cfg.seed,
             options: self.opts.clone(),
@@ -346,13 +361,19 @@ impl Runner {
     }
 }
 
-/// How often each fault kind should have fired, given the run's rates and I/O counts. A
+/// How often each fault kind should have fired, given the run's rates and the I/O counts
+/// while faults were on (media-only faults — bit rot, latent errors — are left out: which
+/// reads reach the media depends on the engine's cache). A
 /// campaign whose expected count for a kind is large but whose count is zero has a fault
 /// that never fires (see `report::coverage_gaps`).
-fn expected_faults(o: &Options, io: &crate::disk::IoStats) -> Vec<(FaultKind, f64)> {
-    if o.faults_from_step >= u64::MAX / 2 {
-        return Vec::new();
-    }
+fn add_io_delta(acc: &mut IoStats, start: &IoStats, now: &IoStats) {
+    acc.reads += now.reads - start.reads;
+    acc.writes += now.writes - start.writes;
+    acc.fua_writes += now.fua_writes - start.fua_writes;
+    acc.flushes += now.flushes - start.flushes;
+}
+
+fn expected_faults(o: &Options, io: &IoStats) -> Vec<(FaultKind, f64)> {
     let r = &o.disk.rates;
     let per = |ppm: u32, n: u64| f64::from(ppm) / 1e6 * n as f64;
     let writes = io.writes + io.fua_writes;

@@ -140,6 +140,10 @@ impl Options {
             weights.insert(kind, w * base_weight(kind));
         }
         let mut disk = DiskConfig::draw(rng, metadata_disk_blocks);
+        if disk.backed_blocks.is_some() {
+            // A full metadata volume must be met: back less than the space map can use.
+            disk.backed_blocks = Some(rng.random_range(metadata_blocks / 2..=metadata_blocks));
+        }
         if rng.random_range(0..4u32) == 0 {
             // A quarter of the runs are class A only: exact recovery is demanded throughout.
             disk = DiskConfig {

@@ -118,12 +118,7 @@ pub fn compare_metadata_space(pool: &Pool) -> Result<(), String> {
     Ok(())
 }
 
-fn diff_devices(
-    what: &str,
-    want: &Devices,
-    found: &EngineDevices,
-    d: &mut Diff,
-) {
+fn diff_devices(what: &str, want: &Devices, found: &EngineDevices, d: &mut Diff) {
     for (id, dev) in want {
         match found.get(id) {
             None => d.push(format!("{what}device {id}: expected, missing in the engine")),
