@@ -166,3 +166,17 @@ const _: fn() = || {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Pool>();
 };
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.read();
+        f.debug_struct("Pool")
+            .field("time", &p.time)
+            .field("trans_id", &p.trans_id)
+            .field("devices_touched", &p.records.len())
+            .field("fail_io", &p.fail_io)
+            .field("poisoned", &p.poisoned)
+            .field("read_only", &p.read_only)
+            .finish_non_exhaustive()
+    }
+}

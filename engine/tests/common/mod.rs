@@ -7,13 +7,32 @@ use engine::thin::{Pool, PoolOptions};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// A memory device shared between the pool under test and the test itself.
+/// A memory device shared between the pool under test and the test itself, which can be
+/// told to fail reads or writes (EIO) and counts the writes it accepted.
 #[derive(Clone)]
-pub struct SharedDevice(pub Arc<Mutex<MemoryDevice>>);
+pub struct SharedDevice(pub Arc<Mutex<MemoryDevice>>, pub Arc<Mutex<Faults>>);
+
+#[derive(Default)]
+pub struct Faults {
+    pub fail_reads: bool,
+    pub fail_writes: bool,
+}
+
+fn eio(op: engine::io::IoOp, block: Option<u64>) -> IoError {
+    IoError { op, block, kind: engine::io::IoErrorKind::Device, detail: "injected".into() }
+}
 
 impl SharedDevice {
     pub fn new(nr_blocks: u64) -> Self {
-        SharedDevice(Arc::new(Mutex::new(MemoryDevice::new(nr_blocks))))
+        SharedDevice(Arc::new(Mutex::new(MemoryDevice::new(nr_blocks))), Default::default())
+    }
+
+    pub fn set_faults(&self, fail_reads: bool, fail_writes: bool) {
+        *self.1.lock().unwrap() = Faults { fail_reads, fail_writes };
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.0.lock().unwrap().writes_issued
     }
 
     /// An independent copy of the disk as it is now.
@@ -27,12 +46,21 @@ impl BlockDevice for SharedDevice {
         self.0.lock().unwrap().nr_blocks()
     }
     fn read(&mut self, b: u64, buf: &mut Block) -> Result<(), IoError> {
+        if self.1.lock().unwrap().fail_reads {
+            return Err(eio(engine::io::IoOp::Read, Some(b)));
+        }
         self.0.lock().unwrap().read(b, buf)
     }
     fn write(&mut self, b: u64, buf: &Block) -> Result<(), IoError> {
+        if self.1.lock().unwrap().fail_writes {
+            return Err(eio(engine::io::IoOp::Write, Some(b)));
+        }
         self.0.lock().unwrap().write(b, buf)
     }
     fn flush(&mut self) -> Result<(), IoError> {
+        if self.1.lock().unwrap().fail_writes {
+            return Err(eio(engine::io::IoOp::Flush, None));
+        }
         Ok(())
     }
 }
