@@ -73,7 +73,8 @@ fn btreemap_run(keys: &[u64]) -> (f64, f64, f64) {
 }
 
 fn main() {
-    let n: usize = std::env::var("THINSIM_BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: usize =
+        std::env::var("THINSIM_BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let sequential: Vec<u64> = (0..n as u64).collect();
     let mut random = sequential.clone();
     random.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
@@ -91,7 +92,10 @@ fn main() {
     json.push_str(&format!("{n},\n  \"rows\": [\n"));
     for (i, r) in rows.iter().enumerate() {
         let ratio = r.engine_ns / r.btreemap_ns;
-        md.push_str(&format!("| {} | {} | {:.0} | {:.0} | {:.1}× |\n", r.op, r.order, r.engine_ns, r.btreemap_ns, ratio));
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.1}× |\n",
+            r.op, r.order, r.engine_ns, r.btreemap_ns, ratio
+        ));
         json.push_str(&format!(
             "    {{\"op\": \"{}\", \"order\": \"{}\", \"engine_ns_per_op\": {:.1}, \"btreemap_ns_per_op\": {:.1}, \"ratio\": {:.2}}}{}\n",
             r.op, r.order, r.engine_ns, r.btreemap_ns, ratio, if i + 1 < rows.len() { "," } else { "" }

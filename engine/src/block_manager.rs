@@ -139,7 +139,8 @@ impl BlockManager {
         self.bump(|s| s.reads += 1);
         validate(&buf, kind, block)?;
         let data = Arc::new(buf);
-        inner.insert(block, Entry { data: Arc::clone(&data), kind, dirty: false, last_use: tick })?;
+        inner
+            .insert(block, Entry { data: Arc::clone(&data), kind, dirty: false, last_use: tick })?;
         drop(inner);
         Ok(data)
     }
@@ -192,7 +193,12 @@ impl BlockManager {
 
     /// Runs `f` on the cached contents of `block`, which must already be cached as `kind`
     /// (the caller read or created it in this transaction), and marks it dirty.
-    pub fn modify<R>(&self, block: u64, kind: BlockKind, f: impl FnOnce(&mut Block) -> R) -> Result<R> {
+    pub fn modify<R>(
+        &self,
+        block: u64,
+        kind: BlockKind,
+        f: impl FnOnce(&mut Block) -> R,
+    ) -> Result<R> {
         let mut inner = self.lock();
         inner.refuse_if_read_only()?;
         if !inner.cache.contains_key(&block) {

@@ -322,7 +322,11 @@ fn r1_argument_errors_leave_no_trace_other_errors_poison() {
     assert_eq!(dev.image().to_bytes(), image, "argument errors changed the image");
     // An I/O error in the middle of a mutator poisons the transaction until abort.
     drop(pool);
-    let pool = Pool::open(Box::new(dev.clone()), PoolOptions { cache_blocks: 64, ..PoolOptions::new(128) }).unwrap();
+    let pool = Pool::open(
+        Box::new(dev.clone()),
+        PoolOptions { cache_blocks: 64, ..PoolOptions::new(128) },
+    )
+    .unwrap();
     let h = pool.open_thin_device(1).unwrap();
     dev.set_faults(true, true);
     let r = pool.insert_block(&h, 77, 77);
@@ -371,9 +375,12 @@ fn r4_threshold_fires_once_per_crossing_and_survives_abort() {
     let fired = Arc::new(AtomicU32::new(0));
     let f = fired.clone();
     let free = pool.get_raw_free_metadata_block_count().unwrap();
-    pool.register_metadata_threshold(free - 5, Box::new(move || {
-        f.fetch_add(1, Ordering::SeqCst);
-    }))
+    pool.register_metadata_threshold(
+        free - 5,
+        Box::new(move || {
+            f.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
     .unwrap();
     assert_eq!(fired.load(Ordering::SeqCst), 0, "not at registration");
     pool.abort().unwrap();
@@ -456,7 +463,7 @@ fn r9_close_with_an_open_device_changes_nothing() {
     pool.create_thin(2).unwrap();
     let writes = dev.writes();
     let pool = match pool.close() {
-        Err(engine::thin::CloseError::Busy(p)) => p,
+        Err(engine::thin::CloseError::Busy(p)) => *p,
         Err(other) => panic!("expected EBUSY, got {other:?}"),
         Ok(_) => panic!("expected EBUSY, close succeeded"),
     };
@@ -588,10 +595,22 @@ fn file_backend_round_trip() {
     pool.close_thin_device(h);
     pool.close().unwrap();
     let dev = engine::io::FileDevice::open(&path, true).unwrap();
-    assert_eq!(errno(Pool::open(Box::new(dev), PoolOptions::new(128))), Errno::EINVAL, "block size");
+    assert_eq!(
+        errno(Pool::open(Box::new(dev), PoolOptions::new(128))),
+        Errno::EINVAL,
+        "block size"
+    );
     let dev = engine::io::FileDevice::open(&path, true).unwrap();
-    let pool = Pool::open(Box::new(dev), PoolOptions { may_format: false, ..PoolOptions::new(256) }).unwrap();
+    let pool =
+        Pool::open(Box::new(dev), PoolOptions { may_format: false, ..PoolOptions::new(256) })
+            .unwrap();
     assert_eq!(pool.mappings(4).unwrap().len(), 1);
     let blank = engine::io::FileDevice::create(&dir.path().join("blank"), 64).unwrap();
-    assert_eq!(errno(Pool::open(Box::new(blank), PoolOptions { may_format: false, ..PoolOptions::new(128) })), Errno::EPERM);
+    assert_eq!(
+        errno(Pool::open(
+            Box::new(blank),
+            PoolOptions { may_format: false, ..PoolOptions::new(128) }
+        )),
+        Errno::EPERM
+    );
 }

@@ -33,7 +33,10 @@ fn sb(img: &MemoryDevice) -> Superblock {
 
 fn root_of_device(img: &MemoryDevice, id: u64) -> u64 {
     let top = img.block(sb(img).data_mapping_root);
-    (0..node::nr_entries(top)).find(|&i| node::key(top, i) == id).map(|i| node::value_u64(top, i)).unwrap()
+    (0..node::nr_entries(top))
+        .find(|&i| node::key(top, i) == id)
+        .map(|i| node::value_u64(top, i))
+        .unwrap()
 }
 
 /// Edits a block and recomputes its checksum, so only the structural damage remains.
@@ -80,7 +83,8 @@ fn flipped_byte_in_each_block_type() {
     let base = base_image();
     let s = sb(&base);
     let meta_index = s.metadata_sm_root.bitmap_root;
-    let meta_bitmap = engine::format::index::unpack_metadata_index(base.block(meta_index), 1)[0].blocknr;
+    let meta_bitmap =
+        engine::format::index::unpack_metadata_index(base.block(meta_index), 1)[0].blocknr;
     let cases = [
         ("superblock", 0),
         ("metadata index", meta_index),
@@ -112,7 +116,9 @@ fn wrong_block_number() {
     let base = base_image();
     let root = root_of_device(&base, 1);
     let mut img = base.clone();
-    edit_sealed(&mut img, root, BlockKind::Node, |b| b[8..16].copy_from_slice(&9999u64.to_le_bytes()));
+    edit_sealed(&mut img, root, BlockKind::Node, |b| {
+        b[8..16].copy_from_slice(&9999u64.to_le_bytes())
+    });
     expect_block_error("node blocknr", img, root, &[Errno::ENOTBLK]);
 }
 
@@ -121,7 +127,9 @@ fn nr_entries_past_max_entries() {
     let base = base_image();
     let root = root_of_device(&base, 1);
     let mut img = base.clone();
-    edit_sealed(&mut img, root, BlockKind::Node, |b| b[16..20].copy_from_slice(&253u32.to_le_bytes()));
+    edit_sealed(&mut img, root, BlockKind::Node, |b| {
+        b[16..20].copy_from_slice(&253u32.to_le_bytes())
+    });
     expect_block_error("nr_entries > max", img, root, &[Errno::EILSEQ]);
 }
 

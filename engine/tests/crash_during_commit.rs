@@ -96,7 +96,8 @@ fn commit_cut_at_every_write_reopens_old_or_new() {
         let clean_with = |r: &std::collections::BTreeMap<u64, u32>| {
             engine::thin::check::check_with_refs(Box::new(image.clone()), r)
         };
-        let report = if keep == commit_writes { clean_with(&refs) } else { clean_with(&Default::default()) };
+        let report =
+            if keep == commit_writes { clean_with(&refs) } else { clean_with(&Default::default()) };
         assert!(report.is_clean(), "keep {keep}: {:?}", report.findings);
         let reopened = Pool::open(Box::new(image), PoolOptions::new(128)).unwrap();
         let got = logical(&reopened);

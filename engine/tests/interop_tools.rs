@@ -20,7 +20,10 @@ fn tools_available() -> bool {
         return false;
     }
     let ok = Command::new("thin_check").arg("-V").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "thin_check not found: install thin-provisioning-tools (or set THINSIM_SKIP_INTEROP=1)");
+    assert!(
+        ok,
+        "thin_check not found: install thin-provisioning-tools (or set THINSIM_SKIP_INTEROP=1)"
+    );
     true
 }
 
@@ -61,15 +64,27 @@ fn corpus_images_check_dump_and_ls_like_the_tools() {
         assert!(report.is_clean(), "{p}: {:?}", report.findings);
         let (rc, theirs, err) = run("thin_dump", &[p]);
         assert_eq!(rc, 0, "{err}");
-        assert_eq!(String::from_utf8(our_dump(&img, DumpFormat::Xml, Source::Live)).unwrap(), String::from_utf8(theirs).unwrap(), "{p}: dump differs");
+        assert_eq!(
+            String::from_utf8(our_dump(&img, DumpFormat::Xml, Source::Live)).unwrap(),
+            String::from_utf8(theirs).unwrap(),
+            "{p}: dump differs"
+        );
         let (_, theirs_h, _) = run("thin_dump", &["-f", "human_readable", p]);
-        assert_eq!(our_dump(&img, DumpFormat::HumanReadable, Source::Live), theirs_h, "{p}: human dump differs");
+        assert_eq!(
+            our_dump(&img, DumpFormat::HumanReadable, Source::Live),
+            theirs_h,
+            "{p}: human dump differs"
+        );
         let (rc, theirs_ls, err) = run("thin_ls", &["-o", ALL_FIELDS, p]);
         assert_eq!(rc, 0, "{err}");
         let pool = Pool::open_image(Box::new(FileDevice::open(&img, false).unwrap())).unwrap();
         let (rows, bs) = pool.ls_rows(Source::Live).unwrap();
         let fields = engine::tools::ls::parse_fields(ALL_FIELDS).unwrap();
-        assert_eq!(format_table(&rows, bs, &fields, true), String::from_utf8(theirs_ls).unwrap(), "{p}: ls differs");
+        assert_eq!(
+            format_table(&rows, bs, &fields, true),
+            String::from_utf8(theirs_ls).unwrap(),
+            "{p}: ls differs"
+        );
         let _ = LsField::DEFAULT;
     }
 }
@@ -90,7 +105,12 @@ fn our_restore_of_corpus_xml_passes_thin_check_and_dumps_back() {
         assert_eq!(rc, 0, "{}: thin_check: {err}", xml.display());
         let (_, ours, _) = run("thin_dump", &[out.to_str().unwrap()]);
         let (_, reference, _) = run("thin_dump", &[img.to_str().unwrap()]);
-        assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(reference).unwrap(), "{}", xml.display());
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(reference).unwrap(),
+            "{}",
+            xml.display()
+        );
         let report = engine::thin::check::check(Box::new(FileDevice::open(&out, false).unwrap()));
         assert!(report.is_clean(), "{:?}", report.findings);
     }
@@ -101,12 +121,27 @@ fn bad_xml_leaves_the_output_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.img");
     FileDevice::create(&out, 256).unwrap();
-    let good = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/images/spec-13-1.xml")).unwrap();
-    restore::restore(std::io::Cursor::new(good.clone()), Box::new(FileDevice::open(&out, true).unwrap())).unwrap();
+    let good =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/images/spec-13-1.xml"))
+            .unwrap();
+    restore::restore(
+        std::io::Cursor::new(good.clone()),
+        Box::new(FileDevice::open(&out, true).unwrap()),
+    )
+    .unwrap();
     let before = std::fs::read(&out).unwrap();
     let mut bad = String::from_utf8(good).unwrap();
-    bad = bad.replacen("<single_mapping origin_block=\"10\"", "<single_mapping origin_block=\"x\"", 1);
-    let err = restore::restore(std::io::Cursor::new(bad.into_bytes()), Box::new(FileDevice::open(&out, true).unwrap())).err().expect("bad XML must be refused");
+    bad = bad.replacen(
+        "<single_mapping origin_block=\"10\"",
+        "<single_mapping origin_block=\"x\"",
+        1,
+    );
+    let err = restore::restore(
+        std::io::Cursor::new(bad.into_bytes()),
+        Box::new(FileDevice::open(&out, true).unwrap()),
+    )
+    .err()
+    .expect("bad XML must be refused");
     let msg = err.to_string();
     assert!(msg.contains("line 4"), "{msg}");
     assert_eq!(std::fs::read(&out).unwrap(), before, "output changed");
@@ -122,7 +157,11 @@ fn engine_workloads_pass_thin_check_and_dump_agrees() {
     for seed in 0..6u64 {
         let path = dir.path().join(format!("w{seed}.img"));
         FileDevice::create(&path, 2048).unwrap();
-        let pool = Pool::open(Box::new(FileDevice::open(&path, true).unwrap()), engine::thin::PoolOptions::new(128)).unwrap();
+        let pool = Pool::open(
+            Box::new(FileDevice::open(&path, true).unwrap()),
+            engine::thin::PoolOptions::new(128),
+        )
+        .unwrap();
         pool.resize_data_dev(30_000).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut ids = vec![];
@@ -143,8 +182,12 @@ fn engine_workloads_pass_thin_check_and_dump_agrees() {
                     pool.delete_thin_device(id).unwrap();
                 }
                 5 => pool.commit().unwrap(),
-                6 if seed % 2 == 0 && pool.get_metadata_snap().unwrap() == 0 => pool.reserve_metadata_snap().unwrap(),
-                7 if pool.get_metadata_snap().unwrap() != 0 => pool.release_metadata_snap().unwrap(),
+                6 if seed % 2 == 0 && pool.get_metadata_snap().unwrap() == 0 => {
+                    pool.reserve_metadata_snap().unwrap()
+                }
+                7 if pool.get_metadata_snap().unwrap() != 0 => {
+                    pool.release_metadata_snap().unwrap()
+                }
                 _ if !ids.is_empty() => {
                     let h = pool.open_thin_device(ids[rng.random_range(0..ids.len())]).unwrap();
                     let v = rng.random_range(0..2000);
@@ -166,10 +209,18 @@ fn engine_workloads_pass_thin_check_and_dump_agrees() {
         let (rc, theirs, err) = run("thin_check", &[p]);
         assert_eq!(rc, 0, "seed {seed}: thin_check: {err} {}", String::from_utf8_lossy(&theirs));
         let (_, theirs, _) = run("thin_dump", &[p]);
-        assert_eq!(our_dump(&path, DumpFormat::Xml, Source::Live), theirs, "seed {seed}: dump differs");
+        assert_eq!(
+            our_dump(&path, DumpFormat::Xml, Source::Live),
+            theirs,
+            "seed {seed}: dump differs"
+        );
         if held {
             let (_, theirs_m, err) = run("thin_dump", &["-m", p]);
-            assert_eq!(our_dump(&path, DumpFormat::Xml, Source::MetadataSnap(None)), theirs_m, "seed {seed}: -m dump differs {err}");
+            assert_eq!(
+                our_dump(&path, DumpFormat::Xml, Source::MetadataSnap(None)),
+                theirs_m,
+                "seed {seed}: -m dump differs {err}"
+            );
         }
         let report = engine::thin::check::check(Box::new(FileDevice::open(&path, false).unwrap()));
         assert!(report.is_clean(), "seed {seed}: {:?}", report.findings);

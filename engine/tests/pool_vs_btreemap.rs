@@ -48,7 +48,8 @@ impl Harness {
             pool.create_thin(id).unwrap();
         }
         pool.commit().unwrap();
-        let model: BTreeMap<u64, BTreeMap<u64, u64>> = (0..3).map(|i| (i, BTreeMap::new())).collect();
+        let model: BTreeMap<u64, BTreeMap<u64, u64>> =
+            (0..3).map(|i| (i, BTreeMap::new())).collect();
         Harness { pool, dev, committed: model.clone(), model, next_snap: 100 }
     }
 
@@ -74,13 +75,17 @@ impl Harness {
                 assert_eq!(r.is_ok(), expected.is_some(), "remove {id}/{v}: {r:?}");
             }
             Op::RemoveRange { dev, begin, len } => {
-                let (id, b, e) = (u64::from(dev), u64::from(begin), u64::from(begin) + u64::from(len));
+                let (id, b, e) =
+                    (u64::from(dev), u64::from(begin), u64::from(begin) + u64::from(len));
                 self.with_dev(id, |h| self.pool.remove_range(h, b, e)).unwrap();
                 self.model.get_mut(&id).unwrap().retain(|k, _| *k < b || *k >= e);
             }
             Op::Lookup { dev, vblock } => {
                 let (id, v) = (u64::from(dev), u64::from(vblock));
-                let r = self.with_dev(id, |h| self.pool.find_block(h, v, true)).ok().map(|l| l.data_block);
+                let r = self
+                    .with_dev(id, |h| self.pool.find_block(h, v, true))
+                    .ok()
+                    .map(|l| l.data_block);
                 assert_eq!(r, self.model[&id].get(&v).copied(), "lookup {id}/{v}");
             }
             Op::MappedRange { dev, begin } => {
@@ -145,7 +150,8 @@ proptest! {
 #[test]
 fn hundred_thousand_keys() {
     use rand::{Rng, SeedableRng};
-    let scale: u64 = std::env::var("THINSIM_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let scale: u64 =
+        std::env::var("THINSIM_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let keys = 100_000 * scale;
     let (pool, dev) = fresh_pool(16_384, keys * 2 + 16);
     pool.create_thin(1).unwrap();
@@ -173,7 +179,8 @@ fn hundred_thousand_keys() {
     model.retain(|k, _| *k < keys || *k >= keys * 2);
     pool.commit().unwrap();
     assert_clean(&dev);
-    let got: BTreeMap<u64, u64> = pool.mappings(1).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
+    let got: BTreeMap<u64, u64> =
+        pool.mappings(1).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
     assert_eq!(got, model);
     assert_eq!(pool.get_mapped_count(&h).unwrap(), model.len() as u64);
     pool.close_thin_device(h);

@@ -144,7 +144,7 @@ proptest! {
             let used: Vec<bool> = (0..SIZE).map(|b| tm.sm.count(b).unwrap() > 0).collect();
             (root, used)
         };
-        let (mut root, mut committed_used) = commit(&mut tm);
+        let (_, mut committed_used) = commit(&mut tm);
         let mut owned: std::collections::BTreeMap<u64, u32> = Default::default();
         for op in ops {
             match op {
@@ -168,14 +168,14 @@ proptest! {
                     }
                     Err(e) => prop_assert_eq!(e.errno(), engine::Errno::ENOSPC),
                 },
-                MetaOp::Commit => (root, committed_used) = commit(&mut tm),
+                MetaOp::Commit => (_, committed_used) = commit(&mut tm),
                 _ => {}
             }
             for (&b, &c) in &owned {
                 prop_assert_eq!(tm.sm.count(b).unwrap(), c);
             }
         }
-        (root, _) = commit(&mut tm);
+        let (root, _) = commit(&mut tm);
         drop(tm);
         let bm = BlockManager::new(Box::new(dev.clone()), 4096);
         let reopened = metadata_commit::open(bm, &root).unwrap();

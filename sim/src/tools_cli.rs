@@ -84,7 +84,10 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     if !args.quiet {
         println!("TRANSACTION_ID={}", report.transaction_id);
         println!("DEVICES={} MAPPINGS={}", report.devices, report.mappings);
-        println!("METADATA_BLOCKS_USED={} DATA_BLOCKS_USED={}", report.metadata_blocks_used, report.data_blocks_used);
+        println!(
+            "METADATA_BLOCKS_USED={} DATA_BLOCKS_USED={}",
+            report.metadata_blocks_used, report.data_blocks_used
+        );
         for f in &report.findings {
             eprintln!("{f}");
         }
@@ -127,7 +130,8 @@ pub fn dump(args: &DumpArgs) -> ExitCode {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut w = DumpWriter::new(BufWriter::with_capacity(1 << 20, out), format);
-    let r = pool.dump(&mut w, source).and_then(|()| w.finish().map(|_| ()).map_err(ToolError::from));
+    let r =
+        pool.dump(&mut w, source).and_then(|()| w.finish().map(|_| ()).map_err(ToolError::from));
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e, 1),
@@ -141,7 +145,12 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
     };
     let dev = match FileDevice::open(&args.output, true) {
         Ok(d) => Box::new(d),
-        Err(e) => return fail(format!("{}: {e} (create it first, e.g. truncate -s 8M)", args.output.display()), 2),
+        Err(e) => {
+            return fail(
+                format!("{}: {e} (create it first, e.g. truncate -s 8M)", args.output.display()),
+                2,
+            )
+        }
     };
     match restore::restore(input, dev) {
         Ok(_) => ExitCode::SUCCESS,

@@ -51,7 +51,8 @@ fn every_canary_is_caught_by_its_corpus() {
     // Canaries are expected to panic; keep their messages out of the test output.
     std::panic::set_hook(Box::new(|_| {}));
     for target in TARGETS {
-        let caught = files(target).iter().any(|f| fails(target, &std::fs::read(f).unwrap(), true).is_some());
+        let caught =
+            files(target).iter().any(|f| fails(target, &std::fs::read(f).unwrap(), true).is_some());
         assert!(caught, "no corpus file of {target} catches its canary");
     }
 }

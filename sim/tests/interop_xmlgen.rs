@@ -23,7 +23,8 @@ fn random_pools_round_trip_through_both_toolsets() {
     if std::env::var("THINSIM_SKIP_INTEROP").is_ok() {
         return;
     }
-    let seeds: u64 = std::env::var("THINSIM_INTEROP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let seeds: u64 =
+        std::env::var("THINSIM_INTEROP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
     let dir = tempfile::tempdir().unwrap();
     for seed in 0..seeds {
         let size = if seed % 4 == 3 { GenSize::MEDIUM } else { GenSize::SMALL };
@@ -35,20 +36,36 @@ fn random_pools_round_trip_through_both_toolsets() {
         for p in [&theirs, &ours] {
             FileDevice::create(p, 4096).unwrap();
         }
-        let (rc, _, err) = run("thin_restore", &["-q", "-i", xml_path.to_str().unwrap(), "-o", theirs.to_str().unwrap()]);
+        let (rc, _, err) = run(
+            "thin_restore",
+            &["-q", "-i", xml_path.to_str().unwrap(), "-o", theirs.to_str().unwrap()],
+        );
         assert_eq!(rc, 0, "seed {seed}: thin_restore: {err}");
         let (_, reference, _) = run("thin_dump", &[theirs.to_str().unwrap()]);
-        assert_eq!(String::from_utf8_lossy(&reference), xml, "seed {seed}: generator output is not a thin_dump fixpoint");
+        assert_eq!(
+            String::from_utf8_lossy(&reference),
+            xml,
+            "seed {seed}: generator output is not a thin_dump fixpoint"
+        );
 
         let pool = Pool::open_image(Box::new(FileDevice::open(&theirs, false).unwrap())).unwrap();
         let mut w = DumpWriter::new(Vec::new(), DumpFormat::Xml);
         pool.dump(&mut w, Source::Live).unwrap();
-        assert_eq!(String::from_utf8(w.finish().unwrap()).unwrap(), xml, "seed {seed}: our dump of thin_restore's image");
+        assert_eq!(
+            String::from_utf8(w.finish().unwrap()).unwrap(),
+            xml,
+            "seed {seed}: our dump of thin_restore's image"
+        );
 
         let input = std::io::BufReader::new(std::fs::File::open(&xml_path).unwrap());
         restore::restore(input, Box::new(FileDevice::open(&ours, true).unwrap())).unwrap();
         let (rc, out, err) = run("thin_check", &[ours.to_str().unwrap()]);
-        assert_eq!(rc, 0, "seed {seed}: thin_check of our restore: {err} {}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            rc,
+            0,
+            "seed {seed}: thin_check of our restore: {err} {}",
+            String::from_utf8_lossy(&out)
+        );
         let (_, dumped, _) = run("thin_dump", &[ours.to_str().unwrap()]);
         assert_eq!(String::from_utf8_lossy(&dumped), xml, "seed {seed}: thin_dump of our restore");
         let report = engine::thin::check::check(Box::new(FileDevice::open(&ours, false).unwrap()));

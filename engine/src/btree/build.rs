@@ -10,13 +10,19 @@ use crate::transaction::TransactionManager;
 
 /// Builds a tree holding `entries` (strictly increasing keys; each value `vk.size()` bytes)
 /// and returns its root. Values' references are the caller's (no `inc`).
-pub fn build(tm: &mut TransactionManager, vk: ValueKind, entries: &[(u64, Vec<u8>)]) -> Result<u64> {
+pub fn build(
+    tm: &mut TransactionManager,
+    vk: ValueKind,
+    entries: &[(u64, Vec<u8>)],
+) -> Result<u64> {
     if let Some(w) = entries.windows(2).find(|w| w[0].0 >= w[1].0) {
         return Err(Error::Invalid(format!("bulk load keys not increasing at {}", w[1].0)));
     }
-    let mut level: Vec<(u64, u64)> = write_level(tm, LEAF, vk.size(), entries.iter().map(|(k, v)| (*k, v.as_slice())))?;
+    let mut level: Vec<(u64, u64)> =
+        write_level(tm, LEAF, vk.size(), entries.iter().map(|(k, v)| (*k, v.as_slice())))?;
     while level.len() > 1 {
-        let children: Vec<(u64, [u8; 8])> = level.iter().map(|&(k, b)| (k, b.to_le_bytes())).collect();
+        let children: Vec<(u64, [u8; 8])> =
+            level.iter().map(|&(k, b)| (k, b.to_le_bytes())).collect();
         level = write_level(tm, INTERNAL, 8, children.iter().map(|(k, v)| (*k, v.as_slice())))?;
     }
     Ok(level[0].1)

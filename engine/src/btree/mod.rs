@@ -111,8 +111,11 @@ fn check_value_size(n: &Block, b: u64, vk: ValueKind) -> Result<()> {
     if node::max_entries_of(n) != node::max_entries(want) as usize {
         return Err(Error::structure(
             b,
-            format!("max_entries {} where value size {want} needs {}", node::max_entries_of(n),
-                node::max_entries(want)),
+            format!(
+                "max_entries {} where value size {want} needs {}",
+                node::max_entries_of(n),
+                node::max_entries(want)
+            ),
         ));
     }
     Ok(())

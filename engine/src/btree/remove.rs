@@ -103,7 +103,12 @@ fn collapse_root(tm: &mut TransactionManager, mut b: u64) -> Result<u64> {
 }
 
 /// Restores the fill of child `i` of the writable internal node `parent`.
-fn rebalance_child(tm: &mut TransactionManager, vk: ValueKind, parent: u64, i: usize) -> Result<()> {
+fn rebalance_child(
+    tm: &mut TransactionManager,
+    vk: ValueKind,
+    parent: u64,
+    i: usize,
+) -> Result<()> {
     let p = tm.read(parent, BlockKind::Node)?;
     let count = node::nr_entries(&p);
     let child = read_node(tm, node::value_u64(&p, i), vk)?;

@@ -49,7 +49,12 @@ mod tests {
         let d = DeviceDetails::unpack(&bytes);
         assert_eq!(
             d,
-            DeviceDetails { mapped_blocks: 5, transaction_id: 2, creation_time: 0, snapshotted_time: 1 }
+            DeviceDetails {
+                mapped_blocks: 5,
+                transaction_id: 2,
+                creation_time: 0,
+                snapshotted_time: 1
+            }
         );
         assert_eq!(d.pack(), bytes);
     }

@@ -202,7 +202,11 @@ pub fn validate(b: &Block) -> Result<(), CorruptKind> {
     }
     for i in 1..n {
         if key(b, i - 1) >= key(b, i) {
-            return bad(format!("keys out of order at entry {i}: {} then {}", key(b, i - 1), key(b, i)));
+            return bad(format!(
+                "keys out of order at entry {i}: {} then {}",
+                key(b, i - 1),
+                key(b, i)
+            ));
         }
     }
     Ok(())

@@ -24,10 +24,7 @@ impl FileDevice {
             .write(writable)
             .open(path)
             .map_err(|e| os_error(IoOp::Read, None, &e))?;
-        let len_bytes = file
-            .metadata()
-            .map_err(|e| os_error(IoOp::Read, None, &e))?
-            .len();
+        let len_bytes = file.metadata().map_err(|e| os_error(IoOp::Read, None, &e))?.len();
         Ok(FileDevice { file, nr_blocks: len_bytes / BLOCK_SIZE as u64, writable })
     }
 
@@ -40,8 +37,7 @@ impl FileDevice {
             .truncate(true)
             .open(path)
             .map_err(|e| os_error(IoOp::Write, None, &e))?;
-        file.set_len(nr_blocks * BLOCK_SIZE as u64)
-            .map_err(|e| os_error(IoOp::Write, None, &e))?;
+        file.set_len(nr_blocks * BLOCK_SIZE as u64).map_err(|e| os_error(IoOp::Write, None, &e))?;
         Ok(FileDevice { file, nr_blocks, writable: true })
     }
 

@@ -50,7 +50,9 @@ pub enum IoOp {
 impl std::fmt::Display for IoError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.block {
-            Some(b) => write!(f, "{:?} of block {b} failed: {:?} {}", self.op, self.kind, self.detail),
+            Some(b) => {
+                write!(f, "{:?} of block {b} failed: {:?} {}", self.op, self.kind, self.detail)
+            }
             None => write!(f, "{:?} failed: {:?} {}", self.op, self.kind, self.detail),
         }
     }

@@ -110,17 +110,26 @@ impl DataSpaceMap {
         let mut cur = IndexEntry::unpack(&v);
         let bmp = tm.read(cur.blocknr, BlockKind::Bitmap).map_err(|e| e.via(self.index_root))?;
         cur.nr_free = bitmap::count_free(&bmp);
-        cur.none_free_before = cur.none_free_before.min(
-            bitmap::find_free(&bmp, 0, ENTRIES_PER_BITMAP).unwrap_or(ENTRIES_PER_BITMAP) as u32,
-        );
-        let e = CachedEntry { cur, committed_blocknr: Some(cur.blocknr), shadowed: false, dirty: false };
+        cur.none_free_before =
+            cur.none_free_before
+                .min(bitmap::find_free(&bmp, 0, ENTRIES_PER_BITMAP).unwrap_or(ENTRIES_PER_BITMAP)
+                    as u32);
+        let e = CachedEntry {
+            cur,
+            committed_blocknr: Some(cur.blocknr),
+            shadowed: false,
+            dirty: false,
+        };
         self.entries.insert(i, e);
         Ok(e)
     }
 
     fn check_range(&self, b: u64) -> Result<()> {
         if b >= self.nr_blocks {
-            return Err(Error::Invalid(format!("data block {b} beyond the data device ({})", self.nr_blocks)));
+            return Err(Error::Invalid(format!(
+                "data block {b} beyond the data device ({})",
+                self.nr_blocks
+            )));
         }
         Ok(())
     }
@@ -136,7 +145,10 @@ impl DataSpaceMap {
         }
         let c = btree::lookup(tm, self.overflow_root, OVERFLOW_VALUES, b, ReadMode::Blocking)?
             .ok_or_else(|| {
-                Error::structure(e.cur.blocknr, format!("data block {b} marked 3 without an overflow count"))
+                Error::structure(
+                    e.cur.blocknr,
+                    format!("data block {b} marked 3 without an overflow count"),
+                )
             })?;
         Ok(u32::from_le_bytes(c[..4].try_into().expect("4-byte count")))
     }
@@ -165,7 +177,9 @@ impl DataSpaceMap {
             e.cur.blocknr = copy;
             e.shadowed = true;
         }
-        tm.modify(e.cur.blocknr, BlockKind::Bitmap, |blk| bitmap::set(blk, bit, new.min(OVERFLOW_THRESHOLD)))?;
+        tm.modify(e.cur.blocknr, BlockKind::Bitmap, |blk| {
+            bitmap::set(blk, bit, new.min(OVERFLOW_THRESHOLD))
+        })?;
         if old == 0 {
             e.cur.nr_free -= 1;
             self.nr_allocated += 1;
@@ -180,7 +194,8 @@ impl DataSpaceMap {
         e.dirty = true;
         self.entries.insert(i, e);
         if new >= OVERFLOW_THRESHOLD {
-            let (root, _) = btree::insert(tm, OVERFLOW_VALUES, self.overflow_root, b, &new.to_le_bytes())?;
+            let (root, _) =
+                btree::insert(tm, OVERFLOW_VALUES, self.overflow_root, b, &new.to_le_bytes())?;
             self.overflow_root = root;
         } else if old >= OVERFLOW_THRESHOLD {
             self.overflow_root = btree::remove(tm, OVERFLOW_VALUES, self.overflow_root, b)?.0;
@@ -190,7 +205,9 @@ impl DataSpaceMap {
 
     pub fn inc(&mut self, tm: &mut TransactionManager, b: u64) -> Result<()> {
         let c = self.count(tm, b)?;
-        let new = c.checked_add(1).ok_or_else(|| Error::Invalid(format!("data block {b} count overflow")))?;
+        let new = c
+            .checked_add(1)
+            .ok_or_else(|| Error::Invalid(format!("data block {b} count overflow")))?;
         self.set_count(tm, b, new)
     }
 
@@ -216,7 +233,12 @@ impl DataSpaceMap {
         Ok(b)
     }
 
-    fn find_free(&mut self, tm: &mut TransactionManager, begin: u64, end: u64) -> Result<Option<u64>> {
+    fn find_free(
+        &mut self,
+        tm: &mut TransactionManager,
+        begin: u64,
+        end: u64,
+    ) -> Result<Option<u64>> {
         let mut b = begin;
         while b < end {
             let i = b / ENTRIES_PER_BITMAP;
@@ -247,7 +269,9 @@ impl DataSpaceMap {
             // Skip whole free bitmaps quickly.
             let i = b / ENTRIES_PER_BITMAP;
             let e = self.entry(tm, i)?;
-            if e.cur.nr_free == ENTRIES_PER_BITMAP as u32 && e.committed_blocknr == Some(e.cur.blocknr) {
+            if e.cur.nr_free == ENTRIES_PER_BITMAP as u32
+                && e.committed_blocknr == Some(e.cur.blocknr)
+            {
                 let next = (i + 1) * ENTRIES_PER_BITMAP;
                 if next >= end {
                     break;
@@ -267,8 +291,12 @@ impl DataSpaceMap {
         let new_bitmaps = new_nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
         for i in old_bitmaps..new_bitmaps {
             let blocknr = tm.new_block(BlockKind::Bitmap)?;
-            let cur = IndexEntry { blocknr, nr_free: ENTRIES_PER_BITMAP as u32, none_free_before: 0 };
-            self.entries.insert(i, CachedEntry { cur, committed_blocknr: None, shadowed: true, dirty: true });
+            let cur =
+                IndexEntry { blocknr, nr_free: ENTRIES_PER_BITMAP as u32, none_free_before: 0 };
+            self.entries.insert(
+                i,
+                CachedEntry { cur, committed_blocknr: None, shadowed: true, dirty: true },
+            );
             self.removed.retain(|&r| r != i);
         }
         for i in new_bitmaps..old_bitmaps {

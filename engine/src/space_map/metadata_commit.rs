@@ -103,7 +103,9 @@ fn load_overflow(tm: &mut TransactionManager) -> Result<()> {
             _ => {
                 return Err(Error::structure(
                     root,
-                    format!("overflow count {c} for metadata block {b} whose bitmap entry is not 3"),
+                    format!(
+                        "overflow count {c} for metadata block {b} whose bitmap entry is not 3"
+                    ),
                 ))
             }
         }
@@ -112,7 +114,10 @@ fn load_overflow(tm: &mut TransactionManager) -> Result<()> {
     if let Some(b) = tm.sm.counts.iter().position(|&c| c == OVERFLOW_THRESHOLD) {
         let v = btree::lookup(tm, root, OVERFLOW_VALUES, b as u64, btree::ReadMode::Blocking)?;
         if v.is_none() {
-            return Err(Error::structure(root, format!("metadata block {b} has no overflow count")));
+            return Err(Error::structure(
+                root,
+                format!("metadata block {b} has no overflow count"),
+            ));
         }
     }
     Ok(())
@@ -188,13 +193,8 @@ fn sync_overflow(tm: &mut TransactionManager) -> Result<bool> {
 }
 
 fn relocate_dirty_bitmaps(tm: &mut TransactionManager) -> Result<bool> {
-    let pending: Vec<usize> = tm
-        .sm
-        .dirty_bitmaps
-        .iter()
-        .copied()
-        .filter(|&i| !tm.sm.bitmap_shadowed[i])
-        .collect();
+    let pending: Vec<usize> =
+        tm.sm.dirty_bitmaps.iter().copied().filter(|&i| !tm.sm.bitmap_shadowed[i]).collect();
     for &i in &pending {
         let old = tm.sm.bitmaps[i];
         tm.sm.bitmaps[i] = tm.sm.alloc()?;

@@ -96,6 +96,9 @@ impl Tree {
     }
 }
 
+/// Called once per distinct leaf: (checker, block, node, path from the root).
+type LeafVisitor<'a> = dyn FnMut(&mut Checker, u64, &Block, &[u64]) + 'a;
+
 struct Checker {
     bm: BlockManager,
     meta_nr_blocks: u64,
@@ -190,7 +193,11 @@ impl Checker {
             self.error(Some(0), &[], "unsupported feature flags".into());
         }
         if sb.metadata_block_size != 8 {
-            self.error(Some(0), &[], format!("metadata_block_size {} (want 8)", sb.metadata_block_size));
+            self.error(
+                Some(0),
+                &[],
+                format!("metadata_block_size {} (want 8)", sb.metadata_block_size),
+            );
         }
         if sb.data_block_size == 0 {
             self.error(Some(0), &[], "data_block_size is 0".into());
@@ -205,7 +212,11 @@ impl Checker {
                 true
             }
             None => {
-                self.error(Some(b), path, format!("pointer past the metadata device ({} blocks)", self.meta_nr_blocks));
+                self.error(
+                    Some(b),
+                    path,
+                    format!("pointer past the metadata device ({} blocks)", self.meta_nr_blocks),
+                );
                 false
             }
         }
@@ -234,7 +245,7 @@ impl Checker {
         path: &mut Vec<u64>,
         bounds: (u64, Option<u64>),
         is_root: bool,
-        leaf: &mut dyn FnMut(&mut Checker, u64, &Block, &[u64]),
+        leaf: &mut LeafVisitor<'_>,
     ) -> Option<usize> {
         if !self.count(root, path) {
             return None;
@@ -277,14 +288,30 @@ impl Checker {
         depth
     }
 
-    fn check_node_shape(&mut self, b: u64, n: &Block, tree: Tree, is_root: bool, bounds: (u64, Option<u64>), path: &[u64]) {
+    fn check_node_shape(
+        &mut self,
+        b: u64,
+        n: &Block,
+        tree: Tree,
+        is_root: bool,
+        bounds: (u64, Option<u64>),
+        path: &[u64],
+    ) {
         let vs = if node::is_leaf(n) { tree.value_size() } else { 8 };
         if node::value_size(n) != vs {
-            self.error(Some(b), path, format!("value size {} in a {tree:?} node (want {vs})", node::value_size(n)));
+            self.error(
+                Some(b),
+                path,
+                format!("value size {} in a {tree:?} node (want {vs})", node::value_size(n)),
+            );
         }
         let max = node::max_entries_of(n);
         if max != node::max_entries(vs) as usize {
-            self.error(Some(b), path, format!("max_entries {max} (want {})", node::max_entries(vs)));
+            self.error(
+                Some(b),
+                path,
+                format!("max_entries {max} (want {})", node::max_entries(vs)),
+            );
         }
         let count = node::nr_entries(n);
         if !is_root && count < max / 3 {
@@ -293,7 +320,11 @@ impl Checker {
         if count > 0 {
             let (first, last) = (node::key(n, 0), node::key(n, count - 1));
             if first < bounds.0 || bounds.1.is_some_and(|hi| last >= hi) {
-                self.error(Some(b), path, format!("keys {first}..={last} outside the parent's range {bounds:?}"));
+                self.error(
+                    Some(b),
+                    path,
+                    format!("keys {first}..={last} outside the parent's range {bounds:?}"),
+                );
             }
         }
     }
@@ -310,16 +341,31 @@ impl Checker {
         let mut mappings = 0;
         for (&id, &root) in &tops {
             let Some(d) = details.get(&id) else {
-                self.error(Some(root), &[], format!("device {id} has a mapping tree but no details"));
+                self.error(
+                    Some(root),
+                    &[],
+                    format!("device {id} has a mapping tree but no details"),
+                );
                 continue;
             };
             let n = self.entries_below.get(&root).copied().unwrap_or(0);
             mappings += n;
             if d.mapped_blocks != n {
-                self.error(None, &[], format!("device {id}: mapped_blocks {} but {n} mappings", d.mapped_blocks));
+                self.error(
+                    None,
+                    &[],
+                    format!("device {id}: mapped_blocks {} but {n} mappings", d.mapped_blocks),
+                );
             }
             if d.creation_time > d.snapshotted_time || d.snapshotted_time > self.sb_time {
-                self.error(None, &[], format!("device {id}: times {} / {} / pool {}", d.creation_time, d.snapshotted_time, self.sb_time));
+                self.error(
+                    None,
+                    &[],
+                    format!(
+                        "device {id}: times {} / {} / pool {}",
+                        d.creation_time, d.snapshotted_time, self.sb_time
+                    ),
+                );
             }
         }
         (tops.len() as u64, mappings)
@@ -351,20 +397,41 @@ impl Checker {
 
     fn walk_bottom(&mut self, id: u64, root: u64) {
         let first_visit = !self.visited.contains(&root);
-        self.walk_tree(root, Tree::Bottom, &mut Vec::new(), (0, None), true, &mut |c, b, n, path| {
-            let count = node::nr_entries(n);
-            c.entries_below.insert(b, count as u64);
-            for i in 0..count {
-                let bt = BlockTime::unpack(node::value_u64(n, i));
-                if bt.data_block >= c.data_nr_blocks {
-                    c.error(Some(b), path, format!("device {id}: block {} maps past the data device ({})", bt.data_block, c.data_nr_blocks));
+        self.walk_tree(
+            root,
+            Tree::Bottom,
+            &mut Vec::new(),
+            (0, None),
+            true,
+            &mut |c, b, n, path| {
+                let count = node::nr_entries(n);
+                c.entries_below.insert(b, count as u64);
+                for i in 0..count {
+                    let bt = BlockTime::unpack(node::value_u64(n, i));
+                    if bt.data_block >= c.data_nr_blocks {
+                        c.error(
+                            Some(b),
+                            path,
+                            format!(
+                                "device {id}: block {} maps past the data device ({})",
+                                bt.data_block, c.data_nr_blocks
+                            ),
+                        );
+                    }
+                    if bt.time > c.sb_time {
+                        c.error(
+                            Some(b),
+                            path,
+                            format!(
+                                "device {id}: mapping time {} after pool time {}",
+                                bt.time, c.sb_time
+                            ),
+                        );
+                    }
+                    c.data_refs.push(bt.data_block);
                 }
-                if bt.time > c.sb_time {
-                    c.error(Some(b), path, format!("device {id}: mapping time {} after pool time {}", bt.time, c.sb_time));
-                }
-                c.data_refs.push(bt.data_block);
-            }
-        });
+            },
+        );
         if first_visit {
             self.sum_entries(root, 0);
         }
@@ -379,7 +446,9 @@ impl Checker {
             return 0;
         }
         let Ok(n) = self.bm.read(b, BlockKind::Node) else { return 0 };
-        let total = (0..node::nr_entries(&n)).map(|i| self.sum_entries(node::value_u64(&n, i), depth + 1)).sum();
+        let total = (0..node::nr_entries(&n))
+            .map(|i| self.sum_entries(node::value_u64(&n, i), depth + 1))
+            .sum();
         self.entries_below.insert(b, total);
         total
     }
@@ -402,27 +471,55 @@ impl Checker {
         let m = sb.metadata_sm_root;
         if self.count(m.bitmap_root, &[0]) {
             if let Some(idx) = self.read(m.bitmap_root, BlockKind::Index, &[0]) {
-                for e in unpack_metadata_index(&idx, m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize) {
+                for e in
+                    unpack_metadata_index(&idx, m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize)
+                {
                     self.count(e.blocknr, &[m.bitmap_root]);
                 }
             }
         }
-        self.walk_tree(m.ref_count_root, Tree::MetaOverflow, &mut Vec::new(), (0, None), true, &mut |_, _, _, _| {});
+        self.walk_tree(
+            m.ref_count_root,
+            Tree::MetaOverflow,
+            &mut Vec::new(),
+            (0, None),
+            true,
+            &mut |_, _, _, _| {},
+        );
         let d = sb.data_sm_root;
         let mut bitmaps = Vec::new();
-        self.walk_tree(d.bitmap_root, Tree::DataIndex, &mut Vec::new(), (0, None), true, &mut |_, b, n, _| {
-            for i in 0..node::nr_entries(n) {
-                bitmaps.push((b, IndexEntry::unpack(node::value(n, i)).blocknr));
-            }
-        });
+        self.walk_tree(
+            d.bitmap_root,
+            Tree::DataIndex,
+            &mut Vec::new(),
+            (0, None),
+            true,
+            &mut |_, b, n, _| {
+                for i in 0..node::nr_entries(n) {
+                    bitmaps.push((b, IndexEntry::unpack(node::value(n, i)).blocknr));
+                }
+            },
+        );
         for (parent, bmp) in bitmaps {
             self.count(bmp, &[parent]);
         }
-        self.walk_tree(d.ref_count_root, Tree::DataOverflow, &mut Vec::new(), (0, None), true, &mut |_, _, _, _| {});
+        self.walk_tree(
+            d.ref_count_root,
+            Tree::DataOverflow,
+            &mut Vec::new(),
+            (0, None),
+            true,
+            &mut |_, _, _, _| {},
+        );
     }
 
     /// Reads the counts a space map stores, from its bitmaps and overflow tree.
-    fn stored_counts(&mut self, bitmaps: &[(u64, u64)], nr_blocks: u64, overflow_root: u64) -> BTreeMap<u64, u32> {
+    fn stored_counts(
+        &mut self,
+        bitmaps: &[(u64, u64)],
+        nr_blocks: u64,
+        overflow_root: u64,
+    ) -> BTreeMap<u64, u32> {
         let mut overflow = BTreeMap::new();
         let mut seen = BTreeSet::new();
         collect_overflow(&self.bm, overflow_root, &mut overflow, &mut seen, 0);
@@ -440,7 +537,11 @@ impl Checker {
                     match overflow.get(&b) {
                         Some(&c) => c,
                         None => {
-                            self.error(Some(blocknr), &[], format!("block {b} marked 3 without an overflow count"));
+                            self.error(
+                                Some(blocknr),
+                                &[],
+                                format!("block {b} marked 3 without an overflow count"),
+                            );
                             3
                         }
                     }
@@ -456,14 +557,28 @@ impl Checker {
     fn compare_metadata_counts(&mut self, sb: &Superblock) -> u64 {
         let m = sb.metadata_sm_root;
         let Ok(idx) = self.bm.read(m.bitmap_root, BlockKind::Index) else { return 0 };
-        let entries = unpack_metadata_index(&idx, m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize);
-        let bitmaps: Vec<(u64, u64)> = entries.iter().enumerate().map(|(i, e)| (i as u64, e.blocknr)).collect();
+        let entries =
+            unpack_metadata_index(&idx, m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize);
+        let bitmaps: Vec<(u64, u64)> =
+            entries.iter().enumerate().map(|(i, e)| (i as u64, e.blocknr)).collect();
         let stored = self.stored_counts(&bitmaps, self.meta_nr_blocks, m.ref_count_root);
-        let expected: Vec<(u64, u32)> =
-            self.meta_expected.iter().enumerate().filter(|(_, &c)| c > 0).map(|(b, &c)| (b as u64, c)).collect();
+        let expected: Vec<(u64, u32)> = self
+            .meta_expected
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(b, &c)| (b as u64, c))
+            .collect();
         self.compare("metadata", expected.into_iter(), &stored);
         if m.nr_allocated != stored.len() as u64 {
-            self.warn(None, format!("metadata space map root says {} allocated, bitmaps say {}", m.nr_allocated, stored.len()));
+            self.warn(
+                None,
+                format!(
+                    "metadata space map root says {} allocated, bitmaps say {}",
+                    m.nr_allocated,
+                    stored.len()
+                ),
+            );
         }
         stored.len() as u64
     }
@@ -475,7 +590,11 @@ impl Checker {
         collect_index(&self.bm, d.bitmap_root, &mut bitmaps, &mut seen, 0);
         let want_bitmaps = d.nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
         if bitmaps.len() as u64 != want_bitmaps {
-            self.error(Some(d.bitmap_root), &[], format!("data space map has {} bitmaps, needs {want_bitmaps}", bitmaps.len()));
+            self.error(
+                Some(d.bitmap_root),
+                &[],
+                format!("data space map has {} bitmaps, needs {want_bitmaps}", bitmaps.len()),
+            );
         }
         let stored = self.stored_counts(&bitmaps, d.nr_blocks, d.ref_count_root);
         let mut refs = std::mem::take(&mut self.data_refs);
@@ -484,16 +603,30 @@ impl Checker {
         let expected: Vec<(u64, u32)> = expected.collect();
         self.compare("data", expected.into_iter(), &stored);
         if d.nr_allocated != stored.len() as u64 {
-            self.error(None, &[], format!("data space map root says {} allocated, bitmaps say {}", d.nr_allocated, stored.len()));
+            self.error(
+                None,
+                &[],
+                format!(
+                    "data space map root says {} allocated, bitmaps say {}",
+                    d.nr_allocated,
+                    stored.len()
+                ),
+            );
         }
         stored.len() as u64
     }
 
-    fn compare(&mut self, which: &str, expected: impl Iterator<Item = (u64, u32)>, stored: &BTreeMap<u64, u32>) {
+    fn compare(
+        &mut self,
+        which: &str,
+        expected: impl Iterator<Item = (u64, u32)>,
+        stored: &BTreeMap<u64, u32>,
+    ) {
         let expected: BTreeMap<u64, u32> = expected.collect();
         let all: BTreeSet<u64> = expected.keys().chain(stored.keys()).copied().collect();
         for b in all {
-            let (e, s) = (expected.get(&b).copied().unwrap_or(0), stored.get(&b).copied().unwrap_or(0));
+            let (e, s) =
+                (expected.get(&b).copied().unwrap_or(0), stored.get(&b).copied().unwrap_or(0));
             if e != s {
                 self.error(Some(b), &[], format!("{which} reference count {s}, expected {e}"));
             }
@@ -501,7 +634,13 @@ impl Checker {
     }
 }
 
-fn collect_overflow(bm: &BlockManager, b: u64, out: &mut BTreeMap<u64, u32>, seen: &mut BTreeSet<u64>, depth: usize) {
+fn collect_overflow(
+    bm: &BlockManager,
+    b: u64,
+    out: &mut BTreeMap<u64, u32>,
+    seen: &mut BTreeSet<u64>,
+    depth: usize,
+) {
     if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
         return;
     }
@@ -518,7 +657,13 @@ fn collect_overflow(bm: &BlockManager, b: u64, out: &mut BTreeMap<u64, u32>, see
     }
 }
 
-fn collect_index(bm: &BlockManager, b: u64, out: &mut Vec<(u64, u64)>, seen: &mut BTreeSet<u64>, depth: usize) {
+fn collect_index(
+    bm: &BlockManager,
+    b: u64,
+    out: &mut Vec<(u64, u64)>,
+    seen: &mut BTreeSet<u64>,
+    depth: usize,
+) {
     if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
         return;
     }

@@ -15,8 +15,14 @@ impl Pool {
                 return Err(Error::Exists(id));
             }
             let root = btree::empty(&mut p.tm, ValueKind::Mapping)?;
-            p.mapping_root = btree::insert(&mut p.tm, ValueKind::SubtreeRoot, p.mapping_root, id,
-                &root.to_le_bytes())?.0;
+            p.mapping_root = btree::insert(
+                &mut p.tm,
+                ValueKind::SubtreeRoot,
+                p.mapping_root,
+                id,
+                &root.to_le_bytes(),
+            )?
+            .0;
             let details = DeviceDetails {
                 mapped_blocks: 0,
                 transaction_id: p.trans_id,
@@ -24,7 +30,16 @@ impl Pool {
                 snapshotted_time: p.time,
             };
             let generation = p.new_generation();
-            p.records.insert(id, Record { generation, open: false, changed: true, aborted_with_changes: false, details });
+            p.records.insert(
+                id,
+                Record {
+                    generation,
+                    open: false,
+                    changed: true,
+                    aborted_with_changes: false,
+                    details,
+                },
+            );
             Ok(())
         })
     }
@@ -45,8 +60,14 @@ impl Pool {
             }
             let root = p.device_root(origin, ReadMode::Blocking)?;
             p.tm.inc(root)?;
-            p.mapping_root = btree::insert(&mut p.tm, ValueKind::SubtreeRoot, p.mapping_root, id,
-                &root.to_le_bytes())?.0;
+            p.mapping_root = btree::insert(
+                &mut p.tm,
+                ValueKind::SubtreeRoot,
+                p.mapping_root,
+                id,
+                &root.to_le_bytes(),
+            )?
+            .0;
             p.time += 1;
             let time = p.time;
             let details = DeviceDetails {
@@ -56,7 +77,16 @@ impl Pool {
                 snapshotted_time: time,
             };
             let generation = p.new_generation();
-            p.records.insert(id, Record { generation, open: false, changed: true, aborted_with_changes: false, details });
+            p.records.insert(
+                id,
+                Record {
+                    generation,
+                    open: false,
+                    changed: true,
+                    aborted_with_changes: false,
+                    details,
+                },
+            );
             let o = p.record_mut(origin)?;
             o.details.snapshotted_time = time;
             o.changed = true;
@@ -76,9 +106,13 @@ impl Pool {
                 }
             }
             p.details_root = btree::remove(&mut p.tm, DETAILS_VALUES, p.details_root, id)?.0;
-            let (top, removed) = btree::remove(&mut p.tm, ValueKind::SubtreeRoot, p.mapping_root, id)?;
+            let (top, removed) =
+                btree::remove(&mut p.tm, ValueKind::SubtreeRoot, p.mapping_root, id)?;
             if removed.is_none() {
-                return Err(Error::structure(p.mapping_root, format!("device {id} has details but no mapping tree")));
+                return Err(Error::structure(
+                    p.mapping_root,
+                    format!("device {id} has details but no mapping tree"),
+                ));
             }
             p.mapping_root = top;
             p.apply_data_ops()

@@ -44,7 +44,9 @@ impl PoolInner {
                     return Err(ToolError::Input("no current metadata snap".into()));
                 }
                 if want.is_some_and(|b| b != self.held_root) {
-                    return Err(ToolError::Input("metadata snapshot does not match that in superblock".into()));
+                    return Err(ToolError::Input(
+                        "metadata snapshot does not match that in superblock".into(),
+                    ));
                 }
                 let raw = self.tm.read(self.held_root, BlockKind::Superblock)?;
                 // The copy describes no space maps: tools print nr_data_blocks 0 for it.
@@ -156,4 +158,3 @@ impl Pool {
         Ok((rows, roots.sb.data_block_size))
     }
 }
-

@@ -22,7 +22,11 @@ pub struct PoolSummary {
 }
 
 impl PoolInner {
-    fn devices_in(&self, details_root: u64, with_records: bool) -> Result<BTreeMap<u64, DeviceDetails>> {
+    fn devices_in(
+        &self,
+        details_root: u64,
+        with_records: bool,
+    ) -> Result<BTreeMap<u64, DeviceDetails>> {
         let mut out = BTreeMap::new();
         btree::walk(&self.tm, details_root, DETAILS_VALUES, &mut |id, v| {
             out.insert(id, DeviceDetails::unpack(v));
@@ -37,8 +41,9 @@ impl PoolInner {
     }
 
     fn mappings_in(&self, top_root: u64, id: u64) -> Result<Vec<(u64, BlockTime)>> {
-        let root = btree::lookup_u64(&self.tm, top_root, ValueKind::SubtreeRoot, id, ReadMode::Blocking)?
-            .ok_or_else(|| Error::NoData(format!("no mapping tree for device {id}")))?;
+        let root =
+            btree::lookup_u64(&self.tm, top_root, ValueKind::SubtreeRoot, id, ReadMode::Blocking)?
+                .ok_or_else(|| Error::NoData(format!("no mapping tree for device {id}")))?;
         let mut out = Vec::new();
         btree::walk(&self.tm, root, ValueKind::Mapping, &mut |k, v| {
             out.push((k, BlockTime::unpack(btree::le(v))));
@@ -75,7 +80,9 @@ impl Pool {
 
     /// The held metadata snapshot's devices and mappings (None when no snapshot is held).
     #[allow(clippy::type_complexity)]
-    pub fn held_snapshot(&self) -> Result<Option<BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)>>> {
+    pub fn held_snapshot(
+        &self,
+    ) -> Result<Option<BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)>>> {
         self.query(|p| {
             if p.held_root == 0 {
                 return Ok(None);

@@ -45,7 +45,9 @@ impl Pool {
                 match btree::lookup_u64(&p.tm, root, ValueKind::Mapping, v, ReadMode::Blocking)? {
                     Some(x) => {
                         let bt = BlockTime::unpack(x);
-                        if bt.data_block != first.data_block + (v - v0) || (snap > bt.time) != shared {
+                        if bt.data_block != first.data_block + (v - v0)
+                            || (snap > bt.time) != shared
+                        {
                             break;
                         }
                     }
@@ -53,7 +55,12 @@ impl Pool {
                 }
                 v += 1;
             }
-            Ok(MappedRange { thin_begin: v0, thin_end: v, pool_begin: first.data_block, maybe_shared: shared })
+            Ok(MappedRange {
+                thin_begin: v0,
+                thin_end: v,
+                pool_begin: first.data_block,
+                maybe_shared: shared,
+            })
         })
     }
 
@@ -63,11 +70,13 @@ impl Pool {
         self.mutate(|p| {
             p.live(h)?;
             if data_block >= p.dsm.nr_blocks() {
-                return Err(Error::Invalid(format!("data block {data_block} beyond the data device")));
+                return Err(Error::Invalid(format!(
+                    "data block {data_block} beyond the data device"
+                )));
             }
-            let value = BlockTime { data_block, time: p.time }
-                .pack()
-                .ok_or_else(|| Error::Invalid(format!("data block {data_block} does not fit 40 bits")))?;
+            let value = BlockTime { data_block, time: p.time }.pack().ok_or_else(|| {
+                Error::Invalid(format!("data block {data_block} does not fit 40 bits"))
+            })?;
             let root = p.device_root_for_write(h.id)?;
             let (new_root, new_key) =
                 btree::insert(&mut p.tm, ValueKind::Mapping, root, vblock, &value.to_le_bytes())?;
@@ -89,7 +98,9 @@ impl Pool {
         self.mutate(|p| {
             p.live(h)?;
             p.live(h)?;
-            if p.lookup_mapping(h, vblock, ReadMode::Blocking).is_err_and(|e| e.errno() == crate::error::Errno::ENODATA) {
+            if p.lookup_mapping(h, vblock, ReadMode::Blocking)
+                .is_err_and(|e| e.errno() == crate::error::Errno::ENODATA)
+            {
                 return Err(Error::NoData(format!("device {} block {vblock} is unmapped", h.id)));
             }
             let root = p.device_root_for_write(h.id)?;
@@ -113,7 +124,8 @@ impl Pool {
         self.mutate(|p| {
             p.live(h)?;
             let root = p.device_root_for_write(h.id)?;
-            let (new_root, n) = btree::remove_range(&mut p.tm, ValueKind::Mapping, root, begin, end)?;
+            let (new_root, n) =
+                btree::remove_range(&mut p.tm, ValueKind::Mapping, root, begin, end)?;
             if new_root != root {
                 p.set_device_root(h.id, new_root)?;
             }

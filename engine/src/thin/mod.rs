@@ -31,10 +31,10 @@ pub use tool_error::ToolError;
 use crate::error::{Error, Result};
 use crate::format::superblock::Superblock;
 use crate::space_map::data::DataSpaceMap;
+use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::transaction::{DataRefOp, TransactionManager};
 use records::Record;
 use std::collections::{BTreeMap, BTreeSet};
-use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Called at the start of every effective commit (dm-thin flushes the data device here).
 pub type PreCommitFn = Box<dyn FnMut() -> Result<()> + Send + Sync>;

@@ -12,8 +12,8 @@ use crate::limits::{
 };
 use crate::space_map::data::DataSpaceMap;
 use crate::space_map::metadata_commit;
-use std::collections::{BTreeMap, BTreeSet};
 use crate::sync::RwLock;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::records::DETAILS_VALUES;
 
@@ -37,7 +37,7 @@ impl PoolOptions {
 /// Why `close` did not simply succeed.
 pub enum CloseError {
     /// A thin device is still open; nothing changed and the pool is handed back ([R9]).
-    Busy(Pool),
+    Busy(Box<Pool>),
     /// The final commit failed; the pool is gone, here is its device ([R2]).
     CommitFailed { error: Error, device: Box<dyn BlockDevice> },
 }
@@ -46,7 +46,9 @@ impl std::fmt::Debug for CloseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CloseError::Busy(_) => write!(f, "EBUSY: a thin device is still open"),
-            CloseError::CommitFailed { error, .. } => write!(f, "close: final commit failed: {error}"),
+            CloseError::CommitFailed { error, .. } => {
+                write!(f, "close: final commit failed: {error}")
+            }
         }
     }
 }
@@ -58,7 +60,9 @@ impl Pool {
         let raw = bm.read_raw(0)?;
         let inner = if raw.iter().all(|&b| b == 0) {
             if !opts.may_format {
-                return Err(Error::ReadOnly("metadata device is blank and formatting is not allowed".into()));
+                return Err(Error::ReadOnly(
+                    "metadata device is blank and formatting is not allowed".into(),
+                ));
             }
             format(bm, opts.data_block_size)?
         } else {
@@ -71,7 +75,7 @@ impl Pool {
     /// otherwise commits when writable and not failed, then releases the device ([R2]).
     pub fn close(self) -> std::result::Result<Box<dyn BlockDevice>, CloseError> {
         if self.read().records.values().any(|r| r.open) {
-            return Err(CloseError::Busy(self));
+            return Err(CloseError::Busy(Box::new(self)));
         }
         let (fail_io, read_only) = {
             let p = self.read();
@@ -136,15 +140,25 @@ pub(crate) fn read_superblock(bm: &BlockManager) -> Result<Superblock> {
 
 fn check_features(sb: &Superblock, writable: bool) -> Result<()> {
     if sb.incompat_flags != 0 {
-        return Err(Error::Invalid(format!("unsupported incompatible features {:#x}", sb.incompat_flags)));
+        return Err(Error::Invalid(format!(
+            "unsupported incompatible features {:#x}",
+            sb.incompat_flags
+        )));
     }
     if writable && sb.compat_ro_flags != 0 {
-        return Err(Error::Invalid(format!("unsupported read-only features {:#x}", sb.compat_ro_flags)));
+        return Err(Error::Invalid(format!(
+            "unsupported read-only features {:#x}",
+            sb.compat_ro_flags
+        )));
     }
     Ok(())
 }
 
-fn new_inner(tm: crate::transaction::TransactionManager, dsm: DataSpaceMap, sb: Superblock) -> PoolInner {
+fn new_inner(
+    tm: crate::transaction::TransactionManager,
+    dsm: DataSpaceMap,
+    sb: Superblock,
+) -> PoolInner {
     PoolInner {
         tm,
         dsm,
@@ -203,7 +217,14 @@ impl Pool {
     pub fn open_image(dev: Box<dyn BlockDevice>) -> Result<Pool> {
         let bm = BlockManager::new(dev, DEFAULT_CACHE_BLOCKS);
         let sb = read_superblock(&bm)?;
-        let pool = Pool::open(bm.into_device(), PoolOptions { data_block_size: sb.data_block_size, may_format: false, cache_blocks: DEFAULT_CACHE_BLOCKS })?;
+        let pool = Pool::open(
+            bm.into_device(),
+            PoolOptions {
+                data_block_size: sb.data_block_size,
+                may_format: false,
+                cache_blocks: DEFAULT_CACHE_BLOCKS,
+            },
+        )?;
         pool.metadata_read_only();
         Ok(pool)
     }

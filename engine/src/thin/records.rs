@@ -59,7 +59,13 @@ impl PoolInner {
             let generation = self.new_generation();
             self.records.insert(
                 id,
-                Record { generation, open: false, changed: false, aborted_with_changes: false, details },
+                Record {
+                    generation,
+                    open: false,
+                    changed: false,
+                    aborted_with_changes: false,
+                    details,
+                },
             );
         }
         Ok(self.records.get_mut(&id).expect("inserted above"))
@@ -103,8 +109,13 @@ impl PoolInner {
 
     /// Points the top-level entry of `id` at `root` (its old root's reference already moved).
     pub(crate) fn set_device_root(&mut self, id: u64, root: u64) -> Result<()> {
-        let (top, _) = btree::replace(&mut self.tm, ValueKind::SubtreeRoot, self.mapping_root, id,
-            &root.to_le_bytes())?;
+        let (top, _) = btree::replace(
+            &mut self.tm,
+            ValueKind::SubtreeRoot,
+            self.mapping_root,
+            id,
+            &root.to_le_bytes(),
+        )?;
         self.mapping_root = top;
         Ok(())
     }

@@ -24,25 +24,39 @@ use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 
 /// Restores the XML in `input` onto `dev` (whatever it held before). Returns the device.
-pub fn restore<R: Read + Seek>(mut input: R, mut dev: Box<dyn BlockDevice>) -> Result<Box<dyn BlockDevice>, ToolError> {
+pub fn restore<R: Read + Seek>(
+    mut input: R,
+    mut dev: Box<dyn BlockDevice>,
+) -> Result<Box<dyn BlockDevice>, ToolError> {
     let sb = validate(&mut input)?;
-    input.seek(SeekFrom::Start(0)).map_err(|e| ToolError::Input(format!("cannot rewind input: {e}")))?;
+    input
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| ToolError::Input(format!("cannot rewind input: {e}")))?;
     dev.write(0, &[0u8; 4096]).map_err(crate::Error::from)?;
     dev.flush().map_err(crate::Error::from)?;
-    let opts = PoolOptions { data_block_size: sb.data_block_size, may_format: true, cache_blocks: 1 << 15 };
+    let opts = PoolOptions {
+        data_block_size: sb.data_block_size,
+        may_format: true,
+        cache_blocks: 1 << 15,
+    };
     let pool = Pool::open(dev, opts)?;
     let built = pool.control(|p| build(p, &sb, input));
-    let result = built.and_then(|()| pool.close().map_err(|e| match e {
-        super::CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
-        super::CloseError::Busy(_) => ToolError::Input("pool busy after restore".into()),
-    }));
+    let result = built.and_then(|()| {
+        pool.close().map_err(|e| match e {
+            super::CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
+            super::CloseError::Busy(_) => ToolError::Input("pool busy after restore".into()),
+        })
+    });
     match result {
         Ok(dev) => Ok(dev),
         Err(e) => Err(e),
     }
 }
 
-fn reader_events<R: Read>(input: R, mut f: impl FnMut(XmlEvent) -> Result<(), ToolError>) -> Result<(), ToolError> {
+fn reader_events<R: Read>(
+    input: R,
+    mut f: impl FnMut(XmlEvent) -> Result<(), ToolError>,
+) -> Result<(), ToolError> {
     let mut reader = XmlReader::new(input);
     while let Some(ev) = reader.next_event()? {
         f(ev)?;
@@ -86,7 +100,10 @@ fn validate<R: Read>(input: R) -> Result<XmlSuperblock, ToolError> {
                 let (d, mut runs) = dev.take().expect("nested");
                 runs.sort_unstable();
                 if let Some(w) = runs.windows(2).find(|w| w[0].0 + w[0].1 > w[1].0) {
-                    return Err(ToolError::Input(format!("device {}: origin {} mapped twice", d.dev_id, w[1].0)));
+                    return Err(ToolError::Input(format!(
+                        "device {}: origin {} mapped twice",
+                        d.dev_id, w[1].0
+                    )));
                 }
             }
             XmlEvent::EndSuperblock => {}
@@ -143,25 +160,39 @@ fn build_inner<R: Read>(p: &mut PoolInner, sb: &XmlSuperblock, input: R) -> Resu
     Ok(())
 }
 
-fn add_device(p: &mut PoolInner, d: &XmlDevice, mut mappings: Vec<(u64, u64)>) -> Result<(), ToolError> {
+fn add_device(
+    p: &mut PoolInner,
+    d: &XmlDevice,
+    mut mappings: Vec<(u64, u64)>,
+) -> Result<(), ToolError> {
     mappings.sort_unstable_by_key(|m| m.0);
-    let entries: Vec<(u64, Vec<u8>)> = mappings.iter().map(|&(k, v)| (k, v.to_le_bytes().to_vec())).collect();
+    let entries: Vec<(u64, Vec<u8>)> =
+        mappings.iter().map(|&(k, v)| (k, v.to_le_bytes().to_vec())).collect();
     let root = btree::build(&mut p.tm, ValueKind::Mapping, &entries)?;
     // Every mapping holds one reference to its data block (each leaf is distinct).
-    let mut blocks: Vec<u64> = mappings.iter().map(|&(_, v)| BlockTime::unpack(v).data_block).collect();
+    let mut blocks: Vec<u64> =
+        mappings.iter().map(|&(_, v)| BlockTime::unpack(v).data_block).collect();
     blocks.sort_unstable();
     for run in blocks.chunk_by(|a, b| a == b) {
         let b = run[0];
         let c = p.dsm.count(&mut p.tm, b)?;
         p.dsm.set_count(&mut p.tm, b, c + run.len() as u32)?;
     }
-    p.mapping_root = btree::insert(&mut p.tm, ValueKind::SubtreeRoot, p.mapping_root, d.dev_id, &root.to_le_bytes())?.0;
+    p.mapping_root = btree::insert(
+        &mut p.tm,
+        ValueKind::SubtreeRoot,
+        p.mapping_root,
+        d.dev_id,
+        &root.to_le_bytes(),
+    )?
+    .0;
     let details = DeviceDetails {
         mapped_blocks: mappings.len() as u64,
         transaction_id: d.transaction,
         creation_time: d.creation_time,
         snapshotted_time: d.snap_time,
     };
-    p.details_root = btree::insert(&mut p.tm, DETAILS_VALUES, p.details_root, d.dev_id, &details.pack())?.0;
+    p.details_root =
+        btree::insert(&mut p.tm, DETAILS_VALUES, p.details_root, d.dev_id, &details.pack())?.0;
     Ok(())
 }

@@ -222,10 +222,15 @@ impl PoolInner {
     }
 
     fn write_changed_details(&mut self) -> Result<()> {
-        let changed: Vec<(u64, [u8; 24])> =
-            self.records.iter().filter(|(_, r)| r.changed).map(|(id, r)| (*id, r.details.pack())).collect();
+        let changed: Vec<(u64, [u8; 24])> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.changed)
+            .map(|(id, r)| (*id, r.details.pack()))
+            .collect();
         for (id, bytes) in changed {
-            self.details_root = btree::insert(&mut self.tm, DETAILS_VALUES, self.details_root, id, &bytes)?.0;
+            self.details_root =
+                btree::insert(&mut self.tm, DETAILS_VALUES, self.details_root, id, &bytes)?.0;
         }
         Ok(())
     }
@@ -235,7 +240,8 @@ impl PoolInner {
         let kept = self.tm.canary.abort_keeps_records.then(|| self.records.clone());
         self.reload()?;
         self.poisoned = false;
-        let open: Vec<u64> = self.records.iter().filter(|(_, r)| r.open).map(|(id, _)| *id).collect();
+        let open: Vec<u64> =
+            self.records.iter().filter(|(_, r)| r.open).map(|(id, _)| *id).collect();
         self.records.retain(|_, r| r.open);
         for id in open {
             let details = self.committed_details(id)?;

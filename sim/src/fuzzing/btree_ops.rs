@@ -20,7 +20,8 @@ enum Op {
 
 pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     let ops: Vec<Op> = super::decode_all(data)?;
-    let pool = Pool::open(Box::new(MemoryDevice::new(4096)), PoolOptions::new(128)).map_err(|e| e.to_string())?;
+    let pool = Pool::open(Box::new(MemoryDevice::new(4096)), PoolOptions::new(128))
+        .map_err(|e| e.to_string())?;
     pool.resize_data_dev(1 << 20).map_err(|e| e.to_string())?;
     for id in 0..2 {
         pool.create_thin(id).map_err(|e| e.to_string())?;
@@ -33,10 +34,18 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
         step(&pool, op, &mut cur, &mut committed, &mut next_snap, canary)?;
     }
     for (id, want) in &cur {
-        let got: BTreeMap<u64, u64> =
-            pool.mappings(*id).map_err(|e| e.to_string())?.into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
+        let got: BTreeMap<u64, u64> = pool
+            .mappings(*id)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(k, bt)| (k, bt.data_block))
+            .collect();
         if &got != want {
-            return Err(format!("device {id}: engine has {} mappings, model {}", got.len(), want.len()));
+            return Err(format!(
+                "device {id}: engine has {} mappings, model {}",
+                got.len(),
+                want.len()
+            ));
         }
     }
     Ok(())
@@ -53,7 +62,9 @@ fn step(
     let id = |d: bool| u64::from(d);
     // Small key windows make inserts, removes and lookups meet each other.
     let key = |v: u16| u64::from(v % 1024);
-    let with = |dev: u64, f: &dyn Fn(&engine::thin::ThinHandle) -> engine::Result<()>| -> engine::Result<()> {
+    let with = |dev: u64,
+                f: &dyn Fn(&engine::thin::ThinHandle) -> engine::Result<()>|
+     -> engine::Result<()> {
         let h = pool.open_thin_device(dev)?;
         let r = f(&h);
         pool.close_thin_device(h);

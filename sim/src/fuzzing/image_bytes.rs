@@ -84,7 +84,10 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
         drop(pool);
         let after = engine::thin::check::check(Box::new(shared.image()));
         if !after.is_clean() {
-            return Err(format!("a clean image became unclean after writes: {:?}", after.findings.first()));
+            return Err(format!(
+                "a clean image became unclean after writes: {:?}",
+                after.findings.first()
+            ));
         }
     }
     Ok(())

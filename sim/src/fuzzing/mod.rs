@@ -28,7 +28,9 @@ pub fn run(name: &str, data: &[u8], canary: bool) -> Result<(), String> {
 
 /// Decodes elements one after another until the input runs out (every byte counts, unlike
 /// `Vec::arbitrary`, which stops at its first "no more" byte).
-pub(crate) fn decode_all<'a, T: arbitrary::Arbitrary<'a>>(data: &'a [u8]) -> Result<Vec<T>, String> {
+pub(crate) fn decode_all<'a, T: arbitrary::Arbitrary<'a>>(
+    data: &'a [u8],
+) -> Result<Vec<T>, String> {
     let mut u = arbitrary::Unstructured::new(data);
     let mut out = Vec::new();
     while !u.is_empty() {

@@ -33,7 +33,8 @@ impl<'a> Arbitrary<'a> for Op {
 
 pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     let ops: Vec<Op> = super::decode_all(data)?;
-    let pool = Pool::open(Box::new(MemoryDevice::new(2048)), PoolOptions::new(128)).map_err(|e| e.to_string())?;
+    let pool = Pool::open(Box::new(MemoryDevice::new(2048)), PoolOptions::new(128))
+        .map_err(|e| e.to_string())?;
     pool.resize_data_dev(BLOCKS).map_err(|e| e.to_string())?;
     pool.commit().map_err(|e| e.to_string())?;
     let mut cur = vec![0u32; BLOCKS as usize];
@@ -64,7 +65,9 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
             Op::Alloc => {
                 if let Ok(b) = pool.alloc_data_block() {
                     if cur[b as usize] != 0 || committed[b as usize] != 0 {
-                        return Err(format!("allocated block {b} in use now or at the last commit"));
+                        return Err(format!(
+                            "allocated block {b} in use now or at the last commit"
+                        ));
                     }
                     cur[b as usize] = 1;
                 }
@@ -96,4 +99,3 @@ fn range(block: u16, len: u8) -> (u64, u64) {
     let b = u64::from(block) % 64;
     (b, (b + u64::from(len % 4)).min(BLOCKS))
 }
-

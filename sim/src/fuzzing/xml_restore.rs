@@ -47,14 +47,17 @@ impl BlockDevice for Shared {
 
 pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     let dev = shared_memory(512);
-    let Ok(_) = restore::restore(std::io::Cursor::new(data), Box::new(dev.clone())) else { return Ok(()) };
+    let Ok(_) = restore::restore(std::io::Cursor::new(data), Box::new(dev.clone())) else {
+        return Ok(());
+    };
     let report = engine::thin::check::check(Box::new(dev.image()));
     if !report.is_clean() {
         return Err(format!("restored image is not clean: {:?}", report.findings.first()));
     }
     let listed = count_mappings(data, canary)?;
     let pool = engine::thin::Pool::open_image(Box::new(dev.image())).map_err(|e| e.to_string())?;
-    let restored: u64 = pool.devices().map_err(|e| e.to_string())?.values().map(|d| d.mapped_blocks).sum();
+    let restored: u64 =
+        pool.devices().map_err(|e| e.to_string())?.values().map(|d| d.mapped_blocks).sum();
     if restored != listed {
         return Err(format!("XML lists {listed} mappings, restored pool has {restored}"));
     }

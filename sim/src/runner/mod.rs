@@ -361,11 +361,7 @@ impl Runner {
     }
 }
 
-/// How often each fault kind should have fired, given the run's rates and the I/O counts
-/// while faults were on (media-only faults — bit rot, latent errors — are left out: which
-/// reads reach the media depends on the engine's cache). A
-/// campaign whose expected count for a kind is large but whose count is zero has a fault
-/// that never fires (see `report::coverage_gaps`).
+/// Adds the I/O between two counter snapshots to `acc`.
 fn add_io_delta(acc: &mut IoStats, start: &IoStats, now: &IoStats) {
     acc.reads += now.reads - start.reads;
     acc.writes += now.writes - start.writes;
@@ -373,6 +369,11 @@ fn add_io_delta(acc: &mut IoStats, start: &IoStats, now: &IoStats) {
     acc.flushes += now.flushes - start.flushes;
 }
 
+/// How often each fault kind should have fired, given the run's rates and the I/O counts
+/// while faults were on (media-only faults — bit rot, latent errors — are left out: which
+/// reads reach the media depends on the engine's cache). A
+/// campaign whose expected count for a kind is large but whose count is zero has a fault
+/// that never fires (see `report::coverage_gaps`).
 fn expected_faults(o: &Options, io: &IoStats) -> Vec<(FaultKind, f64)> {
     let r = &o.disk.rates;
     let per = |ppm: u32, n: u64| f64::from(ppm) / 1e6 * n as f64;

@@ -636,7 +636,7 @@ impl Runner {
         let eng = match pool.close() {
             Ok(_device) => Ok(()),
             Err(CloseError::Busy(p)) => {
-                self.pool = Some(p);
+                self.pool = Some(*p);
                 Err(engine::Error::Busy("a thin device is still open".into()))
             }
             Err(CloseError::CommitFailed { error, .. }) => Err(error),
