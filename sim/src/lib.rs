@@ -6,3 +6,4 @@ pub mod runner;
 pub mod cli;
 pub mod report;
 pub mod fuzzing;
+pub mod bench_tools;

@@ -179,3 +179,32 @@ pub fn ls(args: &LsArgs) -> ExitCode {
         Err(e) => fail(e, 1),
     }
 }
+
+#[derive(Debug, Args)]
+pub struct BenchToolsArgs {
+    /// Pool sizes in mappings, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    pub mappings: Vec<u64>,
+    /// Scratch directory for XML and images (large: ~1.5 GB for 10^7 mappings).
+    #[arg(long, default_value = "target/bench-tools")]
+    pub scratch: PathBuf,
+    /// Where the report goes.
+    #[arg(long, default_value = "reports/bench")]
+    pub out: PathBuf,
+}
+
+pub fn bench_tools(args: &BenchToolsArgs) -> ExitCode {
+    let rows = match crate::bench_tools::run(&args.mappings, &args.scratch) {
+        Ok(r) => r,
+        Err(e) => return fail(e, 1),
+    };
+    let (json, md) = crate::bench_tools::render(&rows);
+    if let Err(e) = std::fs::create_dir_all(&args.out)
+        .and_then(|()| std::fs::write(args.out.join("tools.json"), json))
+        .and_then(|()| std::fs::write(args.out.join("tools.md"), &md))
+    {
+        return fail(format!("{}: {e}", args.out.display()), 2);
+    }
+    print!("{md}");
+    ExitCode::SUCCESS
+}

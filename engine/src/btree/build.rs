@@ -8,18 +8,20 @@ use crate::format::checksum::BlockKind;
 use crate::format::node::{self, INTERNAL, LEAF};
 use crate::transaction::TransactionManager;
 
-/// Builds a tree holding `entries` (strictly increasing keys; each value `vk.size()` bytes)
+/// Builds a tree of 8-byte values holding `entries` (strictly increasing keys)
 /// and returns its root. Values' references are the caller's (no `inc`).
 pub fn build(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    entries: &[(u64, Vec<u8>)],
+    entries: &[(u64, u64)],
 ) -> Result<u64> {
+    debug_assert_eq!(vk.size(), 8, "bulk loading is for 8-byte values");
     if let Some(w) = entries.windows(2).find(|w| w[0].0 >= w[1].0) {
         return Err(Error::Invalid(format!("bulk load keys not increasing at {}", w[1].0)));
     }
+    let leaves: Vec<(u64, [u8; 8])> = entries.iter().map(|&(k, v)| (k, v.to_le_bytes())).collect();
     let mut level: Vec<(u64, u64)> =
-        write_level(tm, LEAF, vk.size(), entries.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        write_level(tm, LEAF, vk.size(), leaves.iter().map(|(k, v)| (*k, v.as_slice())))?;
     while level.len() > 1 {
         let children: Vec<(u64, [u8; 8])> =
             level.iter().map(|&(k, b)| (k, b.to_le_bytes())).collect();

@@ -46,6 +46,12 @@ pub fn set(block: &mut Block, i: u64, v: u32) {
     put_u64(block, off, w);
 }
 
+/// Whether the 32 entries of the word holding entry `i` are all zero.
+#[inline]
+pub fn word_is_zero(block: &Block, i: u64) -> bool {
+    le_u64(block, word_offset(i)) == 0
+}
+
 /// Number of zero entries among all 16320 (what the kernel keeps in `nr_free`).
 pub fn count_free(block: &Block) -> u32 {
     let mut used = 0u32;

@@ -123,7 +123,7 @@ pub fn check(dev: Box<dyn BlockDevice>) -> CheckReport {
 /// Like [`check`], with data references held outside the trees (allocated-not-inserted
 /// blocks, explicit `inc_data_range`s) added to the expected data counts.
 pub fn check_with_refs(dev: Box<dyn BlockDevice>, caller_refs: &BTreeMap<u64, u32>) -> CheckReport {
-    let bm = BlockManager::new(dev, 1 << 16);
+    let bm = BlockManager::new(dev, 8192);
     let mut report = CheckReport::default();
     let raw = match bm.read_raw(0) {
         Ok(r) => r,
@@ -514,41 +514,45 @@ impl Checker {
     }
 
     /// Reads the counts a space map stores, from its bitmaps and overflow tree.
+    /// The counts a space map stores (bitmaps + overflow tree), ascending by block.
     fn stored_counts(
         &mut self,
         bitmaps: &[(u64, u64)],
         nr_blocks: u64,
         overflow_root: u64,
-    ) -> BTreeMap<u64, u32> {
+    ) -> Vec<(u64, u32)> {
         let mut overflow = BTreeMap::new();
         let mut seen = BTreeSet::new();
         collect_overflow(&self.bm, overflow_root, &mut overflow, &mut seen, 0);
-        let mut out = BTreeMap::new();
-        for &(i, blocknr) in bitmaps {
+        let mut sorted = bitmaps.to_vec();
+        sorted.sort_unstable();
+        let mut out = Vec::new();
+        for (i, blocknr) in sorted {
             let Ok(bmp) = self.bm.read(blocknr, BlockKind::Bitmap) else { continue };
             let base = i * ENTRIES_PER_BITMAP;
-            for e in 0..ENTRIES_PER_BITMAP.min(nr_blocks.saturating_sub(base)) {
+            let limit = ENTRIES_PER_BITMAP.min(nr_blocks.saturating_sub(base));
+            let mut e = 0;
+            while e < limit {
+                // Whole words of free entries are skipped at once.
+                if e % 32 == 0 && bitmap::word_is_zero(&bmp, e) {
+                    e += 32;
+                    continue;
+                }
                 let v = bitmap::get(&bmp, e);
+                let b = base + e;
+                e += 1;
                 if v == 0 {
                     continue;
                 }
-                let b = base + e;
                 let c = if v == 3 {
-                    match overflow.get(&b) {
-                        Some(&c) => c,
-                        None => {
-                            self.error(
-                                Some(blocknr),
-                                &[],
-                                format!("block {b} marked 3 without an overflow count"),
-                            );
-                            3
-                        }
-                    }
+                    overflow.get(&b).copied().unwrap_or_else(|| {
+                        self.error(Some(blocknr), &[], format!("block {b} marked 3 without an overflow count"));
+                        3
+                    })
                 } else {
                     v
                 };
-                out.insert(b, c);
+                out.push((b, c));
             }
         }
         out
@@ -616,17 +620,31 @@ impl Checker {
         stored.len() as u64
     }
 
-    fn compare(
-        &mut self,
-        which: &str,
-        expected: impl Iterator<Item = (u64, u32)>,
-        stored: &BTreeMap<u64, u32>,
-    ) {
-        let expected: BTreeMap<u64, u32> = expected.collect();
-        let all: BTreeSet<u64> = expected.keys().chain(stored.keys()).copied().collect();
-        for b in all {
-            let (e, s) =
-                (expected.get(&b).copied().unwrap_or(0), stored.get(&b).copied().unwrap_or(0));
+    /// Merges two ascending (block, count) lists and reports every block where they differ.
+    fn compare(&mut self, which: &str, expected: impl Iterator<Item = (u64, u32)>, stored: &[(u64, u32)]) {
+        let mut exp = expected.peekable();
+        let mut sto = stored.iter().copied().peekable();
+        loop {
+            let (b, e, s) = match (exp.peek().copied(), sto.peek().copied()) {
+                (None, None) => break,
+                (Some((b, e)), Some((b2, s))) if b == b2 => {
+                    exp.next();
+                    sto.next();
+                    (b, e, s)
+                }
+                (Some((b, e)), Some((b2, _))) if b < b2 => {
+                    exp.next();
+                    (b, e, 0)
+                }
+                (Some((b, e)), None) => {
+                    exp.next();
+                    (b, e, 0)
+                }
+                (_, Some((b, s))) => {
+                    sto.next();
+                    (b, 0, s)
+                }
+            };
             if e != s {
                 self.error(Some(b), &[], format!("{which} reference count {s}, expected {e}"));
             }

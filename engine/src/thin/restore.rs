@@ -28,10 +28,12 @@ pub fn restore<R: Read + Seek>(
     mut input: R,
     mut dev: Box<dyn BlockDevice>,
 ) -> Result<Box<dyn BlockDevice>, ToolError> {
-    let sb = validate(&mut input)?;
-    input
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| ToolError::Input(format!("cannot rewind input: {e}")))?;
+    let (sb, kept) = validate(&mut input)?;
+    if kept.is_none() {
+        input
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| ToolError::Input(format!("cannot rewind input: {e}")))?;
+    }
     dev.write(0, &[0u8; 4096]).map_err(crate::Error::from)?;
     dev.flush().map_err(crate::Error::from)?;
     let opts = PoolOptions {
@@ -40,7 +42,7 @@ pub fn restore<R: Read + Seek>(
         cache_blocks: 1 << 15,
     };
     let pool = Pool::open(dev, opts)?;
-    let built = pool.control(|p| build(p, &sb, input));
+    let built = pool.control(|p| build(p, &sb, kept, input));
     let result = built.and_then(|()| {
         pool.close().map_err(|e| match e {
             super::CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
@@ -64,11 +66,22 @@ fn reader_events<R: Read>(
     Ok(())
 }
 
-/// Pass 1: everything that can be wrong with the input, found before any write.
-fn validate<R: Read>(input: R) -> Result<XmlSuperblock, ToolError> {
+/// A mapping run as parsed: (origin, data, length, time).
+type Run = (u64, u64, u64, u32);
+
+/// Runs kept from pass 1 so pass 2 need not parse again; past this many, pass 2 re-reads the
+/// input instead (memory stays bounded for huge documents of single mappings).
+const KEEP_RUNS_MAX: usize = 8 << 20;
+
+/// Pass 1: everything that can be wrong with the input, found before any write. Returns the
+/// superblock and, when the document is not too large, every device with its runs.
+#[allow(clippy::type_complexity)]
+fn validate<R: Read>(input: R) -> Result<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>), ToolError> {
     let mut sb: Option<XmlSuperblock> = None;
     let mut ids = BTreeSet::new();
     let mut dev: Option<(XmlDevice, Vec<(u64, u64)>)> = None;
+    let mut kept: Option<Vec<(XmlDevice, Vec<Run>)>> = Some(Vec::new());
+    let mut kept_runs = 0usize;
     reader_events(input, |ev| {
         match ev {
             XmlEvent::Superblock(s) => sb = Some(s),
@@ -84,8 +97,11 @@ fn validate<R: Read>(input: R) -> Result<XmlSuperblock, ToolError> {
                     )));
                 }
                 dev = Some((d, Vec::new()));
+                if let Some(k) = kept.as_mut() {
+                    k.push((d, Vec::new()));
+                }
             }
-            XmlEvent::Mapping { origin_begin, length, time, .. } => {
+            XmlEvent::Mapping { origin_begin, data_begin, length, time } => {
                 let s = sb.as_ref().expect("nested");
                 let (d, runs) = dev.as_mut().expect("the reader nests mappings in a device");
                 if time >= TIME_LIMIT || time > s.time {
@@ -95,6 +111,13 @@ fn validate<R: Read>(input: R) -> Result<XmlSuperblock, ToolError> {
                     )));
                 }
                 runs.push((origin_begin, length));
+                kept_runs += 1;
+                if kept_runs > KEEP_RUNS_MAX {
+                    kept = None;
+                }
+                if let Some((_, r)) = kept.as_mut().and_then(|k| k.last_mut()) {
+                    r.push((origin_begin, data_begin, length, time));
+                }
             }
             XmlEvent::EndDevice => {
                 let (d, mut runs) = dev.take().expect("nested");
@@ -110,13 +133,19 @@ fn validate<R: Read>(input: R) -> Result<XmlSuperblock, ToolError> {
         }
         Ok(())
     })?;
-    sb.ok_or_else(|| ToolError::Input("no superblock element".into()))
+    let sb = sb.ok_or_else(|| ToolError::Input("no superblock element".into()))?;
+    Ok((sb, kept))
 }
 
 /// Pass 2: format-time state, then every device bulk-loaded, then commit.
-fn build<R: Read>(p: &mut PoolInner, sb: &XmlSuperblock, input: R) -> Result<(), ToolError> {
+fn build<R: Read>(
+    p: &mut PoolInner,
+    sb: &XmlSuperblock,
+    kept: Option<Vec<(XmlDevice, Vec<Run>)>>,
+    input: R,
+) -> Result<(), ToolError> {
     p.in_service = true;
-    let r = build_inner(p, sb, input);
+    let r = build_inner(p, sb, kept, input);
     if r.is_err() {
         // Leave no half-built pool behind: the device reads as unformatted.
         let _ = p.tm.bm.put(0, crate::format::BlockKind::Superblock, [0u8; 4096]);
@@ -127,18 +156,43 @@ fn build<R: Read>(p: &mut PoolInner, sb: &XmlSuperblock, input: R) -> Result<(),
     r
 }
 
-fn build_inner<R: Read>(p: &mut PoolInner, sb: &XmlSuperblock, input: R) -> Result<(), ToolError> {
+fn expand(runs: &[Run]) -> Vec<(u64, u64)> {
+    let mut m = Vec::with_capacity(runs.iter().map(|r| r.2 as usize).sum());
+    for &(origin, data, length, time) in runs {
+        for i in 0..length {
+            let bt = BlockTime { data_block: data + i, time };
+            m.push((origin + i, bt.pack().expect("validated in pass 1")));
+        }
+    }
+    m
+}
+
+fn build_inner<R: Read>(
+    p: &mut PoolInner,
+    sb: &XmlSuperblock,
+    kept: Option<Vec<(XmlDevice, Vec<Run>)>>,
+    input: R,
+) -> Result<(), ToolError> {
     p.dsm.resize(&mut p.tm, sb.nr_data_blocks)?;
+    match kept {
+        Some(devices) => {
+            for (d, runs) in devices {
+                add_device(p, &d, expand(&runs))?;
+            }
+        }
+        None => reparse_devices(p, input)?,
+    }
+    finish_superblock(p, sb)
+}
+
+fn reparse_devices<R: Read>(p: &mut PoolInner, input: R) -> Result<(), ToolError> {
     let mut current: Option<(XmlDevice, Vec<(u64, u64)>)> = None;
     reader_events(input, |ev| {
         match ev {
             XmlEvent::BeginDevice(d) => current = Some((d, Vec::new())),
             XmlEvent::Mapping { origin_begin, data_begin, length, time } => {
                 let (_, m) = current.as_mut().expect("nested");
-                for i in 0..length {
-                    let bt = BlockTime { data_block: data_begin + i, time };
-                    m.push((origin_begin + i, bt.pack().expect("validated in pass 1")));
-                }
+                m.extend(expand(&[(origin_begin, data_begin, length, time)]));
             }
             XmlEvent::EndDevice => {
                 let (d, m) = current.take().expect("nested");
@@ -147,7 +201,10 @@ fn build_inner<R: Read>(p: &mut PoolInner, sb: &XmlSuperblock, input: R) -> Resu
             XmlEvent::Superblock(_) | XmlEvent::EndSuperblock => {}
         }
         Ok(())
-    })?;
+    })
+}
+
+fn finish_superblock(p: &mut PoolInner, sb: &XmlSuperblock) -> Result<(), ToolError> {
     p.time = sb.time;
     p.trans_id = sb.transaction;
     p.flags = sb.flags;
@@ -166,18 +223,13 @@ fn add_device(
     mut mappings: Vec<(u64, u64)>,
 ) -> Result<(), ToolError> {
     mappings.sort_unstable_by_key(|m| m.0);
-    let entries: Vec<(u64, Vec<u8>)> =
-        mappings.iter().map(|&(k, v)| (k, v.to_le_bytes().to_vec())).collect();
-    let root = btree::build(&mut p.tm, ValueKind::Mapping, &entries)?;
+    let root = btree::build(&mut p.tm, ValueKind::Mapping, &mappings)?;
     // Every mapping holds one reference to its data block (each leaf is distinct).
     let mut blocks: Vec<u64> =
         mappings.iter().map(|&(_, v)| BlockTime::unpack(v).data_block).collect();
     blocks.sort_unstable();
-    for run in blocks.chunk_by(|a, b| a == b) {
-        let b = run[0];
-        let c = p.dsm.count(&mut p.tm, b)?;
-        p.dsm.set_count(&mut p.tm, b, c + run.len() as u32)?;
-    }
+    let runs: Vec<(u64, u32)> = blocks.chunk_by(|a, b| a == b).map(|r| (r[0], r.len() as u32)).collect();
+    p.dsm.add_counts(&mut p.tm, &runs)?;
     p.mapping_root = btree::insert(
         &mut p.tm,
         ValueKind::SubtreeRoot,

@@ -33,6 +33,16 @@ pub enum Command {
     Swarm(SwarmArgs),
     /// Merge shard reports into one.
     Report(ReportArgs),
+    /// Audit a metadata image (stricter than thin_check: data counts, mapped_blocks, …).
+    Check(crate::tools_cli::CheckArgs),
+    /// Print a metadata image as thin_dump XML (byte-identical to thin_dump 0.9.0).
+    Dump(crate::tools_cli::DumpArgs),
+    /// Write a metadata image from thin_dump XML.
+    Restore(crate::tools_cli::RestoreArgs),
+    /// List devices with mapped / exclusive / shared counts (as thin_ls 0.9.0).
+    Ls(crate::tools_cli::LsArgs),
+    /// Benchmark restore, dump and check against thin-provisioning-tools 0.9.0.
+    BenchTools(crate::tools_cli::BenchToolsArgs),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -40,6 +50,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(&a),
         Command::Swarm(a) => swarm::swarm(&a),
         Command::Report(a) => report::report(&a),
+        Command::Check(a) => crate::tools_cli::check(&a),
+        Command::Dump(a) => crate::tools_cli::dump(&a),
+        Command::Restore(a) => crate::tools_cli::restore(&a),
+        Command::Ls(a) => crate::tools_cli::ls(&a),
+        Command::BenchTools(a) => crate::tools_cli::bench_tools(&a),
     }
 }
 

@@ -78,27 +78,31 @@ impl Runner {
     }
 
     fn choose_kind(&mut self) -> OpKind {
-        if self.meta_pressure && self.rng.random_bool(0.5) {
-            return OpKind::ResizeMetadata;
-        }
-        if self.data_pressure && self.rng.random_bool(0.5) {
-            return [OpKind::ResizeData, OpKind::RemoveRange, OpKind::Delete]
-                [self.rng.random_range(0..3)];
-        }
-        let total: u32 = self.opts.weights.values().sum();
-        let mut pick = self.rng.random_range(0..total.max(1));
-        let mut kind = OpKind::Commit;
-        for (k, w) in &self.opts.weights {
-            if pick < *w {
-                kind = *k;
-                break;
-            }
-            pick -= w;
-        }
+        let kind = self.draw_kind();
         if needs_handle(kind) && self.handles.is_empty() {
             return OpKind::Open;
         }
         kind
+    }
+
+    /// After exhaustion, recovery ops come first half the time; else the run's weights.
+    fn draw_kind(&mut self) -> OpKind {
+        if self.meta_pressure && self.rng.random_bool(0.5) {
+            return OpKind::ResizeMetadata;
+        }
+        if self.data_pressure && self.rng.random_bool(0.5) {
+            let relief = [OpKind::ResizeData, OpKind::RemoveRange, OpKind::Delete];
+            return relief[self.rng.random_range(0..relief.len())];
+        }
+        let total: u32 = self.opts.weights.values().sum();
+        let mut pick = self.rng.random_range(0..total.max(1));
+        for (k, w) in &self.opts.weights {
+            if pick < *w {
+                return *k;
+            }
+            pick -= w;
+        }
+        OpKind::Commit
     }
 
     /// Arms power loss inside this op when the run asks for it; true if armed here.

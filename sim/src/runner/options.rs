@@ -131,13 +131,28 @@ impl Options {
     /// Draws a run's options from its RNG.
     pub fn draw<R: Rng + ?Sized>(rng: &mut R) -> Options {
         let metadata_disk_blocks = rng.random_range(48..=320u64);
-        let metadata_blocks = rng.random_range(32..=metadata_disk_blocks);
-        let data_blocks = rng.random_range(16..=1200u64);
+        // Half the runs start with a space map small enough to run out (the engine's own
+        // structures take about 10 blocks; 16 is the format's minimum).
+        let metadata_blocks = if rng.random_bool(0.5) {
+            rng.random_range(18..=40u64)
+        } else {
+            rng.random_range(32..=metadata_disk_blocks)
+        };
+        // A third of the runs get a data device small enough to fill.
+        let data_blocks = match rng.random_range(0..3u32) {
+            0 => rng.random_range(8..=64u64),
+            1 => rng.random_range(64..=400u64),
+            _ => rng.random_range(400..=1200u64),
+        };
         let mut weights = BTreeMap::new();
         for kind in OpKind::ALL {
             // Swarm: each op is off in about one run in six, and weights vary tenfold.
             let w = if rng.random_range(0..6u32) == 0 { 0 } else { rng.random_range(1..=10u32) };
             weights.insert(kind, w * base_weight(kind));
+        }
+        if rng.random_bool(0.3) {
+            // Fill runs: mostly provisioning, so devices grow past one leaf (node splits).
+            weights.insert(OpKind::Provision, rng.random_range(100..=300u32));
         }
         let mut disk = DiskConfig::draw(rng, metadata_disk_blocks);
         if disk.backed_blocks.is_some() {
