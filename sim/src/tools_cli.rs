@@ -66,6 +66,60 @@ pub struct LsArgs {
     pub metadata_snap: bool,
 }
 
+/// A progress bar on standard error when it is a terminal (hidden otherwise, e.g. in CI).
+fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Counts bytes through a reader or writer into a progress bar.
+struct Tracked<T> {
+    inner: T,
+    bar: indicatif::ProgressBar,
+}
+
+impl<T: std::io::Read> std::io::Read for Tracked<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+impl<T: std::io::Seek> std::io::Seek for Tracked<T> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let at = self.inner.seek(pos)?;
+        self.bar.set_position(at);
+        self.bar.set_message("restore: building");
+        Ok(at)
+    }
+}
+
+impl<T: Write> Write for Tracked<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn open_read_only(path: &Path) -> Result<Box<FileDevice>, String> {
     FileDevice::open(path, false).map(Box::new).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -80,7 +134,10 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(e, 2),
     };
+    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { progress(None, "check") };
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = check::check(dev);
+    bar.finish_and_clear();
     if !args.quiet {
         println!("TRANSACTION_ID={}", report.transaction_id);
         println!("DEVICES={} MAPPINGS={}", report.devices, report.mappings);
@@ -139,10 +196,13 @@ pub fn dump(args: &DumpArgs) -> ExitCode {
 }
 
 pub fn restore(args: &RestoreArgs) -> ExitCode {
-    let input = match File::open(&args.input) {
-        Ok(f) => BufReader::with_capacity(1 << 20, f),
+    let file = match File::open(&args.input) {
+        Ok(f) => f,
         Err(e) => return fail(format!("{}: {e}", args.input.display()), 2),
     };
+    let len = file.metadata().map(|m| m.len()).ok();
+    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { progress(len, "restore: checking") };
+    let input = BufReader::with_capacity(1 << 20, Tracked { inner: file, bar: bar.clone() });
     let dev = match FileDevice::open(&args.output, true) {
         Ok(d) => Box::new(d),
         Err(e) => {
@@ -152,7 +212,9 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
             )
         }
     };
-    match restore::restore(input, dev) {
+    let r = restore::restore(input, dev);
+    bar.finish_and_clear();
+    match r {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(format!("{}: {e}", args.input.display()), 1),
     }
