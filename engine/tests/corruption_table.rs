@@ -179,3 +179,55 @@ fn random_damage_never_panics() {
         let _ = exercise(img);
     }
 }
+
+/// Damage that every block validator accepts (checksums recomputed) but `check` must report.
+fn expect_finding(name: &str, img: MemoryDevice, needle: &str) {
+    let report = engine::thin::check::check(Box::new(img));
+    assert!(!report.is_clean(), "{name}: check found nothing");
+    assert!(
+        report.findings.iter().any(|f| f.to_string().contains(needle)),
+        "{name}: no finding mentions {needle:?}: {:?}",
+        report.findings
+    );
+}
+
+fn data_bitmap(img: &MemoryDevice) -> u64 {
+    let index_root = sb(img).data_sm_root.bitmap_root;
+    engine::format::IndexEntry::unpack(node::value(img.block(index_root), 0)).blocknr
+}
+
+#[test]
+fn semantic_damage_is_reported_by_check() {
+    let base = base_image();
+    // A data block's reference count 1 → 2.
+    let mut img = base.clone();
+    let bmp = data_bitmap(&img);
+    edit_sealed(&mut img, bmp, BlockKind::Bitmap, |b| engine::format::bitmap::set(b, 0, 2));
+    expect_finding("data refcount", img, "data reference count 2, expected 1");
+    // mapped_blocks of device 1: 700 → 99.
+    let mut img = base.clone();
+    let details = sb(&img).device_details_root;
+    edit_sealed(&mut img, details, BlockKind::Node, |b| {
+        let mut d = engine::format::DeviceDetails::unpack(node::value(b, 0));
+        d.mapped_blocks = 99;
+        node::set_value(b, 0, &d.pack());
+    });
+    expect_finding("mapped_blocks", img, "mapped_blocks 99 but 700 mappings");
+    // A mapping past the end of the data device.
+    let mut img = base.clone();
+    let leaf = node::value_u64(img.block(root_of_device(&img, 1)), 0);
+    edit_sealed(&mut img, leaf, BlockKind::Node, |b| {
+        let v = engine::format::BlockTime { data_block: 1 << 30, time: 0 }.pack().unwrap();
+        node::set_value(b, 0, &v.to_le_bytes());
+    });
+    expect_finding("past the data device", img, "maps past the data device");
+    // An underfull non-root leaf: all but 10 entries moved out (keys dropped).
+    let mut img = base.clone();
+    let leaf = node::value_u64(img.block(root_of_device(&img, 1)), 1);
+    edit_sealed(&mut img, leaf, BlockKind::Node, |b| node::set_nr_entries(b, 10));
+    expect_finding("underfull node", img, "too few entries");
+    // A superblock whose checksum is fine but whose magic is not.
+    let mut img = base.clone();
+    edit_sealed(&mut img, 0, BlockKind::Superblock, |b| b[32] ^= 1);
+    expect_finding("bad superblock", img, "superblock is corrupt");
+}

@@ -10,11 +10,7 @@ use crate::transaction::TransactionManager;
 
 /// Builds a tree of 8-byte values holding `entries` (strictly increasing keys)
 /// and returns its root. Values' references are the caller's (no `inc`).
-pub fn build(
-    tm: &mut TransactionManager,
-    vk: ValueKind,
-    entries: &[(u64, u64)],
-) -> Result<u64> {
+pub fn build(tm: &mut TransactionManager, vk: ValueKind, entries: &[(u64, u64)]) -> Result<u64> {
     debug_assert_eq!(vk.size(), 8, "bulk loading is for 8-byte values");
     if let Some(w) = entries.windows(2).find(|w| w[0].0 >= w[1].0) {
         return Err(Error::Invalid(format!("bulk load keys not increasing at {}", w[1].0)));

@@ -232,7 +232,12 @@ impl DataSpaceMap {
         Ok(())
     }
 
-    fn add_counts_in_bitmap(&mut self, tm: &mut TransactionManager, i: u64, runs: &[(u64, u32)]) -> Result<()> {
+    fn add_counts_in_bitmap(
+        &mut self,
+        tm: &mut TransactionManager,
+        i: u64,
+        runs: &[(u64, u32)],
+    ) -> Result<()> {
         if let Some(&(b, _)) = runs.iter().find(|r| r.0 >= self.nr_blocks) {
             return self.check_range(b);
         }
@@ -265,7 +270,8 @@ impl DataSpaceMap {
         e.cur.nr_free -= newly_used;
         if first_touched == e.cur.none_free_before {
             let bmp = tm.read(e.cur.blocknr, BlockKind::Bitmap)?;
-            e.cur.none_free_before = bitmap::find_free(&bmp, 0, ENTRIES_PER_BITMAP).unwrap_or(ENTRIES_PER_BITMAP) as u32;
+            e.cur.none_free_before =
+                bitmap::find_free(&bmp, 0, ENTRIES_PER_BITMAP).unwrap_or(ENTRIES_PER_BITMAP) as u32;
         }
         e.dirty = true;
         self.entries.insert(i, e);
@@ -274,12 +280,24 @@ impl DataSpaceMap {
             let new = match known {
                 Some(n) => n,
                 None => {
-                    let v = btree::lookup(tm, self.overflow_root, OVERFLOW_VALUES, b, ReadMode::Blocking)?
-                        .ok_or_else(|| Error::structure(e.cur.blocknr, format!("data block {b} marked 3 without an overflow count")))?;
+                    let v = btree::lookup(
+                        tm,
+                        self.overflow_root,
+                        OVERFLOW_VALUES,
+                        b,
+                        ReadMode::Blocking,
+                    )?
+                    .ok_or_else(|| {
+                        Error::structure(
+                            e.cur.blocknr,
+                            format!("data block {b} marked 3 without an overflow count"),
+                        )
+                    })?;
                     u32::from_le_bytes(v[..4].try_into().expect("4-byte count")) + add
                 }
             };
-            self.overflow_root = btree::insert(tm, OVERFLOW_VALUES, self.overflow_root, b, &new.to_le_bytes())?.0;
+            self.overflow_root =
+                btree::insert(tm, OVERFLOW_VALUES, self.overflow_root, b, &new.to_le_bytes())?.0;
         }
         Ok(())
     }

@@ -549,7 +549,11 @@ impl Checker {
                 }
                 let c = if v == 3 {
                     overflow.get(&b).copied().unwrap_or_else(|| {
-                        self.error(Some(blocknr), &[], format!("block {b} marked 3 without an overflow count"));
+                        self.error(
+                            Some(blocknr),
+                            &[],
+                            format!("block {b} marked 3 without an overflow count"),
+                        );
                         3
                     })
                 } else {
@@ -624,7 +628,12 @@ impl Checker {
     }
 
     /// Merges two ascending (block, count) lists and reports every block where they differ.
-    fn compare(&mut self, which: &str, expected: impl Iterator<Item = (u64, u32)>, stored: &[(u64, u32)]) {
+    fn compare(
+        &mut self,
+        which: &str,
+        expected: impl Iterator<Item = (u64, u32)>,
+        stored: &[(u64, u32)],
+    ) {
         let mut exp = expected.peekable();
         let mut sto = stored.iter().copied().peekable();
         loop {

@@ -76,7 +76,9 @@ const KEEP_RUNS_MAX: usize = 8 << 20;
 /// Pass 1: everything that can be wrong with the input, found before any write. Returns the
 /// superblock and, when the document is not too large, every device with its runs.
 #[allow(clippy::type_complexity)]
-fn validate<R: Read>(input: R) -> Result<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>), ToolError> {
+fn validate<R: Read>(
+    input: R,
+) -> Result<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>), ToolError> {
     let mut sb: Option<XmlSuperblock> = None;
     let mut ids = BTreeSet::new();
     let mut dev: Option<(XmlDevice, Vec<(u64, u64)>)> = None;
@@ -228,7 +230,8 @@ fn add_device(
     let mut blocks: Vec<u64> =
         mappings.iter().map(|&(_, v)| BlockTime::unpack(v).data_block).collect();
     blocks.sort_unstable();
-    let runs: Vec<(u64, u32)> = blocks.chunk_by(|a, b| a == b).map(|r| (r[0], r.len() as u32)).collect();
+    let runs: Vec<(u64, u32)> =
+        blocks.chunk_by(|a, b| a == b).map(|r| (r[0], r.len() as u32)).collect();
     p.dsm.add_counts(&mut p.tm, &runs)?;
     p.mapping_root = btree::insert(
         &mut p.tm,

@@ -7,10 +7,17 @@ use engine::thin::{Pool, PoolOptions};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// A memory device shared between the pool under test and the test itself, which can be
+/// The device shared between the pool under test and the test itself: memory by default, a
+/// real file when `THINSIM_BACKEND=file` (CI runs the contract tests both ways). It can be
 /// told to fail reads or writes (EIO) and counts the writes it accepted.
 #[derive(Clone)]
-pub struct SharedDevice(pub Arc<Mutex<MemoryDevice>>, pub Arc<Mutex<Faults>>);
+pub struct SharedDevice(pub Arc<Mutex<Backend>>, pub Arc<Mutex<Faults>>);
+
+pub struct Backend {
+    dev: Box<dyn BlockDevice>,
+    writes: u64,
+    _dir: Option<tempfile::TempDir>,
+}
 
 #[derive(Default)]
 pub struct Faults {
@@ -24,7 +31,27 @@ fn eio(op: engine::io::IoOp, block: Option<u64>) -> IoError {
 
 impl SharedDevice {
     pub fn new(nr_blocks: u64) -> Self {
-        SharedDevice(Arc::new(Mutex::new(MemoryDevice::new(nr_blocks))), Default::default())
+        let backend = if std::env::var("THINSIM_BACKEND").as_deref() == Ok("file") {
+            let dir = tempfile::tempdir().unwrap();
+            let dev = engine::io::FileDevice::create(&dir.path().join("meta"), nr_blocks).unwrap();
+            Backend { dev: Box::new(dev), writes: 0, _dir: Some(dir) }
+        } else {
+            Backend { dev: Box::new(MemoryDevice::new(nr_blocks)), writes: 0, _dir: None }
+        };
+        SharedDevice(Arc::new(Mutex::new(backend)), Default::default())
+    }
+
+    /// An independent in-memory copy of the disk as it is now.
+    pub fn image(&self) -> MemoryDevice {
+        let mut g = self.0.lock().unwrap();
+        let n = g.dev.nr_blocks();
+        let mut img = MemoryDevice::new(n);
+        let mut buf = [0u8; 4096];
+        for b in 0..n {
+            g.dev.read(b, &mut buf).unwrap();
+            img.block_mut(b).copy_from_slice(&buf);
+        }
+        img
     }
 
     pub fn set_faults(&self, fail_reads: bool, fail_writes: bool) {
@@ -32,36 +59,33 @@ impl SharedDevice {
     }
 
     pub fn writes(&self) -> u64 {
-        self.0.lock().unwrap().writes_issued
-    }
-
-    /// An independent copy of the disk as it is now.
-    pub fn image(&self) -> MemoryDevice {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap().writes
     }
 }
 
 impl BlockDevice for SharedDevice {
     fn nr_blocks(&self) -> u64 {
-        self.0.lock().unwrap().nr_blocks()
+        self.0.lock().unwrap().dev.nr_blocks()
     }
     fn read(&mut self, b: u64, buf: &mut Block) -> Result<(), IoError> {
         if self.1.lock().unwrap().fail_reads {
             return Err(eio(engine::io::IoOp::Read, Some(b)));
         }
-        self.0.lock().unwrap().read(b, buf)
+        self.0.lock().unwrap().dev.read(b, buf)
     }
     fn write(&mut self, b: u64, buf: &Block) -> Result<(), IoError> {
         if self.1.lock().unwrap().fail_writes {
             return Err(eio(engine::io::IoOp::Write, Some(b)));
         }
-        self.0.lock().unwrap().write(b, buf)
+        let mut g = self.0.lock().unwrap();
+        g.writes += 1;
+        g.dev.write(b, buf)
     }
     fn flush(&mut self) -> Result<(), IoError> {
         if self.1.lock().unwrap().fail_writes {
             return Err(eio(engine::io::IoOp::Flush, None));
         }
-        Ok(())
+        self.0.lock().unwrap().dev.flush()
     }
 }
 

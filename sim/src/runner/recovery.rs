@@ -250,8 +250,13 @@ impl Runner {
     /// The engine and the model disagree. With class B damage outstanding this may be the
     /// damage: power-cycle and judge the reopen. Otherwise it is a failure.
     pub(super) fn diverged(&mut self, which: &str, detail: String) -> Res<()> {
-        // The comparison itself reads the disk and may have met a fault.
+        // The comparison itself reads the disk and may have met a fault, or the power cut
+        // armed for this op (when the op failed before reaching that I/O).
         self.drain_faults();
+        if self.disk.lock().is_powered_off() {
+            self.fold(&format!("power lost while comparing ({which})"));
+            return self.power_cut();
+        }
         if detail.contains(oracle::CHECK_PANICKED) {
             return Err(self.fail("check-panic", detail));
         }
