@@ -117,7 +117,7 @@ pub struct Row {
 }
 
 /// Runs the whole comparison for each pool size; returns the rows.
-pub fn run(sizes: &[u64], dir: &Path) -> Result<Vec<Row>, String> {
+pub fn run(sizes: &[u64], dir: &Path, keep: bool) -> Result<Vec<Row>, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
@@ -137,8 +137,10 @@ pub fn run(sizes: &[u64], dir: &Path) -> Result<Vec<Row>, String> {
         let theirs = measure(Command::new("thin_check").args(["-q", &s(&theirs_img)]))?;
         let ours = measure(Command::new(&me).args(["check", "-q", &s(&theirs_img)]))?;
         rows.push(Row { mappings: n, op: "check", ours, theirs });
-        for p in [&xml, &theirs_img, &ours_img] {
-            let _ = std::fs::remove_file(p);
+        if !keep {
+            for p in [&xml, &theirs_img, &ours_img] {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
     Ok(rows)

@@ -253,10 +253,13 @@ pub struct BenchToolsArgs {
     /// Where the report goes.
     #[arg(long, default_value = "reports/bench")]
     pub out: PathBuf,
+    /// Keep the XML and images in the scratch directory (for profiling).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 pub fn bench_tools(args: &BenchToolsArgs) -> ExitCode {
-    let rows = match crate::bench_tools::run(&args.mappings, &args.scratch) {
+    let rows = match crate::bench_tools::run(&args.mappings, &args.scratch, args.keep) {
         Ok(r) => r,
         Err(e) => return fail(e, 1),
     };
