@@ -249,6 +249,18 @@ impl BlockManager {
         Ok(())
     }
 
+    /// Writes back every dirty block without flushing the device (canary use only: a commit
+    /// must flush before its superblock).
+    #[cfg(feature = "canary")]
+    pub fn write_back(&self) -> Result<()> {
+        let mut inner = self.lock();
+        inner.refuse_if_read_only()?;
+        let n = inner.write_back_dirty()?;
+        drop(inner);
+        self.bump(|s| s.writes += n);
+        Ok(())
+    }
+
     /// Number of dirty blocks (tests and reports).
     pub fn dirty_count(&self) -> usize {
         self.lock().dirty.len()

@@ -98,8 +98,15 @@ impl TransactionManager {
         Ok((b, shared))
     }
 
+    /// Edits a block made writable in this transaction. Anything else would overwrite a block
+    /// the committed metadata may reach; corrupt metadata can lead here, so it is an error.
     pub fn modify<R>(&self, b: u64, kind: BlockKind, f: impl FnOnce(&mut Block) -> R) -> Result<R> {
-        debug_assert!(self.shadowed.contains(&b), "block {b} modified without shadowing");
+        if !self.shadowed.contains(&b) {
+            return Err(Error::structure(
+                b,
+                "block modified without being shadowed in this transaction",
+            ));
+        }
         self.bm.modify(b, kind, f)
     }
 
@@ -138,7 +145,13 @@ impl TransactionManager {
     pub fn pre_commit(&mut self) -> Result<SmRoot> {
         crate::space_map::metadata_commit::write_space_map(self)?;
         #[cfg(feature = "canary")]
+        if self.canary.superblock_before_nodes {
+            // Everything stays dirty: the superblock (block 0) goes out first at commit.
+            return Ok(self.sm_root());
+        }
+        #[cfg(feature = "canary")]
         if self.canary.no_flush_before_superblock {
+            self.bm.write_back()?;
             return Ok(self.sm_root());
         }
         self.bm.flush()?;

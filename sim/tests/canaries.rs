@@ -7,8 +7,7 @@
 //! abort_keeps_records 26 (seed 0), skip_data_dec_on_remove 27 (seed 0),
 //! no_inc_on_shared_shadow 19 (seed 1); with all faults each is caught at seed 5, the first
 //! seed of the passing range used here. `superblock_before_nodes` and
-//! `reuse_freed_in_transaction` are declared in `engine::canary` but not wired into the
-//! engine yet (no code reads them), so nothing can catch them: their test is ignored.
+//! `reuse_freed_in_transaction` are caught the same way (numbers in the issue notes).
 #![cfg(feature = "canary")]
 
 use sim::runner::{run, RunConfig};
@@ -49,13 +48,11 @@ fn skip_data_dec_on_remove_is_caught() {
 }
 
 #[test]
-#[ignore = "engine: the superblock_before_nodes flag is not read by any engine code yet"]
 fn superblock_before_nodes_is_caught() {
     assert_caught("superblock_before_nodes");
 }
 
 #[test]
-#[ignore = "engine: the reuse_freed_in_transaction flag is not read by any engine code yet"]
 fn reuse_freed_in_transaction_is_caught() {
     assert_caught("reuse_freed_in_transaction");
 }

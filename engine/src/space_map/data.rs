@@ -154,6 +154,10 @@ impl DataSpaceMap {
     }
 
     fn committed_is_free(&mut self, tm: &mut TransactionManager, b: u64) -> Result<bool> {
+        #[cfg(feature = "canary")]
+        if tm.canary.reuse_freed_in_transaction {
+            return Ok(true);
+        }
         if b >= self.committed_nr_blocks {
             return Ok(true);
         }
@@ -188,7 +192,8 @@ impl DataSpaceMap {
             }
         } else if new == 0 {
             e.cur.nr_free += 1;
-            self.nr_allocated -= 1;
+            // The root's count is untrusted input: never wrap.
+            self.nr_allocated = self.nr_allocated.saturating_sub(1);
             e.cur.none_free_before = e.cur.none_free_before.min(bit as u32);
         }
         e.dirty = true;

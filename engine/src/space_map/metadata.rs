@@ -50,6 +50,9 @@ pub struct MetadataSpaceMap {
     /// Blocks whose overflow entry may need inserting, updating or removing at commit.
     pub(crate) overflow_dirty: BTreeSet<u64>,
     pub(crate) threshold: Option<Threshold>,
+    /// Canary: allocate blocks freed in this transaction (breaks crash consistency).
+    #[cfg(feature = "canary")]
+    pub(crate) ignore_committed: bool,
 }
 
 impl MetadataSpaceMap {
@@ -72,6 +75,8 @@ impl MetadataSpaceMap {
             overflow_root: 0,
             overflow_dirty: BTreeSet::new(),
             threshold: None,
+            #[cfg(feature = "canary")]
+            ignore_committed: false,
         }
     }
 
@@ -126,6 +131,10 @@ impl MetadataSpaceMap {
     }
 
     fn allocatable(&self, b: u64) -> bool {
+        #[cfg(feature = "canary")]
+        if self.ignore_committed {
+            return self.counts[b as usize] == 0;
+        }
         self.counts[b as usize] == 0 && !self.committed_used[b as usize]
     }
 

@@ -85,6 +85,10 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
     }
     loaded?;
     tm.sm.mark_committed();
+    #[cfg(feature = "canary")]
+    {
+        tm.sm.ignore_committed = tm.canary.reuse_freed_in_transaction;
+    }
     Ok(())
 }
 

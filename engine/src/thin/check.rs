@@ -99,14 +99,45 @@ impl Tree {
 /// Called once per distinct leaf: (checker, block, node, path from the root).
 type LeafVisitor<'a> = dyn FnMut(&mut Checker, u64, &Block, &[u64]) + 'a;
 
+/// Expected data counts: dense (one counter per data block) for data devices of up to
+/// `DENSE_DATA_BLOCKS_MAX` blocks, otherwise a list of references sorted at the end.
+enum DataRefs {
+    Dense(Vec<u32>),
+    Sparse(Vec<u64>),
+}
+
+const DENSE_DATA_BLOCKS_MAX: u64 = 1 << 26;
+
+impl DataRefs {
+    fn new(nr_data_blocks: u64) -> Self {
+        if nr_data_blocks <= DENSE_DATA_BLOCKS_MAX {
+            DataRefs::Dense(vec![0; nr_data_blocks as usize])
+        } else {
+            DataRefs::Sparse(Vec::new())
+        }
+    }
+
+    /// Records one reference (blocks past the data device are reported elsewhere).
+    fn add(&mut self, b: u64, n: u32) {
+        match self {
+            DataRefs::Dense(v) => {
+                if let Some(c) = v.get_mut(b as usize) {
+                    *c = c.saturating_add(n);
+                }
+            }
+            DataRefs::Sparse(v) => v.extend(std::iter::repeat_n(b, n as usize)),
+        }
+    }
+}
+
 struct Checker {
     bm: BlockManager,
     meta_nr_blocks: u64,
     data_nr_blocks: u64,
     sb_time: u32,
     meta_expected: Vec<u32>,
-    /// Data block of every entry of every distinct bottom leaf (sorted at the end).
-    data_refs: Vec<u64>,
+    /// Expected data counts, from every entry of every distinct bottom leaf.
+    data_refs: DataRefs,
     visited: BTreeSet<u64>,
     /// Height of each visited node above its leaves (shared subtrees are expanded once).
     depths: BTreeMap<u64, usize>,
@@ -147,14 +178,14 @@ pub fn check_with_refs(dev: Box<dyn BlockDevice>, caller_refs: &BTreeMap<u64, u3
         data_nr_blocks: sb.data_sm_root.nr_blocks,
         sb_time: sb.time,
         meta_expected: vec![0; usize::try_from(meta_nr_blocks).unwrap_or(0)],
-        data_refs: Vec::new(),
+        data_refs: DataRefs::new(sb.data_sm_root.nr_blocks),
         visited: BTreeSet::new(),
         depths: BTreeMap::new(),
         entries_below: BTreeMap::new(),
         findings: Vec::new(),
     };
     for (&b, &n) in caller_refs {
-        c.data_refs.extend(std::iter::repeat_n(b, n as usize));
+        c.data_refs.add(b, n);
     }
     c.check_superblock_fields(&sb);
     c.count(0, &[]);
@@ -431,7 +462,7 @@ impl Checker {
                             ),
                         );
                     }
-                    c.data_refs.push(bt.data_block);
+                    c.data_refs.add(bt.data_block, 1);
                 }
             },
         );
@@ -524,14 +555,27 @@ impl Checker {
         nr_blocks: u64,
         overflow_root: u64,
     ) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        self.for_each_stored(bitmaps, nr_blocks, overflow_root, &mut |_, b, c| out.push((b, c)));
+        out
+    }
+
+    /// Calls `f(checker, block, count)` for every block with a non-zero stored count, ascending.
+    fn for_each_stored(
+        &mut self,
+        bitmaps: &[(u64, u64)],
+        nr_blocks: u64,
+        overflow_root: u64,
+        f: &mut dyn FnMut(&mut Checker, u64, u32),
+    ) {
         let mut overflow = BTreeMap::new();
         let mut seen = BTreeSet::new();
         collect_overflow(&self.bm, overflow_root, &mut overflow, &mut seen, 0);
         let mut sorted = bitmaps.to_vec();
         sorted.sort_unstable();
-        let mut out = Vec::new();
         for (i, blocknr) in sorted {
-            let Ok(bmp) = self.bm.read(blocknr, BlockKind::Bitmap) else { continue };
+            // An unreadable bitmap is a finding (its counts are unknown), never skipped quietly.
+            let Some(bmp) = self.read(blocknr, BlockKind::Bitmap, &[]) else { continue };
             let base = i * ENTRIES_PER_BITMAP;
             let limit = ENTRIES_PER_BITMAP.min(nr_blocks.saturating_sub(base));
             let mut e = 0;
@@ -559,10 +603,9 @@ impl Checker {
                 } else {
                     v
                 };
-                out.push((b, c));
+                f(self, b, c);
             }
         }
-        out
     }
 
     fn compare_metadata_counts(&mut self, sb: &Superblock) -> u64 {
@@ -607,24 +650,46 @@ impl Checker {
                 format!("data space map has {} bitmaps, needs {want_bitmaps}", bitmaps.len()),
             );
         }
-        let stored = self.stored_counts(&bitmaps, d.nr_blocks, d.ref_count_root);
-        let mut refs = std::mem::take(&mut self.data_refs);
-        refs.sort_unstable();
-        let expected = refs.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u32));
-        let expected: Vec<(u64, u32)> = expected.collect();
-        self.compare("data", expected.into_iter(), &stored);
-        if d.nr_allocated != stored.len() as u64 {
+        let refs = std::mem::replace(&mut self.data_refs, DataRefs::Sparse(Vec::new()));
+        let stored_len = match refs {
+            DataRefs::Dense(mut expected) => {
+                let mut n = 0u64;
+                self.for_each_stored(&bitmaps, d.nr_blocks, d.ref_count_root, &mut |c, b, s| {
+                    n += 1;
+                    let e = std::mem::take(&mut expected[b as usize]);
+                    if e != s {
+                        c.error(Some(b), &[], format!("data reference count {s}, expected {e}"));
+                    }
+                });
+                for (b, &e) in expected.iter().enumerate().filter(|(_, &e)| e > 0) {
+                    self.error(
+                        Some(b as u64),
+                        &[],
+                        format!("data reference count 0, expected {e}"),
+                    );
+                }
+                n
+            }
+            DataRefs::Sparse(mut refs) => {
+                let stored = self.stored_counts(&bitmaps, d.nr_blocks, d.ref_count_root);
+                refs.sort_unstable();
+                let expected: Vec<(u64, u32)> =
+                    refs.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u32)).collect();
+                self.compare("data", expected.into_iter(), &stored);
+                stored.len() as u64
+            }
+        };
+        if d.nr_allocated != stored_len {
             self.error(
                 None,
                 &[],
                 format!(
-                    "data space map root says {} allocated, bitmaps say {}",
-                    d.nr_allocated,
-                    stored.len()
+                    "data space map root says {} allocated, bitmaps say {stored_len}",
+                    d.nr_allocated
                 ),
             );
         }
-        stored.len() as u64
+        stored_len
     }
 
     /// Merges two ascending (block, count) lists and reports every block where they differ.

@@ -55,7 +55,7 @@ impl Pool {
             let origin_details = p
                 .details(origin)?
                 .ok_or_else(|| Error::NoData(format!("no origin device {origin}")))?;
-            if p.time + 1 >= TIME_LIMIT {
+            if p.time >= TIME_LIMIT - 1 {
                 return Err(Error::NoSpace(Space::Time));
             }
             let root = p.device_root(origin, ReadMode::Blocking)?;

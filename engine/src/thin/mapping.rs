@@ -113,7 +113,7 @@ impl Pool {
             }
             p.apply_data_ops()?;
             let r = p.live_mut(h)?;
-            r.details.mapped_blocks -= 1;
+            r.details.mapped_blocks = r.details.mapped_blocks.saturating_sub(1);
             r.changed = true;
             Ok(())
         })
@@ -131,7 +131,7 @@ impl Pool {
             }
             p.apply_data_ops()?;
             let r = p.live_mut(h)?;
-            r.details.mapped_blocks -= n;
+            r.details.mapped_blocks = r.details.mapped_blocks.saturating_sub(n);
             r.changed = true;
             Ok(())
         })

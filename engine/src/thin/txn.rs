@@ -180,7 +180,10 @@ impl Pool {
     /// Enables deliberately broken behaviour (simulator canaries only).
     #[cfg(feature = "canary")]
     pub fn set_canary(&self, c: crate::canary::Canary) {
-        self.control(|p| p.tm.canary = c)
+        self.control(|p| {
+            p.tm.canary = c;
+            p.tm.sm.ignore_committed = c.reuse_freed_in_transaction;
+        })
     }
 }
 
