@@ -33,6 +33,7 @@ impl RunArgs {
             crash_at: self.crash_at,
             canary: self.canary.clone(),
             class_a_only: self.class_a_only,
+            keep_final_image: false,
         }
     }
 }

@@ -38,6 +38,27 @@ pub struct SwarmArgs {
     /// Report directory (summary.json, index.html).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Fail the campaign unless at least this many crash images were reopened and compared
+    /// (so a budget cut cannot make a thin campaign look green).
+    #[arg(long, default_value_t = 0)]
+    pub min_crash_images: u64,
+    /// Write the final recovered image of passing seeds here (`seed-N.img`), for judging by
+    /// external tools such as thin_check.
+    #[arg(long)]
+    pub export_images: Option<PathBuf>,
+    /// With --export-images: export every K-th seed only.
+    #[arg(long, default_value_t = 10)]
+    pub export_every: u64,
+}
+
+/// What the workers need besides the seeds.
+struct Plan<'a> {
+    jobs: usize,
+    steps: u64,
+    canary: Option<&'a str>,
+    class_a_only: bool,
+    budget: Option<Duration>,
+    export: Option<(&'a std::path::Path, u64)>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -78,14 +99,8 @@ pub fn seeds_of(range: (u64, u64), shard: Option<(u64, u64)>) -> Vec<u64> {
 }
 
 /// Runs every seed on `jobs` threads; returns the outcomes in seed order.
-pub fn run_seeds(
-    seeds: &[u64],
-    jobs: usize,
-    steps: u64,
-    canary: Option<&str>,
-    class_a_only: bool,
-    budget: Option<Duration>,
-) -> Vec<RunOutcome> {
+fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
+    let Plan { jobs, steps, canary, class_a_only, budget, export } = *plan;
     let start = Instant::now();
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<Option<RunOutcome>>> = Mutex::new(vec![None; seeds.len()]);
@@ -97,13 +112,21 @@ pub fn run_seeds(
                 if i >= seeds.len() || budget.is_some_and(|b| start.elapsed() > b) {
                     break;
                 }
+                let exporting = export.filter(|(_, every)| seeds[i] % every.max(&1) == 0);
                 let cfg = RunConfig {
                     steps,
                     canary: canary.map(str::to_owned),
                     class_a_only,
+                    keep_final_image: exporting.is_some(),
                     ..RunConfig::new(seeds[i])
                 };
-                let out = runner::run(&cfg);
+                let mut out = runner::run(&cfg);
+                if let (Some((dir, _)), Some(img)) = (exporting, out.final_image.take()) {
+                    let path = dir.join(format!("seed-{}.img", seeds[i]));
+                    if let Err(e) = std::fs::write(&path, img.to_bytes()) {
+                        eprintln!("{}: {e}", path.display());
+                    }
+                }
                 if let Some(f) = &out.failure {
                     let line = format!("seed {} FAILED: {}", f.seed, f.signature());
                     match &bar {
@@ -146,8 +169,21 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
     // Panics are caught per run and reported as failures; one line each is enough here.
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     let start = Instant::now();
-    let outcomes =
-        run_seeds(&seeds, a.jobs, a.steps, a.canary.as_deref(), a.class_a_only, a.budget);
+    if let Some(dir) = &a.export_images {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("{}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    let plan = Plan {
+        jobs: a.jobs,
+        steps: a.steps,
+        canary: a.canary.as_deref(),
+        class_a_only: a.class_a_only,
+        budget: a.budget,
+        export: a.export_images.as_deref().map(|d| (d, a.export_every)),
+    };
+    let outcomes = run_seeds(&seeds, &plan);
     let name = a
         .report
         .as_ref()
@@ -169,6 +205,13 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
             return ExitCode::from(2);
         }
         println!("report: {}/summary.json, {}/index.html", dir.display(), dir.display());
+    }
+    if summary.stats.crash_images_checked < a.min_crash_images {
+        println!(
+            "FAILED: only {} crash images checked, the campaign needs {}",
+            summary.stats.crash_images_checked, a.min_crash_images
+        );
+        return ExitCode::from(1);
     }
     if summary.passed() {
         ExitCode::SUCCESS

@@ -67,11 +67,21 @@ pub struct RunConfig {
     /// Inject class A faults only (crashes, tears within the atomic unit): every recovery
     /// must then be exact. The seed still draws every other option.
     pub class_a_only: bool,
+    /// Keep the last verified (recovered) image in the outcome, for export to real tools.
+    /// Does not change the run, so it is not part of the replay line.
+    pub keep_final_image: bool,
 }
 
 impl RunConfig {
     pub fn new(seed: u64) -> Self {
-        RunConfig { seed, steps: DEFAULT_STEPS, crash_at: None, canary: None, class_a_only: false }
+        RunConfig {
+            seed,
+            steps: DEFAULT_STEPS,
+            crash_at: None,
+            canary: None,
+            class_a_only: false,
+            keep_final_image: false,
+        }
     }
 
     /// The exact command that replays this run.

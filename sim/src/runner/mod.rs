@@ -92,6 +92,8 @@ pub struct RunOutcome {
     pub expected_faults: Vec<(FaultKind, f64)>,
     pub trace_hash: u64,
     pub failure: Option<Box<Failure>>,
+    /// The last image verified against the model (after the final power cut), when asked for.
+    pub final_image: Option<MemoryImage>,
 }
 
 /// FNV-1a: a stable hash (std's hasher may change between Rust releases).
@@ -185,6 +187,7 @@ fn outcome_without_runner(cfg: &RunConfig, options: Options, f: Box<Failure>) ->
         expected_faults: Vec::new(),
         trace_hash: 0,
         failure: Some(f),
+        final_image: None,
     }
 }
 
@@ -356,6 +359,7 @@ impl Runner {
             coverage: d.coverage().clone(),
             expected_faults,
             trace_hash: self.hash.0,
+            final_image: (self.cfg.keep_final_image && result.is_ok()).then(|| self.good.image.clone()),
             failure: result.err(),
         }
     }
