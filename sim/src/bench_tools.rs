@@ -26,7 +26,11 @@ pub struct Measured {
 /// Runs `cmd`, waits with `wait4` for its resource usage, and fails on a non-zero exit.
 pub fn measure(cmd: &mut Command) -> Result<Measured, String> {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("{cmd:?}: {e}"))?;
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is a plain C struct for which all-zero bytes are a valid value.
@@ -70,8 +74,14 @@ pub fn write_pool_xml(path: &Path, n: u64) -> Result<u64, String> {
             2 => (1, 1),
             _ => (2, 2),
         };
-        w.begin_device(&XmlDevice { dev_id: dev, mapped_blocks: per_dev, transaction: 1, creation_time: creation, snap_time: snap })
-            .map_err(e)?;
+        w.begin_device(&XmlDevice {
+            dev_id: dev,
+            mapped_blocks: per_dev,
+            transaction: 1,
+            creation_time: creation,
+            snap_time: snap,
+        })
+        .map_err(e)?;
         let mut origin = 0u64;
         let mut written = 0u64;
         while written < per_dev {
@@ -87,7 +97,14 @@ pub fn write_pool_xml(path: &Path, n: u64) -> Result<u64, String> {
                 if dev == 1 {
                     dev1.push(data);
                 }
-                let t = if dev == 2 && data < per_dev * 2 && dev1.get((written + i) as usize) == Some(&data) { 0 } else { time };
+                let t = if dev == 2
+                    && data < per_dev * 2
+                    && dev1.get((written + i) as usize) == Some(&data)
+                {
+                    0
+                } else {
+                    time
+                };
                 w.mapping(origin + i, data, t).map_err(e)?;
             }
             written += run;
@@ -124,12 +141,26 @@ pub fn run(sizes: &[u64], dir: &Path, keep: bool) -> Result<Vec<Row>, String> {
     for &n in sizes {
         let xml = dir.join(format!("pool-{n}.xml"));
         write_pool_xml(&xml, n)?;
-        let (theirs_img, ours_img) = (dir.join(format!("theirs-{n}.img")), dir.join(format!("ours-{n}.img")));
+        let (theirs_img, ours_img) =
+            (dir.join(format!("theirs-{n}.img")), dir.join(format!("ours-{n}.img")));
         sized_image(&theirs_img, n)?;
         sized_image(&ours_img, n)?;
         let s = |p: &PathBuf| p.to_str().unwrap_or_default().to_string();
-        let theirs = measure(Command::new("thin_restore").args(["-q", "-i", &s(&xml), "-o", &s(&theirs_img)]))?;
-        let ours = measure(Command::new(&me).args(["restore", "-q", "-i", &s(&xml), "-o", &s(&ours_img)]))?;
+        let theirs = measure(Command::new("thin_restore").args([
+            "-q",
+            "-i",
+            &s(&xml),
+            "-o",
+            &s(&theirs_img),
+        ]))?;
+        let ours = measure(Command::new(&me).args([
+            "restore",
+            "-q",
+            "-i",
+            &s(&xml),
+            "-o",
+            &s(&ours_img),
+        ]))?;
         rows.push(Row { mappings: n, op: "restore", ours, theirs });
         let theirs = measure(Command::new("thin_dump").arg(s(&theirs_img)))?;
         let ours = measure(Command::new(&me).args(["dump", &s(&theirs_img)]))?;
@@ -158,7 +189,14 @@ pub fn render(rows: &[Row]) -> (String, String) {
         let rate = r.mappings as f64 / r.ours.seconds.max(1e-9) / 1e6;
         md.push_str(&format!(
             "| {} | {} | {:.2} | {:.2} | {:.1}× | {:.2} | {} | {} |\n",
-            r.mappings, r.op, r.ours.seconds, r.theirs.seconds, speedup, rate, r.ours.peak_rss_kib / 1024, r.theirs.peak_rss_kib / 1024
+            r.mappings,
+            r.op,
+            r.ours.seconds,
+            r.theirs.seconds,
+            speedup,
+            rate,
+            r.ours.peak_rss_kib / 1024,
+            r.theirs.peak_rss_kib / 1024
         ));
         json.push_str(&format!(
             "    {{\"mappings\": {}, \"op\": \"{}\", \"thinsim_seconds\": {:.4}, \"tools_seconds\": {:.4}, \"speedup\": {:.2}, \"thinsim_peak_rss_kib\": {}, \"tools_peak_rss_kib\": {}}}{}\n",

@@ -1,9 +1,9 @@
 //! placeholder
+pub mod bench_tools;
+pub mod cli;
 pub mod disk;
+pub mod fuzzing;
+pub mod report;
+pub mod runner;
 pub mod tools_cli;
 pub mod xmlgen;
-pub mod runner;
-pub mod cli;
-pub mod report;
-pub mod fuzzing;
-pub mod bench_tools;

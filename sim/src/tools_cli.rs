@@ -74,8 +74,10 @@ fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
     }
     let bar = match len {
         Some(n) => indicatif::ProgressBar::new(n).with_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         ),
         None => indicatif::ProgressBar::new_spinner().with_style(
             indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {elapsed}")
@@ -201,7 +203,11 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
         Err(e) => return fail(format!("{}: {e}", args.input.display()), 2),
     };
     let len = file.metadata().map(|m| m.len()).ok();
-    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { progress(len, "restore: checking") };
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress(len, "restore: checking")
+    };
     let input = BufReader::with_capacity(1 << 20, Tracked { inner: file, bar: bar.clone() });
     let dev = match FileDevice::open(&args.output, true) {
         Ok(d) => Box::new(d),

@@ -112,7 +112,7 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
                 if i >= seeds.len() || budget.is_some_and(|b| start.elapsed() > b) {
                     break;
                 }
-                let exporting = export.filter(|(_, every)| seeds[i] % every.max(&1) == 0);
+                let exporting = export.filter(|(_, every)| seeds[i].is_multiple_of(*every.max(&1)));
                 let cfg = RunConfig {
                     steps,
                     canary: canary.map(str::to_owned),

@@ -359,7 +359,8 @@ impl Runner {
             coverage: d.coverage().clone(),
             expected_faults,
             trace_hash: self.hash.0,
-            final_image: (self.cfg.keep_final_image && result.is_ok()).then(|| self.good.image.clone()),
+            final_image: (self.cfg.keep_final_image && result.is_ok())
+                .then(|| self.good.image.clone()),
             failure: result.err(),
         }
     }
