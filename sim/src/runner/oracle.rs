@@ -214,3 +214,29 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
     }
     d.into_result()
 }
+
+/// After a commit (details tree current): thin_ls numbers of the live pool and, when held, of
+/// the metadata snapshot — mapped, exclusive and shared per device — against the model's.
+pub fn compare_ls(pool: &Pool, model: &Model) -> Result<(), String> {
+    use engine::thin::dump::Source;
+    let mut d = Diff::default();
+    let mut sources = vec![(Source::Live, "", model::ls(&model.current().devices))];
+    if let Some(held) = &model.current().held {
+        sources.push((Source::MetadataSnap(None), "held snapshot ", model::ls(held)));
+    }
+    for (source, what, want) in sources {
+        let (rows, _) = pool.ls_rows(source).map_err(|e| format!("{QUERY_FAILED}{e}"))?;
+        let found: BTreeMap<u64, (u64, u64, u64)> = rows
+            .iter()
+            .map(|r| (r.dev_id, (r.mapped_blocks, r.exclusive_blocks, r.shared_blocks())))
+            .collect();
+        let want: BTreeMap<u64, (u64, u64, u64)> =
+            want.iter().map(|(id, r)| (*id, (r.mapped, r.exclusive, r.shared))).collect();
+        if found != want {
+            d.push(format!(
+                "{what}ls (mapped, exclusive, shared): expected {want:?}, found {found:?}"
+            ));
+        }
+    }
+    d.into_result()
+}

@@ -229,6 +229,9 @@ impl Runner {
         if let Err(d) = oracle::compare_pool(self.pool(), &self.model) {
             return self.diverged("state-after-commit", d);
         }
+        if let Err(d) = oracle::compare_ls(self.pool(), &self.model) {
+            return self.diverged("ls-after-commit", d);
+        }
         self.stats.commit_checks += 1;
         if let Err(d) = oracle::check_image(&image, &self.model) {
             return self.diverged("check-after-commit", d);
