@@ -1,4 +1,5 @@
 //! placeholder
+pub mod bench_sim;
 pub mod bench_tools;
 pub mod cli;
 pub mod disk;

@@ -279,3 +279,32 @@ pub fn bench_tools(args: &BenchToolsArgs) -> ExitCode {
     print!("{md}");
     ExitCode::SUCCESS
 }
+
+#[derive(Debug, Args)]
+pub struct BenchSimArgs {
+    /// Workload length in operations.
+    #[arg(long, default_value_t = 200_000)]
+    pub ops: u64,
+    /// Mean operations between commits.
+    #[arg(long, default_value_t = 500)]
+    pub commit_every: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value = "reports/bench")]
+    pub out: PathBuf,
+}
+
+pub fn bench_sim(args: &BenchSimArgs) -> ExitCode {
+    let (json, md) = match crate::bench_sim::run(args.ops, args.commit_every, args.seed) {
+        Ok(r) => r,
+        Err(e) => return fail(e, 1),
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.out)
+        .and_then(|()| std::fs::write(args.out.join("sim.json"), json))
+        .and_then(|()| std::fs::write(args.out.join("sim.md"), &md))
+    {
+        return fail(format!("{}: {e}", args.out.display()), 2);
+    }
+    print!("{md}");
+    ExitCode::SUCCESS
+}

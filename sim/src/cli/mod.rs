@@ -43,6 +43,8 @@ pub enum Command {
     Ls(crate::tools_cli::LsArgs),
     /// Benchmark restore, dump and check against thin-provisioning-tools 0.9.0.
     BenchTools(crate::tools_cli::BenchToolsArgs),
+    /// Benchmark the engine bare vs under the simulator with all checking on.
+    BenchSim(crate::tools_cli::BenchSimArgs),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -55,6 +57,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Restore(a) => crate::tools_cli::restore(&a),
         Command::Ls(a) => crate::tools_cli::ls(&a),
         Command::BenchTools(a) => crate::tools_cli::bench_tools(&a),
+        Command::BenchSim(a) => crate::tools_cli::bench_sim(&a),
     }
 }
 

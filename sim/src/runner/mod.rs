@@ -18,9 +18,9 @@
 mod config;
 mod ops;
 mod options;
-mod oracle;
+pub mod oracle;
 mod recovery;
-mod shared;
+pub mod shared;
 mod stats;
 
 pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
