@@ -270,11 +270,16 @@ pub fn bench_tools(args: &BenchToolsArgs) -> ExitCode {
         Err(e) => return fail(e, 1),
     };
     let (json, md) = crate::bench_tools::render(&rows);
-    if let Err(e) = std::fs::create_dir_all(&args.out)
-        .and_then(|()| std::fs::write(args.out.join("tools.json"), json))
-        .and_then(|()| std::fs::write(args.out.join("tools.md"), &md))
+    write_report(&args.out, "tools", &json, &md)
+}
+
+/// Writes `DIR/NAME.json` and `DIR/NAME.md` and prints the Markdown.
+fn write_report(dir: &Path, name: &str, json: &str, md: &str) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{name}.json")), json))
+        .and_then(|()| std::fs::write(dir.join(format!("{name}.md")), md))
     {
-        return fail(format!("{}: {e}", args.out.display()), 2);
+        return fail(format!("{}: {e}", dir.display()), 2);
     }
     print!("{md}");
     ExitCode::SUCCESS
@@ -295,16 +300,8 @@ pub struct BenchSimArgs {
 }
 
 pub fn bench_sim(args: &BenchSimArgs) -> ExitCode {
-    let (json, md) = match crate::bench_sim::run(args.ops, args.commit_every, args.seed) {
-        Ok(r) => r,
-        Err(e) => return fail(e, 1),
-    };
-    if let Err(e) = std::fs::create_dir_all(&args.out)
-        .and_then(|()| std::fs::write(args.out.join("sim.json"), json))
-        .and_then(|()| std::fs::write(args.out.join("sim.md"), &md))
-    {
-        return fail(format!("{}: {e}", args.out.display()), 2);
+    match crate::bench_sim::run(args.ops, args.commit_every, args.seed) {
+        Ok((json, md)) => write_report(&args.out, "sim", &json, &md),
+        Err(e) => fail(e, 1),
     }
-    print!("{md}");
-    ExitCode::SUCCESS
 }

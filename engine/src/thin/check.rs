@@ -569,8 +569,7 @@ impl Checker {
         f: &mut dyn FnMut(&mut Checker, u64, u32),
     ) {
         let mut overflow = BTreeMap::new();
-        let mut seen = BTreeSet::new();
-        collect_overflow(&self.bm, overflow_root, &mut overflow, &mut seen, 0);
+        collect_overflow(&self.bm, overflow_root, &mut overflow);
         let mut sorted = bitmaps.to_vec();
         sorted.sort_unstable();
         for (i, blocknr) in sorted {
@@ -640,8 +639,7 @@ impl Checker {
     fn compare_data_counts(&mut self, sb: &Superblock) -> u64 {
         let d = sb.data_sm_root;
         let mut bitmaps = Vec::new();
-        let mut seen = BTreeSet::new();
-        collect_index(&self.bm, d.bitmap_root, &mut bitmaps, &mut seen, 0);
+        collect_index(&self.bm, d.bitmap_root, &mut bitmaps);
         let want_bitmaps = d.nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
         if bitmaps.len() as u64 != want_bitmaps {
             self.error(
@@ -729,47 +727,48 @@ impl Checker {
     }
 }
 
-fn collect_overflow(
+/// Visits every leaf entry (key, value) of a tree, tolerating damage: unreadable nodes, cycles
+/// and excess depth end that branch quietly (the main walk reports them). Leaves whose value
+/// size is not `value_size` are skipped.
+fn for_each_leaf_entry(
     bm: &BlockManager,
-    b: u64,
-    out: &mut BTreeMap<u64, u32>,
-    seen: &mut BTreeSet<u64>,
-    depth: usize,
+    root: u64,
+    value_size: usize,
+    f: &mut dyn FnMut(u64, &[u8]),
 ) {
-    if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
-        return;
-    }
-    let Ok(n) = bm.read(b, BlockKind::Node) else { return };
-    for i in 0..node::nr_entries(&n) {
-        if node::is_leaf(&n) {
-            let v = node::value(&n, i);
-            if v.len() == 4 {
-                out.insert(node::key(&n, i), u32::from_le_bytes(v.try_into().expect("4 bytes")));
+    fn rec(
+        bm: &BlockManager,
+        b: u64,
+        vs: usize,
+        seen: &mut BTreeSet<u64>,
+        depth: usize,
+        f: &mut dyn FnMut(u64, &[u8]),
+    ) {
+        if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
+            return;
+        }
+        let Ok(n) = bm.read(b, BlockKind::Node) else { return };
+        let leaf = node::is_leaf(&n);
+        if leaf && node::value_size(&n) != vs {
+            return;
+        }
+        for i in 0..node::nr_entries(&n) {
+            if leaf {
+                f(node::key(&n, i), node::value(&n, i));
+            } else {
+                rec(bm, node::value_u64(&n, i), vs, seen, depth + 1, f);
             }
-        } else {
-            collect_overflow(bm, node::value_u64(&n, i), out, seen, depth + 1);
         }
     }
+    rec(bm, root, value_size, &mut BTreeSet::new(), 0, f);
 }
 
-fn collect_index(
-    bm: &BlockManager,
-    b: u64,
-    out: &mut Vec<(u64, u64)>,
-    seen: &mut BTreeSet<u64>,
-    depth: usize,
-) {
-    if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
-        return;
-    }
-    let Ok(n) = bm.read(b, BlockKind::Node) else { return };
-    for i in 0..node::nr_entries(&n) {
-        if node::is_leaf(&n) {
-            if node::value_size(&n) == 16 {
-                out.push((node::key(&n, i), IndexEntry::unpack(node::value(&n, i)).blocknr));
-            }
-        } else {
-            collect_index(bm, node::value_u64(&n, i), out, seen, depth + 1);
-        }
-    }
+fn collect_overflow(bm: &BlockManager, root: u64, out: &mut BTreeMap<u64, u32>) {
+    for_each_leaf_entry(bm, root, 4, &mut |k, v| {
+        out.insert(k, u32::from_le_bytes(v.try_into().expect("value size checked: 4 bytes")));
+    });
+}
+
+fn collect_index(bm: &BlockManager, root: u64, out: &mut Vec<(u64, u64)>) {
+    for_each_leaf_entry(bm, root, 16, &mut |k, v| out.push((k, IndexEntry::unpack(v).blocknr)));
 }

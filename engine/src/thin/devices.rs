@@ -1,6 +1,6 @@
 //! Creating, snapshotting, deleting, opening and closing thin devices.
 
-use super::records::{Record, ThinHandle, DETAILS_VALUES};
+use super::records::{ThinHandle, DETAILS_VALUES};
 use super::Pool;
 use crate::btree::{self, ReadMode, ValueKind};
 use crate::error::{Error, Result, Space};
@@ -29,17 +29,7 @@ impl Pool {
                 creation_time: p.time,
                 snapshotted_time: p.time,
             };
-            let generation = p.new_generation();
-            p.records.insert(
-                id,
-                Record {
-                    generation,
-                    open: false,
-                    changed: true,
-                    aborted_with_changes: false,
-                    details,
-                },
-            );
+            p.add_new_record(id, details);
             Ok(())
         })
     }
@@ -76,17 +66,7 @@ impl Pool {
                 creation_time: time,
                 snapshotted_time: time,
             };
-            let generation = p.new_generation();
-            p.records.insert(
-                id,
-                Record {
-                    generation,
-                    open: false,
-                    changed: true,
-                    aborted_with_changes: false,
-                    details,
-                },
-            );
+            p.add_new_record(id, details);
             let o = p.record_mut(origin)?;
             o.details.snapshotted_time = time;
             o.changed = true;

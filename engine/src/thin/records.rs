@@ -71,6 +71,14 @@ impl PoolInner {
         Ok(self.records.get_mut(&id).expect("inserted above"))
     }
 
+    /// Records a device created in this transaction (closed, changed).
+    pub(crate) fn add_new_record(&mut self, id: u64, details: DeviceDetails) {
+        let generation = self.new_generation();
+        let r =
+            Record { generation, open: false, changed: true, aborted_with_changes: false, details };
+        self.records.insert(id, r);
+    }
+
     pub(crate) fn new_generation(&mut self) -> u64 {
         self.next_generation += 1;
         self.next_generation
