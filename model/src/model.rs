@@ -447,9 +447,11 @@ impl Model {
     /// succeed and `block` is allocatable; then the caller owns one reference to it. Errors:
     /// those of [`Model::alloc_data_block_expect`], or EINVAL for an illegal choice.
     pub fn alloc_data_block_check(&mut self, block: u64) -> Result<(), Errno> {
-        self.alloc_data_block_expect()?;
+        self.enter_mutator()?;
+        // An allocatable answer proves a block was available; only a wrong answer needs the
+        // (linear) search to tell ENOSPC from an illegal choice.
         if !self.is_allocatable(block) {
-            return Err(EINVAL);
+            return Err(if self.data_block_available() { EINVAL } else { ENOSPC });
         }
         self.current.give_caller_ref(block);
         Ok(())

@@ -288,7 +288,7 @@ fn write_report(dir: &Path, name: &str, json: &str, md: &str) -> ExitCode {
 #[derive(Debug, Args)]
 pub struct BenchSimArgs {
     /// Workload length in operations.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub ops: u64,
     /// Mean operations between commits.
     #[arg(long, default_value_t = 500)]
