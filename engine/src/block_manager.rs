@@ -73,6 +73,9 @@ pub struct BlockManager {
     stats: Mutex<BmStats>,
 }
 
+/// Longest run of consecutive blocks written in one call (1 MiB).
+const WRITE_RUN_MAX_BLOCKS: usize = 256;
+
 /// Most blocks queued for prefetch; beyond it requests are dropped (a hint, like the kernel's).
 const PREFETCH_QUEUE_MAX: usize = 128;
 
@@ -311,23 +314,51 @@ impl Inner {
         Ok(())
     }
 
+    /// Writes every dirty block in ascending order, consecutive blocks in one `write_run`.
     fn write_back_dirty(&mut self) -> Result<u64> {
         let dirty: Vec<u64> = self.dirty.iter().copied().collect();
         let mut n = 0;
+        let mut run: Vec<Block> = Vec::new();
+        let mut run_start = 0u64;
         for b in dirty {
-            let Some(e) = self.cache.get_mut(&b) else {
+            if !self.cache.contains_key(&b) {
                 self.dirty.remove(&b);
                 continue;
-            };
+            }
+            if !run.is_empty() && run_start + run.len() as u64 != b {
+                self.flush_run(run_start, &mut run)?;
+            }
+            let e = self.cache.get_mut(&b).expect("checked above");
+            if run.is_empty() {
+                run_start = b;
+            }
             let kind = e.kind;
             let data = Arc::make_mut(&mut e.data);
             checksum::seal(data, kind, b);
-            self.dev.write(b, data)?;
-            e.dirty = false;
-            self.dirty.remove(&b);
+            run.push(*data);
             n += 1;
+            if run.len() >= WRITE_RUN_MAX_BLOCKS {
+                self.flush_run(run_start, &mut run)?;
+            }
         }
+        self.flush_run(run_start, &mut run)?;
         Ok(n)
+    }
+
+    /// Writes a run of sealed blocks and marks them clean (they stay dirty on error).
+    fn flush_run(&mut self, first: u64, run: &mut Vec<Block>) -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        self.dev.write_run(first, run)?;
+        for b in first..first + run.len() as u64 {
+            if let Some(e) = self.cache.get_mut(&b) {
+                e.dirty = false;
+            }
+            self.dirty.remove(&b);
+        }
+        run.clear();
+        Ok(())
     }
 }
 

@@ -15,24 +15,22 @@ pub fn build(tm: &mut TransactionManager, vk: ValueKind, entries: &[(u64, u64)])
     if let Some(w) = entries.windows(2).find(|w| w[0].0 >= w[1].0) {
         return Err(Error::Invalid(format!("bulk load keys not increasing at {}", w[1].0)));
     }
-    let leaves: Vec<(u64, [u8; 8])> = entries.iter().map(|&(k, v)| (k, v.to_le_bytes())).collect();
-    let mut level: Vec<(u64, u64)> =
-        write_level(tm, LEAF, vk.size(), leaves.iter().map(|(k, v)| (*k, v.as_slice())))?;
+    let leaves = entries.iter().map(|&(k, v)| (k, v.to_le_bytes()));
+    let mut level: Vec<(u64, u64)> = write_level(tm, LEAF, vk.size(), leaves)?;
     while level.len() > 1 {
-        let children: Vec<(u64, [u8; 8])> =
-            level.iter().map(|&(k, b)| (k, b.to_le_bytes())).collect();
-        level = write_level(tm, INTERNAL, 8, children.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        let children: Vec<(u64, u64)> = std::mem::take(&mut level);
+        level = write_level(tm, INTERNAL, 8, children.iter().map(|&(k, b)| (k, b.to_le_bytes())))?;
     }
     Ok(level[0].1)
 }
 
 /// Writes one level of nodes; returns (first key, block) of each. An empty level is one
 /// empty node (the empty tree).
-fn write_level<'a>(
+fn write_level<V: AsRef<[u8]>>(
     tm: &mut TransactionManager,
     flags: u32,
     value_size: usize,
-    entries: impl ExactSizeIterator<Item = (u64, &'a [u8])>,
+    entries: impl ExactSizeIterator<Item = (u64, V)>,
 ) -> Result<Vec<(u64, u64)>> {
     let n = entries.len();
     let max = node::max_entries(value_size) as usize;
@@ -50,7 +48,7 @@ fn write_level<'a>(
                 let (k, v) = entries.next().expect("shares add up to n");
                 node::set_key(blk, j, k);
                 node::set_nr_entries(blk, j + 1);
-                node::set_value(blk, j, v);
+                node::set_value(blk, j, v.as_ref());
             }
         })?;
         out.push((first, b));

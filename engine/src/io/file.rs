@@ -73,6 +73,20 @@ impl BlockDevice for FileDevice {
             .map_err(|e| os_error(IoOp::Write, Some(block), &e))
     }
 
+    fn write_run(&mut self, first: u64, blocks: &[Block]) -> Result<(), IoError> {
+        self.refuse_if_read_only(IoOp::Write, Some(first))?;
+        let n = blocks.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        check_range(IoOp::Write, first + n - 1, self.nr_blocks)?;
+        // One positioned write for the whole run.
+        let bytes = blocks.as_flattened();
+        self.file
+            .write_all_at(bytes, first * BLOCK_SIZE as u64)
+            .map_err(|e| os_error(IoOp::Write, Some(first), &e))
+    }
+
     fn flush(&mut self) -> Result<(), IoError> {
         self.refuse_if_read_only(IoOp::Flush, None)?;
         self.file.sync_data().map_err(|e| os_error(IoOp::Flush, None, &e))

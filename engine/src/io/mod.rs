@@ -86,6 +86,14 @@ pub trait BlockDevice: Send {
         self.write(block, buf)?;
         self.flush()
     }
+    /// Writes consecutive blocks starting at `first` (one call for a contiguous run; backends
+    /// that can, do it in one I/O). Same durability as `write`.
+    fn write_run(&mut self, first: u64, blocks: &[Block]) -> Result<(), IoError> {
+        for (i, b) in blocks.iter().enumerate() {
+            self.write(first + i as u64, b)?;
+        }
+        Ok(())
+    }
     /// Makes every write that returned before this call durable.
     fn flush(&mut self) -> Result<(), IoError>;
 }
@@ -102,6 +110,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn write_fua(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
         (**self).write_fua(block, buf)
+    }
+    fn write_run(&mut self, first: u64, blocks: &[Block]) -> Result<(), IoError> {
+        (**self).write_run(first, blocks)
     }
     fn flush(&mut self) -> Result<(), IoError> {
         (**self).flush()

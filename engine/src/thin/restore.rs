@@ -28,11 +28,9 @@ pub fn restore<R: Read + Seek>(
     mut input: R,
     mut dev: Box<dyn BlockDevice>,
 ) -> Result<Box<dyn BlockDevice>, ToolError> {
-    let (sb, kept) = validate(&mut input)?;
+    let (sb, kept) = validate_any(&mut input)?;
     if kept.is_none() {
-        input
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| ToolError::Input(format!("cannot rewind input: {e}")))?;
+        rewind(&mut input)?;
     }
     dev.write(0, &[0u8; 4096]).map_err(crate::Error::from)?;
     dev.flush().map_err(crate::Error::from)?;
@@ -55,9 +53,43 @@ pub fn restore<R: Read + Seek>(
     }
 }
 
+fn rewind<R: Seek>(input: &mut R) -> Result<(), ToolError> {
+    input
+        .seek(SeekFrom::Start(0))
+        .map(|_| ())
+        .map_err(|e| ToolError::Input(format!("cannot rewind input: {e}")))
+}
+
+/// Inputs up to this size are read whole and tried on the canonical fast path first.
+const FAST_PATH_MAX_BYTES: u64 = 1 << 31;
+
+/// Pass 1 through the canonical fast path when the input is thin_dump's own layout, else
+/// (or when it is too large to hold) through the full streaming reader.
+#[allow(clippy::type_complexity)]
+fn validate_any<R: Read + Seek>(
+    input: &mut R,
+) -> Result<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>), ToolError> {
+    let len = input
+        .seek(SeekFrom::End(0))
+        .map_err(|e| ToolError::Input(format!("cannot size input: {e}")))?;
+    rewind(input)?;
+    if len <= FAST_PATH_MAX_BYTES {
+        let mut doc = Vec::with_capacity(len as usize);
+        input
+            .read_to_end(&mut doc)
+            .map_err(|e| ToolError::Input(format!("cannot read input: {e}")))?;
+        if let Some(found) = validate(|f| crate::tools::xml_fast::parse(&doc, f))? {
+            return Ok(found);
+        }
+        rewind(input)?;
+    }
+    validate(|f| reader_events(&mut *input, f).map(|()| true))?
+        .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))
+}
+
 fn reader_events<R: Read>(
     input: R,
-    mut f: impl FnMut(XmlEvent) -> Result<(), ToolError>,
+    f: &mut dyn FnMut(XmlEvent) -> Result<(), ToolError>,
 ) -> Result<(), ToolError> {
     let mut reader = XmlReader::new(input);
     while let Some(ev) = reader.next_event()? {
@@ -73,18 +105,20 @@ type Run = (u64, u64, u64, u32);
 /// input instead (memory stays bounded for huge documents of single mappings).
 const KEEP_RUNS_MAX: usize = 8 << 20;
 
-/// Pass 1: everything that can be wrong with the input, found before any write. Returns the
-/// superblock and, when the document is not too large, every device with its runs.
+/// Pass 1: everything that can be wrong with the input, found before any write. `events`
+/// feeds the document's events and returns false if it gave up (fast path: not canonical).
+/// Returns the superblock and, when the document is not too large, every device with its
+/// runs; None when `events` gave up.
 #[allow(clippy::type_complexity)]
-fn validate<R: Read>(
-    input: R,
-) -> Result<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>), ToolError> {
+fn validate(
+    events: impl FnOnce(&mut dyn FnMut(XmlEvent) -> Result<(), ToolError>) -> Result<bool, ToolError>,
+) -> Result<Option<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>)>, ToolError> {
     let mut sb: Option<XmlSuperblock> = None;
     let mut ids = BTreeSet::new();
     let mut dev: Option<(XmlDevice, Vec<(u64, u64)>)> = None;
     let mut kept: Option<Vec<(XmlDevice, Vec<Run>)>> = Some(Vec::new());
     let mut kept_runs = 0usize;
-    reader_events(input, |ev| {
+    let complete = events(&mut |ev| {
         match ev {
             XmlEvent::Superblock(s) => sb = Some(s),
             XmlEvent::BeginDevice(d) => {
@@ -123,7 +157,9 @@ fn validate<R: Read>(
             }
             XmlEvent::EndDevice => {
                 let (d, mut runs) = dev.take().expect("nested");
-                runs.sort_unstable();
+                if !runs.is_sorted() {
+                    runs.sort_unstable();
+                }
                 if let Some(w) = runs.windows(2).find(|w| w[0].0 + w[0].1 > w[1].0) {
                     return Err(ToolError::Input(format!(
                         "device {}: origin {} mapped twice",
@@ -135,8 +171,11 @@ fn validate<R: Read>(
         }
         Ok(())
     })?;
+    if !complete {
+        return Ok(None);
+    }
     let sb = sb.ok_or_else(|| ToolError::Input("no superblock element".into()))?;
-    Ok((sb, kept))
+    Ok(Some((sb, kept)))
 }
 
 /// Pass 2: format-time state, then every device bulk-loaded, then commit.
@@ -189,7 +228,7 @@ fn build_inner<R: Read>(
 
 fn reparse_devices<R: Read>(p: &mut PoolInner, input: R) -> Result<(), ToolError> {
     let mut current: Option<(XmlDevice, Vec<(u64, u64)>)> = None;
-    reader_events(input, |ev| {
+    reader_events(input, &mut |ev| {
         match ev {
             XmlEvent::BeginDevice(d) => current = Some((d, Vec::new())),
             XmlEvent::Mapping { origin_begin, data_begin, length, time } => {
@@ -219,20 +258,56 @@ fn finish_superblock(p: &mut PoolInner, sb: &XmlSuperblock) -> Result<(), ToolEr
     Ok(())
 }
 
+/// Adds one reference per item to the data space map, bitmap by bitmap: references are
+/// bucketed by bitmap and counted in a 16320-entry array, so no sort is needed.
+fn add_data_refs(p: &mut PoolInner, blocks: impl Iterator<Item = u64>) -> Result<(), ToolError> {
+    use crate::limits::ENTRIES_PER_BITMAP;
+    let mut buckets: std::collections::BTreeMap<u64, Vec<u16>> = Default::default();
+    let mut last: Option<(u64, Vec<u16>)> = None;
+    for b in blocks {
+        let (i, off) = (b / ENTRIES_PER_BITMAP, (b % ENTRIES_PER_BITMAP) as u16);
+        match &mut last {
+            Some((j, v)) if *j == i => v.push(off),
+            _ => {
+                if let Some((j, v)) = last.take() {
+                    buckets.entry(j).or_default().extend(v);
+                }
+                last = Some((i, vec![off]));
+            }
+        }
+    }
+    if let Some((j, v)) = last {
+        buckets.entry(j).or_default().extend(v);
+    }
+    let mut counts = vec![0u32; ENTRIES_PER_BITMAP as usize];
+    for (i, offsets) in buckets {
+        for &o in &offsets {
+            counts[usize::from(o)] += 1;
+        }
+        let base = i * ENTRIES_PER_BITMAP;
+        let runs: Vec<(u64, u32)> = counts
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(o, c)| (base + o as u64, std::mem::take(c)))
+            .collect();
+        p.dsm.add_counts(&mut p.tm, &runs)?;
+    }
+    Ok(())
+}
+
 fn add_device(
     p: &mut PoolInner,
     d: &XmlDevice,
     mut mappings: Vec<(u64, u64)>,
 ) -> Result<(), ToolError> {
-    mappings.sort_unstable_by_key(|m| m.0);
+    // Dumps list origins in order: only sort when the input did not.
+    if !mappings.is_sorted_by_key(|m| m.0) {
+        mappings.sort_unstable_by_key(|m| m.0);
+    }
     let root = btree::build(&mut p.tm, ValueKind::Mapping, &mappings)?;
     // Every mapping holds one reference to its data block (each leaf is distinct).
-    let mut blocks: Vec<u64> =
-        mappings.iter().map(|&(_, v)| BlockTime::unpack(v).data_block).collect();
-    blocks.sort_unstable();
-    let runs: Vec<(u64, u32)> =
-        blocks.chunk_by(|a, b| a == b).map(|r| (r[0], r.len() as u32)).collect();
-    p.dsm.add_counts(&mut p.tm, &runs)?;
+    add_data_refs(p, mappings.iter().map(|&(_, v)| BlockTime::unpack(v).data_block))?;
     p.mapping_root = btree::insert(
         &mut p.tm,
         ValueKind::SubtreeRoot,

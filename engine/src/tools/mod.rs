@@ -14,6 +14,7 @@ pub mod ls;
 mod tracked;
 pub mod types;
 mod xml_error;
+pub mod xml_fast;
 pub mod xml_read;
 pub mod xml_write;
 
