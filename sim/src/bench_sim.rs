@@ -61,8 +61,8 @@ fn data_blocks(ops: u64) -> u64 {
 }
 
 fn handle(pool: &Pool, handles: &mut BTreeMap<u64, ThinHandle>, id: u64) -> Result<(), String> {
-    if !handles.contains_key(&id) {
-        handles.insert(id, pool.open_thin_device(id).map_err(|e| e.to_string())?);
+    if let std::collections::btree_map::Entry::Vacant(v) = handles.entry(id) {
+        v.insert(pool.open_thin_device(id).map_err(|e| e.to_string())?);
     }
     Ok(())
 }
