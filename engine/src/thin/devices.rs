@@ -15,14 +15,7 @@ impl Pool {
                 return Err(Error::Exists(id));
             }
             let root = btree::empty(&mut p.tm, ValueKind::Mapping)?;
-            p.mapping_root = btree::insert(
-                &mut p.tm,
-                ValueKind::SubtreeRoot,
-                p.mapping_root,
-                id,
-                &root.to_le_bytes(),
-            )?
-            .0;
+            p.add_device_root(id, root)?;
             let details = DeviceDetails {
                 mapped_blocks: 0,
                 transaction_id: p.trans_id,
@@ -50,14 +43,7 @@ impl Pool {
             }
             let root = p.device_root(origin, ReadMode::Blocking)?;
             p.tm.inc(root)?;
-            p.mapping_root = btree::insert(
-                &mut p.tm,
-                ValueKind::SubtreeRoot,
-                p.mapping_root,
-                id,
-                &root.to_le_bytes(),
-            )?
-            .0;
+            p.add_device_root(id, root)?;
             p.time += 1;
             let time = p.time;
             let details = DeviceDetails {

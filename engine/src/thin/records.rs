@@ -115,6 +115,14 @@ impl PoolInner {
         Ok(root)
     }
 
+    /// Adds a new top-level entry for `id`; the caller's reference to `root` moves into it.
+    pub(crate) fn add_device_root(&mut self, id: u64, root: u64) -> Result<()> {
+        let bytes = root.to_le_bytes();
+        self.mapping_root =
+            btree::insert(&mut self.tm, ValueKind::SubtreeRoot, self.mapping_root, id, &bytes)?.0;
+        Ok(())
+    }
+
     /// Points the top-level entry of `id` at `root` (its old root's reference already moved).
     pub(crate) fn set_device_root(&mut self, id: u64, root: u64) -> Result<()> {
         let (top, _) = btree::replace(
