@@ -1,5 +1,5 @@
 //! The reference model of a dm-thin pool's metadata: the oracle the simulator runs in lockstep
-//! with the engine. Plain `BTreeMap`s, pure, no I/O, no dependency on the engine. It implements
+//! with the engine. Plain ordered maps, pure, no I/O, no dependency on the engine. It implements
 //! the **Contract** lines of `spec/dm-thin-api.md` (the [H#] and [R#] rules), not the kernel's
 //! defects.
 //!
@@ -23,6 +23,12 @@
 //! - Not in service ⇒ current == committed.
 //!
 //! [`Model::check_invariants`] recomputes all of this from scratch.
+//!
+//! # Why persistent maps
+//! The maps are [`imbl::OrdMap`]s (B-trees with shared, copy-on-write nodes) rather than
+//! `std`'s `BTreeMap`: same ordered-map semantics, but `commit`, `abort`, `crash` and a
+//! snapshot copy a pointer instead of every mapping, so the model's cost per call does not
+//! grow with the pool. That is what keeps lockstep checking cheap on big workloads.
 //!
 //! # API (every call returns `Result<T, Errno>`; errors exactly as the Contract says)
 //! | model call | spec | class |
@@ -91,7 +97,7 @@ mod model;
 mod state;
 
 pub use model::{Handle, Lookup, MappedRange, Model};
-pub use state::{ls, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
+pub use state::{ls, Device, Devices, LsRow, Mapping, OrdMap, PoolState, TIME_LIMIT};
 
 /// Kernel errno names, the same variants as the engine's `Errno`. The model itself only
 /// produces EEXIST, ENODATA, EINVAL, EBUSY, ENOSPC and EPERM.

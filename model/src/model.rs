@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::state::{ls, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
+use crate::state::{ls, Device, Devices, LsRow, Mapping, OrdMap, PoolState, TIME_LIMIT};
 use crate::Errno::{self, EBUSY, EEXIST, EINVAL, ENODATA, ENOSPC, EPERM};
 
 /// An open thin device. The generation is unique for the model's lifetime, so a handle that
@@ -408,12 +408,10 @@ impl Model {
         data_block: u64,
     ) -> Result<(), Errno> {
         let id = self.device_for_mutator(handle)?;
-        let old = self.live_device(id).mappings.get(&vblock).map(|m| m.data_block);
-        if old != Some(data_block) && !self.current.take_caller_ref(data_block) {
+        let mapping = Mapping { data_block, time: self.current.time };
+        if !self.current.insert_mapping(id, vblock, mapping) {
             return Err(EINVAL);
         }
-        let mapping = Mapping { data_block, time: self.current.time };
-        self.current.insert_mapping(id, vblock, mapping);
         self.changed.insert(id);
         Ok(())
     }
@@ -654,7 +652,7 @@ impl Model {
     }
 
     /// Logical count per data block in the current state (spec §8 item 8).
-    pub fn logical_refs(&self) -> &BTreeMap<u64, u64> {
+    pub fn logical_refs(&self) -> &OrdMap<u64, u64> {
         self.current.logical_refs()
     }
 
@@ -693,7 +691,7 @@ impl Model {
                 return Err(format!("device {}: live handle missing device or doubled", open.id));
             }
         }
-        if let Some(id) = self.changed.iter().find(|id| !self.current.devices.contains_key(id)) {
+        if let Some(id) = self.changed.iter().find(|&id| !self.current.devices.contains_key(id)) {
             return Err(format!("device {id} marked changed but absent"));
         }
         if !self.in_service && self.current != self.committed {

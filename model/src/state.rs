@@ -16,6 +16,11 @@
 
 use std::collections::BTreeMap;
 
+/// The model's ordered map: a persistent B-tree, so cloning a state is O(1) (see the crate
+/// documentation). Its nodes are shared through `Rc`, not `Arc`: a model lives on one thread,
+/// and the non-atomic counts make the copy-on-write path cheaper.
+pub type OrdMap<K, V> = imbl::GenericOrdMap<K, V, imbl::shared_ptr::RcK>;
+
 /// First time value a mapping's 24-bit stamp cannot hold ([R8]).
 pub const TIME_LIMIT: u32 = 1 << 24;
 
@@ -31,7 +36,7 @@ pub struct Mapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     /// vblock → mapping.
-    pub mappings: BTreeMap<u64, Mapping>,
+    pub mappings: OrdMap<u64, Mapping>,
     /// The pool's transaction id when the device was created (§3.8).
     pub transaction_id: u64,
     pub creation_time: u32,
@@ -39,13 +44,13 @@ pub struct Device {
 }
 
 /// Device id → device.
-pub type Devices = BTreeMap<u64, Device>;
+pub type Devices = OrdMap<u64, Device>;
 
 impl Device {
     /// An empty device stamped with the pool's current transaction id and time (§3.3).
     pub fn new(transaction_id: u64, time: u32) -> Device {
         Device {
-            mappings: BTreeMap::new(),
+            mappings: OrdMap::new(),
             transaction_id,
             creation_time: time,
             snapshotted_time: time,
@@ -103,9 +108,9 @@ pub struct PoolState {
     /// The held metadata snapshot: the device set as of its reserve's commit ([R6]).
     pub held: Option<Devices>,
     /// References owned by callers: allocated-not-inserted blocks and net explicit incs.
-    pub caller_refs: BTreeMap<u64, u64>,
+    pub caller_refs: OrdMap<u64, u64>,
     /// Logical count per data block (non-zero entries only); see the module invariants.
-    refs: BTreeMap<u64, u64>,
+    refs: OrdMap<u64, u64>,
 }
 
 impl PoolState {
@@ -116,13 +121,13 @@ impl PoolState {
             trans_id: 0,
             data_blocks,
             held: None,
-            caller_refs: BTreeMap::new(),
-            refs: BTreeMap::new(),
+            caller_refs: OrdMap::new(),
+            refs: OrdMap::new(),
         }
     }
 
     /// Logical count of every data block in use (spec §8 item 8); absent = 0.
-    pub fn logical_refs(&self) -> &BTreeMap<u64, u64> {
+    pub fn logical_refs(&self) -> &OrdMap<u64, u64> {
         &self.refs
     }
 
@@ -163,14 +168,26 @@ impl PoolState {
         Some(device)
     }
 
-    /// Stores a mapping; an overwritten one loses its reference (§3.14). The new block's
-    /// reference must already be counted by the caller (moved from `caller_refs`).
-    pub(crate) fn insert_mapping(&mut self, id: u64, vblock: u64, mapping: Mapping) {
-        let device = self.devices.get_mut(&id).expect("callers insert into existing devices");
-        add_ref(&mut self.refs, mapping.data_block);
-        if let Some(old) = device.mappings.insert(vblock, mapping) {
-            drop_ref(&mut self.refs, old.data_block);
+    /// Stores a mapping (§3.14). Unless the vblock already maps `mapping.data_block` (then
+    /// only its time changes), one of the caller's references on the block moves into the
+    /// mapping — the block's logical count is unchanged — and an overwritten different block
+    /// loses its reference. False, and no change, when a reference is needed and the caller
+    /// holds none.
+    pub(crate) fn insert_mapping(&mut self, id: u64, vblock: u64, mapping: Mapping) -> bool {
+        let device = self.devices.get(&id).expect("callers insert into existing devices");
+        let old = device.mappings.get(&vblock).map(|m| m.data_block);
+        if old != Some(mapping.data_block) {
+            if self.caller_refs_of(mapping.data_block) == 0 {
+                return false;
+            }
+            drop_ref(&mut self.caller_refs, mapping.data_block);
+            if let Some(old) = old {
+                drop_ref(&mut self.refs, old);
+            }
         }
+        let device = self.devices.get_mut(&id).expect("looked up above");
+        device.mappings.insert(vblock, mapping);
+        true
     }
 
     pub(crate) fn remove_mapping(&mut self, id: u64, vblock: u64) -> Option<Mapping> {
@@ -212,7 +229,7 @@ impl PoolState {
     }
 
     /// The logical counts recomputed from scratch.
-    pub fn recount(&self) -> BTreeMap<u64, u64> {
+    pub fn recount(&self) -> OrdMap<u64, u64> {
         let mut refs = self.caller_refs.clone();
         let held = self.held.iter().flat_map(|h| h.values());
         for mapping in self.devices.values().chain(held).flat_map(|d| d.mappings.values()) {
@@ -260,14 +277,21 @@ impl PoolState {
     }
 }
 
-fn add_ref(counts: &mut BTreeMap<u64, u64>, block: u64) {
-    *counts.entry(block).or_insert(0) += 1;
+// One lookup and one update each: a persistent map copies the path it updates, so a
+// `get_mut` followed by a `remove` would copy it twice.
+fn add_ref(counts: &mut OrdMap<u64, u64>, block: u64) {
+    let count = counts.get(&block).copied().unwrap_or(0);
+    counts.insert(block, count + 1);
 }
 
-fn drop_ref(counts: &mut BTreeMap<u64, u64>, block: u64) {
-    let count = counts.get_mut(&block).expect("a dropped reference was counted when taken");
-    *count -= 1;
-    if *count == 0 {
-        counts.remove(&block);
+fn drop_ref(counts: &mut OrdMap<u64, u64>, block: u64) {
+    match counts.get(&block).copied() {
+        Some(1) => {
+            counts.remove(&block);
+        }
+        Some(count) => {
+            counts.insert(block, count - 1);
+        }
+        None => panic!("a dropped reference was counted when taken"),
     }
 }

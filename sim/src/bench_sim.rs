@@ -1,11 +1,14 @@
-//! `thinsim bench-sim`: the same seeded workload run on the bare engine (memory device, no
-//! model, no checks) and under the simulator with all checking on (simulated disk, the model
-//! in lockstep comparing every result, and after every commit the whole-state comparison,
-//! the thin_ls comparison and a full `check` of the durable image). Also measures crash
-//! images checked per second with the runner (class A campaign). Writes
+//! `thinsim bench-sim`: one seeded workload run on the bare engine (memory device, no model,
+//! no checks) and then under more and more of the simulator, in one process: the simulated
+//! disk; the model in lockstep comparing every answer; the runner's default verification
+//! after every commit (what changed every time, the whole state, thin_ls numbers and a
+//! `check` of the durable image amortized, see `runner::verify`) — "all checking on", the
+//! row the ≤ 2× target is about; and the whole verification after every commit. Also
+//! measures crash images reopened and compared per second (class A campaign). Writes
 //! `reports/bench/sim.{json,md}`.
 
 use crate::disk::{DiskConfig, SimDisk};
+use crate::runner::verify::{Verifier, VerifyMode};
 use crate::runner::{self, oracle, shared::SharedDisk, RunConfig};
 use engine::io::MemoryDevice;
 use engine::thin::{Pool, PoolOptions, ThinHandle};
@@ -17,8 +20,12 @@ use std::time::Instant;
 const META_BLOCKS: u64 = 16_384;
 const DEVICES: u64 = 8;
 const VBLOCKS: u64 = 20_000;
+/// Timed runs per row (the median counts).
+const REPEATS: usize = 3;
+/// Seeds of the crash-image campaign.
+const CRASH_SEEDS: u64 = 400;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Create(u64),
     Snap(u64, u64),
@@ -76,26 +83,33 @@ fn bare(ops: &[Op], data: u64) -> Result<f64, String> {
     let mut handles = BTreeMap::new();
     let start = Instant::now();
     for &op in ops {
-        match op {
-            Op::Create(id) => pool.create_thin(id).map_err(e)?,
-            Op::Snap(id, origin) => pool.create_snap(id, origin).map_err(e)?,
-            Op::Provision(id, v) => {
-                handle(&pool, &mut handles, id)?;
-                let b = pool.alloc_data_block().map_err(e)?;
-                pool.insert_block(&handles[&id], v, b).map_err(e)?;
-            }
-            Op::Remove(id, v) => {
-                handle(&pool, &mut handles, id)?;
-                let _ = pool.remove_block(&handles[&id], v);
-            }
-            Op::RemoveRange(id, b, end) => {
-                handle(&pool, &mut handles, id)?;
-                pool.remove_range(&handles[&id], b, end).map_err(e)?;
-            }
-            Op::Commit => pool.commit().map_err(e)?,
-        }
+        engine_op(&pool, &mut handles, op)?;
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// The engine's side of one op, unchecked. Only a remove of an unmapped block may fail.
+fn engine_op(pool: &Pool, handles: &mut BTreeMap<u64, ThinHandle>, op: Op) -> Result<(), String> {
+    let r = match op {
+        Op::Create(id) => pool.create_thin(id),
+        Op::Snap(id, origin) => pool.create_snap(id, origin),
+        Op::Provision(id, v) => {
+            handle(pool, handles, id)?;
+            let b = pool.alloc_data_block().map_err(|x| x.to_string())?;
+            pool.insert_block(&handles[&id], v, b)
+        }
+        Op::Remove(id, v) => {
+            handle(pool, handles, id)?;
+            let _ = pool.remove_block(&handles[&id], v);
+            Ok(())
+        }
+        Op::RemoveRange(id, b, end) => {
+            handle(pool, handles, id)?;
+            pool.remove_range(&handles[&id], b, end)
+        }
+        Op::Commit => pool.commit(),
+    };
+    r.map_err(|x| format!("{op:?}: {x}"))
 }
 
 fn model_handle(
@@ -111,8 +125,27 @@ fn model_handle(
     Ok(h)
 }
 
-/// Same workload, model in lockstep, everything compared; returns (seconds, commits verified).
-fn checked(ops: &[Op], data: u64, seed: u64, verify_every: u64) -> Result<(f64, u64), String> {
+/// How much of the simulator a measured run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checking {
+    /// The engine on the simulated disk (no faults), no model.
+    DiskOnly,
+    /// Plus the model in lockstep, every answer compared; nothing verified at commits.
+    Lockstep,
+    /// Plus the runner's verification after every commit, in this mode.
+    Verify(VerifyMode),
+}
+
+/// What a measured run did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Measured {
+    seconds: f64,
+    full: u64,
+    incremental: u64,
+}
+
+/// The same workload on the simulated disk, checked as `checking` says.
+fn checked(ops: &[Op], data: u64, seed: u64, checking: Checking) -> Result<Measured, String> {
     let e = |x: engine::Error| x.to_string();
     let disk = SharedDisk::new(SimDisk::new(META_BLOCKS, DiskConfig::none(), seed));
     let pool = Pool::open(disk.device(), PoolOptions::new(128)).map_err(e)?;
@@ -129,9 +162,17 @@ fn checked(ops: &[Op], data: u64, seed: u64, verify_every: u64) -> Result<(f64, 
             Err(format!("{what}: engine {a:?}, model {b:?}"))
         }
     };
+    let mut verifier = match checking {
+        Checking::Verify(mode) => Some(Verifier::new(mode)),
+        _ => None,
+    };
+    let mut out = Measured::default();
     let start = Instant::now();
-    let mut commits = 0;
     for &op in ops {
+        if checking == Checking::DiskOnly {
+            engine_op(&pool, &mut handles, op)?;
+            continue;
+        }
         match op {
             Op::Create(id) => same("create", pool.create_thin(id), m.create_thin(id))?,
             Op::Snap(id, o) => same("snap", pool.create_snap(id, o), m.create_snap(id, o))?,
@@ -157,18 +198,37 @@ fn checked(ops: &[Op], data: u64, seed: u64, verify_every: u64) -> Result<(f64, 
                     _ => unreachable!("matched above"),
                 }
             }
-            Op::Commit => {
-                same("commit", pool.commit(), m.commit())?;
-                if verify_every > 0 && commits % verify_every == 0 {
-                    oracle::compare_pool(&pool, &m)?;
-                    oracle::compare_ls(&pool, &m)?;
-                    oracle::check_image(&disk.lock().durable_image(), &m)?;
-                }
-                commits += 1;
-            }
+            Op::Commit => same("commit", pool.commit(), m.commit())?,
+        }
+        let Some(v) = verifier.as_mut() else { continue };
+        v.count_op();
+        if op != Op::Commit {
+            continue;
+        }
+        if v.full_due(&m) {
+            oracle::compare_pool(&pool, &m)?;
+            oracle::compare_ls(&pool, &m)?;
+            oracle::check_image(&disk.lock().durable_image(), &m)?;
+            v.verified(&m, true);
+            out.full += 1;
+        } else {
+            v.compare_changes(&pool, &m)?;
+            v.verified(&m, false);
+            out.incremental += 1;
         }
     }
-    Ok((start.elapsed().as_secs_f64(), commits))
+    out.seconds = start.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// The median of `n` measurements (runs are deterministic; only the clock varies).
+fn median_of(
+    n: usize,
+    mut f: impl FnMut() -> Result<Measured, String>,
+) -> Result<Measured, String> {
+    let mut runs = (0..n).map(|_| f()).collect::<Result<Vec<_>, _>>()?;
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    Ok(runs[runs.len() / 2])
 }
 
 /// Crash images reopened and compared per second by a class A campaign of `seeds` seeds.
@@ -188,34 +248,79 @@ fn crash_rate(seeds: u64) -> (u64, f64) {
 pub fn run(ops: u64, commit_every: u64, seed: u64) -> Result<(String, String), String> {
     let work = workload(ops, commit_every, seed);
     let data = data_blocks(ops);
-    let bare_s = bare(&work, data)?;
-    let (checked_s, commits) = checked(&work, data, seed, 1)?;
-    let (lockstep_s, _) = checked(&work, data, seed, 0)?;
-    let (images, crash_s) = crash_rate(200);
     let n = work.len() as f64;
-    let overhead = checked_s / bare_s.max(1e-9);
-    let lockstep_overhead = lockstep_s / bare_s.max(1e-9);
+    let bare =
+        median_of(REPEATS, || Ok(Measured { seconds: bare(&work, data)?, ..Measured::default() }))?;
+    let rows = [
+        ("engine on the simulated disk (no faults), no model", Checking::DiskOnly, REPEATS),
+        ("+ model in lockstep, every answer compared", Checking::Lockstep, REPEATS),
+        (
+            "**all checking on**: + after every commit what changed, the whole state, ls and `check` amortized (`--verify amortized`, the default)",
+            Checking::Verify(VerifyMode::Amortized),
+            REPEATS,
+        ),
+        (
+            "+ the whole state, ls and `check` after every commit (`--verify full`)",
+            Checking::Verify(VerifyMode::Full),
+            1,
+        ),
+    ];
+    let mut measured = Vec::new();
+    for (name, checking, repeats) in rows {
+        measured.push((
+            name,
+            checking,
+            median_of(repeats, || checked(&work, data, seed, checking))?,
+        ));
+    }
+    let (images, crash_s) = crash_rate(CRASH_SEEDS);
+    let ratio = |m: &Measured| m.seconds / bare.seconds.max(1e-9);
+    let all_on = measured
+        .iter()
+        .find(|(_, c, _)| *c == Checking::Verify(VerifyMode::Amortized))
+        .map(|(_, _, m)| *m)
+        .unwrap_or_default();
+    let mut json_rows = Vec::new();
+    let mut md_rows = format!(
+        "| run | seconds | ops/s | × bare | full / incremental verifications |\n|---|---|---|---|---|\n\
+         | bare engine (memory device) | {:.3} | {:.0} | 1.00 | |\n",
+        bare.seconds,
+        n / bare.seconds
+    );
+    for (name, checking, m) in &measured {
+        json_rows.push(format!(
+            "    {{ \"run\": \"{checking:?}\", \"seconds\": {:.3}, \"ops_per_s\": {:.0}, \"overhead\": {:.2}, \"full_verifications\": {}, \"incremental_verifications\": {} }}",
+            m.seconds,
+            n / m.seconds,
+            ratio(m),
+            m.full,
+            m.incremental
+        ));
+        md_rows.push_str(&format!(
+            "| {name} | {:.3} | {:.0} | {:.2} | {} / {} |\n",
+            m.seconds,
+            n / m.seconds,
+            ratio(m),
+            m.full,
+            m.incremental
+        ));
+    }
     let json = format!(
-        "{{\n  \"ops\": {},\n  \"commit_every\": {commit_every},\n  \"commits_verified\": {commits},\n  \"bare_ops_per_s\": {:.0},\n  \"checked_ops_per_s\": {:.0},\n  \"checking_overhead\": {overhead:.2},\n  \"lockstep_only_ops_per_s\": {:.0},\n  \"lockstep_only_overhead\": {lockstep_overhead:.2},\n  \"crash_images\": {images},\n  \"crash_images_per_s\": {:.0}\n}}\n",
+        "{{\n  \"ops\": {},\n  \"commit_every\": {commit_every},\n  \"seed\": {seed},\n  \"bare_seconds\": {:.3},\n  \"bare_ops_per_s\": {:.0},\n  \"checking_overhead\": {:.2},\n  \"runs\": [\n{}\n  ],\n  \"crash_images\": {images},\n  \"crash_images_per_s\": {:.0}\n}}\n",
         work.len(),
-        n / bare_s,
-        n / checked_s,
-        n / lockstep_s,
+        bare.seconds,
+        n / bare.seconds,
+        ratio(&all_on),
+        json_rows.join(",\n"),
         images as f64 / crash_s
     );
     let md = format!(
-        "# Simulator benchmark\n\n{} ops (seed {seed}, a commit every ~{commit_every} ops, {commits} commits verified).\n\n\
-         | run | seconds | ops/s |\n|---|---|---|\n| bare engine (memory device) | {bare_s:.3} | {:.0} |\n\
-         | under the simulator, all checking on | {checked_s:.3} | {:.0} |\n\
-         | simulator + model lockstep, no per-commit verification | {lockstep_s:.3} | {:.0} |\n\n\
-         Checking overhead: **{overhead:.2}×** with a full verification (state, ls, `check`) after \
-         every commit; **{lockstep_overhead:.2}×** for the simulated disk and the per-call lockstep \
-         alone (target ≤ 2×).\n\n\
-         Crash images reopened and compared (class A campaign, 200 seeds): {images} in {crash_s:.1} s = **{:.0}/s**.\n",
+        "# Simulator benchmark\n\n{} ops (seed {seed}, a commit every ~{commit_every} ops; \
+         times are the median of {REPEATS} runs except the last row). Each row adds to the one above.\n\n{md_rows}\n\
+         Checking overhead with all checking on: **{:.2}×** the bare engine (target ≤ 2×).\n\n\
+         Crash images reopened and compared (class A campaign, {CRASH_SEEDS} seeds): {images} in {crash_s:.2} s = **{:.0}/s**.\n",
         work.len(),
-        n / bare_s,
-        n / checked_s,
-        n / lockstep_s,
+        ratio(&all_on),
         images as f64 / crash_s
     );
     Ok((json, md))

@@ -119,7 +119,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
 }
 
-fn check_range(op: IoOp, block: u64, nr_blocks: u64) -> Result<(), IoError> {
+/// `Ok` when `block` is on a device of `nr_blocks` blocks, else the out-of-range error every
+/// backend returns.
+pub fn check_range(op: IoOp, block: u64, nr_blocks: u64) -> Result<(), IoError> {
     if block >= nr_blocks {
         return Err(IoError::out_of_range(op, block, nr_blocks));
     }

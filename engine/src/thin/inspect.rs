@@ -78,6 +78,23 @@ impl Pool {
         self.query(|p| p.mappings_in(p.mapping_root, id))
     }
 
+    /// The mappings of device `id` at each of `vblocks` in the current state (`None` where
+    /// unmapped): one top-level lookup, then one tree lookup per vblock. For oracles that
+    /// verify only what changed.
+    pub fn lookup_mappings(&self, id: u64, vblocks: &[u64]) -> Result<Vec<Option<BlockTime>>> {
+        self.query(|p| {
+            let root = p.device_root(id, ReadMode::Blocking)?;
+            vblocks
+                .iter()
+                .map(|&v| {
+                    let found =
+                        btree::lookup_u64(&p.tm, root, ValueKind::Mapping, v, ReadMode::Blocking)?;
+                    Ok(found.map(BlockTime::unpack))
+                })
+                .collect()
+        })
+    }
+
     /// The held metadata snapshot's devices and mappings (None when no snapshot is held).
     #[allow(clippy::type_complexity)]
     pub fn held_snapshot(

@@ -1,5 +1,6 @@
 //! `thinsim run --seed N [--steps S] [--crash-at PHASE|io:N] [--canary NAME] [--twice]`.
 
+use crate::runner::verify::VerifyMode;
 use crate::runner::{self, CrashAt, RunConfig, DEFAULT_STEPS};
 use clap::Args;
 use std::process::ExitCode;
@@ -20,6 +21,11 @@ pub struct RunArgs {
     /// Inject class A faults only (crashes and tears within the atomic unit).
     #[arg(long)]
     pub class_a_only: bool,
+    /// Verification after each commit: `full` (whole state, ls and `check` every time) or
+    /// `amortized` (what changed every time, the whole state often enough to cost a bounded
+    /// share of the run).
+    #[arg(long, value_enum, default_value_t = VerifyMode::Amortized)]
+    pub verify: VerifyMode,
     /// Run twice and require equal trace hashes.
     #[arg(long)]
     pub twice: bool,
@@ -33,6 +39,7 @@ impl RunArgs {
             crash_at: self.crash_at,
             canary: self.canary.clone(),
             class_a_only: self.class_a_only,
+            verify: self.verify,
             keep_final_image: false,
         }
     }
@@ -73,7 +80,7 @@ fn print_outcome(out: &runner::RunOutcome) {
     let s = &out.stats;
     println!(
         "steps {} commits {} aborts {} crashes {} (in commit {}) recoveries {} crash images {} \
-         checks {}+{} outcomes {:?}",
+         verifications full {} incremental {} image checks {} outcomes {:?}",
         s.steps,
         s.commits,
         s.aborts,
@@ -82,6 +89,7 @@ fn print_outcome(out: &runner::RunOutcome) {
         s.recoveries,
         s.crash_images_checked,
         s.commit_checks,
+        s.incremental_checks,
         s.image_checks,
         s.outcomes
     );

@@ -6,6 +6,7 @@
 //! *starting* seeds after the wall-clock budget (the report lists the seeds that ran).
 
 use crate::report::Summary;
+use crate::runner::verify::VerifyMode;
 use crate::runner::{self, RunConfig, RunOutcome, DEFAULT_STEPS};
 use clap::Args;
 use std::io::IsTerminal;
@@ -35,6 +36,9 @@ pub struct SwarmArgs {
     /// Inject class A faults only (crashes and tears within the atomic unit).
     #[arg(long)]
     pub class_a_only: bool,
+    /// Verification after each commit (see `thinsim run --help`).
+    #[arg(long, value_enum, default_value_t = VerifyMode::Amortized)]
+    pub verify: VerifyMode,
     /// Report directory (summary.json, index.html).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -57,6 +61,7 @@ struct Plan<'a> {
     steps: u64,
     canary: Option<&'a str>,
     class_a_only: bool,
+    verify: VerifyMode,
     budget: Option<Duration>,
     export: Option<(&'a std::path::Path, u64)>,
 }
@@ -100,7 +105,7 @@ pub fn seeds_of(range: (u64, u64), shard: Option<(u64, u64)>) -> Vec<u64> {
 
 /// Runs every seed on `jobs` threads; returns the outcomes in seed order.
 fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
-    let Plan { jobs, steps, canary, class_a_only, budget, export } = *plan;
+    let Plan { jobs, steps, canary, class_a_only, verify, budget, export } = *plan;
     let start = Instant::now();
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<Option<RunOutcome>>> = Mutex::new(vec![None; seeds.len()]);
@@ -117,6 +122,7 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
                     steps,
                     canary: canary.map(str::to_owned),
                     class_a_only,
+                    verify,
                     keep_final_image: exporting.is_some(),
                     ..RunConfig::new(seeds[i])
                 };
@@ -180,6 +186,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         steps: a.steps,
         canary: a.canary.as_deref(),
         class_a_only: a.class_a_only,
+        verify: a.verify,
         budget: a.budget,
         export: a.export_images.as_deref().map(|d| (d, a.export_every)),
     };

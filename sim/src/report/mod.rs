@@ -9,7 +9,8 @@
 //! seeds            { ranges: [[first, last_exclusive], ...], shards: ["K/N", ...], runs }
 //! stats            RunStats: runs, steps, ops {OpKind: n}, commits, aborts, crashes,
 //!                  crashes_in_commit, recoveries, crash_images_checked, image_checks,
-//!                  commit_checks, metadata_exhausted, data_full, metadata_resizes,
+//!                  commit_checks (full verifications), incremental_checks,
+//!                  metadata_exhausted, data_full, metadata_resizes,
 //!                  data_resizes, threshold_callbacks, outcomes {a_exact, a_new_state,
 //!                  b_recovered, b_detected, b_undetectable, c_errors, c_aborts,
 //!                  c_fail_modes, c_recovered}, undetectable_reasons {why: n}

@@ -4,6 +4,7 @@
 //! Invariant: `RunConfig::replay_line` parses back (through the CLI) into an equal config.
 
 use super::options::OpKind;
+use super::verify::VerifyMode;
 use std::fmt;
 use std::str::FromStr;
 
@@ -67,6 +68,9 @@ pub struct RunConfig {
     /// Inject class A faults only (crashes, tears within the atomic unit): every recovery
     /// must then be exact. The seed still draws every other option.
     pub class_a_only: bool,
+    /// How much is verified after each commit (full every time, or incremental with
+    /// amortized full verifications; see `runner::verify`).
+    pub verify: VerifyMode,
     /// Keep the last verified (recovered) image in the outcome, for export to real tools.
     /// Does not change the run, so it is not part of the replay line.
     pub keep_final_image: bool,
@@ -80,6 +84,7 @@ impl RunConfig {
             crash_at: None,
             canary: None,
             class_a_only: false,
+            verify: VerifyMode::Amortized,
             keep_final_image: false,
         }
     }
@@ -99,6 +104,9 @@ impl RunConfig {
         }
         if self.class_a_only {
             s.push_str(" --class-a-only");
+        }
+        if self.verify == VerifyMode::Full {
+            s.push_str(" --verify full");
         }
         s
     }

@@ -22,6 +22,7 @@ pub mod oracle;
 mod recovery;
 pub mod shared;
 mod stats;
+pub mod verify;
 
 pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use options::{OpKind, Options};
@@ -147,6 +148,8 @@ struct Runner {
     aborted_changes_unspecified: bool,
     /// `THINSIM_VERBOSE` set: print every op and answer to stderr (output only).
     verbose: bool,
+    /// What was verified last and when the next full verification is due.
+    verifier: verify::Verifier,
 }
 
 /// Runs one seed.
@@ -198,6 +201,7 @@ impl Runner {
         let disk = SharedDisk::new(sim);
         let model = Model::new(opts.data_blocks);
         let good = Good { image: MemoryImage::zeroed(0), model: model.clone() };
+        let verifier = verify::Verifier::new(cfg.verify);
         let mut r = Runner {
             cfg,
             opts,
@@ -224,6 +228,7 @@ impl Runner {
             faulty_io: IoStats::default(),
             faulty_since: None,
             verbose: std::env::var_os("THINSIM_VERBOSE").is_some(),
+            verifier,
         };
         r.format()?;
         Ok(r)
@@ -258,6 +263,7 @@ impl Runner {
         pool.register_metadata_threshold(self.opts.threshold_blocks, cb)
             .map_err(|e| self.fail("setup", format!("register_metadata_threshold: {e}")))?;
         self.pool = Some(pool);
+        self.verifier.forget();
         Ok(())
     }
 
@@ -273,6 +279,7 @@ impl Runner {
                 self.set_faults(true);
             }
             self.one_step()?;
+            self.verifier.count_op();
             self.drain_faults();
         }
         self.final_recovery()

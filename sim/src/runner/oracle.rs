@@ -10,7 +10,7 @@
 use crate::disk::MemoryImage;
 use engine::format::{BlockTime, DeviceDetails};
 use engine::thin::Pool;
-use model::{Device, Devices, Model};
+use model::{Device, Devices, Mapping, Model};
 use std::collections::BTreeMap;
 
 /// Devices as the engine shows them: details and mappings per thin id.
@@ -57,7 +57,7 @@ pub const CHECK_PANICKED: &str = "check panicked: ";
 /// Prefix of every `check` finding in a diff (damage the format detected).
 pub const CHECK_FINDING: &str = "check: ";
 
-fn e2s(e: engine::Error) -> String {
+pub(crate) fn e2s(e: engine::Error) -> String {
     format!("{QUERY_FAILED}{e}")
 }
 
@@ -65,6 +65,19 @@ fn e2s(e: engine::Error) -> String {
 /// values, every device's details and mappings, the held snapshot, needs_check, free data.
 pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), String> {
     let mut d = Diff::default();
+    compare_values(pool, model, &mut d)?;
+    let devices = pool.devices().map_err(e2s)?;
+    let mut found: EngineDevices = BTreeMap::new();
+    for (id, det) in devices {
+        found.insert(id, (det, pool.mappings(id).map_err(e2s)?));
+    }
+    diff_devices("", &model.current().devices, &found, &mut d);
+    compare_held(pool, model, &mut d)?;
+    d.into_result()
+}
+
+/// Pool-wide values: time, transaction id, data size, needs_check, free data blocks.
+pub(crate) fn compare_values(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), String> {
     let cur = model.current();
     let s = pool.summary().map_err(e2s)?;
     if s.time != cur.time {
@@ -76,26 +89,6 @@ pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), String> {
     if s.data_nr_blocks != cur.data_blocks {
         d.push(format!("data size: expected {}, found {}", cur.data_blocks, s.data_nr_blocks));
     }
-    let devices = pool.devices().map_err(e2s)?;
-    let mut found: EngineDevices = BTreeMap::new();
-    for (id, det) in devices {
-        found.insert(id, (det, pool.mappings(id).map_err(e2s)?));
-    }
-    diff_devices("", &cur.devices, &found, &mut d);
-    match (pool.held_snapshot().map_err(e2s)?, &cur.held) {
-        (None, None) => {}
-        (Some(h), Some(m)) => diff_devices("held snapshot: ", m, &h, &mut d),
-        (h, m) => d.push(format!(
-            "held metadata snapshot: expected {}, found {}",
-            if m.is_some() { "held" } else { "none" },
-            if h.is_some() { "held" } else { "none" }
-        )),
-    }
-    compare_counts(pool, model, &mut d)?;
-    d.into_result()
-}
-
-fn compare_counts(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), String> {
     let nc = pool.needs_check().map_err(e2s)?;
     if Ok(nc) != model.needs_check() {
         d.push(format!("needs_check: expected {:?}, found {nc}", model.needs_check()));
@@ -103,6 +96,20 @@ fn compare_counts(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), String
     let free = pool.get_free_block_count().map_err(e2s)?;
     if Ok(free) != model.free_data_blocks() {
         d.push(format!("free data blocks: expected {:?}, found {free}", model.free_data_blocks()));
+    }
+    Ok(())
+}
+
+/// The held metadata snapshot, in full.
+pub(crate) fn compare_held(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), String> {
+    match (pool.held_snapshot().map_err(e2s)?, &model.current().held) {
+        (None, None) => {}
+        (Some(h), Some(m)) => diff_devices("held snapshot: ", m, &h, d),
+        (h, m) => d.push(format!(
+            "held metadata snapshot: expected {}, found {}",
+            if m.is_some() { "held" } else { "none" },
+            if h.is_some() { "held" } else { "none" }
+        )),
     }
     Ok(())
 }
@@ -122,22 +129,19 @@ fn diff_devices(what: &str, want: &Devices, found: &EngineDevices, d: &mut Diff)
     for (id, dev) in want {
         match found.get(id) {
             None => d.push(format!("{what}device {id}: expected, missing in the engine")),
-            Some((det, maps)) => diff_device(what, *id, dev, det, maps, d),
+            Some((det, maps)) => {
+                diff_details(what, *id, dev, det, d);
+                diff_mappings(what, *id, dev, maps, d);
+            }
         }
     }
-    for id in found.keys().filter(|id| !want.contains_key(id)) {
+    for id in found.keys().filter(|&id| !want.contains_key(id)) {
         d.push(format!("{what}device {id}: found in the engine, not expected"));
     }
 }
 
-fn diff_device(
-    what: &str,
-    id: u64,
-    dev: &Device,
-    det: &DeviceDetails,
-    maps: &[(u64, BlockTime)],
-    d: &mut Diff,
-) {
+/// A device's details: mapped blocks, transaction id, creation and snapshot times.
+pub(crate) fn diff_details(what: &str, id: u64, dev: &Device, det: &DeviceDetails, d: &mut Diff) {
     let want = (dev.mapped_blocks(), dev.transaction_id, dev.creation_time, dev.snapshotted_time);
     let got = (det.mapped_blocks, det.transaction_id, det.creation_time, det.snapshotted_time);
     if want != got {
@@ -145,24 +149,56 @@ fn diff_device(
             "{what}device {id}: details (mapped, trans_id, created, snapshotted) expected {want:?}, found {got:?}"
         ));
     }
-    let found: BTreeMap<u64, BlockTime> = maps.iter().copied().collect();
-    for (v, m) in &dev.mappings {
-        match found.get(v) {
-            None => d.push(format!(
-                "{what}device {id}: vblock {v}: expected data {} (time {}), found unmapped",
-                m.data_block, m.time
-            )),
-            Some(bt) if bt.data_block != m.data_block || bt.time != m.time => d.push(format!(
-                "{what}device {id}: vblock {v}: expected data {} (time {}), found data {} (time {})",
-                m.data_block, m.time, bt.data_block, bt.time
-            )),
-            Some(_) => {}
-        }
+}
+
+/// A device's mappings against the engine's (ascending), by a merge of the two sorted lists.
+pub(crate) fn diff_mappings(
+    what: &str,
+    id: u64,
+    dev: &Device,
+    maps: &[(u64, BlockTime)],
+    d: &mut Diff,
+) {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let mut want = dev.mappings.iter().peekable();
+    let mut found = maps.iter().peekable();
+    loop {
+        let order = match (want.peek(), found.peek()) {
+            (None, None) => return,
+            (Some(_), None) => Less,
+            (None, Some(_)) => Greater,
+            (Some((wv, _)), Some((fv, _))) => (*wv).cmp(fv),
+        };
+        let (w, f) = match order {
+            Less => (want.next(), None),
+            Greater => (None, found.next()),
+            Equal => (want.next(), found.next()),
+        };
+        let v = w.map(|(v, _)| *v).or(f.map(|(v, _)| *v)).unwrap_or_default();
+        diff_mapping(what, id, v, w.map(|(_, m)| *m), f.map(|(_, bt)| *bt), d);
     }
-    for (v, bt) in found.iter().filter(|(v, _)| !dev.mappings.contains_key(v)) {
+}
+
+/// One vblock's mapping: expected (model) against found (engine).
+pub(crate) fn diff_mapping(
+    what: &str,
+    id: u64,
+    v: u64,
+    want: Option<Mapping>,
+    found: Option<BlockTime>,
+    d: &mut Diff,
+) {
+    let want = want.map(|m| (m.data_block, m.time));
+    let found = found.map(|bt| (bt.data_block, bt.time));
+    if want != found {
+        let show = |x: Option<(u64, u32)>| match x {
+            Some((b, t)) => format!("data {b} (time {t})"),
+            None => "unmapped".to_owned(),
+        };
         d.push(format!(
-            "{what}device {id}: vblock {v}: expected unmapped, found data {} (time {})",
-            bt.data_block, bt.time
+            "{what}device {id}: vblock {v}: expected {}, found {}",
+            show(want),
+            show(found)
         ));
     }
 }
@@ -172,7 +208,7 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
     let c = model.committed();
     let caller: BTreeMap<u64, u32> =
         c.caller_refs.iter().map(|(b, n)| (*b, u32::try_from(*n).unwrap_or(u32::MAX))).collect();
-    let dev = Box::new(image.to_memory_device());
+    let dev = image.to_device();
     // `check` promises never to panic on any bytes; if it does, that is an engine bug to
     // report, not a reason to lose the rest of the campaign.
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -90,13 +90,12 @@ impl Runner {
         };
         let states = self.disk.lock().explore(&opts);
         for (i, st) in states.enumerate() {
-            let pool = Pool::open(Box::new(st.image.to_memory_device()), reopen_options())
-                .map_err(|e| {
-                    self.fail(
-                        "crash-image",
-                        format!("crash image {i} ({:?}) does not open: {e}", st.choices),
-                    )
-                })?;
+            let pool = Pool::open(st.image.to_device(), reopen_options()).map_err(|e| {
+                self.fail(
+                    "crash-image",
+                    format!("crash image {i} ({:?}) does not open: {e}", st.choices),
+                )
+            })?;
             let check = (i as u64).is_multiple_of(self.opts.check_every_image);
             let c = match_candidate(&pool, cands, check.then_some(&st.image)).map_err(|d| {
                 self.fail(
@@ -149,6 +148,7 @@ impl Runner {
                 self.model = cands.swap_remove(i);
                 self.install(pool)?;
                 self.mark_good(image);
+                self.verifier.verified(&self.model, true);
                 self.set_faults(true);
                 Ok(())
             }
@@ -220,9 +220,19 @@ impl Runner {
         self.good = Good { image, model: self.model.clone() };
     }
 
-    /// After a successful commit: the in-core state, `check` on the durable image and, when
-    /// class B damage may hide in it, an independent reopen of that image.
+    /// After a successful commit: what changed since the last verification, or (when due,
+    /// see [`super::verify`], and always while class B damage may hide in the image) the whole
+    /// in-core state, `check` on the durable image and an independent reopen of that image.
     pub(super) fn verify_committed(&mut self) -> Res<()> {
+        if self.b_faults.is_empty() && !self.verifier.full_due(&self.model) {
+            self.drain_faults();
+            if let Err(d) = self.verifier.compare_changes(self.pool(), &self.model) {
+                return self.diverged("state-after-commit", d);
+            }
+            self.stats.incremental_checks += 1;
+            self.verifier.verified(&self.model, false);
+            return Ok(());
+        }
         // Taken first: the comparison's reads may rot blocks of the live disk.
         let image = self.disk.lock().durable_image();
         self.drain_faults();
@@ -239,7 +249,7 @@ impl Runner {
         if !self.b_faults.is_empty() {
             let mut m = self.model.clone();
             m.crash();
-            let reopened = Pool::open(Box::new(image.to_memory_device()), reopen_options())
+            let reopened = Pool::open(image.to_device(), reopen_options())
                 .map_err(|e| e.to_string())
                 .and_then(|p| oracle::compare_pool(&p, &m));
             if let Err(d) = reopened {
@@ -247,6 +257,7 @@ impl Runner {
             }
         }
         self.mark_good(image);
+        self.verifier.verified(&self.model, true);
         Ok(())
     }
 

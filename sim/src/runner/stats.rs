@@ -46,6 +46,9 @@ pub struct RunStats {
     pub image_checks: u64,
     /// `check` runs on committed images (after commits and recoveries).
     pub commit_checks: u64,
+    /// Commits verified incrementally (only what changed; see `runner::verify`).
+    #[serde(default)]
+    pub incremental_checks: u64,
     pub metadata_exhausted: u64,
     pub data_full: u64,
     pub metadata_resizes: u64,
@@ -75,6 +78,7 @@ impl RunStats {
         self.crash_images_checked += o.crash_images_checked;
         self.image_checks += o.image_checks;
         self.commit_checks += o.commit_checks;
+        self.incremental_checks += o.incremental_checks;
         self.metadata_exhausted += o.metadata_exhausted;
         self.data_full += o.data_full;
         self.metadata_resizes += o.metadata_resizes;
