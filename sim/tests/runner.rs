@@ -100,3 +100,32 @@ fn shard_reports_merge_into_the_whole() {
     let page = std::fs::read_to_string(dir.path().join("a/index.html")).expect("page");
     assert!(page.contains("<svg") && page.contains("Fault × phase"));
 }
+
+/// The fault × phase matrix is enforced cell by cell: every cell a campaign's rates and I/O
+/// make reachable fires, and about as often as its rates say (a fault model that skipped a
+/// block kind or a phase would show here long before a gap in a real campaign).
+#[test]
+fn coverage_cells_fire_at_their_expected_rates() {
+    let mut total = Summary::new("cells", None);
+    for seed in 0..600 {
+        total.add(&run(&RunConfig::new(seed)));
+    }
+    total.finalize(None);
+    assert!(total.coverage_gaps.is_empty(), "{:?}", total.coverage_gaps);
+    let enforced: Vec<_> = total
+        .expected_cells
+        .iter()
+        .filter(|(_, e)| **e >= sim::report::REACHABLE_EXPECTED)
+        .collect();
+    assert!(enforced.len() >= 15, "only {} cells reachable", enforced.len());
+    let phases: std::collections::BTreeSet<_> =
+        enforced.iter().map(|(c, _)| (c.in_commit, c.snap_held)).collect();
+    assert!(phases.len() >= 3, "reachable cells cover too few phases: {phases:?}");
+    for (cell, expected) in enforced {
+        let seen = total.coverage.count(cell) as f64;
+        assert!(
+            (0.5 * expected..=1.6 * expected).contains(&seen),
+            "{cell:?}: expected about {expected:.0}, fired {seen}"
+        );
+    }
+}

@@ -7,6 +7,10 @@
 //!   label.
 //! - Counts only grow; [`FaultCoverage::merge`] adds shard counts cell by cell.
 //! - All maps are `BTreeMap`s: iteration order, and so every report, is deterministic.
+//! - *Exposure* counts, per cell, the I/O calls that drew a per-I/O fault chance (read EIO;
+//!   lost, misdirected and EIO writes; flush EIO), classified like the fault would have been.
+//!   A run multiplies them by its rates into the expected count of every cell, which is how
+//!   a campaign knows which cells its options make reachable.
 
 use engine::format::BlockKind;
 use engine::io::Block;
@@ -146,6 +150,24 @@ impl HitKind {
     }
 }
 
+/// The kind of I/O call a fault chance was drawn on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum IoKind {
+    Read,
+    /// Plain and FUA writes.
+    Write,
+    Flush,
+}
+
+/// One cell of exposure: the I/O kind, the block kind it would hit, and the phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExposureKey {
+    pub io: IoKind,
+    pub hit: HitKind,
+    pub in_commit: bool,
+    pub snap_held: bool,
+}
+
 /// One cell of the coverage matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CoverageKey {
@@ -155,12 +177,12 @@ pub struct CoverageKey {
     pub snap_held: bool,
 }
 
-/// A cell and its count, the serialised form of the matrix (JSON maps need string keys).
+/// A cell and its value, the serialised form of a matrix (JSON maps need string keys).
 #[derive(Serialize, Deserialize)]
-struct CoverageCell {
+struct CoverageCell<V> {
     #[serde(flatten)]
     key: CoverageKey,
-    count: u64,
+    count: V,
 }
 
 /// The fault × phase matrix plus crash counters.
@@ -174,6 +196,29 @@ pub struct FaultCoverage {
     crash_points: u64,
     /// Crash images produced: one per `crash`, one per image `explore` yields.
     crash_images: u64,
+}
+
+/// I/O calls that drew a per-I/O fault chance, per cell (see the module header). Kept by the
+/// disk beside its [`FaultCoverage`]; a run turns it into expected counts per cell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exposure(BTreeMap<ExposureKey, u64>);
+
+impl Exposure {
+    /// Counts one I/O call that drew a fault chance of its kind.
+    pub fn add(&mut self, io: IoKind, hit: HitKind, phase: &Phase) {
+        let key = ExposureKey {
+            io,
+            hit,
+            in_commit: phase.in_commit,
+            snap_held: phase.metadata_snap_held,
+        };
+        *self.0.entry(key).or_insert(0) += 1;
+    }
+
+    /// Calls per cell.
+    pub fn cells(&self) -> &BTreeMap<ExposureKey, u64> {
+        &self.0
+    }
 }
 
 impl FaultCoverage {
@@ -236,27 +281,32 @@ impl FaultCoverage {
     }
 }
 
-mod cells_as_list {
+/// A matrix keyed by [`CoverageKey`] as a JSON list of cells (`{fault, hit, in_commit,
+/// snap_held, count}`); cells listed twice add up.
+pub mod cells_as_list {
     use super::{CoverageCell, CoverageKey};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::BTreeMap;
+    use std::ops::AddAssign;
 
-    pub fn serialize<S: Serializer>(
-        cells: &BTreeMap<CoverageKey, u64>,
+    pub fn serialize<S: Serializer, V: Serialize + Copy>(
+        cells: &BTreeMap<CoverageKey, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        let list: Vec<CoverageCell> =
+        let list: Vec<CoverageCell<V>> =
             cells.iter().map(|(key, count)| CoverageCell { key: *key, count: *count }).collect();
         list.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<CoverageKey, u64>, D::Error> {
-        let list = Vec::<CoverageCell>::deserialize(d)?;
+    pub fn deserialize<'de, D, V>(d: D) -> Result<BTreeMap<CoverageKey, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        V: Deserialize<'de> + AddAssign + Default,
+    {
+        let list = Vec::<CoverageCell<V>>::deserialize(d)?;
         let mut cells = BTreeMap::new();
         for cell in list {
-            *cells.entry(cell.key).or_insert(0) += cell.count;
+            *cells.entry(cell.key).or_insert_with(V::default) += cell.count;
         }
         Ok(cells)
     }

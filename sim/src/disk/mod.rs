@@ -71,8 +71,8 @@ mod trace;
 
 pub use config::{AtomicUnit, CrashPolicy, DiskConfig, FaultRates, PPM};
 pub use coverage::{
-    CoverageKey, FaultClass, FaultCoverage, FaultEvent, FaultKind, FaultLog, HitKind, Phase,
-    MAX_FAULT_EVENTS,
+    cells_as_list, CoverageKey, Exposure, ExposureKey, FaultClass, FaultCoverage, FaultEvent,
+    FaultKind, FaultLog, HitKind, IoKind, Phase, MAX_FAULT_EVENTS,
 };
 pub use crash::{CrashOutcome, CrashReport};
 pub use explore::{CrashState, CrashStates, ExploreOptions, TearSet};
@@ -118,6 +118,7 @@ pub struct SimDisk {
     stats: IoStats,
     trace: TraceHash,
     coverage: FaultCoverage,
+    exposure: Exposure,
     log: FaultLog,
 }
 
@@ -154,6 +155,7 @@ impl SimDisk {
             stats: IoStats::default(),
             trace: TraceHash::default(),
             coverage: FaultCoverage::default(),
+            exposure: Exposure::default(),
             log: FaultLog::default(),
         }
     }
@@ -233,6 +235,11 @@ impl SimDisk {
 
     pub fn coverage(&self) -> &FaultCoverage {
         &self.coverage
+    }
+
+    /// I/O calls that drew each per-I/O fault chance, per coverage cell.
+    pub fn exposure(&self) -> &Exposure {
+        &self.exposure
     }
 
     /// The faults injected since the last take, and starts a new log.
@@ -476,6 +483,10 @@ impl SimDisk {
         if from_media && self.latent.contains(&block) {
             return Err(eio(IoOp::Read, Some(block), "latent sector error (injected)"));
         }
+        if self.config.rates.read_eio_ppm > 0 {
+            let hit = self.hit_of_newest(block);
+            self.exposure.add(IoKind::Read, hit, &self.phase);
+        }
         if self.chance(self.config.rates.read_eio_ppm) {
             let hit = self.hit_of_newest(block);
             self.record(FaultKind::ReadEio, Some(block), hit);
@@ -544,6 +555,10 @@ impl SimDisk {
         if self.config.backed_blocks.is_some_and(|backed| block >= backed) {
             self.record(FaultKind::DeviceFull, Some(block), HitKind::of(buf));
             return Err(eio(IoOp::Write, Some(block), "device full: block not backed (injected)"));
+        }
+        let r = &self.config.rates;
+        if r.write_eio_ppm > 0 || r.lost_write_ppm > 0 || r.misdirected_write_ppm > 0 {
+            self.exposure.add(IoKind::Write, HitKind::of(buf), &self.phase);
         }
         if self.chance(self.config.rates.write_eio_ppm) {
             self.record(FaultKind::WriteEio, Some(block), HitKind::of(buf));
@@ -616,6 +631,9 @@ impl SimDisk {
                 self.record(FaultKind::PowerLoss, None, HitKind::NoBlock);
                 return Err(eio(IoOp::Flush, None, POWER_LOSS_DETAIL));
             }
+        }
+        if self.faults_enabled && self.config.rates.flush_eio_ppm > 0 {
+            self.exposure.add(IoKind::Flush, HitKind::NoBlock, &self.phase);
         }
         if self.faults_enabled && self.chance(self.config.rates.flush_eio_ppm) {
             self.record(FaultKind::FlushEio, None, HitKind::NoBlock);

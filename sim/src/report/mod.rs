@@ -18,6 +18,7 @@
 //!                  snap_held, count}], by_label {phase: n}, crash_points, crash_images
 //! faults           {FaultKind: count}   (row totals of the matrix)
 //! expected_faults  {FaultKind: expected count from the runs' rates and I/O}
+//! expected_cells   [{fault, hit, in_commit, snap_held, count}]  expected count per cell
 //! coverage_gaps    [reason]  (non-empty fails the campaign)
 //! failures         [{signature, count, seeds: [first few], first: Failure}]
 //! wall_seconds     summed over shards
@@ -30,12 +31,17 @@
 //! [`REACHABLE_EXPECTED`] (the chance of zero is then below e^-30, even allowing for the
 //! steps run with faults off). Power loss is reachable once the campaign cut power inside
 //! at least [`REACHABLE_EXPECTED`] commits; a crash drop once it crashed that often.
-//! Cells finer than a kind (block kind, phase) are reported, not enforced: which blocks a
-//! random fault hits is not under the runner's control.
+//! The same holds cell by cell for the faults drawn per I/O call (read EIO; lost,
+//! misdirected and EIO writes; flush EIO): the disk counts, per cell (block kind × inside a
+//! commit or not × metadata snapshot held or not), the I/O calls that drew the chance, each
+//! run multiplies them by its rates (`expected_cells`), and a cell expected at least
+//! [`REACHABLE_EXPECTED`] times that never fired is a gap. Crash faults (drops, tears, stale
+//! versions) and media faults (bit rot, latent errors) are enforced per kind only: their
+//! chance is drawn per crash or per media read, whose cells the engine's cache decides.
 
 mod html;
 
-use crate::disk::{FaultCoverage, FaultKind};
+use crate::disk::{cells_as_list, CoverageKey, FaultCoverage, FaultKind};
 use crate::runner::{Failure, RunOutcome, RunStats};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -83,6 +89,9 @@ pub struct Summary {
     pub coverage: FaultCoverage,
     pub faults: BTreeMap<FaultKind, u64>,
     pub expected_faults: BTreeMap<FaultKind, f64>,
+    /// Expected count per coverage cell (same list form as the matrix).
+    #[serde(default, with = "cells_as_list")]
+    pub expected_cells: BTreeMap<CoverageKey, f64>,
     pub coverage_gaps: Vec<String>,
     pub failures: Vec<FailureGroup>,
     pub wall_seconds: f64,
@@ -106,6 +115,9 @@ impl Summary {
         self.coverage.merge(&o.coverage);
         for (k, e) in &o.expected_faults {
             *self.expected_faults.entry(*k).or_insert(0.0) += e;
+        }
+        for (k, e) in &o.expected_cells {
+            *self.expected_cells.entry(*k).or_insert(0.0) += e;
         }
         if let Some(f) = &o.failure {
             self.add_failure(f, 1, &[o.seed]);
@@ -141,6 +153,9 @@ impl Summary {
         self.coverage.merge(&o.coverage);
         for (k, e) in &o.expected_faults {
             *self.expected_faults.entry(*k).or_insert(0.0) += e;
+        }
+        for (k, e) in &o.expected_cells {
+            *self.expected_cells.entry(*k).or_insert(0.0) += e;
         }
         for g in &o.failures {
             self.add_failure(&g.first, g.count, &g.seeds);
@@ -203,6 +218,18 @@ pub fn coverage_gaps(s: &Summary) -> Vec<String> {
             gaps.push(format!("{k:?}: expected about {e:.0} from the rates, fired 0 times"));
         }
     }
+    for (cell, e) in &s.expected_cells {
+        if *e >= REACHABLE_EXPECTED && s.coverage.count(cell) == 0 {
+            gaps.push(format!(
+                "{:?} on {:?} blocks {} a commit, metadata snapshot {}: expected about {e:.0} \
+                 from the rates and the I/O in that cell, fired 0 times",
+                cell.fault,
+                cell.hit,
+                if cell.in_commit { "inside" } else { "outside" },
+                if cell.snap_held { "held" } else { "not held" },
+            ));
+        }
+    }
     let cut = s.stats.crashes_in_commit as f64;
     if cut >= REACHABLE_EXPECTED && s.coverage.total(FaultKind::PowerLoss) == 0 {
         gaps.push(format!("PowerLoss: {cut} crashes inside commits, no power loss recorded"));
@@ -212,4 +239,43 @@ pub fn coverage_gaps(s: &Summary) -> Vec<String> {
         gaps.push(format!("CrashDrop: {crashes} crashes, no pending write ever dropped"));
     }
     gaps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{HitKind, Phase};
+
+    fn cell(fault: FaultKind, in_commit: bool) -> CoverageKey {
+        CoverageKey { fault, hit: HitKind::Node, in_commit, snap_held: false }
+    }
+
+    #[test]
+    fn a_reachable_cell_that_never_fired_is_a_gap() {
+        let mut s = Summary::new("t", None);
+        // Lost writes fired, but only outside commits; inside, 40 were expected.
+        let outside = Phase { in_commit: false, ..Phase::IDLE };
+        s.coverage.record(FaultKind::LostWrite, HitKind::Node, &outside);
+        s.expected_cells.insert(cell(FaultKind::LostWrite, false), 35.0);
+        s.expected_cells.insert(cell(FaultKind::LostWrite, true), 40.0);
+        // Below the reachability bound: not enforced.
+        s.expected_cells.insert(cell(FaultKind::WriteEio, true), REACHABLE_EXPECTED - 1.0);
+        s.finalize(Some(1.0));
+        assert_eq!(s.coverage_gaps.len(), 1, "{:?}", s.coverage_gaps);
+        assert!(s.coverage_gaps[0].contains("LostWrite on Node blocks inside a commit"));
+        assert!(!s.passed());
+    }
+
+    #[test]
+    fn expected_cells_survive_json_and_merge() {
+        let mut a = Summary::new("a", None);
+        a.expected_cells.insert(cell(FaultKind::ReadEio, false), 12.5);
+        let json = serde_json::to_string(&a).unwrap();
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.expected_cells, a.expected_cells);
+        let mut m = Summary::new("m", None);
+        m.merge(&a);
+        m.merge(&back);
+        assert_eq!(m.expected_cells[&cell(FaultKind::ReadEio, false)], 25.0);
+    }
 }

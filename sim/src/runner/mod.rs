@@ -28,7 +28,10 @@ pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use options::{OpKind, Options};
 pub use stats::{Outcomes, RunStats};
 
-use crate::disk::{FaultClass, FaultCoverage, FaultKind, IoStats, MemoryImage, SimDisk};
+use crate::disk::{
+    CoverageKey, ExposureKey, FaultClass, FaultCoverage, FaultKind, IoKind, IoStats, MemoryImage,
+    SimDisk,
+};
 use engine::thin::{Pool, PoolOptions, ThinHandle};
 use model::Model;
 use rand::{Rng, SeedableRng};
@@ -91,6 +94,8 @@ pub struct RunOutcome {
     pub coverage: FaultCoverage,
     /// Expected counts of each fault kind given the run's rates and I/O (for reachability).
     pub expected_faults: Vec<(FaultKind, f64)>,
+    /// Expected count of each coverage cell given the run's rates and exposure.
+    pub expected_cells: Vec<(CoverageKey, f64)>,
     pub trace_hash: u64,
     pub failure: Option<Box<Failure>>,
     /// The last image verified against the model (after the final power cut), when asked for.
@@ -188,6 +193,7 @@ fn outcome_without_runner(cfg: &RunConfig, options: Options, f: Box<Failure>) ->
         stats: RunStats { runs: 1, ..RunStats::default() },
         coverage: FaultCoverage::default(),
         expected_faults: Vec::new(),
+        expected_cells: Vec::new(),
         trace_hash: 0,
         failure: Some(f),
         final_image: None,
@@ -359,12 +365,14 @@ impl Runner {
             add_io_delta(&mut self.faulty_io, &start, d.stats());
         }
         let expected_faults = expected_faults(&self.opts, &self.faulty_io);
+        let expected_cells = expected_cells(&self.opts, d.exposure().cells());
         RunOutcome {
             seed: self.cfg.seed,
             options: self.opts.clone(),
             stats: self.stats.clone(),
             coverage: d.coverage().clone(),
             expected_faults,
+            expected_cells,
             trace_hash: self.hash.0,
             final_image: (self.cfg.keep_final_image && result.is_ok())
                 .then(|| self.good.image.clone()),
@@ -397,4 +405,32 @@ fn expected_faults(o: &Options, io: &IoStats) -> Vec<(FaultKind, f64)> {
         (FaultKind::WriteEio, per(r.write_eio_ppm, writes)),
         (FaultKind::FlushEio, per(r.flush_eio_ppm, io.flushes)),
     ]
+}
+
+/// How often each coverage cell should have fired: for every cell of exposure (I/O calls that
+/// drew a fault chance, by block kind and phase), the rate of each fault kind drawn on that
+/// kind of I/O times the calls.
+fn expected_cells(
+    o: &Options,
+    exposure: &std::collections::BTreeMap<ExposureKey, u64>,
+) -> Vec<(CoverageKey, f64)> {
+    let r = &o.disk.rates;
+    let mut out = Vec::new();
+    for (e, n) in exposure {
+        let kinds: &[(FaultKind, u32)] = match e.io {
+            IoKind::Read => &[(FaultKind::ReadEio, r.read_eio_ppm)],
+            IoKind::Write => &[
+                (FaultKind::LostWrite, r.lost_write_ppm),
+                (FaultKind::MisdirectedWrite, r.misdirected_write_ppm),
+                (FaultKind::WriteEio, r.write_eio_ppm),
+            ],
+            IoKind::Flush => &[(FaultKind::FlushEio, r.flush_eio_ppm)],
+        };
+        for &(fault, ppm) in kinds.iter().filter(|(_, ppm)| *ppm > 0) {
+            let key =
+                CoverageKey { fault, hit: e.hit, in_commit: e.in_commit, snap_held: e.snap_held };
+            out.push((key, f64::from(ppm) / 1e6 * *n as f64));
+        }
+    }
+    out
 }
