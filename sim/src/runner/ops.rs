@@ -251,10 +251,9 @@ impl Runner {
         if !after_error {
             self.aborted_changes_unspecified = false;
         }
-        if !self.b_faults.is_empty() {
-            self.model = cands.pop().expect("one candidate at least");
-            return Ok(());
-        }
+        // With class B damage outstanding the comparison may meet it; `diverged` then
+        // power-cycles and judges the reopen against both candidates (kept in `pre`). Picking
+        // a candidate without comparing would guess wrong whenever the commit did not land.
         // The reload flushed: the durable image is the committed state, and its check tells
         // candidates apart that differ only in caller references.
         let image = (cands.len() > 1).then(|| self.disk.lock().durable_image());

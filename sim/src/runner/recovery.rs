@@ -147,7 +147,7 @@ impl Runner {
                 o.c_recovered += u64::from(had_c);
                 self.model = cands.swap_remove(i);
                 self.install(pool)?;
-                self.mark_good(image);
+                self.mark_good(image, true);
                 self.verifier.verified(&self.model, true);
                 self.set_faults(true);
                 Ok(())
@@ -213,9 +213,13 @@ impl Runner {
 
     /// `image` was verified against the model: it becomes the restore point. Class B faults
     /// injected while verifying (bit rot met by the verification's own reads) stay
-    /// outstanding: they changed the disk after `image` was taken.
-    fn mark_good(&mut self, image: MemoryImage) {
-        self.b_faults.clear();
+    /// outstanding: they changed the disk after `image` was taken. So do lost and misdirected
+    /// writes unless the pool was just reopened from the disk (`reopened`): the live pool's
+    /// cache still holds what it believes it wrote, and a later superblock may point at a
+    /// block whose write never landed, damage that only a reopen can show.
+    fn mark_good(&mut self, image: MemoryImage, reopened: bool) {
+        let masked_by_cache = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
+        self.b_faults.retain(|k| !reopened && masked_by_cache.contains(k));
         self.drain_faults();
         self.good = Good { image, model: self.model.clone() };
     }
@@ -224,8 +228,9 @@ impl Runner {
     /// see [`super::verify`], and always while class B damage may hide in the image) the whole
     /// in-core state, `check` on the durable image and an independent reopen of that image.
     pub(super) fn verify_committed(&mut self) -> Res<()> {
+        // Faults the commit itself injected decide too: class B damage gets the full check.
+        self.drain_faults();
         if self.b_faults.is_empty() && !self.verifier.full_due(&self.model) {
-            self.drain_faults();
             if let Err(d) = self.verifier.compare_changes(self.pool(), &self.model) {
                 return self.diverged("state-after-commit", d);
             }
@@ -249,14 +254,26 @@ impl Runner {
         if !self.b_faults.is_empty() {
             let mut m = self.model.clone();
             m.crash();
+            // The superblock's own fields too (metadata size, flags, held root): the model
+            // does not know them all, but the pool that just committed does. A misdirected
+            // superblock write that changed only the metadata size is caught here.
+            let live = self.pool().summary().map_err(oracle::e2s);
             let reopened = Pool::open(image.to_device(), reopen_options())
                 .map_err(|e| e.to_string())
-                .and_then(|p| oracle::compare_pool(&p, &m));
+                .and_then(|p| {
+                    oracle::compare_pool(&p, &m)?;
+                    let (live, found) = (live?, p.summary().map_err(oracle::e2s)?);
+                    if live == found {
+                        Ok(())
+                    } else {
+                        Err(format!("superblock: committed {live:?}, reopened {found:?}"))
+                    }
+                });
             if let Err(d) = reopened {
                 return self.diverged("image-after-commit", d);
             }
         }
-        self.mark_good(image);
+        self.mark_good(image, false);
         self.verifier.verified(&self.model, true);
         Ok(())
     }
