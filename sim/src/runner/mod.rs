@@ -1,6 +1,7 @@
 //! The runner: one run = (seed, options). The engine and the model run in lockstep on a
-//! simulated disk; every answer is compared, the whole state after every commit, abort and
-//! recovery, and crashes come at random points, including between any two I/Os of a commit.
+//! simulated disk; every answer is compared, the whole state after every abort and recovery,
+//! after every commit what changed and the whole state on the schedule of [`verify`], and
+//! crashes come at random points, including between any two I/Os of a commit.
 //!
 //! Invariants:
 //! - One `ChaCha8Rng` seeded from the run's seed draws the options and every step; the disk
