@@ -77,8 +77,14 @@ impl TransactionManager {
 
     /// A fresh zeroed block of `kind`, count 1, writable in this transaction.
     pub fn new_block(&mut self, kind: BlockKind) -> Result<u64> {
+        self.new_block_with(kind, [0u8; 4096])
+    }
+
+    /// A new block holding `data` (filled by the caller): one cache insert, no separate
+    /// modify (bulk loading writes thousands of these).
+    pub fn new_block_with(&mut self, kind: BlockKind, data: Block) -> Result<u64> {
         let b = self.sm.alloc()?;
-        self.bm.put(b, kind, [0u8; 4096])?;
+        self.bm.put(b, kind, data)?;
         self.shadowed.insert(b);
         Ok(b)
     }

@@ -147,6 +147,40 @@ fn bad_xml_leaves_the_output_untouched() {
     assert_eq!(std::fs::read(&out).unwrap(), before, "output changed");
 }
 
+/// Well-formed XML that describes an impossible pool is refused in pass 1, before any
+/// write, on both entry points (streamed and in memory), with a message naming the problem.
+#[test]
+fn impossible_pools_are_refused_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.img");
+    FileDevice::create(&out, 256).unwrap();
+    let before = std::fs::read(&out).unwrap();
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/images/spec-13-1.xml"),
+    )
+    .unwrap();
+    let cases = [
+        // A run ending past the data device (thin_restore 0.9.0 writes such an image).
+        ("nr_data_blocks=\"1000\"", "nr_data_blocks=\"12\"", "beyond end of data device"),
+        // Two runs covering one origin.
+        ("origin_block=\"10\"", "origin_block=\"1\"", "mapped twice"),
+        // A mapping written after the pool's time.
+        ("data_block=\"20\" time=\"1\"", "data_block=\"20\" time=\"9\"", "after pool time"),
+    ];
+    for (from, to, why) in cases {
+        assert!(good.contains(from), "{from}");
+        let bad = good.replacen(from, to, 1).into_bytes();
+        let dev = || Box::new(FileDevice::open(&out, true).unwrap());
+        let streamed = restore::restore(std::io::Cursor::new(bad.clone()), dev()).err();
+        let in_memory = restore::restore_slice(&bad, dev()).err();
+        for err in [streamed, in_memory] {
+            let msg = err.expect("an impossible pool must be refused").to_string();
+            assert!(msg.contains(why), "{from} -> {to}: {msg}");
+        }
+        assert_eq!(std::fs::read(&out).unwrap(), before, "{from} -> {to}: output changed");
+    }
+}
+
 #[test]
 fn engine_workloads_pass_thin_check_and_dump_agrees() {
     if !tools_available() {

@@ -134,7 +134,7 @@ pub struct Row {
 }
 
 /// Runs the whole comparison for each pool size; returns the rows.
-pub fn run(sizes: &[u64], dir: &Path, keep: bool) -> Result<Vec<Row>, String> {
+pub fn run(sizes: &[u64], dir: &Path, keep: bool, repeats: usize) -> Result<Vec<Row>, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
@@ -146,28 +146,25 @@ pub fn run(sizes: &[u64], dir: &Path, keep: bool) -> Result<Vec<Row>, String> {
         sized_image(&theirs_img, n)?;
         sized_image(&ours_img, n)?;
         let s = |p: &PathBuf| p.to_str().unwrap_or_default().to_string();
-        let theirs = measure(Command::new("thin_restore").args([
-            "-q",
-            "-i",
-            &s(&xml),
-            "-o",
-            &s(&theirs_img),
-        ]))?;
-        let ours = measure(Command::new(&me).args([
-            "restore",
-            "-q",
-            "-i",
-            &s(&xml),
-            "-o",
-            &s(&ours_img),
-        ]))?;
-        rows.push(Row { mappings: n, op: "restore", ours, theirs });
-        let theirs = measure(Command::new("thin_dump").arg(s(&theirs_img)))?;
-        let ours = measure(Command::new(&me).args(["dump", &s(&theirs_img)]))?;
-        rows.push(Row { mappings: n, op: "dump", ours, theirs });
-        let theirs = measure(Command::new("thin_check").args(["-q", &s(&theirs_img)]))?;
-        let ours = measure(Command::new(&me).args(["check", "-q", &s(&theirs_img)]))?;
-        rows.push(Row { mappings: n, op: "check", ours, theirs });
+        let (x, ti, oi) = (s(&xml), s(&theirs_img), s(&ours_img));
+        let pairs: [(&str, Vec<&str>, Vec<&str>, &str); 3] = [
+            (
+                "restore",
+                vec!["-q", "-i", &x, "-o", &ti],
+                vec!["restore", "-q", "-i", &x, "-o", &oi],
+                "thin_restore",
+            ),
+            ("dump", vec![&ti], vec!["dump", &ti], "thin_dump"),
+            ("check", vec!["-q", &ti], vec!["check", "-q", &ti], "thin_check"),
+        ];
+        for (op, their_args, our_args, tool) in pairs {
+            let (ours, theirs) = interleaved(repeats, || {
+                let theirs = measure(Command::new(tool).args(&their_args))?;
+                let ours = measure(Command::new(&me).args(&our_args))?;
+                Ok((ours, theirs))
+            })?;
+            rows.push(Row { mappings: n, op, ours, theirs });
+        }
         if !keep {
             for p in [&xml, &theirs_img, &ours_img] {
                 let _ = std::fs::remove_file(p);
@@ -177,10 +174,30 @@ pub fn run(sizes: &[u64], dir: &Path, keep: bool) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// Runs `pair` (theirs then ours) `repeats` times, alternating so that both see the same
+/// machine, and keeps the run of median wall clock of each side (peak memory from that run).
+fn interleaved(
+    repeats: usize,
+    mut pair: impl FnMut() -> Result<(Measured, Measured), String>,
+) -> Result<(Measured, Measured), String> {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let (o, t) = pair()?;
+        ours.push(o);
+        theirs.push(t);
+    }
+    let median = |mut v: Vec<Measured>| {
+        v.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        v.swap_remove(v.len() / 2)
+    };
+    Ok((median(ours), median(theirs)))
+}
+
 /// Renders the rows as (JSON, Markdown).
 pub fn render(rows: &[Row]) -> (String, String) {
     let mut md = String::from("# Tools benchmark: thinsim vs thin-provisioning-tools 0.9.0\n\n");
-    md.push_str("Wall clock per run, child processes, one run each; peak RSS from wait4.\n\n");
+    md.push_str("Wall clock per run, child processes; each figure is the median of interleaved runs (thin-provisioning-tools, then thinsim, `--repeats` times, 5 by default); peak RSS from wait4 of that run.\n\n");
     md.push_str("| mappings | op | thinsim s | 0.9.0 s | speedup | thinsim Mmap/s | thinsim peak MiB | 0.9.0 peak MiB |\n");
     md.push_str("|---|---|---|---|---|---|---|---|\n");
     let mut json = String::from("{\n  \"rows\": [\n");

@@ -40,17 +40,16 @@ fn write_level<V: AsRef<[u8]>>(
     for i in 0..nodes {
         // Even shares: the first `n % nodes` nodes take one extra entry.
         let share = n / nodes + usize::from(i < n % nodes);
-        let b = tm.new_block(BlockKind::Node)?;
         let first = entries.peek().map(|(k, _)| *k).unwrap_or(0);
-        tm.modify(b, BlockKind::Node, |blk| {
-            node::init(blk, flags, value_size);
-            for j in 0..share {
-                let (k, v) = entries.next().expect("shares add up to n");
-                node::set_key(blk, j, k);
-                node::set_nr_entries(blk, j + 1);
-                node::set_value(blk, j, v.as_ref());
-            }
-        })?;
+        let mut blk = [0u8; 4096];
+        node::init(&mut blk, flags, value_size);
+        for j in 0..share {
+            let (k, v) = entries.next().expect("shares add up to n");
+            node::set_key(&mut blk, j, k);
+            node::set_value(&mut blk, j, v.as_ref());
+        }
+        node::set_nr_entries(&mut blk, share);
+        let b = tm.new_block_with(BlockKind::Node, blk)?;
         out.push((first, b));
     }
     Ok(out)

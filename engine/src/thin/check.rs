@@ -154,7 +154,9 @@ pub fn check(dev: Box<dyn BlockDevice>) -> CheckReport {
 /// Like [`check`], with data references held outside the trees (allocated-not-inserted
 /// blocks, explicit `inc_data_range`s) added to the expected data counts.
 pub fn check_with_refs(dev: Box<dyn BlockDevice>, caller_refs: &BTreeMap<u64, u32>) -> CheckReport {
-    let bm = BlockManager::new(dev, 8192);
+    // A small cache: the walk reads each block once (sharing is tracked by the checker, not
+    // the cache), and reusing evicted buffers avoids a page fault per block read.
+    let bm = BlockManager::new(dev, 1024);
     let mut report = CheckReport::default();
     let raw = match bm.read_raw(0) {
         Ok(r) => r,

@@ -8,7 +8,7 @@
 //!
 //! Stricter than thin_restore 0.9.0: duplicate origins in a device, mapping times that do not
 //! fit 24 bits or lie after the pool time, and details with creation > snap > pool time are
-//! refused. `mapped_blocks` is recounted (as 0.9.0 does); `metadata_snap` is not restored (as
+//! refused, all in pass 1 (the XML reader itself refuses data blocks past `nr_data_blocks`). `mapped_blocks` is recounted (as 0.9.0 does); `metadata_snap` is not restored (as
 //! 1.x does: a bare block number without its copy would be corrupt).
 
 use super::records::DETAILS_VALUES;
@@ -24,33 +24,67 @@ use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 
 /// Restores the XML in `input` onto `dev` (whatever it held before). Returns the device.
+/// Inputs up to [`FAST_PATH_MAX_BYTES`] are read whole and restored by [`restore_slice`].
 pub fn restore<R: Read + Seek>(
     mut input: R,
-    mut dev: Box<dyn BlockDevice>,
+    dev: Box<dyn BlockDevice>,
 ) -> Result<Box<dyn BlockDevice>, ToolError> {
-    let (sb, kept) = validate_any(&mut input)?;
+    let len = input
+        .seek(SeekFrom::End(0))
+        .map_err(|e| ToolError::Input(format!("cannot size input: {e}")))?;
+    rewind(&mut input)?;
+    if len <= FAST_PATH_MAX_BYTES {
+        let mut doc = Vec::with_capacity(len as usize);
+        input
+            .read_to_end(&mut doc)
+            .map_err(|e| ToolError::Input(format!("cannot read input: {e}")))?;
+        return restore_slice(&doc, dev);
+    }
+    let (sb, kept) = validate(|f| reader_events(&mut input, f).map(|()| true))?
+        .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))?;
     if kept.is_none() {
         rewind(&mut input)?;
     }
+    write_pool(&sb, kept, input, dev)
+}
+
+/// Restores the XML document `doc` (for instance a memory-mapped file): pass 1 through the
+/// canonical fast path when `doc` is thin_dump's own layout, else through the full reader.
+pub fn restore_slice(
+    doc: &[u8],
+    dev: Box<dyn BlockDevice>,
+) -> Result<Box<dyn BlockDevice>, ToolError> {
+    let found = match validate(|f| crate::tools::xml_fast::parse(doc, f))? {
+        Some(found) => found,
+        None => validate(|f| reader_events(doc, f).map(|()| true))?
+            .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))?,
+    };
+    let (sb, kept) = found;
+    write_pool(&sb, kept, doc, dev)
+}
+
+/// Pass 2 onto `dev`; `input` is parsed again only when pass 1 kept no runs.
+fn write_pool<R: Read>(
+    sb: &XmlSuperblock,
+    kept: Option<Vec<(XmlDevice, Vec<Run>)>>,
+    input: R,
+    mut dev: Box<dyn BlockDevice>,
+) -> Result<Box<dyn BlockDevice>, ToolError> {
     dev.write(0, &[0u8; 4096]).map_err(crate::Error::from)?;
     dev.flush().map_err(crate::Error::from)?;
     let opts = PoolOptions {
         data_block_size: sb.data_block_size,
         may_format: true,
-        cache_blocks: 1 << 15,
+        // Small: every block is written once, so a big cache only costs fresh memory (page
+        // faults); evicted blocks are written back early, which the transaction allows.
+        cache_blocks: 2048,
     };
     let pool = Pool::open(dev, opts)?;
-    let built = pool.control(|p| build(p, &sb, kept, input));
-    let result = built.and_then(|()| {
-        pool.close().map_err(|e| match e {
-            super::CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
-            super::CloseError::Busy(_) => ToolError::Input("pool busy after restore".into()),
-        })
-    });
-    match result {
-        Ok(dev) => Ok(dev),
-        Err(e) => Err(e),
-    }
+    pool.control(|p| build(p, sb, kept, input))?;
+    pool.close().map_err(|e| match e {
+        super::CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
+        super::CloseError::Busy(_) => ToolError::Input("pool busy after restore".into()),
+    })
 }
 
 fn rewind<R: Seek>(input: &mut R) -> Result<(), ToolError> {
@@ -61,31 +95,7 @@ fn rewind<R: Seek>(input: &mut R) -> Result<(), ToolError> {
 }
 
 /// Inputs up to this size are read whole and tried on the canonical fast path first.
-const FAST_PATH_MAX_BYTES: u64 = 1 << 31;
-
-/// Pass 1 through the canonical fast path when the input is thin_dump's own layout, else
-/// (or when it is too large to hold) through the full streaming reader.
-#[allow(clippy::type_complexity)]
-fn validate_any<R: Read + Seek>(
-    input: &mut R,
-) -> Result<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>), ToolError> {
-    let len = input
-        .seek(SeekFrom::End(0))
-        .map_err(|e| ToolError::Input(format!("cannot size input: {e}")))?;
-    rewind(input)?;
-    if len <= FAST_PATH_MAX_BYTES {
-        let mut doc = Vec::with_capacity(len as usize);
-        input
-            .read_to_end(&mut doc)
-            .map_err(|e| ToolError::Input(format!("cannot read input: {e}")))?;
-        if let Some(found) = validate(|f| crate::tools::xml_fast::parse(&doc, f))? {
-            return Ok(found);
-        }
-        rewind(input)?;
-    }
-    validate(|f| reader_events(&mut *input, f).map(|()| true))?
-        .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))
-}
+pub const FAST_PATH_MAX_BYTES: u64 = 1 << 31;
 
 fn reader_events<R: Read>(
     input: R,
@@ -115,7 +125,7 @@ fn validate(
 ) -> Result<Option<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>)>, ToolError> {
     let mut sb: Option<XmlSuperblock> = None;
     let mut ids = BTreeSet::new();
-    let mut dev: Option<(XmlDevice, Vec<(u64, u64)>)> = None;
+    let mut dev: Option<(XmlDevice, Vec<Run>)> = None;
     let mut kept: Option<Vec<(XmlDevice, Vec<Run>)>> = Some(Vec::new());
     let mut kept_runs = 0usize;
     let complete = events(&mut |ev| {
@@ -133,9 +143,6 @@ fn validate(
                     )));
                 }
                 dev = Some((d, Vec::new()));
-                if let Some(k) = kept.as_mut() {
-                    k.push((d, Vec::new()));
-                }
             }
             XmlEvent::Mapping { origin_begin, data_begin, length, time } => {
                 let s = sb.as_ref().expect("nested");
@@ -146,25 +153,25 @@ fn validate(
                         d.dev_id, s.time
                     )));
                 }
-                runs.push((origin_begin, length));
-                kept_runs += 1;
-                if kept_runs > KEEP_RUNS_MAX {
-                    kept = None;
-                }
-                if let Some((_, r)) = kept.as_mut().and_then(|k| k.last_mut()) {
-                    r.push((origin_begin, data_begin, length, time));
-                }
+                runs.push((origin_begin, data_begin, length, time));
             }
             XmlEvent::EndDevice => {
                 let (d, mut runs) = dev.take().expect("nested");
                 if !runs.is_sorted() {
                     runs.sort_unstable();
                 }
-                if let Some(w) = runs.windows(2).find(|w| w[0].0 + w[0].1 > w[1].0) {
+                if let Some(w) = runs.windows(2).find(|w| w[0].0 + w[0].2 > w[1].0) {
                     return Err(ToolError::Input(format!(
                         "device {}: origin {} mapped twice",
                         d.dev_id, w[1].0
                     )));
+                }
+                kept_runs += runs.len();
+                if kept_runs > KEEP_RUNS_MAX {
+                    kept = None;
+                }
+                if let Some(k) = kept.as_mut() {
+                    k.push((d, runs));
                 }
             }
             XmlEvent::EndSuperblock => {}
@@ -197,15 +204,18 @@ fn build<R: Read>(
     r
 }
 
-fn expand(runs: &[Run]) -> Vec<(u64, u64)> {
-    let mut m = Vec::with_capacity(runs.iter().map(|r| r.2 as usize).sum());
+/// Appends the mappings of `runs` to `m` as (vblock, packed block-time) pairs, and tallies
+/// the reference each one holds on its data block.
+fn expand(runs: &[Run], m: &mut Vec<(u64, u64)>, tally: &mut DataTally) -> Result<(), ToolError> {
+    m.reserve(runs.iter().map(|r| r.2 as usize).sum());
     for &(origin, data, length, time) in runs {
         for i in 0..length {
             let bt = BlockTime { data_block: data + i, time };
             m.push((origin + i, bt.pack().expect("validated in pass 1")));
+            tally.add(data + i)?;
         }
     }
-    m
+    Ok(())
 }
 
 fn build_inner<R: Read>(
@@ -215,29 +225,39 @@ fn build_inner<R: Read>(
     input: R,
 ) -> Result<(), ToolError> {
     p.dsm.resize(&mut p.tm, sb.nr_data_blocks)?;
+    let mut tally = DataTally::new(sb.nr_data_blocks)?;
     match kept {
         Some(devices) => {
+            // One buffer for every device: a device's mappings are built and dropped in turn.
+            let mut m = Vec::new();
             for (d, runs) in devices {
-                add_device(p, &d, expand(&runs))?;
+                m.clear();
+                expand(&runs, &mut m, &mut tally)?;
+                add_device(p, &d, &mut m)?;
             }
         }
-        None => reparse_devices(p, input)?,
+        None => reparse_devices(p, &mut tally, input)?,
     }
+    tally.apply(p)?;
     finish_superblock(p, sb)
 }
 
-fn reparse_devices<R: Read>(p: &mut PoolInner, input: R) -> Result<(), ToolError> {
+fn reparse_devices<R: Read>(
+    p: &mut PoolInner,
+    tally: &mut DataTally,
+    input: R,
+) -> Result<(), ToolError> {
     let mut current: Option<(XmlDevice, Vec<(u64, u64)>)> = None;
     reader_events(input, &mut |ev| {
         match ev {
             XmlEvent::BeginDevice(d) => current = Some((d, Vec::new())),
             XmlEvent::Mapping { origin_begin, data_begin, length, time } => {
                 let (_, m) = current.as_mut().expect("nested");
-                m.extend(expand(&[(origin_begin, data_begin, length, time)]));
+                expand(&[(origin_begin, data_begin, length, time)], m, tally)?;
             }
             XmlEvent::EndDevice => {
-                let (d, m) = current.take().expect("nested");
-                add_device(p, &d, m)?;
+                let (d, mut m) = current.take().expect("nested");
+                add_device(p, &d, &mut m)?;
             }
             XmlEvent::Superblock(_) | XmlEvent::EndSuperblock => {}
         }
@@ -258,56 +278,67 @@ fn finish_superblock(p: &mut PoolInner, sb: &XmlSuperblock) -> Result<(), ToolEr
     Ok(())
 }
 
-/// Adds one reference per item to the data space map, bitmap by bitmap: references are
-/// bucketed by bitmap and counted in a 16320-entry array, so no sort is needed.
-fn add_data_refs(p: &mut PoolInner, blocks: impl Iterator<Item = u64>) -> Result<(), ToolError> {
-    use crate::limits::ENTRIES_PER_BITMAP;
-    let mut buckets: std::collections::BTreeMap<u64, Vec<u16>> = Default::default();
-    let mut last: Option<(u64, Vec<u16>)> = None;
-    for b in blocks {
-        let (i, off) = (b / ENTRIES_PER_BITMAP, (b % ENTRIES_PER_BITMAP) as u16);
-        match &mut last {
-            Some((j, v)) if *j == i => v.push(off),
-            _ => {
-                if let Some((j, v)) = last.take() {
-                    buckets.entry(j).or_default().extend(v);
-                }
-                last = Some((i, vec![off]));
-            }
-        }
-    }
-    if let Some((j, v)) = last {
-        buckets.entry(j).or_default().extend(v);
-    }
-    let mut counts = vec![0u32; ENTRIES_PER_BITMAP as usize];
-    for (i, offsets) in buckets {
-        for &o in &offsets {
-            counts[usize::from(o)] += 1;
-        }
-        let base = i * ENTRIES_PER_BITMAP;
-        let runs: Vec<(u64, u32)> = counts
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(o, c)| (base + o as u64, std::mem::take(c)))
-            .collect();
-        p.dsm.add_counts(&mut p.tm, &runs)?;
-    }
-    Ok(())
+/// References to data blocks, tallied over the whole restore and added to the data space
+/// map once at the end, one bitmap edit per bitmap. A byte per data block (2 MiB per 2^21
+/// blocks); the rare counts past 254 live in `overflow`.
+struct DataTally {
+    counts: Vec<u8>,
+    overflow: std::collections::BTreeMap<u64, u32>,
 }
 
+impl DataTally {
+    fn new(nr_data_blocks: u64) -> Result<Self, ToolError> {
+        let n = usize::try_from(nr_data_blocks)
+            .map_err(|_| ToolError::Input(format!("{nr_data_blocks} data blocks do not fit")))?;
+        Ok(DataTally { counts: vec![0; n], overflow: Default::default() })
+    }
+
+    /// One reference to block `b`. The XML reader refuses blocks past the data device; this
+    /// check keeps a bug there a typed error rather than a panic.
+    fn add(&mut self, b: u64) -> Result<(), ToolError> {
+        let n = self.counts.len();
+        let c = usize::try_from(b).ok().and_then(|i| self.counts.get_mut(i)).ok_or_else(|| {
+            ToolError::Input(format!("data block {b} is past the data device ({n} blocks)"))
+        })?;
+        if *c == u8::MAX {
+            *self.overflow.entry(b).or_insert(0) += 1;
+        } else {
+            *c += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds every tallied reference to the data space map, bitmap by bitmap.
+    fn apply(self, p: &mut PoolInner) -> Result<(), ToolError> {
+        use crate::limits::ENTRIES_PER_BITMAP;
+        let mut runs = Vec::new();
+        for (i, chunk) in self.counts.chunks(ENTRIES_PER_BITMAP as usize).enumerate() {
+            let base = i as u64 * ENTRIES_PER_BITMAP;
+            runs.clear();
+            for (o, &c) in chunk.iter().enumerate().filter(|(_, c)| **c > 0) {
+                let b = base + o as u64;
+                runs.push((b, u32::from(c) + self.overflow.get(&b).copied().unwrap_or(0)));
+            }
+            if !runs.is_empty() {
+                p.dsm.add_counts(&mut p.tm, &runs)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bulk-loads one device's mapping tree (the caller tallied the data references: each
+/// mapping holds one, every leaf being distinct) and adds its top-level and details entries.
 fn add_device(
     p: &mut PoolInner,
     d: &XmlDevice,
-    mut mappings: Vec<(u64, u64)>,
+    mappings: &mut [(u64, u64)],
 ) -> Result<(), ToolError> {
     // Dumps list origins in order: only sort when the input did not.
     if !mappings.is_sorted_by_key(|m| m.0) {
         mappings.sort_unstable_by_key(|m| m.0);
     }
-    let root = btree::build(&mut p.tm, ValueKind::Mapping, &mappings)?;
-    // Every mapping holds one reference to its data block (each leaf is distinct).
-    add_data_refs(p, mappings.iter().map(|&(_, v)| BlockTime::unpack(v).data_block))?;
+    let root = btree::build(&mut p.tm, ValueKind::Mapping, mappings)?;
     p.mapping_root = btree::insert(
         &mut p.tm,
         ValueKind::SubtreeRoot,

@@ -16,7 +16,15 @@ use std::collections::BTreeSet;
 /// is not (events may already have been fed: the caller restarts from scratch). Errors are
 /// `f`'s own.
 pub fn parse<E>(doc: &[u8], f: &mut dyn FnMut(XmlEvent) -> Result<(), E>) -> Result<bool, E> {
-    let mut lines = doc.split(|&b| b == b'\n');
+    // memchr finds line ends many bytes at a time; pieces as `split` would give them.
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', doc).chain(std::iter::once(doc.len()));
+    let mut lines = std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let line = &doc[start..end];
+        start = end + 1;
+        Some(line)
+    });
     let Some(sb) = lines.next().and_then(superblock) else { return Ok(false) };
     let nr_data_blocks = sb.nr_data_blocks;
     f(XmlEvent::Superblock(sb))?;
@@ -57,19 +65,16 @@ pub fn parse<E>(doc: &[u8], f: &mut dyn FnMut(XmlEvent) -> Result<(), E>) -> Res
 /// Parses `name="digits"` at the start of `s`, returning the number and the rest.
 fn attr<'a>(s: &'a [u8], name: &[u8], max: u64) -> Option<(u64, &'a [u8])> {
     let s = s.strip_prefix(name)?.strip_prefix(b"=\"")?;
-    let end = s.iter().position(|&b| b == b'"')?;
-    let digits = &s[..end];
-    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+    // One pass: digits up to the closing quote; no leading zero unless the number is 0.
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && s[0] == b'0') || s.get(digits) != Some(&b'"') {
         return None;
     }
     let mut n: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
+    for &d in &s[..digits] {
         n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    (n <= max).then_some((n, &s[end + 1..]))
+    (n <= max).then_some((n, &s[digits + 1..]))
 }
 
 const U32: u64 = u32::MAX as u64;
