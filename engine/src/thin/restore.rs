@@ -40,7 +40,7 @@ pub fn restore<R: Read + Seek>(
             .map_err(|e| ToolError::Input(format!("cannot read input: {e}")))?;
         return restore_slice(&doc, dev);
     }
-    let (sb, kept) = validate(|f| reader_events(&mut input, f).map(|()| true))?
+    let (sb, kept) = validate(None, |f| reader_events(&mut input, f).map(|()| true))?
         .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))?;
     if kept.is_none() {
         rewind(&mut input)?;
@@ -54,9 +54,9 @@ pub fn restore_slice(
     doc: &[u8],
     dev: Box<dyn BlockDevice>,
 ) -> Result<Box<dyn BlockDevice>, ToolError> {
-    let found = match validate(|f| crate::tools::xml_fast::parse(doc, f))? {
+    let found = match validate_fast(doc)? {
         Some(found) => found,
-        None => validate(|f| reader_events(doc, f).map(|()| true))?
+        None => validate(None, |f| reader_events(doc, f).map(|()| true))?
             .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))?,
     };
     let (sb, kept) = found;
@@ -97,6 +97,48 @@ fn rewind<R: Seek>(input: &mut R) -> Result<(), ToolError> {
 /// Inputs up to this size are read whole and tried on the canonical fast path first.
 pub const FAST_PATH_MAX_BYTES: u64 = 1 << 31;
 
+/// Documents from this size on are validated in two halves on two threads.
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
+
+/// What pass 1 found: the superblock and, unless the document was too large, every device
+/// with its runs.
+type Found = (XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>);
+
+/// Pass 1 on the canonical fast path; None when `doc` is not canonical. Large documents are
+/// cut in two at a device line ([`xml_fast::split`]) and the halves validated on two threads.
+/// The result is what the sequential pass gives: the head's error comes first, a device id in
+/// both halves sends the document to the full reader (which reports it where it occurs), and
+/// the kept devices are the head's then the tail's.
+fn validate_fast(doc: &[u8]) -> Result<Option<Found>, ToolError> {
+    use crate::tools::xml_fast;
+    let halves = if doc.len() >= PARALLEL_MIN_BYTES { xml_fast::split(doc) } else { None };
+    let Some(h) = halves else { return validate(None, |f| xml_fast::parse(doc, f)) };
+    let nr = h.sb.nr_data_blocks;
+    let (mut head_ids, mut tail_ids) = (BTreeSet::new(), BTreeSet::new());
+    let part = |bytes: &[u8], last: bool, ids: &mut BTreeSet<u64>| {
+        validate(Some(h.sb.clone()), |f| xml_fast::parse_part(bytes, nr, last, ids, f))
+    };
+    let (head, tail) = std::thread::scope(|s| {
+        let tail = s.spawn(|| part(h.tail, true, &mut tail_ids));
+        let head = part(h.head, false, &mut head_ids);
+        (head, tail.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    let Some((sb, head_kept)) = head? else { return Ok(None) };
+    if head_ids.intersection(&tail_ids).next().is_some() {
+        return Ok(None);
+    }
+    let Some((_, tail_kept)) = tail? else { return Ok(None) };
+    let runs = |k: &Vec<(XmlDevice, Vec<Run>)>| k.iter().map(|(_, r)| r.len()).sum::<usize>();
+    let kept = match (head_kept, tail_kept) {
+        (Some(mut a), Some(b)) if runs(&a) + runs(&b) <= KEEP_RUNS_MAX => {
+            a.extend(b);
+            Some(a)
+        }
+        _ => None,
+    };
+    Ok(Some((sb, kept)))
+}
+
 fn reader_events<R: Read>(
     input: R,
     f: &mut dyn FnMut(XmlEvent) -> Result<(), ToolError>,
@@ -118,12 +160,13 @@ const KEEP_RUNS_MAX: usize = 8 << 20;
 /// Pass 1: everything that can be wrong with the input, found before any write. `events`
 /// feeds the document's events and returns false if it gave up (fast path: not canonical).
 /// Returns the superblock and, when the document is not too large, every device with its
-/// runs; None when `events` gave up.
-#[allow(clippy::type_complexity)]
+/// runs; None when `events` gave up. `sb` is the superblock when `events` starts after it
+/// (the second half of a split document).
 fn validate(
+    sb: Option<XmlSuperblock>,
     events: impl FnOnce(&mut dyn FnMut(XmlEvent) -> Result<(), ToolError>) -> Result<bool, ToolError>,
-) -> Result<Option<(XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>)>, ToolError> {
-    let mut sb: Option<XmlSuperblock> = None;
+) -> Result<Option<Found>, ToolError> {
+    let mut sb = sb;
     let mut ids = BTreeSet::new();
     let mut dev: Option<(XmlDevice, Vec<Run>)> = None;
     let mut kept: Option<Vec<(XmlDevice, Vec<Run>)>> = Some(Vec::new());

@@ -16,19 +16,57 @@ use std::collections::BTreeSet;
 /// is not (events may already have been fed: the caller restarts from scratch). Errors are
 /// `f`'s own.
 pub fn parse<E>(doc: &[u8], f: &mut dyn FnMut(XmlEvent) -> Result<(), E>) -> Result<bool, E> {
+    let Some((sb, body)) = header(doc) else { return Ok(false) };
+    let nr_data_blocks = sb.nr_data_blocks;
+    f(XmlEvent::Superblock(sb))?;
+    parse_part(body, nr_data_blocks, true, &mut BTreeSet::new(), f)
+}
+
+/// A canonical-looking document cut in two at a device line, so the halves can be parsed on
+/// two threads: `head` holds whole device elements, `tail` the rest up to `</superblock>`.
+pub struct Halves<'a> {
+    pub sb: XmlSuperblock,
+    pub head: &'a [u8],
+    pub tail: &'a [u8],
+}
+
+/// Cuts `doc` at the first device line at or after its middle; None when the first line is no
+/// canonical superblock or there is no such device line. The parts are checked by
+/// [`parse_part`], which rejects a cut that did not fall between device elements.
+pub fn split(doc: &[u8]) -> Option<Halves<'_>> {
+    let (sb, body) = header(doc)?;
+    let start = doc.len() - body.len();
+    let mid = (doc.len() / 2).max(start);
+    let at = mid + memchr::memmem::find(&doc[mid..], b"\n  <device ")? + 1;
+    (at > start).then(|| Halves { sb, head: &doc[start..at], tail: &doc[at..] })
+}
+
+/// The superblock line and the rest of the document after it.
+fn header(doc: &[u8]) -> Option<(XmlSuperblock, &[u8])> {
+    let end = memchr::memchr(b'\n', doc).unwrap_or(doc.len());
+    let sb = superblock(&doc[..end])?;
+    Some((sb, doc.get(end + 1..).unwrap_or_default()))
+}
+
+/// Parses device elements (and, when `last`, the closing `</superblock>` and at most a final
+/// newline; otherwise the part must end right after a device element's line). Device ids
+/// seen go into `ids`; a repeated one is not canonical. See [`parse`] for the result.
+pub fn parse_part<E>(
+    part: &[u8],
+    nr_data_blocks: u64,
+    last: bool,
+    ids: &mut BTreeSet<u64>,
+    f: &mut dyn FnMut(XmlEvent) -> Result<(), E>,
+) -> Result<bool, E> {
     // memchr finds line ends many bytes at a time; pieces as `split` would give them.
     let mut start = 0;
-    let mut ends = memchr::memchr_iter(b'\n', doc).chain(std::iter::once(doc.len()));
-    let mut lines = std::iter::from_fn(move || {
+    let mut ends = memchr::memchr_iter(b'\n', part).chain(std::iter::once(part.len()));
+    let lines = std::iter::from_fn(move || {
         let end = ends.next()?;
-        let line = &doc[start..end];
+        let line = &part[start..end];
         start = end + 1;
         Some(line)
     });
-    let Some(sb) = lines.next().and_then(superblock) else { return Ok(false) };
-    let nr_data_blocks = sb.nr_data_blocks;
-    f(XmlEvent::Superblock(sb))?;
-    let mut ids = BTreeSet::new();
     let mut in_device = false;
     let mut ended = false;
     let mut lines = lines.peekable();
@@ -46,9 +84,11 @@ pub fn parse<E>(doc: &[u8], f: &mut dyn FnMut(XmlEvent) -> Result<(), E>) -> Res
             } else {
                 return Ok(false);
             }
-        } else if line == b"</superblock>" {
+        } else if last && line == b"</superblock>" {
             ended = true;
             f(XmlEvent::EndSuperblock)?;
+        } else if !last && line.is_empty() && lines.peek().is_none() {
+            return Ok(true);
         } else if let Some(d) = device(line) {
             if !ids.insert(d.dev_id) {
                 return Ok(false);
@@ -163,6 +203,27 @@ mod tests {
         assert_eq!(fast(DOC).unwrap(), parse_all(DOC.as_bytes()).unwrap());
         let no_newline = DOC.trim_end();
         assert_eq!(fast(no_newline).unwrap(), parse_all(no_newline.as_bytes()).unwrap());
+    }
+
+    #[test]
+    fn halves_give_the_whole_documents_events() {
+        let h = split(DOC.as_bytes()).expect("DOC has a second device");
+        let mut out = vec![XmlEvent::Superblock(h.sb.clone())];
+        let mut ids = BTreeSet::new();
+        for (part, last) in [(h.head, false), (h.tail, true)] {
+            let ok = parse_part::<()>(part, h.sb.nr_data_blocks, last, &mut ids, &mut |e| {
+                out.push(e);
+                Ok(())
+            });
+            assert_eq!(ok, Ok(true));
+        }
+        assert_eq!(out, fast(DOC).unwrap());
+        assert!(std::str::from_utf8(h.tail).unwrap().starts_with("  <device dev_id=\"5\""));
+        // A head that stops inside a device element is not canonical.
+        let cut = DOC.find("    <single").unwrap();
+        let head = &DOC.as_bytes()[DOC.find('\n').unwrap() + 1..cut];
+        let r = parse_part::<()>(head, 1000, false, &mut BTreeSet::new(), &mut |_| Ok(()));
+        assert_eq!(r, Ok(false));
     }
 
     #[test]
