@@ -110,8 +110,13 @@ type Found = (XmlSuperblock, Option<Vec<(XmlDevice, Vec<Run>)>>);
 /// both halves sends the document to the full reader (which reports it where it occurs), and
 /// the kept devices are the head's then the tail's.
 fn validate_fast(doc: &[u8]) -> Result<Option<Found>, ToolError> {
+    validate_fast_from(doc, PARALLEL_MIN_BYTES)
+}
+
+/// [`validate_fast`], splitting documents of at least `parallel_min_bytes`.
+fn validate_fast_from(doc: &[u8], parallel_min_bytes: usize) -> Result<Option<Found>, ToolError> {
     use crate::tools::xml_fast;
-    let halves = if doc.len() >= PARALLEL_MIN_BYTES { xml_fast::split(doc) } else { None };
+    let halves = if doc.len() >= parallel_min_bytes { xml_fast::split(doc) } else { None };
     let Some(h) = halves else { return validate(None, |f| xml_fast::parse(doc, f)) };
     let nr = h.sb.nr_data_blocks;
     let (mut head_ids, mut tail_ids) = (BTreeSet::new(), BTreeSet::new());
@@ -399,4 +404,84 @@ fn add_device(
     p.details_root =
         btree::insert(&mut p.tm, DETAILS_VALUES, p.details_root, d.dev_id, &details.pack())?.0;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A canonical document of `devices` devices (ids 1..), each with runs and singles.
+    fn doc(devices: u64) -> String {
+        let mut s = String::from("<superblock uuid=\"\" time=\"5\" transaction=\"1\" flags=\"0\" version=\"2\" data_block_size=\"128\" nr_data_blocks=\"100000\">\n");
+        for d in 1..=devices {
+            s += &format!("  <device dev_id=\"{d}\" mapped_blocks=\"0\" transaction=\"1\" creation_time=\"1\" snap_time=\"2\">\n");
+            for i in 0..20 {
+                let (o, b) = (i * 10, d * 1000 + i * 10);
+                s += &format!("    <range_mapping origin_begin=\"{o}\" data_begin=\"{b}\" length=\"4\" time=\"{}\"/>\n", i % 3);
+                s += &format!(
+                    "    <single_mapping origin_block=\"{}\" data_block=\"{}\" time=\"2\"/>\n",
+                    o + 5,
+                    b + 5
+                );
+            }
+            s += "  </device>\n";
+        }
+        s + "</superblock>\n"
+    }
+
+    fn outcome(r: Result<Option<Found>, ToolError>) -> String {
+        format!("{r:?}")
+    }
+
+    /// Splitting (threshold 0) gives exactly the sequential pass's result, valid or not:
+    /// the same devices and runs, the head's error first, a device id in both halves and a
+    /// non-canonical line left to the full reader.
+    #[test]
+    fn split_pass_one_equals_the_sequential_one() {
+        let good = doc(6);
+        let mid = good.len() / 2;
+        let late = |from: &str, to: &str| {
+            let at = mid + good[mid..].find(from).expect("pattern in the tail");
+            format!("{}{}", &good[..at], good[at..].replacen(from, to, 1))
+        };
+        let early = |from: &str, to: &str| good.replacen(from, to, 1);
+        let cases = [
+            good.clone(),
+            // A device id of the head again in the tail.
+            late("dev_id=\"5\"", "dev_id=\"1\""),
+            // A mapping after the pool time in the tail, and also one in the head.
+            late("time=\"2\"/>", "time=\"9\"/>"),
+            early("time=\"2\"/>", "time=\"8\"/>").replacen("dev_id=\"6\"", "dev_id=\"7\"", 1),
+            // Overlapping runs in the head; a non-canonical line in the tail.
+            early("origin_block=\"5\"", "origin_block=\"2\""),
+            late("    <single", "   <single"),
+            // A document whose head error and tail error both exist: the head's wins.
+            late("time=\"2\"/>", "time=\"9\"/>").replacen(
+                "origin_block=\"5\"",
+                "origin_block=\"2\"",
+                1,
+            ),
+        ];
+        // What each case must give: kept devices, the full reader's turn (None), or an error.
+        let want = [
+            "Ok(Some",
+            "Ok(None)",
+            "after pool time",
+            "after pool time",
+            "mapped twice",
+            "Ok(None)",
+            "mapped twice",
+        ];
+        for (i, d) in cases.iter().enumerate() {
+            assert!(crate::tools::xml_fast::split(d.as_bytes()).is_some(), "case {i} splits");
+            let seq = outcome(validate_fast_from(d.as_bytes(), usize::MAX));
+            let par = outcome(validate_fast_from(d.as_bytes(), 0));
+            assert_eq!(par, seq, "case {i}");
+            assert!(par.contains(want[i]), "case {i}: {par:.200}");
+        }
+        // The valid document is kept whole, in order.
+        let (_, kept) = validate_fast_from(good.as_bytes(), 0).unwrap().unwrap();
+        let ids: Vec<u64> = kept.unwrap().iter().map(|(d, _)| d.dev_id).collect();
+        assert_eq!(ids, (1..=6).collect::<Vec<_>>());
+    }
 }
