@@ -221,14 +221,26 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
     // A regular file of a size the fast path takes is mapped, not read: no copy of the
     // document, and the kernel's page cache serves it. Anything else is streamed.
     let mapped = len.filter(|&n| n > 0 && n <= restore::FAST_PATH_MAX_BYTES).and_then(|_| {
-        // SAFETY: the mapping is read-only and lives only for this call; the input file is
-        // the user's XML, which nothing in this process writes. A concurrent writer could
-        // change the bytes under the parser, which then reads garbage and reports bad XML
-        // (it validates every byte), the same as a file changed under a reader.
+        // SAFETY: the mapping is read-only and lives only for this call, and nothing in this
+        // process writes the input. Another process changing the file meanwhile would change
+        // the bytes under the parser, which validates every byte (bad XML is reported, the
+        // output untouched); truncating it would raise SIGBUS, as for any mapped input.
         unsafe { memmap2::Mmap::map(&input.get_ref().inner) }.ok()
     });
     let r = match &mapped {
-        Some(doc) => restore::restore_slice(doc, dev),
+        Some(doc) => {
+            // Nothing reads through `input`: a spinner instead of a byte count.
+            bar.finish_and_clear();
+            let spin = if args.quiet {
+                indicatif::ProgressBar::hidden()
+            } else {
+                progress(None, "restore")
+            };
+            spin.enable_steady_tick(std::time::Duration::from_millis(200));
+            let r = restore::restore_slice(doc, dev);
+            spin.finish_and_clear();
+            r
+        }
         None => restore::restore(input, dev),
     };
     bar.finish_and_clear();
