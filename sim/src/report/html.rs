@@ -4,7 +4,7 @@
 //! Invariant: the page is a pure function of the summary (no clock), so equal summaries
 //! render byte-identical pages.
 
-use super::Summary;
+use super::{Summary, REACHABLE_EXPECTED};
 use crate::disk::FaultKind;
 use std::fmt::Write;
 
@@ -38,7 +38,8 @@ fn bars(title: &str, rows: &[(String, u64)]) -> String {
 }
 
 /// Fault kinds × phase (inside a commit or not, metadata snapshot held or not); colour is
-/// log-scaled count, blank = never fired.
+/// log-scaled count, blank = never fired; the expected count beside it where the rates give
+/// one, and a red outline where an enforced cell stayed at zero.
 fn heat_map(s: &Summary) -> String {
     let cols = [(false, false), (false, true), (true, false), (true, true)];
     let names = ["outside commit", "outside, snap held", "in commit", "in commit, snap held"];
@@ -63,18 +64,32 @@ fn heat_map(s: &Summary) -> String {
         .map(|(k, c)| count(k, c))
         .max();
     let max = max.unwrap_or(1).max(1) as f64;
+    // Expected counts (summed over block kinds) where the runs' rates and I/O give them; a
+    // phase holding an enforced cell that never fired is outlined in red.
+    let expected = |kind: FaultKind, (in_commit, held): (bool, bool)| {
+        let cells = s.expected_cells.iter();
+        let mine: Vec<_> = cells
+            .filter(|(k, _)| k.fault == kind && k.in_commit == in_commit && k.snap_held == held)
+            .collect();
+        let sum: f64 = mine.iter().map(|(_, e)| **e).sum();
+        let gap = mine.iter().any(|(k, e)| **e >= REACHABLE_EXPECTED && s.coverage.count(k) == 0);
+        (sum, gap)
+    };
     for (r, kind) in FaultKind::ALL.iter().enumerate() {
         let y = 22 + r * 22;
         let _ = write!(out, "<text x='0' y='{}'>{kind:?}</text>", y + 14);
         for (c, col) in cols.iter().enumerate() {
             let n = count(*kind, *col);
+            let (e, gap) = expected(*kind, *col);
             // Log scale: one event is already visible, the busiest cell is darkest.
             let shade =
                 if n == 0 { 255 } else { 220 - ((n as f64).ln_1p() / max.ln_1p() * 180.0) as u32 };
+            let stroke = if gap { "red' stroke-width='2" } else { "#ccc" };
+            let label = if e >= 0.5 { format!("{n} (~{e:.0} expected)") } else { n.to_string() };
             let _ = write!(
                 out,
                 "<rect x='{}' y='{y}' width='136' height='20' fill='rgb({shade},{shade},255)' \
-                 stroke='#ccc'/><text x='{}' y='{}'>{n}</text>",
+                 stroke='{stroke}'/><text x='{}' y='{}'>{label}</text>",
                 150 + c * 140,
                 155 + c * 140,
                 y + 14
