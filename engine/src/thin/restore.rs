@@ -327,27 +327,42 @@ fn finish_superblock(p: &mut PoolInner, sb: &XmlSuperblock) -> Result<(), ToolEr
 }
 
 /// References to data blocks, tallied over the whole restore and added to the data space
-/// map once at the end, one bitmap edit per bitmap. A byte per data block (2 MiB per 2^21
-/// blocks); the rare counts past 254 live in `overflow`.
+/// map once at the end, one bitmap edit per bitmap. A byte per data block, in one array per
+/// bitmap's worth of blocks, allocated when a block in it is first referenced: memory follows
+/// the blocks in use, not the data device's size (which may be huge and mostly free). The
+/// rare counts past 254 live in `overflow`.
 struct DataTally {
-    counts: Vec<u8>,
+    nr_blocks: u64,
+    chunks: Vec<Option<Box<[u8]>>>,
     overflow: std::collections::BTreeMap<u64, u32>,
 }
 
+/// Blocks per tally chunk: one bitmap's worth.
+const CHUNK_BLOCKS: u64 = crate::limits::ENTRIES_PER_BITMAP;
+
 impl DataTally {
+    /// `nr_data_blocks` is already known to fit the metadata device (the data space map was
+    /// resized to it), so the chunk table (a pointer per bitmap) is bounded by it too.
     fn new(nr_data_blocks: u64) -> Result<Self, ToolError> {
-        let n = usize::try_from(nr_data_blocks)
+        let n = usize::try_from(nr_data_blocks.div_ceil(CHUNK_BLOCKS))
             .map_err(|_| ToolError::Input(format!("{nr_data_blocks} data blocks do not fit")))?;
-        Ok(DataTally { counts: vec![0; n], overflow: Default::default() })
+        let mut chunks = Vec::new();
+        chunks.resize_with(n, || None);
+        Ok(DataTally { nr_blocks: nr_data_blocks, chunks, overflow: Default::default() })
     }
 
     /// One reference to block `b`. The XML reader refuses blocks past the data device; this
     /// check keeps a bug there a typed error rather than a panic.
     fn add(&mut self, b: u64) -> Result<(), ToolError> {
-        let n = self.counts.len();
-        let c = usize::try_from(b).ok().and_then(|i| self.counts.get_mut(i)).ok_or_else(|| {
-            ToolError::Input(format!("data block {b} is past the data device ({n} blocks)"))
-        })?;
+        if b >= self.nr_blocks {
+            let n = self.nr_blocks;
+            return Err(ToolError::Input(format!(
+                "data block {b} is past the data device ({n} blocks)"
+            )));
+        }
+        let chunk = self.chunks[(b / CHUNK_BLOCKS) as usize]
+            .get_or_insert_with(|| vec![0; CHUNK_BLOCKS as usize].into_boxed_slice());
+        let c = &mut chunk[(b % CHUNK_BLOCKS) as usize];
         if *c == u8::MAX {
             *self.overflow.entry(b).or_insert(0) += 1;
         } else {
@@ -358,18 +373,16 @@ impl DataTally {
 
     /// Adds every tallied reference to the data space map, bitmap by bitmap.
     fn apply(self, p: &mut PoolInner) -> Result<(), ToolError> {
-        use crate::limits::ENTRIES_PER_BITMAP;
         let mut runs = Vec::new();
-        for (i, chunk) in self.counts.chunks(ENTRIES_PER_BITMAP as usize).enumerate() {
-            let base = i as u64 * ENTRIES_PER_BITMAP;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let Some(chunk) = chunk else { continue };
+            let base = i as u64 * CHUNK_BLOCKS;
             runs.clear();
             for (o, &c) in chunk.iter().enumerate().filter(|(_, c)| **c > 0) {
                 let b = base + o as u64;
                 runs.push((b, u32::from(c) + self.overflow.get(&b).copied().unwrap_or(0)));
             }
-            if !runs.is_empty() {
-                p.dsm.add_counts(&mut p.tm, &runs)?;
-            }
+            p.dsm.add_counts(&mut p.tm, &runs)?;
         }
         Ok(())
     }
@@ -431,6 +444,22 @@ mod tests {
 
     fn outcome(r: Result<Option<Found>, ToolError>) -> String {
         format!("{r:?}")
+    }
+
+    /// The tally's memory follows the blocks in use: a data device of 10^10 blocks with
+    /// three references allocates two chunks (a dense array would need 10 GB).
+    #[test]
+    fn tally_memory_follows_the_blocks_in_use() {
+        let mut t = DataTally::new(10_000_000_000).unwrap();
+        for b in [5, 6, 9_999_999_999] {
+            t.add(b).unwrap();
+        }
+        for _ in 0..300 {
+            t.add(6).unwrap(); // past a byte's range: the overflow keeps the rest
+        }
+        assert_eq!(t.chunks.iter().filter(|c| c.is_some()).count(), 2);
+        assert_eq!(t.overflow.get(&6), Some(&(301 - 255)));
+        assert!(t.add(10_000_000_000).is_err(), "past the device: a typed error");
     }
 
     /// Splitting (threshold 0) gives exactly the sequential pass's result, valid or not:
