@@ -7,8 +7,10 @@
 //!   label.
 //! - Counts only grow; [`FaultCoverage::merge`] adds shard counts cell by cell.
 //! - All maps are `BTreeMap`s: iteration order, and so every report, is deterministic.
-//! - *Exposure* counts, per cell, the I/O calls that drew a per-I/O fault chance (read EIO;
-//!   lost, misdirected and EIO writes; flush EIO), classified like the fault would have been.
+//! - *Exposure* counts, per cell, every draw of a fault chance, classified like the fault
+//!   would have been: I/O calls (read EIO; lost, misdirected and EIO writes; flush EIO),
+//!   reads that reached the media (latent errors, bit rot), and pending writes at a crash
+//!   (dropped).
 //!   A run multiplies them by its rates into the expected count of every cell, which is how
 //!   a campaign knows which cells its options make reachable.
 
@@ -157,6 +159,10 @@ pub enum IoKind {
     /// Plain and FUA writes.
     Write,
     Flush,
+    /// A read the cache did not serve (media faults are drawn on these).
+    MediaRead,
+    /// A write pending at a crash, not already lost (the crash decides whether it survives).
+    CrashPending,
 }
 
 /// One cell of exposure: the I/O kind, the block kind it would hit, and the phase.

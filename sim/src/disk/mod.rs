@@ -303,6 +303,12 @@ impl SimDisk {
     }
 
     fn crash_validated(&mut self, plan: CrashPlan) -> CrashReport {
+        let policy = &self.config.crash;
+        if u64::from(policy.apply_ppm) + u64::from(policy.tear_ppm) < u64::from(PPM) {
+            for w in self.pending.iter().filter(|w| w.fate() != WriteFate::Lost) {
+                self.exposure.add(IoKind::CrashPending, HitKind::of(w.data()), &self.phase);
+            }
+        }
         let stale = image::apply_validated(&mut self.durable, &self.pending, &plan);
         let pending = std::mem::take(&mut self.pending);
         let mut outcomes = Vec::with_capacity(pending.len());
@@ -494,6 +500,10 @@ impl SimDisk {
         }
         if !from_media {
             return Ok(());
+        }
+        if self.config.rates.latent_sector_ppm > 0 || self.config.rates.bit_rot_ppm > 0 {
+            let hit = self.hit_of_newest(block);
+            self.exposure.add(IoKind::MediaRead, hit, &self.phase);
         }
         if self.chance(self.config.rates.latent_sector_ppm) {
             self.latent.insert(block);

@@ -31,13 +31,14 @@
 //! [`REACHABLE_EXPECTED`] (the chance of zero is then below e^-30, even allowing for the
 //! steps run with faults off). Power loss is reachable once the campaign cut power inside
 //! at least [`REACHABLE_EXPECTED`] commits; a crash drop once it crashed that often.
-//! The same holds cell by cell for the faults drawn per I/O call (read EIO; lost,
-//! misdirected and EIO writes; flush EIO): the disk counts, per cell (block kind × inside a
-//! commit or not × metadata snapshot held or not), the I/O calls that drew the chance, each
-//! run multiplies them by its rates (`expected_cells`), and a cell expected at least
-//! [`REACHABLE_EXPECTED`] times that never fired is a gap. Crash faults (drops, tears, stale
-//! versions) and media faults (bit rot, latent errors) are enforced per kind only: their
-//! chance is drawn per crash or per media read, whose cells the engine's cache decides.
+//! The same holds cell by cell (block kind × inside a commit or not × metadata snapshot held
+//! or not) for every fault drawn with a fixed chance: per I/O call (read EIO; lost,
+//! misdirected and EIO writes; flush EIO), per read that reached the media (latent errors,
+//! bit rot) and per write pending at a crash (drops). The disk counts the draws per cell,
+//! each run multiplies them by its rates (`expected_cells`), and a cell expected at least
+//! [`REACHABLE_EXPECTED`] times that never fired is a gap. Tears and stale versions depend
+//! on the atomic unit and on write order, not on one fixed chance, so they are enforced per
+//! kind, as are power losses.
 
 mod html;
 

@@ -408,17 +408,24 @@ fn expected_faults(o: &Options, io: &IoStats) -> Vec<(FaultKind, f64)> {
     ]
 }
 
-/// How often each coverage cell should have fired: for every cell of exposure (I/O calls that
-/// drew a fault chance, by block kind and phase), the rate of each fault kind drawn on that
-/// kind of I/O times the calls.
+/// How often each coverage cell should have fired: for every cell of exposure (draws of a
+/// fault chance, by block kind and phase), the rate of each fault kind drawn there times the
+/// draws.
 fn expected_cells(
     o: &Options,
     exposure: &std::collections::BTreeMap<ExposureKey, u64>,
 ) -> Vec<(CoverageKey, f64)> {
     let r = &o.disk.rates;
+    let c = &o.disk.crash;
+    let drop_ppm = crate::disk::PPM.saturating_sub(c.apply_ppm.saturating_add(c.tear_ppm));
     let mut out = Vec::new();
     for (e, n) in exposure {
         let kinds: &[(FaultKind, u32)] = match e.io {
+            IoKind::MediaRead => &[
+                (FaultKind::LatentSector, r.latent_sector_ppm),
+                (FaultKind::BitRot, r.bit_rot_ppm),
+            ],
+            IoKind::CrashPending => &[(FaultKind::CrashDrop, drop_ppm)],
             IoKind::Read => &[(FaultKind::ReadEio, r.read_eio_ppm)],
             IoKind::Write => &[
                 (FaultKind::LostWrite, r.lost_write_ppm),
