@@ -2,19 +2,15 @@
 
 use crate::runner::verify::VerifyMode;
 use crate::runner::{self, CrashAt, RunConfig, DEFAULT_STEPS};
+
 use clap::Args;
 use std::process::ExitCode;
 
+/// The options `run` and `swarm` share: how each seed is run.
 #[derive(Debug, Args, Clone, PartialEq, Eq)]
-pub struct RunArgs {
-    #[arg(long)]
-    pub seed: u64,
+pub struct RunOptions {
     #[arg(long, default_value_t = DEFAULT_STEPS)]
     pub steps: u64,
-    /// Cut power inside the first op of a kind (commit, reserve_snap, set_needs_check, ...)
-    /// or at the N-th disk I/O (io:N).
-    #[arg(long)]
-    pub crash_at: Option<CrashAt>,
     /// Run a deliberately broken engine (build with `--features canary`).
     #[arg(long)]
     pub canary: Option<String>,
@@ -26,6 +22,31 @@ pub struct RunArgs {
     /// share of the run).
     #[arg(long, value_enum, default_value_t = VerifyMode::Amortized)]
     pub verify: VerifyMode,
+}
+
+impl RunOptions {
+    /// The run of `seed` with these options.
+    pub fn config(&self, seed: u64) -> RunConfig {
+        RunConfig {
+            steps: self.steps,
+            canary: self.canary.clone(),
+            class_a_only: self.class_a_only,
+            verify: self.verify,
+            ..RunConfig::new(seed)
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub run: RunOptions,
+    /// Cut power inside the first op of a kind (commit, reserve_snap, set_needs_check, ...)
+    /// or at the N-th disk I/O (io:N).
+    #[arg(long)]
+    pub crash_at: Option<CrashAt>,
     /// Run twice and require equal trace hashes.
     #[arg(long)]
     pub twice: bool,
@@ -33,20 +54,12 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn config(&self) -> RunConfig {
-        RunConfig {
-            seed: self.seed,
-            steps: self.steps,
-            crash_at: self.crash_at,
-            canary: self.canary.clone(),
-            class_a_only: self.class_a_only,
-            verify: self.verify,
-            keep_final_image: false,
-        }
+        RunConfig { crash_at: self.crash_at, ..self.run.config(self.seed) }
     }
 }
 
 pub fn run(a: &RunArgs) -> ExitCode {
-    if let Err(e) = super::check_canary(a.canary.as_deref()) {
+    if let Err(e) = super::check_canary(a.run.canary.as_deref()) {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
@@ -103,6 +116,7 @@ fn print_outcome(out: &runner::RunOutcome) {
 #[cfg(test)]
 mod tests {
     use super::super::{Cli, Command};
+    use crate::runner::verify::VerifyMode;
     use crate::runner::{CrashAt, OpKind, RunConfig};
     use clap::Parser;
 
@@ -115,6 +129,7 @@ mod tests {
             RunConfig { crash_at: Some(CrashAt::Phase(OpKind::ReserveSnap)), ..RunConfig::new(3) },
             RunConfig { canary: Some("abort_keeps_records".into()), ..RunConfig::new(5) },
             RunConfig { class_a_only: true, steps: 9, ..RunConfig::new(0) },
+            RunConfig { verify: VerifyMode::Full, ..RunConfig::new(11) },
         ];
         for cfg in configs {
             let line = cfg.replay_line();

@@ -5,9 +5,9 @@
 //! order, so the report of a seed set does not depend on scheduling. `--budget` stops
 //! *starting* seeds after the wall-clock budget (the report lists the seeds that ran).
 
+use super::run::RunOptions;
 use crate::report::Summary;
-use crate::runner::verify::VerifyMode;
-use crate::runner::{self, RunConfig, RunOutcome, DEFAULT_STEPS};
+use crate::runner::{self, RunConfig, RunOutcome};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,16 +29,8 @@ pub struct SwarmArgs {
     /// Wall-clock budget such as 60s or 5m: no seed starts after it.
     #[arg(long, value_parser = parse_duration)]
     pub budget: Option<Duration>,
-    #[arg(long, default_value_t = DEFAULT_STEPS)]
-    pub steps: u64,
-    #[arg(long)]
-    pub canary: Option<String>,
-    /// Inject class A faults only (crashes and tears within the atomic unit).
-    #[arg(long)]
-    pub class_a_only: bool,
-    /// Verification after each commit (see `thinsim run --help`).
-    #[arg(long, value_enum, default_value_t = VerifyMode::Amortized)]
-    pub verify: VerifyMode,
+    #[command(flatten)]
+    pub run: RunOptions,
     /// Report directory (summary.json, index.html).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -58,10 +50,7 @@ pub struct SwarmArgs {
 /// What the workers need besides the seeds.
 struct Plan<'a> {
     jobs: usize,
-    steps: u64,
-    canary: Option<&'a str>,
-    class_a_only: bool,
-    verify: VerifyMode,
+    run: &'a RunOptions,
     budget: Option<Duration>,
     export: Option<(&'a std::path::Path, u64)>,
 }
@@ -105,7 +94,7 @@ pub fn seeds_of(range: (u64, u64), shard: Option<(u64, u64)>) -> Vec<u64> {
 
 /// Runs every seed on `jobs` threads; returns the outcomes in seed order.
 fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
-    let Plan { jobs, steps, canary, class_a_only, verify, budget, export } = *plan;
+    let Plan { jobs, run, budget, export } = *plan;
     let start = Instant::now();
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<Option<RunOutcome>>> = Mutex::new(vec![None; seeds.len()]);
@@ -118,14 +107,8 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
                     break;
                 }
                 let exporting = export.filter(|(_, every)| seeds[i].is_multiple_of(*every.max(&1)));
-                let cfg = RunConfig {
-                    steps,
-                    canary: canary.map(str::to_owned),
-                    class_a_only,
-                    verify,
-                    keep_final_image: exporting.is_some(),
-                    ..RunConfig::new(seeds[i])
-                };
+                let cfg =
+                    RunConfig { keep_final_image: exporting.is_some(), ..run.config(seeds[i]) };
                 let mut out = runner::run(&cfg);
                 if let (Some((dir, _)), Some(img)) = (exporting, out.final_image.take()) {
                     let path = dir.join(format!("seed-{}.img", seeds[i]));
@@ -167,7 +150,7 @@ fn progress_bar(n: u64) -> Option<indicatif::ProgressBar> {
 }
 
 pub fn swarm(a: &SwarmArgs) -> ExitCode {
-    if let Err(e) = super::check_canary(a.canary.as_deref()) {
+    if let Err(e) = super::check_canary(a.run.canary.as_deref()) {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
@@ -183,10 +166,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
     }
     let plan = Plan {
         jobs: a.jobs,
-        steps: a.steps,
-        canary: a.canary.as_deref(),
-        class_a_only: a.class_a_only,
-        verify: a.verify,
+        run: &a.run,
         budget: a.budget,
         export: a.export_images.as_deref().map(|d| (d, a.export_every)),
     };
@@ -197,7 +177,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "swarm".into());
-    let mut summary = Summary::new(&name, a.canary.clone());
+    let mut summary = Summary::new(&name, a.run.canary.clone());
     summary.seeds.ranges.push([a.seeds.0, a.seeds.1]);
     let (k, n) = a.shard.unwrap_or((1, 1));
     summary.seeds.shards.push(format!("{k}/{n}"));
