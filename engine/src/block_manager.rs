@@ -318,7 +318,7 @@ impl Inner {
     fn write_back_dirty(&mut self) -> Result<u64> {
         let dirty: Vec<u64> = self.dirty.iter().copied().collect();
         let mut n = 0;
-        let mut run: Vec<Block> = Vec::new();
+        let mut run: Vec<Arc<Block>> = Vec::new();
         let mut run_start = 0u64;
         for b in dirty {
             if !self.cache.contains_key(&b) {
@@ -333,9 +333,8 @@ impl Inner {
                 run_start = b;
             }
             let kind = e.kind;
-            let data = Arc::make_mut(&mut e.data);
-            checksum::seal(data, kind, b);
-            run.push(*data);
+            checksum::seal(Arc::make_mut(&mut e.data), kind, b);
+            run.push(Arc::clone(&e.data));
             n += 1;
             if run.len() >= WRITE_RUN_MAX_BLOCKS {
                 self.flush_run(run_start, &mut run)?;
@@ -346,7 +345,7 @@ impl Inner {
     }
 
     /// Writes a run of sealed blocks and marks them clean (they stay dirty on error).
-    fn flush_run(&mut self, first: u64, run: &mut Vec<Block>) -> Result<()> {
+    fn flush_run(&mut self, first: u64, run: &mut Vec<Arc<Block>>) -> Result<()> {
         if run.is_empty() {
             return Ok(());
         }

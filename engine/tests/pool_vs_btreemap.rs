@@ -115,6 +115,28 @@ impl Harness {
         }
     }
 
+    /// The batched lookup answers every key as the model does: all mapped keys and every
+    /// third vblock (mostly holes), ascending, and the same keys descending.
+    fn check_lookup_mappings(&self) {
+        for (id, want) in &self.model {
+            let mut keys: Vec<u64> = (0..4100).step_by(3).chain(want.keys().copied()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let got = self.pool.lookup_mappings(*id, &keys).unwrap();
+            for (k, g) in keys.iter().zip(&got) {
+                assert_eq!(
+                    g.map(|bt| bt.data_block),
+                    want.get(k).copied(),
+                    "device {id} vblock {k}"
+                );
+            }
+            keys.reverse();
+            let mut descending = self.pool.lookup_mappings(*id, &keys).unwrap();
+            descending.reverse();
+            assert_eq!(descending, got, "device {id}: descending keys");
+        }
+    }
+
     fn engine_view(pool: &Pool) -> BTreeMap<u64, BTreeMap<u64, u64>> {
         logical(pool)
             .into_iter()
@@ -124,6 +146,7 @@ impl Harness {
 
     fn finish(self) {
         assert_eq!(Self::engine_view(&self.pool), self.model, "current state");
+        self.check_lookup_mappings();
         self.pool.abort().unwrap();
         assert_eq!(Self::engine_view(&self.pool), self.committed, "after abort");
         drop(self.pool);

@@ -93,11 +93,13 @@
 //!
 //! Device ids are not range-checked (the kernel does not; dm-thin limits them to 24 bits).
 
+mod cow_map;
 mod model;
 mod state;
 
+pub use cow_map::CowMap;
 pub use model::{Handle, Lookup, MappedRange, Model};
-pub use state::{ls, Device, Devices, LsRow, Mapping, OrdMap, PoolState, TIME_LIMIT};
+pub use state::{ls, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
 
 /// Kernel errno names, the same variants as the engine's `Errno`. The model itself only
 /// produces EEXIST, ENODATA, EINVAL, EBUSY, ENOSPC and EPERM.

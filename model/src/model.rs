@@ -11,7 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::state::{ls, Device, Devices, LsRow, Mapping, OrdMap, PoolState, TIME_LIMIT};
+use crate::cow_map::CowMap;
+use crate::state::{ls, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
 use crate::Errno::{self, EBUSY, EEXIST, EINVAL, ENODATA, ENOSPC, EPERM};
 
 /// An open thin device. The generation is unique for the model's lifetime, so a handle that
@@ -323,7 +324,7 @@ impl Model {
     /// EWOULDBLOCK ([H4]); the model does not know the cache.
     pub fn find_block(&self, handle: Handle, vblock: u64) -> Result<Lookup, Errno> {
         let device = self.device_for_query(handle)?;
-        let mapping = device.mappings.get(&vblock).ok_or(ENODATA)?;
+        let mapping = device.mappings.get(vblock).ok_or(ENODATA)?;
         Ok(Lookup { data_block: mapping.data_block, shared: device.is_shared(mapping) })
     }
 
@@ -340,17 +341,17 @@ impl Model {
         if end < begin {
             return Err(ENODATA);
         }
-        let (&first, first_mapping) = device.mappings.range(begin..).next().ok_or(ENODATA)?;
+        let (first, first_mapping) = device.mappings.range(begin..).next().ok_or(ENODATA)?;
         if first >= end {
             return Err(ENODATA);
         }
-        let maybe_shared = device.is_shared(first_mapping);
+        let maybe_shared = device.is_shared(&first_mapping);
         let mut thin_end = first + 1;
-        for (&vblock, mapping) in device.mappings.range(thin_end..end) {
+        for (vblock, mapping) in device.mappings.range(thin_end..end) {
             let expected = first_mapping.data_block.checked_add(vblock - first);
             let continues = vblock == thin_end
                 && Some(mapping.data_block) == expected
-                && device.is_shared(mapping) == maybe_shared;
+                && device.is_shared(&mapping) == maybe_shared;
             if !continues {
                 break;
             }
@@ -366,7 +367,7 @@ impl Model {
 
     /// §3.17: `Some(highest vblock)`, or `None` for a device without mappings.
     pub fn highest_mapped_block(&self, handle: Handle) -> Result<Option<u64>, Errno> {
-        Ok(self.device_for_query(handle)?.mappings.keys().next_back().copied())
+        Ok(self.device_for_query(handle)?.mappings.last().map(|(v, _)| v))
     }
 
     /// §3.18: the device's mapped_blocks in the current state.
@@ -430,7 +431,7 @@ impl Model {
         let id = self.device_for_mutator(handle)?;
         if begin < end {
             let doomed: Vec<u64> =
-                self.live_device(id).mappings.range(begin..end).map(|(&v, _)| v).collect();
+                self.live_device(id).mappings.range(begin..end).map(|(v, _)| v).collect();
             for vblock in doomed {
                 self.current.remove_mapping(id, vblock);
             }
@@ -652,7 +653,7 @@ impl Model {
     }
 
     /// Logical count per data block in the current state (spec §8 item 8).
-    pub fn logical_refs(&self) -> &OrdMap<u64, u64> {
+    pub fn logical_refs(&self) -> &CowMap<u64> {
         self.current.logical_refs()
     }
 

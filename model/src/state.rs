@@ -16,16 +16,13 @@
 
 use std::collections::BTreeMap;
 
-/// The model's ordered map: a persistent B-tree, so cloning a state is O(1) (see the crate
-/// documentation). Its nodes are shared through `Rc`, not `Arc`: a model lives on one thread,
-/// and the non-atomic counts make the copy-on-write path cheaper.
-pub type OrdMap<K, V> = imbl::GenericOrdMap<K, V, imbl::shared_ptr::RcK>;
+use crate::cow_map::CowMap;
 
 /// First time value a mapping's 24-bit stamp cannot hold ([R8]).
 pub const TIME_LIMIT: u32 = 1 << 24;
 
 /// One mapping: where a virtual block lives and when it was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mapping {
     pub data_block: u64,
     /// The pool time at insert.
@@ -36,21 +33,21 @@ pub struct Mapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     /// vblock → mapping.
-    pub mappings: OrdMap<u64, Mapping>,
+    pub mappings: CowMap<Mapping>,
     /// The pool's transaction id when the device was created (§3.8).
     pub transaction_id: u64,
     pub creation_time: u32,
     pub snapshotted_time: u32,
 }
 
-/// Device id → device.
-pub type Devices = OrdMap<u64, Device>;
+/// Device id → device. A plain map: there are few devices, and cloning one is O(1).
+pub type Devices = BTreeMap<u64, Device>;
 
 impl Device {
     /// An empty device stamped with the pool's current transaction id and time (§3.3).
     pub fn new(transaction_id: u64, time: u32) -> Device {
         Device {
-            mappings: OrdMap::new(),
+            mappings: CowMap::new(),
             transaction_id,
             creation_time: time,
             snapshotted_time: time,
@@ -108,9 +105,9 @@ pub struct PoolState {
     /// The held metadata snapshot: the device set as of its reserve's commit ([R6]).
     pub held: Option<Devices>,
     /// References owned by callers: allocated-not-inserted blocks and net explicit incs.
-    pub caller_refs: OrdMap<u64, u64>,
+    pub caller_refs: CowMap<u64>,
     /// Logical count per data block (non-zero entries only); see the module invariants.
-    refs: OrdMap<u64, u64>,
+    refs: CowMap<u64>,
 }
 
 impl PoolState {
@@ -121,24 +118,24 @@ impl PoolState {
             trans_id: 0,
             data_blocks,
             held: None,
-            caller_refs: OrdMap::new(),
-            refs: OrdMap::new(),
+            caller_refs: CowMap::new(),
+            refs: CowMap::new(),
         }
     }
 
     /// Logical count of every data block in use (spec §8 item 8); absent = 0.
-    pub fn logical_refs(&self) -> &OrdMap<u64, u64> {
+    pub fn logical_refs(&self) -> &CowMap<u64> {
         &self.refs
     }
 
     /// Logical count of one block.
     pub fn refs_of(&self, block: u64) -> u64 {
-        self.refs.get(&block).copied().unwrap_or(0)
+        self.refs.get(block).copied().unwrap_or(0)
     }
 
     /// References the caller holds on one block.
     pub fn caller_refs_of(&self, block: u64) -> u64 {
-        self.caller_refs.get(&block).copied().unwrap_or(0)
+        self.caller_refs.get(block).copied().unwrap_or(0)
     }
 
     /// The fewest space-map references block `b` can have, given that sharing is lazy (§4.1):
@@ -174,10 +171,10 @@ impl PoolState {
     /// loses its reference. False, and no change, when a reference is needed and the caller
     /// holds none.
     pub(crate) fn insert_mapping(&mut self, id: u64, vblock: u64, mapping: Mapping) -> bool {
-        let device = self.devices.get(&id).expect("callers insert into existing devices");
-        let old = device.mappings.get(&vblock).map(|m| m.data_block);
+        let device = self.devices.get_mut(&id).expect("callers insert into existing devices");
+        let old = device.mappings.get(vblock).map(|m| m.data_block);
         if old != Some(mapping.data_block) {
-            if self.caller_refs_of(mapping.data_block) == 0 {
+            if self.caller_refs.get(mapping.data_block).is_none() {
                 return false;
             }
             drop_ref(&mut self.caller_refs, mapping.data_block);
@@ -185,14 +182,13 @@ impl PoolState {
                 drop_ref(&mut self.refs, old);
             }
         }
-        let device = self.devices.get_mut(&id).expect("looked up above");
         device.mappings.insert(vblock, mapping);
         true
     }
 
     pub(crate) fn remove_mapping(&mut self, id: u64, vblock: u64) -> Option<Mapping> {
         let device = self.devices.get_mut(&id).expect("callers remove from existing devices");
-        let old = device.mappings.remove(&vblock)?;
+        let old = device.mappings.remove(vblock)?;
         drop_ref(&mut self.refs, old.data_block);
         Some(old)
     }
@@ -229,7 +225,7 @@ impl PoolState {
     }
 
     /// The logical counts recomputed from scratch.
-    pub fn recount(&self) -> OrdMap<u64, u64> {
+    pub fn recount(&self) -> CowMap<u64> {
         let mut refs = self.caller_refs.clone();
         let held = self.held.iter().flat_map(|h| h.values());
         for mapping in self.devices.values().chain(held).flat_map(|d| d.mappings.values()) {
@@ -243,7 +239,7 @@ impl PoolState {
         if self.time >= TIME_LIMIT {
             return Err(format!("time {} does not fit 24 bits", self.time));
         }
-        if self.caller_refs.values().any(|&c| c == 0) {
+        if self.caller_refs.values().any(|c| c == 0) {
             return Err("a zero caller-reference entry is stored".into());
         }
         let recount = self.recount();
@@ -277,17 +273,16 @@ impl PoolState {
     }
 }
 
-// One lookup and one update each: a persistent map copies the path it updates, so a
-// `get_mut` followed by a `remove` would copy it twice.
-fn add_ref(counts: &mut OrdMap<u64, u64>, block: u64) {
-    let count = counts.get(&block).copied().unwrap_or(0);
+// One lookup and one update each.
+fn add_ref(counts: &mut CowMap<u64>, block: u64) {
+    let count = counts.get(block).copied().unwrap_or(0);
     counts.insert(block, count + 1);
 }
 
-fn drop_ref(counts: &mut OrdMap<u64, u64>, block: u64) {
-    match counts.get(&block).copied() {
+fn drop_ref(counts: &mut CowMap<u64>, block: u64) {
+    match counts.get(block).copied() {
         Some(1) => {
-            counts.remove(&block);
+            counts.remove(block);
         }
         Some(count) => {
             counts.insert(block, count - 1);

@@ -244,6 +244,39 @@ fn crash_rate(seeds: u64) -> (u64, f64) {
     (images, start.elapsed().as_secs_f64())
 }
 
+/// One measured row alone, `repeats` times, for profiling (`bench-sim --only ROW`); prints
+/// the median. Rows: `bare`, `disk`, `lockstep`, `amortized`, `full`.
+pub fn run_only(
+    row: &str,
+    ops: u64,
+    commit_every: u64,
+    seed: u64,
+    repeats: usize,
+) -> Result<String, String> {
+    let work = workload(ops, commit_every, seed);
+    let data = data_blocks(ops);
+    let checking = match row {
+        "bare" => None,
+        "disk" => Some(Checking::DiskOnly),
+        "lockstep" => Some(Checking::Lockstep),
+        "amortized" => Some(Checking::Verify(VerifyMode::Amortized)),
+        "full" => Some(Checking::Verify(VerifyMode::Full)),
+        _ => return Err(format!("unknown row {row:?}: bare|disk|lockstep|amortized|full")),
+    };
+    let m = median_of(repeats.max(1), || match checking {
+        None => Ok(Measured { seconds: bare(&work, data)?, ..Measured::default() }),
+        Some(c) => checked(&work, data, seed, c),
+    })?;
+    Ok(format!(
+        "{row}: {} ops in {:.3} s ({:.0} ops/s), {} full / {} incremental verifications",
+        work.len(),
+        m.seconds,
+        work.len() as f64 / m.seconds,
+        m.full,
+        m.incremental
+    ))
+}
+
 /// Runs everything and returns (JSON, Markdown).
 pub fn run(ops: u64, commit_every: u64, seed: u64) -> Result<(String, String), String> {
     let work = workload(ops, commit_every, seed);

@@ -326,9 +326,31 @@ pub struct BenchSimArgs {
     pub seed: u64,
     #[arg(long, default_value = "reports/bench")]
     pub out: PathBuf,
+    /// Time one row alone and print it instead of writing the report (for profiling):
+    /// bare, disk, lockstep, amortized or full.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Runs of the `--only` row; the median is printed.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
 }
 
 pub fn bench_sim(args: &BenchSimArgs) -> ExitCode {
+    if let Some(row) = &args.only {
+        return match crate::bench_sim::run_only(
+            row,
+            args.ops,
+            args.commit_every,
+            args.seed,
+            args.repeats,
+        ) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e, 1),
+        };
+    }
     match crate::bench_sim::run(args.ops, args.commit_every, args.seed) {
         Ok((json, md)) => write_report(&args.out, "sim", &json, &md),
         Err(e) => fail(e, 1),

@@ -193,6 +193,71 @@ pub fn lookup_u64(
     Err(depth_error(root))
 }
 
+/// [`lookup_u64`] of many keys in one descent: each node on the way is read once, and every
+/// key takes the path `lookup_u64` would take, so the answers are the same (`out[i]` for
+/// `keys[i]`). Keys sorted ascending keep each node's keys together; other orders are still
+/// answered correctly, only with more node reads.
+pub fn lookup_many_u64(
+    tm: &TransactionManager,
+    root: u64,
+    vk: ValueKind,
+    keys: &[u64],
+    mode: ReadMode,
+) -> Result<Vec<Option<u64>>> {
+    debug_assert_eq!(vk.size(), 8);
+    let mut out = vec![None; keys.len()];
+    lookup_many_rec(tm, root, vk, keys, &mut out, mode, 0)?;
+    Ok(out)
+}
+
+fn lookup_many_rec(
+    tm: &TransactionManager,
+    b: u64,
+    vk: ValueKind,
+    keys: &[u64],
+    out: &mut [Option<u64>],
+    mode: ReadMode,
+    depth: usize,
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    if depth >= MAX_BTREE_DEPTH {
+        return Err(depth_error(b));
+    }
+    let n = read_mode(tm, b, vk, mode)?;
+    let leaf = node::is_leaf(&n);
+    let mut start = 0;
+    while start < keys.len() {
+        let slot = node::lower_bound(&n, keys[start]);
+        // The run of keys that go the same way from this node.
+        let end =
+            start + keys[start..].iter().take_while(|&&k| node::lower_bound(&n, k) == slot).count();
+        match slot {
+            None => {} // below the node's first key: absent
+            Some(i) if leaf => {
+                for (k, o) in keys[start..end].iter().zip(&mut out[start..end]) {
+                    *o = (node::key(&n, i) == *k).then(|| node::value_u64(&n, i));
+                }
+            }
+            Some(i) => {
+                let child = node::value_u64(&n, i);
+                lookup_many_rec(
+                    tm,
+                    child,
+                    vk,
+                    &keys[start..end],
+                    &mut out[start..end],
+                    mode,
+                    depth + 1,
+                )?;
+            }
+        }
+        start = end;
+    }
+    Ok(())
+}
+
 /// The first entry with key ≥ `key` ("lookup next").
 pub fn lookup_ge(
     tm: &TransactionManager,

@@ -8,12 +8,15 @@ use crate::limits::BLOCK_SIZE;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A metadata device backed by a regular file or a block device node.
 pub struct FileDevice {
     file: File,
     nr_blocks: u64,
     writable: bool,
+    /// A run's blocks gathered for one positioned write; kept to reuse its allocation.
+    run_bytes: Vec<u8>,
 }
 
 impl FileDevice {
@@ -25,7 +28,12 @@ impl FileDevice {
             .open(path)
             .map_err(|e| os_error(IoOp::Read, None, &e))?;
         let len_bytes = file.metadata().map_err(|e| os_error(IoOp::Read, None, &e))?.len();
-        Ok(FileDevice { file, nr_blocks: len_bytes / BLOCK_SIZE as u64, writable })
+        Ok(FileDevice {
+            file,
+            nr_blocks: len_bytes / BLOCK_SIZE as u64,
+            writable,
+            run_bytes: Vec::new(),
+        })
     }
 
     /// Creates (or truncates) `path` as a zero-filled device of `nr_blocks` blocks.
@@ -38,7 +46,7 @@ impl FileDevice {
             .open(path)
             .map_err(|e| os_error(IoOp::Write, None, &e))?;
         file.set_len(nr_blocks * BLOCK_SIZE as u64).map_err(|e| os_error(IoOp::Write, None, &e))?;
-        Ok(FileDevice { file, nr_blocks, writable: true })
+        Ok(FileDevice { file, nr_blocks, writable: true, run_bytes: Vec::new() })
     }
 
     fn refuse_if_read_only(&self, op: IoOp, block: Option<u64>) -> Result<(), IoError> {
@@ -73,7 +81,7 @@ impl BlockDevice for FileDevice {
             .map_err(|e| os_error(IoOp::Write, Some(block), &e))
     }
 
-    fn write_run(&mut self, first: u64, blocks: &[Block]) -> Result<(), IoError> {
+    fn write_run(&mut self, first: u64, blocks: &[Arc<Block>]) -> Result<(), IoError> {
         self.refuse_if_read_only(IoOp::Write, Some(first))?;
         let n = blocks.len() as u64;
         if n == 0 {
@@ -81,13 +89,14 @@ impl BlockDevice for FileDevice {
         }
         check_range(IoOp::Write, first + n - 1, self.nr_blocks)?;
         // One positioned write for the whole run.
-        let bytes = blocks.as_flattened();
+        self.run_bytes.clear();
+        blocks.iter().for_each(|b| self.run_bytes.extend_from_slice(&b[..]));
         let offset = first * BLOCK_SIZE as u64;
         self.file
-            .write_all_at(bytes, offset)
+            .write_all_at(&self.run_bytes, offset)
             .map_err(|e| os_error(IoOp::Write, Some(first), &e))?;
         if n >= EARLY_WRITEBACK_MIN_BLOCKS {
-            start_writeback(&self.file, offset, bytes.len() as u64);
+            start_writeback(&self.file, offset, self.run_bytes.len() as u64);
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ pub use file::FileDevice;
 pub use memory::MemoryDevice;
 
 use crate::limits::BLOCK_SIZE;
+use std::sync::Arc;
 
 /// One 4 KiB metadata block.
 pub type Block = [u8; BLOCK_SIZE];
@@ -87,8 +88,11 @@ pub trait BlockDevice: Send {
         self.flush()
     }
     /// Writes consecutive blocks starting at `first` (one call for a contiguous run; backends
-    /// that can, do it in one I/O). Same durability as `write`.
-    fn write_run(&mut self, first: u64, blocks: &[Block]) -> Result<(), IoError> {
+    /// that can, do it in one I/O). Same durability as `write`. The blocks come as the
+    /// block manager's shared buffers, so a backend that keeps blocks in memory may keep
+    /// these very buffers instead of copying them (the block manager copies before it
+    /// changes a buffer someone else holds).
+    fn write_run(&mut self, first: u64, blocks: &[Arc<Block>]) -> Result<(), IoError> {
         for (i, b) in blocks.iter().enumerate() {
             self.write(first + i as u64, b)?;
         }
@@ -111,7 +115,7 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     fn write_fua(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
         (**self).write_fua(block, buf)
     }
-    fn write_run(&mut self, first: u64, blocks: &[Block]) -> Result<(), IoError> {
+    fn write_run(&mut self, first: u64, blocks: &[Arc<Block>]) -> Result<(), IoError> {
         (**self).write_run(first, blocks)
     }
     fn flush(&mut self) -> Result<(), IoError> {

@@ -79,19 +79,19 @@ impl Pool {
     }
 
     /// The mappings of device `id` at each of `vblocks` in the current state (`None` where
-    /// unmapped): one top-level lookup, then one tree lookup per vblock. For oracles that
-    /// verify only what changed.
+    /// unmapped): one top-level lookup, then one descent for all of them (each node read
+    /// once when `vblocks` ascend). For oracles that verify only what changed.
     pub fn lookup_mappings(&self, id: u64, vblocks: &[u64]) -> Result<Vec<Option<BlockTime>>> {
         self.query(|p| {
             let root = p.device_root(id, ReadMode::Blocking)?;
-            vblocks
-                .iter()
-                .map(|&v| {
-                    let found =
-                        btree::lookup_u64(&p.tm, root, ValueKind::Mapping, v, ReadMode::Blocking)?;
-                    Ok(found.map(BlockTime::unpack))
-                })
-                .collect()
+            let found = btree::lookup_many_u64(
+                &p.tm,
+                root,
+                ValueKind::Mapping,
+                vblocks,
+                ReadMode::Blocking,
+            )?;
+            Ok(found.into_iter().map(|f| f.map(BlockTime::unpack)).collect())
         })
     }
 

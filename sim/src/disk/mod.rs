@@ -535,14 +535,15 @@ impl SimDisk {
 
 /// The write and flush paths.
 impl SimDisk {
-    fn write_inner(&mut self, block: u64, buf: &Block, fua: bool) -> Result<(), IoError> {
+    fn write_inner(&mut self, block: u64, data: &Arc<Block>, fua: bool) -> Result<(), IoError> {
+        let buf: &Block = data;
         match self.gate() {
             Gate::On => {}
             Gate::Off => return Err(eio(IoOp::Write, Some(block), POWER_LOSS_DETAIL)),
             Gate::FailsNow => {
                 // The write was in flight: in the cache, unacknowledged, maybe persisted.
                 if let Ok(i) = self.index(IoOp::Write, block) {
-                    self.accept(i, block, buf, WriteFate::Normal);
+                    self.accept(i, block, data, WriteFate::Normal);
                 }
                 self.record(FaultKind::PowerLoss, Some(block), HitKind::of(buf));
                 return Err(eio(IoOp::Write, Some(block), POWER_LOSS_DETAIL));
@@ -553,7 +554,7 @@ impl SimDisk {
             self.write_faults(block, buf)?;
         }
         let fate = if self.faults_enabled { self.draw_fate(block, buf) } else { WriteFate::Normal };
-        self.accept(i, block, buf, fate);
+        self.accept(i, block, data, fate);
         if fua {
             self.destage_last();
         }
@@ -593,9 +594,10 @@ impl SimDisk {
         WriteFate::Normal
     }
 
-    /// Puts a write in the cache.
-    fn accept(&mut self, i: usize, block: u64, buf: &Block, fate: WriteFate) {
-        let data = Arc::new(*buf);
+    /// Puts a write in the cache. The buffer is kept as given, not copied: nobody changes a
+    /// shared buffer in place (faults and tears build new ones; the engine copies first).
+    fn accept(&mut self, i: usize, block: u64, data: &Arc<Block>, fate: WriteFate) {
+        let data = Arc::clone(data);
         if let Some(slot) = self.newest.get_mut(i) {
             *slot = Arc::clone(&data);
         }
@@ -674,17 +676,19 @@ impl BlockDevice for SimDisk {
     }
 
     fn write(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
-        self.stats.writes += 1;
-        let r = self.write_inner(block, buf, false);
-        self.finish(TraceOp::Write, block, hash_block(buf), &r);
-        r
+        self.write_one(block, &Arc::new(*buf), false)
     }
 
     fn write_fua(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
-        self.stats.fua_writes += 1;
-        let r = self.write_inner(block, buf, true);
-        self.finish(TraceOp::WriteFua, block, hash_block(buf), &r);
-        r
+        self.write_one(block, &Arc::new(*buf), true)
+    }
+
+    /// The same I/O calls, faults and trace as one `write` per block, keeping the buffers.
+    fn write_run(&mut self, first: u64, blocks: &[Arc<Block>]) -> Result<(), IoError> {
+        for (block, data) in (first..).zip(blocks) {
+            self.write_one(block, data, false)?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), IoError> {
@@ -696,6 +700,20 @@ impl BlockDevice for SimDisk {
 }
 
 impl SimDisk {
+    /// One write call (counted, faulted and traced as such).
+    fn write_one(&mut self, block: u64, data: &Arc<Block>, fua: bool) -> Result<(), IoError> {
+        let op = if fua {
+            self.stats.fua_writes += 1;
+            TraceOp::WriteFua
+        } else {
+            self.stats.writes += 1;
+            TraceOp::Write
+        };
+        let r = self.write_inner(block, data, fua);
+        self.finish(op, block, hash_block(data), &r);
+        r
+    }
+
     /// Folds one I/O call into the trace and the error count.
     fn finish(&mut self, op: TraceOp, block: u64, data: u64, r: &Result<(), IoError>) {
         self.trace.event(op, block, data, 0);

@@ -135,7 +135,7 @@ impl Runner {
         let id = self.handles[h].0.id();
         let mapped: Option<u64> = self.model.devices().get(&id).and_then(|d| {
             let n = d.mappings.len();
-            (n > 0).then(|| *d.mappings.keys().nth(self.rng.random_range(0..n)).expect("n > 0"))
+            (n > 0).then(|| d.mappings.keys().nth(self.rng.random_range(0..n)).expect("n > 0"))
         });
         match mapped {
             Some(v) if self.rng.random_bool(0.6) => v,
@@ -149,7 +149,7 @@ impl Runner {
         let n = refs.len();
         if n > 0 && self.rng.random_bool(0.8) {
             let i = self.rng.random_range(0..n);
-            return *refs.keys().nth(i).expect("i < n");
+            return refs.keys().nth(i).expect("i < n");
         }
         self.rng.random_range(0..self.model.current().data_blocks.max(1))
     }
@@ -568,7 +568,7 @@ impl Runner {
     }
 
     fn dec_op(&mut self) -> Res<()> {
-        let held: Vec<u64> = self.model.current().caller_refs.keys().copied().collect();
+        let held: Vec<u64> = self.model.current().caller_refs.keys().collect();
         if held.is_empty() {
             return self.query_op();
         }

@@ -167,15 +167,15 @@ pub(crate) fn diff_mappings(
             (None, None) => return,
             (Some(_), None) => Less,
             (None, Some(_)) => Greater,
-            (Some((wv, _)), Some((fv, _))) => (*wv).cmp(fv),
+            (Some((wv, _)), Some((fv, _))) => wv.cmp(fv),
         };
         let (w, f) = match order {
             Less => (want.next(), None),
             Greater => (None, found.next()),
             Equal => (want.next(), found.next()),
         };
-        let v = w.map(|(v, _)| *v).or(f.map(|(v, _)| *v)).unwrap_or_default();
-        diff_mapping(what, id, v, w.map(|(_, m)| *m), f.map(|(_, bt)| *bt), d);
+        let v = w.map(|(v, _)| v).or(f.map(|(v, _)| *v)).unwrap_or_default();
+        diff_mapping(what, id, v, w.map(|(_, m)| m), f.map(|(_, bt)| *bt), d);
     }
 }
 
@@ -207,7 +207,7 @@ pub(crate) fn diff_mapping(
 pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
     let c = model.committed();
     let caller: BTreeMap<u64, u32> =
-        c.caller_refs.iter().map(|(b, n)| (*b, u32::try_from(*n).unwrap_or(u32::MAX))).collect();
+        c.caller_refs.iter().map(|(b, n)| (b, u32::try_from(n).unwrap_or(u32::MAX))).collect();
     let dev = image.to_device();
     // `check` promises never to panic on any bytes; if it does, that is an engine bug to
     // report, not a reason to lose the rest of the campaign.

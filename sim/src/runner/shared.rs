@@ -42,6 +42,9 @@ impl BlockDevice for SharedDisk {
     fn write_fua(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
         self.lock().write_fua(block, buf)
     }
+    fn write_run(&mut self, first: u64, blocks: &[Arc<Block>]) -> Result<(), IoError> {
+        self.lock().write_run(first, blocks)
+    }
     fn flush(&mut self) -> Result<(), IoError> {
         self.lock().flush()
     }

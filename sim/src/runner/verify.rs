@@ -27,7 +27,6 @@
 
 use super::oracle::{self, Diff};
 use engine::thin::Pool;
-use imbl::ordmap::DiffItem;
 use model::{Model, PoolState};
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +115,7 @@ pub fn compare_changes(pool: &Pool, base: &PoolState, model: &Model) -> Result<(
     let details = pool.devices().map_err(oracle::e2s)?;
     // Data blocks whose logical count may have changed: those of changed mappings and
     // caller references (the held snapshot's are compared in full when it changes).
-    let mut blocks = std::collections::BTreeSet::new();
+    let mut blocks = Vec::new();
     for (id, dev) in cur.devices.iter() {
         let Some(det) = details.get(id) else {
             d.push(format!("device {id}: expected, missing in the engine"));
@@ -131,21 +130,12 @@ pub fn compare_changes(pool: &Pool, base: &PoolState, model: &Model) -> Result<(
             }
             Some(old) if old.mappings.ptr_eq(&dev.mappings) => {}
             Some(old) => {
-                let mut vblocks = Vec::new();
-                for item in old.mappings.diff(&dev.mappings) {
-                    let (v, old_block, new_block) = match item {
-                        DiffItem::Add(v, m) => (*v, None, Some(m.data_block)),
-                        DiffItem::Remove(v, m) => (*v, Some(m.data_block), None),
-                        DiffItem::Update { old: (v, o), new: (_, n) } => {
-                            (*v, Some(o.data_block), Some(n.data_block))
-                        }
-                    };
-                    vblocks.push(v);
-                    blocks.extend(old_block.into_iter().chain(new_block));
-                }
+                let changed = old.mappings.diff(&dev.mappings);
+                let vblocks: Vec<u64> = changed.iter().map(|&(v, _, _)| v).collect();
                 let found = pool.lookup_mappings(*id, &vblocks).map_err(oracle::e2s)?;
-                for (v, bt) in vblocks.iter().zip(found) {
-                    oracle::diff_mapping("", *id, *v, dev.mappings.get(v).copied(), bt, &mut d);
+                for ((v, old, new), bt) in changed.into_iter().zip(found) {
+                    blocks.extend(old.into_iter().chain(new).map(|m| m.data_block));
+                    oracle::diff_mapping("", *id, v, new, bt, &mut d);
                 }
             }
         }
@@ -156,19 +146,17 @@ pub fn compare_changes(pool: &Pool, base: &PoolState, model: &Model) -> Result<(
     for (_, gone) in base.devices.iter().filter(|(&id, _)| !cur.devices.contains_key(&id)) {
         blocks.extend(gone.mappings.values().map(|m| m.data_block));
     }
-    let held_unchanged = match (&base.held, &cur.held) {
-        (None, None) => true,
-        (Some(a), Some(b)) => a.ptr_eq(b),
-        _ => false,
-    };
-    if !held_unchanged {
+    // Cheap when unchanged: the held devices' mappings are still the same versions.
+    if base.held != cur.held {
         oracle::compare_held(pool, model, &mut d)?;
         for held in [&base.held, &cur.held].into_iter().flatten() {
             blocks
                 .extend(held.values().flat_map(|dev| dev.mappings.values()).map(|m| m.data_block));
         }
     }
-    blocks.extend(base.caller_refs.diff(&cur.caller_refs).map(diff_key));
+    blocks.extend(base.caller_refs.diff(&cur.caller_refs).into_iter().map(|(b, _, _)| b));
+    blocks.sort_unstable();
+    blocks.dedup();
     for block in blocks.into_iter().filter(|&b| b < cur.data_blocks) {
         let logical = cur.refs_of(block);
         let physical = u64::from(pool.data_block_count(block).map_err(oracle::e2s)?);
@@ -180,10 +168,4 @@ pub fn compare_changes(pool: &Pool, base: &PoolState, model: &Model) -> Result<(
         }
     }
     d.into_result()
-}
-
-fn diff_key<V>(item: DiffItem<'_, '_, u64, V>) -> u64 {
-    match item {
-        DiffItem::Add(k, _) | DiffItem::Remove(k, _) | DiffItem::Update { new: (k, _), .. } => *k,
-    }
 }

@@ -1,0 +1,536 @@
+//! [`CowMap`]: the model's ordered map from `u64` keys (vblocks, data blocks) to small `Copy`
+//! values, persistent by copy-on-write, so that cloning a whole pool state is O(1).
+//!
+//! Why not a general persistent B-tree: the model clones its state at every commit, abort and
+//! crash, and the simulator keeps more copies (the last verified state, the state before a
+//! commit). A persistent B-tree makes those clones free but pays on every update: a
+//! leaf-to-root path of wide nodes copied, reference counts of all their children touched,
+//! and a deep search on every lookup. The model's keys are small integers that cluster, so a
+//! flat layout does better: keys are split into 64-key leaves (`key / 64`), each a presence
+//! bitmask and an array of values, held in an ordered index by leaf number.
+//! - A lookup is one index search and a bit test.
+//! - An update copies at most one leaf (≈ 1 KiB) and, the first time a map is touched after a
+//!   clone, the index (one pointer per leaf). Later updates in the same transaction touch
+//!   only what they change.
+//! - Two maps sharing a leaf share it by pointer, so [`CowMap::diff`] skips everything two
+//!   versions still share, and equality does too. A leaf also knows which leaf it was copied
+//!   from and which of its slots were written since it was created, so the diff of a leaf
+//!   against the one it was copied from reads only the written slots, not the whole leaf.
+//!
+//! Invariants:
+//! - `len` is the number of set presence bits over all leaves;
+//! - no stored leaf is empty (an update that empties a leaf drops it);
+//! - leaf `i` holds the keys `64 i .. 64 i + 63`: bit `j` of `present` ⇔ key `64 i + j` is in
+//!   the map, with its value in `values[j]`; absent slots hold `V::default()`, so two leaves
+//!   with equal bits and arrays hold the same entries;
+//! - every leaf has an id no other leaf has had in this process; `origin` is the id of the
+//!   leaf it was copied from (0 for a leaf created empty); `written` has a bit for every slot
+//!   inserted or removed since the leaf was created. So a leaf `b` copied from `a` differs
+//!   from `a` (as `a` is now) only in slots of `a.written | b.written`: `b`'s own writes, and
+//!   any in-place write to `a` after the copy.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// log2 of the keys per leaf.
+const LEAF_SHIFT: u32 = 6;
+/// Keys per leaf: one bit each in the presence mask.
+const LEAF_KEYS: usize = 1 << LEAF_SHIFT;
+/// 64-bit words of a leaf's presence mask.
+const WORDS: usize = LEAF_KEYS / 64;
+
+/// Source of leaf ids; 0 is never handed out. Ids are only compared for equality, so which
+/// thread draws which id never shows in any result.
+static NEXT_LEAF_ID: AtomicU64 = AtomicU64::new(1);
+
+fn new_leaf_id() -> u64 {
+    NEXT_LEAF_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+// `Copy`, so a copy-on-write clone is one `memcpy` into the new allocation.
+#[derive(Clone, Copy)]
+struct Leaf<V> {
+    id: u64,
+    origin: u64,
+    written: [u64; WORDS],
+    present: [u64; WORDS],
+    values: [V; LEAF_KEYS],
+}
+
+impl<V: Copy + Default + PartialEq> Leaf<V> {
+    fn empty() -> Rc<Self> {
+        Rc::new(Leaf {
+            id: new_leaf_id(),
+            origin: 0,
+            written: [0; WORDS],
+            present: [0; WORDS],
+            values: [V::default(); LEAF_KEYS],
+        })
+    }
+
+    /// The leaf, for writing: copied first (new id, origin = the copied leaf) if shared.
+    fn writable(leaf: &mut Rc<Self>) -> &mut Self {
+        if Rc::get_mut(leaf).is_none() {
+            let origin = leaf.id;
+            let copy = Rc::make_mut(leaf);
+            copy.id = new_leaf_id();
+            copy.origin = origin;
+            copy.written = [0; WORDS];
+        }
+        Rc::get_mut(leaf).expect("unique after the copy")
+    }
+
+    fn set(&mut self, slot: usize, value: V) {
+        self.present[slot / 64] |= 1 << (slot % 64);
+        self.written[slot / 64] |= 1 << (slot % 64);
+        self.values[slot] = value;
+    }
+
+    fn unset(&mut self, slot: usize) {
+        self.present[slot / 64] &= !(1 << (slot % 64));
+        self.written[slot / 64] |= 1 << (slot % 64);
+        self.values[slot] = V::default();
+    }
+
+    fn same_entries(&self, other: &Self) -> bool {
+        self.present == other.present && self.values == other.values
+    }
+
+    /// Slots where `self` and `other` may differ (a superset; see the module invariants).
+    fn maybe_differ(&self, other: &Self) -> [u64; WORDS] {
+        let mut out = [0; WORDS];
+        for (w, o) in out.iter_mut().enumerate() {
+            *o = if other.origin == self.id || self.origin == other.id {
+                self.written[w] | other.written[w]
+            } else {
+                self.present[w] | other.present[w]
+            };
+        }
+        out
+    }
+}
+
+/// The set bits of a mask, ascending, as slot numbers.
+fn slots(mask: [u64; WORDS]) -> impl Iterator<Item = usize> {
+    (0..WORDS).flat_map(move |w| {
+        let mut bits = mask[w];
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                w * 64 + b
+            })
+        })
+    })
+}
+
+impl<V: Copy> Leaf<V> {
+    fn has(&self, slot: usize) -> bool {
+        self.present[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    fn get(&self, slot: usize) -> Option<V> {
+        self.has(slot).then(|| self.values[slot])
+    }
+
+    /// Whether `slot` is the only key present.
+    fn only(&self, slot: usize) -> bool {
+        (0..WORDS).all(|w| self.present[w] == if w == slot / 64 { 1 << (slot % 64) } else { 0 })
+    }
+
+    fn last_slot(&self) -> Option<usize> {
+        let w = (0..WORDS).rev().find(|&w| self.present[w] != 0)?;
+        Some(w * 64 + 63 - self.present[w].leading_zeros() as usize)
+    }
+}
+
+/// Leaf number and slot of a key.
+fn split(key: u64) -> (u64, usize) {
+    (key >> LEAF_SHIFT, (key & (LEAF_KEYS as u64 - 1)) as usize)
+}
+
+/// A persistent ordered map `u64 → V`; see the module documentation.
+pub struct CowMap<V> {
+    leaves: Rc<BTreeMap<u64, Rc<Leaf<V>>>>,
+    len: usize,
+}
+
+impl<V> Clone for CowMap<V> {
+    fn clone(&self) -> Self {
+        CowMap { leaves: Rc::clone(&self.leaves), len: self.len }
+    }
+}
+
+impl<V: Copy + Default + PartialEq> Default for CowMap<V> {
+    fn default() -> Self {
+        CowMap::new()
+    }
+}
+
+impl<V: Copy + Default + PartialEq> CowMap<V> {
+    pub fn new() -> Self {
+        CowMap { leaves: Rc::new(BTreeMap::new()), len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, key: u64) -> Option<&V> {
+        let (leaf, slot) = split(key);
+        let leaf = self.leaves.get(&leaf)?;
+        leaf.has(slot).then(|| &leaf.values[slot])
+    }
+
+    pub fn contains_key(&self, key: u64) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Stores `value` at `key`; returns the value it replaced.
+    pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
+        let (index, slot) = split(key);
+        let leaf = Rc::make_mut(&mut self.leaves).entry(index).or_insert_with(Leaf::empty);
+        let leaf = Leaf::writable(leaf);
+        let old = leaf.get(slot);
+        leaf.set(slot, value);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Removes `key`; returns its value. Copies nothing when the key is absent.
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        let old = *self.get(key)?;
+        let (index, slot) = split(key);
+        let leaves = Rc::make_mut(&mut self.leaves);
+        let leaf = leaves.get_mut(&index).expect("get found it");
+        if leaf.only(slot) {
+            leaves.remove(&index);
+        } else {
+            Leaf::writable(leaf).unset(slot);
+        }
+        self.len -= 1;
+        Some(old)
+    }
+
+    /// Entries in ascending key order.
+    pub fn iter(&self) -> Iter<'_, V> {
+        self.range(..)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = V> + '_ {
+        self.iter().map(|(_, v)| v)
+    }
+
+    /// Entries with keys in `range`, ascending.
+    pub fn range(&self, range: impl RangeBounds<u64>) -> Iter<'_, V> {
+        let first = match range.start_bound() {
+            Bound::Included(&k) => Some(k),
+            Bound::Excluded(&k) => k.checked_add(1),
+            Bound::Unbounded => Some(0),
+        };
+        let last = match range.end_bound() {
+            Bound::Included(&k) => Some(k),
+            Bound::Excluded(&k) => k.checked_sub(1),
+            Bound::Unbounded => Some(u64::MAX),
+        };
+        match (first, last) {
+            (Some(first), Some(last)) if first <= last => Iter {
+                leaves: Some(self.leaves.range(first >> LEAF_SHIFT..=last >> LEAF_SHIFT)),
+                first,
+                last,
+                current: None,
+            },
+            _ => Iter { leaves: None, first: 1, last: 0, current: None },
+        }
+    }
+
+    /// The entry with the highest key.
+    pub fn last(&self) -> Option<(u64, V)> {
+        let (&index, leaf) = self.leaves.last_key_value()?;
+        let slot = leaf.last_slot().expect("stored leaves are not empty");
+        Some(((index << LEAF_SHIFT) + slot as u64, leaf.values[slot]))
+    }
+
+    /// Whether `self` and `other` are the same version (a clone not updated since).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.leaves, &other.leaves)
+    }
+
+    /// Every key whose entry differs between `self` (old) and `other` (new), ascending, with
+    /// its old and new value. Leaves the two versions share are skipped unread.
+    pub fn diff(&self, other: &Self) -> Vec<(u64, Option<V>, Option<V>)> {
+        let mut out = Vec::new();
+        if self.ptr_eq(other) {
+            return out;
+        }
+        let (mut a, mut b) = (self.leaves.iter().peekable(), other.leaves.iter().peekable());
+        loop {
+            let (ia, ib) = (a.peek().map(|(&i, _)| i), b.peek().map(|(&i, _)| i));
+            let index = match (ia, ib) {
+                (None, None) => return out,
+                (Some(x), Some(y)) => x.min(y),
+                (Some(x), None) | (None, Some(x)) => x,
+            };
+            let la = if ia == Some(index) { a.next().map(|(_, l)| l) } else { None };
+            let lb = if ib == Some(index) { b.next().map(|(_, l)| l) } else { None };
+            if let (Some(x), Some(y)) = (la, lb) {
+                if Rc::ptr_eq(x, y) {
+                    continue;
+                }
+            }
+            let entry = |leaf: Option<&Rc<Leaf<V>>>, slot: usize| leaf.and_then(|l| l.get(slot));
+            let candidates = match (la, lb) {
+                (Some(x), Some(y)) => x.maybe_differ(y),
+                (Some(only), None) | (None, Some(only)) => only.present,
+                (None, None) => unreachable!("index came from one side"),
+            };
+            for slot in slots(candidates) {
+                let (old, new) = (entry(la, slot), entry(lb, slot));
+                if old != new {
+                    out.push(((index << LEAF_SHIFT) + slot as u64, old, new));
+                }
+            }
+        }
+    }
+}
+
+impl<V: Copy + Default + PartialEq> PartialEq for CowMap<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+            || (self.len == other.len
+                && self.leaves.len() == other.leaves.len()
+                && self
+                    .leaves
+                    .iter()
+                    .zip(other.leaves.iter())
+                    .all(|((i, a), (j, b))| i == j && (Rc::ptr_eq(a, b) || a.same_entries(b))))
+    }
+}
+
+impl<V: Copy + Default + Eq> Eq for CowMap<V> {}
+
+impl<V: Copy + Default + PartialEq + fmt::Debug> fmt::Debug for CowMap<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V: Copy + Default + PartialEq> FromIterator<(u64, V)> for CowMap<V> {
+    fn from_iter<I: IntoIterator<Item = (u64, V)>>(iter: I) -> Self {
+        let mut map = CowMap::new();
+        for (k, v) in iter {
+            map.insert(k, v);
+        }
+        map
+    }
+}
+
+impl<V: Copy + Default + PartialEq> std::ops::Index<&u64> for CowMap<V> {
+    type Output = V;
+
+    /// The value at a key that must be present (panics otherwise, as `BTreeMap`'s does).
+    fn index(&self, key: &u64) -> &V {
+        self.get(*key).expect("key present in CowMap")
+    }
+}
+
+/// Ascending entries of a [`CowMap`] within `first..=last`.
+pub struct Iter<'a, V> {
+    leaves: Option<std::collections::btree_map::Range<'a, u64, Rc<Leaf<V>>>>,
+    first: u64,
+    last: u64,
+    /// The leaf being read: its first key, the leaf, the presence word being read and its
+    /// bits not yet returned.
+    current: Option<(u64, &'a Leaf<V>, usize, u64)>,
+}
+
+impl<V: Copy> Iterator for Iter<'_, V> {
+    type Item = (u64, V);
+
+    fn next(&mut self) -> Option<(u64, V)> {
+        loop {
+            if let Some((base, leaf, word, bits)) = &mut self.current {
+                if *bits == 0 && *word + 1 < WORDS {
+                    *word += 1;
+                    *bits = leaf.present[*word] & mask_from(self.first, *base, *word);
+                    continue;
+                }
+                if *bits != 0 {
+                    let slot = *word * 64 + bits.trailing_zeros() as usize;
+                    *bits &= *bits - 1;
+                    let key = *base + slot as u64;
+                    if key > self.last {
+                        self.leaves = None;
+                        self.current = None;
+                        return None;
+                    }
+                    return Some((key, leaf.values[slot]));
+                }
+            }
+            let (&index, leaf) = self.leaves.as_mut()?.next()?;
+            let base = index << LEAF_SHIFT;
+            self.current = Some((base, leaf, 0, leaf.present[0] & mask_from(self.first, base, 0)));
+        }
+    }
+}
+
+/// The bits of presence word `word` of the leaf at `base` for keys not below `first` (only
+/// the first leaf of a range can hold keys below it).
+fn mask_from(first: u64, base: u64, word: usize) -> u64 {
+    match first.saturating_sub(base + word as u64 * 64) {
+        0 => u64::MAX,
+        below if below >= 64 => 0,
+        below => u64::MAX << below,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize, u64, u32),
+        Remove(usize, u64),
+        /// Live map `.1` becomes a clone of live map `.0`: from then on both are written, so
+        /// leaves are copied from leaves that are later written in place.
+        Fork(usize, usize),
+        Snapshot(usize),
+    }
+
+    /// Keys that cluster in a few leaves, hit leaf edges, and reach the top of the key space.
+    fn key() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..1200, (0u64..4).prop_map(|i| u64::MAX - i), any::<u64>()]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0..2usize, key(), any::<u32>()).prop_map(|(m, k, v)| Op::Insert(m, k, v)),
+            5 => (0..2usize, key()).prop_map(|(m, k)| Op::Remove(m, k)),
+            1 => (0..2usize, 0..2usize).prop_map(|(a, b)| Op::Fork(a, b)),
+            2 => (0..2usize).prop_map(Op::Snapshot),
+        ]
+    }
+
+    fn bound(k: Option<u64>, inclusive: bool) -> Bound<u64> {
+        match (k, inclusive) {
+            (None, _) => Bound::Unbounded,
+            (Some(k), true) => Bound::Included(k),
+            (Some(k), false) => Bound::Excluded(k),
+        }
+    }
+
+    type Version = (CowMap<u32>, BTreeMap<u64, u32>);
+
+    proptest! {
+        /// Every operation answers as `BTreeMap` does, old versions never change, and
+        /// `diff` between any two versions lists exactly the keys whose entries differ.
+        #[test]
+        fn behaves_like_btreemap(ops in prop::collection::vec(op(), 0..200),
+                                 lo in prop::option::of(key()), hi in prop::option::of(key()),
+                                 lo_inc: bool, hi_inc: bool) {
+            let mut live: [Version; 2] = Default::default();
+            let mut versions: Vec<Version> = vec![live[0].clone()];
+            for op in ops {
+                match op {
+                    Op::Insert(m, k, v) => {
+                        let (map, want) = &mut live[m];
+                        prop_assert_eq!(map.insert(k, v), want.insert(k, v));
+                    }
+                    Op::Remove(m, k) => {
+                        let (map, want) = &mut live[m];
+                        prop_assert_eq!(map.remove(k), want.remove(&k));
+                    }
+                    Op::Fork(a, b) => live[b] = live[a].clone(),
+                    Op::Snapshot(m) => versions.push(live[m].clone()),
+                }
+                for (map, want) in &live {
+                    prop_assert_eq!(map.len(), want.len());
+                }
+            }
+            versions.extend(live.iter().cloned());
+            for (m, w) in &versions {
+                prop_assert_eq!(m.iter().collect::<Vec<_>>(), w.iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>());
+                prop_assert_eq!(m.last(), w.last_key_value().map(|(&k, &v)| (k, v)));
+                for &k in w.keys() {
+                    prop_assert_eq!(m.get(k), w.get(&k));
+                }
+                let r = (bound(lo, lo_inc), bound(hi, hi_inc));
+                let valid = match (lo, hi) {
+                    (Some(a), Some(b)) => a < b || (a == b && lo_inc && hi_inc),
+                    _ => true,
+                };
+                if valid {
+                    let got: Vec<_> = m.range(r).collect();
+                    let exp: Vec<_> = w.range(r).map(|(&k, &v)| (k, v)).collect();
+                    prop_assert_eq!(got, exp);
+                }
+            }
+            for (a, wa) in &versions {
+                for (b, wb) in &versions {
+                    let keys: std::collections::BTreeSet<u64> = wa.keys().chain(wb.keys()).copied().collect();
+                    let exp: Vec<_> = keys.into_iter()
+                        .map(|k| (k, wa.get(&k).copied(), wb.get(&k).copied()))
+                        .filter(|(_, x, y)| x != y)
+                        .collect();
+                    prop_assert_eq!(a.diff(b), exp);
+                    prop_assert_eq!(a == b, wa == wb);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn diff_sees_writes_to_the_leaf_a_copy_was_taken_from() {
+        let mut a: CowMap<u32> = (0..10).map(|k| (k, 0)).collect();
+        let mut b = a.clone();
+        b.insert(1, 1); // b copies the leaf; a is now its only holder
+        a.insert(2, 2); // so a writes its leaf in place
+        assert_eq!(a.diff(&b), vec![(1, Some(0), Some(1)), (2, Some(2), Some(0))]);
+        assert_eq!(b.diff(&a), vec![(1, Some(1), Some(0)), (2, Some(0), Some(2))]);
+    }
+
+    #[test]
+    fn a_clone_shares_until_written_and_then_copies_one_leaf() {
+        let mut a: CowMap<u32> = (0..1000).map(|k| (k, k as u32)).collect();
+        let b = a.clone();
+        assert!(a.ptr_eq(&b));
+        a.insert(70, 7);
+        assert!(!a.ptr_eq(&b));
+        let shared = a.leaves.values().zip(b.leaves.values()).filter(|(x, y)| Rc::ptr_eq(x, y));
+        assert_eq!(shared.count(), a.leaves.len() - 1, "only the leaf of key 70 was copied");
+        assert_eq!(b.get(70), Some(&70));
+        assert_eq!(a.diff(&b), vec![(70, Some(7), Some(70))]);
+    }
+
+    #[test]
+    fn emptied_leaves_are_dropped_and_empty_ranges_are_empty() {
+        let (second, fourth) = (LEAF_KEYS as u64, 3 * LEAF_KEYS as u64);
+        let mut m: CowMap<u32> =
+            [(5, 1), (second, 2), (fourth, 4), (u64::MAX, 3)].into_iter().collect();
+        assert_eq!(m.leaves.len(), 4, "one leaf each");
+        m.remove(fourth);
+        assert_eq!(m.leaves.len(), 3);
+        m.remove(5);
+        assert_eq!(m.leaves.len(), 2);
+        assert_eq!(m.range(6..6).count(), 0);
+        assert_eq!(m.range((Bound::Excluded(u64::MAX), Bound::Unbounded)).count(), 0);
+        assert_eq!(m.range(..0).count(), 0);
+        assert_eq!(m.range(6..).collect::<Vec<_>>(), vec![(second, 2), (u64::MAX, 3)]);
+        assert_eq!(m.last(), Some((u64::MAX, 3)));
+    }
+}
