@@ -487,7 +487,7 @@ mod tests {
                         .map(|k| (k, wa.get(&k).copied(), wb.get(&k).copied()))
                         .filter(|(_, x, y)| x != y)
                         .collect();
-                    prop_assert_eq!(a.diff(b), exp);
+                    prop_assert_eq!(&a.diff(b), &exp);
                     prop_assert_eq!(a == b, wa == wb);
                 }
             }

@@ -7,8 +7,9 @@
 //! Two [`PoolState`]s, `committed` and `current`: devices (id → [`Device`]: mappings vblock →
 //! [`Mapping`] {data block, time}, transaction_id, creation_time, snapshotted_time; mapped
 //! blocks = number of mappings), time, trans_id, data size, the held metadata snapshot (the
-//! device map as of its reserve's commit) and the caller's data references. `commit` copies
-//! current to committed; `abort`, `crash` and `close` copy it back. Outside the transaction:
+//! device map as of its reserve's commit) and the caller's data references. `commit` makes
+//! committed equal to current; `abort`, `crash` and `close` make current equal to committed
+//! again. Outside the transaction:
 //! needs_check (durable at once, [H7]), open handles (live or dead), `changed` per device,
 //! aborted_changes per handle, and the in-service, read-only, fail-mode and poisoned flags.
 //!
@@ -24,11 +25,16 @@
 //!
 //! [`Model::check_invariants`] recomputes all of this from scratch.
 //!
-//! # Why persistent maps
-//! The maps are [`imbl::OrdMap`]s (B-trees with shared, copy-on-write nodes) rather than
-//! `std`'s `BTreeMap`: same ordered-map semantics, but `commit`, `abort`, `crash` and a
-//! snapshot copy a pointer instead of every mapping, so the model's cost per call does not
-//! grow with the pool. That is what keeps lockstep checking cheap on big workloads.
+//! # How the maps stay cheap
+//! Mappings and logical counts live in [`CowMap`]s: ordered maps with `BTreeMap`'s semantics
+//! whose clones share their leaves, so the simulator's copies of a model (the state before a
+//! commit, the last one found on disk) cost a pointer each, not a pass over the pool. Commit
+//! and abort do not clone at all: every change to `current` is logged key by key
+//! ([`Change`]), and commit copies just those keys into `committed` (abort copies them back),
+//! so neither state's leaves become shared and later writes need not copy them. The same
+//! log, via [`Model::take_changes`], tells the simulator which keys to verify. The model's
+//! cost per call therefore does not grow with the pool; that is what keeps lockstep checking
+//! cheap on big workloads. The random-ops test checks the log against full comparisons.
 //!
 //! # API (every call returns `Result<T, Errno>`; errors exactly as the Contract says)
 //! | model call | spec | class |
@@ -99,7 +105,7 @@ mod state;
 
 pub use cow_map::CowMap;
 pub use model::{Handle, Lookup, MappedRange, Model};
-pub use state::{ls, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
+pub use state::{ls, Change, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
 
 /// Kernel errno names, the same variants as the engine's `Errno`. The model itself only
 /// produces EEXIST, ENODATA, EINVAL, EBUSY, ENOSPC and EPERM.

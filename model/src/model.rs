@@ -7,12 +7,17 @@
 //! - a live handle's device exists in `current`, and no id has two live handles ([H1]);
 //! - `changed` only names devices of `current`;
 //! - while the pool is not in service, `current == committed` (every change is an M call,
-//!   and every M call puts the pool in service first, §2.4).
+//!   and every M call puts the pool in service first, §2.4);
+//! - `committed` equals `current` except at the keys of `current`'s change log (so commit
+//!   copies those keys into `committed`, and abort copies them back: neither copies a whole
+//!   state);
+//! - `unverified`, when known, holds every key changed since the last `take_changes`, apart
+//!   from those still in `current`'s log.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cow_map::CowMap;
-use crate::state::{ls, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
+use crate::state::{ls, Change, Device, Devices, LsRow, Mapping, PoolState, TIME_LIMIT};
 use crate::Errno::{self, EBUSY, EEXIST, EINVAL, ENODATA, ENOSPC, EPERM};
 
 /// An open thin device. The generation is unique for the model's lifetime, so a handle that
@@ -73,7 +78,13 @@ pub struct Model {
     read_only: bool,
     failed: bool,
     poisoned: bool,
+    /// Keys changed in committed transactions and aborts since `take_changes`; `None` once
+    /// more than [`UNVERIFIED_MAX`] piled up (a caller that never takes them pays no memory).
+    unverified: Option<Vec<Change>>,
 }
+
+/// Changes kept for `take_changes` at most; past this the set is forgotten (`None`).
+const UNVERIFIED_MAX: usize = 1 << 16;
 
 impl Model {
     /// A freshly formatted pool whose data device was then resized to `data_blocks` and
@@ -92,6 +103,42 @@ impl Model {
             read_only: false,
             failed: false,
             poisoned: false,
+            unverified: Some(Vec::new()),
+        }
+    }
+
+    /// Keys of the current state changed since the last call (sorted, without repeats), or
+    /// `None` when too many piled up to keep. For verifying only what changed.
+    pub fn take_changes(&mut self) -> Option<Vec<Change>> {
+        let mut changes = self.unverified.replace(Vec::new())?;
+        changes.extend_from_slice(self.current.log());
+        changes.sort_unstable();
+        changes.dedup();
+        Some(changes)
+    }
+
+    /// Whether [`Model::take_changes`] would list the changes (not too many piled up).
+    pub fn changes_kept(&self) -> bool {
+        self.unverified.is_some()
+    }
+
+    /// Brings `committed` (commit) or `current` (abort, crash) up to the other, over the
+    /// keys this transaction changed.
+    fn settle_transaction(&mut self, commit: bool) {
+        let mut changes = self.current.drain_log();
+        // In key order each leaf is visited once, and a key changed twice is copied once.
+        changes.sort_unstable();
+        changes.dedup();
+        if commit {
+            self.committed.copy_changes(&self.current, &changes);
+        } else {
+            self.current.copy_changes(&self.committed, &changes);
+        }
+        if let Some(unverified) = &mut self.unverified {
+            unverified.extend(changes);
+            if unverified.len() > UNVERIFIED_MAX {
+                self.unverified = None;
+            }
         }
     }
 
@@ -180,7 +227,7 @@ impl Model {
         let mut snap = Device::new(self.current.trans_id, time);
         snap.mappings = origin_device.mappings.clone();
         self.current.time = time;
-        self.current.devices.get_mut(&origin).expect("checked above").snapshotted_time = time;
+        self.current.set_snapshotted_time(origin, time);
         self.current.add_device(id, snap);
         self.changed.extend([id, origin]);
         Ok(())
@@ -220,7 +267,7 @@ impl Model {
     }
 
     fn commit_now(&mut self) {
-        self.committed = self.current.clone();
+        self.settle_transaction(true);
         self.changed.clear();
     }
 
@@ -229,7 +276,7 @@ impl Model {
     pub fn abort(&mut self) -> Result<(), Errno> {
         self.in_service = true;
         self.enter_query()?;
-        self.current = self.committed.clone();
+        self.settle_transaction(false);
         for open in self.handles.values_mut().filter(|open| open.live) {
             open.aborted_changes = self.changed.contains(&open.id);
             open.live = self.current.devices.contains_key(&open.id);
@@ -616,7 +663,7 @@ impl Model {
     /// A crash (or the pool object's end) and a reopen: the committed state, no handles,
     /// not in service, read-write, neither poisoned nor failed. needs_check stays ([H7]).
     pub fn crash(&mut self) {
-        self.current = self.committed.clone();
+        self.settle_transaction(false);
         self.handles.clear();
         self.changed.clear();
         self.in_service = false;

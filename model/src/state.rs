@@ -13,6 +13,13 @@
 //! `refs` is kept up to date incrementally so lookups stay cheap; all changes to mappings,
 //! the held snapshot and caller references go through the methods below, which is what keeps
 //! it equal to the recount.
+//!
+//! Every change also goes into the state's change log (a [`Change`] per key touched, see
+//! [`PoolState::log`]). Two states that were equal differ at most where one's log says, so
+//! [`PoolState::copy_changes`] makes them equal again by copying just those keys: this is
+//! how the model commits and aborts without copying whole states (a copy shares leaves, and
+//! every later write would then copy a leaf), and how the simulator verifies only what
+//! changed. The log is bookkeeping, not state: equality ignores it.
 
 use std::collections::BTreeMap;
 
@@ -94,8 +101,26 @@ pub fn ls(devices: &Devices) -> BTreeMap<u64, LsRow> {
     devices.iter().map(|(&id, device)| (id, row(device))).collect()
 }
 
+/// One key of a [`PoolState`] that may have changed. Every field a change can touch has a
+/// variant; the scalars (time, transaction id, data size) are always copied, so have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Change {
+    /// A device was created (snapshots included) or deleted: the whole device.
+    Device(u64),
+    /// A device's details (its snapshotted time).
+    Details(u64),
+    /// One (device, vblock) mapping.
+    Mapping(u64, u64),
+    /// The logical count of a data block.
+    Refs(u64),
+    /// The caller's references on a data block.
+    CallerRefs(u64),
+    /// The held metadata snapshot.
+    Held,
+}
+
 /// Everything a commit makes durable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PoolState {
     pub devices: Devices,
     pub time: u32,
@@ -105,10 +130,29 @@ pub struct PoolState {
     /// The held metadata snapshot: the device set as of its reserve's commit ([R6]).
     pub held: Option<Devices>,
     /// References owned by callers: allocated-not-inserted blocks and net explicit incs.
-    pub caller_refs: CowMap<u64>,
+    /// A plain map: usually nearly empty (an alloc's reference moves into a mapping at once),
+    /// so copying it is cheap, and a persistent map would build and drop a leaf per alloc.
+    pub caller_refs: BTreeMap<u64, u64>,
     /// Logical count per data block (non-zero entries only); see the module invariants.
     refs: CowMap<u64>,
+    /// Keys changed since the log was last drained (see the module documentation).
+    log: Vec<Change>,
 }
+
+/// Equal states: everything but the change log.
+impl PartialEq for PoolState {
+    fn eq(&self, other: &Self) -> bool {
+        self.devices == other.devices
+            && self.time == other.time
+            && self.trans_id == other.trans_id
+            && self.data_blocks == other.data_blocks
+            && self.held == other.held
+            && self.caller_refs == other.caller_refs
+            && self.refs == other.refs
+    }
+}
+
+impl Eq for PoolState {}
 
 impl PoolState {
     pub(crate) fn new(data_blocks: u64) -> PoolState {
@@ -118,8 +162,67 @@ impl PoolState {
             trans_id: 0,
             data_blocks,
             held: None,
-            caller_refs: CowMap::new(),
+            caller_refs: BTreeMap::new(),
             refs: CowMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Keys changed since the log was last drained.
+    pub fn log(&self) -> &[Change] {
+        &self.log
+    }
+
+    pub(crate) fn drain_log(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Makes `self` equal to `source` given that the two were equal except at `changes`:
+    /// copies those keys (whole devices before their mappings) and the scalars. Writes no log.
+    /// (Copying entries beats sharing `source`'s leaves: a shared leaf is copied whole at its
+    /// next write, and measured that costs more than it saves.)
+    pub(crate) fn copy_changes(&mut self, source: &PoolState, changes: &[Change]) {
+        self.time = source.time;
+        self.trans_id = source.trans_id;
+        self.data_blocks = source.data_blocks;
+        for change in changes {
+            if let Change::Device(id) = *change {
+                match source.devices.get(&id) {
+                    Some(device) => self.devices.insert(id, device.clone()),
+                    None => self.devices.remove(&id),
+                };
+            }
+        }
+        for change in changes {
+            match *change {
+                Change::Device(_) => {}
+                Change::Details(id) => {
+                    if let (Some(to), Some(from)) =
+                        (self.devices.get_mut(&id), source.devices.get(&id))
+                    {
+                        to.transaction_id = from.transaction_id;
+                        to.creation_time = from.creation_time;
+                        to.snapshotted_time = from.snapshotted_time;
+                    }
+                }
+                Change::Mapping(id, vblock) => {
+                    // A device copied whole above already has it (and a mapping of a device
+                    // gone from `source` went with the device).
+                    if let (Some(to), Some(from)) =
+                        (self.devices.get_mut(&id), source.devices.get(&id))
+                    {
+                        match from.mappings.get(vblock) {
+                            Some(&m) => to.mappings.insert(vblock, m),
+                            None => to.mappings.remove(vblock),
+                        };
+                    }
+                }
+                Change::Refs(block) => self.refs.set_count(block, source.refs.count(block)),
+                Change::CallerRefs(block) => {
+                    self.caller_refs.set_count(block, source.caller_refs.count(block));
+                }
+                Change::Held => self.held = source.held.clone(),
+            }
         }
     }
 
@@ -135,7 +238,7 @@ impl PoolState {
 
     /// References the caller holds on one block.
     pub fn caller_refs_of(&self, block: u64) -> u64 {
-        self.caller_refs.get(block).copied().unwrap_or(0)
+        self.caller_refs.count(block)
     }
 
     /// The fewest space-map references block `b` can have, given that sharing is lazy (§4.1):
@@ -152,17 +255,27 @@ impl PoolState {
 
     pub(crate) fn add_device(&mut self, id: u64, device: Device) {
         for mapping in device.mappings.values() {
-            add_ref(&mut self.refs, mapping.data_block);
+            self.add_ref(mapping.data_block);
         }
         self.devices.insert(id, device);
+        self.log.push(Change::Device(id));
     }
 
     pub(crate) fn remove_device(&mut self, id: u64) -> Option<Device> {
         let device = self.devices.remove(&id)?;
+        self.log.push(Change::Device(id));
         for mapping in device.mappings.values() {
-            drop_ref(&mut self.refs, mapping.data_block);
+            self.drop_ref(mapping.data_block);
         }
         Some(device)
+    }
+
+    /// A new snapshotted time for an existing device (create_snap of it).
+    pub(crate) fn set_snapshotted_time(&mut self, id: u64, time: u32) {
+        if let Some(device) = self.devices.get_mut(&id) {
+            device.snapshotted_time = time;
+            self.log.push(Change::Details(id));
+        }
     }
 
     /// Stores a mapping (§3.14). Unless the vblock already maps `mapping.data_block` (then
@@ -173,23 +286,26 @@ impl PoolState {
     pub(crate) fn insert_mapping(&mut self, id: u64, vblock: u64, mapping: Mapping) -> bool {
         let device = self.devices.get_mut(&id).expect("callers insert into existing devices");
         let old = device.mappings.get(vblock).map(|m| m.data_block);
-        if old != Some(mapping.data_block) {
-            if self.caller_refs.get(mapping.data_block).is_none() {
-                return false;
-            }
-            drop_ref(&mut self.caller_refs, mapping.data_block);
-            if let Some(old) = old {
-                drop_ref(&mut self.refs, old);
-            }
+        if old != Some(mapping.data_block) && self.caller_refs.count(mapping.data_block) == 0 {
+            return false;
         }
         device.mappings.insert(vblock, mapping);
+        self.log.push(Change::Mapping(id, vblock));
+        if old != Some(mapping.data_block) {
+            drop_count(&mut self.caller_refs, mapping.data_block);
+            self.log.push(Change::CallerRefs(mapping.data_block));
+            if let Some(old) = old {
+                self.drop_ref(old);
+            }
+        }
         true
     }
 
     pub(crate) fn remove_mapping(&mut self, id: u64, vblock: u64) -> Option<Mapping> {
         let device = self.devices.get_mut(&id).expect("callers remove from existing devices");
         let old = device.mappings.remove(vblock)?;
-        drop_ref(&mut self.refs, old.data_block);
+        self.log.push(Change::Mapping(id, vblock));
+        self.drop_ref(old.data_block);
         Some(old)
     }
 
@@ -202,15 +318,17 @@ impl PoolState {
                 .map(|m| m.data_block)
                 .collect()
         };
-        mappings(&self.held).into_iter().for_each(|b| drop_ref(&mut self.refs, b));
-        mappings(&held).into_iter().for_each(|b| add_ref(&mut self.refs, b));
+        mappings(&self.held).into_iter().for_each(|b| self.drop_ref(b));
+        mappings(&held).into_iter().for_each(|b| self.add_ref(b));
         self.held = held;
+        self.log.push(Change::Held);
     }
 
     /// One more caller reference on `block` (alloc, inc).
     pub(crate) fn give_caller_ref(&mut self, block: u64) {
-        add_ref(&mut self.caller_refs, block);
-        add_ref(&mut self.refs, block);
+        add_count(&mut self.caller_refs, block);
+        self.log.push(Change::CallerRefs(block));
+        self.add_ref(block);
     }
 
     /// Takes back one caller reference (dec, or insert moving it into a mapping); false and
@@ -219,17 +337,28 @@ impl PoolState {
         if self.caller_refs_of(block) == 0 {
             return false;
         }
-        drop_ref(&mut self.caller_refs, block);
-        drop_ref(&mut self.refs, block);
+        drop_count(&mut self.caller_refs, block);
+        self.log.push(Change::CallerRefs(block));
+        self.drop_ref(block);
         true
+    }
+
+    fn add_ref(&mut self, block: u64) {
+        add_count(&mut self.refs, block);
+        self.log.push(Change::Refs(block));
+    }
+
+    fn drop_ref(&mut self, block: u64) {
+        drop_count(&mut self.refs, block);
+        self.log.push(Change::Refs(block));
     }
 
     /// The logical counts recomputed from scratch.
     pub fn recount(&self) -> CowMap<u64> {
-        let mut refs = self.caller_refs.clone();
+        let mut refs: CowMap<u64> = self.caller_refs.iter().map(|(&b, &n)| (b, n)).collect();
         let held = self.held.iter().flat_map(|h| h.values());
         for mapping in self.devices.values().chain(held).flat_map(|d| d.mappings.values()) {
-            add_ref(&mut refs, mapping.data_block);
+            add_count(&mut refs, mapping.data_block);
         }
         refs
     }
@@ -239,7 +368,7 @@ impl PoolState {
         if self.time >= TIME_LIMIT {
             return Err(format!("time {} does not fit 24 bits", self.time));
         }
-        if self.caller_refs.values().any(|c| c == 0) {
+        if self.caller_refs.values().any(|&c| c == 0) {
             return Err("a zero caller-reference entry is stored".into());
         }
         let recount = self.recount();
@@ -273,20 +402,43 @@ impl PoolState {
     }
 }
 
-// One lookup and one update each.
-fn add_ref(counts: &mut CowMap<u64>, block: u64) {
-    let count = counts.get(block).copied().unwrap_or(0);
-    counts.insert(block, count + 1);
+/// A count per block, absent = 0 (zero counts are never stored).
+trait Counts {
+    fn count(&self, block: u64) -> u64;
+    fn set_count(&mut self, block: u64, count: u64);
 }
 
-fn drop_ref(counts: &mut CowMap<u64>, block: u64) {
-    match counts.get(block).copied() {
-        Some(1) => {
-            counts.remove(block);
-        }
-        Some(count) => {
-            counts.insert(block, count - 1);
-        }
-        None => panic!("a dropped reference was counted when taken"),
+impl Counts for CowMap<u64> {
+    fn count(&self, block: u64) -> u64 {
+        self.get(block).copied().unwrap_or(0)
     }
+    fn set_count(&mut self, block: u64, count: u64) {
+        match count {
+            0 => self.remove(block),
+            n => self.insert(block, n),
+        };
+    }
+}
+
+impl Counts for BTreeMap<u64, u64> {
+    fn count(&self, block: u64) -> u64 {
+        self.get(&block).copied().unwrap_or(0)
+    }
+    fn set_count(&mut self, block: u64, count: u64) {
+        match count {
+            0 => self.remove(&block),
+            n => self.insert(block, n),
+        };
+    }
+}
+
+// One lookup and one update each.
+fn add_count(counts: &mut impl Counts, block: u64) {
+    counts.set_count(block, counts.count(block) + 1);
+}
+
+fn drop_count(counts: &mut impl Counts, block: u64) {
+    let count = counts.count(block);
+    assert!(count > 0, "a dropped reference was counted when taken");
+    counts.set_count(block, count - 1);
 }

@@ -1,10 +1,14 @@
 //! Random operation sequences never panic the model and always keep its invariants:
 //! the recounted logical references (never negative), mapped_count == number of mappings,
-//! `creation_time <= snapshotted_time <= time`, live handles on existing devices.
+//! `creation_time <= snapshotted_time <= time`, live handles on existing devices. And the
+//! change log that commit, abort and verification rely on is complete: the committed state
+//! moves only at commits (to exactly the current state), abort and crash bring back exactly
+//! the committed state, and `take_changes` names every key that changed since the last call.
 
-use model::{Errno, Handle, Model};
+use model::{Change, Errno, Handle, Model, PoolState};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -186,12 +190,77 @@ proptest! {
         m.create_thin(0).unwrap();
         m.create_thin(1).unwrap();
         m.commit().unwrap();
+        let mut mark = m.current().clone();
+        m.take_changes();
         for op in &ops {
+            let committed = m.committed().clone();
             apply(&mut m, op);
             if let Err(e) = m.check_invariants() {
                 panic!("after {op:?}: {e}");
             }
             check_counts(&m);
+            check_transaction(&m, op, &committed);
+            let changes = m.take_changes().expect("few changes are all kept");
+            if let Err(e) = covered(&mark, m.current(), &changes) {
+                panic!("after {op:?}: {e}; changes {changes:?}");
+            }
+            mark = m.current().clone();
         }
     }
+}
+
+/// The committed state moves only when an op may commit, and then to the current state;
+/// after abort and crash the current state is the committed one.
+fn check_transaction(m: &Model, op: &Op, before: &PoolState) {
+    let may_commit = matches!(op, Op::Commit | Op::Reserve | Op::Close);
+    if !may_commit {
+        assert_eq!(m.committed(), before, "{op:?} moved the committed state");
+    } else if m.committed() != before {
+        let (c, n) = (m.committed(), m.current());
+        // Reserve takes its snapshot in the transaction after the commit ([R6]).
+        let same = (&c.devices, c.time, c.trans_id, c.data_blocks, &c.caller_refs)
+            == (&n.devices, n.time, n.trans_id, n.data_blocks, &n.caller_refs);
+        assert!(same, "{op:?} committed something else: {c:?} vs current {n:?}");
+        if !matches!(op, Op::Reserve) {
+            assert_eq!(c, n, "{op:?} committed something else");
+        }
+    }
+    if matches!(op, Op::Abort | Op::Crash) && !m.is_failed() {
+        assert_eq!(m.current(), before, "{op:?} did not bring back the committed state");
+    }
+}
+
+/// Every key where `old` and `new` differ is named in `changes`.
+fn covered(old: &PoolState, new: &PoolState, changes: &[Change]) -> Result<(), String> {
+    let named: BTreeSet<Change> = changes.iter().copied().collect();
+    let need = |c: Change| if named.contains(&c) { Ok(()) } else { Err(format!("{c:?} missing")) };
+    let ids: BTreeSet<u64> = old.devices.keys().chain(new.devices.keys()).copied().collect();
+    for id in ids {
+        match (old.devices.get(&id), new.devices.get(&id)) {
+            (Some(a), Some(b)) if !named.contains(&Change::Device(id)) => {
+                if (a.transaction_id, a.creation_time, a.snapshotted_time)
+                    != (b.transaction_id, b.creation_time, b.snapshotted_time)
+                {
+                    need(Change::Details(id))?;
+                }
+                for (v, _, _) in a.mappings.diff(&b.mappings) {
+                    need(Change::Mapping(id, v))?;
+                }
+            }
+            (Some(_), Some(_)) => {}
+            _ => need(Change::Device(id))?,
+        }
+    }
+    for (b, _, _) in old.logical_refs().diff(new.logical_refs()) {
+        need(Change::Refs(b))?;
+    }
+    let blocks: BTreeSet<u64> =
+        old.caller_refs.keys().chain(new.caller_refs.keys()).copied().collect();
+    for b in blocks.into_iter().filter(|b| old.caller_refs.get(b) != new.caller_refs.get(b)) {
+        need(Change::CallerRefs(b))?;
+    }
+    if old.held != new.held {
+        need(Change::Held)?;
+    }
+    Ok(())
 }

@@ -209,11 +209,11 @@ fn checked(ops: &[Op], data: u64, seed: u64, checking: Checking) -> Result<Measu
             oracle::compare_pool(&pool, &m)?;
             oracle::compare_ls(&pool, &m)?;
             oracle::check_image(&disk.lock().durable_image(), &m)?;
-            v.verified(&m, true);
+            v.verified(&mut m, true);
             out.full += 1;
         } else {
-            v.compare_changes(&pool, &m)?;
-            v.verified(&m, false);
+            v.compare_changes(&pool, &mut m)?;
+            v.verified(&mut m, false);
             out.incremental += 1;
         }
     }

@@ -568,7 +568,7 @@ impl Runner {
     }
 
     fn dec_op(&mut self) -> Res<()> {
-        let held: Vec<u64> = self.model.current().caller_refs.keys().collect();
+        let held: Vec<u64> = self.model.current().caller_refs.keys().copied().collect();
         if held.is_empty() {
             return self.query_op();
         }

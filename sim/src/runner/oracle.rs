@@ -207,7 +207,7 @@ pub(crate) fn diff_mapping(
 pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
     let c = model.committed();
     let caller: BTreeMap<u64, u32> =
-        c.caller_refs.iter().map(|(b, n)| (b, u32::try_from(n).unwrap_or(u32::MAX))).collect();
+        c.caller_refs.iter().map(|(&b, &n)| (b, u32::try_from(n).unwrap_or(u32::MAX))).collect();
     let dev = image.to_device();
     // `check` promises never to panic on any bytes; if it does, that is an engine bug to
     // report, not a reason to lose the rest of the campaign.

@@ -148,7 +148,7 @@ impl Runner {
                 self.model = cands.swap_remove(i);
                 self.install(pool)?;
                 self.mark_good(image, true);
-                self.verifier.verified(&self.model, true);
+                self.verifier.verified(&mut self.model, true);
                 self.set_faults(true);
                 Ok(())
             }
@@ -231,11 +231,12 @@ impl Runner {
         // Faults the commit itself injected decide too: class B damage gets the full check.
         self.drain_faults();
         if self.b_faults.is_empty() && !self.verifier.full_due(&self.model) {
-            if let Err(d) = self.verifier.compare_changes(self.pool(), &self.model) {
+            let pool = self.pool.as_ref().expect("the pool is open between recoveries");
+            if let Err(d) = self.verifier.compare_changes(pool, &mut self.model) {
                 return self.diverged("state-after-commit", d);
             }
             self.stats.incremental_checks += 1;
-            self.verifier.verified(&self.model, false);
+            self.verifier.verified(&mut self.model, false);
             return Ok(());
         }
         // Taken first: the comparison's reads may rot blocks of the live disk.
@@ -274,7 +275,7 @@ impl Runner {
             }
         }
         self.mark_good(image, false);
-        self.verifier.verified(&self.model, true);
+        self.verifier.verified(&mut self.model, true);
         Ok(())
     }
 

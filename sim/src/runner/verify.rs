@@ -4,20 +4,23 @@
 //!
 //! *Incremental* verification compares, against the model's current state: the pool values
 //! (time, transaction id, data size, needs_check, free data blocks), every device's details,
-//! every (device, vblock) whose mapping changed since `base` (found with the persistent maps'
-//! structural diff, which skips shared nodes, so its cost follows the change, not the pool),
-//! every device that is new since `base` in full, the held snapshot in full when it changed,
-//! and the engine's reference count of every data block whose logical count changed
-//! (`0` exactly when the logical count is `0`, never above it: a shared node counts its
-//! entries once, so the physical count may be lower).
+//! and then only what the model's change log ([`Model::take_changes`]) names since the last
+//! verification: every changed (device, vblock) mapping (read back in one descent per
+//! device), every created device in full, the held snapshot in full when it changed, and the
+//! engine's reference count of every data block whose logical count or caller references
+//! changed (`0` exactly when the logical count is `0`, never above it: a shared node counts
+//! its entries once, so the physical count may be lower). Its cost follows the change, not
+//! the pool.
 //!
 //! *Full* verification is [`oracle::compare_pool`], [`oracle::compare_ls`] and `check` of the
 //! durable image against the model's recount ([`oracle::check_image`]).
 //!
 //! Invariants:
-//! - `base` is a model state the engine's in-core state was verified equal to. It is `None`
-//!   after the engine's in-core state was rebuilt (open, reopen, restore), which makes the
-//!   next verification full.
+//! - While `primed`, the engine's in-core state was verified equal to the model's current
+//!   state as it was at the model's last `take_changes`, so the changes taken now are all
+//!   that can differ. `primed` is false after the engine's in-core state was rebuilt (open,
+//!   reopen, restore), which makes the next verification full; so does a model that kept
+//!   too many changes to list them.
 //! - In [`VerifyMode::Amortized`] a full verification is due once the ops since the last one
 //!   reach [`full_cost`] × [`FULL_COST_PER_OP`]⁻¹ — a deterministic rule over op counts and the
 //!   model's size, never a clock, so a seed replays the same verifications. Its cost, linear
@@ -27,8 +30,9 @@
 
 use super::oracle::{self, Diff};
 use engine::thin::Pool;
-use model::{Model, PoolState};
+use model::{Change, Model};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Verification after each commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -60,13 +64,13 @@ pub fn full_cost(model: &Model) -> u64 {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     mode: VerifyMode,
-    base: Option<PoolState>,
+    primed: bool,
     ops_since_full: u64,
 }
 
 impl Verifier {
     pub fn new(mode: VerifyMode) -> Self {
-        Verifier { mode, base: None, ops_since_full: 0 }
+        Verifier { mode, primed: false, ops_since_full: 0 }
     }
 
     /// One engine op was issued.
@@ -76,85 +80,96 @@ impl Verifier {
 
     /// The engine's in-core state was rebuilt: the next verification is full.
     pub fn forget(&mut self) {
-        self.base = None;
+        self.primed = false;
     }
 
     /// Whether the next verification must be full.
     pub fn full_due(&self, model: &Model) -> bool {
-        match (self.mode, &self.base) {
-            (VerifyMode::Full, _) | (_, None) => true,
-            (VerifyMode::Amortized, Some(_)) => {
-                self.ops_since_full.saturating_mul(FULL_COST_PER_OP) >= full_cost(model)
+        match self.mode {
+            VerifyMode::Full => true,
+            VerifyMode::Amortized => {
+                !self.primed
+                    || !model.changes_kept()
+                    || self.ops_since_full.saturating_mul(FULL_COST_PER_OP) >= full_cost(model)
             }
         }
     }
 
     /// The engine was verified equal to `model`'s current state.
-    pub fn verified(&mut self, model: &Model, full: bool) {
-        self.base = Some(model.current().clone());
+    pub fn verified(&mut self, model: &mut Model, full: bool) {
+        model.take_changes();
+        self.primed = true;
         if full {
             self.ops_since_full = 0;
         }
     }
 
-    /// Incremental verification against the last verified state; a full state comparison
-    /// ([`oracle::compare_pool`]) when there is none.
-    pub fn compare_changes(&self, pool: &Pool, model: &Model) -> Result<(), String> {
-        match &self.base {
-            Some(base) => compare_changes(pool, base, model),
-            None => oracle::compare_pool(pool, model),
+    /// Incremental verification of what changed since the last one; a full state comparison
+    /// ([`oracle::compare_pool`]) when that is not known.
+    pub fn compare_changes(&self, pool: &Pool, model: &mut Model) -> Result<(), String> {
+        match model.take_changes() {
+            Some(changes) if self.primed => compare_changes(pool, model, &changes),
+            _ => oracle::compare_pool(pool, model),
         }
     }
 }
 
-/// The incremental comparison of the module header.
-pub fn compare_changes(pool: &Pool, base: &PoolState, model: &Model) -> Result<(), String> {
+/// The incremental comparison of the module header; `changes` sorted, as
+/// [`Model::take_changes`] gives them.
+pub fn compare_changes(pool: &Pool, model: &Model, changes: &[Change]) -> Result<(), String> {
     let mut d = Diff::default();
     let cur = model.current();
     oracle::compare_values(pool, model, &mut d)?;
     let details = pool.devices().map_err(oracle::e2s)?;
-    // Data blocks whose logical count may have changed: those of changed mappings and
-    // caller references (the held snapshot's are compared in full when it changes).
-    let mut blocks = Vec::new();
     for (id, dev) in cur.devices.iter() {
-        let Some(det) = details.get(id) else {
-            d.push(format!("device {id}: expected, missing in the engine"));
-            continue;
-        };
-        oracle::diff_details("", *id, dev, det, &mut d);
-        match base.devices.get(id) {
-            None => {
-                let found = pool.mappings(*id).map_err(oracle::e2s)?;
-                oracle::diff_mappings("", *id, dev, &found, &mut d);
-                blocks.extend(dev.mappings.values().map(|m| m.data_block));
-            }
-            Some(old) if old.mappings.ptr_eq(&dev.mappings) => {}
-            Some(old) => {
-                let changed = old.mappings.diff(&dev.mappings);
-                let vblocks: Vec<u64> = changed.iter().map(|&(v, _, _)| v).collect();
-                let found = pool.lookup_mappings(*id, &vblocks).map_err(oracle::e2s)?;
-                for ((v, old, new), bt) in changed.into_iter().zip(found) {
-                    blocks.extend(old.into_iter().chain(new).map(|m| m.data_block));
-                    oracle::diff_mapping("", *id, v, new, bt, &mut d);
-                }
-            }
+        match details.get(id) {
+            Some(det) => oracle::diff_details("", *id, dev, det, &mut d),
+            None => d.push(format!("device {id}: expected, missing in the engine")),
         }
     }
     for id in details.keys().filter(|&&id| !cur.devices.contains_key(&id)) {
         d.push(format!("device {id}: found in the engine, not expected"));
     }
-    for (_, gone) in base.devices.iter().filter(|(&id, _)| !cur.devices.contains_key(&id)) {
-        blocks.extend(gone.mappings.values().map(|m| m.data_block));
+    let created: BTreeSet<u64> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Device(id) if cur.devices.contains_key(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    for &id in &created {
+        let found = pool.mappings(id).map_err(oracle::e2s)?;
+        oracle::diff_mappings("", id, &cur.devices[&id], &found, &mut d);
     }
-    // Cheap when unchanged: the held devices' mappings are still the same versions.
-    if base.held != cur.held {
-        oracle::compare_held(pool, model, &mut d)?;
-        for held in [&base.held, &cur.held].into_iter().flatten() {
-            blocks
-                .extend(held.values().flat_map(|dev| dev.mappings.values()).map(|m| m.data_block));
+    // Changed mappings, device by device (sorted changes keep each device's vblocks together
+    // and ascending); a device created or gone was handled above.
+    let mut mappings = changes.iter().filter_map(|c| match c {
+        Change::Mapping(id, v) if !created.contains(id) => Some((*id, *v)),
+        _ => None,
+    });
+    let mut next = mappings.next();
+    while let Some((id, _)) = next {
+        let mut vblocks = Vec::new();
+        while let Some((_, v)) = next.filter(|&(i, _)| i == id) {
+            vblocks.push(v);
+            next = mappings.next();
+        }
+        let Some(dev) = cur.devices.get(&id) else { continue };
+        let found = pool.lookup_mappings(id, &vblocks).map_err(oracle::e2s)?;
+        for (v, bt) in vblocks.into_iter().zip(found) {
+            oracle::diff_mapping("", id, v, dev.mappings.get(v).copied(), bt, &mut d);
         }
     }
-    blocks.extend(base.caller_refs.diff(&cur.caller_refs).into_iter().map(|(b, _, _)| b));
+    if changes.contains(&Change::Held) {
+        oracle::compare_held(pool, model, &mut d)?;
+    }
+    let mut blocks: Vec<u64> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Refs(b) | Change::CallerRefs(b) => Some(*b),
+            _ => None,
+        })
+        .collect();
     blocks.sort_unstable();
     blocks.dedup();
     for block in blocks.into_iter().filter(|&b| b < cur.data_blocks) {
