@@ -7,7 +7,8 @@
 //! leaf-to-root path of wide nodes copied, reference counts of all their children touched,
 //! and a deep search on every lookup. The model's keys are small integers that cluster, so a
 //! flat layout does better: keys are split into 64-key leaves (`key / 64`), each a presence
-//! bitmask and an array of values, held in an ordered index by leaf number.
+//! bitmask and an array of values, held in an ordered index by leaf number
+//! ([`LeafIndex`]: by position for small leaf numbers).
 //! - A lookup is one index search and a bit test.
 //! - An update copies at most one leaf (≈ 1 KiB) and, the first time a map is touched after a
 //!   clone, the index (one pointer per leaf). Later updates in the same transaction touch
@@ -29,7 +30,7 @@
 //!   from `a` (as `a` is now) only in slots of `a.written | b.written`: `b`'s own writes, and
 //!   any in-place write to `a` after the copy.
 
-use std::collections::BTreeMap;
+use crate::leaf_index::LeafIndex;
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
@@ -154,7 +155,7 @@ fn split(key: u64) -> (u64, usize) {
 
 /// A persistent ordered map `u64 → V`; see the module documentation.
 pub struct CowMap<V> {
-    leaves: Rc<BTreeMap<u64, Rc<Leaf<V>>>>,
+    leaves: Rc<LeafIndex<Rc<Leaf<V>>>>,
     len: usize,
 }
 
@@ -172,7 +173,7 @@ impl<V: Copy + Default + PartialEq> Default for CowMap<V> {
 
 impl<V: Copy + Default + PartialEq> CowMap<V> {
     pub fn new() -> Self {
-        CowMap { leaves: Rc::new(BTreeMap::new()), len: 0 }
+        CowMap { leaves: Rc::new(LeafIndex::default()), len: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -185,7 +186,7 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
 
     pub fn get(&self, key: u64) -> Option<&V> {
         let (leaf, slot) = split(key);
-        let leaf = self.leaves.get(&leaf)?;
+        let leaf = self.leaves.get(leaf)?;
         leaf.has(slot).then(|| &leaf.values[slot])
     }
 
@@ -196,7 +197,7 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
     /// Stores `value` at `key`; returns the value it replaced.
     pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
         let (index, slot) = split(key);
-        let leaf = Rc::make_mut(&mut self.leaves).entry(index).or_insert_with(Leaf::empty);
+        let leaf = Rc::make_mut(&mut self.leaves).get_or_insert_with(index, Leaf::empty);
         let leaf = Leaf::writable(leaf);
         let old = leaf.get(slot);
         leaf.set(slot, value);
@@ -211,9 +212,9 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
         let old = *self.get(key)?;
         let (index, slot) = split(key);
         let leaves = Rc::make_mut(&mut self.leaves);
-        let leaf = leaves.get_mut(&index).expect("get found it");
+        let leaf = leaves.get_mut(index).expect("get found it");
         if leaf.only(slot) {
-            leaves.remove(&index);
+            leaves.remove(index);
         } else {
             Leaf::writable(leaf).unset(slot);
         }
@@ -248,7 +249,7 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
         };
         match (first, last) {
             (Some(first), Some(last)) if first <= last => Iter {
-                leaves: Some(self.leaves.range(first >> LEAF_SHIFT..=last >> LEAF_SHIFT)),
+                leaves: Some(Box::new(self.leaves.range(first >> LEAF_SHIFT, last >> LEAF_SHIFT))),
                 first,
                 last,
                 current: None,
@@ -259,7 +260,7 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
 
     /// The entry with the highest key.
     pub fn last(&self) -> Option<(u64, V)> {
-        let (&index, leaf) = self.leaves.last_key_value()?;
+        let (index, leaf) = self.leaves.last()?;
         let slot = leaf.last_slot().expect("stored leaves are not empty");
         Some(((index << LEAF_SHIFT) + slot as u64, leaf.values[slot]))
     }
@@ -278,7 +279,7 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
         }
         let (mut a, mut b) = (self.leaves.iter().peekable(), other.leaves.iter().peekable());
         loop {
-            let (ia, ib) = (a.peek().map(|(&i, _)| i), b.peek().map(|(&i, _)| i));
+            let (ia, ib) = (a.peek().map(|&(i, _)| i), b.peek().map(|&(i, _)| i));
             let index = match (ia, ib) {
                 (None, None) => return out,
                 (Some(x), Some(y)) => x.min(y),
@@ -349,7 +350,9 @@ impl<V: Copy + Default + PartialEq> std::ops::Index<&u64> for CowMap<V> {
 
 /// Ascending entries of a [`CowMap`] within `first..=last`.
 pub struct Iter<'a, V> {
-    leaves: Option<std::collections::btree_map::Range<'a, u64, Rc<Leaf<V>>>>,
+    /// The index's leaves in range (boxed: one dynamic call per leaf, not per entry).
+    #[allow(clippy::type_complexity)]
+    leaves: Option<Box<dyn Iterator<Item = (u64, &'a Rc<Leaf<V>>)> + 'a>>,
     first: u64,
     last: u64,
     /// The leaf being read: its first key, the leaf, the presence word being read and its
@@ -380,7 +383,7 @@ impl<V: Copy> Iterator for Iter<'_, V> {
                     return Some((key, leaf.values[slot]));
                 }
             }
-            let (&index, leaf) = self.leaves.as_mut()?.next()?;
+            let (index, leaf) = self.leaves.as_mut()?.next()?;
             let base = index << LEAF_SHIFT;
             self.current = Some((base, leaf, 0, leaf.present[0] & mask_from(self.first, base, 0)));
         }
@@ -401,6 +404,7 @@ fn mask_from(first: u64, base: u64, word: usize) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -412,9 +416,16 @@ mod tests {
         Snapshot(usize),
     }
 
-    /// Keys that cluster in a few leaves, hit leaf edges, and reach the top of the key space.
+    /// Keys that cluster in a few leaves, hit leaf edges, straddle the dense/sparse split of
+    /// the index, and reach the top of the key space.
     fn key() -> impl Strategy<Value = u64> {
-        prop_oneof![0u64..1200, (0u64..4).prop_map(|i| u64::MAX - i), any::<u64>()]
+        let edge = crate::leaf_index::DENSE_LEAVES << LEAF_SHIFT;
+        prop_oneof![
+            0u64..1200,
+            (edge - 130)..(edge + 130),
+            (0u64..4).prop_map(|i| u64::MAX - i),
+            any::<u64>()
+        ]
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -511,7 +522,7 @@ mod tests {
         assert!(a.ptr_eq(&b));
         a.insert(70, 7);
         assert!(!a.ptr_eq(&b));
-        let shared = a.leaves.values().zip(b.leaves.values()).filter(|(x, y)| Rc::ptr_eq(x, y));
+        let shared = a.leaves.iter().zip(b.leaves.iter()).filter(|(x, y)| Rc::ptr_eq(x.1, y.1));
         assert_eq!(shared.count(), a.leaves.len() - 1, "only the leaf of key 70 was copied");
         assert_eq!(b.get(70), Some(&70));
         assert_eq!(a.diff(&b), vec![(70, Some(7), Some(70))]);

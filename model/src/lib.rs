@@ -100,6 +100,7 @@
 //! Device ids are not range-checked (the kernel does not; dm-thin limits them to 24 bits).
 
 mod cow_map;
+mod leaf_index;
 mod model;
 mod state;
 

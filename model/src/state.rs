@@ -85,13 +85,19 @@ pub struct LsRow {
 /// `thin_ls` counts over one set of devices (the live pool, or a held snapshot with `-m`).
 /// Caller references and the held snapshot do not count: thin_ls only walks the listed trees.
 pub fn ls(devices: &Devices) -> BTreeMap<u64, LsRow> {
-    let mut targets: BTreeMap<u64, u64> = BTreeMap::new();
-    for mapping in devices.values().flat_map(|d| d.mappings.values()) {
-        *targets.entry(mapping.data_block).or_insert(0) += 1;
-    }
+    // The blocks mapped more than once over all listed devices, from one sort of every
+    // mapped block (a sorted array is several times faster here than a counting map).
+    let mut blocks: Vec<u64> =
+        devices.values().flat_map(|d| d.mappings.values()).map(|m| m.data_block).collect();
+    blocks.sort_unstable();
+    let mut repeated: Vec<u64> = blocks.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+    repeated.dedup();
     let row = |device: &Device| {
-        let exclusive =
-            device.mappings.values().filter(|m| targets[&m.data_block] == 1).count() as u64;
+        let exclusive = device
+            .mappings
+            .values()
+            .filter(|m| repeated.binary_search(&m.data_block).is_err())
+            .count() as u64;
         LsRow {
             mapped: device.mapped_blocks(),
             exclusive,
