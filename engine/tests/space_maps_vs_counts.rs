@@ -96,6 +96,10 @@ proptest! {
         for (b, &c) in cur.iter().enumerate() {
             prop_assert_eq!(pool.data_block_count(b as u64).unwrap(), c, "block {}", b);
         }
+        let all: Vec<u64> = (0..cur.len() as u64).rev().collect();
+        let mut batched = pool.data_block_counts(&all).unwrap();
+        batched.reverse();
+        prop_assert_eq!(&batched, &cur, "batched counts");
         pool.commit().unwrap();
         let refs = cur.iter().enumerate().filter(|(_, &c)| c > 0).map(|(b, &c)| (b as u64, c)).collect();
         let report = engine::thin::check::check_with_refs(Box::new(dev.image()), &refs);

@@ -20,8 +20,6 @@ use std::time::Instant;
 const META_BLOCKS: u64 = 16_384;
 const DEVICES: u64 = 8;
 const VBLOCKS: u64 = 20_000;
-/// Timed runs per row (the median counts).
-const REPEATS: usize = 3;
 /// Seeds of the crash-image campaign.
 const CRASH_SEEDS: u64 = 400;
 
@@ -277,83 +275,117 @@ pub fn run_only(
     ))
 }
 
-/// Runs everything and returns (JSON, Markdown).
-pub fn run(ops: u64, commit_every: u64, seed: u64) -> Result<(String, String), String> {
+/// The middle value (the mean of the two middle ones for an even count); 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs everything and returns (JSON, Markdown). The bare engine and the three cheaper
+/// checked rows run once per round, next to each other (the order rotates each round), and
+/// each row's overhead is the median over rounds of its time divided by the bare time *of
+/// the same round*: this machine's speed drifts by tens of percent from minute to minute,
+/// and runs close in time drift together. The whole-verification row runs once.
+pub fn run(
+    ops: u64,
+    commit_every: u64,
+    seed: u64,
+    rounds: usize,
+) -> Result<(String, String), String> {
     let work = workload(ops, commit_every, seed);
     let data = data_blocks(ops);
     let n = work.len() as f64;
-    let bare =
-        median_of(REPEATS, || Ok(Measured { seconds: bare(&work, data)?, ..Measured::default() }))?;
-    let rows = [
-        ("engine on the simulated disk (no faults), no model", Checking::DiskOnly, REPEATS),
-        ("+ model in lockstep, every answer compared", Checking::Lockstep, REPEATS),
+    let rounds = rounds.max(1);
+    let rows: [(&str, Option<Checking>); 4] = [
+        ("bare engine (memory device)", None),
+        ("engine on the simulated disk (no faults), no model", Some(Checking::DiskOnly)),
+        ("+ model in lockstep, every answer compared", Some(Checking::Lockstep)),
         (
             "**all checking on**: + after every commit what changed, the whole state, ls and `check` amortized (`--verify amortized`, the default)",
-            Checking::Verify(VerifyMode::Amortized),
-            REPEATS,
-        ),
-        (
-            "+ the whole state, ls and `check` after every commit (`--verify full`)",
-            Checking::Verify(VerifyMode::Full),
-            1,
+            Some(Checking::Verify(VerifyMode::Amortized)),
         ),
     ];
-    let mut measured = Vec::new();
-    for (name, checking, repeats) in rows {
-        measured.push((
-            name,
-            checking,
-            median_of(repeats, || checked(&work, data, seed, checking))?,
-        ));
+    let mut seconds = vec![vec![0.0; rounds]; rows.len()];
+    let mut last = vec![Measured::default(); rows.len()];
+    for round in 0..rounds {
+        for k in 0..rows.len() {
+            let i = (round + k) % rows.len();
+            let m = match rows[i].1 {
+                None => Measured { seconds: bare(&work, data)?, ..Measured::default() },
+                Some(checking) => checked(&work, data, seed, checking)?,
+            };
+            seconds[i][round] = m.seconds;
+            last[i] = m;
+        }
     }
-    let (images, crash_s) = crash_rate(CRASH_SEEDS);
-    let ratio = |m: &Measured| m.seconds / bare.seconds.max(1e-9);
-    let all_on = measured
+    let ratios: Vec<Vec<f64>> = seconds
         .iter()
-        .find(|(_, c, _)| *c == Checking::Verify(VerifyMode::Amortized))
-        .map(|(_, _, m)| *m)
-        .unwrap_or_default();
+        .map(|row| row.iter().zip(&seconds[0]).map(|(s, b)| s / b.max(1e-9)).collect())
+        .collect();
+    let full = checked(&work, data, seed, Checking::Verify(VerifyMode::Full))?;
+    let (images, crash_s) = crash_rate(CRASH_SEEDS);
+    let bare_s = median(&seconds[0]);
+    let all_on = median(&ratios[3]);
     let mut json_rows = Vec::new();
-    let mut md_rows = format!(
-        "| run | seconds | ops/s | × bare | full / incremental verifications |\n|---|---|---|---|---|\n\
-         | bare engine (memory device) | {:.3} | {:.0} | 1.00 | |\n",
-        bare.seconds,
-        n / bare.seconds
+    let mut md_rows = String::from(
+        "| run | seconds (median) | ops/s | × bare (median of rounds) | × bare (range) | full / incremental verifications |\n|---|---|---|---|---|---|\n",
     );
-    for (name, checking, m) in &measured {
+    for (i, (name, checking)) in rows.iter().enumerate() {
+        let (secs, ratio) = (median(&seconds[i]), median(&ratios[i]));
+        let lo = ratios[i].iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios[i].iter().copied().fold(0.0, f64::max);
+        let run = checking.map_or("Bare".to_string(), |c| format!("{c:?}"));
         json_rows.push(format!(
-            "    {{ \"run\": \"{checking:?}\", \"seconds\": {:.3}, \"ops_per_s\": {:.0}, \"overhead\": {:.2}, \"full_verifications\": {}, \"incremental_verifications\": {} }}",
-            m.seconds,
-            n / m.seconds,
-            ratio(m),
-            m.full,
-            m.incremental
+            "    {{ \"run\": \"{run}\", \"seconds\": {secs:.3}, \"ops_per_s\": {:.0}, \"overhead\": {ratio:.2}, \"overhead_min\": {lo:.2}, \"overhead_max\": {hi:.2}, \"full_verifications\": {}, \"incremental_verifications\": {} }}",
+            n / secs,
+            last[i].full,
+            last[i].incremental
         ));
+        let counts = if checking.is_some() {
+            format!("{} / {}", last[i].full, last[i].incremental)
+        } else {
+            String::new()
+        };
         md_rows.push_str(&format!(
-            "| {name} | {:.3} | {:.0} | {:.2} | {} / {} |\n",
-            m.seconds,
-            n / m.seconds,
-            ratio(m),
-            m.full,
-            m.incremental
+            "| {name} | {secs:.3} | {:.0} | {ratio:.2} | {lo:.2}–{hi:.2} | {counts} |\n",
+            n / secs
         ));
     }
+    let full_ratio = full.seconds / bare_s.max(1e-9);
+    json_rows.push(format!(
+        "    {{ \"run\": \"Verify(Full)\", \"seconds\": {:.3}, \"ops_per_s\": {:.0}, \"overhead\": {full_ratio:.2}, \"full_verifications\": {}, \"incremental_verifications\": {} }}",
+        full.seconds,
+        n / full.seconds,
+        full.full,
+        full.incremental
+    ));
+    md_rows.push_str(&format!(
+        "| + the whole state, ls and `check` after every commit (`--verify full`; one run, against the median bare time) | {:.3} | {:.0} | {full_ratio:.2} | | {} / {} |\n",
+        full.seconds,
+        n / full.seconds,
+        full.full,
+        full.incremental
+    ));
     let json = format!(
-        "{{\n  \"ops\": {},\n  \"commit_every\": {commit_every},\n  \"seed\": {seed},\n  \"bare_seconds\": {:.3},\n  \"bare_ops_per_s\": {:.0},\n  \"checking_overhead\": {:.2},\n  \"runs\": [\n{}\n  ],\n  \"crash_images\": {images},\n  \"crash_images_per_s\": {:.0}\n}}\n",
+        "{{\n  \"ops\": {},\n  \"commit_every\": {commit_every},\n  \"seed\": {seed},\n  \"rounds\": {rounds},\n  \"bare_seconds\": {bare_s:.3},\n  \"bare_ops_per_s\": {:.0},\n  \"checking_overhead\": {all_on:.2},\n  \"runs\": [\n{}\n  ],\n  \"crash_images\": {images},\n  \"crash_images_per_s\": {:.0}\n}}\n",
         work.len(),
-        bare.seconds,
-        n / bare.seconds,
-        ratio(&all_on),
+        n / bare_s,
         json_rows.join(",\n"),
         images as f64 / crash_s
     );
     let md = format!(
-        "# Simulator benchmark\n\n{} ops (seed {seed}, a commit every ~{commit_every} ops; \
-         times are the median of {REPEATS} runs except the last row). Each row adds to the one above.\n\n{md_rows}\n\
-         Checking overhead with all checking on: **{:.2}×** the bare engine (target ≤ 2×).\n\n\
+        "# Simulator benchmark\n\n{} ops (seed {seed}, a commit every ~{commit_every} ops), {rounds} rounds. \
+         Each row adds to the one above. Per round the first four rows run back to back (in rotating order); \
+         a row's overhead is the median over rounds of its time over the same round's bare time, \
+         because this machine's speed drifts between minutes.\n\n{md_rows}\n\
+         Checking overhead with all checking on: **{all_on:.2}×** the bare engine (target ≤ 2×).\n\n\
          Crash images reopened and compared (class A campaign, {CRASH_SEEDS} seeds): {images} in {crash_s:.2} s = **{:.0}/s**.\n",
         work.len(),
-        ratio(&all_on),
         images as f64 / crash_s
     );
     Ok((json, md))

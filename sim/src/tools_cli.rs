@@ -333,6 +333,9 @@ pub struct BenchSimArgs {
     /// Runs of the `--only` row; the median is printed.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Rounds of the full benchmark (each runs the bare and the checked rows once).
+    #[arg(long, default_value_t = 7)]
+    pub rounds: usize,
 }
 
 pub fn bench_sim(args: &BenchSimArgs) -> ExitCode {
@@ -351,7 +354,7 @@ pub fn bench_sim(args: &BenchSimArgs) -> ExitCode {
             Err(e) => fail(e, 1),
         };
     }
-    match crate::bench_sim::run(args.ops, args.commit_every, args.seed) {
+    match crate::bench_sim::run(args.ops, args.commit_every, args.seed, args.rounds) {
         Ok((json, md)) => write_report(&args.out, "sim", &json, &md),
         Err(e) => fail(e, 1),
     }

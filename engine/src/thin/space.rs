@@ -52,6 +52,12 @@ impl Pool {
         self.query_mut(|p| Ok(p.dsm.count(&mut p.tm, b)? > 1))
     }
 
+    /// The reference counts of many data blocks now, under one lock (for the simulator's
+    /// verification of what changed); `out[i]` is `blocks[i]`'s.
+    pub fn data_block_counts(&self, blocks: &[u64]) -> Result<Vec<u32>> {
+        self.query_mut(|p| blocks.iter().map(|&b| p.dsm.count(&mut p.tm, b)).collect())
+    }
+
     /// The reference count of data block `b` now (for checkers and the simulator).
     pub fn data_block_count(&self, b: u64) -> Result<u32> {
         self.query_mut(|p| p.dsm.count(&mut p.tm, b))

@@ -32,7 +32,7 @@ use super::oracle::{self, Diff};
 use engine::thin::Pool;
 use model::{Change, Model};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Verification after each commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -114,8 +114,7 @@ impl Verifier {
     }
 }
 
-/// The incremental comparison of the module header; `changes` sorted, as
-/// [`Model::take_changes`] gives them.
+/// The incremental comparison of the module header; `changes` in any order, repeats allowed.
 pub fn compare_changes(pool: &Pool, model: &Model, changes: &[Change]) -> Result<(), String> {
     let mut d = Diff::default();
     let cur = model.current();
@@ -130,51 +129,48 @@ pub fn compare_changes(pool: &Pool, model: &Model, changes: &[Change]) -> Result
     for id in details.keys().filter(|&&id| !cur.devices.contains_key(&id)) {
         d.push(format!("device {id}: found in the engine, not expected"));
     }
-    let created: BTreeSet<u64> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Device(id) if cur.devices.contains_key(id) => Some(*id),
-            _ => None,
-        })
-        .collect();
+    // Sorted per kind: plain integers sort much faster than the changes themselves.
+    let mut created = BTreeSet::new();
+    let mut vblocks: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut blocks = Vec::new();
+    let mut held = false;
+    for change in changes {
+        match *change {
+            Change::Device(id) if cur.devices.contains_key(&id) => {
+                created.insert(id);
+            }
+            Change::Device(_) | Change::Details(_) => {}
+            Change::Mapping(id, v) => vblocks.entry(id).or_default().push(v),
+            Change::Refs(b) | Change::CallerRefs(b) => blocks.push(b),
+            Change::Held => held = true,
+        }
+    }
     for &id in &created {
         let found = pool.mappings(id).map_err(oracle::e2s)?;
         oracle::diff_mappings("", id, &cur.devices[&id], &found, &mut d);
     }
-    // Changed mappings, device by device (sorted changes keep each device's vblocks together
-    // and ascending); a device created or gone was handled above.
-    let mut mappings = changes.iter().filter_map(|c| match c {
-        Change::Mapping(id, v) if !created.contains(id) => Some((*id, *v)),
-        _ => None,
-    });
-    let mut next = mappings.next();
-    while let Some((id, _)) = next {
-        let mut vblocks = Vec::new();
-        while let Some((_, v)) = next.filter(|&(i, _)| i == id) {
-            vblocks.push(v);
-            next = mappings.next();
-        }
-        let Some(dev) = cur.devices.get(&id) else { continue };
+    // Changed mappings, device by device, ascending; a device created (compared whole above)
+    // or gone (its blocks' counts are checked below) is skipped.
+    for (id, mut vblocks) in vblocks {
+        let Some(dev) = cur.devices.get(&id).filter(|_| !created.contains(&id)) else {
+            continue;
+        };
+        vblocks.sort_unstable();
+        vblocks.dedup();
         let found = pool.lookup_mappings(id, &vblocks).map_err(oracle::e2s)?;
         for (v, bt) in vblocks.into_iter().zip(found) {
             oracle::diff_mapping("", id, v, dev.mappings.get(v).copied(), bt, &mut d);
         }
     }
-    if changes.contains(&Change::Held) {
+    if held {
         oracle::compare_held(pool, model, &mut d)?;
     }
-    let mut blocks: Vec<u64> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Refs(b) | Change::CallerRefs(b) => Some(*b),
-            _ => None,
-        })
-        .collect();
     blocks.sort_unstable();
     blocks.dedup();
-    for block in blocks.into_iter().filter(|&b| b < cur.data_blocks) {
-        let logical = cur.refs_of(block);
-        let physical = u64::from(pool.data_block_count(block).map_err(oracle::e2s)?);
+    blocks.retain(|&b| b < cur.data_blocks);
+    let counts = pool.data_block_counts(&blocks).map_err(oracle::e2s)?;
+    for (block, physical) in blocks.into_iter().zip(counts) {
+        let (logical, physical) = (cur.refs_of(block), u64::from(physical));
         if (physical == 0) != (logical == 0) || physical > logical {
             d.push(format!(
                 "data block {block}: space map count {physical}, logical count {logical} \
