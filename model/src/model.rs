@@ -132,7 +132,11 @@ impl Model {
             self.current.copy_changes(&self.committed, &changes);
         }
         if let Some(unverified) = &mut self.unverified {
-            unverified.extend(changes);
+            if unverified.is_empty() {
+                *unverified = changes; // the usual case: taken at every commit
+            } else {
+                unverified.extend(changes);
+            }
             if unverified.len() > UNVERIFIED_MAX {
                 self.unverified = None;
             }

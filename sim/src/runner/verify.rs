@@ -45,8 +45,9 @@ pub enum VerifyMode {
 }
 
 /// Units of full-verification cost one op pays for: one unit is one mapping compared and
-/// recounted. Measured (`thinsim bench-sim`): a full verification costs about a third of a
-/// bare engine op per mapping, so at 1 the full verifications add about a third to a run.
+/// recounted. Measured (`thinsim bench-sim`, 100,000 ops): a full verification costs about
+/// a sixth of a bare engine op per mapping, so at 1 the full verifications add about a sixth
+/// to a run.
 pub const FULL_COST_PER_OP: u64 = 1;
 
 /// Cost units of a full verification of an empty pool (superblock, space maps, details).
