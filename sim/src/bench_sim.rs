@@ -310,7 +310,8 @@ pub fn run(
             Some(Checking::Verify(VerifyMode::Amortized)),
         ),
     ];
-    let mut seconds = vec![vec![0.0; rounds]; rows.len()];
+    // seconds[row][round]: every round times every row once.
+    let mut seconds = vec![Vec::with_capacity(rounds); rows.len()];
     let mut last = vec![Measured::default(); rows.len()];
     for round in 0..rounds {
         for k in 0..rows.len() {
@@ -319,7 +320,7 @@ pub fn run(
                 None => Measured { seconds: bare(&work, data)?, ..Measured::default() },
                 Some(checking) => checked(&work, data, seed, checking)?,
             };
-            seconds[i][round] = m.seconds;
+            seconds[i].push(m.seconds);
             last[i] = m;
         }
     }
