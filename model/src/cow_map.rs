@@ -14,27 +14,19 @@
 //!   clone, the index (one pointer per leaf). Later updates in the same transaction touch
 //!   only what they change.
 //! - Two maps sharing a leaf share it by pointer, so [`CowMap::diff`] skips everything two
-//!   versions still share, and equality does too. A leaf also knows which leaf it was copied
-//!   from and which of its slots were written since it was created, so the diff of a leaf
-//!   against the one it was copied from reads only the written slots, not the whole leaf.
+//!   versions still share, and equality does too.
 //!
 //! Invariants:
 //! - `len` is the number of set presence bits over all leaves;
 //! - no stored leaf is empty (an update that empties a leaf drops it);
 //! - leaf `i` holds the keys `64 i .. 64 i + 63`: bit `j` of `present` ⇔ key `64 i + j` is in
 //!   the map, with its value in `values[j]`; absent slots hold `V::default()`, so two leaves
-//!   with equal bits and arrays hold the same entries;
-//! - every leaf has an id no other leaf has had in this process; `origin` is the id of the
-//!   leaf it was copied from (0 for a leaf created empty); `written` has a bit for every slot
-//!   inserted or removed since the leaf was created. So a leaf `b` copied from `a` differs
-//!   from `a` (as `a` is now) only in slots of `a.written | b.written`: `b`'s own writes, and
-//!   any in-place write to `a` after the copy.
+//!   with equal bits and arrays hold the same entries.
 
 use crate::leaf_index::LeafIndex;
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// log2 of the keys per leaf.
 const LEAF_SHIFT: u32 = 6;
@@ -43,74 +35,35 @@ const LEAF_KEYS: usize = 1 << LEAF_SHIFT;
 /// 64-bit words of a leaf's presence mask.
 const WORDS: usize = LEAF_KEYS / 64;
 
-/// Source of leaf ids; 0 is never handed out. Ids are only compared for equality, so which
-/// thread draws which id never shows in any result.
-static NEXT_LEAF_ID: AtomicU64 = AtomicU64::new(1);
-
-fn new_leaf_id() -> u64 {
-    NEXT_LEAF_ID.fetch_add(1, Ordering::Relaxed)
-}
-
 // `Copy`, so a copy-on-write clone is one `memcpy` into the new allocation.
 #[derive(Clone, Copy)]
 struct Leaf<V> {
-    id: u64,
-    origin: u64,
-    written: [u64; WORDS],
     present: [u64; WORDS],
     values: [V; LEAF_KEYS],
 }
 
 impl<V: Copy + Default + PartialEq> Leaf<V> {
     fn empty() -> Rc<Self> {
-        Rc::new(Leaf {
-            id: new_leaf_id(),
-            origin: 0,
-            written: [0; WORDS],
-            present: [0; WORDS],
-            values: [V::default(); LEAF_KEYS],
-        })
+        Rc::new(Leaf { present: [0; WORDS], values: [V::default(); LEAF_KEYS] })
     }
 
-    /// The leaf, for writing: copied first (new id, origin = the copied leaf) if shared.
+    /// The leaf, for writing: copied first if shared.
     fn writable(leaf: &mut Rc<Self>) -> &mut Self {
-        if Rc::get_mut(leaf).is_none() {
-            let origin = leaf.id;
-            let copy = Rc::make_mut(leaf);
-            copy.id = new_leaf_id();
-            copy.origin = origin;
-            copy.written = [0; WORDS];
-        }
-        Rc::get_mut(leaf).expect("unique after the copy")
+        Rc::make_mut(leaf)
     }
 
     fn set(&mut self, slot: usize, value: V) {
         self.present[slot / 64] |= 1 << (slot % 64);
-        self.written[slot / 64] |= 1 << (slot % 64);
         self.values[slot] = value;
     }
 
     fn unset(&mut self, slot: usize) {
         self.present[slot / 64] &= !(1 << (slot % 64));
-        self.written[slot / 64] |= 1 << (slot % 64);
         self.values[slot] = V::default();
     }
 
     fn same_entries(&self, other: &Self) -> bool {
         self.present == other.present && self.values == other.values
-    }
-
-    /// Slots where `self` and `other` may differ (a superset; see the module invariants).
-    fn maybe_differ(&self, other: &Self) -> [u64; WORDS] {
-        let mut out = [0; WORDS];
-        for (w, o) in out.iter_mut().enumerate() {
-            *o = if other.origin == self.id || self.origin == other.id {
-                self.written[w] | other.written[w]
-            } else {
-                self.present[w] | other.present[w]
-            };
-        }
-        out
     }
 }
 
@@ -293,11 +246,9 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
                 }
             }
             let entry = |leaf: Option<&Rc<Leaf<V>>>, slot: usize| leaf.and_then(|l| l.get(slot));
-            let candidates = match (la, lb) {
-                (Some(x), Some(y)) => x.maybe_differ(y),
-                (Some(only), None) | (None, Some(only)) => only.present,
-                (None, None) => unreachable!("index came from one side"),
-            };
+            let present = |leaf: Option<&Rc<Leaf<V>>>| leaf.map_or([0; WORDS], |l| l.present);
+            let (pa, pb) = (present(la), present(lb));
+            let candidates: [u64; WORDS] = std::array::from_fn(|w| pa[w] | pb[w]);
             for slot in slots(candidates) {
                 let (old, new) = (entry(la, slot), entry(lb, slot));
                 if old != new {
