@@ -201,13 +201,12 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
             Bound::Unbounded => Some(u64::MAX),
         };
         match (first, last) {
-            (Some(first), Some(last)) if first <= last => Iter {
-                leaves: Some(Box::new(self.leaves.range(first >> LEAF_SHIFT, last >> LEAF_SHIFT))),
+            (Some(first), Some(last)) if first <= last => Iter::new(
+                Some(Box::new(self.leaves.range(first >> LEAF_SHIFT, last >> LEAF_SHIFT))),
                 first,
                 last,
-                current: None,
-            },
-            _ => Iter { leaves: None, first: 1, last: 0, current: None },
+            ),
+            _ => Iter::new(None, 1, 0),
         }
     }
 
@@ -299,16 +298,43 @@ impl<V: Copy + Default + PartialEq> std::ops::Index<&u64> for CowMap<V> {
     }
 }
 
+/// The index's leaves in a range, by leaf number (boxed: one dynamic call per leaf, not per
+/// entry).
+type LeafIter<'a, V> = Box<dyn Iterator<Item = (u64, &'a Rc<Leaf<V>>)> + 'a>;
+
 /// Ascending entries of a [`CowMap`] within `first..=last`.
 pub struct Iter<'a, V> {
-    /// The index's leaves in range (boxed: one dynamic call per leaf, not per entry).
-    #[allow(clippy::type_complexity)]
-    leaves: Option<Box<dyn Iterator<Item = (u64, &'a Rc<Leaf<V>>)> + 'a>>,
+    leaves: Option<LeafIter<'a, V>>,
     first: u64,
     last: u64,
-    /// The leaf being read: its first key, the leaf, the presence word being read and its
-    /// bits not yet returned.
-    current: Option<(u64, &'a Leaf<V>, usize, u64)>,
+    /// The leaf being read, its first key, the presence word being read, and that word's
+    /// bits in range not yet returned.
+    leaf: Option<&'a Leaf<V>>,
+    base: u64,
+    word: usize,
+    bits: u64,
+}
+
+impl<'a, V> Iter<'a, V> {
+    fn new(leaves: Option<LeafIter<'a, V>>, first: u64, last: u64) -> Self {
+        Iter { leaves, first, last, leaf: None, base: 0, word: 0, bits: 0 }
+    }
+
+    /// Presence word `word` of the current leaf, limited to keys in `first..=last`.
+    fn bits_of(&self, leaf: &Leaf<V>, word: usize) -> u64 {
+        let low = self.base + word as u64 * 64; // the word's first key
+        let from = match self.first.saturating_sub(low) {
+            0 => u64::MAX,
+            below if below >= 64 => 0,
+            below => u64::MAX << below,
+        };
+        let to = match self.last.checked_sub(low) {
+            None => 0,
+            Some(above) if above >= 63 => u64::MAX,
+            Some(above) => u64::MAX >> (63 - above),
+        };
+        leaf.present[word] & from & to
+    }
 }
 
 impl<V: Copy> Iterator for Iter<'_, V> {
@@ -316,38 +342,22 @@ impl<V: Copy> Iterator for Iter<'_, V> {
 
     fn next(&mut self) -> Option<(u64, V)> {
         loop {
-            if let Some((base, leaf, word, bits)) = &mut self.current {
-                if *bits == 0 && *word + 1 < WORDS {
-                    *word += 1;
-                    *bits = leaf.present[*word] & mask_from(self.first, *base, *word);
-                    continue;
-                }
-                if *bits != 0 {
-                    let slot = *word * 64 + bits.trailing_zeros() as usize;
-                    *bits &= *bits - 1;
-                    let key = *base + slot as u64;
-                    if key > self.last {
-                        self.leaves = None;
-                        self.current = None;
-                        return None;
-                    }
-                    return Some((key, leaf.values[slot]));
-                }
+            if self.bits != 0 {
+                let slot = self.word * 64 + self.bits.trailing_zeros() as usize;
+                self.bits &= self.bits - 1;
+                let leaf = self.leaf.expect("bits come from a leaf");
+                return Some((self.base + slot as u64, leaf.values[slot]));
+            }
+            if let Some(leaf) = self.leaf.filter(|_| self.word + 1 < WORDS) {
+                self.word += 1;
+                self.bits = self.bits_of(leaf, self.word);
+                continue;
             }
             let (index, leaf) = self.leaves.as_mut()?.next()?;
-            let base = index << LEAF_SHIFT;
-            self.current = Some((base, leaf, 0, leaf.present[0] & mask_from(self.first, base, 0)));
+            let leaf: &Leaf<V> = leaf;
+            (self.leaf, self.base, self.word) = (Some(leaf), index << LEAF_SHIFT, 0);
+            self.bits = self.bits_of(leaf, 0);
         }
-    }
-}
-
-/// The bits of presence word `word` of the leaf at `base` for keys not below `first` (only
-/// the first leaf of a range can hold keys below it).
-fn mask_from(first: u64, base: u64, word: usize) -> u64 {
-    match first.saturating_sub(base + word as u64 * 64) {
-        0 => u64::MAX,
-        below if below >= 64 => 0,
-        below => u64::MAX << below,
     }
 }
 
