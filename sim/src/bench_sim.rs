@@ -151,9 +151,9 @@ fn checked(ops: &[Op], data: u64, seed: u64, checking: Checking) -> Result<Measu
     pool.commit().map_err(e)?;
     let mut m = Model::new(data);
     let (mut handles, mut mh) = (BTreeMap::new(), BTreeMap::new());
+    // As the runner compares: errno for errno, nothing formatted unless they differ.
     let same = |what: &str, a: Result<(), engine::Error>, b: Result<(), model::Errno>| {
-        let a = a.map_err(|x| format!("{:?}", x.errno()));
-        let b = b.map_err(|x| format!("{x:?}"));
+        let a = a.map_err(|x| runner::errno(&x));
         if a == b {
             Ok(())
         } else {

@@ -25,6 +25,8 @@ pub mod shared;
 mod stats;
 pub mod verify;
 
+pub(crate) use ops::errno;
+
 pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use options::{OpKind, Options};
 pub use stats::{Outcomes, RunStats};

@@ -26,7 +26,8 @@ pub(super) enum Judged {
     Handled,
 }
 
-pub(super) fn errno(e: &engine::Error) -> Errno {
+/// The model's name for an engine error's errno.
+pub(crate) fn errno(e: &engine::Error) -> Errno {
     use engine::Errno as E;
     match e.errno() {
         E::EEXIST => Errno::EEXIST,
