@@ -504,3 +504,24 @@ fn block_is_shared_bounds() {
     m.inc_data_range(b, b + 1).unwrap();
     assert_eq!(m.block_is_shared(b), Ok(Some(true)), "caller ref + a mapping");
 }
+
+#[test]
+fn changes_are_listed_until_too_many_pile_up() {
+    let mut m = Model::new(100_000);
+    m.inc_data_range(0, 3).unwrap();
+    let open = m.take_changes().expect("a few changes are kept");
+    assert!(open.contains(&Change::Refs(2)) && open.contains(&Change::CallerRefs(0)));
+    assert_eq!(m.take_changes(), Some(open), "the open transaction's are listed until it ends");
+    m.commit().unwrap();
+    assert_eq!(m.take_changes().map(|c| c.len()), Some(6), "then once more");
+    assert_eq!(m.take_changes(), Some(Vec::new()));
+    // More than the cap, never taken: forgotten, so a verifier must compare everything.
+    m.inc_data_range(0, 40_000).unwrap();
+    m.commit().unwrap();
+    assert!(!m.changes_kept());
+    assert_eq!(m.take_changes(), None);
+    assert!(m.changes_kept(), "listing starts again after a take");
+    m.dec_data_range(0, 1).unwrap();
+    assert_eq!(m.take_changes().map(|c| c.len()), Some(2));
+    ok(&m);
+}
