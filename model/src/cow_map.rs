@@ -36,7 +36,7 @@ const LEAF_KEYS: usize = 1 << LEAF_SHIFT;
 const WORDS: usize = LEAF_KEYS / 64;
 
 // `Copy`, so a copy-on-write clone is one `memcpy` into the new allocation.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Leaf<V> {
     present: [u64; WORDS],
     values: [V; LEAF_KEYS],
@@ -47,11 +47,6 @@ impl<V: Copy + Default + PartialEq> Leaf<V> {
         Rc::new(Leaf { present: [0; WORDS], values: [V::default(); LEAF_KEYS] })
     }
 
-    /// The leaf, for writing: copied first if shared.
-    fn writable(leaf: &mut Rc<Self>) -> &mut Self {
-        Rc::make_mut(leaf)
-    }
-
     fn set(&mut self, slot: usize, value: V) {
         self.present[slot / 64] |= 1 << (slot % 64);
         self.values[slot] = value;
@@ -60,10 +55,6 @@ impl<V: Copy + Default + PartialEq> Leaf<V> {
     fn unset(&mut self, slot: usize) {
         self.present[slot / 64] &= !(1 << (slot % 64));
         self.values[slot] = V::default();
-    }
-
-    fn same_entries(&self, other: &Self) -> bool {
-        self.present == other.present && self.values == other.values
     }
 }
 
@@ -151,7 +142,7 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
     pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
         let (index, slot) = split(key);
         let leaf = Rc::make_mut(&mut self.leaves).get_or_insert_with(index, Leaf::empty);
-        let leaf = Leaf::writable(leaf);
+        let leaf = Rc::make_mut(leaf); // copied first if shared
         let old = leaf.get(slot);
         leaf.set(slot, value);
         if old.is_none() {
@@ -169,7 +160,7 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
         if leaf.only(slot) {
             leaves.remove(index);
         } else {
-            Leaf::writable(leaf).unset(slot);
+            Rc::make_mut(leaf).unset(slot);
         }
         self.len -= 1;
         Some(old)
@@ -267,7 +258,7 @@ impl<V: Copy + Default + PartialEq> PartialEq for CowMap<V> {
                     .leaves
                     .iter()
                     .zip(other.leaves.iter())
-                    .all(|((i, a), (j, b))| i == j && (Rc::ptr_eq(a, b) || a.same_entries(b))))
+                    .all(|((i, a), (j, b))| i == j && (Rc::ptr_eq(a, b) || a == b)))
     }
 }
 
