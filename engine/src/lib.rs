@@ -12,6 +12,7 @@ pub mod btree;
 #[cfg(feature = "canary")]
 pub mod canary;
 pub mod error;
+pub mod events;
 pub mod format;
 pub mod io;
 pub mod limits;

@@ -171,6 +171,20 @@ impl<V: Copy + Default + PartialEq> CowMap<V> {
         self.range(..)
     }
 
+    /// The `n`-th smallest key (as `keys().nth(n)`), counting whole leaves by their
+    /// presence masks: a leaf costs a popcount, not an iteration.
+    pub fn nth_key(&self, mut n: usize) -> Option<u64> {
+        for (index, leaf) in self.leaves.iter() {
+            let count: usize = leaf.present.iter().map(|w| w.count_ones() as usize).sum();
+            if n < count {
+                let slot = slots(leaf.present).nth(n).expect("n < the leaf's count");
+                return Some((index << LEAF_SHIFT) | slot as u64);
+            }
+            n -= count;
+        }
+        None
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
         self.iter().map(|(k, _)| k)
     }
@@ -429,6 +443,9 @@ mod tests {
             for (m, w) in &versions {
                 prop_assert_eq!(m.iter().collect::<Vec<_>>(), w.iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>());
                 prop_assert_eq!(m.last(), w.last_key_value().map(|(&k, &v)| (k, v)));
+                for n in [0, 1, w.len() / 2, w.len().saturating_sub(1), w.len(), w.len() + 1] {
+                    prop_assert_eq!(m.nth_key(n), w.keys().nth(n).copied());
+                }
                 for &k in w.keys() {
                     prop_assert_eq!(m.get(k), w.get(&k));
                 }

@@ -134,7 +134,7 @@ fn latent_sector_error_persists_until_rewritten() {
     assert!(!disk.is_latent(2));
     let key = CoverageKey {
         fault: FaultKind::LatentSector,
-        hit: HitKind::Node,
+        hit: HitKind::LeafNode,
         in_commit: false,
         snap_held: false,
     };
@@ -161,7 +161,7 @@ fn misdirected_write_lands_elsewhere() {
     assert_eq!(buf, node(5, 1));
     let log = disk.take_fault_log();
     assert_eq!(log.events[0].fault, FaultKind::MisdirectedWrite);
-    assert_eq!(log.events[0].hit, HitKind::Node);
+    assert_eq!(log.events[0].hit, HitKind::LeafNode);
     assert!(!log.class_a_only());
 }
 
@@ -197,7 +197,7 @@ fn bit_rot_flips_one_durable_bit() {
     assert_eq!(HitKind::of(&buf), HitKind::Unknown);
     let key = CoverageKey {
         fault: FaultKind::BitRot,
-        hit: HitKind::Node,
+        hit: HitKind::LeafNode,
         in_commit: false,
         snap_held: false,
     };
@@ -266,7 +266,7 @@ fn coverage_follows_the_phase() {
     let c = disk.coverage();
     let commit = CoverageKey {
         fault: FaultKind::WriteEio,
-        hit: HitKind::Node,
+        hit: HitKind::LeafNode,
         in_commit: true,
         snap_held: true,
     };

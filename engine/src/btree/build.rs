@@ -17,10 +17,13 @@ pub fn build(tm: &mut TransactionManager, vk: ValueKind, entries: &[(u64, u64)])
     }
     let leaves = entries.iter().map(|&(k, v)| (k, v.to_le_bytes()));
     let mut level: Vec<(u64, u64)> = write_level(tm, LEAF, vk.size(), leaves)?;
+    let mut levels = 1;
     while level.len() > 1 {
+        levels += 1;
         let children: Vec<(u64, u64)> = std::mem::take(&mut level);
         level = write_level(tm, INTERNAL, 8, children.iter().map(|&(k, b)| (k, b.to_le_bytes())))?;
     }
+    crate::events::height(vk.tree(), levels);
     Ok(level[0].1)
 }
 

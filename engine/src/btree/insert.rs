@@ -4,6 +4,7 @@
 
 use super::{read_node, shadow_node, ValueKind};
 use crate::error::Result;
+use crate::events::{self, BtreeEvent};
 use crate::format::checksum::BlockKind;
 use crate::format::node::{self, INTERNAL};
 use crate::limits::MAX_BTREE_DEPTH;
@@ -15,6 +16,8 @@ struct Ins {
     block: u64,
     split: Option<(u64, u64)>,
     new_key: bool,
+    /// Levels from this node down to the leaf, both included.
+    levels: u64,
 }
 
 /// Stores `value` under `key`. Returns the new root and whether the key is new.
@@ -54,8 +57,16 @@ fn insert_with(
 ) -> Result<(u64, bool)> {
     debug_assert_eq!(value.len(), vk.size());
     let r = insert_rec(tm, vk, root, key, value, dec_old, 0)?;
-    let Some((split_key, right)) = r.split else { return Ok((r.block, r.new_key)) };
+    let Some((split_key, right)) = r.split else {
+        events::height(vk.tree(), r.levels);
+        return Ok((r.block, r.new_key));
+    };
     let left_first = node::key(&*tm.read(r.block, BlockKind::Node)?, 0);
+    events::btree(vk.tree(), BtreeEvent::RootSplit);
+    if r.new_key && left_first == key {
+        events::btree(vk.tree(), BtreeEvent::RootSplitNewMin);
+    }
+    events::height(vk.tree(), r.levels + 1);
     let new_root = tm.new_block(BlockKind::Node)?;
     tm.modify(new_root, BlockKind::Node, |b| {
         node::init(b, INTERNAL, 8);
@@ -88,11 +99,11 @@ fn insert_rec(
                 vk.dec(tm, &old)?;
             }
             tm.modify(b, BlockKind::Node, |blk| node::set_value(blk, i, value))?;
-            return Ok(Ins { block: b, split: None, new_key: false });
+            return Ok(Ins { block: b, split: None, new_key: false, levels: 1 });
         }
         drop(n);
-        let split = insert_entry(tm, b, i, key, value)?;
-        return Ok(Ins { block: b, split, new_key: true });
+        let split = insert_entry(tm, vk, b, i, key, value, depth == 0)?;
+        return Ok(Ins { block: b, split, new_key: true, levels: 1 });
     }
     // Below every key: the first child takes it and its lower bound drops to `key`.
     let (i, lowered) = match node::lower_bound(&n, key) {
@@ -110,19 +121,22 @@ fn insert_rec(
     })?;
     let split = match r.split {
         None => None,
-        Some((k, right)) => insert_entry(tm, b, i + 1, k, &right.to_le_bytes())?,
+        Some((k, right)) => insert_entry(tm, vk, b, i + 1, k, &right.to_le_bytes(), depth == 0)?,
     };
-    Ok(Ins { block: b, split, new_key: r.new_key })
+    Ok(Ins { block: b, split, new_key: r.new_key, levels: r.levels + 1 })
 }
 
 /// Inserts (key, value) at slot `i` of the writable node `b`; a full node is split in two
-/// first and the entry goes to whichever half covers slot `i`.
+/// first and the entry goes to whichever half covers slot `i`. A split of the root is
+/// counted by the caller, which gives the tree its new root.
 fn insert_entry(
     tm: &mut TransactionManager,
+    vk: ValueKind,
     b: u64,
     i: usize,
     key: u64,
     value: &[u8],
+    is_root: bool,
 ) -> Result<Option<(u64, u64)>> {
     let n = tm.read(b, BlockKind::Node)?;
     let count = node::nr_entries(&n);
@@ -130,6 +144,10 @@ fn insert_entry(
         drop(n);
         tm.modify(b, BlockKind::Node, |blk| node::insert_at(blk, i, key, value))?;
         return Ok(None);
+    }
+    if !is_root {
+        let e = if node::is_leaf(&n) { BtreeEvent::LeafSplit } else { BtreeEvent::InternalSplit };
+        events::btree(vk.tree(), e);
     }
     let left_count = count / 2;
     let right = tm.new_block(BlockKind::Node)?;

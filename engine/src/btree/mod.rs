@@ -29,6 +29,7 @@ pub use remove::{remove, remove_range};
 pub use walk::{walk, walk_nodes};
 
 use crate::error::{Error, Result};
+use crate::events::{self, BtreeEvent, Tree};
 use crate::format::checksum::BlockKind;
 use crate::format::node::{self, INTERNAL, LEAF};
 use crate::format::BlockTime;
@@ -49,6 +50,18 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
+    /// Which of the pool's trees holds values of this kind (for structural counts): value
+    /// sizes tell the plain trees apart (details 24 bytes, index entries 16, counts 4).
+    pub const fn tree(self) -> Tree {
+        match self {
+            ValueKind::Mapping => Tree::Mapping,
+            ValueKind::SubtreeRoot => Tree::Top,
+            ValueKind::Plain(crate::format::details::DETAILS_BYTES) => Tree::Details,
+            ValueKind::Plain(crate::limits::INDEX_ENTRY_BYTES) => Tree::SmIndex,
+            ValueKind::Plain(_) => Tree::Overflow,
+        }
+    }
+
     pub const fn size(self) -> usize {
         match self {
             ValueKind::Plain(n) => n,
@@ -284,7 +297,13 @@ fn lookup_ge_rec(
         let i = node::upper_bound(&n, key);
         return Ok((i < count).then(|| (node::key(&n, i), node::value(&n, i).to_vec())));
     }
-    let start = node::lower_bound(&n, key).unwrap_or(0);
+    let start = match node::lower_bound(&n, key) {
+        Some(i) => i,
+        None => {
+            events::btree(vk.tree(), BtreeEvent::LookupNextBelowFirst);
+            0
+        }
+    };
     for i in start..count {
         if let Some(found) = lookup_ge_rec(tm, node::value_u64(&n, i), vk, key, depth + 1)? {
             return Ok(Some(found));
@@ -328,14 +347,27 @@ pub(crate) fn inc_children(tm: &mut TransactionManager, b: u64, vk: ValueKind) -
 
 /// Shadows `b` and, if it was shared, increments what the copy points to.
 pub(crate) fn shadow_node(tm: &mut TransactionManager, b: u64, vk: ValueKind) -> Result<u64> {
-    read_node(tm, b, vk)?;
+    shadow_node_shared(tm, b, vk).map(|(copy, _)| copy)
+}
+
+/// [`shadow_node`], also telling whether the node was shared.
+pub(crate) fn shadow_node_shared(
+    tm: &mut TransactionManager,
+    b: u64,
+    vk: ValueKind,
+) -> Result<(u64, bool)> {
+    let leaf = node::is_leaf(&*read_node(tm, b, vk)?);
     let (copy, shared) = tm.shadow(b, BlockKind::Node)?;
+    if shared {
+        let e = if leaf { BtreeEvent::ShadowSharedLeaf } else { BtreeEvent::ShadowSharedInternal };
+        events::btree(vk.tree(), e);
+    }
     #[cfg(feature = "canary")]
     if tm.canary.no_inc_on_shared_shadow {
-        return Ok(copy);
+        return Ok((copy, shared));
     }
     if shared {
         inc_children(tm, copy, vk)?;
     }
-    Ok(copy)
+    Ok((copy, shared))
 }

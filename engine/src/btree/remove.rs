@@ -6,8 +6,9 @@
 //! A missing key is found by a read-only lookup first, so it costs no shadowing and leaves
 //! no trace ([R1]; the kernel's remove shadows before it knows).
 
-use super::{lookup, lookup_ge, read_node, shadow_node, ReadMode, ValueKind};
+use super::{lookup, lookup_ge, read_node, shadow_node, shadow_node_shared, ReadMode, ValueKind};
 use crate::error::{Error, Result};
+use crate::events::{self, BtreeEvent};
 use crate::format::checksum::BlockKind;
 use crate::format::node;
 use crate::limits::MAX_BTREE_DEPTH;
@@ -25,7 +26,7 @@ pub fn remove(
     }
     let mut removed = None;
     let b = remove_rec(tm, vk, root, key, key + 1, &mut |v| removed = Some(v.to_vec()), 0)?;
-    Ok((collapse_root(tm, b)?, removed))
+    Ok((collapse_root(tm, vk, b)?, removed))
 }
 
 /// Removes every key in `[begin, end)`; returns the new root and how many were removed.
@@ -38,14 +39,20 @@ pub fn remove_range(
 ) -> Result<(u64, u64)> {
     let mut root = root;
     let mut total = 0u64;
+    // Each pass empties the keys of one leaf.
+    let mut leaves = 0u64;
     while let Some((k, _)) = lookup_ge(tm, root, vk, begin)? {
         if k >= end {
             break;
         }
         let mut n = 0u64;
         let b = remove_rec(tm, vk, root, k, end, &mut |_| n += 1, 0)?;
-        root = collapse_root(tm, b)?;
+        root = collapse_root(tm, vk, b)?;
         total += n;
+        leaves += 1;
+    }
+    if leaves >= 2 {
+        events::btree(vk.tree(), BtreeEvent::RemoveRangeMultiLeaf);
     }
     Ok((root, total))
 }
@@ -89,7 +96,7 @@ fn remove_rec(
 
 /// A root that is an internal node with one child is replaced by the child. The root is this
 /// transaction's own copy (count 1), so freeing it moves its reference to the child unchanged.
-fn collapse_root(tm: &mut TransactionManager, mut b: u64) -> Result<u64> {
+fn collapse_root(tm: &mut TransactionManager, vk: ValueKind, mut b: u64) -> Result<u64> {
     loop {
         let n = tm.read(b, BlockKind::Node)?;
         if node::is_leaf(&n) || node::nr_entries(&n) != 1 {
@@ -97,6 +104,7 @@ fn collapse_root(tm: &mut TransactionManager, mut b: u64) -> Result<u64> {
         }
         let child = node::value_u64(&n, 0);
         drop(n);
+        events::btree(vk.tree(), BtreeEvent::RootCollapse);
         tm.dec(b)?;
         b = child;
     }
@@ -119,8 +127,12 @@ fn rebalance_child(
     let (li, ri) = if i > 0 { (i - 1, i) } else { (i, i + 1) };
     let (l_orig, r_orig) = (node::value_u64(&p, li), node::value_u64(&p, ri));
     drop((p, child));
-    let left = shadow_node(tm, l_orig, vk)?;
-    let right = shadow_node(tm, r_orig, vk)?;
+    // Child `i` is this transaction's copy already; its sibling may still be shared.
+    let (left, l_shared) = shadow_node_shared(tm, l_orig, vk)?;
+    let (right, r_shared) = shadow_node_shared(tm, r_orig, vk)?;
+    if l_shared || r_shared {
+        events::btree(vk.tree(), BtreeEvent::RebalanceSharedSibling);
+    }
     tm.modify(parent, BlockKind::Node, |blk| {
         node::set_value(blk, li, &left.to_le_bytes());
         node::set_value(blk, ri, &right.to_le_bytes());
@@ -138,6 +150,7 @@ fn rebalance_child(
         tm.modify(parent, BlockKind::Node, |blk| node::remove_range_at(blk, ri, ri + 1))?;
         // The right copy's children are now the left's: only the block itself goes.
         tm.dec(right)?;
+        events::btree(vk.tree(), BtreeEvent::Merge);
         return Ok(());
     }
     let target_left = (nl + nr) / 2;
@@ -162,5 +175,6 @@ fn rebalance_child(
     }
     let first = node::key(&*tm.read(right, BlockKind::Node)?, 0);
     tm.modify(parent, BlockKind::Node, |blk| node::set_key(blk, ri, first))?;
+    events::btree(vk.tree(), BtreeEvent::Redistribute);
     Ok(())
 }

@@ -15,6 +15,7 @@ use super::metadata_commit::OVERFLOW_VALUES;
 use super::OVERFLOW_THRESHOLD;
 use crate::btree::{self, ReadMode, ValueKind};
 use crate::error::{Error, Result, Space};
+use crate::events::{self, Map, SpaceEvent};
 use crate::format::checksum::BlockKind;
 use crate::format::{bitmap, IndexEntry, SmRoot};
 use crate::limits::{ENTRIES_PER_BITMAP, INDEX_ENTRY_BYTES};
@@ -108,7 +109,12 @@ impl DataSpaceMap {
                 Error::structure(self.index_root, format!("data space map has no bitmap {i}"))
             })?;
         let mut cur = IndexEntry::unpack(&v);
-        let bmp = tm.read(cur.blocknr, BlockKind::Bitmap).map_err(|e| e.via(self.index_root))?;
+        let bmp = tm.read(cur.blocknr, BlockKind::Bitmap).map_err(|e| {
+            if i > 0 {
+                events::space(Map::Data, SpaceEvent::LaterBitmapReadFailed);
+            }
+            e.via(self.index_root)
+        })?;
         cur.nr_free = bitmap::count_free(&bmp);
         cur.none_free_before =
             cur.none_free_before
@@ -198,6 +204,14 @@ impl DataSpaceMap {
         }
         e.dirty = true;
         self.entries.insert(i, e);
+        if (old < OVERFLOW_THRESHOLD) != (new < OVERFLOW_THRESHOLD) {
+            let e = if new >= OVERFLOW_THRESHOLD {
+                SpaceEvent::OverflowIn
+            } else {
+                SpaceEvent::OverflowOut
+            };
+            events::space(Map::Data, e);
+        }
         if new >= OVERFLOW_THRESHOLD {
             let (root, _) =
                 btree::insert(tm, OVERFLOW_VALUES, self.overflow_root, b, &new.to_le_bytes())?;
@@ -268,6 +282,7 @@ impl DataSpaceMap {
                 let new = old + add;
                 bitmap::set(blk, bit, new.min(OVERFLOW_THRESHOLD));
                 if new >= OVERFLOW_THRESHOLD {
+                    events::space(Map::Data, SpaceEvent::OverflowIn);
                     overflow.push((b, Some(new), add));
                 }
             }
@@ -316,6 +331,7 @@ impl DataSpaceMap {
             None => self.find_free(tm, 0, start)?,
         };
         let b = found.ok_or(Error::NoSpace(Space::Data))?;
+        count_alloc(Map::Data, start, b);
         self.set_count(tm, b, 1)?;
         self.cursor = b + 1;
         Ok(b)
@@ -377,6 +393,7 @@ impl DataSpaceMap {
         }
         let old_bitmaps = old.div_ceil(ENTRIES_PER_BITMAP);
         let new_bitmaps = new_nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
+        count_resize(Map::Data, old_bitmaps, new_bitmaps);
         for i in old_bitmaps..new_bitmaps {
             let blocknr = tm.new_block(BlockKind::Bitmap)?;
             let cur =
@@ -408,6 +425,7 @@ impl DataSpaceMap {
         for (i, cur) in dirty {
             self.index_root = btree::insert(tm, INDEX_VALUES, self.index_root, i, &cur.pack())?.0;
         }
+        count_commit(Map::Data, self.nr_blocks.div_ceil(ENTRIES_PER_BITMAP));
         Ok(self.root())
     }
 
@@ -428,5 +446,31 @@ impl DataSpaceMap {
             e.dirty = false;
         }
         self.committed_nr_blocks = self.nr_blocks;
+    }
+}
+
+/// Counts an allocation that searched from `start` and found `found` (both maps).
+pub(crate) fn count_alloc(map: Map, start: u64, found: u64) {
+    if found < start {
+        events::space(map, SpaceEvent::CursorWrap);
+    } else if found / ENTRIES_PER_BITMAP != start / ENTRIES_PER_BITMAP {
+        events::space(map, SpaceEvent::AllocCrossesBitmap);
+    }
+}
+
+/// Counts a resize from `old` to `new` bitmaps (the first bitmap of a new map is no event).
+pub(crate) fn count_resize(map: Map, old: u64, new: u64) {
+    if new > old && new > 1 {
+        events::space(map, SpaceEvent::GrowAddsBitmap);
+    } else if new < old {
+        events::space(map, SpaceEvent::ShrinkRemovesBitmap);
+    }
+}
+
+/// Counts a commit of a map of `bitmaps` bitmaps.
+pub(crate) fn count_commit(map: Map, bitmaps: u64) {
+    events::bitmaps(map, bitmaps);
+    if bitmaps > 1 {
+        events::space(map, SpaceEvent::MultiBitmapCommit);
     }
 }

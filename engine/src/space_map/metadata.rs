@@ -17,6 +17,7 @@
 //!   reported free count only falls within a transaction, as the kernel's does.
 
 use crate::error::{Error, Result, Space};
+use crate::events::{self, Map, SpaceEvent};
 use crate::format::{bitmap, IndexEntry};
 use crate::limits::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS, METADATA_RESERVE_MAX_BLOCKS};
 use std::collections::BTreeSet;
@@ -105,6 +106,10 @@ impl MetadataSpaceMap {
         if old >= 3 || new >= 3 {
             self.overflow_dirty.insert(b);
         }
+        if (old >= 3) != (new >= 3) {
+            let e = if new >= 3 { SpaceEvent::OverflowIn } else { SpaceEvent::OverflowOut };
+            events::space(Map::Metadata, e);
+        }
     }
 
     pub fn inc(&mut self, b: u64) -> Result<u32> {
@@ -144,6 +149,7 @@ impl MetadataSpaceMap {
         let start = self.cursor.min(n);
         let found = (start..n).chain(0..start).find(|&b| self.allocatable(b));
         let b = found.ok_or(Error::NoSpace(Space::Metadata))?;
+        super::data::count_alloc(Map::Metadata, start, b);
         self.set(b, 1);
         self.cursor = b + 1;
         self.allocated_this_txn += 1;
@@ -220,10 +226,15 @@ impl MetadataSpaceMap {
         self.counts.resize(n, 0);
         self.committed_used.resize(n, false);
         let nr_bitmaps = new_nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize;
-        if nr_bitmaps < self.bitmaps.len() {
-            // Dropped bitmaps are released by the commit (it owns the block references).
-            self.dirty_bitmaps.retain(|&i| i < nr_bitmaps);
-        }
+        super::data::count_resize(
+            Map::Metadata,
+            old.div_ceil(ENTRIES_PER_BITMAP),
+            nr_bitmaps as u64,
+        );
+        // Dropped bitmaps are released by the commit (it owns the block references). A
+        // bitmap marked dirty by a growth earlier in this transaction may not exist yet, so
+        // the marks are cut whatever `bitmaps` holds (else the commit indexes past it).
+        self.dirty_bitmaps.retain(|&i| i < nr_bitmaps);
         // The last bitmap's out-of-range entries changed meaning: rewrite it.
         if nr_bitmaps > 0 {
             self.dirty_bitmaps.insert(nr_bitmaps - 1);

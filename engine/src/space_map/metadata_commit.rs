@@ -6,6 +6,7 @@ use super::OVERFLOW_THRESHOLD;
 use crate::block_manager::BlockManager;
 use crate::btree::{self, ValueKind};
 use crate::error::{Error, Result};
+use crate::events::{self, Map, SpaceEvent};
 use crate::format::checksum::BlockKind;
 use crate::format::index::{pack_metadata_index, unpack_metadata_index};
 use crate::format::{bitmap, SmRoot};
@@ -63,7 +64,12 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
                 format!("bitmap {i} at block {} out of range", e.blocknr),
             ));
         }
-        let bmp = tm.bm.read(e.blocknr, BlockKind::Bitmap).map_err(|e| e.via(index_b))?;
+        let bmp = tm.bm.read(e.blocknr, BlockKind::Bitmap).map_err(|e| {
+            if i > 0 {
+                events::space(Map::Metadata, SpaceEvent::LaterBitmapReadFailed);
+            }
+            e.via(index_b)
+        })?;
         let base = i as u64 * ENTRIES_PER_BITMAP;
         let end = (base + ENTRIES_PER_BITMAP).min(root.nr_blocks);
         for b in base..end {
@@ -178,6 +184,7 @@ pub fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
     }
     let entries: Vec<_> = (0..tm.sm.bitmaps.len()).map(|i| tm.sm.index_entry(i)).collect();
     tm.bm.put(tm.sm.index_block, BlockKind::Index, pack_metadata_index(&entries))?;
+    super::data::count_commit(Map::Metadata, entries.len() as u64);
     Ok(())
 }
 

@@ -92,12 +92,13 @@ pub fn seeds_of(range: (u64, u64), shard: Option<(u64, u64)>) -> Vec<u64> {
     (range.0..range.1).filter(|s| (s - range.0) % n == k - 1).collect()
 }
 
-/// Runs every seed on `jobs` threads; returns the outcomes in seed order.
-fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
+/// Runs every seed on `jobs` threads; returns the outcomes (with the seconds each run took)
+/// in seed order.
+fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<(RunOutcome, f64)> {
     let Plan { jobs, run, budget, export } = *plan;
     let start = Instant::now();
     let next = AtomicU64::new(0);
-    let results: Mutex<Vec<Option<RunOutcome>>> = Mutex::new(vec![None; seeds.len()]);
+    let results: Mutex<Vec<Option<(RunOutcome, f64)>>> = Mutex::new(vec![None; seeds.len()]);
     let bar = progress_bar(seeds.len() as u64);
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
@@ -109,7 +110,9 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
                 let exporting = export.filter(|(_, every)| seeds[i].is_multiple_of(*every.max(&1)));
                 let cfg =
                     RunConfig { keep_final_image: exporting.is_some(), ..run.config(seeds[i]) };
+                let began = Instant::now();
                 let mut out = runner::run(&cfg);
+                let seconds = began.elapsed().as_secs_f64();
                 if let (Some((dir, _)), Some(img)) = (exporting, out.final_image.take()) {
                     let path = dir.join(format!("seed-{}.img", seeds[i]));
                     if let Err(e) = std::fs::write(&path, img.to_bytes()) {
@@ -126,7 +129,7 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<RunOutcome> {
                 if let Some(b) = &bar {
                     b.inc(1);
                 }
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(out);
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some((out, seconds));
             });
         }
     });
@@ -181,8 +184,8 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
     summary.seeds.ranges.push([a.seeds.0, a.seeds.1]);
     let (k, n) = a.shard.unwrap_or((1, 1));
     summary.seeds.shards.push(format!("{k}/{n}"));
-    for o in &outcomes {
-        summary.add(o);
+    for (o, seconds) in &outcomes {
+        summary.add_timed(o, *seconds);
     }
     summary.finalize(Some(start.elapsed().as_secs_f64()));
     print_summary(&summary, seeds.len());
@@ -227,8 +230,21 @@ fn print_summary(s: &Summary, planned: usize) {
         s.throughput.crash_images_per_s
     );
     println!("outcomes {:?}", st.outcomes);
+    for (class, c) in &s.classes {
+        println!(
+            "class {:<13} {:>6} runs {:>9} steps {:>9} crash images, {:>7.0} crash images/s a core",
+            class.name(),
+            c.runs,
+            c.steps,
+            c.crash_images,
+            c.crash_images_per_core_s()
+        );
+    }
     for g in &s.coverage_gaps {
         println!("COVERAGE GAP: {g}");
+    }
+    for g in &s.structure_gaps {
+        println!("STRUCTURE GAP: {g}");
     }
     for g in &s.failures {
         println!("FAILURE {} x{} seeds {:?}\n{}", g.signature, g.count, g.seeds, g.first);

@@ -14,6 +14,7 @@
 //!   A run multiplies them by its rates into the expected count of every cell, which is how
 //!   a campaign knows which cells its options make reachable.
 
+use engine::format::node::INTERNAL;
 use engine::format::BlockKind;
 use engine::io::Block;
 use serde::{Deserialize, Serialize};
@@ -125,7 +126,10 @@ impl FaultKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum HitKind {
     Superblock,
-    Node,
+    /// A btree leaf (or a node whose flags name no kind: it is still checksummed as a node).
+    LeafNode,
+    /// A btree internal node: damage here cuts off whole subtrees.
+    InternalNode,
     Bitmap,
     Index,
     /// All zero bytes (never written, or wiped).
@@ -144,7 +148,10 @@ impl HitKind {
         }
         match BlockKind::classify(block) {
             Some(BlockKind::Superblock) => HitKind::Superblock,
-            Some(BlockKind::Node) => HitKind::Node,
+            Some(BlockKind::Node) if engine::format::node::flags(block) == INTERNAL => {
+                HitKind::InternalNode
+            }
+            Some(BlockKind::Node) => HitKind::LeafNode,
             Some(BlockKind::Bitmap) => HitKind::Bitmap,
             Some(BlockKind::Index) => HitKind::Index,
             None => HitKind::Unknown,
@@ -386,13 +393,13 @@ mod tests {
     fn coverage_counts_merges_and_round_trips() {
         let mut c = FaultCoverage::default();
         let commit = Phase { in_commit: true, metadata_snap_held: false, label: "commit" };
-        c.record(FaultKind::LostWrite, HitKind::Node, &commit);
-        c.record(FaultKind::LostWrite, HitKind::Node, &commit);
+        c.record(FaultKind::LostWrite, HitKind::LeafNode, &commit);
+        c.record(FaultKind::LostWrite, HitKind::LeafNode, &commit);
         c.record(FaultKind::ReadEio, HitKind::Zero, &Phase::IDLE);
         c.record_crash_point(5);
         let key = CoverageKey {
             fault: FaultKind::LostWrite,
-            hit: HitKind::Node,
+            hit: HitKind::LeafNode,
             in_commit: true,
             snap_held: false,
         };

@@ -1,8 +1,9 @@
 //! Disk images, pending writes, and the choices that turn pending writes into a crash image.
 //!
 //! Invariants:
-//! - A [`MemoryImage`] shares unchanged blocks through `Arc`, so cloning one costs a pointer
-//!   per block, never a 4 KiB copy; a block is replaced, never mutated in place.
+//! - A [`MemoryImage`] shares unchanged blocks through `Arc` in copy-on-write chunks
+//!   ([`BlockVec`]), so cloning one costs a pointer per 256 blocks, never a 4 KiB copy; a
+//!   block is replaced, never mutated in place.
 //! - Applying a [`CrashPlan`] writes, for each pending write in the plan's order, the whole
 //!   new block (Apply), nothing (Drop), or the new bytes of some sectors over whatever the
 //!   image holds at that moment (Tear). So without sub-sector cuts every 512-byte sector of
@@ -10,6 +11,7 @@
 //! - A write's fate, drawn when it was issued, is not a crash choice: a lost write lands
 //!   nowhere whatever the plan says; a misdirected one lands on its wrong block.
 
+use super::block_vec::BlockVec;
 use super::config::AtomicUnit;
 use super::coverage::FaultKind;
 use super::trace::hash_block;
@@ -25,23 +27,23 @@ pub const SECTORS_PER_BLOCK: usize = BLOCK_SIZE / SECTOR_SIZE;
 /// The contents of a whole device, block by block.
 #[derive(Clone)]
 pub struct MemoryImage {
-    blocks: Vec<Arc<Block>>,
+    blocks: BlockVec,
 }
 
 impl MemoryImage {
     /// A zero-filled image; every block shares one zero buffer.
     pub fn zeroed(nr_blocks: usize) -> Self {
         let zero = Arc::new([0u8; BLOCK_SIZE]);
-        MemoryImage { blocks: vec![zero; nr_blocks] }
+        MemoryImage { blocks: BlockVec::filled(nr_blocks, &zero) }
     }
 
     /// An image holding `bytes`, zero-padded to whole blocks.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut image = MemoryImage::zeroed(bytes.len().div_ceil(BLOCK_SIZE));
-        for (slot, chunk) in image.blocks.iter_mut().zip(bytes.chunks(BLOCK_SIZE)) {
+        for (i, chunk) in bytes.chunks(BLOCK_SIZE).enumerate() {
             let mut block = [0u8; BLOCK_SIZE];
             block[..chunk.len()].copy_from_slice(chunk);
-            *slot = Arc::new(block);
+            image.blocks.set(i, Arc::new(block));
         }
         image
     }
@@ -59,7 +61,7 @@ impl MemoryImage {
     /// The whole image as bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.blocks.len() * BLOCK_SIZE);
-        for b in &self.blocks {
+        for b in self.blocks.iter() {
             out.extend_from_slice(&b[..]);
         }
         out
@@ -90,12 +92,10 @@ impl MemoryImage {
     }
 
     pub(super) fn set(&mut self, i: usize, data: Arc<Block>) {
-        if let Some(slot) = self.blocks.get_mut(i) {
-            *slot = data;
-        }
+        self.blocks.set(i, data);
     }
 
-    pub(super) fn shared_blocks(&self) -> Vec<Arc<Block>> {
+    pub(super) fn shared_blocks(&self) -> BlockVec {
         self.blocks.clone()
     }
 }
@@ -108,13 +108,14 @@ impl BlockDevice for MemoryImage {
 
     fn read(&mut self, block: u64, buf: &mut Block) -> Result<(), IoError> {
         check_range(IoOp::Read, block, self.nr_blocks())?;
-        buf.copy_from_slice(&self.blocks[block as usize][..]);
+        let data = self.blocks.get(block as usize).expect("in range: checked above");
+        buf.copy_from_slice(&data[..]);
         Ok(())
     }
 
     fn write(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
         check_range(IoOp::Write, block, self.nr_blocks())?;
-        self.blocks[block as usize] = Arc::new(*buf);
+        self.blocks.set(block as usize, Arc::new(*buf));
         Ok(())
     }
 
@@ -122,7 +123,7 @@ impl BlockDevice for MemoryImage {
     fn write_run(&mut self, first: u64, blocks: &[Arc<Block>]) -> Result<(), IoError> {
         for (block, data) in (first..).zip(blocks) {
             check_range(IoOp::Write, block, self.nr_blocks())?;
-            self.blocks[block as usize] = Arc::clone(data);
+            self.blocks.set(block as usize, Arc::clone(data));
         }
         Ok(())
     }
@@ -134,8 +135,7 @@ impl BlockDevice for MemoryImage {
 
 impl PartialEq for MemoryImage {
     fn eq(&self, other: &Self) -> bool {
-        self.blocks.len() == other.blocks.len()
-            && self.blocks.iter().zip(&other.blocks).all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+        self.blocks.same_contents(&other.blocks)
     }
 }
 

@@ -62,6 +62,7 @@
 //! - [`SimDisk::set_faults_enabled`]`(false)` stops every class B and C injection (and repairs
 //!   latent sector errors, as a replaced disk would); crashes stay class A.
 
+mod block_vec;
 mod config;
 mod coverage;
 mod crash;
@@ -107,7 +108,7 @@ pub struct SimDisk {
     config: DiskConfig,
     rng: ChaCha8Rng,
     durable: MemoryImage,
-    newest: Vec<Arc<Block>>,
+    newest: block_vec::BlockVec,
     pending: Vec<PendingWrite>,
     next_seq: u64,
     latent: BTreeSet<u64>,
@@ -526,9 +527,7 @@ impl SimDisk {
         data[byte] ^= 1 << bit;
         let data = Arc::new(data);
         self.durable.set(i, Arc::clone(&data));
-        if let Some(slot) = self.newest.get_mut(i) {
-            *slot = data;
-        }
+        self.newest.set(i, data);
         self.record(FaultKind::BitRot, Some(block), hit);
     }
 }
@@ -598,9 +597,7 @@ impl SimDisk {
     /// shared buffer in place (faults and tears build new ones; the engine copies first).
     fn accept(&mut self, i: usize, block: u64, data: &Arc<Block>, fate: WriteFate) {
         let data = Arc::clone(data);
-        if let Some(slot) = self.newest.get_mut(i) {
-            *slot = Arc::clone(&data);
-        }
+        self.newest.set(i, Arc::clone(&data));
         self.pending.push(PendingWrite { seq: self.next_seq, block, data, fate });
         self.next_seq += 1;
     }
@@ -629,9 +626,7 @@ impl SimDisk {
         let Ok(i) = usize::try_from(block) else { return };
         let cached = self.pending.iter().rev().find(|p| p.block() == block).map(|p| &p.data);
         if let Some(data) = cached.or(self.durable.shared(i)).cloned() {
-            if let Some(slot) = self.newest.get_mut(i) {
-                *slot = data;
-            }
+            self.newest.set(i, data);
         }
     }
 

@@ -20,6 +20,10 @@
 //! expected_faults  {FaultKind: expected count from the runs' rates and I/O}
 //! expected_cells   [{fault, hit, in_commit, snap_held, count}]  expected count per cell
 //! coverage_gaps    [reason]  (non-empty fails the campaign)
+//! classes          {RunClass: {runs, steps, crash_images, run_seconds}}
+//! structure        {name: count}  the engine's structural counters (`report::structure`)
+//! structure_table  [{name, at_least, count, classes, runs, min_runs, gap}]
+//! structure_gaps   [reason]  (non-empty fails the campaign)
 //! failures         [{signature, count, seeds: [first few], first: Failure}]
 //! wall_seconds     summed over shards
 //! throughput       {runs_per_s, steps_per_s, crash_images_per_s}
@@ -41,9 +45,11 @@
 //! kind, as are power losses.
 
 mod html;
+pub mod structure;
 
 use crate::disk::{cells_as_list, CoverageKey, FaultCoverage, FaultKind};
-use crate::runner::{Failure, RunOutcome, RunStats};
+use crate::runner::{Failure, RunClass, RunOutcome, RunStats};
+use structure::{ClassStats, StructureCounts, StructureRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -94,6 +100,17 @@ pub struct Summary {
     #[serde(default, with = "cells_as_list")]
     pub expected_cells: BTreeMap<CoverageKey, f64>,
     pub coverage_gaps: Vec<String>,
+    /// Runs, crash images and run time per class of run.
+    #[serde(default)]
+    pub classes: BTreeMap<RunClass, ClassStats>,
+    /// The engine's structural counters over the campaign (see [`structure`]).
+    #[serde(default)]
+    pub structure: StructureCounts,
+    /// The enforced structural rows, and the reachable ones at zero (these fail the campaign).
+    #[serde(default)]
+    pub structure_table: Vec<StructureRow>,
+    #[serde(default)]
+    pub structure_gaps: Vec<String>,
     pub failures: Vec<FailureGroup>,
     pub wall_seconds: f64,
     pub throughput: Throughput,
@@ -111,6 +128,19 @@ impl Summary {
 
     /// Adds one run (outcomes must be added in seed order for a deterministic report).
     pub fn add(&mut self, o: &RunOutcome) {
+        self.add_timed(o, 0.0);
+    }
+
+    /// [`Summary::add`] with the seconds the run took (per-class throughput).
+    pub fn add_timed(&mut self, o: &RunOutcome, run_seconds: f64) {
+        let class = ClassStats {
+            runs: 1,
+            steps: o.stats.steps,
+            crash_images: o.stats.crash_images_checked,
+            run_seconds,
+        };
+        self.classes.entry(o.options.class).or_default().merge(&class);
+        self.structure.merge(&StructureCounts::of_run(&o.structure, &o.crossings));
         self.seeds.runs += 1;
         self.stats.merge(&o.stats);
         self.coverage.merge(&o.coverage);
@@ -161,6 +191,10 @@ impl Summary {
         for g in &o.failures {
             self.add_failure(&g.first, g.count, &g.seeds);
         }
+        for (k, c) in &o.classes {
+            self.classes.entry(*k).or_default().merge(c);
+        }
+        self.structure.merge(&o.structure);
         self.wall_seconds += o.wall_seconds;
         if self.canary.is_none() {
             self.canary.clone_from(&o.canary);
@@ -174,6 +208,8 @@ impl Summary {
         }
         self.faults = FaultKind::ALL.iter().map(|k| (*k, self.coverage.total(*k))).collect();
         self.coverage_gaps = coverage_gaps(self);
+        self.structure_table = structure::rows(&self.structure, &self.classes);
+        self.structure_gaps = structure::gaps(&self.structure_table);
         let w = self.wall_seconds.max(1e-9);
         self.throughput = Throughput {
             runs_per_s: self.stats.runs as f64 / w,
@@ -182,9 +218,9 @@ impl Summary {
         };
     }
 
-    /// Whether the campaign passed: no failure and no coverage gap.
+    /// Whether the campaign passed: no failure, no fault-coverage gap, no structural gap.
     pub fn passed(&self) -> bool {
-        self.failures.is_empty() && self.coverage_gaps.is_empty()
+        self.failures.is_empty() && self.coverage_gaps.is_empty() && self.structure_gaps.is_empty()
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
@@ -248,7 +284,7 @@ mod tests {
     use crate::disk::{HitKind, Phase};
 
     fn cell(fault: FaultKind, in_commit: bool) -> CoverageKey {
-        CoverageKey { fault, hit: HitKind::Node, in_commit, snap_held: false }
+        CoverageKey { fault, hit: HitKind::LeafNode, in_commit, snap_held: false }
     }
 
     #[test]
@@ -256,7 +292,7 @@ mod tests {
         let mut s = Summary::new("t", None);
         // Lost writes fired, but only outside commits; inside, 40 were expected.
         let outside = Phase { in_commit: false, ..Phase::IDLE };
-        s.coverage.record(FaultKind::LostWrite, HitKind::Node, &outside);
+        s.coverage.record(FaultKind::LostWrite, HitKind::LeafNode, &outside);
         s.expected_cells.insert(cell(FaultKind::LostWrite, false), 35.0);
         s.expected_cells.insert(cell(FaultKind::LostWrite, true), 40.0);
         // Below the reachability bound: not enforced.

@@ -20,6 +20,7 @@ mod config;
 mod ops;
 mod options;
 pub mod oracle;
+mod prepopulate;
 mod recovery;
 pub mod shared;
 mod stats;
@@ -28,7 +29,7 @@ pub mod verify;
 pub(crate) use ops::errno;
 
 pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
-pub use options::{OpKind, Options};
+pub use options::{KeyOrder, OpKind, Options, Prepopulation, RemovalPhase, RunClass};
 pub use stats::{Outcomes, RunStats};
 
 use crate::disk::{
@@ -100,9 +101,28 @@ pub struct RunOutcome {
     /// Expected count of each coverage cell given the run's rates and exposure.
     pub expected_cells: Vec<(CoverageKey, f64)>,
     pub trace_hash: u64,
+    /// What the engine's structures did in this run (splits, rebalances, bitmaps, ...).
+    pub structure: engine::events::Counts,
+    /// Structural events crossed with faults, counted by the runner.
+    pub crossings: Crossings,
     pub failure: Option<Box<Failure>>,
     /// The last image verified against the model (after the final power cut), when asked for.
     pub final_image: Option<MemoryImage>,
+}
+
+/// Structural events crossed with faults: the cases where a crash or a fault meets the
+/// engine in the middle of reshaping a tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crossings {
+    /// Power cuts while a split, merge, redistribution or root collapse was not yet
+    /// committed (it was in the cache, in pending writes, or in the commit being written).
+    pub crash_with_reshape_pending: u64,
+}
+
+impl Crossings {
+    pub fn merge(&mut self, o: &Crossings) {
+        self.crash_with_reshape_pending += o.crash_with_reshape_pending;
+    }
 }
 
 /// FNV-1a: a stable hash (std's hasher may change between Rust releases).
@@ -158,6 +178,16 @@ struct Runner {
     verbose: bool,
     /// What was verified last and when the next full verification is due.
     verifier: verify::Verifier,
+    /// Steps of this run: the configured steps times the class's factor.
+    total_steps: u64,
+    /// The step at which the removal phase begins, and whether it has.
+    removal_at: Option<u64>,
+    in_removal: bool,
+    /// Per device, the last fresh key handed out in the run's key order.
+    fresh_keys: std::collections::BTreeMap<u64, u64>,
+    /// Reshaping events counted when the pool last matched durable state (commit, reopen).
+    reshapes_durable: u64,
+    crossings: Crossings,
 }
 
 /// Runs one seed.
@@ -172,6 +202,8 @@ pub fn run(cfg: &RunConfig) -> RunOutcome {
             ..crate::disk::DiskConfig::none()
         };
     }
+    // The engine counts structural events per thread: start this run's from zero.
+    engine::events::take();
     let mut r = match Runner::new(cfg.clone(), opts.clone(), rng) {
         Ok(r) => r,
         Err(f) => return outcome_without_runner(cfg, opts, f),
@@ -189,6 +221,19 @@ pub fn run(cfg: &RunConfig) -> RunOutcome {
     r.finish(result)
 }
 
+/// A failure before the runner exists (setup), with the run's replay line.
+fn setup_failure(cfg: &RunConfig, detail: &str) -> Box<Failure> {
+    Box::new(Failure {
+        seed: cfg.seed,
+        step: 0,
+        op: "setup".into(),
+        oracle: "setup".into(),
+        faults: Vec::new(),
+        detail: detail.to_owned(),
+        replay: cfg.replay_line(),
+    })
+}
+
 fn outcome_without_runner(cfg: &RunConfig, options: Options, f: Box<Failure>) -> RunOutcome {
     RunOutcome {
         seed: cfg.seed,
@@ -198,6 +243,8 @@ fn outcome_without_runner(cfg: &RunConfig, options: Options, f: Box<Failure>) ->
         expected_faults: Vec::new(),
         expected_cells: Vec::new(),
         trace_hash: 0,
+        structure: engine::events::take(),
+        crossings: Crossings::default(),
         failure: Some(f),
         final_image: None,
     }
@@ -205,12 +252,26 @@ fn outcome_without_runner(cfg: &RunConfig, options: Options, f: Box<Failure>) ->
 
 impl Runner {
     fn new(cfg: RunConfig, opts: Options, mut rng: ChaCha8Rng) -> Res<Runner> {
-        let mut sim = SimDisk::new(opts.metadata_disk_blocks, opts.disk.clone(), rng.random());
+        let disk_seed = rng.random();
+        let (mut sim, model) = match &opts.prepopulate {
+            None => (
+                SimDisk::new(opts.metadata_disk_blocks, opts.disk.clone(), disk_seed),
+                Model::new(opts.data_blocks),
+            ),
+            Some(p) => {
+                let (image, model) = prepopulate::prepared(p, &opts)
+                    .map_err(|d| setup_failure(&cfg, &format!("prepopulation: {d}")))?;
+                (SimDisk::from_image(image, opts.disk.clone(), disk_seed), model)
+            }
+        };
+        // Setup (a restore included) is not the workload: its structural events do not count.
+        engine::events::take();
         sim.set_faults_enabled(false);
         let disk = SharedDisk::new(sim);
-        let model = Model::new(opts.data_blocks);
         let good = Good { image: MemoryImage::zeroed(0), model: model.clone() };
         let verifier = verify::Verifier::new(cfg.verify);
+        let total_steps = (cfg.steps.saturating_mul(opts.steps_percent) / 100).max(1);
+        let removal_at = opts.removal.as_ref().map(|r| total_steps * r.from_permille / 1000 + 1);
         let mut r = Runner {
             cfg,
             opts,
@@ -238,6 +299,12 @@ impl Runner {
             faulty_since: None,
             verbose: std::env::var_os("THINSIM_VERBOSE").is_some(),
             verifier,
+            total_steps,
+            removal_at,
+            in_removal: false,
+            fresh_keys: std::collections::BTreeMap::new(),
+            reshapes_durable: 0,
+            crossings: Crossings::default(),
         };
         r.format()?;
         Ok(r)
@@ -245,6 +312,21 @@ impl Runner {
 
     /// Formats, sizes both devices and commits, fault-free: the model's starting state.
     fn format(&mut self) -> Res<()> {
+        let pool = match self.opts.prepopulate {
+            Some(_) => Pool::open(self.disk.device(), recovery::reopen_options())
+                .map_err(|e| self.fail("setup", format!("opening the restored image: {e}")))?,
+            None => self.format_empty()?,
+        };
+        self.install(pool)?;
+        self.verify_committed()?;
+        if let Some(CrashAt::Io(n)) = self.cfg.crash_at {
+            self.disk.lock().set_crash_at_io(n);
+        }
+        Ok(())
+    }
+
+    /// An empty pool of the run's sizes.
+    fn format_empty(&mut self) -> Res<Pool> {
         let pool = Pool::open(self.disk.device(), PoolOptions::new(DATA_BLOCK_SECTORS))
             .map_err(|e| self.fail("setup", format!("format failed: {e}")))?;
         let setup = pool
@@ -252,12 +334,7 @@ impl Runner {
             .and_then(|()| pool.resize_metadata_dev(self.opts.metadata_blocks))
             .and_then(|()| pool.commit());
         setup.map_err(|e| self.fail("setup", format!("sizing the new pool failed: {e}")))?;
-        self.install(pool)?;
-        self.verify_committed()?;
-        if let Some(CrashAt::Io(n)) = self.cfg.crash_at {
-            self.disk.lock().set_crash_at_io(n);
-        }
-        Ok(())
+        Ok(pool)
     }
 
     /// Makes `pool` the runner's pool: canary, threshold callback.
@@ -273,6 +350,7 @@ impl Runner {
             .map_err(|e| self.fail("setup", format!("register_metadata_threshold: {e}")))?;
         self.pool = Some(pool);
         self.verifier.forget();
+        self.reshapes_durable = engine::events::snapshot().reshapes();
         Ok(())
     }
 
@@ -281,11 +359,14 @@ impl Runner {
     }
 
     fn run_steps(&mut self) -> Res<()> {
-        while self.step < self.cfg.steps {
+        while self.step < self.total_steps {
             self.step += 1;
             self.stats.steps += 1;
             if self.step == self.opts.faults_from_step.max(1) {
                 self.set_faults(true);
+            }
+            if Some(self.step) == self.removal_at {
+                self.begin_removal()?;
             }
             self.one_step()?;
             self.verifier.count_op();
@@ -377,6 +458,8 @@ impl Runner {
             expected_faults,
             expected_cells,
             trace_hash: self.hash.0,
+            structure: engine::events::take(),
+            crossings: self.crossings.clone(),
             final_image: (self.cfg.keep_final_image && result.is_ok())
                 .then(|| self.good.image.clone()),
             failure: result.err(),

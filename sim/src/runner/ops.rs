@@ -59,6 +59,21 @@ fn needs_handle(kind: OpKind) -> bool {
 impl Runner {
     pub(super) fn one_step(&mut self) -> Res<()> {
         let kind = self.choose_kind();
+        self.step_as(kind)
+    }
+
+    /// The removal phase of a deep-tree or pre-populated run: a snapshot (so removals
+    /// shadow shared nodes) and a held metadata snapshot first, then the removal weights.
+    pub(super) fn begin_removal(&mut self) -> Res<()> {
+        self.in_removal = true;
+        if !self.model.devices().is_empty() {
+            self.step_as(OpKind::CreateSnap)?;
+        }
+        self.step_as(OpKind::ReserveSnap)
+    }
+
+    /// One op of the given kind, with its phase label and crash arming.
+    fn step_as(&mut self, kind: OpKind) -> Res<()> {
         self.kind = kind;
         self.stats.op(kind);
         let held = self.model.current().held.is_some();
@@ -95,9 +110,13 @@ impl Runner {
             let relief = [OpKind::ResizeData, OpKind::RemoveRange, OpKind::Delete];
             return relief[self.rng.random_range(0..relief.len())];
         }
-        let total: u32 = self.opts.weights.values().sum();
+        let weights = match (&self.opts.removal, self.in_removal) {
+            (Some(r), true) => &r.weights,
+            _ => &self.opts.weights,
+        };
+        let total: u32 = weights.values().sum();
         let mut pick = self.rng.random_range(0..total.max(1));
-        for (k, w) in &self.opts.weights {
+        for (k, w) in weights {
             if pick < *w {
                 return *k;
             }
@@ -132,11 +151,49 @@ impl Runner {
         }
     }
 
+    /// A device to delete: in the removal phase three times in four the lowest id, so deletes
+    /// empty one leaf of the top-level and details trees and make them rebalance.
+    fn pick_dev_to_delete(&mut self) -> u64 {
+        if self.in_removal && self.rng.random_bool(0.75) {
+            if let Some(&id) = self.model.devices().keys().next() {
+                return id;
+            }
+        }
+        self.pick_dev()
+    }
+
+    /// The smallest id no device has (a snapshot that cannot collide).
+    fn fresh_dev_id(&self) -> u64 {
+        let ids = self.model.devices();
+        (0..).find(|id| !ids.contains_key(id)).expect("fewer than 2^64 devices")
+    }
+
+    /// The vblock a provision maps: in a run with a key order, mostly the next fresh key of
+    /// the device in that order; otherwise as [`Runner::pick_vblock`].
+    fn pick_provision_vblock(&mut self, h: usize) -> u64 {
+        let order = self.opts.key_order;
+        if order == super::KeyOrder::Random || self.rng.random_bool(0.15) {
+            return self.pick_vblock(h);
+        }
+        let id = self.handles[h].0.id();
+        let n = self.opts.vblocks.max(1);
+        let last = self.fresh_keys.get(&id).copied();
+        let next = match (order, last) {
+            (super::KeyOrder::Descending, None) => n - 1 - self.rng.random_range(0..n / 8 + 1),
+            (super::KeyOrder::Descending, Some(k)) => k.checked_sub(1).unwrap_or(n - 1),
+            (super::KeyOrder::Clustered, Some(k)) if (k + 1) % 32 != 0 => k + 1,
+            (super::KeyOrder::Ascending, Some(k)) => k + 1,
+            _ => self.rng.random_range(0..n),
+        } % n;
+        self.fresh_keys.insert(id, next);
+        next
+    }
+
     fn pick_vblock(&mut self, h: usize) -> u64 {
         let id = self.handles[h].0.id();
         let mapped: Option<u64> = self.model.devices().get(&id).and_then(|d| {
             let n = d.mappings.len();
-            (n > 0).then(|| d.mappings.keys().nth(self.rng.random_range(0..n)).expect("n > 0"))
+            (n > 0).then(|| d.mappings.nth_key(self.rng.random_range(0..n)).expect("n > 0"))
         });
         match mapped {
             Some(v) if self.rng.random_bool(0.6) => v,
@@ -150,7 +207,7 @@ impl Runner {
         let n = refs.len();
         if n > 0 && self.rng.random_bool(0.8) {
             let i = self.rng.random_range(0..n);
-            return refs.keys().nth(i).expect("i < n");
+            return refs.nth_key(i).expect("i < n");
         }
         self.rng.random_range(0..self.model.current().data_blocks.max(1))
     }
@@ -218,6 +275,10 @@ impl Runner {
     pub(super) fn do_abort(&mut self, after_error: bool) -> Res<()> {
         let eng = self.pool().abort();
         self.stats.aborts += 1;
+        if eng.is_ok() {
+            // Uncommitted reshapes are gone with the transaction.
+            self.reshapes_durable = engine::events::snapshot().reshapes();
+        }
         if after_error {
             self.stats.outcomes.c_aborts += 1;
         }
@@ -276,21 +337,28 @@ impl Runner {
         self.op_text = format!("{kind:?}");
         match kind {
             OpKind::CreateThin => {
-                let id = self.pick_dev();
+                // A third of creates take a free id, so device trees grow.
+                let id =
+                    if self.rng.random_bool(0.3) { self.fresh_dev_id() } else { self.pick_dev() };
                 self.op_text = format!("create_thin({id})");
                 let eng = self.pool().create_thin(id);
                 let m = self.model.create_thin(id);
                 self.judge(eng, m).map(drop)
             }
             OpKind::CreateSnap => {
-                let (id, origin) = (self.rng.random_range(0..self.opts.dev_ids), self.pick_dev());
+                let id = if self.step == self.removal_at.unwrap_or(0) {
+                    self.fresh_dev_id()
+                } else {
+                    self.rng.random_range(0..self.opts.dev_ids)
+                };
+                let origin = self.pick_dev();
                 self.op_text = format!("create_snap({id}, origin {origin})");
                 let eng = self.pool().create_snap(id, origin);
                 let m = self.model.create_snap(id, origin);
                 self.judge(eng, m).map(drop)
             }
             OpKind::Delete => {
-                let id = self.pick_dev();
+                let id = self.pick_dev_to_delete();
                 self.op_text = format!("delete_thin_device({id})");
                 let eng = self.pool().delete_thin_device(id);
                 let m = self.model.delete_thin(id);
@@ -417,6 +485,7 @@ impl Runner {
         let ok = eng.is_ok();
         if self.judge(eng, m)? == Judged::Agree && ok {
             self.stats.commits += 1;
+            self.reshapes_durable = engine::events::snapshot().reshapes();
             self.last_commit_ios = (self.disk.lock().stats().io_calls() - before).max(2);
             self.verify_committed()?;
         }
@@ -488,7 +557,7 @@ impl Runner {
             return Ok(());
         }
         let h = self.rng.random_range(0..self.handles.len());
-        let v = self.pick_vblock(h);
+        let v = self.pick_provision_vblock(h);
         self.op_text =
             format!("insert_block(dev {}, vblock {v}, data {block})", self.handles[h].0.id());
         let eng = self.pool().insert_block(&self.handles[h].1, v, block);
@@ -584,7 +653,7 @@ impl Runner {
         let cur = self.model.current().data_blocks;
         let grow = self.data_pressure || self.rng.random_bool(0.7);
         let new = if grow {
-            cur + self.rng.random_range(1..=64u64)
+            cur + self.rng.random_range(1..=self.opts.resize_data_step.max(1))
         } else {
             cur - self.rng.random_range(0..=cur / 4)
         };
@@ -606,10 +675,11 @@ impl Runner {
         };
         let disk = self.opts.metadata_disk_blocks;
         let grow = self.meta_pressure || self.rng.random_bool(0.8);
+        let step = self.opts.resize_metadata_step.max(1);
         let new = if grow {
-            (cur + self.rng.random_range(1..=32u64)).min(disk)
+            (cur + self.rng.random_range(1..=step)).min(disk)
         } else {
-            cur.saturating_sub(self.rng.random_range(1..=8u64)).max(16)
+            cur.saturating_sub(self.rng.random_range(1..=step / 4 + 1)).max(16)
         };
         self.op_text = format!("resize_metadata_dev({cur} -> {new})");
         self.stats.metadata_resizes += 1;

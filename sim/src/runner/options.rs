@@ -1,12 +1,33 @@
-//! A run's options, drawn from its seed (swarm testing): sizes, op weights, disk faults,
-//! crash rates and crash-image sampling. Printed first by every run.
+//! A run's options, drawn from its seed (swarm testing): the run's class, sizes, op
+//! weights, disk faults, crash rates and crash-image sampling. Printed first by every run.
+//!
+//! Every seed draws one [`RunClass`] first, then options of that class:
+//! - **small** (9 runs in 16): pools small enough that metadata exhaustion, a full data
+//!   device, thresholds and resizes are regular events. Their trees stay one or two levels
+//!   deep: a mapping leaf holds 252 entries and splits only at the 253rd mapping of one
+//!   device, which a small run reaches only in its provision-heavy "fill" share.
+//! - **deep trees** (4 in 16): few devices, a large key space and provision-heavy weights
+//!   with fresh keys in ascending, descending or clustered order, four times the steps, so
+//!   devices grow several leaves and split; then a removal phase (snapshots and a held
+//!   metadata snapshot first, then bursts of `remove_block`, `remove_range` and deletes), so
+//!   merges and redistributions meet shared siblings.
+//! - **big pools** (2 in 16): data devices of 3–6 space-map bitmaps (16,320 blocks each) or
+//!   of more than 168 (the data index tree then splits), metadata devices of 2–4 bitmaps,
+//!   resizes by whole bitmaps, and a restored prefix of mappings that fills the first data
+//!   bitmap nearly full, so allocation crosses bitmap boundaries from the first steps.
+//! - **pre-populated** (1 in 16): the run starts from an image restored from thin_dump XML
+//!   with 10^4–1.3·10^5 mappings (some devices sharing blocks three ways and more, so both
+//!   overflow trees fill), or with hundreds of devices (the top-level and details trees
+//!   split), then runs the ordinary faulty workload on top, with a removal phase. Sizes that
+//!   fill whole leaves and internal nodes exactly put the first inserts into full nodes, so
+//!   internal and root splits cost no steps.
+//! Faults and crashes are drawn the same way in every class.
 //!
 //! Invariants:
 //! - [`Options::draw`] consumes only the run's RNG, so a seed alone fixes the options.
-//! - Sizes are small on purpose: metadata exhaustion, a full data device, node splits
-//!   (more than 126 mappings in a device) and resizes are regular events, not rarities.
 //! - `metadata_blocks <= metadata_disk_blocks`: the gap is the room a metadata resize can
 //!   grow into after exhaustion.
+//! - A pre-populated image fits its pool: its data blocks are below `data_blocks`.
 
 use crate::disk::{AtomicUnit, DiskConfig};
 use rand::Rng;
@@ -99,9 +120,101 @@ impl OpKind {
     }
 }
 
+/// The swarm's classes of runs (see the module header for what each is for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RunClass {
+    Small,
+    DeepTree,
+    BigPool,
+    Prepopulated,
+}
+
+impl RunClass {
+    pub const ALL: [RunClass; 4] =
+        [RunClass::Small, RunClass::DeepTree, RunClass::BigPool, RunClass::Prepopulated];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            RunClass::Small => "small",
+            RunClass::DeepTree => "deep_tree",
+            RunClass::BigPool => "big_pool",
+            RunClass::Prepopulated => "prepopulated",
+        }
+    }
+
+    /// Draws a class: 9 in 16 small, 4 deep trees, 2 big pools, 1 pre-populated. Small
+    /// runs are the cheapest source of crash images, exhaustion and thresholds; a big or
+    /// pre-populated run costs 20–40 small ones (every full verification compares its
+    /// tens of thousands of mappings), so those get the least share that still reaches
+    /// their events in every campaign of a few thousand seeds.
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> RunClass {
+        match rng.random_range(0..16u32) {
+            0..=8 => RunClass::Small,
+            9..=12 => RunClass::DeepTree,
+            13 | 14 => RunClass::BigPool,
+            _ => RunClass::Prepopulated,
+        }
+    }
+}
+
+/// The order in which provisions pick fresh virtual blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyOrder {
+    /// Uniform over the key space (and mapped keys, for overwrites).
+    Random,
+    /// Each device's fresh keys ascend from a random start: every split is at the right edge.
+    Ascending,
+    /// Fresh keys descend: every insert is below the tree's minimum.
+    Descending,
+    /// Runs of 32 ascending keys from random starts: splits in the middle of the tree.
+    Clustered,
+}
+
+/// An image restored before the run starts (thin_dump XML through `restore`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Prepopulation {
+    /// Devices 0..devices are created.
+    pub devices: u64,
+    /// Mappings of device 0, from vblock 0 up (with gaps), data blocks densely from 0.
+    pub mappings: u64,
+    /// One vblock in every `hole_every` is left unmapped (1: none), so trees have holes.
+    pub hole_every: u64,
+    /// Devices 1..=sharers also map every `share_every`-th mapping of device 0 (same vblock,
+    /// same data block): counts reach sharers + 1, into both overflow trees.
+    pub sharers: u64,
+    pub share_every: u64,
+    /// Mappings of each other device (fresh data blocks after device 0's).
+    pub mappings_per_other: u64,
+}
+
+impl Prepopulation {
+    /// Whether the layout is one of the few fixed large ones, worth keeping once restored.
+    pub fn cacheable(&self) -> bool {
+        self.mappings >= FULL_NODE * FULL_NODE
+    }
+
+    /// Data blocks the image uses (all of them are mapped, from block 0 up).
+    pub fn data_blocks_used(&self) -> u64 {
+        self.mappings + self.devices.saturating_sub(1 + self.sharers) * self.mappings_per_other
+    }
+}
+
+/// The second phase of deep-tree and pre-populated runs: once `from_permille` of the run's
+/// steps are done the runner takes a snapshot and reserves a metadata snapshot, then draws
+/// ops with these weights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalPhase {
+    pub from_permille: u64,
+    pub weights: BTreeMap<OpKind, u32>,
+}
+
 /// Everything a seed decides about a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
+    pub class: RunClass,
+    /// The run takes this share of the configured steps, in percent (deep runs need more,
+    /// pre-populated runs start where others end and verify more per step).
+    pub steps_percent: u64,
     /// Size of the simulated metadata disk in 4 KiB blocks.
     pub metadata_disk_blocks: u64,
     /// Metadata space map size at start (room left on the disk for growing resizes).
@@ -112,8 +225,16 @@ pub struct Options {
     pub dev_ids: u64,
     /// Virtual blocks are drawn from `0..vblocks`.
     pub vblocks: u64,
+    /// How provisions choose fresh virtual blocks.
+    pub key_order: KeyOrder,
+    /// Largest change of one data resize, in data blocks.
+    pub resize_data_step: u64,
+    /// Largest change of one metadata resize, in blocks.
+    pub resize_metadata_step: u64,
     /// Relative weight of each op (0 = never).
     pub weights: BTreeMap<OpKind, u32>,
+    pub removal: Option<RemovalPhase>,
+    pub prepopulate: Option<Prepopulation>,
     /// Faults are injected from this step on (the first steps build some state).
     pub faults_from_step: u64,
     pub disk: DiskConfig,
@@ -127,9 +248,27 @@ pub struct Options {
     pub threshold_blocks: u64,
 }
 
+/// Entries of a full mapping leaf and of a full internal node (value size 8).
+const FULL_NODE: u64 = 252;
+
 impl Options {
     /// Draws a run's options from its RNG.
     pub fn draw<R: Rng + ?Sized>(rng: &mut R) -> Options {
+        let class = RunClass::draw(rng);
+        let mut o = Options::draw_small(rng);
+        o.class = class;
+        match class {
+            RunClass::Small => {}
+            RunClass::DeepTree => o.deep_tree(rng),
+            RunClass::BigPool => o.big_pool(rng),
+            RunClass::Prepopulated => o.prepopulated(rng),
+        }
+        o.explore_images = o.explore_images.min(o.max_explore_images());
+        o
+    }
+
+    /// The small-pool options every class starts from.
+    fn draw_small<R: Rng + ?Sized>(rng: &mut R) -> Options {
         let metadata_disk_blocks = rng.random_range(48..=320u64);
         // Half the runs start with a space map small enough to run out (the engine's own
         // structures take about 10 blocks; 16 is the format's minimum).
@@ -151,13 +290,42 @@ impl Options {
             weights.insert(kind, w * base_weight(kind));
         }
         if rng.random_bool(0.3) {
-            // Fill runs: mostly provisioning, so devices grow past one leaf (node splits).
+            // Fill runs: mostly provisioning, so some devices pass one leaf (253 mappings).
             weights.insert(OpKind::Provision, rng.random_range(100..=300u32));
         }
-        let mut disk = DiskConfig::draw(rng, metadata_disk_blocks);
+        let explore_images = [0, 4, 16, 64][rng.random_range(0..4usize)];
+        let mut o = Options {
+            class: RunClass::Small,
+            steps_percent: 100,
+            metadata_disk_blocks,
+            metadata_blocks,
+            data_blocks,
+            dev_ids: rng.random_range(2..=10u64),
+            vblocks: [32, 300, 2000][rng.random_range(0..3usize)],
+            key_order: KeyOrder::Random,
+            resize_data_step: 64,
+            resize_metadata_step: 32,
+            weights,
+            removal: None,
+            prepopulate: None,
+            faults_from_step: rng.random_range(0..50u64),
+            disk: DiskConfig::none(),
+            crash_in_commit_ppm: rng.random_range(0..=300_000u32),
+            explore_images,
+            check_every_image: [1, 4, 16][rng.random_range(0..3usize)],
+            threshold_blocks: 0,
+        };
+        o.draw_disk(rng);
+        o
+    }
+
+    /// Faults, crash policy and threshold for the run's sizes.
+    fn draw_disk<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        let mut disk = DiskConfig::draw(rng, self.metadata_disk_blocks);
         if disk.backed_blocks.is_some() {
             // A full metadata volume must be met: back less than the space map can use.
-            disk.backed_blocks = Some(rng.random_range(metadata_blocks / 2..=metadata_blocks));
+            disk.backed_blocks =
+                Some(rng.random_range(self.metadata_blocks / 2..=self.metadata_blocks));
         }
         if rng.random_range(0..4u32) == 0 {
             // A quarter of the runs are class A only: exact recovery is demanded throughout.
@@ -167,20 +335,151 @@ impl Options {
                 ..DiskConfig::none()
             };
         }
-        let explore_images = [0, 4, 16, 64][rng.random_range(0..4usize)];
-        Options {
-            metadata_disk_blocks,
-            metadata_blocks,
-            data_blocks,
-            dev_ids: rng.random_range(2..=10u64),
-            vblocks: [32, 300, 2000][rng.random_range(0..3usize)],
-            weights,
-            faults_from_step: rng.random_range(0..50u64),
-            disk,
-            crash_in_commit_ppm: rng.random_range(0..=300_000u32),
-            explore_images,
-            check_every_image: [1, 4, 16][rng.random_range(0..3usize)],
-            threshold_blocks: rng.random_range(4..=metadata_blocks / 2),
+        self.disk = disk;
+        self.threshold_blocks = rng.random_range(4..=(self.metadata_blocks / 2).max(4));
+    }
+
+    /// Few devices, fresh keys in one order, provision-heavy, then a removal phase.
+    fn deep_tree<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        self.steps_percent = 400;
+        self.dev_ids = rng.random_range(1..=2u64);
+        self.vblocks = rng.random_range(20_000..=1_000_000u64);
+        self.key_order = [KeyOrder::Ascending, KeyOrder::Descending, KeyOrder::Clustered]
+            [rng.random_range(0..3usize)];
+        self.data_blocks = rng.random_range(2_000..=6_000u64);
+        self.metadata_disk_blocks = rng.random_range(600..=1_500u64);
+        self.metadata_blocks = rng.random_range(300..=self.metadata_disk_blocks);
+        let w = &mut self.weights;
+        // About three steps in four provision: a device passes a leaf (253) in the first
+        // few hundred steps and holds several by the removal phase.
+        w.insert(OpKind::Provision, rng.random_range(800..=1600u32));
+        // Commit often enough that growth survives the aborts faults cause.
+        w.insert(OpKind::Commit, rng.random_range(15..=40u32));
+        // Keep the pool open and the trees growing: fewer resets than a small run.
+        for k in [OpKind::PowerCut, OpKind::CloseReopen, OpKind::Delete, OpKind::CreateThin] {
+            w.insert(k, w[&k].min(1));
+        }
+        w.insert(OpKind::Abort, w[&OpKind::Abort].min(2));
+        self.removal = Some(RemovalPhase { from_permille: 700, weights: removal_weights(rng) });
+        self.draw_disk(rng);
+    }
+
+    /// Several bitmaps in both maps, resizes by whole bitmaps, the first data bitmap nearly
+    /// full from a restored prefix.
+    fn big_pool<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        let per_bitmap = engine::limits::ENTRIES_PER_BITMAP;
+        // One run in eight: 168 bitmaps fill the data index tree's root leaf exactly, so the
+        // first growth by a bitmap splits it.
+        let bitmaps = if rng.random_range(0..8u32) == 0 { 168 } else { rng.random_range(3..=6u64) };
+        self.steps_percent = 50;
+        self.data_blocks = bitmaps * per_bitmap - rng.random_range(0..per_bitmap / 2);
+        self.metadata_disk_blocks = rng.random_range(2..=4u64) * per_bitmap + 64;
+        self.metadata_blocks = rng.random_range(per_bitmap + 16..=self.metadata_disk_blocks);
+        self.resize_data_step = 3 * per_bitmap;
+        self.resize_metadata_step = per_bitmap + 100;
+        // Blocks below the end of a bitmap are all in use, so fresh allocations cross it.
+        let mappings = per_bitmap - rng.random_range(1..=64u64);
+        self.prepopulate = Some(Prepopulation {
+            devices: rng.random_range(1..=3u64),
+            mappings,
+            hole_every: 1,
+            sharers: 0,
+            share_every: 1,
+            mappings_per_other: 0,
+        });
+        self.dev_ids = 4;
+        self.vblocks = mappings + 4_000;
+        let w = &mut self.weights;
+        for k in [OpKind::ResizeData, OpKind::ResizeMetadata, OpKind::IncRange, OpKind::DecRange] {
+            w.insert(k, w[&k].max(4));
+        }
+        self.explore_images = self.explore_images.min(16);
+        self.fewer_resets();
+        self.draw_disk(rng);
+    }
+
+    /// A restored image of 10^4–1.3·10^5 mappings or hundreds of devices, then the usual
+    /// workload and a removal phase.
+    fn prepopulated<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        let p = match rng.random_range(0..10u32) {
+            // Hundreds of devices: the top-level (252 a leaf) and details (126) trees split.
+            // 126 devices fill a details leaf, 252 two of them and a top-level leaf: the first
+            // create splits them.
+            0..=2 => Prepopulation {
+                devices: [126, 130, 252][rng.random_range(0..3usize)],
+                mappings: rng.random_range(50..=500u64),
+                hole_every: 1,
+                sharers: 0,
+                share_every: 1,
+                mappings_per_other: rng.random_range(1..=6u64),
+            },
+            // Full leaves under a full internal root (252 × 252), or under two full internal
+            // nodes: the first fresh insert splits a leaf and the node above it, and with one
+            // internal level the root. Fixed layouts: restored once per thread, then shared.
+            3 | 4 => Prepopulation {
+                devices: 1,
+                mappings: FULL_NODE * FULL_NODE * rng.random_range(1..=2u64),
+                hole_every: 1,
+                sharers: 0,
+                share_every: 1,
+                mappings_per_other: 0,
+            },
+            // Shared three ways and more: overflow trees of thousands of entries.
+            _ => Prepopulation {
+                devices: rng.random_range(3..=5u64),
+                mappings: rng.random_range(8_000..=16_000u64),
+                hole_every: rng.random_range(2..=9u64),
+                sharers: rng.random_range(2..=3u64),
+                share_every: rng.random_range(1..=3u64),
+                mappings_per_other: rng.random_range(0..=1_000u64),
+            },
+        };
+        self.steps_percent = 50;
+        self.dev_ids = p.devices + 8;
+        self.vblocks = p.mappings * 2 + 64;
+        let used = p.data_blocks_used();
+        self.data_blocks = used + rng.random_range(64..=4_000u64);
+        // Room for the restored trees (about one block a 126 mappings) and growth.
+        let needed = used / 100 + p.devices * 2 + 64;
+        self.metadata_disk_blocks = needed * 3 + 512;
+        self.metadata_blocks = self.metadata_disk_blocks;
+        let mut removal = removal_weights(rng);
+        let many_devices = p.devices > 100;
+        self.prepopulate = Some(p);
+        if many_devices {
+            // Deletes, lowest ids first, empty a leaf of the top-level and details trees.
+            removal.insert(OpKind::Delete, rng.random_range(100..=200u32));
+            self.steps_percent = 100;
+        }
+        self.removal = Some(RemovalPhase { from_permille: 600, weights: removal });
+        // Provisions split the restored trees: half of the key space is fresh.
+        self.weights.insert(OpKind::Provision, rng.random_range(60..=200u32));
+        self.explore_images = self.explore_images.min(4);
+        self.check_every_image = self.check_every_image.max(4);
+        self.fewer_resets();
+        self.draw_disk(rng);
+    }
+
+    /// Fewer resets in runs whose full verification is costly (every mapping and every
+    /// data block compared): power cuts, reopens and aborts stay, at about one per hundred
+    /// steps, and crashes inside commits at up to 5%.
+    fn fewer_resets(&mut self) {
+        for k in [OpKind::PowerCut, OpKind::CloseReopen, OpKind::Abort] {
+            let w = self.weights[&k].min(1);
+            self.weights.insert(k, w);
+            if let Some(r) = &mut self.removal {
+                r.weights.insert(k, w);
+            }
+        }
+        self.crash_in_commit_ppm = self.crash_in_commit_ppm.min(50_000);
+    }
+
+    /// Crash images per crash point that keep a run's cost near a small run's: every image
+    /// is reopened and compared, which costs in proportion to the pool's mappings.
+    fn max_explore_images(&self) -> u64 {
+        match self.prepopulate.as_ref().map_or(0, |p| p.mappings) {
+            0..=20_000 => 64,
+            _ => 4,
         }
     }
 
@@ -188,6 +487,18 @@ impl Options {
     pub fn tears(&self) -> bool {
         self.disk.atomic_unit != AtomicUnit::Block4096
     }
+}
+
+/// The removal phase: bursts of removals and deletes, with snapshots still taken.
+fn removal_weights<R: Rng + ?Sized>(rng: &mut R) -> BTreeMap<OpKind, u32> {
+    let mut w: BTreeMap<OpKind, u32> = OpKind::ALL.iter().map(|&k| (k, 1)).collect();
+    w.insert(OpKind::RemoveBlock, rng.random_range(20..=60u32));
+    w.insert(OpKind::RemoveRange, rng.random_range(5..=30u32));
+    w.insert(OpKind::Delete, rng.random_range(2..=12u32));
+    w.insert(OpKind::Provision, rng.random_range(2..=10u32));
+    w.insert(OpKind::Commit, rng.random_range(2..=8u32));
+    w.insert(OpKind::Open, 4);
+    w
 }
 
 /// How common each op is before the per-run factor: mapping traffic dominates, as in a pool.

@@ -17,7 +17,7 @@ use engine::thin::{Pool, PoolOptions};
 use model::Model;
 use rand::Rng;
 
-fn reopen_options() -> PoolOptions {
+pub(super) fn reopen_options() -> PoolOptions {
     PoolOptions { may_format: false, ..PoolOptions::new(DATA_BLOCK_SECTORS) }
 }
 
@@ -56,6 +56,9 @@ impl Runner {
     pub(super) fn power_cut(&mut self) -> Res<()> {
         // Faults injected by the interrupted op decide whether exploring is class A.
         self.drain_faults();
+        if engine::events::snapshot().reshapes() > self.reshapes_durable {
+            self.crossings.crash_with_reshape_pending += 1;
+        }
         let mut cands = Vec::with_capacity(2);
         if let Some(pre) = self.pre.take() {
             cands.push(pre);
