@@ -96,6 +96,11 @@ impl Runner {
     fn choose_kind(&mut self) -> OpKind {
         let kind = self.draw_kind();
         if needs_handle(kind) && self.handles.is_empty() {
+            // Open needs a device: with none, create one (else whole phases are spent on
+            // opens that can only fail).
+            if self.model.devices().is_empty() && self.model.is_in_service() {
+                return OpKind::CreateThin;
+            }
             return OpKind::Open;
         }
         kind
@@ -172,10 +177,20 @@ impl Runner {
     /// the device in that order; otherwise as [`Runner::pick_vblock`].
     fn pick_provision_vblock(&mut self, h: usize) -> u64 {
         let order = self.opts.key_order;
-        if order == super::KeyOrder::Random || self.rng.random_bool(0.15) {
+        if order == super::KeyOrder::Random {
             return self.pick_vblock(h);
         }
         let id = self.handles[h].0.id();
+        if self.rng.random_bool(0.15) {
+            // An overwrite: a key out of order would end the order (a random key below a
+            // descending run would be the minimum every later key stays above).
+            let mapped = self.model.devices().get(&id).map_or(0, |d| d.mappings.len());
+            if mapped > 0 {
+                let i = self.rng.random_range(0..mapped);
+                let d = &self.model.devices()[&id];
+                return d.mappings.nth_key(i).expect("i < mapped");
+            }
+        }
         let n = self.opts.vblocks.max(1);
         let last = self.fresh_keys.get(&id).copied();
         let next = match (order, last) {
@@ -423,7 +438,8 @@ impl Runner {
             OpKind::RemoveRange => {
                 let h = self.rng.random_range(0..self.handles.len());
                 let b = self.pick_vblock(h);
-                let e = b + self.rng.random_range(0..self.opts.vblocks / 2 + 2);
+                // Up to a few leaves' worth (a leaf holds 252), never the whole key space.
+                let e = b + self.rng.random_range(0..(self.opts.vblocks / 2 + 2).min(1_200));
                 self.op_text = format!("remove_range(dev {}, {b}..{e})", self.handles[h].0.id());
                 let eng = self.pool().remove_range(&self.handles[h].1, b, e);
                 let m = self.model.remove_range(self.handles[h].0, b, e);

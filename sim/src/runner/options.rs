@@ -2,7 +2,7 @@
 //! weights, disk faults, crash rates and crash-image sampling. Printed first by every run.
 //!
 //! Every seed draws one [`RunClass`] first, then options of that class:
-//! - **small** (9 runs in 16): pools small enough that metadata exhaustion, a full data
+//! - **small** (10 runs in 16): pools small enough that metadata exhaustion, a full data
 //!   device, thresholds and resizes are regular events. Their trees stay one or two levels
 //!   deep: a mapping leaf holds 252 entries and splits only at the 253rd mapping of one
 //!   device, which a small run reaches only in its provision-heavy "fill" share.
@@ -11,7 +11,7 @@
 //!   devices grow several leaves and split; then a removal phase (snapshots and a held
 //!   metadata snapshot first, then bursts of `remove_block`, `remove_range` and deletes), so
 //!   merges and redistributions meet shared siblings.
-//! - **big pools** (2 in 16): data devices of 3–6 space-map bitmaps (16,320 blocks each) or
+//! - **big pools** (1 in 16): data devices of 3–6 space-map bitmaps (16,320 blocks each) or
 //!   of more than 168 (the data index tree then splits), metadata devices of 2–4 bitmaps,
 //!   resizes by whole bitmaps, and a restored prefix of mappings that fills the first data
 //!   bitmap nearly full, so allocation crosses bitmap boundaries from the first steps.
@@ -142,16 +142,16 @@ impl RunClass {
         }
     }
 
-    /// Draws a class: 9 in 16 small, 4 deep trees, 2 big pools, 1 pre-populated. Small
+    /// Draws a class: 10 in 16 small, 4 deep trees, 1 big pool, 1 pre-populated. Small
     /// runs are the cheapest source of crash images, exhaustion and thresholds; a big or
     /// pre-populated run costs 20–40 small ones (every full verification compares its
     /// tens of thousands of mappings), so those get the least share that still reaches
     /// their events in every campaign of a few thousand seeds.
     fn draw<R: Rng + ?Sized>(rng: &mut R) -> RunClass {
         match rng.random_range(0..16u32) {
-            0..=8 => RunClass::Small,
-            9..=12 => RunClass::DeepTree,
-            13 | 14 => RunClass::BigPool,
+            0..=9 => RunClass::Small,
+            10..=13 => RunClass::DeepTree,
+            14 => RunClass::BigPool,
             _ => RunClass::Prepopulated,
         }
     }
@@ -356,11 +356,20 @@ impl Options {
         // Commit often enough that growth survives the aborts faults cause.
         w.insert(OpKind::Commit, rng.random_range(15..=40u32));
         // Keep the pool open and the trees growing: fewer resets than a small run.
-        for k in [OpKind::PowerCut, OpKind::CloseReopen, OpKind::Delete, OpKind::CreateThin] {
+        // Growth first: removals, deletes and read-only spells belong to the removal phase.
+        for k in [
+            OpKind::Delete,
+            OpKind::CreateThin,
+            OpKind::RemoveBlock,
+            OpKind::RemoveRange,
+            OpKind::ReadOnly,
+            OpKind::DecRange,
+        ] {
             w.insert(k, w[&k].min(1));
         }
-        w.insert(OpKind::Abort, w[&OpKind::Abort].min(2));
         self.removal = Some(RemovalPhase { from_permille: 700, weights: removal_weights(rng) });
+        // Keep the pool's growth: a crash or abort throws away what the last commit missed.
+        self.fewer_resets();
         self.draw_disk(rng);
     }
 
@@ -460,9 +469,9 @@ impl Options {
         self.draw_disk(rng);
     }
 
-    /// Fewer resets in runs whose full verification is costly (every mapping and every
-    /// data block compared): power cuts, reopens and aborts stay, at about one per hundred
-    /// steps, and crashes inside commits at up to 5%.
+    /// Fewer resets, for runs that must grow (deep trees) or whose full verification is
+    /// costly (every mapping and data block compared): power cuts, reopens and aborts stay,
+    /// at about one in several hundred steps, and crashes inside commits at up to 5%.
     fn fewer_resets(&mut self) {
         for k in [OpKind::PowerCut, OpKind::CloseReopen, OpKind::Abort] {
             let w = self.weights[&k].min(1);
