@@ -3,7 +3,9 @@
 //!
 //! Seeds run in parallel on `jobs` threads; results are folded into the report in seed
 //! order, so the report of a seed set does not depend on scheduling. `--budget` stops
-//! *starting* seeds after the wall-clock budget (the report lists the seeds that ran).
+//! *starting* seeds after the wall-clock budget (the report lists the seeds that ran);
+//! `--fail-fast` and `--max-failures N` stop starting seeds once that many failed (which
+//! seeds had started by then depends on the threads; each failure's replay line does not).
 
 use super::run::RunOptions;
 use crate::report::Summary;
@@ -45,6 +47,13 @@ pub struct SwarmArgs {
     /// With --export-images: export every K-th seed only.
     #[arg(long, default_value_t = 10)]
     pub export_every: u64,
+    /// Stop at the first failure (same as --max-failures 1): print its replay line and fail,
+    /// without spending the budget on a seed range that has already failed.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Stop starting seeds once this many have failed.
+    #[arg(long)]
+    pub max_failures: Option<u64>,
 }
 
 /// What the workers need besides the seeds.
@@ -53,6 +62,8 @@ struct Plan<'a> {
     run: &'a RunOptions,
     budget: Option<Duration>,
     export: Option<(&'a std::path::Path, u64)>,
+    /// Stop starting seeds once this many failed.
+    max_failures: Option<u64>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -95,16 +106,18 @@ pub fn seeds_of(range: (u64, u64), shard: Option<(u64, u64)>) -> Vec<u64> {
 /// Runs every seed on `jobs` threads; returns the outcomes (with the seconds each run took)
 /// in seed order.
 fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<(RunOutcome, f64)> {
-    let Plan { jobs, run, budget, export } = *plan;
+    let Plan { jobs, run, budget, export, max_failures } = *plan;
     let start = Instant::now();
     let next = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let stop = || max_failures.is_some_and(|m| failed.load(Ordering::Relaxed) >= m);
     let results: Mutex<Vec<Option<(RunOutcome, f64)>>> = Mutex::new(vec![None; seeds.len()]);
     let bar = progress_bar(seeds.len() as u64);
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= seeds.len() || budget.is_some_and(|b| start.elapsed() > b) {
+                if i >= seeds.len() || budget.is_some_and(|b| start.elapsed() > b) || stop() {
                     break;
                 }
                 let exporting = export.filter(|(_, every)| seeds[i].is_multiple_of(*every.max(&1)));
@@ -120,7 +133,9 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<(RunOutcome, f64)> {
                     }
                 }
                 if let Some(f) = &out.failure {
-                    let line = format!("seed {} FAILED: {}", f.seed, f.signature());
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    let line =
+                        format!("seed {} FAILED: {}\nreplay: {}", f.seed, f.signature(), f.replay);
                     match &bar {
                         Some(b) => b.println(line),
                         None => eprintln!("{line}"),
@@ -172,6 +187,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         run: &a.run,
         budget: a.budget,
         export: a.export_images.as_deref().map(|d| (d, a.export_every)),
+        max_failures: if a.fail_fast { Some(1) } else { a.max_failures },
     };
     let outcomes = run_seeds(&seeds, &plan);
     let name = a

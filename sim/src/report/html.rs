@@ -1,5 +1,6 @@
 //! The human page of a campaign: one self-contained HTML file with inline SVG charts (op
-//! mix, outcome classes, fault × phase heat map) and the failure list with replay lines.
+//! mix, outcome classes, fault × phase heat map), the classes of runs with their crash-image
+//! rates, the structural coverage table, and the failure list with replay lines.
 //!
 //! Invariant: the page is a pure function of the summary (no clock), so equal summaries
 //! render byte-identical pages.
@@ -100,6 +101,65 @@ fn heat_map(s: &Summary) -> String {
     out
 }
 
+/// Runs, crash images and crash images per core-second of each class of run.
+fn classes_table(s: &Summary) -> String {
+    let mut h = String::from(
+        "<h3>Classes of runs</h3><table border='1' cellpadding='3'><tr><th>class</th>\
+         <th>runs</th><th>steps</th><th>crash images</th><th>crash images / core-second</th></tr>",
+    );
+    for (class, c) in &s.classes {
+        let rate = if c.run_seconds > 0.0 {
+            format!("{:.0}", c.crash_images_per_core_s())
+        } else {
+            "–".to_owned()
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rate}</td></tr>",
+            class.name(),
+            c.runs,
+            c.steps,
+            c.crash_images
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
+/// The enforced structural counters (red: a reachable zero) and every other counter.
+fn structure_table(s: &Summary) -> String {
+    let mut h = String::from(
+        "<h3>Structural coverage</h3><p>What the engine's trees and space maps did, from its \
+         own counters. A row is enforced once the campaign holds the runs of the classes that \
+         reach it; an enforced row below its bound fails the campaign.</p>\
+         <table border='1' cellpadding='3'><tr><th>counter</th><th>value</th><th>needs</th>\
+         <th>reached by</th><th>runs of those</th><th>enforced from</th></tr>",
+    );
+    for r in &s.structure_table {
+        let style = if r.gap { " style='background:#f4c7c7'" } else { "" };
+        let _ = write!(
+            h,
+            "<tr{style}><td>{}</td><td>{}</td><td>≥ {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.name),
+            r.count,
+            r.at_least,
+            esc(&r.classes.join(", ")),
+            r.runs,
+            r.min_runs
+        );
+    }
+    h.push_str("</table><h4>Every counter</h4><table border='1' cellpadding='3'>");
+    for (name, n) in &s.structure.0 {
+        let _ = write!(h, "<tr><td>{}</td><td>{n}</td></tr>", esc(name));
+    }
+    h.push_str("</table><h4>Not enforced</h4><ul>");
+    for (name, why) in super::structure::UNENFORCED {
+        let _ = write!(h, "<li><code>{}</code>: {}</li>", esc(name), esc(why));
+    }
+    h.push_str("</ul>");
+    h
+}
+
 pub fn render_html(s: &Summary) -> String {
     let st = &s.stats;
     let o = &st.outcomes;
@@ -137,6 +197,8 @@ pub fn render_html(s: &Summary) -> String {
     ];
     h.push_str(&bars("Outcome classes", &outcomes));
     h.push_str(&heat_map(s));
+    h.push_str(&classes_table(s));
+    h.push_str(&structure_table(s));
     if !st.undetectable_reasons.is_empty() {
         h.push_str("<h3>Undetectable class B outcomes</h3><ul>");
         for (why, n) in &st.undetectable_reasons {
@@ -145,7 +207,7 @@ pub fn render_html(s: &Summary) -> String {
         h.push_str("</ul>");
     }
     h.push_str("<h3>Coverage gaps</h3><ul>");
-    for g in &s.coverage_gaps {
+    for g in s.coverage_gaps.iter().chain(&s.structure_gaps) {
         let _ = write!(h, "<li>{}</li>", esc(g));
     }
     h.push_str("</ul><h3>Failures</h3>");

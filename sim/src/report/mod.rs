@@ -299,7 +299,7 @@ mod tests {
         s.expected_cells.insert(cell(FaultKind::WriteEio, true), REACHABLE_EXPECTED - 1.0);
         s.finalize(Some(1.0));
         assert_eq!(s.coverage_gaps.len(), 1, "{:?}", s.coverage_gaps);
-        assert!(s.coverage_gaps[0].contains("LostWrite on Node blocks inside a commit"));
+        assert!(s.coverage_gaps[0].contains("LostWrite on LeafNode blocks inside a commit"));
         assert!(!s.passed());
     }
 
