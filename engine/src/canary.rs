@@ -17,4 +17,10 @@ pub struct Canary {
     pub abort_keeps_records: bool,
     /// remove_block / remove_range skip the data-block decrement.
     pub skip_data_dec_on_remove: bool,
+    /// An insert below an internal node's first key does not lower that key (the child's
+    /// new minimum is then unreachable): needs trees of two levels or more.
+    pub no_lower_key_on_new_min: bool,
+    /// A redistribution between two siblings leaves the parent's key for the right one
+    /// unchanged (lookups near the boundary go to the wrong child).
+    pub redistribute_keeps_parent_key: bool,
 }

@@ -32,7 +32,8 @@ pub enum Tree {
 }
 
 impl Tree {
-    pub const ALL: [Tree; 5] = [Tree::Top, Tree::Mapping, Tree::Details, Tree::SmIndex, Tree::Overflow];
+    pub const ALL: [Tree; 5] =
+        [Tree::Top, Tree::Mapping, Tree::Details, Tree::SmIndex, Tree::Overflow];
 
     pub const fn name(self) -> &'static str {
         match self {

@@ -14,8 +14,8 @@ use engine::thin::{Pool, PoolOptions};
 #[test]
 fn grow_by_a_bitmap_then_shrink_back_commits() {
     let disk_blocks = 3 * ENTRIES_PER_BITMAP;
-    let pool =
-        Pool::open(Box::new(MemoryDevice::new(disk_blocks)), PoolOptions::new(128)).expect("format");
+    let pool = Pool::open(Box::new(MemoryDevice::new(disk_blocks)), PoolOptions::new(128))
+        .expect("format");
     pool.resize_data_dev(100).expect("data size");
     pool.resize_metadata_dev(ENTRIES_PER_BITMAP - 8).expect("one bitmap");
     pool.commit().expect("commit one bitmap");

@@ -56,3 +56,15 @@ fn superblock_before_nodes_is_caught() {
 fn reuse_freed_in_transaction_is_caught() {
     assert_caught("reuse_freed_in_transaction");
 }
+
+/// Structural canaries: reachable only in trees of two levels or more, so only the deep-tree
+/// and pre-populated classes can catch them.
+#[test]
+fn no_lower_key_on_new_min_is_caught() {
+    assert_caught("no_lower_key_on_new_min");
+}
+
+#[test]
+fn redistribute_keeps_parent_key_is_caught() {
+    assert_caught("redistribute_keeps_parent_key");
+}

@@ -113,6 +113,8 @@ fn insert_rec(
     let child = node::value_u64(&n, i);
     drop(n);
     let r = insert_rec(tm, vk, child, key, value, dec_old, depth + 1)?;
+    #[cfg(feature = "canary")]
+    let lowered = lowered && !tm.canary.no_lower_key_on_new_min;
     tm.modify(b, BlockKind::Node, |blk| {
         node::set_value(blk, i, &r.block.to_le_bytes());
         if lowered {

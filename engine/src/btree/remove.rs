@@ -174,6 +174,11 @@ fn rebalance_child(
         tm.modify(right, BlockKind::Node, |rb| node::shift_left(rb, k))?;
     }
     let first = node::key(&*tm.read(right, BlockKind::Node)?, 0);
+    #[cfg(feature = "canary")]
+    if tm.canary.redistribute_keeps_parent_key {
+        events::btree(vk.tree(), BtreeEvent::Redistribute);
+        return Ok(());
+    }
     tm.modify(parent, BlockKind::Node, |blk| node::set_key(blk, ri, first))?;
     events::btree(vk.tree(), BtreeEvent::Redistribute);
     Ok(())

@@ -133,16 +133,19 @@ fn structure_table(s: &Summary) -> String {
          own counters. A row is enforced once the campaign holds the runs of the classes that \
          reach it; an enforced row below its bound fails the campaign.</p>\
          <table border='1' cellpadding='3'><tr><th>counter</th><th>value</th><th>needs</th>\
-         <th>reached by</th><th>runs of those</th><th>enforced from</th></tr>",
+         <th>runs reaching it</th><th>reached by</th><th>runs of those</th>\
+         <th>enforced from</th></tr>",
     );
     for r in &s.structure_table {
         let style = if r.gap { " style='background:#f4c7c7'" } else { "" };
         let _ = write!(
             h,
-            "<tr{style}><td>{}</td><td>{}</td><td>≥ {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{style}><td>{}</td><td>{}</td><td>≥ {}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td></tr>",
             esc(&r.name),
             r.count,
             r.at_least,
+            r.runs_reaching,
             esc(&r.classes.join(", ")),
             r.runs,
             r.min_runs

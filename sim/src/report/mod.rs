@@ -22,7 +22,8 @@
 //! coverage_gaps    [reason]  (non-empty fails the campaign)
 //! classes          {RunClass: {runs, steps, crash_images, run_seconds}}
 //! structure        {name: count}  the engine's structural counters (`report::structure`)
-//! structure_table  [{name, at_least, count, classes, runs, min_runs, gap}]
+//! structure_runs   {name: runs}   per enforced counter, the runs that reached it alone
+//! structure_table  [{name, at_least, count, runs_reaching, classes, runs, min_runs, gap}]
 //! structure_gaps   [reason]  (non-empty fails the campaign)
 //! failures         [{signature, count, seeds: [first few], first: Failure}]
 //! wall_seconds     summed over shards
@@ -49,10 +50,10 @@ pub mod structure;
 
 use crate::disk::{cells_as_list, CoverageKey, FaultCoverage, FaultKind};
 use crate::runner::{Failure, RunClass, RunOutcome, RunStats};
-use structure::{ClassStats, StructureCounts, StructureRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use structure::{ClassStats, StructureCounts, StructureRow};
 
 pub use html::render_html;
 
@@ -106,6 +107,9 @@ pub struct Summary {
     /// The engine's structural counters over the campaign (see [`structure`]).
     #[serde(default)]
     pub structure: StructureCounts,
+    /// Per enforced counter, the runs that reached it on their own.
+    #[serde(default)]
+    pub structure_runs: BTreeMap<String, u64>,
     /// The enforced structural rows, and the reachable ones at zero (these fail the campaign).
     #[serde(default)]
     pub structure_table: Vec<StructureRow>,
@@ -140,7 +144,11 @@ impl Summary {
             run_seconds,
         };
         self.classes.entry(o.options.class).or_default().merge(&class);
-        self.structure.merge(&StructureCounts::of_run(&o.structure, &o.crossings));
+        let run = StructureCounts::of_run(&o.structure, &o.crossings);
+        for (k, n) in structure::reached_by_run(&run) {
+            *self.structure_runs.entry(k).or_insert(0) += n;
+        }
+        self.structure.merge(&run);
         self.seeds.runs += 1;
         self.stats.merge(&o.stats);
         self.coverage.merge(&o.coverage);
@@ -195,6 +203,9 @@ impl Summary {
             self.classes.entry(*k).or_default().merge(c);
         }
         self.structure.merge(&o.structure);
+        for (k, n) in &o.structure_runs {
+            *self.structure_runs.entry(k.clone()).or_insert(0) += n;
+        }
         self.wall_seconds += o.wall_seconds;
         if self.canary.is_none() {
             self.canary.clone_from(&o.canary);
@@ -208,7 +219,8 @@ impl Summary {
         }
         self.faults = FaultKind::ALL.iter().map(|k| (*k, self.coverage.total(*k))).collect();
         self.coverage_gaps = coverage_gaps(self);
-        self.structure_table = structure::rows(&self.structure, &self.classes);
+        self.structure_table =
+            structure::rows(&self.structure, &self.structure_runs, &self.classes);
         self.structure_gaps = structure::gaps(&self.structure_table);
         let w = self.wall_seconds.max(1e-9);
         self.throughput = Throughput {

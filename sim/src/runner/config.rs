@@ -124,13 +124,15 @@ impl RunConfig {
 }
 
 /// Every canary name the engine has (the fields of `engine::canary::Canary`).
-pub const CANARIES: [&str; 6] = [
+pub const CANARIES: [&str; 8] = [
     "superblock_before_nodes",
     "no_flush_before_superblock",
     "reuse_freed_in_transaction",
     "no_inc_on_shared_shadow",
     "abort_keeps_records",
     "skip_data_dec_on_remove",
+    "no_lower_key_on_new_min",
+    "redistribute_keeps_parent_key",
 ];
 
 /// Whether this build can run canaries.
@@ -146,6 +148,8 @@ pub fn canary_by_name(name: &str) -> Option<engine::canary::Canary> {
         "no_inc_on_shared_shadow" => c.no_inc_on_shared_shadow = true,
         "abort_keeps_records" => c.abort_keeps_records = true,
         "skip_data_dec_on_remove" => c.skip_data_dec_on_remove = true,
+        "no_lower_key_on_new_min" => c.no_lower_key_on_new_min = true,
+        "redistribute_keeps_parent_key" => c.redistribute_keeps_parent_key = true,
         _ => return None,
     }
     Some(c)

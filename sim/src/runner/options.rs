@@ -21,6 +21,7 @@
 //!   split), then runs the ordinary faulty workload on top, with a removal phase. Sizes that
 //!   fill whole leaves and internal nodes exactly put the first inserts into full nodes, so
 //!   internal and root splits cost no steps.
+//!
 //! Faults and crashes are drawn the same way in every class.
 //!
 //! Invariants:

@@ -17,10 +17,10 @@ use super::shared::SharedDisk;
 use super::DATA_BLOCK_SECTORS;
 use crate::disk::{DiskConfig, MemoryImage, SimDisk};
 use engine::thin::{Pool, PoolOptions};
-use model::Model;
-use std::cell::RefCell;
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
 use engine::tools::{XmlDevice, XmlSuperblock};
+use model::Model;
+use std::cell::RefCell;
 
 /// One device of the layout: (vblock, data block) in ascending vblock order.
 struct LaidOut {
@@ -42,7 +42,8 @@ fn layout(p: &Prepopulation) -> Vec<LaidOut> {
         } else if id <= p.sharers {
             first.iter().copied().step_by(p.share_every.max(1) as usize).collect()
         } else {
-            let m: Vec<(u64, u64)> = (0..p.mappings_per_other).map(|j| (j, next_data + j)).collect();
+            let m: Vec<(u64, u64)> =
+                (0..p.mappings_per_other).map(|j| (j, next_data + j)).collect();
             next_data += p.mappings_per_other;
             m
         };
@@ -94,7 +95,8 @@ fn xml(devices: &[LaidOut], nr_data_blocks: u64) -> Vec<u8> {
 pub(super) fn prepared(p: &Prepopulation, o: &Options) -> Result<(MemoryImage, Model), String> {
     let key = (p.clone(), o.data_blocks, o.metadata_blocks, o.metadata_disk_blocks);
     if p.cacheable() {
-        let hit = CACHE.with(|c| c.borrow().iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
+        let hit =
+            CACHE.with(|c| c.borrow().iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
         if let Some(found) = hit {
             return Ok(found);
         }
@@ -137,7 +139,8 @@ fn restore_fresh(p: &Prepopulation, o: &Options) -> Result<(MemoryImage, Model),
     pool.close().map_err(|_| "closing the restored pool failed".to_owned())?;
     let image = disk.lock().durable_image();
     let mut model = Model::new(o.data_blocks);
-    populate_model(&mut model, &devices).map_err(|e| format!("the model refused the layout: {e:?}"))?;
+    populate_model(&mut model, &devices)
+        .map_err(|e| format!("the model refused the layout: {e:?}"))?;
     model.crash();
     Ok((image, model))
 }
