@@ -139,6 +139,7 @@ impl Summary {
     pub fn add_timed(&mut self, o: &RunOutcome, run_seconds: f64) {
         let class = ClassStats {
             runs: 1,
+            faulty_runs: u64::from(o.options.disk.injects_beyond_class_a()),
             steps: o.stats.steps,
             crash_images: o.stats.crash_images_checked,
             run_seconds,
