@@ -547,8 +547,18 @@ impl Runner {
         self.judge(eng, m).map(drop)
     }
 
-    /// alloc_data_block, then (for a provision) insert_block of the new block.
+    /// alloc_data_block, then (for a provision) insert_block of the new block. One
+    /// provision in ten with a caller reference held (from inc_data_range) inserts that block
+    /// instead, half the time over a vblock that already maps it: the remap the btree's
+    /// `equal` hook exists for (the old value's reference must not be dropped).
     fn provision_op(&mut self, insert: bool) -> Res<()> {
+        if insert && !self.handles.is_empty() && self.rng.random_bool(0.1) {
+            let held: Vec<u64> = self.model.current().caller_refs.keys().copied().collect();
+            if !held.is_empty() {
+                let block = held[self.rng.random_range(0..held.len())];
+                return self.insert_held(block);
+            }
+        }
         self.op_text = "alloc_data_block".into();
         let eng = self.pool().alloc_data_block();
         let block = match eng {
@@ -576,6 +586,24 @@ impl Runner {
         let v = self.pick_provision_vblock(h);
         self.op_text =
             format!("insert_block(dev {}, vblock {v}, data {block})", self.handles[h].0.id());
+        let eng = self.pool().insert_block(&self.handles[h].1, v, block);
+        let m = self.model.insert_block(self.handles[h].0, v, block);
+        self.judge(eng, m).map(drop)
+    }
+
+    /// insert_block of a data block the caller holds a reference to.
+    fn insert_held(&mut self, block: u64) -> Res<()> {
+        let h = self.rng.random_range(0..self.handles.len());
+        let id = self.handles[h].0.id();
+        // A vblock of this device that maps `block` already (small devices only: a scan).
+        let same = self.model.devices().get(&id).filter(|d| d.mappings.len() <= 4096).and_then(
+            |d| d.mappings.iter().find(|(_, m)| m.data_block == block).map(|(v, _)| v),
+        );
+        let v = match same {
+            Some(v) if self.rng.random_bool(0.5) => v,
+            _ => self.pick_vblock(h),
+        };
+        self.op_text = format!("insert_block(dev {id}, vblock {v}, held data {block})");
         let eng = self.pool().insert_block(&self.handles[h].1, v, block);
         let m = self.model.insert_block(self.handles[h].0, v, block);
         self.judge(eng, m).map(drop)
