@@ -231,3 +231,23 @@ fn semantic_damage_is_reported_by_check() {
     edit_sealed(&mut img, 0, BlockKind::Superblock, |b| b[32] ^= 1);
     expect_finding("bad superblock", img, "superblock is corrupt");
 }
+
+/// Regression (found when a structural canary left a parent's key stale and the swarm hung):
+/// an internal key raised above its child's first key leaves that child's low keys
+/// reachable by lookup-next but not by descent. `remove_range` looped forever; it now fails
+/// with a typed error naming the tree, and `check` reports the key.
+#[test]
+fn internal_key_above_its_child_is_an_error_not_a_hang() {
+    let base = base_image();
+    let root = root_of_device(&base, 1);
+    let mut img = base.clone();
+    let (k1, k2) = (node::key(base.block(root), 1), node::key(base.block(root), 2));
+    assert!(k1 + 50 < k2, "the edit keeps the root's own keys in order");
+    edit_sealed(&mut img, root, BlockKind::Node, |b| node::set_key(b, 1, k1 + 50));
+    let report = engine::thin::check::check(Box::new(img.clone()));
+    assert!(!report.is_clean(), "check passes an internal key above its child's keys");
+    let pool = Pool::open(Box::new(img), PoolOptions::new(128)).unwrap();
+    let h = pool.open_thin_device(1).unwrap();
+    let err = pool.remove_range(&h, k1 + 4, k1 + 14).unwrap_err();
+    assert_eq!(err.errno(), Errno::EILSEQ, "{err}");
+}

@@ -48,6 +48,14 @@ pub fn remove_range(
         let mut n = 0u64;
         let b = remove_rec(tm, vk, root, k, end, &mut |_| n += 1, 0)?;
         root = collapse_root(tm, vk, b)?;
+        if n == 0 {
+            // Lookup-next found `k`, but the path a descent takes for `k` leads to a leaf
+            // without it: the internal keys are wrong. Looping would never end.
+            return Err(Error::structure(
+                root,
+                format!("key {k} is reachable by lookup-next but not by descent (internal keys out of order)"),
+            ));
+        }
         total += n;
         leaves += 1;
     }

@@ -596,9 +596,10 @@ impl Runner {
         let h = self.rng.random_range(0..self.handles.len());
         let id = self.handles[h].0.id();
         // A vblock of this device that maps `block` already (small devices only: a scan).
-        let same = self.model.devices().get(&id).filter(|d| d.mappings.len() <= 4096).and_then(
-            |d| d.mappings.iter().find(|(_, m)| m.data_block == block).map(|(v, _)| v),
-        );
+        let same =
+            self.model.devices().get(&id).filter(|d| d.mappings.len() <= 4096).and_then(|d| {
+                d.mappings.iter().find(|(_, m)| m.data_block == block).map(|(v, _)| v)
+            });
         let v = match same {
             Some(v) if self.rng.random_bool(0.5) => v,
             _ => self.pick_vblock(h),
