@@ -159,6 +159,13 @@ pub fn compare_changes(pool: &Pool, model: &Model, changes: &[Change]) -> Result
         vblocks.sort_unstable();
         vblocks.dedup();
         let found = pool.lookup_mappings(id, &vblocks).map_err(oracle::e2s)?;
+        if found.len() != vblocks.len() {
+            d.push(format!(
+                "device {id}: {} vblocks looked up, {} answers (every key needs one)",
+                vblocks.len(),
+                found.len()
+            ));
+        }
         for (v, bt) in vblocks.into_iter().zip(found) {
             oracle::diff_mapping("", id, v, dev.mappings.get(v).copied(), bt, &mut d);
         }
@@ -170,6 +177,9 @@ pub fn compare_changes(pool: &Pool, model: &Model, changes: &[Change]) -> Result
     blocks.dedup();
     blocks.retain(|&b| b < cur.data_blocks);
     let counts = pool.data_block_counts(&blocks).map_err(oracle::e2s)?;
+    if counts.len() != blocks.len() {
+        d.push(format!("{} data block counts asked for, {} given", blocks.len(), counts.len()));
+    }
     for (block, physical) in blocks.into_iter().zip(counts) {
         let (logical, physical) = (cur.refs_of(block), u64::from(physical));
         if (physical == 0) != (logical == 0) || physical > logical {
