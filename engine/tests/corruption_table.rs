@@ -155,6 +155,12 @@ fn cycle_is_an_error_not_a_hang() {
     let report = engine::thin::check::check(Box::new(img.clone()));
     assert!(!report.is_clean());
     assert!(report.findings.iter().any(|f| f.block == Some(root)), "{:?}", report.findings);
+    // The batched lookup (verification's path) and lookup-next bound their depth too.
+    let pool = Pool::open(Box::new(img.clone()), PoolOptions::new(128)).unwrap();
+    let keys: Vec<u64> = (0..700).collect();
+    let err = pool.lookup_mappings(1, &keys).unwrap_err();
+    assert_eq!(err.errno(), Errno::EILSEQ, "{err}");
+    drop(pool);
     let err = exercise(img).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }

@@ -6,6 +6,8 @@
 //! *starting* seeds after the wall-clock budget (the report lists the seeds that ran);
 //! `--fail-fast` and `--max-failures N` stop starting seeds once that many failed (which
 //! seeds had started by then depends on the threads; each failure's replay line does not).
+//! A watchdog ends the campaign when a seed runs past `--seed-timeout` (a hang), printing
+//! the seed's replay line.
 
 use super::run::RunOptions;
 use crate::report::Summary;
@@ -54,6 +56,10 @@ pub struct SwarmArgs {
     /// Stop starting seeds once this many have failed.
     #[arg(long)]
     pub max_failures: Option<u64>,
+    /// A seed still running after this long is a hang: print its replay line and exit 1
+    /// (a thread cannot be stopped, so the campaign ends there).
+    #[arg(long, value_parser = parse_duration, default_value = "300s")]
+    pub seed_timeout: Duration,
 }
 
 /// What the workers need besides the seeds.
@@ -64,6 +70,7 @@ struct Plan<'a> {
     export: Option<(&'a std::path::Path, u64)>,
     /// Stop starting seeds once this many failed.
     max_failures: Option<u64>,
+    seed_timeout: Duration,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -106,26 +113,35 @@ pub fn seeds_of(range: (u64, u64), shard: Option<(u64, u64)>) -> Vec<u64> {
 /// Runs every seed on `jobs` threads; returns the outcomes (with the seconds each run took)
 /// in seed order.
 fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<(RunOutcome, f64)> {
-    let Plan { jobs, run, budget, export, max_failures } = *plan;
+    let Plan { jobs, run, budget, export, max_failures, seed_timeout } = *plan;
     let start = Instant::now();
+    // What each worker is running and since when, for the watchdog.
+    let running: Mutex<Vec<Option<(u64, Instant)>>> = Mutex::new(vec![None; jobs.max(1)]);
+    let workers_left = AtomicU64::new(jobs.max(1) as u64);
     let next = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let stop = || max_failures.is_some_and(|m| failed.load(Ordering::Relaxed) >= m);
     let results: Mutex<Vec<Option<(RunOutcome, f64)>>> = Mutex::new(vec![None; seeds.len()]);
     let bar = progress_bar(seeds.len() as u64);
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| loop {
+        scope.spawn(|| watchdog(&running, &workers_left, seed_timeout, run));
+        for w in 0..jobs.max(1) {
+            let (running, workers_left, next, failed) = (&running, &workers_left, &next, &failed);
+            let (bar, results, stop) = (&bar, &results, &stop);
+            scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 if i >= seeds.len() || budget.is_some_and(|b| start.elapsed() > b) || stop() {
+                    workers_left.fetch_sub(1, Ordering::Relaxed);
                     break;
                 }
+                lock(running)[w] = Some((seeds[i], Instant::now()));
                 let exporting = export.filter(|(_, every)| seeds[i].is_multiple_of(*every.max(&1)));
                 let cfg =
                     RunConfig { keep_final_image: exporting.is_some(), ..run.config(seeds[i]) };
                 let began = Instant::now();
                 let mut out = runner::run(&cfg);
                 let seconds = began.elapsed().as_secs_f64();
+                lock(running)[w] = None;
                 if let (Some((dir, _)), Some(img)) = (exporting, out.final_image.take()) {
                     let path = dir.join(format!("seed-{}.img", seeds[i]));
                     if let Err(e) = std::fs::write(&path, img.to_bytes()) {
@@ -136,15 +152,15 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<(RunOutcome, f64)> {
                     failed.fetch_add(1, Ordering::Relaxed);
                     let line =
                         format!("seed {} FAILED: {}\nreplay: {}", f.seed, f.signature(), f.replay);
-                    match &bar {
+                    match bar {
                         Some(b) => b.println(line),
                         None => eprintln!("{line}"),
                     }
                 }
-                if let Some(b) = &bar {
+                if let Some(b) = bar {
                     b.inc(1);
                 }
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some((out, seconds));
+                lock(results)[i] = Some((out, seconds));
             });
         }
     });
@@ -152,6 +168,32 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<(RunOutcome, f64)> {
         b.finish_and_clear();
     }
     results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten().collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Ends the process when a seed runs past `timeout`: a hang is a finding, and its replay
+/// line is all a person needs to reproduce it.
+fn watchdog(
+    running: &Mutex<Vec<Option<(u64, Instant)>>>,
+    workers_left: &AtomicU64,
+    timeout: Duration,
+    run: &RunOptions,
+) {
+    while workers_left.load(Ordering::Relaxed) > 0 {
+        std::thread::sleep(Duration::from_millis(100));
+        let hung = lock(running).iter().flatten().find(|(_, t)| t.elapsed() > timeout).copied();
+        if let Some((seed, t)) = hung {
+            eprintln!(
+                "seed {seed} HUNG: still running after {:.0} s\nreplay: {}",
+                t.elapsed().as_secs_f64(),
+                run.config(seed).replay_line()
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 fn progress_bar(n: u64) -> Option<indicatif::ProgressBar> {
@@ -188,6 +230,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         budget: a.budget,
         export: a.export_images.as_deref().map(|d| (d, a.export_every)),
         max_failures: if a.fail_fast { Some(1) } else { a.max_failures },
+        seed_timeout: a.seed_timeout,
     };
     let outcomes = run_seeds(&seeds, &plan);
     let name = a
