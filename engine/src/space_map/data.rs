@@ -83,21 +83,9 @@ impl DataSpaceMap {
         self.committed_nr_blocks
     }
 
-    pub fn nr_allocated(&self) -> u64 {
-        self.nr_allocated
-    }
-
     /// Committed size minus blocks in use now, saturating ([R5]).
     pub fn free_count(&self) -> u64 {
         self.committed_nr_blocks.saturating_sub(self.nr_allocated)
-    }
-
-    pub fn index_root(&self) -> u64 {
-        self.index_root
-    }
-
-    pub fn overflow_root(&self) -> u64 {
-        self.overflow_root
     }
 
     fn entry(&mut self, tm: &mut TransactionManager, i: u64) -> Result<CachedEntry> {
