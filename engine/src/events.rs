@@ -144,7 +144,8 @@ impl Map {
 /// A structural event of a space map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SpaceEvent {
-    /// An allocation found its block in a later bitmap than the one its search began in.
+    /// An allocation found its block in a later bitmap than the previous allocation's (or,
+    /// after an open, than block 0's): allocation moved across a bitmap boundary.
     AllocCrossesBitmap,
     /// An allocation found nothing from the cursor on and wrapped to block 0.
     CursorWrap,

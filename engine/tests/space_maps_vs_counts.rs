@@ -189,3 +189,48 @@ proptest! {
         let _ = MemoryDevice::new(1);
     }
 }
+
+/// Metadata allocation across a bitmap boundary (a campaign would need 16,320 allocations in
+/// one pool lifetime to get there): allocate past the end of the first bitmap, commit, and
+/// reopen; every count survives, the search crossed into the second bitmap, and the commit
+/// wrote an index of two entries.
+#[test]
+fn metadata_allocation_crosses_a_bitmap_boundary() {
+    use engine::events::{self, Map, SpaceEvent};
+    use engine::limits::ENTRIES_PER_BITMAP;
+    let size = ENTRIES_PER_BITMAP + 2_000;
+    let dev = common::SharedDevice::new(size);
+    let bm = BlockManager::new(Box::new(dev.clone()), 4096);
+    let mut tm = metadata_commit::format(bm, size).unwrap();
+    let commit = |tm: &mut engine::transaction::TransactionManager| {
+        let root = tm.pre_commit().unwrap();
+        let sb = engine::format::Superblock {
+            metadata_sm_root: root,
+            magic: engine::limits::SUPERBLOCK_MAGIC,
+            ..Default::default()
+        };
+        tm.commit(&sb).unwrap();
+        root
+    };
+    commit(&mut tm);
+    events::take();
+    let mut owned = Vec::new();
+    for i in 0..ENTRIES_PER_BITMAP + 500 {
+        owned.push(tm.new_block(BlockKind::Node).unwrap());
+        if i % 4_000 == 3_999 {
+            commit(&mut tm);
+        }
+    }
+    let root = commit(&mut tm);
+    let c = events::take();
+    assert!(c.space(Map::Metadata, SpaceEvent::AllocCrossesBitmap) >= 1, "{c:?}");
+    assert!(c.space(Map::Metadata, SpaceEvent::MultiBitmapCommit) >= 1);
+    assert_eq!(c.max_bitmaps(Map::Metadata), 2);
+    assert!(owned.iter().any(|&b| b >= ENTRIES_PER_BITMAP), "a block of the second bitmap");
+    drop(tm);
+    let bm = BlockManager::new(Box::new(dev.clone()), 4096);
+    let reopened = metadata_commit::open(bm, &root).unwrap();
+    for &b in &owned {
+        assert_eq!(reopened.sm.count(b).unwrap(), 1, "block {b}");
+    }
+}

@@ -437,11 +437,13 @@ impl DataSpaceMap {
     }
 }
 
-/// Counts an allocation that searched from `start` and found `found` (both maps).
+/// Counts an allocation that searched from `start` (one past the previous allocation, or 0)
+/// and found `found` (both maps): a wrap, or a block in a later bitmap than the one the
+/// previous allocation (or the search) was in.
 pub(crate) fn count_alloc(map: Map, start: u64, found: u64) {
     if found < start {
         events::space(map, SpaceEvent::CursorWrap);
-    } else if found / ENTRIES_PER_BITMAP != start / ENTRIES_PER_BITMAP {
+    } else if found / ENTRIES_PER_BITMAP != start.saturating_sub(1) / ENTRIES_PER_BITMAP {
         events::space(map, SpaceEvent::AllocCrossesBitmap);
     }
 }
