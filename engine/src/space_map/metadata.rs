@@ -85,6 +85,11 @@ impl MetadataSpaceMap {
         self.counts.len() as u64
     }
 
+    /// Blocks with a non-zero count, recounted (`nr_allocated` is kept incrementally).
+    pub fn nonzero_counts(&self) -> u64 {
+        self.counts.iter().filter(|&&c| c > 0).count() as u64
+    }
+
     pub fn count(&self, b: u64) -> Result<u32> {
         self.counts
             .get(b as usize)

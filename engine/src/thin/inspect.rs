@@ -119,6 +119,12 @@ impl Pool {
         self.query(|p| Ok(p.tm.sm.nr_allocated))
     }
 
+    /// Metadata blocks whose count is not zero, counted one by one (the space map keeps the
+    /// same number incrementally; an oracle compares the two).
+    pub fn metadata_blocks_counted(&self) -> Result<u64> {
+        self.query(|p| Ok(p.tm.sm.nonzero_counts()))
+    }
+
     /// Block-manager I/O counters.
     pub fn io_stats(&self) -> crate::block_manager::BmStats {
         self.read().tm.bm.stats()

@@ -66,8 +66,12 @@ impl Runner {
     /// shadow shared nodes) and a held metadata snapshot first, then the removal weights.
     pub(super) fn begin_removal(&mut self) -> Res<()> {
         self.in_removal = true;
-        if !self.model.devices().is_empty() {
-            self.step_as(OpKind::CreateSnap)?;
+        // Two snapshots, so a root is shared three ways when the next commit makes it durable
+        // (a metadata count in the overflow tree that the reopen at the end must read back).
+        for _ in 0..2 {
+            if !self.model.devices().is_empty() {
+                self.step_as(OpKind::CreateSnap)?;
+            }
         }
         self.step_as(OpKind::ReserveSnap)
     }

@@ -383,6 +383,13 @@ impl Options {
         let bitmaps = if rng.random_range(0..8u32) == 0 { 168 } else { rng.random_range(3..=6u64) };
         self.steps_percent = 50;
         self.data_blocks = bitmaps * per_bitmap - rng.random_range(0..per_bitmap / 2);
+        // One run in four is tight: the device ends at most 150 blocks into its second
+        // bitmap, so allocation fills that partial bitmap to the device's end, runs out, and
+        // shrinks meet blocks in use near the end.
+        let tight = rng.random_range(0..4u32) == 0;
+        if tight {
+            self.data_blocks = per_bitmap + rng.random_range(16..=150u64);
+        }
         self.metadata_disk_blocks = rng.random_range(2..=4u64) * per_bitmap + 64;
         self.metadata_blocks = rng.random_range(per_bitmap + 16..=self.metadata_disk_blocks);
         self.resize_data_step = 3 * per_bitmap;
@@ -402,6 +409,11 @@ impl Options {
         let w = &mut self.weights;
         for k in [OpKind::ResizeData, OpKind::ResizeMetadata, OpKind::IncRange, OpKind::DecRange] {
             w.insert(k, w[&k].max(4));
+        }
+        if tight {
+            // Enough provisions to fill the partial bitmap within the run.
+            w.insert(OpKind::Provision, rng.random_range(400..=800u32));
+            self.steps_percent = 100;
         }
         self.explore_images = self.explore_images.min(16);
         self.fewer_resets();

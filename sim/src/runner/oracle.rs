@@ -114,13 +114,28 @@ pub(crate) fn compare_held(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(
     Ok(())
 }
 
-/// After an open (nothing allocated in this transaction): raw free + used = size.
+/// After an open (nothing allocated in this transaction): raw free + used = size, and the
+/// used count the space map keeps equals a recount of its blocks with a non-zero count (the
+/// kept count feeds the free count; the recount is the counts themselves).
 pub fn compare_metadata_space(pool: &Pool) -> Result<(), String> {
     let size = pool.get_metadata_dev_size().map_err(e2s)?;
     let free = pool.get_raw_free_metadata_block_count().map_err(e2s)?;
     let used = pool.metadata_blocks_used().map_err(e2s)?;
     if free + used != size {
         return Err(format!("metadata space: free {free} + used {used} != size {size}"));
+    }
+    compare_metadata_counts(pool)
+}
+
+/// At any time: the used count the metadata space map keeps equals a recount of its blocks
+/// with a non-zero count.
+pub fn compare_metadata_counts(pool: &Pool) -> Result<(), String> {
+    let used = pool.metadata_blocks_used().map_err(e2s)?;
+    let counted = pool.metadata_blocks_counted().map_err(e2s)?;
+    if used != counted {
+        return Err(format!(
+            "metadata space: {used} blocks kept as used, {counted} with a non-zero count"
+        ));
     }
     Ok(())
 }

@@ -233,6 +233,9 @@ impl Runner {
     pub(super) fn verify_committed(&mut self) -> Res<()> {
         // Faults the commit itself injected decide too: class B damage gets the full check.
         self.drain_faults();
+        if let Err(d) = oracle::compare_metadata_counts(self.pool()) {
+            return self.diverged("metadata-space-after-commit", d);
+        }
         if self.b_faults.is_empty() && !self.verifier.full_due(&self.model) {
             let pool = self.pool.as_ref().expect("the pool is open between recoveries");
             if let Err(d) = self.verifier.compare_changes(pool, &mut self.model) {
