@@ -160,6 +160,12 @@ fn cycle_is_an_error_not_a_hang() {
     let keys: Vec<u64> = (0..700).collect();
     let err = pool.lookup_mappings(1, &keys).unwrap_err();
     assert_eq!(err.errno(), Errno::EILSEQ, "{err}");
+    // Lookup-next from the second child's first key on walks into the cycle.
+    let second = node::key(base.block(root), 1);
+    let h = pool.open_thin_device(1).unwrap();
+    let err = pool.remove_range(&h, second, second + 10).unwrap_err();
+    assert_eq!(err.errno(), Errno::EILSEQ, "lookup-next into the cycle: {err}");
+    pool.close_thin_device(h);
     drop(pool);
     let err = exercise(img).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
