@@ -116,10 +116,6 @@ impl TransactionManager {
         self.bm.modify(b, kind, f)
     }
 
-    pub fn is_shadowed(&self, b: u64) -> bool {
-        self.shadowed.contains(&b)
-    }
-
     pub fn inc(&mut self, b: u64) -> Result<u32> {
         self.sm.inc(b)
     }
