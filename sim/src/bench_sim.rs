@@ -204,13 +204,13 @@ fn checked(ops: &[Op], data: u64, seed: u64, checking: Checking) -> Result<Measu
             continue;
         }
         if v.full_due(&m) {
-            oracle::compare_pool(&pool, &m)?;
-            oracle::compare_ls(&pool, &m)?;
-            oracle::check_image(&disk.lock().durable_image(), &m)?;
+            oracle::compare_pool(&pool, &m).map_err(|d| d.to_string())?;
+            oracle::compare_ls(&pool, &m).map_err(|d| d.to_string())?;
+            oracle::check_image(&disk.lock().durable_image(), &m).map_err(|d| d.to_string())?;
             v.verified(&mut m, true);
             out.full += 1;
         } else {
-            v.compare_changes(&pool, &mut m)?;
+            v.compare_changes(&pool, &mut m).map_err(|d| d.to_string())?;
             v.verified(&mut m, false);
             out.incremental += 1;
         }

@@ -65,9 +65,27 @@ fn crash_consistency_smoke() {
 
 #[test]
 fn crash_at_io_cuts_power_at_that_io() {
-    let out = run(&RunConfig { steps: 60, crash_at: Some(CrashAt::Io(40)), ..RunConfig::new(7) });
-    assert!(out.failure.is_none(), "{:?}", out.failure);
-    assert!(out.coverage.total(sim::disk::FaultKind::PowerLoss) >= 1);
+    // A power cut drawn before I/O 40 (an op, or a crash inside a commit) disarms it, so
+    // not every seed gets there; most do.
+    let mut cut = 0;
+    for seed in 0..10 {
+        let cfg = RunConfig { steps: 60, crash_at: Some(CrashAt::Io(40)), ..RunConfig::new(seed) };
+        let out = run(&cfg);
+        assert!(out.failure.is_none(), "{:?}", out.failure);
+        let t = out.trace.expect("recorded");
+        let at: Vec<u64> = t
+            .steps
+            .iter()
+            .flat_map(|s| s.faults.iter())
+            .filter(|f| f.fault == sim::disk::Planned::PowerLoss)
+            .map(|f| f.io)
+            .collect();
+        if out.coverage.total(sim::disk::FaultKind::PowerLoss) >= 1 {
+            assert!(!at.is_empty(), "seed {seed}: the trace records the power loss");
+            cut += 1;
+        }
+    }
+    assert!(cut >= 5, "only {cut} of 10 seeds reached I/O 40 powered");
 }
 
 #[test]

@@ -4,15 +4,21 @@
 //!
 //! Exit codes: 0 success; 1 a failed run or campaign; 2 usage or I/O errors.
 
+mod explore;
+mod replay;
 mod report;
 mod run;
+mod shrink;
 mod swarm;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub use explore::ExploreArgs;
+pub use replay::ReplayArgs;
 pub use report::ReportArgs;
 pub use run::RunArgs;
+pub use shrink::ShrinkArgs;
 pub use swarm::SwarmArgs;
 
 #[derive(Debug, Parser)]
@@ -31,6 +37,12 @@ pub enum Command {
     Run(RunArgs),
     /// Run a range of seeds in parallel and write a campaign report.
     Swarm(SwarmArgs),
+    /// Replay a trace file exactly: its ops and faults, no RNG.
+    Replay(ReplayArgs),
+    /// Shrink a failing trace to the smallest one that fails the same way.
+    Shrink(ShrinkArgs),
+    /// Judge every crash state of a short workload at every flush epoch.
+    Explore(ExploreArgs),
     /// Merge shard reports into one.
     Report(ReportArgs),
     /// Audit a metadata image (stricter than thin_check: data counts, mapped_blocks, …).
@@ -51,6 +63,9 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(a) => run::run(&a),
         Command::Swarm(a) => swarm::swarm(&a),
+        Command::Replay(a) => replay::replay(&a),
+        Command::Shrink(a) => shrink::shrink(&a),
+        Command::Explore(a) => explore::explore(&a),
         Command::Report(a) => report::report(&a),
         Command::Check(a) => crate::tools_cli::check(&a),
         Command::Dump(a) => crate::tools_cli::dump(&a),

@@ -4,6 +4,7 @@ use crate::runner::verify::VerifyMode;
 use crate::runner::{self, CrashAt, RunConfig, DEFAULT_STEPS};
 
 use clap::Args;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The options `run` and `swarm` share: how each seed is run.
@@ -47,9 +48,15 @@ pub struct RunArgs {
     /// or at the N-th disk I/O (io:N).
     #[arg(long)]
     pub crash_at: Option<CrashAt>,
-    /// Run twice and require equal trace hashes.
+    /// Run twice and require equal trace hashes (and replay the recorded trace: the same).
     #[arg(long)]
     pub twice: bool,
+    /// On a failure, write its trace into this directory.
+    #[arg(long, default_value = "thinsim-traces")]
+    pub traces: PathBuf,
+    /// Write the run's trace here, pass or fail.
+    #[arg(long)]
+    pub trace_out: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -64,12 +71,16 @@ pub fn run(a: &RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let cfg = a.config();
-    let out = runner::run(&cfg);
+    let mut out = runner::run(&cfg);
     println!(
         "seed {} options {}",
         cfg.seed,
         serde_json::to_string(&out.options).unwrap_or_default()
     );
+    if let Err(e) = write_traces(a, &mut out) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     print_outcome(&out);
     if a.twice {
         let again = runner::run(&cfg);
@@ -80,7 +91,15 @@ pub fn run(a: &RunArgs) -> ExitCode {
             );
             return ExitCode::from(1);
         }
-        println!("twice: trace hashes equal");
+        let replayed = out.trace.as_ref().map(runner::replay);
+        if let Some(r) = replayed.filter(|r| r.trace_hash != out.trace_hash) {
+            println!(
+                "NONDETERMINISM: the recorded trace replays with hash {:#018x}, not {:#018x}",
+                r.trace_hash, out.trace_hash
+            );
+            return ExitCode::from(1);
+        }
+        println!("twice: trace hashes equal (run, run again, replay of the trace)");
     }
     if out.failure.is_some() {
         ExitCode::from(1)
@@ -89,7 +108,32 @@ pub fn run(a: &RunArgs) -> ExitCode {
     }
 }
 
+/// `--trace-out`, and on a failure the trace in `--traces`; names the file in the failure.
+fn write_traces(a: &RunArgs, out: &mut runner::RunOutcome) -> Result<(), String> {
+    let Some(t) = &out.trace else { return Ok(()) };
+    if let Some(path) = &a.trace_out {
+        t.write(path, &[]).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("trace written to {}", path.display());
+    }
+    if let Some(f) = out.failure.as_mut() {
+        let path = a.traces.join(format!("seed-{}.trace", a.seed));
+        let comment = format!("seed {} failed: {}", a.seed, f.signature());
+        t.write(&path, &[&comment, &f.replay]).map_err(|e| format!("{}: {e}", path.display()))?;
+        f.trace_file = Some(path.display().to_string());
+    }
+    Ok(())
+}
+
 fn print_outcome(out: &runner::RunOutcome) {
+    print_stats(out);
+    match &out.failure {
+        Some(f) => println!("{f}"),
+        None => println!("PASS"),
+    }
+}
+
+/// The statistics lines of a run or a replay.
+pub(super) fn print_stats(out: &runner::RunOutcome) {
     let s = &out.stats;
     println!(
         "steps {} commits {} aborts {} crashes {} (in commit {}) recoveries {} crash images {} \
@@ -107,10 +151,6 @@ fn print_outcome(out: &runner::RunOutcome) {
         s.outcomes
     );
     println!("trace hash {:#018x}", out.trace_hash);
-    match &out.failure {
-        Some(f) => println!("{f}"),
-        None => println!("PASS"),
-    }
 }
 
 #[cfg(test)]

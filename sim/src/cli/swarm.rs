@@ -60,6 +60,16 @@ pub struct SwarmArgs {
     /// (a thread cannot be stopped, so the campaign ends there).
     #[arg(long, value_parser = parse_duration, default_value = "300s")]
     pub seed_timeout: Duration,
+    /// Where to write one trace per distinct failure (default: `traces/` in the report
+    /// directory, else `thinsim-traces/`).
+    #[arg(long)]
+    pub traces: Option<PathBuf>,
+    /// After the campaign, shrink each distinct failure's trace (`NAME.shrunk.trace`).
+    #[arg(long)]
+    pub shrink: bool,
+    /// With --shrink: the budget of each shrink.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub shrink_budget: Duration,
 }
 
 /// What the workers need besides the seeds.
@@ -93,7 +103,7 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     Ok((k, n))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|e| format!("{s}: {e}"))?;
     match unit {
@@ -159,6 +169,10 @@ fn run_seeds(seeds: &[u64], plan: &Plan<'_>) -> Vec<(RunOutcome, f64)> {
                 }
                 if let Some(b) = bar {
                     b.inc(1);
+                }
+                if out.failure.is_none() {
+                    // Only failures need their trace; a campaign keeps every outcome.
+                    out.trace = None;
                 }
                 lock(results)[i] = Some((out, seconds));
             });
@@ -232,7 +246,17 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         max_failures: if a.fail_fast { Some(1) } else { a.max_failures },
         seed_timeout: a.seed_timeout,
     };
-    let outcomes = run_seeds(&seeds, &plan);
+    let mut outcomes = run_seeds(&seeds, &plan);
+    let traces = a.traces.clone().unwrap_or_else(|| match &a.report {
+        Some(dir) => dir.join("traces"),
+        None => PathBuf::from("thinsim-traces"),
+    });
+    if let Err(e) =
+        write_failure_traces(&mut outcomes, &traces, a.shrink.then_some(a.shrink_budget))
+    {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     let name = a
         .report
         .as_ref()
@@ -267,6 +291,61 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// One trace per distinct failure signature (the first seed's, in seed order), with the
+/// count and seeds that hit it in its header; every failure names its signature's file.
+/// With a shrink budget, each is shrunk too.
+fn write_failure_traces(
+    outcomes: &mut [(RunOutcome, f64)],
+    dir: &std::path::Path,
+    shrink: Option<Duration>,
+) -> Result<(), String> {
+    let mut groups: Vec<(String, usize, Vec<u64>)> = Vec::new();
+    for (i, (o, _)) in outcomes.iter().enumerate() {
+        let Some(f) = &o.failure else { continue };
+        let sig = f.signature();
+        match groups.iter_mut().find(|g| g.0 == sig) {
+            Some(g) => g.2.push(o.seed),
+            None => groups.push((sig, i, vec![o.seed])),
+        }
+    }
+    for (n, (sig, first, seeds)) in groups.iter().enumerate() {
+        let o = &outcomes[*first].0;
+        let (Some(t), Some(f)) = (&o.trace, &o.failure) else { continue };
+        let slug: String = sig
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .collect();
+        let path = dir.join(format!("{:03}-{slug}.trace", n + 1));
+        let shown: Vec<String> = seeds.iter().take(20).map(u64::to_string).collect();
+        let header = [
+            format!(
+                "failure {sig}: {} seeds ({}{})",
+                seeds.len(),
+                shown.join(", "),
+                if seeds.len() > 20 { ", ..." } else { "" }
+            ),
+            format!("first seed {}: {}", o.seed, f.replay),
+        ];
+        let refs: Vec<&str> = header.iter().map(String::as_str).collect();
+        t.write(&path, &refs).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("trace of {sig} ({} seeds): thinsim replay {}", seeds.len(), path.display());
+        if let Some(budget) = shrink {
+            let out = super::shrink::default_output(&path);
+            match super::shrink::shrink_to(t, budget, &out) {
+                Ok(line) => println!("{line}"),
+                Err(e) => println!("shrink of {}: {e}", path.display()),
+            }
+        }
+        let file = path.display().to_string();
+        for (o, _) in outcomes.iter_mut() {
+            if let Some(f) = o.failure.as_mut().filter(|f| f.signature() == *sig) {
+                f.trace_file = Some(file.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(s: &Summary, planned: usize) {

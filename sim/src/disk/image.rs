@@ -267,7 +267,7 @@ impl Tear {
         }
     }
 
-    fn is_valid(&self) -> bool {
+    pub(super) fn is_valid(&self) -> bool {
         match self.cut {
             None => true,
             Some(c) => {

@@ -50,6 +50,9 @@
 //! `crash()` returns a [`CrashReport`] whose [`CrashPlan`] replays the same crash through
 //! `crash_with`. `pending_writes`, `image_with` and `explore` enumerate crash images without
 //! touching the disk or its RNG; each crash and each exploration counts one crash point.
+//! Every fault decision is also a value ([`Planned`] at an I/O ordinal): `take_planned`
+//! returns those made, and `set_fault_script` makes the disk take its decisions from a
+//! script instead of its RNG, so a recorded or edited plan replays (see `plan`).
 //!
 //! # Invariants
 //! - One seeded `ChaCha8Rng` drives every decision; no clock, no hash-map order. The same
@@ -68,6 +71,7 @@ mod coverage;
 mod crash;
 mod explore;
 mod image;
+mod plan;
 mod trace;
 
 pub use config::{AtomicUnit, CrashPolicy, DiskConfig, FaultRates, PPM};
@@ -81,6 +85,7 @@ pub use image::{
     CrashPlan, MemoryImage, PendingWrite, PlanError, SubsectorCut, Tear, WriteChoice, WriteFate,
     SECTORS_PER_BLOCK,
 };
+pub use plan::{AtIo, Planned};
 pub use trace::{hash_block, IoStats};
 
 use engine::io::{Block, BlockDevice, IoError, IoErrorKind, IoOp};
@@ -121,6 +126,10 @@ pub struct SimDisk {
     coverage: FaultCoverage,
     exposure: Exposure,
     log: FaultLog,
+    /// Where fault decisions come from (the RNG or a script), and the log of them.
+    faults: plan::FaultSource,
+    /// The I/O ordinal of every flush call: where the flush epochs end.
+    flush_ordinals: Vec<u64>,
 }
 
 /// What the power-loss gate says about the current I/O call.
@@ -158,6 +167,8 @@ impl SimDisk {
             coverage: FaultCoverage::default(),
             exposure: Exposure::default(),
             log: FaultLog::default(),
+            faults: plan::FaultSource::default(),
+            flush_ordinals: Vec::new(),
         }
     }
 
@@ -192,6 +203,16 @@ impl SimDisk {
     /// `restore_durable` before it fires disarms it.
     pub fn set_crash_at_io(&mut self, n: u64) {
         self.crash_at = Some(n);
+    }
+
+    /// The I/O ordinal of every flush call so far (1-based, as `set_crash_at_io` counts).
+    pub fn flush_ordinals(&self) -> &[u64] {
+        &self.flush_ordinals
+    }
+
+    /// The I/O ordinal power loss is armed at, if any.
+    pub fn crash_armed_at(&self) -> Option<u64> {
+        self.crash_at
     }
 
     /// Disarms `set_crash_at_io` (power already lost stays lost until `crash`).
@@ -248,6 +269,18 @@ impl SimDisk {
         std::mem::take(&mut self.log)
     }
 
+    /// From now on every fault decision comes from `script` (see [`Planned`]), none from the
+    /// RNG; replaces any earlier script. Entries for calls already made are ignored.
+    pub fn set_fault_script(&mut self, script: Vec<AtIo>) {
+        self.faults.set_script(script);
+    }
+
+    /// Every fault decision made since the last take (drawn or scripted), with its I/O
+    /// ordinal: the plan that replays them.
+    pub fn take_planned(&mut self) -> Vec<AtIo> {
+        self.faults.take_log()
+    }
+
     /// The image a crash would leave with `choices` (one per pending write, applied in issue
     /// order). Pure: the disk, its RNG and its counters are untouched.
     pub fn image_with(&self, choices: &[WriteChoice]) -> Result<MemoryImage, PlanError> {
@@ -291,15 +324,24 @@ impl SimDisk {
 
     /// Power loss: applies a crash drawn from the disk's RNG under the config's crash policy,
     /// then reboots (nothing pending, power on).
+    /// With a fault script, the next scripted plan fitted to the pending writes instead.
     pub fn crash(&mut self) -> CrashReport {
-        let subsector = self.config.subsector_tears && self.faults_enabled;
-        let plan = crash::draw_plan(&mut self.rng, &self.pending, &self.config, subsector);
+        let plan = if self.faults.is_scripted() {
+            let scripted = self.faults.scripted_crash();
+            let empty = || CrashPlan::in_issue_order(Vec::new());
+            plan::fit(&scripted.unwrap_or_else(empty), &self.pending)
+        } else {
+            let subsector = self.config.subsector_tears && self.faults_enabled;
+            crash::draw_plan(&mut self.rng, &self.pending, &self.config, subsector)
+        };
+        self.faults.log(self.stats.io_calls(), Planned::Crash(plan.clone()));
         self.crash_validated(plan)
     }
 
     /// Power loss with a given plan (replay of a saved crash, or a shrunk one).
     pub fn crash_with(&mut self, plan: &CrashPlan) -> Result<CrashReport, PlanError> {
         plan.validate(self.pending.len())?;
+        self.faults.log(self.stats.io_calls(), Planned::Crash(plan.clone()));
         Ok(self.crash_validated(plan.clone()))
     }
 
@@ -406,6 +448,41 @@ impl SimDisk {
         ppm > 0 && self.rng.random_range(0..PPM) < ppm
     }
 
+    /// Whether a fault of `probe`'s kind strikes the current I/O call (writing to `block`):
+    /// drawn at `ppm` with its parameters, or taken from the script. Logged either way.
+    fn decide(&mut self, probe: Planned, ppm: u32, block: u64) -> Option<Planned> {
+        let io = self.stats.io_calls();
+        let nr = self.durable.nr_blocks();
+        let got = if self.faults.is_scripted() {
+            self.faults.scripted(io, &probe).filter(|f| match f {
+                // A hand-edited target must be another block of this disk.
+                Planned::MisdirectedWrite { to } => *to < nr && *to != block,
+                Planned::BitRot { byte, bit } => {
+                    usize::from(*byte) < engine::limits::BLOCK_SIZE && *bit < 8
+                }
+                _ => true,
+            })
+        } else if self.chance(ppm) {
+            Some(match probe {
+                Planned::BitRot { .. } => {
+                    let byte = self.rng.random_range(0..engine::limits::BLOCK_SIZE) as u16;
+                    Planned::BitRot { byte, bit: self.rng.random_range(0..8u8) }
+                }
+                Planned::MisdirectedWrite { .. } => {
+                    let other = self.rng.random_range(0..nr.saturating_sub(1).max(1));
+                    Planned::MisdirectedWrite { to: if other >= block { other + 1 } else { other } }
+                }
+                p => p,
+            })
+        } else {
+            None
+        };
+        if let Some(f) = &got {
+            self.faults.log(io, f.clone());
+        }
+        got
+    }
+
     /// Counts a fault in coverage, the log and the trace.
     fn record(&mut self, fault: FaultKind, block: Option<u64>, hit: HitKind) {
         self.coverage.record(fault, hit, &self.phase);
@@ -433,6 +510,7 @@ impl SimDisk {
             Some(n) if self.stats.io_calls() >= n => {
                 self.powered_off = true;
                 self.crash_at = None;
+                self.faults.log(self.stats.io_calls(), Planned::PowerLoss);
                 Gate::FailsNow
             }
             _ => Gate::On,
@@ -494,7 +572,7 @@ impl SimDisk {
             let hit = self.hit_of_newest(block);
             self.exposure.add(IoKind::Read, hit, &self.phase);
         }
-        if self.chance(self.config.rates.read_eio_ppm) {
+        if self.decide(Planned::ReadEio, self.config.rates.read_eio_ppm, block).is_some() {
             let hit = self.hit_of_newest(block);
             self.record(FaultKind::ReadEio, Some(block), hit);
             return Err(eio(IoOp::Read, Some(block), "transient read EIO (injected)"));
@@ -506,24 +584,26 @@ impl SimDisk {
             let hit = self.hit_of_newest(block);
             self.exposure.add(IoKind::MediaRead, hit, &self.phase);
         }
-        if self.chance(self.config.rates.latent_sector_ppm) {
+        if self.decide(Planned::LatentSector, self.config.rates.latent_sector_ppm, block).is_some()
+        {
             self.latent.insert(block);
             let hit = self.hit_of_newest(block);
             self.record(FaultKind::LatentSector, Some(block), hit);
             return Err(eio(IoOp::Read, Some(block), "latent sector error (injected)"));
         }
-        if self.chance(self.config.rates.bit_rot_ppm) {
-            self.rot(i, block);
+        let rot = Planned::BitRot { byte: 0, bit: 0 };
+        if let Some(Planned::BitRot { byte, bit }) =
+            self.decide(rot, self.config.rates.bit_rot_ppm, block)
+        {
+            self.rot(i, block, usize::from(byte), bit);
         }
         Ok(())
     }
 
-    /// Flips one random bit of durable block `i` (not cached, so newest shares it).
-    fn rot(&mut self, i: usize, block: u64) {
+    /// Flips bit `bit` of byte `byte` of durable block `i` (not cached, so newest shares it).
+    fn rot(&mut self, i: usize, block: u64, byte: usize, bit: u8) {
         let Some(mut data) = self.durable.block(block).copied() else { return };
         let hit = HitKind::of(&data);
-        let byte = self.rng.random_range(0..engine::limits::BLOCK_SIZE);
-        let bit = self.rng.random_range(0..8u32);
         data[byte] ^= 1 << bit;
         let data = Arc::new(data);
         self.durable.set(i, Arc::clone(&data));
@@ -570,7 +650,7 @@ impl SimDisk {
         if r.write_eio_ppm > 0 || r.lost_write_ppm > 0 || r.misdirected_write_ppm > 0 {
             self.exposure.add(IoKind::Write, HitKind::of(buf), &self.phase);
         }
-        if self.chance(self.config.rates.write_eio_ppm) {
+        if self.decide(Planned::WriteEio, self.config.rates.write_eio_ppm, block).is_some() {
             self.record(FaultKind::WriteEio, Some(block), HitKind::of(buf));
             return Err(eio(IoOp::Write, Some(block), "transient write EIO (injected)"));
         }
@@ -580,13 +660,13 @@ impl SimDisk {
     /// Where an accepted write will land: its own block, nowhere, or another block.
     fn draw_fate(&mut self, block: u64, buf: &Block) -> WriteFate {
         let nr = self.durable.nr_blocks();
-        if self.chance(self.config.rates.lost_write_ppm) {
+        if self.decide(Planned::LostWrite, self.config.rates.lost_write_ppm, block).is_some() {
             self.record(FaultKind::LostWrite, Some(block), HitKind::of(buf));
             return WriteFate::Lost;
         }
-        if nr > 1 && self.chance(self.config.rates.misdirected_write_ppm) {
-            let other = self.rng.random_range(0..nr - 1);
-            let to = if other >= block { other + 1 } else { other };
+        let misdirect = Planned::MisdirectedWrite { to: 0 };
+        let ppm = if nr > 1 { self.config.rates.misdirected_write_ppm } else { 0 };
+        if let Some(Planned::MisdirectedWrite { to }) = self.decide(misdirect, ppm, block) {
             self.record(FaultKind::MisdirectedWrite, Some(block), HitKind::of(buf));
             return WriteFate::Misdirected { to };
         }
@@ -642,7 +722,9 @@ impl SimDisk {
         if self.faults_enabled && self.config.rates.flush_eio_ppm > 0 {
             self.exposure.add(IoKind::Flush, HitKind::NoBlock, &self.phase);
         }
-        if self.faults_enabled && self.chance(self.config.rates.flush_eio_ppm) {
+        if self.faults_enabled
+            && self.decide(Planned::FlushEio, self.config.rates.flush_eio_ppm, 0).is_some()
+        {
             self.record(FaultKind::FlushEio, None, HitKind::NoBlock);
             return Err(eio(IoOp::Flush, None, "transient flush EIO (injected)"));
         }
@@ -688,6 +770,7 @@ impl BlockDevice for SimDisk {
 
     fn flush(&mut self) -> Result<(), IoError> {
         self.stats.flushes += 1;
+        self.flush_ordinals.push(self.stats.io_calls());
         let r = self.flush_inner();
         self.finish(TraceOp::Flush, u64::MAX, 0, &r);
         r

@@ -74,6 +74,17 @@ pub struct RunConfig {
     /// Keep the last verified (recovered) image in the outcome, for export to real tools.
     /// Does not change the run, so it is not part of the replay line.
     pub keep_final_image: bool,
+    /// `thinsim explore`: at every power cut, enumerate crash states within these bounds
+    /// (instead of the run's sampled few) and `check` every one.
+    pub explore: Option<ExploreBounds>,
+}
+
+/// How far `thinsim explore` enumerates the crash states of one power cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExploreBounds {
+    /// Above this many states, sample this many (and say so).
+    pub max_states: u64,
+    pub tears: crate::disk::TearSet,
 }
 
 impl RunConfig {
@@ -86,6 +97,7 @@ impl RunConfig {
             class_a_only: false,
             verify: VerifyMode::Amortized,
             keep_final_image: false,
+            explore: None,
         }
     }
 

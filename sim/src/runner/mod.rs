@@ -4,9 +4,13 @@
 //! crashes come at random points, including between any two I/Os of a commit.
 //!
 //! Invariants:
-//! - One `ChaCha8Rng` seeded from the run's seed draws the options and every step; the disk
-//!   has its own RNG seeded from it. No clock, no hash-map order: a seed replays exactly,
-//!   and [`RunOutcome::trace_hash`] (ops, results, disk trace) proves it.
+//! - One `ChaCha8Rng` seeded from the run's seed draws the options and every op (`draw`);
+//!   the disk has its own RNG seeded from it for its faults. No clock, no hash-map order: a
+//!   seed replays exactly, and [`RunOutcome::trace_hash`] (ops, results, disk trace) proves
+//!   it.
+//! - Every run records itself as a [`Trace`]: each op as a value with the faults the disk
+//!   injected during it. [`replay`] runs a trace with no RNG at all (the disk takes its
+//!   faults from the trace), doing the same I/O and giving the same trace hash.
 //! - The model is only compared where it is specified: never while poisoned or failed.
 //! - A commit that returned Ok is never lost: after any recovery the pool must show the
 //!   model's committed state (for a superblock write in flight: the old or the new one).
@@ -16,21 +20,26 @@
 //!   error, the runner aborts (fail mode if that fails) and, after faults stop, the reopened
 //!   pool is at its last committed state.
 
+mod apply;
 mod config;
-mod ops;
+mod draw;
+pub mod op;
 mod options;
 pub mod oracle;
 mod prepopulate;
 mod recovery;
 pub mod shared;
 mod stats;
+pub mod trace;
 pub mod verify;
 
-pub(crate) use ops::errno;
+pub(crate) use apply::errno;
 
-pub use config::{CrashAt, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
+pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
+pub use op::Op;
 pub use options::{KeyOrder, OpKind, Options, Prepopulation, RemovalPhase, RunClass};
 pub use stats::{Outcomes, RunStats};
+pub use trace::{Step, StepFault, Trace, TraceError};
 
 use crate::disk::{
     CoverageKey, ExposureKey, FaultClass, FaultCoverage, FaultKind, IoKind, IoStats, MemoryImage,
@@ -50,6 +59,9 @@ use std::sync::Arc;
 /// Data block size every simulated pool uses (sectors); irrelevant to the metadata.
 const DATA_BLOCK_SECTORS: u32 = 128;
 
+/// The oracle name of an op a trace asks for that cannot run (see [`TraceError::InvalidStep`]).
+const INVALID_TRACE: &str = "invalid-trace";
+
 /// A failed oracle: everything needed to understand and replay it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -62,6 +74,9 @@ pub struct Failure {
     pub faults: Vec<String>,
     pub detail: String,
     pub replay: String,
+    /// The trace file written for this failure (`thinsim replay FILE` reproduces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_file: Option<String>,
 }
 
 impl Failure {
@@ -83,7 +98,11 @@ impl fmt::Display for Failure {
             writeln!(f, "faults since last verified state: {}", self.faults.join(", "))?;
         }
         writeln!(f, "{}", self.detail)?;
-        write!(f, "replay: {}", self.replay)
+        write!(f, "replay: {}", self.replay)?;
+        if let Some(file) = &self.trace_file {
+            write!(f, "\nreplay the trace: thinsim replay {file}")?;
+        }
+        Ok(())
     }
 }
 
@@ -108,6 +127,28 @@ pub struct RunOutcome {
     pub failure: Option<Box<Failure>>,
     /// The last image verified against the model (after the final power cut), when asked for.
     pub final_image: Option<MemoryImage>,
+    /// The run as values (ops and faults), up to the failure if there was one.
+    pub trace: Option<Trace>,
+    /// A replayed trace asked for an op that cannot run (the run stopped there).
+    pub invalid: Option<TraceError>,
+    /// With `RunConfig::explore`: every power cut's enumeration.
+    pub crash_points: Vec<CrashPoint>,
+    /// With `RunConfig::explore`: every flush call, as (op, I/O offset in the op).
+    pub flushes: Vec<(u64, u64)>,
+}
+
+/// One power cut's crash states, as `thinsim explore` enumerated them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrashPoint {
+    /// The op (1-based) during or after which power was cut.
+    pub step: u64,
+    pub pending_writes: usize,
+    /// Crash states reachable (None: more than 2^64).
+    pub reachable: Option<u64>,
+    /// States opened and judged.
+    pub judged: u64,
+    /// Judged a sample, not every state.
+    pub sampled: bool,
 }
 
 /// Structural events crossed with faults: the cases where a crash or a fault meets the
@@ -146,13 +187,14 @@ struct Good {
 struct Runner {
     cfg: RunConfig,
     opts: Options,
-    rng: ChaCha8Rng,
+    /// The generator (a run from a seed); `None` when replaying a trace.
+    drawer: Option<draw::Drawer>,
     disk: SharedDisk,
     pool: Option<Pool>,
     model: Model,
     handles: Vec<(model::Handle, ThinHandle)>,
+    /// The op being run: 1-based over every op of the run (a trace's op lines).
     step: u64,
-    kind: OpKind,
     op_text: String,
     stats: RunStats,
     hash: Fnv,
@@ -164,8 +206,7 @@ struct Runner {
     c_seen: bool,
     threshold_hits: Arc<AtomicU64>,
     last_commit_ios: u64,
-    meta_pressure: bool,
-    data_pressure: bool,
+    pressure: draw::Pressure,
     crash_at_armed: bool,
     /// The model before the current op, while that op may write a superblock.
     pre: Option<Model>,
@@ -178,16 +219,15 @@ struct Runner {
     verbose: bool,
     /// What was verified last and when the next full verification is due.
     verifier: verify::Verifier,
-    /// Steps of this run: the configured steps times the class's factor.
-    total_steps: u64,
-    /// The step at which the removal phase begins, and whether it has.
-    removal_at: Option<u64>,
-    in_removal: bool,
-    /// Per device, the last fresh key handed out in the run's key order.
-    fresh_keys: std::collections::BTreeMap<u64, u64>,
+    /// The `faults_on` op ran: injection is on except while recovering.
+    faults_phase: bool,
     /// Reshaping events counted when the pool last matched durable state (commit, reopen).
     reshapes_durable: u64,
     crossings: Crossings,
+    /// Every op run so far, with the faults injected during it.
+    recorded: Vec<Step>,
+    crash_points: Vec<CrashPoint>,
+    flushes: Vec<(u64, u64)>,
 }
 
 /// Runs one seed.
@@ -204,21 +244,58 @@ pub fn run(cfg: &RunConfig) -> RunOutcome {
     }
     // The engine counts structural events per thread: start this run's from zero.
     engine::events::take();
-    let mut r = match Runner::new(cfg.clone(), opts.clone(), rng) {
+    let disk_seed = rng.random();
+    let drawer = draw::Drawer::new(rng);
+    let mut r = match Runner::new(cfg.clone(), opts.clone(), disk_seed, Some(drawer)) {
         Ok(r) => r,
         Err(f) => return outcome_without_runner(cfg, opts, f),
     };
-    // An engine panic is a finding like any other: report it with its replay line.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run_steps()))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            Err(r.fail("panic", format!("panicked: {msg}")))
-        });
+    let result = catch_panic(&mut r, Runner::run_drawn);
     r.finish(result)
+}
+
+/// Replays a trace: its ops in order, each with its faults, then the final power cut (if
+/// the trace does not end with one). Nothing is drawn.
+pub fn replay(t: &Trace) -> RunOutcome {
+    replay_with(t, t.config())
+}
+
+/// [`replay`] under another configuration (`thinsim explore` sets its bounds).
+pub fn replay_with(t: &Trace, cfg: RunConfig) -> RunOutcome {
+    engine::events::take();
+    if let Some(name) = &t.canary {
+        let reason = if !CANARY_BUILD {
+            Some("this build has no canaries (build with --features canary)")
+        } else if !CANARIES.contains(&name.as_str()) {
+            Some("no such canary in this build")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let mut o = outcome_without_runner(&cfg, t.options.clone(), setup_failure(&cfg, ""));
+            o.failure = None;
+            o.invalid = Some(TraceError::Canary { name: name.clone(), reason });
+            return o;
+        }
+    }
+    let mut r = match Runner::new(cfg.clone(), t.options.clone(), 0, None) {
+        Ok(r) => r,
+        Err(f) => return outcome_without_runner(&cfg, t.options.clone(), f),
+    };
+    let result = catch_panic(&mut r, |r| r.run_trace(&t.steps));
+    r.finish(result)
+}
+
+/// Runs `body`; an engine panic is a finding like any other: reported with its replay line.
+fn catch_panic(r: &mut Runner, body: impl FnOnce(&mut Runner) -> Res<()>) -> Res<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(r))).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Err(r.fail("panic", format!("panicked: {msg}")))
+    })
 }
 
 /// A failure before the runner exists (setup), with the run's replay line.
@@ -231,6 +308,7 @@ fn setup_failure(cfg: &RunConfig, detail: &str) -> Box<Failure> {
         faults: Vec::new(),
         detail: detail.to_owned(),
         replay: cfg.replay_line(),
+        trace_file: None,
     })
 }
 
@@ -247,12 +325,20 @@ fn outcome_without_runner(cfg: &RunConfig, options: Options, f: Box<Failure>) ->
         crossings: Crossings::default(),
         failure: Some(f),
         final_image: None,
+        trace: None,
+        invalid: None,
+        crash_points: Vec::new(),
+        flushes: Vec::new(),
     }
 }
 
 impl Runner {
-    fn new(cfg: RunConfig, opts: Options, mut rng: ChaCha8Rng) -> Res<Runner> {
-        let disk_seed = rng.random();
+    fn new(
+        cfg: RunConfig,
+        opts: Options,
+        disk_seed: u64,
+        drawer: Option<draw::Drawer>,
+    ) -> Res<Runner> {
         let (mut sim, model) = match &opts.prepopulate {
             None => (
                 SimDisk::new(opts.metadata_disk_blocks, opts.disk.clone(), disk_seed),
@@ -267,21 +353,22 @@ impl Runner {
         // Setup (a restore included) is not the workload: its structural events do not count.
         engine::events::take();
         sim.set_faults_enabled(false);
+        if drawer.is_none() {
+            // A replay: every fault comes from the trace, none from the disk's RNG.
+            sim.set_fault_script(Vec::new());
+        }
         let disk = SharedDisk::new(sim);
         let good = Good { image: MemoryImage::zeroed(0), model: model.clone() };
         let verifier = verify::Verifier::new(cfg.verify);
-        let total_steps = (cfg.steps.saturating_mul(opts.steps_percent) / 100).max(1);
-        let removal_at = opts.removal.as_ref().map(|r| total_steps * r.from_permille / 1000 + 1);
         let mut r = Runner {
             cfg,
             opts,
-            rng,
+            drawer,
             disk,
             pool: None,
             model,
             handles: Vec::new(),
             step: 0,
-            kind: OpKind::CloseReopen,
             op_text: "format".into(),
             stats: RunStats { runs: 1, ..RunStats::default() },
             hash: Fnv(0xcbf2_9ce4_8422_2325),
@@ -290,8 +377,7 @@ impl Runner {
             c_seen: false,
             threshold_hits: Arc::new(AtomicU64::new(0)),
             last_commit_ios: 8,
-            meta_pressure: false,
-            data_pressure: false,
+            pressure: draw::Pressure::default(),
             crash_at_armed: false,
             pre: None,
             aborted_changes_unspecified: false,
@@ -299,14 +385,17 @@ impl Runner {
             faulty_since: None,
             verbose: std::env::var_os("THINSIM_VERBOSE").is_some(),
             verifier,
-            total_steps,
-            removal_at,
-            in_removal: false,
-            fresh_keys: std::collections::BTreeMap::new(),
+            faults_phase: false,
             reshapes_durable: 0,
             crossings: Crossings::default(),
+            recorded: Vec::new(),
+            crash_points: Vec::new(),
+            flushes: Vec::new(),
         };
         r.format()?;
+        // Setup draws no faults; what the disk logged (nothing but a scheduled crash) is not
+        // an op's.
+        r.disk.lock().take_planned();
         Ok(r)
     }
 
@@ -358,26 +447,144 @@ impl Runner {
         self.pool.as_ref().expect("the pool is open between recoveries")
     }
 
-    fn run_steps(&mut self) -> Res<()> {
-        while self.step < self.total_steps {
-            self.step += 1;
-            self.stats.steps += 1;
-            if self.step == self.opts.faults_from_step.max(1) {
-                self.set_faults(true);
+    /// A run from its seed: the ops drawn one at a time from the state the last one left.
+    fn run_drawn(&mut self) -> Res<()> {
+        let total_steps = (self.cfg.steps.saturating_mul(self.opts.steps_percent) / 100).max(1);
+        let removal_at =
+            self.opts.removal.as_ref().map(|r| total_steps * r.from_permille / 1000 + 1);
+        for step in 1..=total_steps {
+            if step == self.opts.faults_from_step.max(1) {
+                self.perform(Op::FaultsOn, None)?;
             }
-            if Some(self.step) == self.removal_at {
-                self.begin_removal()?;
+            if Some(step) == removal_at {
+                for i in 0..3 {
+                    if let Some(op) = self.draw_next(Some(i)) {
+                        self.perform(op, None)?;
+                    }
+                }
             }
-            self.one_step()?;
-            self.verifier.count_op();
-            self.drain_faults();
+            let op = self.draw_next(None).expect("a drawing run has a drawer");
+            self.perform(op, None)?;
         }
-        self.final_recovery()
+        self.perform(Op::FinalPowerCut, None)
+    }
+
+    /// A replayed run: the trace's ops with their faults, then the final power cut.
+    fn run_trace(&mut self, steps: &[Step]) -> Res<()> {
+        for s in steps {
+            self.perform(s.op.clone(), Some(&s.faults))?;
+        }
+        if steps.last().is_none_or(|s| s.op != Op::FinalPowerCut) {
+            self.perform(Op::FinalPowerCut, Some(&[]))?;
+        }
+        Ok(())
+    }
+
+    /// The next op from the generator (`removal`: the i-th op of the removal phase's start).
+    fn draw_next(&mut self, removal: Option<usize>) -> Option<Op> {
+        let open: Vec<u64> = self.handles.iter().map(|(m, _)| m.id()).collect();
+        let v = draw::View {
+            model: &self.model,
+            opts: &self.opts,
+            open: &open,
+            pressure: self.pressure,
+            pool: self.pool.as_ref(),
+        };
+        let d = self.drawer.as_mut()?;
+        match removal {
+            Some(i) => d.removal_op(i, &v),
+            None => Some(d.draw(&v)),
+        }
+    }
+
+    /// Runs one op: its phase label, its power cut (drawn, or from the trace) and its
+    /// faults (from the trace when replaying), then records it with the faults it met.
+    fn perform(&mut self, op: Op, faults: Option<&[StepFault]>) -> Res<()> {
+        self.step += 1;
+        let kind = op.kind();
+        if let Some(k) = kind {
+            self.stats.steps += 1;
+            self.stats.op(k);
+        }
+        let io0 = self.disk.lock().stats().io_calls();
+        let superblock = kind.is_some_and(OpKind::writes_superblock);
+        if let Some(k) = kind {
+            let held = self.model.current().held.is_some();
+            let phase = crate::disk::Phase {
+                in_commit: superblock,
+                metadata_snap_held: held,
+                label: k.label(),
+            };
+            self.disk.lock().set_phase(phase);
+        }
+        let armed = match (faults, kind) {
+            (Some(f), _) => self.script(io0, f),
+            (None, Some(k)) => self.arm_crash(k),
+            (None, None) => false,
+        };
+        self.pre = superblock.then(|| self.model.clone());
+        let r = self.apply(&op);
+        self.pre = None;
+        let mut d = self.disk.lock();
+        if armed {
+            d.clear_crash_at();
+        }
+        d.set_phase(crate::disk::Phase::IDLE);
+        let faults =
+            d.take_planned().into_iter().map(|a| StepFault { io: a.io - io0, fault: a.fault });
+        let faults = faults.collect();
+        if self.cfg.explore.is_some() {
+            let flushes =
+                d.flush_ordinals().iter().filter(|&&f| f > io0).map(|f| (self.step, f - io0));
+            self.flushes.extend(flushes);
+        }
+        drop(d);
+        self.recorded.push(Step { op, faults });
+        r?;
+        if kind.is_some() {
+            self.verifier.count_op();
+        }
+        self.drain_faults();
+        Ok(())
+    }
+
+    /// Hands the disk the faults of the op starting at I/O call `io0`; arms its power cut.
+    fn script(&mut self, io0: u64, faults: &[StepFault]) -> bool {
+        let mut d = self.disk.lock();
+        let at = |f: &StepFault| io0.saturating_add(f.io);
+        let cut = faults.iter().find(|f| f.fault == crate::disk::Planned::PowerLoss).map(at);
+        let script = faults.iter().map(|f| crate::disk::AtIo { io: at(f), fault: f.fault.clone() });
+        d.set_fault_script(script.collect());
+        if let Some(n) = cut {
+            d.set_crash_at_io(n);
+        }
+        cut.is_some()
+    }
+
+    /// Arms power loss inside this op when the run asks for it; true if armed here.
+    fn arm_crash(&mut self, kind: OpKind) -> bool {
+        let by_phase = matches!(self.cfg.crash_at, Some(CrashAt::Phase(k)) if k == kind)
+            && !self.crash_at_armed;
+        let (opts, ios) = (&self.opts, self.last_commit_ios);
+        let Some(offset) =
+            self.drawer.as_mut().and_then(|d| d.crash_offset(kind, opts, ios, by_phase))
+        else {
+            return false;
+        };
+        let mut d = self.disk.lock();
+        if d.crash_armed_at().is_some() {
+            // `--crash-at io:N` is still to come: a random cut must not replace it.
+            return false;
+        }
+        self.crash_at_armed |= by_phase;
+        let at = d.stats().io_calls() + offset;
+        d.set_crash_at_io(at);
+        true
     }
 
     /// Switches injection on (only once the run's fault phase began) or off.
     fn set_faults(&mut self, on: bool) {
-        let on = on && self.step >= self.opts.faults_from_step;
+        let on = on && self.faults_phase;
         let mut d = self.disk.lock();
         if d.faults_enabled() != on {
             d.set_faults_enabled(on);
@@ -430,6 +637,10 @@ impl Runner {
     }
 
     fn fail(&self, oracle: &str, detail: String) -> Box<Failure> {
+        let replay = match self.drawer {
+            Some(_) => self.cfg.replay_line(),
+            None => "thinsim replay TRACE".to_owned(),
+        };
         Box::new(Failure {
             seed: self.cfg.seed,
             step: self.step,
@@ -437,11 +648,29 @@ impl Runner {
             oracle: oracle.to_owned(),
             faults: self.b_faults.iter().map(|k| format!("{k:?}")).collect(),
             detail,
-            replay: self.cfg.replay_line(),
+            replay,
+            trace_file: None,
         })
     }
 
+    /// The current op cannot run (a replayed trace broke a precondition): the run stops.
+    fn invalid(&self, reason: String) -> Box<Failure> {
+        self.fail(INVALID_TRACE, reason)
+    }
+
     fn finish(mut self, result: Res<()>) -> RunOutcome {
+        let (failure, invalid) = match result.as_ref().err() {
+            Some(f) if f.oracle == INVALID_TRACE => {
+                let e = TraceError::InvalidStep {
+                    step: f.step,
+                    op: f.op.clone(),
+                    reason: f.detail.clone(),
+                };
+                (None, Some(e))
+            }
+            Some(f) => (Some(f.clone()), None),
+            None => (None, None),
+        };
         self.stats.threshold_callbacks = self.threshold_hits.load(Ordering::Relaxed);
         let d = self.disk.lock();
         self.hash.add(&d.trace_hash().to_le_bytes());
@@ -462,7 +691,21 @@ impl Runner {
             crossings: self.crossings.clone(),
             final_image: (self.cfg.keep_final_image && result.is_ok())
                 .then(|| self.good.image.clone()),
-            failure: result.err(),
+            trace: Some(Trace {
+                build: trace::build_id(),
+                seed: self.cfg.seed,
+                canary: self.cfg.canary.clone(),
+                verify: self.cfg.verify,
+                options: self.opts.clone(),
+                expect: failure
+                    .as_ref()
+                    .map(|f| trace::Expected { signature: f.signature(), step: f.step }),
+                steps: std::mem::take(&mut self.recorded),
+            }),
+            failure,
+            invalid,
+            crash_points: std::mem::take(&mut self.crash_points),
+            flushes: std::mem::take(&mut self.flushes),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Whole-state comparison of an engine pool with the model, and of a metadata image with
-//! `check`. Differences come back as a readable diff naming the device, the virtual block,
-//! and what was expected and found.
+//! `check`. Every comparison returns a typed verdict, [`Mismatch`]: a state difference (a
+//! readable diff naming the device, the virtual block, and what was expected and found), a
+//! failed query, `check` findings, or a `check` panic. The runner decides by the variant,
+//! never by the text.
 //!
 //! Invariants:
 //! - Nothing here changes the pool except block-cache contents (queries only).
@@ -35,7 +37,7 @@ impl Diff {
         }
     }
 
-    pub fn into_result(self) -> Result<(), String> {
+    pub fn into_result(self) -> Result<(), Mismatch> {
         if self.lines.is_empty() {
             return Ok(());
         }
@@ -43,27 +45,76 @@ impl Diff {
         if self.more > 0 {
             s.push_str(&format!("\n... and {} more differences", self.more));
         }
-        Err(s)
+        Err(Mismatch::State(s))
     }
 }
 
-/// Prefix of a comparison that could not be made because an engine query failed (an
-/// injected I/O error is a class C outcome, not a difference).
-pub const QUERY_FAILED: &str = "engine query failed: ";
+/// What a comparison found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The pool's answers (or `check`'s totals) differ from the model's: lines of diff.
+    State(String),
+    /// The comparison could not be made: an engine query failed with this typed error (an
+    /// injected I/O error is a class C outcome, not a difference).
+    Query(String),
+    /// `check` found damage in the image: what the format detected.
+    CheckFindings(Vec<String>),
+    /// `check` panicked: always an engine bug, whatever faults were injected.
+    CheckPanicked(String),
+    /// Every candidate state mismatched (after a crash: the old and the new commit), each
+    /// in its own way.
+    Candidates(Vec<(&'static str, Mismatch)>),
+}
 
-/// Prefix of a `check` that panicked: always an engine bug, whatever faults were injected.
-pub const CHECK_PANICKED: &str = "check panicked: ";
+impl Mismatch {
+    /// Whether this verdict, or any candidate's, satisfies `f`.
+    fn any(&self, f: &dyn Fn(&Mismatch) -> bool) -> bool {
+        match self {
+            Mismatch::Candidates(c) => c.iter().any(|(_, m)| m.any(f)),
+            m => f(m),
+        }
+    }
 
-/// Prefix of every `check` finding in a diff (damage the format detected).
-pub const CHECK_FINDING: &str = "check: ";
+    pub fn check_panicked(&self) -> bool {
+        self.any(&|m| matches!(m, Mismatch::CheckPanicked(_)))
+    }
 
-pub(crate) fn e2s(e: engine::Error) -> String {
-    format!("{QUERY_FAILED}{e}")
+    pub fn query_failed(&self) -> bool {
+        self.any(&|m| matches!(m, Mismatch::Query(_)))
+    }
+
+    /// Damage surfaced as a typed error or a `check` finding: detected, not a lie.
+    pub fn detected(&self) -> bool {
+        self.any(&|m| matches!(m, Mismatch::Query(_) | Mismatch::CheckFindings(_)))
+    }
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::State(d) => write!(f, "{d}"),
+            Mismatch::Query(e) => write!(f, "engine query failed: {e}"),
+            Mismatch::CheckFindings(v) => {
+                let lines: Vec<String> = v.iter().map(|x| format!("check: {x}")).collect();
+                write!(f, "{}", lines.join("\n"))
+            }
+            Mismatch::CheckPanicked(m) => write!(f, "check panicked: {m}"),
+            Mismatch::Candidates(c) => {
+                let parts: Vec<String> =
+                    c.iter().map(|(n, m)| format!("against {n}:\n{m}")).collect();
+                write!(f, "{}", parts.join("\n"))
+            }
+        }
+    }
+}
+
+pub(crate) fn e2s(e: engine::Error) -> Mismatch {
+    Mismatch::Query(e.to_string())
 }
 
 /// Compares everything the pool answers about its current state with the model: pool
 /// values, every device's details and mappings, the held snapshot, needs_check, free data.
-pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), String> {
+pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), Mismatch> {
     let mut d = Diff::default();
     compare_values(pool, model, &mut d)?;
     let devices = pool.devices().map_err(e2s)?;
@@ -77,7 +128,7 @@ pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), String> {
 }
 
 /// Pool-wide values: time, transaction id, data size, needs_check, free data blocks.
-pub(crate) fn compare_values(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), String> {
+pub(crate) fn compare_values(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), Mismatch> {
     let cur = model.current();
     let s = pool.summary().map_err(e2s)?;
     if s.time != cur.time {
@@ -101,7 +152,7 @@ pub(crate) fn compare_values(pool: &Pool, model: &Model, d: &mut Diff) -> Result
 }
 
 /// The held metadata snapshot, in full.
-pub(crate) fn compare_held(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), String> {
+pub(crate) fn compare_held(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), Mismatch> {
     match (pool.held_snapshot().map_err(e2s)?, &model.current().held) {
         (None, None) => {}
         (Some(h), Some(m)) => diff_devices("held snapshot: ", m, &h, d),
@@ -117,25 +168,27 @@ pub(crate) fn compare_held(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(
 /// After an open (nothing allocated in this transaction): raw free + used = size, and the
 /// used count the space map keeps equals a recount of its blocks with a non-zero count (the
 /// kept count feeds the free count; the recount is the counts themselves).
-pub fn compare_metadata_space(pool: &Pool) -> Result<(), String> {
+pub fn compare_metadata_space(pool: &Pool) -> Result<(), Mismatch> {
     let size = pool.get_metadata_dev_size().map_err(e2s)?;
     let free = pool.get_raw_free_metadata_block_count().map_err(e2s)?;
     let used = pool.metadata_blocks_used().map_err(e2s)?;
     if free + used != size {
-        return Err(format!("metadata space: free {free} + used {used} != size {size}"));
+        return Err(Mismatch::State(format!(
+            "metadata space: free {free} + used {used} != size {size}"
+        )));
     }
     compare_metadata_counts(pool)
 }
 
 /// At any time: the used count the metadata space map keeps equals a recount of its blocks
 /// with a non-zero count.
-pub fn compare_metadata_counts(pool: &Pool) -> Result<(), String> {
+pub fn compare_metadata_counts(pool: &Pool) -> Result<(), Mismatch> {
     let used = pool.metadata_blocks_used().map_err(e2s)?;
     let counted = pool.metadata_blocks_counted().map_err(e2s)?;
     if used != counted {
-        return Err(format!(
+        return Err(Mismatch::State(format!(
             "metadata space: {used} blocks kept as used, {counted} with a non-zero count"
-        ));
+        )));
     }
     Ok(())
 }
@@ -219,7 +272,7 @@ pub(crate) fn diff_mapping(
 }
 
 /// Runs `check` on `image` and compares its totals with the model's committed state.
-pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
+pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), Mismatch> {
     let c = model.committed();
     let caller: BTreeMap<u64, u32> =
         c.caller_refs.iter().map(|(&b, &n)| (b, u32::try_from(n).unwrap_or(u32::MAX))).collect();
@@ -240,16 +293,18 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()));
-        format!("{CHECK_PANICKED}{}", msg.unwrap_or_default())
+        Mismatch::CheckPanicked(msg.unwrap_or_default())
     })?;
-    let mut d = Diff::default();
     // Every finding, warnings included: the engine writes exact counts and index entries,
     // so a loose one (which `check` only warns about, for tool-written images) is a bug here.
-    for f in &report.findings {
-        d.push(format!("{CHECK_FINDING}{f}"));
+    if !report.findings.is_empty() {
+        return Err(Mismatch::CheckFindings(
+            report.findings.iter().map(|f| f.to_string()).collect(),
+        ));
     }
+    let mut d = Diff::default();
     let mappings: u64 = c.devices.values().map(Device::mapped_blocks).sum();
-    if report.findings.is_empty() {
+    {
         if report.devices != c.devices.len() as u64 || report.mappings != mappings {
             d.push(format!(
                 "check counted {} devices / {} mappings, the model has {} / {mappings}",
@@ -260,7 +315,7 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
         }
         if report.transaction_id != c.trans_id {
             d.push(format!(
-                "check: transaction id {} != model {}",
+                "check read transaction id {}, the model has {}",
                 report.transaction_id, c.trans_id
             ));
         }
@@ -270,7 +325,7 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), String> {
 
 /// After a commit (details tree current): thin_ls numbers of the live pool and, when held, of
 /// the metadata snapshot — mapped, exclusive and shared per device — against the model's.
-pub fn compare_ls(pool: &Pool, model: &Model) -> Result<(), String> {
+pub fn compare_ls(pool: &Pool, model: &Model) -> Result<(), Mismatch> {
     use engine::thin::dump::Source;
     let mut d = Diff::default();
     let mut sources = vec![(Source::Live, "", model::ls(&model.current().devices))];
@@ -278,7 +333,7 @@ pub fn compare_ls(pool: &Pool, model: &Model) -> Result<(), String> {
         sources.push((Source::MetadataSnap(None), "held snapshot ", model::ls(held)));
     }
     for (source, what, want) in sources {
-        let (rows, _) = pool.ls_rows(source).map_err(|e| format!("{QUERY_FAILED}{e}"))?;
+        let (rows, _) = pool.ls_rows(source).map_err(|e| Mismatch::Query(e.to_string()))?;
         let found: BTreeMap<u64, (u64, u64, u64)> = rows
             .iter()
             .map(|r| (r.dev_id, (r.mapped_blocks, r.exclusive_blocks, r.shared_blocks())))

@@ -10,12 +10,11 @@
 //! - `good` is always an image that was reopened (or committed) and matched the model with a
 //!   clean `check`; it is what undetectable class B damage is repaired from.
 
-use super::oracle;
+use super::oracle::{self, Mismatch};
 use super::{Good, Res, Runner, DATA_BLOCK_SECTORS};
 use crate::disk::{ExploreOptions, FaultKind, MemoryImage, TearSet};
 use engine::thin::{Pool, PoolOptions};
 use model::Model;
-use rand::Rng;
 
 pub(super) fn reopen_options() -> PoolOptions {
     PoolOptions { may_format: false, ..PoolOptions::new(DATA_BLOCK_SECTORS) }
@@ -28,7 +27,7 @@ pub(super) fn match_candidate(
     pool: &Pool,
     cands: &[Model],
     image: Option<&MemoryImage>,
-) -> Result<usize, String> {
+) -> Result<usize, Mismatch> {
     let mut diffs = Vec::new();
     for (i, m) in cands.iter().enumerate() {
         let judged = oracle::compare_pool(pool, m).and_then(|()| match image {
@@ -37,10 +36,42 @@ pub(super) fn match_candidate(
         });
         match judged {
             Ok(()) => return Ok(i),
-            Err(d) => diffs.push(format!("against {}:\n{d}", candidate_name(i, cands.len()))),
+            Err(d) => diffs.push((candidate_name(i, cands.len()), d)),
         }
     }
-    Err(diffs.join("\n"))
+    Err(Mismatch::Candidates(diffs))
+}
+
+/// What a wrong state after class B damage means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum BVerdict {
+    /// `check` panicked: an engine bug whatever the damage.
+    CheckPanicked,
+    /// The damage surfaced as a typed error or a `check` finding.
+    Detected,
+    /// A lost or misdirected write left an older block with a valid checksum and location:
+    /// the format cannot tell.
+    Undetectable(FaultKind),
+    /// A wrong answer after damage the format detects (checksums): a lie.
+    Lie,
+}
+
+/// Judges a mismatch met after class B faults `b_faults` were injected.
+pub(super) fn classify_b(
+    m: &Mismatch,
+    b_faults: &std::collections::BTreeSet<FaultKind>,
+) -> BVerdict {
+    if m.check_panicked() {
+        return BVerdict::CheckPanicked;
+    }
+    if m.detected() {
+        return BVerdict::Detected;
+    }
+    let stale = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
+    match b_faults.iter().find(|k| stale.contains(k)) {
+        Some(k) => BVerdict::Undetectable(*k),
+        None => BVerdict::Lie,
+    }
 }
 
 fn candidate_name(i: usize, n: usize) -> &'static str {
@@ -74,7 +105,8 @@ impl Runner {
         if cands.len() > 1 {
             self.stats.crashes_in_commit += 1;
         }
-        if self.b_faults.is_empty() && self.opts.explore_images > 0 {
+        if self.b_faults.is_empty() && (self.opts.explore_images > 0 || self.cfg.explore.is_some())
+        {
             self.explore(&cands)?;
         }
         self.disk.lock().crash();
@@ -86,12 +118,30 @@ impl Runner {
     /// Materialises crash images from the pending writes and checks each reopens right.
     fn explore(&mut self, cands: &[Model]) -> Res<()> {
         let tears = if self.opts.tears() { TearSet::Prefixes } else { TearSet::Whole };
+        let bounds = self.cfg.explore;
         let opts = ExploreOptions {
-            tears,
-            max_images: self.opts.explore_images,
-            sample_seed: self.rng.random(),
+            tears: bounds.map_or(tears, |b| b.tears),
+            max_images: bounds.map_or(self.opts.explore_images, |b| b.max_states),
+            // Derived, not drawn: a replayed trace has no RNG and samples the same images.
+            sample_seed: self.cfg.seed
+                ^ (self.stats.crashes + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
-        let states = self.disk.lock().explore(&opts);
+        let check_every = if bounds.is_some() { 1 } else { self.opts.check_every_image };
+        let mut d = self.disk.lock();
+        let pending_writes = d.pending_writes().len();
+        let states = d.explore(&opts);
+        drop(d);
+        if bounds.is_some() {
+            let (reachable, judged) = (states.total(), states.planned());
+            let sampled = reachable != Some(judged);
+            self.crash_points.push(super::CrashPoint {
+                step: self.step,
+                pending_writes,
+                reachable,
+                judged,
+                sampled,
+            });
+        }
         for (i, st) in states.enumerate() {
             let pool = Pool::open(st.image.to_device(), reopen_options()).map_err(|e| {
                 self.fail(
@@ -99,14 +149,15 @@ impl Runner {
                     format!("crash image {i} ({:?}) does not open: {e}", st.choices),
                 )
             })?;
-            let check = (i as u64).is_multiple_of(self.opts.check_every_image);
+            let check = (i as u64).is_multiple_of(check_every);
             let c = match_candidate(&pool, cands, check.then_some(&st.image)).map_err(|d| {
                 self.fail(
                     "crash-image",
                     format!("crash image {i} ({:?}) is no committed state:\n{d}", st.choices),
                 )
             })?;
-            oracle::compare_metadata_space(&pool).map_err(|d| self.fail("crash-image", d))?;
+            oracle::compare_metadata_space(&pool)
+                .map_err(|d| self.fail("crash-image", d.to_string()))?;
             self.stats.crash_images_checked += 1;
             self.stats.image_checks += u64::from(check);
             debug_assert!(c < cands.len());
@@ -162,20 +213,15 @@ impl Runner {
 
     /// A reopen after class B damage gave a wrong state: undetectable only if a lost or
     /// misdirected write could leave an older, self-consistent block behind.
-    fn b_wrong_answer(&mut self, diff: String) -> Res<()> {
-        if diff.contains(oracle::CHECK_PANICKED) {
-            return Err(self.fail("check-panic", diff));
-        }
-        if diff.contains(oracle::CHECK_FINDING) || diff.contains(oracle::QUERY_FAILED) {
-            // The damage surfaced as a typed error or a check finding: detected.
-            self.fold("b detected by check or a typed error");
-            self.stats.outcomes.b_detected += 1;
-            return self.restore_good();
-        }
-        let stale = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
-        let reason = self.b_faults.iter().find(|k| stale.contains(k));
-        match reason {
-            Some(k) => {
+    fn b_wrong_answer(&mut self, diff: Mismatch) -> Res<()> {
+        match classify_b(&diff, &self.b_faults) {
+            BVerdict::CheckPanicked => Err(self.fail("check-panic", diff.to_string())),
+            BVerdict::Detected => {
+                self.fold("b detected by check or a typed error");
+                self.stats.outcomes.b_detected += 1;
+                self.restore_good()
+            }
+            BVerdict::Undetectable(k) => {
                 let why = format!(
                     "{k:?}: an acknowledged write never reached its block, which kept an older \
                      block with a valid checksum and location; the format cannot tell"
@@ -185,7 +231,7 @@ impl Runner {
                 self.fold("b undetectable");
                 self.restore_good()
             }
-            None => Err(self.fail(
+            BVerdict::Lie => Err(self.fail(
                 "class-b-lie",
                 format!("wrong answer after damage the format detects (checksums):\n{diff}"),
             )),
@@ -206,7 +252,7 @@ impl Runner {
         self.b_faults.clear();
         let pool = Pool::open(self.disk.device(), reopen_options())
             .map_err(|e| self.fail("restore", format!("the last good image does not open: {e}")))?;
-        oracle::compare_pool(&pool, &self.model).map_err(|d| {
+        oracle::compare_pool(&pool, &self.model).map_err(|d: Mismatch| {
             self.fail("restore", format!("the last good image reopened wrong:\n{d}"))
         })?;
         self.install(pool)?;
@@ -266,14 +312,15 @@ impl Runner {
             // superblock write that changed only the metadata size is caught here.
             let live = self.pool().summary().map_err(oracle::e2s);
             let reopened = Pool::open(image.to_device(), reopen_options())
-                .map_err(|e| e.to_string())
+                .map_err(oracle::e2s)
                 .and_then(|p| {
                     oracle::compare_pool(&p, &m)?;
                     let (live, found) = (live?, p.summary().map_err(oracle::e2s)?);
                     if live == found {
                         Ok(())
                     } else {
-                        Err(format!("superblock: committed {live:?}, reopened {found:?}"))
+                        let d = format!("superblock: committed {live:?}, reopened {found:?}");
+                        Err(Mismatch::State(d))
                     }
                 });
             if let Err(d) = reopened {
@@ -287,7 +334,7 @@ impl Runner {
 
     /// The engine and the model disagree. With class B damage outstanding this may be the
     /// damage: power-cycle and judge the reopen. Otherwise it is a failure.
-    pub(super) fn diverged(&mut self, which: &str, detail: String) -> Res<()> {
+    pub(super) fn diverged(&mut self, which: &str, detail: Mismatch) -> Res<()> {
         // The comparison itself reads the disk and may have met a fault, or the power cut
         // armed for this op (when the op failed before reaching that I/O).
         self.drain_faults();
@@ -295,17 +342,17 @@ impl Runner {
             self.fold(&format!("power lost while comparing ({which})"));
             return self.power_cut();
         }
-        if detail.contains(oracle::CHECK_PANICKED) {
-            return Err(self.fail("check-panic", detail));
+        if detail.check_panicked() {
+            return Err(self.fail("check-panic", detail.to_string()));
         }
-        if self.c_seen && detail.contains(oracle::QUERY_FAILED) {
+        if self.c_seen && detail.query_failed() {
             // Class C: an inspection read failed. Stop the faults, power-cycle, and judge.
             self.stats.outcomes.c_errors += 1;
             self.fold(&format!("query failed while comparing ({which})"));
             return self.power_cut();
         }
         if self.b_faults.is_empty() {
-            return Err(self.fail(which, detail));
+            return Err(self.fail(which, detail.to_string()));
         }
         self.fold(&format!("b divergence {which}"));
         // An op that writes a superblock keeps its two candidates (`pre`) for the cut.
@@ -318,5 +365,43 @@ impl Runner {
         self.set_faults(false);
         self.pre = None;
         self.power_cut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{DiskConfig, SimDisk};
+    use crate::runner::shared::SharedDisk;
+    use std::collections::BTreeSet;
+
+    /// The diff line `needs_check: expected …, found …` contains the text `check: `, which
+    /// an earlier substring test took for a `check` finding: a wrong needs_check after bit
+    /// rot counted as detected damage. It is a lie, and only typed findings are detections.
+    #[test]
+    fn a_wrong_needs_check_after_bit_rot_is_a_lie_not_a_detection() {
+        let disk = SharedDisk::new(SimDisk::new(256, DiskConfig::none(), 1));
+        let pool = Pool::open(disk.device(), PoolOptions::new(DATA_BLOCK_SECTORS)).expect("format");
+        pool.resize_data_dev(100).and_then(|()| pool.commit()).expect("size");
+        let model = Model::new(100);
+        oracle::compare_pool(&pool, &model).expect("the fresh pool matches the fresh model");
+        pool.set_needs_check().and_then(|()| pool.commit()).expect("set needs_check");
+        let m = oracle::compare_pool(&pool, &model).expect_err("needs_check differs");
+        let text = m.to_string();
+        assert!(text.contains("needs_check: expected"), "{text}");
+        assert!(text.contains("check: "), "the text that fooled the substring test");
+        assert!(matches!(m, Mismatch::State(_)), "{m:?}");
+        let rot = BTreeSet::from([FaultKind::BitRot]);
+        assert_eq!(classify_b(&m, &rot), BVerdict::Lie);
+        let lost = BTreeSet::from([FaultKind::LostWrite, FaultKind::BitRot]);
+        assert_eq!(classify_b(&m, &lost), BVerdict::Undetectable(FaultKind::LostWrite));
+        // What is a detection: a check finding or a failed query, in any candidate.
+        let found = Mismatch::CheckFindings(vec!["bad checksum".into()]);
+        assert_eq!(classify_b(&found, &rot), BVerdict::Detected);
+        let either =
+            Mismatch::Candidates(vec![("old", m.clone()), ("new", Mismatch::Query("EIO".into()))]);
+        assert_eq!(classify_b(&either, &rot), BVerdict::Detected);
+        let panicked = Mismatch::Candidates(vec![("old", Mismatch::CheckPanicked("x".into()))]);
+        assert_eq!(classify_b(&panicked, &rot), BVerdict::CheckPanicked);
     }
 }

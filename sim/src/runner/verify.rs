@@ -35,12 +35,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Verification after each commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyMode {
     /// Full verification after every commit.
     Full,
     /// Incremental after every commit, full when its amortized budget allows (the default).
+    #[default]
     Amortized,
 }
 
@@ -107,7 +108,7 @@ impl Verifier {
 
     /// Incremental verification of what changed since the last one; a full state comparison
     /// ([`oracle::compare_pool`]) when that is not known.
-    pub fn compare_changes(&self, pool: &Pool, model: &mut Model) -> Result<(), String> {
+    pub fn compare_changes(&self, pool: &Pool, model: &mut Model) -> Result<(), oracle::Mismatch> {
         match model.take_changes() {
             Some(changes) if self.primed => compare_changes(pool, model, &changes),
             _ => oracle::compare_pool(pool, model),
@@ -116,7 +117,11 @@ impl Verifier {
 }
 
 /// The incremental comparison of the module header; `changes` in any order, repeats allowed.
-pub fn compare_changes(pool: &Pool, model: &Model, changes: &[Change]) -> Result<(), String> {
+pub fn compare_changes(
+    pool: &Pool,
+    model: &Model,
+    changes: &[Change],
+) -> Result<(), oracle::Mismatch> {
     let mut d = Diff::default();
     let cur = model.current();
     oracle::compare_values(pool, model, &mut d)?;

@@ -1,0 +1,65 @@
+//! `thinsim replay FILE`: runs a trace exactly (no RNG: its ops and its faults), prints the
+//! outcome as `run` does, and exits 1 on a failure, 2 on a trace that cannot be read or run.
+
+use crate::runner::{self, RunOutcome, Trace};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The trace file (JSON lines; see `runner::trace`).
+    pub file: PathBuf,
+}
+
+pub fn replay(a: &ReplayArgs) -> ExitCode {
+    let t = match Trace::read(&a.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "trace {} ({} ops, {} faults, written by {}), seed {}",
+        a.file.display(),
+        t.steps.len(),
+        t.fault_count(),
+        t.build,
+        t.seed
+    );
+    let out = runner::replay(&t);
+    report(&t, &out, &a.file)
+}
+
+/// Prints a replay's outcome against the trace's expectation; the exit code.
+pub fn report(t: &Trace, out: &RunOutcome, file: &Path) -> ExitCode {
+    if let Some(e) = &out.invalid {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    super::run::print_stats(out);
+    match (&out.failure, &t.expect) {
+        (Some(f), expected) => {
+            let mut f = f.clone();
+            f.replay = format!("thinsim replay {}", file.display());
+            println!("{f}");
+            match expected {
+                Some(e) if e.signature == f.signature() => {
+                    println!("reproduced the expected failure {}", e.signature)
+                }
+                Some(e) => println!("expected {} instead", e.signature),
+                None => println!("the trace expected no failure"),
+            }
+            ExitCode::from(1)
+        }
+        (None, Some(e)) => {
+            println!("PASS: the expected failure {} did not happen", e.signature);
+            ExitCode::SUCCESS
+        }
+        (None, None) => {
+            println!("PASS");
+            ExitCode::SUCCESS
+        }
+    }
+}
