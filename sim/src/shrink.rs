@@ -5,7 +5,9 @@
 //! no open handle, say) or that fails differently is dropped. The passes, repeated until
 //! none makes progress or the budget is spent:
 //! 1. cut everything after the failing op;
-//! 2. delta debugging over the ops: remove chunks of half, a quarter, … one op;
+//! 2. delta debugging over the ops: remove chunks of half, a quarter, … one op; then runs
+//!    of provisions of one device become one `provision_many` op, and delta debugging goes
+//!    on over its vblocks (a deep tree needs hundreds of provisions to split a leaf);
 //! 3. remove faults one at a time (a removed crash plan keeps every write: a clean cut);
 //! 4. simplify the crash plans that stay: issue order, then each dropped or torn write
 //!    applied whole instead;
@@ -94,6 +96,8 @@ pub fn shrink(
     loop {
         let before = (s.best.steps.len(), s.best.fault_count(), weight(&s.best));
         s.remove_ops();
+        s.coalesce_provisions();
+        s.shrink_vblock_lists();
         s.remove_faults();
         s.simplify_crashes();
         s.renumber_devices();
@@ -123,6 +127,37 @@ pub fn shrink(
         seconds: start.elapsed().as_secs_f64(),
         budget_spent,
     })
+}
+
+/// `t` with runs of fault-free provisions of one device merged into `provision_many` ops:
+/// every run, or (`only`) the run starting at that op.
+fn coalesced(t: &Trace, only: Option<usize>) -> Trace {
+    use runner::Op::{Provision, ProvisionMany};
+    let mut out = Trace { steps: Vec::with_capacity(t.steps.len()), ..t.clone() };
+    let mut i = 0;
+    while i < t.steps.len() {
+        let s = &t.steps[i];
+        let dev = match &s.op {
+            Provision { dev, .. } | ProvisionMany { dev, .. } if s.faults.is_empty() => Some(*dev),
+            _ => None,
+        };
+        let (Some(dev), true) = (dev, only.is_none_or(|o| o == i)) else {
+            out.steps.push(s.clone());
+            i += 1;
+            continue;
+        };
+        let mut vblocks = Vec::new();
+        while let Some(s) = t.steps.get(i).filter(|s| s.faults.is_empty()) {
+            match &s.op {
+                Provision { dev: d, vblock } if *d == dev => vblocks.push(*vblock),
+                ProvisionMany { dev: d, vblocks: v } if *d == dev => vblocks.extend(v),
+                _ => break,
+            }
+            i += 1;
+        }
+        out.steps.push(runner::Step { op: ProvisionMany { dev, vblocks }, faults: Vec::new() });
+    }
+    out
 }
 
 /// The sum of every number in the ops and of the non-default crash choices: what the
@@ -207,6 +242,55 @@ impl Shrinker<'_> {
                 return;
             }
             chunk = (chunk / 2).max(1);
+        }
+    }
+
+    /// Every maximal run of fault-free provisions of one device as one `provision_many`:
+    /// all runs at once if that holds, else run by run.
+    fn coalesce_provisions(&mut self) {
+        self.pass = "coalesce";
+        let all = coalesced(&self.best, None);
+        if all.steps.len() == self.best.steps.len() || self.try_keep(all) {
+            return;
+        }
+        let mut at = 0;
+        while at < self.best.steps.len() && !self.out_of_time() {
+            let cand = coalesced(&self.best, Some(at));
+            if cand.steps.len() < self.best.steps.len() && self.try_keep(cand) {
+                continue;
+            }
+            at += 1;
+        }
+    }
+
+    /// Delta debugging over the vblocks of each `provision_many`.
+    fn shrink_vblock_lists(&mut self) {
+        self.pass = "vblocks";
+        let mut op = 0;
+        while op < self.best.steps.len() && !self.out_of_time() {
+            let len = |t: &Trace| match t.steps.get(op).map(|s| &s.op) {
+                Some(runner::Op::ProvisionMany { vblocks, .. }) => vblocks.len(),
+                _ => 0,
+            };
+            let mut chunk = (len(&self.best) / 2).max(1);
+            while len(&self.best) > 1 && !self.out_of_time() {
+                let mut i = 0;
+                while i < len(&self.best) && !self.out_of_time() {
+                    let mut cand = self.best.clone();
+                    if let runner::Op::ProvisionMany { vblocks, .. } = &mut cand.steps[op].op {
+                        let end = (i + chunk).min(vblocks.len());
+                        vblocks.drain(i..end);
+                    }
+                    if !self.try_keep(cand) {
+                        i += chunk;
+                    }
+                }
+                if chunk == 1 {
+                    break;
+                }
+                chunk = (chunk / 2).max(1);
+            }
+            op += 1;
         }
     }
 

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success; 1 a failed run or campaign; 2 usage or I/O errors.
 
+mod bench_shrink;
 mod explore;
 mod replay;
 mod report;
@@ -57,6 +58,8 @@ pub enum Command {
     BenchTools(crate::tools_cli::BenchToolsArgs),
     /// Benchmark the engine bare vs under the simulator with all checking on.
     BenchSim(crate::tools_cli::BenchSimArgs),
+    /// Shrink every canary's first failure and tabulate lengths and times (canary build).
+    BenchShrink(bench_shrink::BenchShrinkArgs),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -73,6 +76,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Ls(a) => crate::tools_cli::ls(&a),
         Command::BenchTools(a) => crate::tools_cli::bench_tools(&a),
         Command::BenchSim(a) => crate::tools_cli::bench_sim(&a),
+        Command::BenchShrink(a) => bench_shrink::bench_shrink(&a),
     }
 }
 

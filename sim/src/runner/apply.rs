@@ -255,6 +255,19 @@ impl Runner {
                 let m = self.model.insert_block(mh!(), vblock, block);
                 self.judge(eng, m).map(drop)
             }
+            Op::ProvisionMany { dev, ref vblocks } => {
+                for &vblock in vblocks {
+                    let Some(block) = self.alloc_op()? else { return Ok(()) };
+                    self.op_text =
+                        format!("insert_block(dev {dev}, vblock {vblock}, data {block})");
+                    let eng = self.pool().insert_block(th!(), vblock, block);
+                    let m = self.model.insert_block(mh!(), vblock, block);
+                    if self.judge(eng, m)? != Judged::Agree {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
             Op::Alloc => self.alloc_op().map(drop),
             Op::InsertHeld { vblock, data, .. } => {
                 if !self.model.current().caller_refs.contains_key(&data) {

@@ -59,6 +59,13 @@ pub enum Op {
         dev: u64,
         vblock: u64,
     },
+    /// [`Op::Provision`] of each vblock in turn, stopping at the first answer that is not
+    /// agreed: what the shrinker makes of a run of provisions of one device (a deep tree
+    /// needs hundreds to split a leaf), so a reproducer stays a few lines long.
+    ProvisionMany {
+        dev: u64,
+        vblocks: Vec<u64>,
+    },
     /// alloc_data_block alone.
     Alloc,
     /// insert_block of a data block the caller holds a reference to (from inc_data_range).
@@ -140,7 +147,7 @@ impl Op {
             CloseThin { .. } => OpKind::CloseThin,
             FindBlock { .. } => OpKind::FindBlock,
             FindMappedRange { .. } => OpKind::FindMappedRange,
-            Provision { .. } | InsertHeld { .. } => OpKind::Provision,
+            Provision { .. } | ProvisionMany { .. } | InsertHeld { .. } => OpKind::Provision,
             Alloc => OpKind::Alloc,
             RemoveBlock { .. } => OpKind::RemoveBlock,
             RemoveRange { .. } => OpKind::RemoveRange,
@@ -174,6 +181,7 @@ impl Op {
             | FindBlock { dev, .. }
             | FindMappedRange { dev, .. }
             | Provision { dev, .. }
+            | ProvisionMany { dev, .. }
             | InsertHeld { dev, .. }
             | RemoveBlock { dev, .. }
             | RemoveRange { dev, .. }
@@ -209,6 +217,11 @@ impl Op {
                 vec![(D, dev), (N, begin), (N, end)]
             }
             InsertHeld { dev, vblock, data } => vec![(D, dev), (N, vblock), (N, data)],
+            ProvisionMany { dev, vblocks } => {
+                let mut v = vec![(D, dev)];
+                v.extend(vblocks.iter_mut().map(|b| (N, b)));
+                v
+            }
             BlockIsShared { data } => vec![(N, data)],
             IncRange { begin, end } | DecRange { begin, end } => vec![(N, begin), (N, end)],
             ResizeData { blocks } | ResizeMetadata { blocks } => vec![(N, blocks)],
@@ -257,6 +270,9 @@ impl fmt::Display for Op {
                 write!(f, "find_mapped_range(dev {dev}, {begin}..{end})")
             }
             Provision { dev, vblock } => write!(f, "provision(dev {dev}, vblock {vblock})"),
+            ProvisionMany { dev, vblocks } => {
+                write!(f, "provision(dev {dev}, {} vblocks: {})", vblocks.len(), ranges(vblocks))
+            }
             Alloc => write!(f, "alloc_data_block"),
             InsertHeld { dev, vblock, data } => {
                 write!(f, "insert_block(dev {dev}, vblock {vblock}, held data {data})")
@@ -288,6 +304,26 @@ impl fmt::Display for Op {
     }
 }
 
+/// `0..=9, 12, 20..=17` for the keys 0,1,…,9,12,20,19,18,17: runs of consecutive keys.
+fn ranges(keys: &[u64]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < keys.len() {
+        let step = match keys.get(i + 1) {
+            Some(&n) if n == keys[i].wrapping_add(1) => 1i64,
+            Some(&n) if n == keys[i].wrapping_sub(1) => -1,
+            _ => 0,
+        };
+        let mut j = i;
+        while step != 0 && keys.get(j + 1).is_some_and(|&n| n as i64 == keys[j] as i64 + step) {
+            j += 1;
+        }
+        parts.push(if j > i { format!("{}..={}", keys[i], keys[j]) } else { keys[i].to_string() });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +337,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Op::Commit).expect("serializes"), r#"{"op":"commit"}"#);
         // A misspelt field is refused, not ignored.
         assert!(serde_json::from_str::<Op>(r#"{"op":"delete","device":1}"#).is_err());
+        let many = Op::ProvisionMany { dev: 2, vblocks: vec![0, 1, 2, 3, 9, 7, 6, 5] };
+        assert_eq!(many.to_string(), "provision(dev 2, 8 vblocks: 0..=3, 9, 7..=5)");
     }
 }

@@ -1,0 +1,179 @@
+//! `thinsim bench-shrink` (canary build): for every engine canary, the first seed that
+//! catches it, its trace shrunk within the budget, and the table of lengths and times
+//! (`reports/bench/shrink.md`). With `--regressions DIR` the shrunk traces are written there
+//! as `NNNN-canary-NAME.trace`: regressions that must fail on the canary build and pass on
+//! the real engine.
+
+use crate::runner::{self, RunConfig, Trace};
+use clap::Args;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct BenchShrinkArgs {
+    /// Budget of each shrink.
+    #[arg(long, value_parser = super::swarm::parse_duration, default_value = "60s")]
+    pub budget: Duration,
+    /// Seeds searched for a catch, in order (they pass with the real engine:
+    /// `tests/campaign_slice.rs`).
+    #[arg(long, default_value_t = 600)]
+    pub search: u64,
+    /// Write the table here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the shrunk traces here.
+    #[arg(long)]
+    pub regressions: Option<PathBuf>,
+    /// First regression number to use.
+    #[arg(long, default_value_t = 1)]
+    pub first_number: u32,
+}
+
+struct Row {
+    canary: &'static str,
+    seed: u64,
+    signature: String,
+    before: (usize, usize),
+    after: (usize, usize),
+    search_s: f64,
+    shrink_s: f64,
+    replays: u64,
+    file: Option<String>,
+}
+
+pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
+    if !runner::CANARY_BUILD {
+        eprintln!("bench-shrink needs the canaries: build with `--features canary`");
+        return ExitCode::from(2);
+    }
+    let mut rows = Vec::new();
+    let mut ok = true;
+    for (i, canary) in runner::CANARIES.iter().enumerate() {
+        let began = Instant::now();
+        let found = (0..a.search).find_map(|seed| {
+            let cfg = RunConfig { canary: Some((*canary).to_owned()), ..RunConfig::new(seed) };
+            let out = runner::run(&cfg);
+            out.failure.is_some().then(|| (seed, out.trace.expect("recorded")))
+        });
+        let search_s = began.elapsed().as_secs_f64();
+        let Some((seed, trace)) = found else {
+            println!("{canary}: not caught by seeds 0..{}", a.search);
+            ok = false;
+            continue;
+        };
+        let r = match crate::shrink::shrink(&trace, a.budget, &mut |_| {}) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{canary}: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        let file = match &a.regressions {
+            Some(dir) => {
+                match write_regression(dir, a.first_number + i as u32, canary, seed, &r.trace) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            None => None,
+        };
+        let row = Row {
+            canary,
+            seed,
+            signature: r.signature.clone(),
+            before: (r.ops_before, r.faults_before),
+            after: (r.trace.steps.len(), r.trace.fault_count()),
+            search_s,
+            shrink_s: r.seconds,
+            replays: r.replays,
+            file,
+        };
+        println!(
+            "{canary}: seed {seed} {} | {} -> {} ops, {} -> {} faults | {:.2} s, {} replays",
+            row.signature,
+            row.before.0,
+            row.after.0,
+            row.before.1,
+            row.after.1,
+            row.shrink_s,
+            row.replays
+        );
+        ok &= row.after.0 <= 25 && row.shrink_s <= 60.0;
+        rows.push(row);
+    }
+    let table = table(&rows, a);
+    if let Some(out) = &a.out {
+        if let Err(e) = std::fs::write(out, &table) {
+            eprintln!("{}: {e}", out.display());
+            return ExitCode::from(2);
+        }
+    }
+    print!("{table}");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        println!("FAILED: a canary was not caught, or did not shrink to 25 ops within 60 s");
+        ExitCode::from(1)
+    }
+}
+
+fn write_regression(
+    dir: &std::path::Path,
+    n: u32,
+    canary: &str,
+    seed: u64,
+    t: &Trace,
+) -> Result<String, String> {
+    let path = dir.join(format!("{n:04}-canary-{}.trace", canary.replace('_', "-")));
+    let what = format!("broke: the engine canary {canary} (found by seed {seed}, then shrunk); fails on the canary build");
+    let fixed = "fixed: the real engine does not have the broken rule; must pass there (cargo test replays both)";
+    t.write(&path, &[&what, fixed]).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path.display().to_string())
+}
+
+fn table(rows: &[Row], a: &BenchShrinkArgs) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Shrinking the canaries' failures\n");
+    let _ = writeln!(
+        s,
+        "Made by `cargo run --release -p thinsim --features canary -- bench-shrink --budget {}s --out reports/bench/shrink.md --regressions corpus/regressions` \
+         on this 2-core machine. For each engine canary: the first seed (of 0..{}, default options, 400 steps) whose run fails, \
+         the length of its trace (ops, faults) before and after `thinsim shrink`, and the time the shrink took. \
+         Target: every failure shrinks to at most 25 ops within 60 s.\n",
+        a.budget.as_secs(),
+        a.search
+    );
+    let _ = writeln!(s, "| canary | seed | failure signature | ops before | ops after | faults before | faults after | search s | shrink s | replays |");
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | `{}` | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            r.canary,
+            r.seed,
+            r.signature,
+            r.before.0,
+            r.after.0,
+            r.before.1,
+            r.after.1,
+            r.search_s,
+            r.shrink_s,
+            r.replays
+        );
+    }
+    let files: Vec<&str> = rows.iter().filter_map(|r| r.file.as_deref()).collect();
+    if !files.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nShrunk traces (regressions replayed by `cargo test`): {}",
+            files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    s
+}

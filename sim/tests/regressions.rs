@@ -1,0 +1,82 @@
+//! Every regression in `corpus/regressions/` replays: a trace per bug found, each opening
+//! with two comment lines (what broke, what fixed it). On the real engine every one must
+//! pass; a canary regression (its trace names an engine canary) must also fail with its
+//! recorded signature on the canary build (`cargo test --features canary`), so the
+//! regression is known to still catch what it was made for.
+//!
+//! And the `explore` workloads of `corpus/explore/` judge every crash state they reach.
+
+use sim::runner::{self, Trace};
+use std::path::{Path, PathBuf};
+
+fn traces(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "trace"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_regression_passes_on_the_real_engine() {
+    let files = traces("corpus/regressions");
+    assert!(files.len() >= 8, "regressions: {files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("readable");
+        let comments: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+        assert!(
+            comments.len() >= 2,
+            "{}: needs two comment lines (what broke, what fixed it)",
+            f.display()
+        );
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(
+            name.len() > 5
+                && name[..4].bytes().all(|b| b.is_ascii_digit())
+                && name.as_bytes()[4] == b'-',
+            "{name}: regressions are named NNNN-slug.trace"
+        );
+        let mut t = Trace::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        t.canary = None;
+        let out = runner::replay(&t);
+        assert!(out.invalid.is_none(), "{}: {:?}", f.display(), out.invalid);
+        if let Some(fail) = out.failure {
+            panic!("{}: fails on the real engine:\n{fail}", f.display());
+        }
+    }
+}
+
+#[cfg(feature = "canary")]
+#[test]
+fn every_canary_regression_fails_on_the_canary_build() {
+    let mut seen = std::collections::BTreeSet::new();
+    for f in traces("corpus/regressions") {
+        let t = Trace::read(&f).expect("parses");
+        let Some(canary) = t.canary.clone() else { continue };
+        let expect = t.expect.clone().expect("a canary regression records its failure");
+        let out = runner::replay(&t);
+        let got = out.failure.map(|f| f.signature());
+        assert_eq!(got.as_deref(), Some(expect.signature.as_str()), "{}", f.display());
+        seen.insert(canary);
+    }
+    let all: std::collections::BTreeSet<String> =
+        runner::CANARIES.iter().map(|c| c.to_string()).collect();
+    assert_eq!(seen, all, "every canary has a regression");
+}
+
+#[test]
+fn explore_workloads_judge_their_crash_states() {
+    let files = traces("corpus/explore");
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        let t = Trace::read(&f).expect("parses");
+        let r = sim::explore::explore(&t, 256, None, |_, _| {}).expect("runs");
+        assert!(r.failures.is_empty(), "{}: {:?}", f.display(), r.failures);
+        // The exploration must have met crash points where order and subsets matter.
+        assert!(r.nontrivial_points() >= 2, "{}: {:?}", f.display(), r.points);
+        assert!(r.states() >= 200, "{}: only {} states", f.display(), r.states());
+    }
+}
