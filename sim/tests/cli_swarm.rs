@@ -33,6 +33,7 @@ fn a_passing_range_passes_with_the_default_timeout() {
 #[cfg(feature = "canary")]
 #[test]
 fn fail_fast_stops_at_the_first_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let (code, text) = swarm(&[
         "--seeds",
         "0..2000",
@@ -41,13 +42,50 @@ fn fail_fast_stops_at_the_first_failure() {
         "--canary",
         "skip_data_dec_on_remove",
         "--fail-fast",
+        "--traces",
+        dir.path().to_str().expect("utf-8 path"),
     ]);
     assert_eq!(code, Some(1), "{text}");
     assert_eq!(text.matches(" FAILED: ").count(), 1, "one failure, then stop: {text}");
     let ran: u64 = text
-        .split_whitespace()
-        .next()
+        .lines()
+        .find(|l| l.contains(" of 2000 seeds"))
+        .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("summary line starts with the seeds run: {text}"));
     assert!(ran < 2000, "stopped early: {ran} seeds ran");
+}
+
+/// Every distinct failure gets a trace (named in the failure text) and, with --shrink, a
+/// shrunk one that still reproduces it.
+#[cfg(feature = "canary")]
+#[test]
+fn failures_are_written_as_traces_and_shrunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = dir.path().join("t");
+    let (code, text) = swarm(&[
+        "--seeds",
+        "0..4",
+        "--canary",
+        "abort_keeps_records",
+        "--traces",
+        traces.to_str().expect("utf-8 path"),
+        "--shrink",
+        "--shrink-budget",
+        "20s",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("replay the trace: thinsim replay"), "{text}");
+    let files: Vec<_> =
+        std::fs::read_dir(&traces).expect("traces written").flatten().map(|e| e.path()).collect();
+    let shrunk: Vec<_> =
+        files.iter().filter(|p| p.to_string_lossy().ends_with(".shrunk.trace")).collect();
+    assert!(!shrunk.is_empty() && files.len() == 2 * shrunk.len(), "{files:?}");
+    for s in shrunk {
+        let t = sim::runner::Trace::read(s).expect("parses");
+        let out = sim::runner::replay(&t);
+        let want = t.expect.as_ref().map(|e| e.signature.clone());
+        assert_eq!(out.failure.map(|f| f.signature()), want, "{}", s.display());
+        assert!(t.steps.len() <= 25, "{}: {} ops", s.display(), t.steps.len());
+    }
 }

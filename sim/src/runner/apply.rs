@@ -49,7 +49,7 @@ impl Runner {
         eng: engine::Result<T>,
         model: Result<T, Errno>,
     ) -> Res<Judged> {
-        self.fold(&format!("{eng:?}|{model:?}"));
+        self.fold_fmt(format_args!("{eng:?}|{model:?}"));
         if self.disk.lock().is_powered_off() {
             self.power_cut()?;
             return Ok(Judged::Handled);
@@ -166,7 +166,8 @@ impl Runner {
 
     /// Runs `op` on engine and model and judges the answers.
     pub(super) fn apply(&mut self, op: &Op) -> Res<()> {
-        self.op_text = op.to_string();
+        self.current = op.clone();
+        self.doing = super::Doing::Op;
         let h = match op.handle_dev() {
             Some(dev) => Some(self.handle_of(dev)?),
             None => None,
@@ -250,7 +251,7 @@ impl Runner {
             }
             Op::Provision { dev, vblock } => {
                 let Some(block) = self.alloc_op()? else { return Ok(()) };
-                self.op_text = format!("insert_block(dev {dev}, vblock {vblock}, data {block})");
+                self.doing = super::Doing::Insert { dev, vblock, data: block };
                 let eng = self.pool().insert_block(th!(), vblock, block);
                 let m = self.model.insert_block(mh!(), vblock, block);
                 self.judge(eng, m).map(drop)
@@ -258,8 +259,7 @@ impl Runner {
             Op::ProvisionMany { dev, ref vblocks } => {
                 for &vblock in vblocks {
                     let Some(block) = self.alloc_op()? else { return Ok(()) };
-                    self.op_text =
-                        format!("insert_block(dev {dev}, vblock {vblock}, data {block})");
+                    self.doing = super::Doing::Insert { dev, vblock, data: block };
                     let eng = self.pool().insert_block(th!(), vblock, block);
                     let m = self.model.insert_block(mh!(), vblock, block);
                     if self.judge(eng, m)? != Judged::Agree {
@@ -448,7 +448,7 @@ impl Runner {
 
     /// alloc_data_block on both sides: the new block when they agree.
     fn alloc_op(&mut self) -> Res<Option<u64>> {
-        self.op_text = "alloc_data_block".into();
+        self.doing = super::Doing::Alloc;
         match self.pool().alloc_data_block() {
             Ok(b) => {
                 let m = self.model.alloc_data_block_check(b).map(|()| b);
@@ -493,7 +493,7 @@ impl Runner {
                 return Ok(());
             }
         }
-        self.op_text = "close pool".into();
+        self.doing = super::Doing::ClosePool;
         let pool = self.pool.take().expect("the pool is open between recoveries");
         let eng = match pool.close() {
             Ok(_device) => Ok(()),

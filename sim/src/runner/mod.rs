@@ -33,8 +33,6 @@ mod stats;
 pub mod trace;
 pub mod verify;
 
-pub(crate) use apply::errno;
-
 pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use op::Op;
 pub use options::{KeyOrder, OpKind, Options, Prepopulation, RemovalPhase, RunClass};
@@ -178,6 +176,47 @@ impl Fnv {
     }
 }
 
+/// Which part of the current op the runner is in, for the failure text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Doing {
+    Setup,
+    /// The op as a whole.
+    Op,
+    /// A provision's alloc_data_block.
+    Alloc,
+    /// A provision's insert_block of the block just allocated.
+    Insert {
+        dev: u64,
+        vblock: u64,
+        data: u64,
+    },
+    /// close_reopen's close of the pool.
+    ClosePool,
+}
+
+impl Runner {
+    /// What the runner is doing, as a failure names it.
+    fn op_text(&self) -> String {
+        match self.doing {
+            Doing::Setup => "format".into(),
+            Doing::Op => self.current.to_string(),
+            Doing::Alloc => "alloc_data_block".into(),
+            Doing::Insert { dev, vblock, data } => {
+                format!("insert_block(dev {dev}, vblock {vblock}, data {data})")
+            }
+            Doing::ClosePool => "close pool".into(),
+        }
+    }
+}
+
+/// Feeds formatted text into the hash without building a string.
+impl fmt::Write for Fnv {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.add(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The last state known to be on disk and right: restored after undetectable class B damage.
 struct Good {
     image: MemoryImage,
@@ -195,7 +234,9 @@ struct Runner {
     handles: Vec<(model::Handle, ThinHandle)>,
     /// The op being run: 1-based over every op of the run (a trace's op lines).
     step: u64,
-    op_text: String,
+    /// The op being run, and which part of it (named in a failure; formatted only then).
+    current: Op,
+    doing: Doing,
     stats: RunStats,
     hash: Fnv,
     good: Good,
@@ -369,7 +410,8 @@ impl Runner {
             model,
             handles: Vec::new(),
             step: 0,
-            op_text: "format".into(),
+            current: Op::FaultsOn,
+            doing: Doing::Setup,
             stats: RunStats { runs: 1, ..RunStats::default() },
             hash: Fnv(0xcbf2_9ce4_8422_2325),
             good,
@@ -629,11 +671,16 @@ impl Runner {
     }
 
     fn fold(&mut self, text: &str) {
+        self.fold_fmt(format_args!("{text}"));
+    }
+
+    /// Folds an answer into the trace hash (and prints it when verbose).
+    fn fold_fmt(&mut self, text: fmt::Arguments<'_>) {
         if self.verbose {
-            eprintln!("[{}] {} => {text}", self.step, self.op_text);
+            eprintln!("[{}] {} => {text}", self.step, self.op_text());
         }
         self.hash.add(&self.step.to_le_bytes());
-        self.hash.add(text.as_bytes());
+        let _ = fmt::Write::write_fmt(&mut self.hash, text);
     }
 
     fn fail(&self, oracle: &str, detail: String) -> Box<Failure> {
@@ -644,7 +691,7 @@ impl Runner {
         Box::new(Failure {
             seed: self.cfg.seed,
             step: self.step,
-            op: self.op_text.clone(),
+            op: self.op_text(),
             oracle: oracle.to_owned(),
             faults: self.b_faults.iter().map(|k| format!("{k:?}")).collect(),
             detail,

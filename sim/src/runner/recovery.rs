@@ -1,6 +1,5 @@
 //! Crashes and recoveries: power cuts (between ops or inside one), exploration of the crash
-//! images reachable from a crash point, reopening, the class A/B/C verdicts, and the
-//! verification after every commit.
+//! images reachable from a crash point, reopening, and the class A/B/C verdicts.
 //!
 //! Invariants:
 //! - After a crash the reopened pool must equal one of the allowed committed states: the
@@ -266,70 +265,11 @@ impl Runner {
     /// writes unless the pool was just reopened from the disk (`reopened`): the live pool's
     /// cache still holds what it believes it wrote, and a later superblock may point at a
     /// block whose write never landed, damage that only a reopen can show.
-    fn mark_good(&mut self, image: MemoryImage, reopened: bool) {
+    pub(super) fn mark_good(&mut self, image: MemoryImage, reopened: bool) {
         let masked_by_cache = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
         self.b_faults.retain(|k| !reopened && masked_by_cache.contains(k));
         self.drain_faults();
         self.good = Good { image, model: self.model.clone() };
-    }
-
-    /// After a successful commit: what changed since the last verification, or (when due,
-    /// see [`super::verify`], and always while class B damage may hide in the image) the whole
-    /// in-core state, `check` on the durable image and an independent reopen of that image.
-    pub(super) fn verify_committed(&mut self) -> Res<()> {
-        // Faults the commit itself injected decide too: class B damage gets the full check.
-        self.drain_faults();
-        if let Err(d) = oracle::compare_metadata_counts(self.pool()) {
-            return self.diverged("metadata-space-after-commit", d);
-        }
-        if self.b_faults.is_empty() && !self.verifier.full_due(&self.model) {
-            let pool = self.pool.as_ref().expect("the pool is open between recoveries");
-            if let Err(d) = self.verifier.compare_changes(pool, &mut self.model) {
-                return self.diverged("state-after-commit", d);
-            }
-            self.stats.incremental_checks += 1;
-            self.verifier.verified(&mut self.model, false);
-            return Ok(());
-        }
-        // Taken first: the comparison's reads may rot blocks of the live disk.
-        let image = self.disk.lock().durable_image();
-        self.drain_faults();
-        if let Err(d) = oracle::compare_pool(self.pool(), &self.model) {
-            return self.diverged("state-after-commit", d);
-        }
-        if let Err(d) = oracle::compare_ls(self.pool(), &self.model) {
-            return self.diverged("ls-after-commit", d);
-        }
-        self.stats.commit_checks += 1;
-        if let Err(d) = oracle::check_image(&image, &self.model) {
-            return self.diverged("check-after-commit", d);
-        }
-        if !self.b_faults.is_empty() {
-            let mut m = self.model.clone();
-            m.crash();
-            // The superblock's own fields too (metadata size, flags, held root): the model
-            // does not know them all, but the pool that just committed does. A misdirected
-            // superblock write that changed only the metadata size is caught here.
-            let live = self.pool().summary().map_err(oracle::e2s);
-            let reopened = Pool::open(image.to_device(), reopen_options())
-                .map_err(oracle::e2s)
-                .and_then(|p| {
-                    oracle::compare_pool(&p, &m)?;
-                    let (live, found) = (live?, p.summary().map_err(oracle::e2s)?);
-                    if live == found {
-                        Ok(())
-                    } else {
-                        let d = format!("superblock: committed {live:?}, reopened {found:?}");
-                        Err(Mismatch::State(d))
-                    }
-                });
-            if let Err(d) = reopened {
-                return self.diverged("image-after-commit", d);
-            }
-        }
-        self.mark_good(image, false);
-        self.verifier.verified(&mut self.model, true);
-        Ok(())
     }
 
     /// The engine and the model disagree. With class B damage outstanding this may be the
@@ -361,7 +301,8 @@ impl Runner {
 
     /// End of run: faults stop, power is cut, and the pool must reopen at its last commit.
     pub(super) fn final_recovery(&mut self) -> Res<()> {
-        self.op_text = "final power cut".into();
+        self.current = super::Op::FinalPowerCut;
+        self.doing = super::Doing::Op;
         self.set_faults(false);
         self.pre = None;
         self.power_cut()

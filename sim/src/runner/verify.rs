@@ -196,3 +196,65 @@ pub fn compare_changes(
     }
     d.into_result()
 }
+
+/// The verification after a commit, on the runner's state.
+impl super::Runner {
+    /// After a successful commit: what changed since the last verification, or (when due,
+    /// see [`super::verify`], and always while class B damage may hide in the image) the whole
+    /// in-core state, `check` on the durable image and an independent reopen of that image.
+    pub(super) fn verify_committed(&mut self) -> super::Res<()> {
+        // Faults the commit itself injected decide too: class B damage gets the full check.
+        self.drain_faults();
+        if let Err(d) = oracle::compare_metadata_counts(self.pool()) {
+            return self.diverged("metadata-space-after-commit", d);
+        }
+        if self.b_faults.is_empty() && !self.verifier.full_due(&self.model) {
+            let pool = self.pool.as_ref().expect("the pool is open between recoveries");
+            if let Err(d) = self.verifier.compare_changes(pool, &mut self.model) {
+                return self.diverged("state-after-commit", d);
+            }
+            self.stats.incremental_checks += 1;
+            self.verifier.verified(&mut self.model, false);
+            return Ok(());
+        }
+        // Taken first: the comparison's reads may rot blocks of the live disk.
+        let image = self.disk.lock().durable_image();
+        self.drain_faults();
+        if let Err(d) = oracle::compare_pool(self.pool(), &self.model) {
+            return self.diverged("state-after-commit", d);
+        }
+        if let Err(d) = oracle::compare_ls(self.pool(), &self.model) {
+            return self.diverged("ls-after-commit", d);
+        }
+        self.stats.commit_checks += 1;
+        if let Err(d) = oracle::check_image(&image, &self.model) {
+            return self.diverged("check-after-commit", d);
+        }
+        if !self.b_faults.is_empty() {
+            let mut m = self.model.clone();
+            m.crash();
+            // The superblock's own fields too (metadata size, flags, held root): the model
+            // does not know them all, but the pool that just committed does. A misdirected
+            // superblock write that changed only the metadata size is caught here.
+            let live = self.pool().summary().map_err(oracle::e2s);
+            let reopened = Pool::open(image.to_device(), super::recovery::reopen_options())
+                .map_err(oracle::e2s)
+                .and_then(|p| {
+                    oracle::compare_pool(&p, &m)?;
+                    let (live, found) = (live?, p.summary().map_err(oracle::e2s)?);
+                    if live == found {
+                        Ok(())
+                    } else {
+                        let d = format!("superblock: committed {live:?}, reopened {found:?}");
+                        Err(oracle::Mismatch::State(d))
+                    }
+                });
+            if let Err(d) = reopened {
+                return self.diverged("image-after-commit", d);
+            }
+        }
+        self.mark_good(image, false);
+        self.verifier.verified(&mut self.model, true);
+        Ok(())
+    }
+}
