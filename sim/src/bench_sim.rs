@@ -99,7 +99,7 @@ fn engine_only(work: &[Op], data: u64, device: Box<dyn BlockDevice>) -> Result<f
 
 /// The engine's side of one op. Only a remove of an unmapped block may fail.
 fn engine_op(pool: &Pool, handles: &mut BTreeMap<u64, ThinHandle>, op: &Op) -> Result<(), String> {
-    fn h<'a>(handles: &'a BTreeMap<u64, ThinHandle>, dev: u64) -> Result<&'a ThinHandle, String> {
+    fn h(handles: &BTreeMap<u64, ThinHandle>, dev: u64) -> Result<&ThinHandle, String> {
         handles.get(&dev).ok_or_else(|| format!("device {dev} is not open"))
     }
     let r = match *op {

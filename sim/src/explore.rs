@@ -14,6 +14,10 @@
 use crate::disk::TearSet;
 use crate::runner::{self, CrashPoint, ExploreBounds, Failure, Op, StepFault, Trace, TraceError};
 
+/// A failure and the flush cut (op, I/O offset in the op) that led to it; None: the
+/// workload's own power cuts.
+pub type CutFailure = (Option<(u64, u64)>, Box<Failure>);
+
 /// Everything `explore` found.
 #[derive(Clone, Debug, Default)]
 pub struct ExploreReport {
@@ -23,7 +27,7 @@ pub struct ExploreReport {
     pub points: Vec<CrashPoint>,
     /// Failures, with the flush cut (op, I/O offset) that led to each (None: the workload's
     /// own power cuts).
-    pub failures: Vec<(Option<(u64, u64)>, Box<Failure>)>,
+    pub failures: Vec<CutFailure>,
 }
 
 impl ExploreReport {
