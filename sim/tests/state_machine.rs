@@ -259,23 +259,7 @@ fn diagnose(engine: &Answer, model: &Answer) -> String {
     }
 }
 
-/// The model's name for an engine error's errno (as `sim::runner`'s crate-private `errno`).
-fn errno(e: &engine::Error) -> Errno {
-    use engine::Errno as E;
-    match e.errno() {
-        E::EEXIST => Errno::EEXIST,
-        E::ENODATA => Errno::ENODATA,
-        E::EINVAL => Errno::EINVAL,
-        E::EBUSY => Errno::EBUSY,
-        E::ENOSPC => Errno::ENOSPC,
-        E::EWOULDBLOCK => Errno::EWOULDBLOCK,
-        E::EPERM => Errno::EPERM,
-        E::EIO => Errno::EIO,
-        E::EILSEQ => Errno::EILSEQ,
-        E::ENOTBLK => Errno::ENOTBLK,
-        E::ENOMEM => Errno::ENOMEM,
-    }
-}
+use sim::runner::errno;
 
 fn eng<T>(r: engine::Result<T>) -> Result<T, Errno> {
     r.map_err(|e| errno(&e))

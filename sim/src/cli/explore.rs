@@ -3,7 +3,7 @@
 //! Exits 1 when a state fails, or when no crash point had more than one pending write (the
 //! exploration would prove nothing).
 
-use crate::runner::{self, RunConfig, Trace};
+use crate::runner::{self, RunConfig};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,12 +31,9 @@ pub struct ExploreArgs {
 
 pub fn explore(a: &ExploreArgs) -> ExitCode {
     let t = match (&a.file, a.seed) {
-        (Some(f), _) => match Trace::read(f) {
+        (Some(f), _) => match super::read_trace(f) {
             Ok(t) => t,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         },
         (None, Some(seed)) => {
             let out = runner::run(&RunConfig { steps: a.steps, ..RunConfig::new(seed) });

@@ -91,3 +91,11 @@ fn check_canary(name: Option<&str>) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Reads a trace file for a subcommand; the error is printed and becomes exit code 2.
+fn read_trace(path: &std::path::Path) -> Result<crate::runner::Trace, ExitCode> {
+    crate::runner::Trace::read(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}

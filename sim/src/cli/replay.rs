@@ -13,12 +13,9 @@ pub struct ReplayArgs {
 }
 
 pub fn replay(a: &ReplayArgs) -> ExitCode {
-    let t = match Trace::read(&a.file) {
+    let t = match super::read_trace(&a.file) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     println!(
         "trace {} ({} ops, {} faults, written by {}), seed {}",

@@ -28,12 +28,9 @@ pub fn default_output(file: &Path) -> PathBuf {
 }
 
 pub fn shrink(a: &ShrinkArgs) -> ExitCode {
-    let t = match Trace::read(&a.file) {
+    let t = match super::read_trace(&a.file) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let out = a.output.clone().unwrap_or_else(|| default_output(&a.file));
     match shrink_to(&t, a.budget, &out) {

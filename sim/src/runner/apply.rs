@@ -25,7 +25,7 @@ pub(super) enum Judged {
 }
 
 /// The model's name for an engine error's errno.
-pub(crate) fn errno(e: &engine::Error) -> Errno {
+pub fn errno(e: &engine::Error) -> Errno {
     use engine::Errno as E;
     match e.errno() {
         E::EEXIST => Errno::EEXIST,

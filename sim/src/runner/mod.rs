@@ -33,6 +33,7 @@ mod stats;
 pub mod trace;
 pub mod verify;
 
+pub use apply::errno;
 pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use op::Op;
 pub use options::{KeyOrder, OpKind, Options, Prepopulation, RemovalPhase, RunClass};
