@@ -6,6 +6,7 @@
 
 mod bench_shrink;
 mod explore;
+mod fuzz_trace;
 mod replay;
 mod report;
 mod run;
@@ -44,6 +45,8 @@ pub enum Command {
     Shrink(ShrinkArgs),
     /// Judge every crash state of a short workload at every flush epoch.
     Explore(ExploreArgs),
+    /// Turn an input of the `sim` fuzz target into the trace of its run.
+    FuzzTrace(fuzz_trace::FuzzTraceArgs),
     /// Merge shard reports into one.
     Report(ReportArgs),
     /// Audit a metadata image (stricter than thin_check: data counts, mapped_blocks, …).
@@ -69,6 +72,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Replay(a) => replay::replay(&a),
         Command::Shrink(a) => shrink::shrink(&a),
         Command::Explore(a) => explore::explore(&a),
+        Command::FuzzTrace(a) => fuzz_trace::fuzz_trace(&a),
         Command::Report(a) => report::report(&a),
         Command::Check(a) => crate::tools_cli::check(&a),
         Command::Dump(a) => crate::tools_cli::dump(&a),

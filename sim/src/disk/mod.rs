@@ -55,8 +55,9 @@
 //! script instead of its RNG, so a recorded or edited plan replays (see `plan`).
 //!
 //! # Invariants
-//! - One seeded `ChaCha8Rng` drives every decision; no clock, no hash-map order. The same
-//!   seed and call sequence give the same results, images and [`SimDisk::trace_hash`].
+//! - One [`Entropy`] stream (seeded ChaCha, or a fuzzer's bytes) drives every decision; no
+//!   clock, no hash-map order. The same seed (or bytes) and call sequence give the same
+//!   results, images and [`SimDisk::trace_hash`].
 //! - `newest[b]` is the data of the latest pending write issued to `b`, or else the very
 //!   same `Arc` as the durable block; so "the cache holds `b`" is `!ptr_eq`.
 //! - After a successful flush nothing is pending and the newest view equals the durable
@@ -89,8 +90,8 @@ pub use plan::{AtIo, Planned};
 pub use trace::{hash_block, IoStats};
 
 use engine::io::{Block, BlockDevice, IoError, IoErrorKind, IoOp};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use crate::entropy::Entropy;
+use rand::Rng;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use trace::{TraceHash, TraceOp};
@@ -111,7 +112,7 @@ pub fn is_power_loss(e: &IoError) -> bool {
 #[derive(Clone)]
 pub struct SimDisk {
     config: DiskConfig,
-    rng: ChaCha8Rng,
+    rng: Entropy,
     durable: MemoryImage,
     newest: block_vec::BlockVec,
     pending: Vec<PendingWrite>,
@@ -144,15 +145,20 @@ enum Gate {
 impl SimDisk {
     /// A zero-filled disk of `nr_blocks` blocks (at most [`MAX_SIM_BLOCKS`]).
     pub fn new(nr_blocks: u64, config: DiskConfig, seed: u64) -> Self {
+        SimDisk::with_entropy(nr_blocks, config, Entropy::seeded(seed))
+    }
+
+    /// [`SimDisk::new`] drawing its faults from `rng` (the fuzzer's bytes, say).
+    pub fn with_entropy(nr_blocks: u64, config: DiskConfig, rng: Entropy) -> Self {
         let nr = usize::try_from(nr_blocks.min(MAX_SIM_BLOCKS)).unwrap_or(0);
-        SimDisk::from_image(MemoryImage::zeroed(nr), config, seed)
+        SimDisk::from_image(MemoryImage::zeroed(nr), config, rng)
     }
 
     /// A disk whose durable contents are `image` (e.g. a crash image found by `explore`).
-    pub fn from_image(image: MemoryImage, config: DiskConfig, seed: u64) -> Self {
+    pub fn from_image(image: MemoryImage, config: DiskConfig, rng: Entropy) -> Self {
         SimDisk {
             config,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng,
             newest: image.shared_blocks(),
             durable: image,
             pending: Vec::new(),

@@ -14,7 +14,7 @@ use super::options::{KeyOrder, OpKind, Options};
 use crate::disk::PPM;
 use model::Model;
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use crate::entropy::Entropy;
 use std::collections::BTreeMap;
 
 /// What the last answers said the pool is short of: recovery ops are drawn first then.
@@ -37,7 +37,7 @@ pub(super) struct View<'a> {
 
 /// The generator: the run's RNG and the key-order state.
 pub(super) struct Drawer {
-    pub rng: ChaCha8Rng,
+    pub rng: Entropy,
     /// Per device, the last fresh key handed out in the run's key order.
     fresh_keys: BTreeMap<u64, u64>,
     /// In the removal phase (deep-tree and pre-populated runs): the removal weights.
@@ -45,7 +45,7 @@ pub(super) struct Drawer {
 }
 
 impl Drawer {
-    pub fn new(rng: ChaCha8Rng) -> Self {
+    pub fn new(rng: Entropy) -> Self {
         Drawer { rng, fresh_keys: BTreeMap::new(), in_removal: false }
     }
 

@@ -46,8 +46,9 @@ use crate::disk::{
 };
 use engine::thin::{Pool, PoolOptions, ThinHandle};
 use model::Model;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use crate::entropy::Entropy;
+use crate::fnv::Fnv;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use shared::SharedDisk;
 use std::collections::BTreeSet;
@@ -165,18 +166,6 @@ impl Crossings {
     }
 }
 
-/// FNV-1a: a stable hash (std's hasher may change between Rust releases).
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Fnv {
-    fn add(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-}
-
 /// Which part of the current op the runner is in, for the failure text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Doing {
@@ -207,14 +196,6 @@ impl Runner {
             }
             Doing::ClosePool => "close pool".into(),
         }
-    }
-}
-
-/// Feeds formatted text into the hash without building a string.
-impl fmt::Write for Fnv {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.add(s.as_bytes());
-        Ok(())
     }
 }
 
@@ -274,8 +255,38 @@ struct Runner {
 
 /// Runs one seed.
 pub fn run(cfg: &RunConfig) -> RunOutcome {
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut opts = Options::draw(&mut rng);
+    let mut rng = Entropy::seeded(cfg.seed);
+    let opts = draw_options(cfg, &mut rng);
+    let disk = Entropy::seeded(rng.random());
+    run_drawing(cfg, opts, rng, disk)
+}
+
+/// Runs the choices in `bytes` (the `sim` fuzz target): the first byte splits the rest into
+/// the generator's stream (options, ops, crash offsets) and the disk's (its faults and crash
+/// plans), each going on from a seeded tail when its bytes run out (see [`Entropy`]).
+/// `cfg.seed` only labels the run; its trace is what replays it. `draw` draws the options
+/// from the generator's stream (the fuzz target keeps to the cheap classes); the trace
+/// records them as drawn.
+pub fn run_bytes(
+    cfg: &RunConfig,
+    bytes: &[u8],
+    draw: impl FnOnce(&mut Entropy) -> Options,
+) -> RunOutcome {
+    let (&split, rest) = bytes.split_first().unwrap_or((&0, &[]));
+    let at = rest.len() * usize::from(split) / 256;
+    let (ops, faults) = rest.split_at(at);
+    let mut rng = Entropy::from_bytes(ops);
+    let opts = draw(&mut rng);
+    let opts = class_a_only(cfg, opts);
+    run_drawing(cfg, opts, rng, Entropy::from_bytes(faults))
+}
+
+fn draw_options(cfg: &RunConfig, rng: &mut Entropy) -> Options {
+    class_a_only(cfg, Options::draw(rng))
+}
+
+/// `--class-a-only`: the options' faults reduced to crashes and tears within the unit.
+fn class_a_only(cfg: &RunConfig, mut opts: Options) -> Options {
     if cfg.class_a_only {
         let d = &opts.disk;
         opts.disk = crate::disk::DiskConfig {
@@ -284,11 +295,15 @@ pub fn run(cfg: &RunConfig) -> RunOutcome {
             ..crate::disk::DiskConfig::none()
         };
     }
+    opts
+}
+
+/// A run drawn from `rng` with options `opts`, the disk drawing from `disk`.
+fn run_drawing(cfg: &RunConfig, opts: Options, rng: Entropy, disk: Entropy) -> RunOutcome {
     // The engine counts structural events per thread: start this run's from zero.
     engine::events::take();
-    let disk_seed = rng.random();
     let drawer = draw::Drawer::new(rng);
-    let mut r = match Runner::new(cfg.clone(), opts.clone(), disk_seed, Some(drawer)) {
+    let mut r = match Runner::new(cfg.clone(), opts.clone(), disk, Some(drawer)) {
         Ok(r) => r,
         Err(f) => return outcome_without_runner(cfg, opts, f),
     };
@@ -320,7 +335,7 @@ pub fn replay_with(t: &Trace, cfg: RunConfig) -> RunOutcome {
             return o;
         }
     }
-    let mut r = match Runner::new(cfg.clone(), t.options.clone(), 0, None) {
+    let mut r = match Runner::new(cfg.clone(), t.options.clone(), Entropy::seeded(0), None) {
         Ok(r) => r,
         Err(f) => return outcome_without_runner(&cfg, t.options.clone(), f),
     };
@@ -378,18 +393,18 @@ impl Runner {
     fn new(
         cfg: RunConfig,
         opts: Options,
-        disk_seed: u64,
+        disk_rng: Entropy,
         drawer: Option<draw::Drawer>,
     ) -> Res<Runner> {
         let (mut sim, model) = match &opts.prepopulate {
             None => (
-                SimDisk::new(opts.metadata_disk_blocks, opts.disk.clone(), disk_seed),
+                SimDisk::with_entropy(opts.metadata_disk_blocks, opts.disk.clone(), disk_rng),
                 Model::new(opts.data_blocks),
             ),
             Some(p) => {
                 let (image, model) = prepopulate::prepared(p, &opts)
                     .map_err(|d| setup_failure(&cfg, &format!("prepopulation: {d}")))?;
-                (SimDisk::from_image(image, opts.disk.clone(), disk_seed), model)
+                (SimDisk::from_image(image, opts.disk.clone(), disk_rng), model)
             }
         };
         // Setup (a restore included) is not the workload: its structural events do not count.
@@ -414,7 +429,7 @@ impl Runner {
             current: Op::FaultsOn,
             doing: Doing::Setup,
             stats: RunStats { runs: 1, ..RunStats::default() },
-            hash: Fnv(0xcbf2_9ce4_8422_2325),
+            hash: Fnv::default(),
             good,
             b_faults: BTreeSet::new(),
             c_seen: false,

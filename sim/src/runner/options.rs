@@ -256,6 +256,11 @@ impl Options {
     /// Draws a run's options from its RNG.
     pub fn draw<R: Rng + ?Sized>(rng: &mut R) -> Options {
         let class = RunClass::draw(rng);
+        Options::draw_class(rng, class)
+    }
+
+    /// Draws the options of a run of `class`.
+    pub fn draw_class<R: Rng + ?Sized>(rng: &mut R, class: RunClass) -> Options {
         let mut o = Options::draw_small(rng);
         o.class = class;
         match class {
