@@ -116,3 +116,20 @@ fn regenerate_corpus() {
     }
     std::fs::write(dir.join("bad-attr.xml"), "<superblock uuid=\"\" time=\"x\" transaction=\"1\" data_block_size=\"128\" nr_data_blocks=\"10\">\n</superblock>\n").unwrap();
 }
+
+/// The `sim` target's canaries are the engine's: each must be caught by some file of
+/// `corpus/sim/` (the inputs the fuzzer found hunting it, `THINSIM_CANARY=NAME`).
+#[cfg(feature = "canary")]
+#[test]
+fn every_engine_canary_is_caught_by_the_sim_corpus() {
+    let inputs: Vec<Vec<u8>> = files("sim").iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let mut missed = Vec::new();
+    for canary in sim::runner::CANARIES {
+        let caught =
+            inputs.iter().any(|d| sim::fuzzing::sim::run(d, Some(canary.to_string())).is_err());
+        if !caught {
+            missed.push(canary);
+        }
+    }
+    assert!(missed.is_empty(), "no corpus/sim file catches {missed:?}");
+}

@@ -89,8 +89,8 @@ pub use image::{
 pub use plan::{AtIo, Planned};
 pub use trace::{hash_block, IoStats};
 
-use engine::io::{Block, BlockDevice, IoError, IoErrorKind, IoOp};
 use crate::entropy::Entropy;
+use engine::io::{Block, BlockDevice, IoError, IoErrorKind, IoOp};
 use rand::Rng;
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -12,9 +12,9 @@
 use super::op::Op;
 use super::options::{KeyOrder, OpKind, Options};
 use crate::disk::PPM;
+use crate::entropy::Entropy;
 use model::Model;
 use rand::Rng;
-use crate::entropy::Entropy;
 use std::collections::BTreeMap;
 
 /// What the last answers said the pool is short of: recovery ops are drawn first then.

@@ -44,10 +44,10 @@ use crate::disk::{
     CoverageKey, ExposureKey, FaultClass, FaultCoverage, FaultKind, IoKind, IoStats, MemoryImage,
     SimDisk,
 };
-use engine::thin::{Pool, PoolOptions, ThinHandle};
-use model::Model;
 use crate::entropy::Entropy;
 use crate::fnv::Fnv;
+use engine::thin::{Pool, PoolOptions, ThinHandle};
+use model::Model;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use shared::SharedDisk;
