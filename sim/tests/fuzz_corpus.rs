@@ -133,3 +133,29 @@ fn every_engine_canary_is_caught_by_the_sim_corpus() {
     }
     assert!(missed.is_empty(), "no corpus/sim file catches {missed:?}");
 }
+
+/// Regenerates `corpus/sim/canary-*`: for each engine canary, the first seeded input (in a
+/// fixed ChaCha8 order) that the real engine passes and the canary fails, and prints how many inputs each one took.
+/// Deterministic, so the files it writes are the files it wrote last time on the same build.
+#[cfg(feature = "canary")]
+#[test]
+#[ignore = "regenerates corpus/sim/canary-*; run with THINSIM_WRITE_CORPUS=1"]
+fn regenerate_sim_canary_corpus() {
+    if std::env::var("THINSIM_WRITE_CORPUS").is_err() {
+        return;
+    }
+    let dir = corpus_dir("sim");
+    for canary in sim::runner::CANARIES {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x51a);
+        let found = (0..20_000u32).find_map(|i| {
+            let data = random_input(&mut rng);
+            // Only an input the real engine passes counts: the catch is the canary's doing.
+            let caught = sim::fuzzing::sim::run(&data, Some(canary.to_string())).is_err()
+                && sim::fuzzing::sim::run(&data, None).is_ok();
+            caught.then_some((i, data))
+        });
+        let (i, data) = found.unwrap_or_else(|| panic!("{canary}: not caught in 20000 inputs"));
+        eprintln!("{canary}: caught by input {i}");
+        std::fs::write(dir.join(format!("canary-{canary}")), &data).unwrap();
+    }
+}
