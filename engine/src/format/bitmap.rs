@@ -46,6 +46,38 @@ pub fn set(block: &mut Block, i: u64, v: u32) {
     put_u64(block, off, w);
 }
 
+/// Word `w` (entries `32·w .. 32·w + 32`) as a little-endian u64.
+#[inline]
+pub fn word(block: &Block, w: u64) -> u64 {
+    le_u64(block, word_offset(w * 32))
+}
+
+/// Stores word `w` (entries `32·w ..`).
+#[inline]
+pub fn put_word(block: &mut Block, w: u64, value: u64) {
+    put_u64(block, word_offset(w * 32), value)
+}
+
+/// The word holding `counts` (at most 32, each capped at 3), entry 0 in the lowest pair.
+#[inline]
+pub fn encode_word(counts: &[u32]) -> u64 {
+    debug_assert!(counts.len() <= 32);
+    let mut w = 0u64;
+    for (j, &c) in counts.iter().enumerate() {
+        let v = u64::from(c.min(OVERFLOW_MARK));
+        // The value-2 bit goes to the pair's low bit, the value-1 bit to its high bit.
+        w |= (((v >> 1) & 1) | ((v & 1) << 1)) << (2 * j);
+    }
+    w
+}
+
+/// Entry `j` (0..32) of a word.
+#[inline]
+pub fn decode_entry(w: u64, j: u64) -> u32 {
+    let pair = (w >> (2 * j)) & 3;
+    (((pair & 1) << 1) | (pair >> 1)) as u32
+}
+
 /// Whether the 32 entries of the word holding entry `i` are all zero.
 #[inline]
 pub fn word_is_zero(block: &Block, i: u64) -> bool {

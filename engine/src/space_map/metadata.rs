@@ -51,6 +51,14 @@ pub struct MetadataSpaceMap {
     /// Blocks whose overflow entry may need inserting, updating or removing at commit.
     pub(crate) overflow_dirty: BTreeSet<u64>,
     pub(crate) threshold: Option<Threshold>,
+    /// Blocks whose count went to or from zero since the last `mark_committed` (repeats
+    /// allowed): the only entries of `committed_used` a commit can change.
+    pub(crate) touched: Vec<u64>,
+    /// Each bitmap's `(nr_free, none_free_before)` as last written; `None`: recompute. Valid
+    /// for every bitmap not in `dirty_bitmaps`, since a count going to or from zero marks its
+    /// bitmap dirty and only `mark_committed` (after a write) and `load` (which starts empty)
+    /// clear the marks.
+    pub(crate) index_cache: Vec<Option<(u32, u32)>>,
     /// Canary: allocate blocks freed in this transaction (breaks crash consistency).
     #[cfg(feature = "canary")]
     pub(crate) ignore_committed: bool,
@@ -76,6 +84,8 @@ impl MetadataSpaceMap {
             overflow_root: 0,
             overflow_dirty: BTreeSet::new(),
             threshold: None,
+            touched: Vec::new(),
+            index_cache: Vec::new(),
             #[cfg(feature = "canary")]
             ignore_committed: false,
         }
@@ -101,8 +111,10 @@ impl MetadataSpaceMap {
         let old = self.counts[b as usize];
         if old == 0 && new > 0 {
             self.nr_allocated += 1;
+            self.touched.push(b);
         } else if old > 0 && new == 0 {
             self.nr_allocated -= 1;
+            self.touched.push(b);
         }
         self.counts[b as usize] = new;
         if old.min(3) != new.min(3) {
@@ -202,8 +214,16 @@ impl MetadataSpaceMap {
 
     /// The committed view becomes the current one (after the superblock is durable).
     pub(crate) fn mark_committed(&mut self) {
-        self.committed_used.clear();
-        self.committed_used.extend(self.counts.iter().map(|&c| c > 0));
+        if self.committed_used.len() == self.counts.len() {
+            for b in std::mem::take(&mut self.touched) {
+                self.committed_used[b as usize] = self.counts[b as usize] > 0;
+            }
+        } else {
+            self.committed_used.clear();
+            self.committed_used.extend(self.counts.iter().map(|&c| c > 0));
+            self.touched.clear();
+        }
+        debug_assert!(self.committed_used.iter().zip(&self.counts).all(|(&u, &c)| u == (c > 0)));
         self.committed_nr_blocks = self.nr_blocks();
         self.committed_nr_allocated = self.nr_allocated;
         self.allocated_this_txn = 0;
@@ -251,34 +271,40 @@ impl MetadataSpaceMap {
     /// The bitmap body for bitmap `i`, from the current counts (header left for sealing).
     pub(crate) fn render_bitmap(&self, i: usize) -> crate::io::Block {
         let mut b = [0u8; 4096];
-        let base = i as u64 * ENTRIES_PER_BITMAP;
-        let end = (base + ENTRIES_PER_BITMAP).min(self.nr_blocks());
-        for blk in base..end {
-            let c = self.counts[blk as usize];
-            if c != 0 {
-                bitmap::set(&mut b, blk - base, c.min(3));
-            }
+        for (w, chunk) in self.bitmap_counts(i).chunks(32).enumerate() {
+            bitmap::put_word(&mut b, w as u64, bitmap::encode_word(chunk));
         }
         b
     }
 
-    /// The index entry for bitmap `i`, exact (kernel hints are looser but compatible).
-    pub(crate) fn index_entry(&self, i: usize) -> IndexEntry {
-        let base = i as u64 * ENTRIES_PER_BITMAP;
-        let end = (base + ENTRIES_PER_BITMAP).min(self.nr_blocks());
-        let mut used = 0u32;
-        let mut first_free = None;
-        for blk in base..end {
-            if self.counts[blk as usize] > 0 {
-                used += 1;
-            } else if first_free.is_none() {
-                first_free = Some((blk - base) as u32);
-            }
-        }
-        IndexEntry {
-            blocknr: self.bitmaps[i],
-            nr_free: ENTRIES_PER_BITMAP as u32 - used,
-            none_free_before: first_free.unwrap_or((end - base) as u32),
-        }
+    /// The counts bitmap `i` covers (the last bitmap may cover fewer than 16320).
+    fn bitmap_counts(&self, i: usize) -> &[u32] {
+        let base = i * ENTRIES_PER_BITMAP as usize;
+        let end = (base + ENTRIES_PER_BITMAP as usize).min(self.counts.len());
+        &self.counts[base..end]
+    }
+
+    /// Every bitmap's index entry, exact (kernel hints are looser but compatible): computed
+    /// for dirty bitmaps, taken from the cache for the rest.
+    pub(crate) fn index_entries(&mut self) -> Vec<IndexEntry> {
+        self.index_cache.resize(self.bitmaps.len(), None);
+        (0..self.bitmaps.len())
+            .map(|i| {
+                let cached = self.index_cache[i].filter(|_| !self.dirty_bitmaps.contains(&i));
+                let (nr_free, none_free_before) = cached.unwrap_or_else(|| self.free_of(i));
+                debug_assert_eq!((nr_free, none_free_before), self.free_of(i));
+                self.index_cache[i] = Some((nr_free, none_free_before));
+                IndexEntry { blocknr: self.bitmaps[i], nr_free, none_free_before }
+            })
+            .collect()
+    }
+
+    /// Bitmap `i`'s free entries (of 16320: entries past the map's end count as free) and
+    /// its first free entry (its length when none is).
+    fn free_of(&self, i: usize) -> (u32, u32) {
+        let counts = self.bitmap_counts(i);
+        let used: u32 = counts.iter().map(|&c| u32::from(c != 0)).sum();
+        let first_free = counts.iter().position(|&c| c == 0).unwrap_or(counts.len());
+        (ENTRIES_PER_BITMAP as u32 - used, first_free as u32)
     }
 }

@@ -57,6 +57,7 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
     }
     let index = tm.bm.read(index_b, BlockKind::Index)?;
     let entries = unpack_metadata_index(&index, nr_bitmaps(root.nr_blocks));
+    let mut overflow_marks = false;
     for (i, e) in entries.iter().enumerate() {
         if e.blocknr >= root.nr_blocks {
             return Err(Error::structure(
@@ -72,11 +73,21 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
         })?;
         let base = i as u64 * ENTRIES_PER_BITMAP;
         let end = (base + ENTRIES_PER_BITMAP).min(root.nr_blocks);
-        for b in base..end {
-            let v = bitmap::get(&bmp, b - base);
-            if v != 0 {
-                sm.counts[b as usize] = v;
-                sm.nr_allocated += 1;
+        // Word by word: a small pool's bitmap is mostly zero words, skipped whole.
+        for w in 0..(end - base).div_ceil(32) {
+            let word = bitmap::word(&bmp, w);
+            if word == 0 {
+                continue;
+            }
+            let first = base + 32 * w;
+            for j in 0..(end - first).min(32) {
+                let v = bitmap::decode_entry(word, j);
+                if v != 0 {
+                    sm.counts[(first + j) as usize] = v;
+                    sm.touched.push(first + j);
+                    sm.nr_allocated += 1;
+                    overflow_marks |= v == OVERFLOW_THRESHOLD;
+                }
             }
         }
         sm.bitmaps.push(e.blocknr);
@@ -85,7 +96,7 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
     sm.index_block = index_b;
     sm.overflow_root = root.ref_count_root;
     tm.sm = sm;
-    let loaded = load_overflow(tm);
+    let loaded = load_overflow(tm, overflow_marks);
     if loaded.is_err() {
         tm.sm = MetadataSpaceMap::new_empty(0);
     }
@@ -98,8 +109,9 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
     Ok(())
 }
 
-/// Replaces every bitmap entry of 3 by the full count from the overflow tree.
-fn load_overflow(tm: &mut TransactionManager) -> Result<()> {
+/// Replaces every bitmap entry of 3 by the full count from the overflow tree
+/// (`overflow_marks`: whether any bitmap entry is 3).
+fn load_overflow(tm: &mut TransactionManager, overflow_marks: bool) -> Result<()> {
     let root = tm.sm.overflow_root;
     let mut found = Vec::new();
     btree::walk(tm, root, OVERFLOW_VALUES, &mut |b, v| {
@@ -121,7 +133,11 @@ fn load_overflow(tm: &mut TransactionManager) -> Result<()> {
         }
     }
     // An entry of 3 whose overflow entry is missing cannot be trusted either.
-    if let Some(b) = tm.sm.counts.iter().position(|&c| c == OVERFLOW_THRESHOLD) {
+    let unmatched = match overflow_marks {
+        true => tm.sm.counts.iter().position(|&c| c == OVERFLOW_THRESHOLD),
+        false => None,
+    };
+    if let Some(b) = unmatched {
         let v = btree::lookup(tm, root, OVERFLOW_VALUES, b as u64, btree::ReadMode::Blocking)?;
         if v.is_none() {
             return Err(Error::structure(
@@ -182,7 +198,7 @@ pub fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
     for i in dirty {
         tm.bm.put(tm.sm.bitmaps[i], BlockKind::Bitmap, tm.sm.render_bitmap(i))?;
     }
-    let entries: Vec<_> = (0..tm.sm.bitmaps.len()).map(|i| tm.sm.index_entry(i)).collect();
+    let entries = tm.sm.index_entries();
     tm.bm.put(tm.sm.index_block, BlockKind::Index, pack_metadata_index(&entries))?;
     super::data::count_commit(Map::Metadata, entries.len() as u64);
     Ok(())

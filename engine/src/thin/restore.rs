@@ -230,6 +230,11 @@ fn validate(
         return Ok(None);
     }
     let sb = sb.ok_or_else(|| ToolError::Input("no superblock element".into()))?;
+    // The format has versions 1 and 2 only; `check` rejects any other, so restoring one would
+    // write an image this engine calls corrupt (found by the xml_restore fuzzer).
+    if !(1..=2).contains(&sb.version) {
+        return Err(ToolError::Input(format!("superblock version {} is not 1 or 2", sb.version)));
+    }
     Ok(Some((sb, kept)))
 }
 
