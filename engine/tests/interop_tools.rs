@@ -169,6 +169,7 @@ fn impossible_pools_are_refused_before_any_write() {
         // A version the format does not have (the xml_restore fuzzer's find: restore wrote
         // it and check then called the image corrupt).
         ("version=\"2\"", "version=\"0\"", "not 1 or 2"),
+        ("data_block_size=\"128\"", "data_block_size=\"000\"", "data_block_size is 0"),
     ];
     for (from, to, why) in cases {
         assert!(good.contains(from), "{from}");

@@ -230,10 +230,14 @@ fn validate(
         return Ok(None);
     }
     let sb = sb.ok_or_else(|| ToolError::Input("no superblock element".into()))?;
-    // The format has versions 1 and 2 only; `check` rejects any other, so restoring one would
-    // write an image this engine calls corrupt (found by the xml_restore fuzzer).
+    // What `check` rejects in a superblock must not be restored: the image would be one this
+    // engine calls corrupt (both found by the xml_restore fuzzer). The format has versions 1
+    // and 2 only, and a data block holds at least one sector.
     if !(1..=2).contains(&sb.version) {
         return Err(ToolError::Input(format!("superblock version {} is not 1 or 2", sb.version)));
+    }
+    if sb.data_block_size == 0 {
+        return Err(ToolError::Input("data_block_size is 0".into()));
     }
     Ok(Some((sb, kept)))
 }
