@@ -12,6 +12,9 @@ pub const METADATA_BLOCK_SECTORS: u32 = (BLOCK_SIZE / SECTOR_SIZE) as u32;
 pub const SUPERBLOCK_MAGIC: u64 = 27_022_010;
 /// Superblock version written by this engine (the kernel's).
 pub const SUPERBLOCK_VERSION: u32 = 2;
+
+/// Superblock versions the format has (check refuses others, restore will not write them).
+pub const SUPERBLOCK_VERSIONS: std::ops::RangeInclusive<u32> = 1..=SUPERBLOCK_VERSION;
 /// Bytes of the packed superblock record; the rest of block 0 stays zero.
 pub const SUPERBLOCK_RECORD_BYTES: usize = 364;
 

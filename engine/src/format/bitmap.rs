@@ -22,15 +22,24 @@ fn word_offset(i: u64) -> usize {
     BITMAP_HEADER_BYTES + (i / 32) as usize * 8
 }
 
+/// The bit pair that stores `v` (0..=3): the value-2 bit low, the value-1 bit high. The
+/// swap is its own inverse, so [`value_of_pair`] is the same function.
+#[inline]
+const fn pair_of(v: u64) -> u64 {
+    ((v >> 1) & 1) | ((v & 1) << 1)
+}
+
+/// The value (0..=3) a bit pair stores.
+#[inline]
+const fn value_of_pair(pair: u64) -> u64 {
+    pair_of(pair)
+}
+
 /// The 2-bit value of entry `i`.
 #[inline]
 pub fn get(block: &Block, i: u64) -> u32 {
     debug_assert!(i < ENTRIES_PER_BITMAP);
-    let w = le_u64(block, word_offset(i));
-    let p = 2 * (i % 32);
-    let two = (w >> p) & 1;
-    let one = (w >> (p + 1)) & 1;
-    ((two << 1) | one) as u32
+    decode_entry(le_u64(block, word_offset(i)), i % 32)
 }
 
 /// Sets entry `i` to `v` (0..=3).
@@ -38,11 +47,8 @@ pub fn get(block: &Block, i: u64) -> u32 {
 pub fn set(block: &mut Block, i: u64, v: u32) {
     debug_assert!(i < ENTRIES_PER_BITMAP && v <= OVERFLOW_MARK);
     let off = word_offset(i);
-    let mut w = le_u64(block, off);
     let p = 2 * (i % 32);
-    w &= !(3u64 << p);
-    w |= u64::from((v >> 1) & 1) << p;
-    w |= u64::from(v & 1) << (p + 1);
+    let w = (le_u64(block, off) & !(3u64 << p)) | (pair_of(u64::from(v)) << p);
     put_u64(block, off, w);
 }
 
@@ -62,20 +68,14 @@ pub fn put_word(block: &mut Block, w: u64, value: u64) {
 #[inline]
 pub fn encode_word(counts: &[u32]) -> u64 {
     debug_assert!(counts.len() <= 32);
-    let mut w = 0u64;
-    for (j, &c) in counts.iter().enumerate() {
-        let v = u64::from(c.min(OVERFLOW_MARK));
-        // The value-2 bit goes to the pair's low bit, the value-1 bit to its high bit.
-        w |= (((v >> 1) & 1) | ((v & 1) << 1)) << (2 * j);
-    }
-    w
+    let pairs = counts.iter().map(|&c| pair_of(u64::from(c.min(OVERFLOW_MARK))));
+    pairs.enumerate().fold(0, |w, (j, pair)| w | (pair << (2 * j)))
 }
 
 /// Entry `j` (0..32) of a word.
 #[inline]
 pub fn decode_entry(w: u64, j: u64) -> u32 {
-    let pair = (w >> (2 * j)) & 3;
-    (((pair & 1) << 1) | (pair >> 1)) as u32
+    value_of_pair((w >> (2 * j)) & 3) as u32
 }
 
 /// Whether the 32 entries of the word holding entry `i` are all zero.
@@ -148,5 +148,24 @@ mod tests {
         assert_eq!(count_free(&b), (ENTRIES_PER_BITMAP / 4) as u32);
         assert_eq!(find_free(&b, 1, ENTRIES_PER_BITMAP), Some(4));
         assert_eq!(find_free(&b, 4, 4), None);
+    }
+
+    #[test]
+    fn word_encoding_agrees_with_per_entry_set_and_get() {
+        // Counts 0..=5 in a rotating pattern: 4 and 5 must be stored as 3 (overflow mark).
+        let counts: Vec<u32> =
+            (0..ENTRIES_PER_BITMAP as u32).map(|i| (i * 7 + i / 3) % 6).collect();
+        let (mut by_entry, mut by_word) = ([0u8; 4096], [0u8; 4096]);
+        for (i, &c) in counts.iter().enumerate() {
+            set(&mut by_entry, i as u64, c.min(OVERFLOW_MARK));
+        }
+        for (w, chunk) in counts.chunks(32).enumerate() {
+            put_word(&mut by_word, w as u64, encode_word(chunk));
+        }
+        assert_eq!(by_entry, by_word);
+        for (i, &c) in counts.iter().enumerate() {
+            let w = word(&by_word, i as u64 / 32);
+            assert_eq!(decode_entry(w, i as u64 % 32), c.min(OVERFLOW_MARK), "entry {i}");
+        }
     }
 }

@@ -219,7 +219,7 @@ impl Checker {
         if sb.magic != SUPERBLOCK_MAGIC {
             self.error(Some(0), &[], format!("bad magic {}", sb.magic));
         }
-        if sb.version != 1 && sb.version != 2 {
+        if !crate::limits::SUPERBLOCK_VERSIONS.contains(&sb.version) {
             self.error(Some(0), &[], format!("unsupported version {}", sb.version));
         }
         if sb.incompat_flags != 0 || sb.compat_ro_flags != 0 {

@@ -233,7 +233,7 @@ fn validate(
     // What `check` rejects in a superblock must not be restored: the image would be one this
     // engine calls corrupt (both found by the xml_restore fuzzer). The format has versions 1
     // and 2 only, and a data block holds at least one sector.
-    if !(1..=2).contains(&sb.version) {
+    if !crate::limits::SUPERBLOCK_VERSIONS.contains(&sb.version) {
         return Err(ToolError::Input(format!("superblock version {} is not 1 or 2", sb.version)));
     }
     if sb.data_block_size == 0 {
