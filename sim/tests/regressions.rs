@@ -67,6 +67,25 @@ fn every_canary_regression_fails_on_the_canary_build() {
     assert_eq!(seen, all, "every canary has a regression");
 }
 
+/// Passing is not enough for a class B regression: the damage its trace plants must be
+/// seen. A harness that misses it (the failure this regression was made for) passes too.
+#[test]
+fn a_misdirected_superblock_write_after_a_metadata_resize_is_detected() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/regressions");
+    let t =
+        Trace::read(&dir.join("0015-harness-misdirected-superblock-after-metadata-resize.trace"))
+            .expect("parses");
+    let out = runner::replay(&t);
+    assert!(out.failure.is_none() && out.invalid.is_none(), "{:?}", out.failure);
+    assert_eq!(out.coverage.total(sim::disk::FaultKind::MisdirectedWrite), 1, "the fault landed");
+    let o = &out.stats.outcomes;
+    assert_eq!(
+        (o.b_recovered + o.b_detected, o.b_undetectable),
+        (1, 0),
+        "the stale superblock is detected once: {o:?}"
+    );
+}
+
 #[test]
 fn explore_workloads_judge_their_crash_states() {
     let files = traces("corpus/explore");
