@@ -254,8 +254,7 @@ impl BlockManager {
 
     /// Writes back every dirty block without flushing the device (canary use only: a commit
     /// must flush before its superblock).
-    #[cfg(feature = "canary")]
-    pub fn write_back(&self) -> Result<()> {
+    pub(crate) fn write_back(&self) -> Result<()> {
         let mut inner = self.lock();
         inner.refuse_if_read_only()?;
         let n = inner.write_back_dirty()?;

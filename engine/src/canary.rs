@@ -1,26 +1,133 @@
-//! Deliberately broken behaviours, compiled only with the `canary` feature, so the simulator
-//! can prove it catches each class of bug. Never enabled in release builds (`.ci/run` checks).
+//! Deliberately broken behaviours, so the simulator can prove it catches each class of bug.
 //!
-//! Each flag breaks exactly one rule the engine otherwise keeps.
+//! One switch: every broken site in the engine reads `tm.canaries.on(Canary::X)`. Without the
+//! `canary` feature [`Canaries`] is a zero-sized value whose `on` is the constant `false`, so
+//! the optimiser removes each site and production code reads as production code. Only a
+//! `canary` build can make a non-empty set ([`Canaries::of`]); `.ci/run` checks that no
+//! release build reaches the feature.
+//!
+//! Each canary breaks exactly one rule the engine otherwise keeps.
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Canary {
+/// One deliberately broken rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Canary {
     /// Write the superblock before the other dirty blocks are written and flushed.
-    pub superblock_before_nodes: bool,
+    SuperblockBeforeNodes,
     /// Skip the flush between the body of a commit and its superblock.
-    pub no_flush_before_superblock: bool,
+    NoFlushBeforeSuperblock,
     /// Allocate blocks freed in this transaction (ignore the committed view).
-    pub reuse_freed_in_transaction: bool,
+    ReuseFreedInTransaction,
     /// Do not increment children when shadowing a shared node.
-    pub no_inc_on_shared_shadow: bool,
+    NoIncOnSharedShadow,
     /// Abort keeps the in-core device records instead of reloading them.
-    pub abort_keeps_records: bool,
+    AbortKeepsRecords,
     /// remove_block / remove_range skip the data-block decrement.
-    pub skip_data_dec_on_remove: bool,
+    SkipDataDecOnRemove,
     /// An insert below an internal node's first key does not lower that key (the child's
     /// new minimum is then unreachable): needs trees of two levels or more.
-    pub no_lower_key_on_new_min: bool,
+    NoLowerKeyOnNewMin,
     /// A redistribution between two siblings leaves the parent's key for the right one
     /// unchanged (lookups near the boundary go to the wrong child).
-    pub redistribute_keeps_parent_key: bool,
+    RedistributeKeepsParentKey,
+}
+
+impl Canary {
+    /// Every canary, in declaration order.
+    pub const ALL: [Canary; 8] = [
+        Canary::SuperblockBeforeNodes,
+        Canary::NoFlushBeforeSuperblock,
+        Canary::ReuseFreedInTransaction,
+        Canary::NoIncOnSharedShadow,
+        Canary::AbortKeepsRecords,
+        Canary::SkipDataDecOnRemove,
+        Canary::NoLowerKeyOnNewMin,
+        Canary::RedistributeKeepsParentKey,
+    ];
+
+    /// The name used on the command line, in trace files and in corpus file names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Canary::SuperblockBeforeNodes => "superblock_before_nodes",
+            Canary::NoFlushBeforeSuperblock => "no_flush_before_superblock",
+            Canary::ReuseFreedInTransaction => "reuse_freed_in_transaction",
+            Canary::NoIncOnSharedShadow => "no_inc_on_shared_shadow",
+            Canary::AbortKeepsRecords => "abort_keeps_records",
+            Canary::SkipDataDecOnRemove => "skip_data_dec_on_remove",
+            Canary::NoLowerKeyOnNewMin => "no_lower_key_on_new_min",
+            Canary::RedistributeKeepsParentKey => "redistribute_keeps_parent_key",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Canary> {
+        Canary::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// The canaries switched on in one pool. Empty, and always empty, without the feature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Canaries {
+    #[cfg(feature = "canary")]
+    bits: u16,
+}
+
+impl Canaries {
+    /// No canary: the engine as shipped.
+    pub const NONE: Canaries = Canaries {
+        #[cfg(feature = "canary")]
+        bits: 0,
+    };
+
+    /// Just `c` (canary builds only).
+    #[cfg(feature = "canary")]
+    pub const fn of(c: Canary) -> Canaries {
+        Canaries { bits: c.bit() }
+    }
+
+    /// Whether the rule `c` is broken. The constant `false` without the feature.
+    #[inline(always)]
+    pub const fn on(self, c: Canary) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            self.bits & c.bit() != 0
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            let _ = c.bit();
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_distinct() {
+        for c in Canary::ALL {
+            assert_eq!(Canary::from_name(c.name()), Some(c));
+        }
+        let names: std::collections::BTreeSet<_> = Canary::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Canary::ALL.len());
+        assert_eq!(Canary::from_name("no_such_canary"), None);
+    }
+
+    #[test]
+    fn none_breaks_nothing() {
+        assert!(Canary::ALL.iter().all(|&c| !Canaries::NONE.on(c)));
+    }
+
+    #[cfg(feature = "canary")]
+    #[test]
+    fn of_breaks_exactly_its_rule() {
+        for c in Canary::ALL {
+            let on: Vec<Canary> =
+                Canary::ALL.into_iter().filter(|&x| Canaries::of(c).on(x)).collect();
+            assert_eq!(on, vec![c]);
+        }
+    }
 }

@@ -9,7 +9,6 @@
 
 pub mod block_manager;
 pub mod btree;
-#[cfg(feature = "canary")]
 pub mod canary;
 pub mod error;
 pub mod events;

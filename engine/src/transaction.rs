@@ -11,11 +11,12 @@
 //!   metadata blocks, so applying them mid-operation would re-enter this manager).
 
 use crate::block_manager::BlockManager;
+use crate::canary::{Canaries, Canary};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::{SmRoot, Superblock};
 use crate::io::Block;
-use crate::space_map::metadata::MetadataSpaceMap;
+use crate::space_map::metadata::{FreeIn, MetadataSpaceMap};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -31,9 +32,9 @@ pub struct TransactionManager {
     pub sm: MetadataSpaceMap,
     shadowed: BTreeSet<u64>,
     pub(crate) data_ops: Vec<DataRefOp>,
-    /// Canary hooks: deliberately broken behaviours for the simulator's teeth tests.
-    #[cfg(feature = "canary")]
-    pub canary: crate::canary::Canary,
+    /// Deliberately broken behaviours for the simulator's teeth tests (none outside a
+    /// `canary` build).
+    pub(crate) canaries: Canaries,
 }
 
 impl TransactionManager {
@@ -43,8 +44,7 @@ impl TransactionManager {
             sm,
             shadowed: BTreeSet::new(),
             data_ops: Vec::new(),
-            #[cfg(feature = "canary")]
-            canary: Default::default(),
+            canaries: Canaries::NONE,
         }
     }
 
@@ -80,10 +80,21 @@ impl TransactionManager {
         self.new_block_with(kind, [0u8; 4096])
     }
 
+    /// A metadata block free in the current and the committed space map: writing it cannot
+    /// touch anything the last commit references.
+    pub(crate) fn alloc_block(&mut self) -> Result<u64> {
+        let view = if self.canaries.on(Canary::ReuseFreedInTransaction) {
+            FreeIn::CurrentOnly
+        } else {
+            FreeIn::BothViews
+        };
+        self.sm.alloc_free_in(view)
+    }
+
     /// A new block holding `data` (filled by the caller): one cache insert, no separate
     /// modify (bulk loading writes thousands of these).
     pub fn new_block_with(&mut self, kind: BlockKind, data: Block) -> Result<u64> {
-        let b = self.sm.alloc()?;
+        let b = self.alloc_block()?;
         self.bm.put(b, kind, data)?;
         self.shadowed.insert(b);
         Ok(b)
@@ -97,7 +108,7 @@ impl TransactionManager {
             return Ok((orig, false));
         }
         let data = *self.read(orig, kind)?;
-        let b = self.sm.alloc()?;
+        let b = self.alloc_block()?;
         self.bm.put(b, kind, data)?;
         self.shadowed.insert(b);
         self.dec(orig)?;
@@ -146,13 +157,11 @@ impl TransactionManager {
     /// Returns the metadata space-map root for the superblock.
     pub fn pre_commit(&mut self) -> Result<SmRoot> {
         crate::space_map::metadata_commit::write_space_map(self)?;
-        #[cfg(feature = "canary")]
-        if self.canary.superblock_before_nodes {
+        if self.canaries.on(Canary::SuperblockBeforeNodes) {
             // Everything stays dirty: the superblock (block 0) goes out first at commit.
             return Ok(self.sm_root());
         }
-        #[cfg(feature = "canary")]
-        if self.canary.no_flush_before_superblock {
+        if self.canaries.on(Canary::NoFlushBeforeSuperblock) {
             self.bm.write_back()?;
             return Ok(self.sm_root());
         }

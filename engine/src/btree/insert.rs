@@ -3,6 +3,7 @@
 //! non-root node keeps the `max_entries / 3` fill thin_check demands.
 
 use super::{read_node, shadow_node, ValueKind};
+use crate::canary::Canary;
 use crate::error::Result;
 use crate::events::{self, BtreeEvent};
 use crate::format::checksum::BlockKind;
@@ -113,8 +114,7 @@ fn insert_rec(
     let child = node::value_u64(&n, i);
     drop(n);
     let r = insert_rec(tm, vk, child, key, value, dec_old, depth + 1)?;
-    #[cfg(feature = "canary")]
-    let lowered = lowered && !tm.canary.no_lower_key_on_new_min;
+    let lowered = lowered && !tm.canaries.on(Canary::NoLowerKeyOnNewMin);
     tm.modify(b, BlockKind::Node, |blk| {
         node::set_value(blk, i, &r.block.to_le_bytes());
         if lowered {

@@ -28,6 +28,7 @@ pub use insert::{insert, replace};
 pub use remove::{remove, remove_range};
 pub use walk::{walk, walk_nodes};
 
+use crate::canary::Canary;
 use crate::error::{Error, Result};
 use crate::events::{self, BtreeEvent, Tree};
 use crate::format::checksum::BlockKind;
@@ -362,8 +363,7 @@ pub(crate) fn shadow_node_shared(
         let e = if leaf { BtreeEvent::ShadowSharedLeaf } else { BtreeEvent::ShadowSharedInternal };
         events::btree(vk.tree(), e);
     }
-    #[cfg(feature = "canary")]
-    if tm.canary.no_inc_on_shared_shadow {
+    if tm.canaries.on(Canary::NoIncOnSharedShadow) {
         return Ok((copy, shared));
     }
     if shared {

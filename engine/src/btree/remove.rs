@@ -7,6 +7,7 @@
 //! no trace ([R1]; the kernel's remove shadows before it knows).
 
 use super::{lookup, lookup_ge, read_node, shadow_node, shadow_node_shared, ReadMode, ValueKind};
+use crate::canary::Canary;
 use crate::error::{Error, Result};
 use crate::events::{self, BtreeEvent};
 use crate::format::checksum::BlockKind;
@@ -182,8 +183,7 @@ fn rebalance_child(
         tm.modify(right, BlockKind::Node, |rb| node::shift_left(rb, k))?;
     }
     let first = node::key(&*tm.read(right, BlockKind::Node)?, 0);
-    #[cfg(feature = "canary")]
-    if tm.canary.redistribute_keeps_parent_key {
+    if tm.canaries.on(Canary::RedistributeKeepsParentKey) {
         events::btree(vk.tree(), BtreeEvent::Redistribute);
         return Ok(());
     }

@@ -14,6 +14,7 @@
 use super::metadata_commit::OVERFLOW_VALUES;
 use super::OVERFLOW_THRESHOLD;
 use crate::btree::{self, ReadMode, ValueKind};
+use crate::canary::Canary;
 use crate::error::{Error, Result, Space};
 use crate::events::{self, Map, SpaceEvent};
 use crate::format::checksum::BlockKind;
@@ -148,8 +149,7 @@ impl DataSpaceMap {
     }
 
     fn committed_is_free(&mut self, tm: &mut TransactionManager, b: u64) -> Result<bool> {
-        #[cfg(feature = "canary")]
-        if tm.canary.reuse_freed_in_transaction {
+        if tm.canaries.on(Canary::ReuseFreedInTransaction) {
             return Ok(true);
         }
         if b >= self.committed_nr_blocks {

@@ -59,9 +59,16 @@ pub struct MetadataSpaceMap {
     /// bitmap dirty and only `mark_committed` (after a write) and `load` (which starts empty)
     /// clear the marks.
     pub(crate) index_cache: Vec<Option<(u32, u32)>>,
-    /// Canary: allocate blocks freed in this transaction (breaks crash consistency).
-    #[cfg(feature = "canary")]
-    pub(crate) ignore_committed: bool,
+}
+
+/// Which views a newly allocated block must be free in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FreeIn {
+    /// Free now and in the last committed state: a block freed in this transaction is still
+    /// referenced by the committed metadata and must not be overwritten before the commit.
+    BothViews,
+    /// Free now (breaks crash consistency; canary only).
+    CurrentOnly,
 }
 
 impl MetadataSpaceMap {
@@ -86,8 +93,6 @@ impl MetadataSpaceMap {
             threshold: None,
             touched: Vec::new(),
             index_cache: Vec::new(),
-            #[cfg(feature = "canary")]
-            ignore_committed: false,
         }
     }
 
@@ -153,18 +158,24 @@ impl MetadataSpaceMap {
     }
 
     fn allocatable(&self, b: u64) -> bool {
-        #[cfg(feature = "canary")]
-        if self.ignore_committed {
-            return self.counts[b as usize] == 0;
-        }
         self.counts[b as usize] == 0 && !self.committed_used[b as usize]
     }
 
     /// Allocates a block free in both views, searching from the cursor and wrapping once.
     pub fn alloc(&mut self) -> Result<u64> {
+        self.alloc_free_in(FreeIn::BothViews)
+    }
+
+    /// [`Self::alloc`] with the view a block must be free in: only the canary
+    /// `ReuseFreedInTransaction` asks for `CurrentOnly`.
+    pub(crate) fn alloc_free_in(&mut self, view: FreeIn) -> Result<u64> {
         let n = self.nr_blocks();
         let start = self.cursor.min(n);
-        let found = (start..n).chain(0..start).find(|&b| self.allocatable(b));
+        let free = |b: u64| match view {
+            FreeIn::BothViews => self.allocatable(b),
+            FreeIn::CurrentOnly => self.counts[b as usize] == 0,
+        };
+        let found = (start..n).chain(0..start).find(|&b| free(b));
         let b = found.ok_or(Error::NoSpace(Space::Metadata))?;
         super::data::count_alloc(Map::Metadata, start, b);
         self.set(b, 1);

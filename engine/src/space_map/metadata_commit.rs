@@ -26,7 +26,7 @@ pub fn format(bm: BlockManager, nr_blocks: u64) -> Result<TransactionManager> {
     let mut sm = MetadataSpaceMap::new_empty(nr_blocks);
     sm.set_count(0, 1);
     let mut tm = TransactionManager::new(bm, sm);
-    tm.sm.index_block = tm.sm.alloc()?;
+    tm.sm.index_block = tm.alloc_block()?;
     tm.sm.overflow_root = btree::empty(&mut tm, OVERFLOW_VALUES)?;
     add_missing_bitmaps(&mut tm)?;
     Ok(tm)
@@ -102,10 +102,6 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
     }
     loaded?;
     tm.sm.mark_committed();
-    #[cfg(feature = "canary")]
-    {
-        tm.sm.ignore_committed = tm.canary.reuse_freed_in_transaction;
-    }
     Ok(())
 }
 
@@ -156,7 +152,7 @@ fn add_missing_bitmaps(tm: &mut TransactionManager) -> Result<bool> {
     }
     let mut changed = false;
     while tm.sm.bitmaps.len() < want {
-        let b = tm.sm.alloc()?;
+        let b = tm.alloc_block()?;
         tm.sm.bitmaps.push(b);
         tm.sm.bitmap_shadowed.push(true);
         tm.sm.dirty_bitmaps.insert(tm.sm.bitmaps.len() - 1);
@@ -182,7 +178,7 @@ pub fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
         any_change |= progress || !tm.sm.dirty_bitmaps.is_empty();
         if any_change && !tm.sm.index_shadowed {
             let old = tm.sm.index_block;
-            tm.sm.index_block = tm.sm.alloc()?;
+            tm.sm.index_block = tm.alloc_block()?;
             tm.sm.index_shadowed = true;
             tm.dec(old)?;
             progress = true;
@@ -224,7 +220,7 @@ fn relocate_dirty_bitmaps(tm: &mut TransactionManager) -> Result<bool> {
         tm.sm.dirty_bitmaps.iter().copied().filter(|&i| !tm.sm.bitmap_shadowed[i]).collect();
     for &i in &pending {
         let old = tm.sm.bitmaps[i];
-        tm.sm.bitmaps[i] = tm.sm.alloc()?;
+        tm.sm.bitmaps[i] = tm.alloc_block()?;
         tm.sm.bitmap_shadowed[i] = true;
         tm.dec(old)?;
     }

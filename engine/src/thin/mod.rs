@@ -28,6 +28,7 @@ pub use open::{CloseError, PoolOptions};
 pub use records::ThinHandle;
 pub use tool_error::ToolError;
 
+use crate::canary::Canary;
 use crate::error::{Error, Result};
 use crate::format::superblock::Superblock;
 use crate::space_map::data::DataSpaceMap;
@@ -149,8 +150,7 @@ impl PoolInner {
             match op {
                 DataRefOp::Inc(b) => self.dsm.inc(&mut self.tm, b)?,
                 DataRefOp::Dec(b) => {
-                    #[cfg(feature = "canary")]
-                    if self.tm.canary.skip_data_dec_on_remove {
+                    if self.tm.canaries.on(Canary::SkipDataDecOnRemove) {
                         continue;
                     }
                     self.dsm.dec(&mut self.tm, b)?

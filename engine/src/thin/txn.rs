@@ -4,6 +4,7 @@
 use super::records::DETAILS_VALUES;
 use super::{Pool, PoolInner, PreCommitFn};
 use crate::btree::{self, ValueKind};
+use crate::canary::{Canaries, Canary};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::{SmRoot, Superblock, NEEDS_CHECK};
@@ -177,13 +178,10 @@ impl Pool {
         self.read().poisoned
     }
 
-    /// Enables deliberately broken behaviour (simulator canaries only).
-    #[cfg(feature = "canary")]
-    pub fn set_canary(&self, c: crate::canary::Canary) {
-        self.control(|p| {
-            p.tm.canary = c;
-            p.tm.sm.ignore_committed = c.reuse_freed_in_transaction;
-        })
+    /// Switches deliberately broken behaviour on (only a `canary` build can make a
+    /// non-empty set; see [`crate::canary`]).
+    pub fn set_canaries(&self, c: Canaries) {
+        self.control(|p| p.tm.canaries = c)
     }
 }
 
@@ -239,8 +237,7 @@ impl PoolInner {
     }
 
     fn abort_now(&mut self) -> Result<()> {
-        #[cfg(feature = "canary")]
-        let kept = self.tm.canary.abort_keeps_records.then(|| self.records.clone());
+        let kept = self.tm.canaries.on(Canary::AbortKeepsRecords).then(|| self.records.clone());
         self.reload()?;
         self.poisoned = false;
         let open: Vec<u64> =
@@ -260,7 +257,6 @@ impl PoolInner {
                 }
             }
         }
-        #[cfg(feature = "canary")]
         if let Some(kept) = kept {
             self.records = kept;
         }

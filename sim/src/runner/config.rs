@@ -5,6 +5,7 @@
 
 use super::options::OpKind;
 use super::verify::VerifyMode;
+use engine::canary::{Canaries, Canary};
 use std::fmt;
 use std::str::FromStr;
 
@@ -123,54 +124,27 @@ impl RunConfig {
         s
     }
 
-    /// The canary flags to set on every pool of this run.
-    #[cfg(feature = "canary")]
-    pub(super) fn canary_flags(&self) -> Option<engine::canary::Canary> {
-        self.canary.as_deref().and_then(canary_by_name)
-    }
-
-    #[cfg(not(feature = "canary"))]
-    pub(super) fn canary_flags(&self) -> Option<()> {
-        None
+    /// The canaries to set on every pool of this run: none unless this is a canary build
+    /// and the run names one.
+    pub(super) fn canaries(&self) -> Canaries {
+        #[cfg(feature = "canary")]
+        if let Some(c) = self.canary.as_deref().and_then(Canary::from_name) {
+            return Canaries::of(c);
+        }
+        Canaries::NONE
     }
 }
 
-/// Every canary name the engine has (the fields of `engine::canary::Canary`).
-pub const CANARIES: [&str; 8] = [
-    "superblock_before_nodes",
-    "no_flush_before_superblock",
-    "reuse_freed_in_transaction",
-    "no_inc_on_shared_shadow",
-    "abort_keeps_records",
-    "skip_data_dec_on_remove",
-    "no_lower_key_on_new_min",
-    "redistribute_keeps_parent_key",
-];
+/// Every canary name the engine has (`engine::canary::Canary::ALL`).
+pub const CANARIES: [&str; Canary::ALL.len()] = {
+    let mut names = [""; Canary::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Canary::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// Whether this build can run canaries.
 pub const CANARY_BUILD: bool = cfg!(feature = "canary");
-
-#[cfg(feature = "canary")]
-pub fn canary_by_name(name: &str) -> Option<engine::canary::Canary> {
-    let mut c = engine::canary::Canary::default();
-    match name {
-        "superblock_before_nodes" => c.superblock_before_nodes = true,
-        "no_flush_before_superblock" => c.no_flush_before_superblock = true,
-        "reuse_freed_in_transaction" => c.reuse_freed_in_transaction = true,
-        "no_inc_on_shared_shadow" => c.no_inc_on_shared_shadow = true,
-        "abort_keeps_records" => c.abort_keeps_records = true,
-        "skip_data_dec_on_remove" => c.skip_data_dec_on_remove = true,
-        "no_lower_key_on_new_min" => c.no_lower_key_on_new_min = true,
-        "redistribute_keeps_parent_key" => c.redistribute_keeps_parent_key = true,
-        _ => return None,
-    }
-    Some(c)
-}
-
-#[cfg(feature = "canary")]
-pub(super) fn set_canary(pool: &engine::thin::Pool, c: engine::canary::Canary) {
-    pool.set_canary(c);
-}
-
-#[cfg(not(feature = "canary"))]
-pub(super) fn set_canary(_pool: &engine::thin::Pool, _c: ()) {}

@@ -486,9 +486,7 @@ impl Runner {
 
     /// Makes `pool` the runner's pool: canary, threshold callback.
     fn install(&mut self, pool: Pool) -> Res<()> {
-        if let Some(c) = self.cfg.canary_flags() {
-            config::set_canary(&pool, c);
-        }
+        pool.set_canaries(self.cfg.canaries());
         let hits = Arc::clone(&self.threshold_hits);
         let cb = Box::new(move || {
             hits.fetch_add(1, Ordering::Relaxed);
