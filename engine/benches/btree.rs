@@ -8,6 +8,7 @@ use engine::block_manager::BlockManager;
 use engine::btree::{self, ReadMode, ValueKind};
 use engine::io::MemoryDevice;
 use engine::space_map::metadata_commit;
+use engine::transaction::TransactionManager;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -31,7 +32,8 @@ fn engine_run(keys: &[u64]) -> (f64, f64, f64) {
     let n = keys.len();
     let meta_blocks = (n as u64 / 80 + 1024).min(engine::limits::MAX_METADATA_BLOCKS);
     let bm = BlockManager::new(Box::new(MemoryDevice::new(meta_blocks)), meta_blocks as usize + 64);
-    let mut tm = metadata_commit::format(bm, meta_blocks).unwrap();
+    let mut tm = TransactionManager::new(bm);
+    metadata_commit::format(&mut tm, meta_blocks).unwrap();
     let mut root = btree::empty(&mut tm, VK).unwrap();
     let t = Instant::now();
     for &k in keys {

@@ -14,6 +14,7 @@
 //! - [`Counts::merge`] adds counters and takes the maximum of gauges (heights, bitmaps), so a
 //!   campaign's counts are the merge of its runs' in any order.
 
+use crate::limits::ENTRIES_PER_BITMAP;
 use std::cell::RefCell;
 
 /// Which tree a btree event happened in (told apart by the tree's value type).
@@ -296,6 +297,36 @@ pub fn snapshot() -> Counts {
 /// This thread's counts so far, and zero from now on.
 pub fn take() -> Counts {
     COUNTS.with(|c| std::mem::take(&mut *c.borrow_mut()))
+}
+
+// ----- space-map events shared by the metadata and the data map ---------------------
+
+/// Counts an allocation that searched from `start` (one past the previous allocation, or 0)
+/// and found `found` (both maps): a wrap, or a block in a later bitmap than the one the
+/// previous allocation (or the search) was in.
+pub(crate) fn count_alloc(map: Map, start: u64, found: u64) {
+    if found < start {
+        space(map, SpaceEvent::CursorWrap);
+    } else if found / ENTRIES_PER_BITMAP != start.saturating_sub(1) / ENTRIES_PER_BITMAP {
+        space(map, SpaceEvent::AllocCrossesBitmap);
+    }
+}
+
+/// Counts a resize from `old` to `new` bitmaps (the first bitmap of a new map is no event).
+pub(crate) fn count_resize(map: Map, old: u64, new: u64) {
+    if new > old && new > 1 {
+        space(map, SpaceEvent::GrowAddsBitmap);
+    } else if new < old {
+        space(map, SpaceEvent::ShrinkRemovesBitmap);
+    }
+}
+
+/// Counts a commit of a map of `nr_bitmaps` bitmaps.
+pub(crate) fn count_commit(map: Map, nr_bitmaps: u64) {
+    bitmaps(map, nr_bitmaps);
+    if nr_bitmaps > 1 {
+        space(map, SpaceEvent::MultiBitmapCommit);
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,15 @@
 //! thinsim's production engine: the Linux dm-thin pool metadata, in the kernel's on-disk
 //! format, layer by layer as in `drivers/md/persistent-data`:
 //!
-//! `format` (pure bytes) ← `io` ← `block_manager` ← `transaction` ← {`space_map`, `btree`}
-//! ← `thin`.
+//! `io` (blocks, devices) ← `format` (pure bytes) ← `block_manager` ←
+//! `space_map::metadata` (the in-core metadata counts) ← `transaction` ← `btree` ←
+//! {`space_map::metadata_commit`, `space_map::data`} (space maps read and written through
+//! btrees) ← `thin` (the pool API).
 //!
-//! Each layer knows only the one below it. The engine has no dependency on the model or the
+//! Each layer imports only layers below it; `tests/layering.rs` reads the imports from the
+//! sources and fails on a cycle or an upward edge. The transaction manager knows the
+//! metadata space map only as in-core counts: writing it at commit belongs to
+//! `metadata_commit::pre_commit`, which then calls the manager's own half. The engine has no dependency on the model or the
 //! simulator; the block-device trait in [`io`] is the only seam to storage.
 
 pub mod block_manager;

@@ -38,10 +38,12 @@ pub struct TransactionManager {
 }
 
 impl TransactionManager {
-    pub fn new(bm: BlockManager, sm: MetadataSpaceMap) -> Self {
+    /// A manager over `bm` with an empty metadata space map, which
+    /// `space_map::metadata_commit::{format, load}` then fill.
+    pub fn new(bm: BlockManager) -> Self {
         TransactionManager {
             bm,
-            sm,
+            sm: MetadataSpaceMap::new_empty(0),
             shadowed: BTreeSet::new(),
             data_ops: Vec::new(),
             canaries: Canaries::NONE,
@@ -153,10 +155,10 @@ impl TransactionManager {
         std::mem::take(&mut self.data_ops)
     }
 
-    /// First half of a commit: write the metadata space map, then every dirty block, flush.
+    /// First half of a commit once the metadata space map is written (its writer,
+    /// `space_map::metadata_commit::pre_commit`, calls this): every dirty block, flush.
     /// Returns the metadata space-map root for the superblock.
-    pub fn pre_commit(&mut self) -> Result<SmRoot> {
-        crate::space_map::metadata_commit::write_space_map(self)?;
+    pub(crate) fn write_body(&mut self) -> Result<SmRoot> {
         if self.canaries.on(Canary::SuperblockBeforeNodes) {
             // Everything stays dirty: the superblock (block 0) goes out first at commit.
             return Ok(self.sm_root());

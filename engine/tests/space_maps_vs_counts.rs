@@ -9,6 +9,7 @@ use engine::format::BlockKind;
 use engine::io::MemoryDevice;
 use engine::space_map::metadata_commit;
 use engine::thin::{Pool, PoolOptions};
+use engine::transaction::TransactionManager;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -140,9 +141,10 @@ proptest! {
         const SIZE: u64 = 1_000;
         let dev = common::SharedDevice::new(SIZE);
         let bm = BlockManager::new(Box::new(dev.clone()), 4096);
-        let mut tm = metadata_commit::format(bm, SIZE).unwrap();
+        let mut tm = TransactionManager::new(bm);
+    metadata_commit::format(&mut tm, SIZE).unwrap();
         let commit = |tm: &mut engine::transaction::TransactionManager| {
-            let root = tm.pre_commit().unwrap();
+            let root = metadata_commit::pre_commit(tm).unwrap();
             let sb = engine::format::Superblock { metadata_sm_root: root, magic: engine::limits::SUPERBLOCK_MAGIC, ..Default::default() };
             tm.commit(&sb).unwrap();
             let used: Vec<bool> = (0..SIZE).map(|b| tm.sm.count(b).unwrap() > 0).collect();
@@ -182,7 +184,8 @@ proptest! {
         let (root, _) = commit(&mut tm);
         drop(tm);
         let bm = BlockManager::new(Box::new(dev.clone()), 4096);
-        let reopened = metadata_commit::open(bm, &root).unwrap();
+        let mut reopened = TransactionManager::new(bm);
+    metadata_commit::load(&mut reopened, &root).unwrap();
         for (&b, &c) in &owned {
             prop_assert_eq!(reopened.sm.count(b).unwrap(), c, "block {}", b);
         }
@@ -201,9 +204,10 @@ fn metadata_allocation_crosses_a_bitmap_boundary() {
     let size = ENTRIES_PER_BITMAP + 2_000;
     let dev = common::SharedDevice::new(size);
     let bm = BlockManager::new(Box::new(dev.clone()), 4096);
-    let mut tm = metadata_commit::format(bm, size).unwrap();
+    let mut tm = TransactionManager::new(bm);
+    metadata_commit::format(&mut tm, size).unwrap();
     let commit = |tm: &mut engine::transaction::TransactionManager| {
-        let root = tm.pre_commit().unwrap();
+        let root = metadata_commit::pre_commit(tm).unwrap();
         let sb = engine::format::Superblock {
             metadata_sm_root: root,
             magic: engine::limits::SUPERBLOCK_MAGIC,
@@ -229,7 +233,8 @@ fn metadata_allocation_crosses_a_bitmap_boundary() {
     assert!(owned.iter().any(|&b| b >= ENTRIES_PER_BITMAP), "a block of the second bitmap");
     drop(tm);
     let bm = BlockManager::new(Box::new(dev.clone()), 4096);
-    let reopened = metadata_commit::open(bm, &root).unwrap();
+    let mut reopened = TransactionManager::new(bm);
+    metadata_commit::load(&mut reopened, &root).unwrap();
     for &b in &owned {
         assert_eq!(reopened.sm.count(b).unwrap(), 1, "block {b}");
     }

@@ -11,8 +11,7 @@
 //! - Allocation hands out only blocks whose count is 0 now and at the last commit.
 //! - `nr_allocated == #{b < nr_blocks : count(b) > 0}`.
 
-use super::metadata_commit::OVERFLOW_VALUES;
-use super::OVERFLOW_THRESHOLD;
+use super::{OVERFLOW_THRESHOLD, OVERFLOW_VALUES};
 use crate::btree::{self, ReadMode, ValueKind};
 use crate::canary::Canary;
 use crate::error::{Error, Result, Space};
@@ -319,7 +318,7 @@ impl DataSpaceMap {
             None => self.find_free(tm, 0, start)?,
         };
         let b = found.ok_or(Error::NoSpace(Space::Data))?;
-        count_alloc(Map::Data, start, b);
+        events::count_alloc(Map::Data, start, b);
         self.set_count(tm, b, 1)?;
         self.cursor = b + 1;
         Ok(b)
@@ -381,7 +380,7 @@ impl DataSpaceMap {
         }
         let old_bitmaps = old.div_ceil(ENTRIES_PER_BITMAP);
         let new_bitmaps = new_nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
-        count_resize(Map::Data, old_bitmaps, new_bitmaps);
+        events::count_resize(Map::Data, old_bitmaps, new_bitmaps);
         for i in old_bitmaps..new_bitmaps {
             let blocknr = tm.new_block(BlockKind::Bitmap)?;
             let cur =
@@ -413,7 +412,7 @@ impl DataSpaceMap {
         for (i, cur) in dirty {
             self.index_root = btree::insert(tm, INDEX_VALUES, self.index_root, i, &cur.pack())?.0;
         }
-        count_commit(Map::Data, self.nr_blocks.div_ceil(ENTRIES_PER_BITMAP));
+        events::count_commit(Map::Data, self.nr_blocks.div_ceil(ENTRIES_PER_BITMAP));
         Ok(self.root())
     }
 
@@ -434,33 +433,5 @@ impl DataSpaceMap {
             e.dirty = false;
         }
         self.committed_nr_blocks = self.nr_blocks;
-    }
-}
-
-/// Counts an allocation that searched from `start` (one past the previous allocation, or 0)
-/// and found `found` (both maps): a wrap, or a block in a later bitmap than the one the
-/// previous allocation (or the search) was in.
-pub(crate) fn count_alloc(map: Map, start: u64, found: u64) {
-    if found < start {
-        events::space(map, SpaceEvent::CursorWrap);
-    } else if found / ENTRIES_PER_BITMAP != start.saturating_sub(1) / ENTRIES_PER_BITMAP {
-        events::space(map, SpaceEvent::AllocCrossesBitmap);
-    }
-}
-
-/// Counts a resize from `old` to `new` bitmaps (the first bitmap of a new map is no event).
-pub(crate) fn count_resize(map: Map, old: u64, new: u64) {
-    if new > old && new > 1 {
-        events::space(map, SpaceEvent::GrowAddsBitmap);
-    } else if new < old {
-        events::space(map, SpaceEvent::ShrinkRemovesBitmap);
-    }
-}
-
-/// Counts a commit of a map of `bitmaps` bitmaps.
-pub(crate) fn count_commit(map: Map, bitmaps: u64) {
-    events::bitmaps(map, bitmaps);
-    if bitmaps > 1 {
-        events::space(map, SpaceEvent::MultiBitmapCommit);
     }
 }

@@ -112,6 +112,39 @@ impl MetadataSpaceMap {
             .ok_or_else(|| Error::Invalid(format!("metadata block {b} beyond the space map")))
     }
 
+    /// The in-core count of `b`, 0 beyond the map (a block a shrink removed).
+    pub(crate) fn count_or_zero(&self, b: u64) -> u32 {
+        self.counts.get(b as usize).copied().unwrap_or(0)
+    }
+
+    /// Loading only: block `b`'s bitmap entry `v` (1..=3) as read from disk, into a map that
+    /// starts empty. Marks nothing dirty: the disk already holds it.
+    pub(crate) fn load_entry(&mut self, b: u64, v: u32) {
+        let slot = &mut self.counts[b as usize];
+        assert!(*slot == 0 && (1..=3).contains(&v), "entry {v} loaded twice or out of range");
+        *slot = v;
+        self.touched.push(b);
+        self.nr_allocated += 1;
+    }
+
+    /// Loading only: the overflow tree's full count `c` for `b`. False (and no change) when
+    /// `b`'s bitmap entry is not 3 or `c` is below 3: the two structures disagree.
+    pub(crate) fn load_overflow_count(&mut self, b: u64, c: u32) -> bool {
+        match self.counts.get_mut(b as usize) {
+            Some(slot) if *slot == 3 && c >= 3 => {
+                *slot = c;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The first block whose count is still exactly 3 (after loading: an entry of 3 with no
+    /// overflow count, if the tree has no entry for it).
+    pub(crate) fn first_count_of_three(&self) -> Option<u64> {
+        self.counts.iter().position(|&c| c == 3).map(|b| b as u64)
+    }
+
     fn set(&mut self, b: u64, new: u32) {
         let old = self.counts[b as usize];
         if old == 0 && new > 0 {
@@ -177,7 +210,7 @@ impl MetadataSpaceMap {
         };
         let found = (start..n).chain(0..start).find(|&b| free(b));
         let b = found.ok_or(Error::NoSpace(Space::Metadata))?;
-        super::data::count_alloc(Map::Metadata, start, b);
+        events::count_alloc(Map::Metadata, start, b);
         self.set(b, 1);
         self.cursor = b + 1;
         self.allocated_this_txn += 1;
@@ -262,11 +295,7 @@ impl MetadataSpaceMap {
         self.counts.resize(n, 0);
         self.committed_used.resize(n, false);
         let nr_bitmaps = new_nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize;
-        super::data::count_resize(
-            Map::Metadata,
-            old.div_ceil(ENTRIES_PER_BITMAP),
-            nr_bitmaps as u64,
-        );
+        events::count_resize(Map::Metadata, old.div_ceil(ENTRIES_PER_BITMAP), nr_bitmaps as u64);
         // Dropped bitmaps are released by the commit (it owns the block references). A
         // bitmap marked dirty by a growth earlier in this transaction may not exist yet, so
         // the marks are cut whatever `bitmaps` holds (else the commit indexes past it).

@@ -1,10 +1,13 @@
 //! Reading the metadata space map from disk at open, creating it at format, and writing it
 //! back at commit with the fixpoint described in [`super::metadata`].
+//!
+//! This is the layer above the btree (the overflow counts live in one): the transaction
+//! manager below holds the in-core map and never calls up here. A commit is
+//! [`pre_commit`] (space map, body, flush) then `TransactionManager::commit` (superblock).
 
 use super::metadata::MetadataSpaceMap;
-use super::OVERFLOW_THRESHOLD;
-use crate::block_manager::BlockManager;
-use crate::btree::{self, ValueKind};
+use super::{OVERFLOW_THRESHOLD, OVERFLOW_VALUES};
+use crate::btree;
 use crate::error::{Error, Result};
 use crate::events::{self, Map, SpaceEvent};
 use crate::format::checksum::BlockKind;
@@ -13,30 +16,29 @@ use crate::format::{bitmap, SmRoot};
 use crate::limits::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS, METADATA_INDEX_ENTRIES};
 use crate::transaction::TransactionManager;
 
-/// Overflow trees hold u32 counts.
-pub const OVERFLOW_VALUES: ValueKind = ValueKind::Plain(4);
-
 fn nr_bitmaps(nr_blocks: u64) -> usize {
     nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize
 }
 
-/// A new transaction manager over a blank device of `nr_blocks`: block 0 is reserved for the
-/// superblock, then the index block, the overflow root and the bitmaps, in the kernel's order.
-pub fn format(bm: BlockManager, nr_blocks: u64) -> Result<TransactionManager> {
-    let mut sm = MetadataSpaceMap::new_empty(nr_blocks);
-    sm.set_count(0, 1);
-    let mut tm = TransactionManager::new(bm, sm);
+/// A new metadata space map of `nr_blocks` in `tm`, over a blank device: block 0 is
+/// reserved for the superblock, then the index block, the overflow root and the bitmaps, in
+/// the kernel's order.
+pub fn format(tm: &mut TransactionManager, nr_blocks: u64) -> Result<()> {
+    tm.reset();
+    tm.sm = MetadataSpaceMap::new_empty(nr_blocks);
+    tm.sm.set_count(0, 1);
     tm.sm.index_block = tm.alloc_block()?;
-    tm.sm.overflow_root = btree::empty(&mut tm, OVERFLOW_VALUES)?;
-    add_missing_bitmaps(&mut tm)?;
-    Ok(tm)
+    tm.sm.overflow_root = btree::empty(tm, OVERFLOW_VALUES)?;
+    add_missing_bitmaps(tm)?;
+    Ok(())
 }
 
-/// Opens a transaction manager over `bm` with the metadata space map described by `root`.
-pub fn open(bm: BlockManager, root: &SmRoot) -> Result<TransactionManager> {
-    let mut tm = TransactionManager::new(bm, MetadataSpaceMap::new_empty(0));
-    load(&mut tm, root)?;
-    Ok(tm)
+/// First half of a commit: write the metadata space map, then every dirty block, flush.
+/// Returns the metadata space-map root for the superblock, which
+/// [`TransactionManager::commit`] writes.
+pub fn pre_commit(tm: &mut TransactionManager) -> Result<SmRoot> {
+    write_space_map(tm)?;
+    tm.write_body()
 }
 
 /// Replaces `tm`'s space map with the one described by `root` (validating every block it
@@ -83,9 +85,7 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
             for j in 0..(end - first).min(32) {
                 let v = bitmap::decode_entry(word, j);
                 if v != 0 {
-                    sm.counts[(first + j) as usize] = v;
-                    sm.touched.push(first + j);
-                    sm.nr_allocated += 1;
+                    sm.load_entry(first + j, v);
                     overflow_marks |= v == OVERFLOW_THRESHOLD;
                 }
             }
@@ -115,26 +115,20 @@ fn load_overflow(tm: &mut TransactionManager, overflow_marks: bool) -> Result<()
         Ok(())
     })?;
     for (b, c) in found {
-        let slot = tm.sm.counts.get_mut(b as usize);
-        match slot {
-            Some(s) if *s == OVERFLOW_THRESHOLD && c >= OVERFLOW_THRESHOLD => *s = c,
-            _ => {
-                return Err(Error::structure(
-                    root,
-                    format!(
-                        "overflow count {c} for metadata block {b} whose bitmap entry is not 3"
-                    ),
-                ))
-            }
+        if !tm.sm.load_overflow_count(b, c) {
+            return Err(Error::structure(
+                root,
+                format!("overflow count {c} for metadata block {b} whose bitmap entry is not 3"),
+            ));
         }
     }
     // An entry of 3 whose overflow entry is missing cannot be trusted either.
     let unmatched = match overflow_marks {
-        true => tm.sm.counts.iter().position(|&c| c == OVERFLOW_THRESHOLD),
+        true => tm.sm.first_count_of_three(),
         false => None,
     };
     if let Some(b) = unmatched {
-        let v = btree::lookup(tm, root, OVERFLOW_VALUES, b as u64, btree::ReadMode::Blocking)?;
+        let v = btree::lookup(tm, root, OVERFLOW_VALUES, b, btree::ReadMode::Blocking)?;
         if v.is_none() {
             return Err(Error::structure(
                 root,
@@ -169,7 +163,7 @@ fn add_missing_bitmaps(tm: &mut TransactionManager) -> Result<bool> {
 
 /// Writes the space map so the superblock can point at it: copy each changed bitmap and the
 /// index once, sync the overflow tree, repeat until nothing new changes, then write contents.
-pub fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
+fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
     let mut any_change = false;
     loop {
         let mut progress = add_missing_bitmaps(tm)?;
@@ -196,7 +190,7 @@ pub fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
     }
     let entries = tm.sm.index_entries();
     tm.bm.put(tm.sm.index_block, BlockKind::Index, pack_metadata_index(&entries))?;
-    super::data::count_commit(Map::Metadata, entries.len() as u64);
+    events::count_commit(Map::Metadata, entries.len() as u64);
     Ok(())
 }
 
@@ -204,7 +198,7 @@ fn sync_overflow(tm: &mut TransactionManager) -> Result<bool> {
     let dirty = std::mem::take(&mut tm.sm.overflow_dirty);
     let progress = !dirty.is_empty();
     for b in dirty {
-        let c = tm.sm.counts.get(b as usize).copied().unwrap_or(0);
+        let c = tm.sm.count_or_zero(b);
         let root = tm.sm.overflow_root;
         tm.sm.overflow_root = if c >= OVERFLOW_THRESHOLD {
             btree::insert(tm, OVERFLOW_VALUES, root, b, &c.to_le_bytes())?.0

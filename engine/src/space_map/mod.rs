@@ -9,9 +9,14 @@
 //! commit, so nothing the committed superblock reaches is ever overwritten before the next
 //! superblock lands.
 
+use crate::btree::ValueKind;
+
 pub mod data;
 pub mod metadata;
 pub mod metadata_commit;
 
 /// Counts at or above this live in the overflow btree; the bitmap entry holds 3.
 pub const OVERFLOW_THRESHOLD: u32 = 3;
+
+/// Overflow trees hold u32 counts.
+pub const OVERFLOW_VALUES: ValueKind = ValueKind::Plain(4);

@@ -13,6 +13,7 @@ use crate::limits::{
 use crate::space_map::data::DataSpaceMap;
 use crate::space_map::metadata_commit;
 use crate::sync::RwLock;
+use crate::transaction::TransactionManager;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::records::DETAILS_VALUES;
@@ -96,7 +97,8 @@ fn format(bm: BlockManager, data_block_size: u32) -> Result<PoolInner> {
     if nr_blocks < MIN_METADATA_BLOCKS {
         return Err(Error::NoSpace(Space::Metadata));
     }
-    let mut tm = metadata_commit::format(bm, nr_blocks)?;
+    let mut tm = TransactionManager::new(bm);
+    metadata_commit::format(&mut tm, nr_blocks)?;
     let dsm = DataSpaceMap::format(&mut tm)?;
     let mapping_root = btree::empty(&mut tm, ValueKind::SubtreeRoot)?;
     let details_root = btree::empty(&mut tm, DETAILS_VALUES)?;
@@ -127,7 +129,8 @@ fn open_existing(bm: BlockManager, data_block_size: u32) -> Result<PoolInner> {
         )));
     }
     check_features(&sb, !bm.is_read_only())?;
-    let tm = metadata_commit::open(bm, &sb.metadata_sm_root)?;
+    let mut tm = TransactionManager::new(bm);
+    metadata_commit::load(&mut tm, &sb.metadata_sm_root)?;
     let dsm = DataSpaceMap::open(&sb.data_sm_root);
     Ok(new_inner(tm, dsm, sb))
 }

@@ -211,7 +211,7 @@ impl PoolInner {
         sb.data_mapping_root = self.mapping_root;
         sb.device_details_root = self.details_root;
         sb.data_sm_root = data_root;
-        sb.metadata_sm_root = self.tm.pre_commit()?;
+        sb.metadata_sm_root = crate::space_map::metadata_commit::pre_commit(&mut self.tm)?;
         self.tm.commit(&sb)?;
         self.dsm.mark_committed();
         self.sb = sb;
