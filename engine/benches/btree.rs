@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 
-const VK: ValueKind = ValueKind::Plain(8);
+const VK: ValueKind<'static> = &btree::Plain { size: 8, tree: engine::events::Tree::Overflow };
 
 struct Row {
     op: &'static str,

@@ -6,9 +6,6 @@
 //! - `shadow` copies a block at most once per transaction unless it became shared again.
 //! - Commit order: write back the space map and every dirty block, flush, then the superblock,
 //!   flush. A failure before the superblock write leaves the committed state untouched.
-//! - Data-block reference changes produced by btree value hooks are queued in `data_ops` and
-//!   applied by the caller after the btree operation (the data space map is itself built from
-//!   metadata blocks, so applying them mid-operation would re-enter this manager).
 
 use crate::block_manager::BlockManager;
 use crate::canary::{Canaries, Canary};
@@ -20,18 +17,10 @@ use crate::space_map::metadata::{FreeIn, MetadataSpaceMap};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-/// A queued change to a data block's reference count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataRefOp {
-    Inc(u64),
-    Dec(u64),
-}
-
 pub struct TransactionManager {
     pub bm: BlockManager,
     pub sm: MetadataSpaceMap,
     shadowed: BTreeSet<u64>,
-    pub(crate) data_ops: Vec<DataRefOp>,
     /// Deliberately broken behaviours for the simulator's teeth tests (none outside a
     /// `canary` build).
     pub(crate) canaries: Canaries,
@@ -45,7 +34,6 @@ impl TransactionManager {
             bm,
             sm: MetadataSpaceMap::new_empty(0),
             shadowed: BTreeSet::new(),
-            data_ops: Vec::new(),
             canaries: Canaries::NONE,
         }
     }
@@ -53,7 +41,6 @@ impl TransactionManager {
     /// Forgets all transaction state (before loading a committed state again).
     pub(crate) fn reset(&mut self) {
         self.shadowed.clear();
-        self.data_ops.clear();
     }
 
     pub fn read(&self, b: u64, kind: BlockKind) -> Result<Arc<Block>> {
@@ -145,14 +132,6 @@ impl TransactionManager {
 
     pub fn ref_count(&self, b: u64) -> Result<u32> {
         self.sm.count(b)
-    }
-
-    pub fn queue_data(&mut self, op: DataRefOp) {
-        self.data_ops.push(op);
-    }
-
-    pub fn take_data_ops(&mut self) -> Vec<DataRefOp> {
-        std::mem::take(&mut self.data_ops)
     }
 
     /// First half of a commit once the metadata space map is written (its writer,

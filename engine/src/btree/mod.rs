@@ -1,7 +1,7 @@
 //! Persistent btrees with functional roots: every mutation takes a root and returns the new
 //! one; the old root stays valid (and unchanged on disk) until the transaction commits.
 //!
-//! Values are fixed-size byte strings known to the tree only through [`ValueKind`]'s hooks:
+//! Values are fixed-size byte strings known to the tree only through [`ValueType`]'s hooks:
 //! `inc` when a shared leaf is copied, `dec` when a value is overwritten, removed or its leaf
 //! released, `equal` to decide whether an overwrite changes references. Nested trees (the
 //! two-level mapping tree) are trees whose values are the roots of other trees.
@@ -33,73 +33,50 @@ use crate::error::{Error, Result};
 use crate::events::{self, BtreeEvent, Tree};
 use crate::format::checksum::BlockKind;
 use crate::format::node::{self, INTERNAL, LEAF};
-use crate::format::BlockTime;
 use crate::io::Block;
 use crate::limits::MAX_BTREE_DEPTH;
-use crate::transaction::{DataRefOp, TransactionManager};
+use crate::transaction::TransactionManager;
 use std::sync::Arc;
 
-/// What a tree's values are, and what their references mean.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueKind {
-    /// Bytes with no references (details, space-map index entries, overflow counts).
-    Plain(usize),
-    /// Packed block_time: each value holds one reference to a data block.
-    Mapping,
-    /// Root of a mapping subtree: each value holds one reference to a metadata block.
-    SubtreeRoot,
+/// What a tree's values are and what their references mean: the kernel's
+/// `dm_btree_value_type`. The btree calls the hooks and knows nothing else of the bytes;
+/// each value type is implemented where its values live (thin's mappings and subtree roots
+/// in `thin::values`, plain values here).
+pub trait ValueType {
+    /// Bytes per value in a leaf.
+    fn size(&self) -> usize;
+    /// Which of the pool's trees holds these values (for structural counts).
+    fn tree(&self) -> Tree;
+    /// A shared leaf was copied: each of its values gains a reference.
+    fn inc(&self, _tm: &mut TransactionManager, _value: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// A value was overwritten or removed, or the last reference to its leaf went.
+    fn dec(&self, _tm: &mut TransactionManager, _value: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// Whether overwriting `a` by `b` leaves every reference as it was.
+    fn equal(&self, a: &[u8], b: &[u8]) -> bool {
+        a == b
+    }
 }
 
-impl ValueKind {
-    /// Which of the pool's trees holds values of this kind (for structural counts): value
-    /// sizes tell the plain trees apart (details 24 bytes, index entries 16, counts 4).
-    pub const fn tree(self) -> Tree {
-        match self {
-            ValueKind::Mapping => Tree::Mapping,
-            ValueKind::SubtreeRoot => Tree::Top,
-            ValueKind::Plain(crate::format::details::DETAILS_BYTES) => Tree::Details,
-            ValueKind::Plain(crate::limits::INDEX_ENTRY_BYTES) => Tree::SmIndex,
-            ValueKind::Plain(_) => Tree::Overflow,
-        }
-    }
+/// How the btree functions take a value type (a reference: `Copy`, cheap to pass down).
+pub type ValueKind<'a> = &'a dyn ValueType;
 
-    pub const fn size(self) -> usize {
-        match self {
-            ValueKind::Plain(n) => n,
-            ValueKind::Mapping | ValueKind::SubtreeRoot => 8,
-        }
-    }
+/// Values that hold no references (details, space-map index entries, overflow counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plain {
+    pub size: usize,
+    pub tree: Tree,
+}
 
-    /// The kernel's `equal` hook: mappings are equal when they name the same data block.
-    fn equal(self, a: &[u8], b: &[u8]) -> bool {
-        match self {
-            ValueKind::Mapping => {
-                BlockTime::unpack(le(a)).data_block == BlockTime::unpack(le(b)).data_block
-            }
-            _ => a == b,
-        }
+impl ValueType for Plain {
+    fn size(&self) -> usize {
+        self.size
     }
-
-    fn inc(self, tm: &mut TransactionManager, v: &[u8]) -> Result<()> {
-        match self {
-            ValueKind::Plain(_) => Ok(()),
-            ValueKind::Mapping => {
-                tm.queue_data(DataRefOp::Inc(BlockTime::unpack(le(v)).data_block));
-                Ok(())
-            }
-            ValueKind::SubtreeRoot => tm.inc(le(v)).map(|_| ()),
-        }
-    }
-
-    fn dec(self, tm: &mut TransactionManager, v: &[u8]) -> Result<()> {
-        match self {
-            ValueKind::Plain(_) => Ok(()),
-            ValueKind::Mapping => {
-                tm.queue_data(DataRefOp::Dec(BlockTime::unpack(le(v)).data_block));
-                Ok(())
-            }
-            ValueKind::SubtreeRoot => delete(tm, ValueKind::Mapping, le(v)),
-        }
+    fn tree(&self) -> Tree {
+        self.tree
     }
 }
 

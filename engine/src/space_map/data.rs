@@ -23,7 +23,8 @@ use crate::transaction::TransactionManager;
 use std::collections::BTreeMap;
 
 /// The data space map's index btree holds 16-byte index entries.
-pub const INDEX_VALUES: ValueKind = ValueKind::Plain(INDEX_ENTRY_BYTES);
+pub const INDEX_VALUES: ValueKind<'static> =
+    &btree::Plain { size: INDEX_ENTRY_BYTES, tree: crate::events::Tree::SmIndex };
 
 #[derive(Debug, Clone, Copy)]
 struct CachedEntry {

@@ -19,4 +19,5 @@ pub mod metadata_commit;
 pub const OVERFLOW_THRESHOLD: u32 = 3;
 
 /// Overflow trees hold u32 counts.
-pub const OVERFLOW_VALUES: ValueKind = ValueKind::Plain(4);
+pub const OVERFLOW_VALUES: ValueKind<'static> =
+    &crate::btree::Plain { size: 4, tree: crate::events::Tree::Overflow };

@@ -2,7 +2,7 @@
 
 use super::records::{ThinHandle, DETAILS_VALUES};
 use super::Pool;
-use crate::btree::{self, ReadMode, ValueKind};
+use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result, Space};
 use crate::format::DeviceDetails;
 use crate::limits::TIME_LIMIT;
@@ -14,7 +14,7 @@ impl Pool {
             if p.exists(id)? {
                 return Err(Error::Exists(id));
             }
-            let root = btree::empty(&mut p.tm, ValueKind::Mapping)?;
+            let root = btree::empty(&mut p.tm, &p.values.mappings)?;
             p.add_device_root(id, root)?;
             let details = DeviceDetails {
                 mapped_blocks: 0,
@@ -72,8 +72,7 @@ impl Pool {
                 }
             }
             p.details_root = btree::remove(&mut p.tm, DETAILS_VALUES, p.details_root, id)?.0;
-            let (top, removed) =
-                btree::remove(&mut p.tm, ValueKind::SubtreeRoot, p.mapping_root, id)?;
+            let (top, removed) = btree::remove(&mut p.tm, &p.values, p.mapping_root, id)?;
             if removed.is_none() {
                 return Err(Error::structure(
                     p.mapping_root,

@@ -4,7 +4,7 @@
 use super::records::DETAILS_VALUES;
 use super::tool_error::ToolError;
 use super::{Pool, PoolInner};
-use crate::btree::{self, ValueKind};
+use crate::btree;
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
 use crate::format::{BlockTime, DeviceDetails};
@@ -64,7 +64,7 @@ impl PoolInner {
         })?;
         let mut out = Vec::new();
         let mut missing = None;
-        btree::walk(&self.tm, sb.data_mapping_root, ValueKind::SubtreeRoot, &mut |id, v| {
+        btree::walk(&self.tm, sb.data_mapping_root, &self.values, &mut |id, v| {
             match details.get(&id) {
                 Some(d) => out.push((id, *d, btree::le(v))),
                 None => missing = missing.or(Some(id)),
@@ -105,7 +105,7 @@ impl Pool {
                 snap_time: d.snapshotted_time,
             })?;
             let mut out_err = None;
-            btree::walk(&p.tm, root, ValueKind::Mapping, &mut |k, v| {
+            btree::walk(&p.tm, root, &p.values.mappings, &mut |k, v| {
                 let bt = BlockTime::unpack(btree::le(v));
                 if let Err(e) = w.mapping(k, bt.data_block, bt.time) {
                     out_err = Some(e);
@@ -128,7 +128,7 @@ impl Pool {
         let devices = p.device_list(&roots.sb)?;
         let mut all: Vec<u64> = Vec::new();
         for &(_, _, root) in &devices {
-            btree::walk(&p.tm, root, ValueKind::Mapping, &mut |_, v| {
+            btree::walk(&p.tm, root, &p.values.mappings, &mut |_, v| {
                 all.push(BlockTime::unpack(btree::le(v)).data_block);
                 Ok(())
             })?;
@@ -142,7 +142,7 @@ impl Pool {
         let mut rows = Vec::with_capacity(devices.len());
         for (id, d, root) in devices {
             let mut exclusive = 0u64;
-            btree::walk(&p.tm, root, ValueKind::Mapping, &mut |_, v| {
+            btree::walk(&p.tm, root, &p.values.mappings, &mut |_, v| {
                 exclusive += u64::from(once(BlockTime::unpack(btree::le(v)).data_block));
                 Ok(())
             })?;

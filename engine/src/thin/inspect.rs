@@ -2,7 +2,7 @@
 
 use super::records::DETAILS_VALUES;
 use super::{Pool, PoolInner};
-use crate::btree::{self, ReadMode, ValueKind};
+use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
@@ -41,11 +41,10 @@ impl PoolInner {
     }
 
     fn mappings_in(&self, top_root: u64, id: u64) -> Result<Vec<(u64, BlockTime)>> {
-        let root =
-            btree::lookup_u64(&self.tm, top_root, ValueKind::SubtreeRoot, id, ReadMode::Blocking)?
-                .ok_or_else(|| Error::NoData(format!("no mapping tree for device {id}")))?;
+        let root = btree::lookup_u64(&self.tm, top_root, &self.values, id, ReadMode::Blocking)?
+            .ok_or_else(|| Error::NoData(format!("no mapping tree for device {id}")))?;
         let mut out = Vec::new();
-        btree::walk(&self.tm, root, ValueKind::Mapping, &mut |k, v| {
+        btree::walk(&self.tm, root, &self.values.mappings, &mut |k, v| {
             out.push((k, BlockTime::unpack(btree::le(v))));
             Ok(())
         })?;
@@ -87,7 +86,7 @@ impl Pool {
             let found = btree::lookup_many_u64(
                 &p.tm,
                 root,
-                ValueKind::Mapping,
+                &p.values.mappings,
                 vblocks,
                 ReadMode::Blocking,
             )?;

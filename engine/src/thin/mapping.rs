@@ -2,7 +2,7 @@
 
 use super::records::ThinHandle;
 use super::{Lookup, MappedRange, Pool, PoolInner};
-use crate::btree::{self, ReadMode, ValueKind};
+use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result};
 use crate::format::BlockTime;
 
@@ -10,7 +10,7 @@ impl PoolInner {
     fn lookup_mapping(&self, h: &ThinHandle, vblock: u64, mode: ReadMode) -> Result<Lookup> {
         let rec = self.live(h)?;
         let root = self.device_root(h.id, mode)?;
-        let v = btree::lookup_u64(&self.tm, root, ValueKind::Mapping, vblock, mode)?
+        let v = btree::lookup_u64(&self.tm, root, &self.values.mappings, vblock, mode)?
             .ok_or_else(|| Error::NoData(format!("device {} block {vblock} is unmapped", h.id)))?;
         let bt = BlockTime::unpack(v);
         Ok(Lookup { data_block: bt.data_block, shared: rec.details.snapshotted_time > bt.time })
@@ -34,7 +34,7 @@ impl Pool {
                 return Err(Error::NoData("empty range".into()));
             }
             let root = p.device_root(h.id, ReadMode::Blocking)?;
-            let (v0, val) = btree::lookup_ge(&p.tm, root, ValueKind::Mapping, begin)?
+            let (v0, val) = btree::lookup_ge(&p.tm, root, &p.values.mappings, begin)?
                 .filter(|(k, _)| *k < end)
                 .ok_or_else(|| Error::NoData(format!("no mapping in [{begin}, {end})")))?;
             let first = BlockTime::unpack(btree::le(&val));
@@ -42,7 +42,7 @@ impl Pool {
             let shared = snap > first.time;
             let mut v = v0 + 1;
             while v < end {
-                match btree::lookup_u64(&p.tm, root, ValueKind::Mapping, v, ReadMode::Blocking)? {
+                match btree::lookup_u64(&p.tm, root, &p.values.mappings, v, ReadMode::Blocking)? {
                     Some(x) => {
                         let bt = BlockTime::unpack(x);
                         if bt.data_block != first.data_block + (v - v0)
@@ -79,7 +79,7 @@ impl Pool {
             })?;
             let root = p.device_root_for_write(h.id)?;
             let (new_root, new_key) =
-                btree::insert(&mut p.tm, ValueKind::Mapping, root, vblock, &value.to_le_bytes())?;
+                btree::insert(&mut p.tm, &p.values.mappings, root, vblock, &value.to_le_bytes())?;
             if new_root != root {
                 p.set_device_root(h.id, new_root)?;
             }
@@ -104,7 +104,7 @@ impl Pool {
                 return Err(Error::NoData(format!("device {} block {vblock} is unmapped", h.id)));
             }
             let root = p.device_root_for_write(h.id)?;
-            let (new_root, removed) = btree::remove(&mut p.tm, ValueKind::Mapping, root, vblock)?;
+            let (new_root, removed) = btree::remove(&mut p.tm, &p.values.mappings, root, vblock)?;
             if removed.is_none() {
                 return Err(Error::NoData(format!("device {} block {vblock} is unmapped", h.id)));
             }
@@ -125,7 +125,7 @@ impl Pool {
             p.live(h)?;
             let root = p.device_root_for_write(h.id)?;
             let (new_root, n) =
-                btree::remove_range(&mut p.tm, ValueKind::Mapping, root, begin, end)?;
+                btree::remove_range(&mut p.tm, &p.values.mappings, root, begin, end)?;
             if new_root != root {
                 p.set_device_root(h.id, new_root)?;
             }
@@ -142,7 +142,7 @@ impl Pool {
         self.query(|p| {
             p.live(h)?;
             let root = p.device_root(h.id, ReadMode::Blocking)?;
-            btree::highest_key(&p.tm, root, ValueKind::Mapping)
+            btree::highest_key(&p.tm, root, &p.values.mappings)
         })
     }
 

@@ -22,6 +22,7 @@ pub mod restore;
 mod space;
 mod tool_error;
 mod txn;
+mod values;
 
 pub use inspect::PoolSummary;
 pub use open::{CloseError, PoolOptions};
@@ -33,9 +34,10 @@ use crate::error::{Error, Result};
 use crate::format::superblock::Superblock;
 use crate::space_map::data::DataSpaceMap;
 use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use crate::transaction::{DataRefOp, TransactionManager};
+use crate::transaction::TransactionManager;
 use records::Record;
 use std::collections::{BTreeMap, BTreeSet};
+use values::{DataRefOp, SubtreeRoots};
 
 /// Called at the start of every effective commit (dm-thin flushes the data device here).
 pub type PreCommitFn = Box<dyn FnMut() -> Result<()> + Send + Sync>;
@@ -78,6 +80,8 @@ pub(crate) struct PoolInner {
     read_only: bool,
     poisoned: bool,
     pre_commit: Option<PreCommitFn>,
+    /// The mapping tree's value types (and the data-reference changes their hooks queue).
+    values: SubtreeRoots,
 }
 
 /// An open pool. `Send + Sync`; calls may come from any thread.
@@ -132,7 +136,10 @@ impl Pool {
                 p.poisoned = true;
             }
         }
-        debug_assert!(r.is_err() || p.tm.data_ops.is_empty(), "data references left unapplied");
+        debug_assert!(
+            r.is_err() || p.values.mappings.nothing_queued(),
+            "data references left unapplied"
+        );
         r
     }
 
@@ -145,7 +152,7 @@ impl Pool {
 impl PoolInner {
     /// Applies the data-block reference changes queued by btree value hooks.
     fn apply_data_ops(&mut self) -> Result<()> {
-        let ops = self.tm.take_data_ops();
+        let ops = self.values.mappings.take_queued();
         for op in ops {
             match op {
                 DataRefOp::Inc(b) => self.dsm.inc(&mut self.tm, b)?,

@@ -1,8 +1,9 @@
 //! Opening (and formatting) a pool, and closing it.
 
+use super::values::SubtreeRoots;
 use super::{Pool, PoolInner};
 use crate::block_manager::BlockManager;
-use crate::btree::{self, ValueKind};
+use crate::btree;
 use crate::error::{CorruptKind, Error, Result, Space};
 use crate::format::superblock::Superblock;
 use crate::io::BlockDevice;
@@ -100,7 +101,7 @@ fn format(bm: BlockManager, data_block_size: u32) -> Result<PoolInner> {
     let mut tm = TransactionManager::new(bm);
     metadata_commit::format(&mut tm, nr_blocks)?;
     let dsm = DataSpaceMap::format(&mut tm)?;
-    let mapping_root = btree::empty(&mut tm, ValueKind::SubtreeRoot)?;
+    let mapping_root = btree::empty(&mut tm, &SubtreeRoots::default())?;
     let details_root = btree::empty(&mut tm, DETAILS_VALUES)?;
     let sb = Superblock {
         magic: SUPERBLOCK_MAGIC,
@@ -180,6 +181,7 @@ fn new_inner(
         read_only: false,
         poisoned: false,
         pre_commit: None,
+        values: SubtreeRoots::default(),
     }
 }
 
@@ -191,6 +193,8 @@ impl PoolInner {
         self.tm.bm.with_device(|d| d.flush())?;
         let sb = read_superblock(&self.tm.bm)?;
         check_features(&sb, true)?;
+        // What a failed operation queued refers to the state being dropped.
+        self.values.mappings.take_queued();
         let threshold = self.tm.sm.threshold.take();
         let loaded = metadata_commit::load(&mut self.tm, &sb.metadata_sm_root);
         // The registration survives abort whatever happens ([R4]).

@@ -8,12 +8,13 @@
 //!   reused (the generation differs).
 
 use super::PoolInner;
-use crate::btree::{self, ReadMode, ValueKind};
+use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result};
 use crate::format::details::DETAILS_BYTES;
 use crate::format::DeviceDetails;
 
-pub(crate) const DETAILS_VALUES: ValueKind = ValueKind::Plain(DETAILS_BYTES);
+pub(crate) const DETAILS_VALUES: btree::ValueKind<'static> =
+    &btree::Plain { size: DETAILS_BYTES, tree: crate::events::Tree::Details };
 
 /// A thin device opened with `open_thin_device`. Close it with `close_thin_device`.
 #[derive(Debug, PartialEq, Eq)]
@@ -102,7 +103,7 @@ impl PoolInner {
 
     /// The root of the device's mapping subtree.
     pub(crate) fn device_root(&self, id: u64, mode: ReadMode) -> Result<u64> {
-        btree::lookup_u64(&self.tm, self.mapping_root, ValueKind::SubtreeRoot, id, mode)?
+        btree::lookup_u64(&self.tm, self.mapping_root, &self.values, id, mode)?
             .ok_or_else(|| Error::NoData(format!("thin device {id} has no mapping tree")))
     }
 
@@ -119,19 +120,14 @@ impl PoolInner {
     pub(crate) fn add_device_root(&mut self, id: u64, root: u64) -> Result<()> {
         let bytes = root.to_le_bytes();
         self.mapping_root =
-            btree::insert(&mut self.tm, ValueKind::SubtreeRoot, self.mapping_root, id, &bytes)?.0;
+            btree::insert(&mut self.tm, &self.values, self.mapping_root, id, &bytes)?.0;
         Ok(())
     }
 
     /// Points the top-level entry of `id` at `root` (its old root's reference already moved).
     pub(crate) fn set_device_root(&mut self, id: u64, root: u64) -> Result<()> {
-        let (top, _) = btree::replace(
-            &mut self.tm,
-            ValueKind::SubtreeRoot,
-            self.mapping_root,
-            id,
-            &root.to_le_bytes(),
-        )?;
+        let (top, _) =
+            btree::replace(&mut self.tm, &self.values, self.mapping_root, id, &root.to_le_bytes())?;
         self.mapping_root = top;
         Ok(())
     }

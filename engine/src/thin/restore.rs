@@ -14,7 +14,7 @@
 use super::records::DETAILS_VALUES;
 use super::tool_error::ToolError;
 use super::{Pool, PoolInner, PoolOptions};
-use crate::btree::{self, ValueKind};
+use crate::btree;
 use crate::format::{BlockTime, DeviceDetails};
 use crate::io::BlockDevice;
 use crate::limits::TIME_LIMIT;
@@ -408,15 +408,9 @@ fn add_device(
     if !mappings.is_sorted_by_key(|m| m.0) {
         mappings.sort_unstable_by_key(|m| m.0);
     }
-    let root = btree::build(&mut p.tm, ValueKind::Mapping, mappings)?;
-    p.mapping_root = btree::insert(
-        &mut p.tm,
-        ValueKind::SubtreeRoot,
-        p.mapping_root,
-        d.dev_id,
-        &root.to_le_bytes(),
-    )?
-    .0;
+    let root = btree::build(&mut p.tm, &p.values.mappings, mappings)?;
+    p.mapping_root =
+        btree::insert(&mut p.tm, &p.values, p.mapping_root, d.dev_id, &root.to_le_bytes())?.0;
     let details = DeviceDetails {
         mapped_blocks: mappings.len() as u64,
         transaction_id: d.transaction,

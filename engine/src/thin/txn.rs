@@ -3,7 +3,7 @@
 
 use super::records::DETAILS_VALUES;
 use super::{Pool, PoolInner, PreCommitFn};
-use crate::btree::{self, ValueKind};
+use crate::btree;
 use crate::canary::{Canaries, Canary};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
@@ -93,7 +93,7 @@ impl Pool {
             let n = p.held_root;
             let raw = p.tm.read(n, BlockKind::Superblock)?;
             let copy = Superblock::unpack_unchecked(&raw);
-            btree::delete(&mut p.tm, ValueKind::SubtreeRoot, copy.data_mapping_root)?;
+            btree::delete(&mut p.tm, &p.values, copy.data_mapping_root)?;
             btree::delete(&mut p.tm, DETAILS_VALUES, copy.device_details_root)?;
             p.tm.dec(n)?;
             p.held_root = 0;
