@@ -9,8 +9,10 @@
 //! Each layer imports only layers below it; `tests/layering.rs` reads the imports from the
 //! sources and fails on a cycle or an upward edge. The transaction manager knows the
 //! metadata space map only as in-core counts: writing it at commit belongs to
-//! `metadata_commit::pre_commit`, which then calls the manager's own half. The engine has no dependency on the model or the
-//! simulator; the block-device trait in [`io`] is the only seam to storage.
+//! `metadata_commit::pre_commit`, which then calls the manager's own half.
+//!
+//! The engine has no dependency on the model or the simulator; the block-device trait in
+//! [`io`] is the only seam to storage.
 
 pub mod block_manager;
 pub mod btree;

@@ -77,7 +77,7 @@ impl TransactionManager {
         } else {
             FreeIn::BothViews
         };
-        self.sm.alloc_free_in(view)
+        self.sm.alloc(view)
     }
 
     /// A new block holding `data` (filled by the caller): one cache insert, no separate

@@ -194,14 +194,9 @@ impl MetadataSpaceMap {
         self.counts[b as usize] == 0 && !self.committed_used[b as usize]
     }
 
-    /// Allocates a block free in both views, searching from the cursor and wrapping once.
-    pub fn alloc(&mut self) -> Result<u64> {
-        self.alloc_free_in(FreeIn::BothViews)
-    }
-
-    /// [`Self::alloc`] with the view a block must be free in: only the canary
-    /// `ReuseFreedInTransaction` asks for `CurrentOnly`.
-    pub(crate) fn alloc_free_in(&mut self, view: FreeIn) -> Result<u64> {
+    /// Allocates a block free in `view` (both views, except for the canary
+    /// `ReuseFreedInTransaction`), searching from the cursor and wrapping once.
+    pub(crate) fn alloc(&mut self, view: FreeIn) -> Result<u64> {
         let n = self.nr_blocks();
         let start = self.cursor.min(n);
         let free = |b: u64| match view {
