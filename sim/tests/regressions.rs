@@ -99,3 +99,32 @@ fn explore_workloads_judge_their_crash_states() {
         assert!(r.states() >= 200, "{}: only {} states", f.display(), r.states());
     }
 }
+
+/// A commit's own class B fault decides its verification: the lost leaf write of 0016 makes
+/// the commit that wrote it verify in full (durable image, `check`, reopen) and be detected
+/// there. The same trace without the fault verifies that commit incrementally, so the full
+/// verification is the fault's doing, not the schedule's.
+#[test]
+fn a_commits_own_lost_write_makes_its_verification_full() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/regressions");
+    let path = dir.join("0016-harness-incremental-verify-ignored-commit-faults.trace");
+    let t = Trace::read(&path).expect("parses");
+    let out = runner::replay(&t);
+    assert!(out.failure.is_none() && out.invalid.is_none(), "{:?}", out.failure);
+    assert_eq!(out.coverage.total(sim::disk::FaultKind::LostWrite), 1, "the fault landed");
+    let o = &out.stats.outcomes;
+    assert_eq!((o.b_detected, o.b_undetectable), (1, 0), "detected: {o:?}");
+    // Both commits: the first (no faults yet) incremental, the faulted one full.
+    assert_eq!((out.stats.commits, out.stats.incremental_checks), (2, 1), "{:?}", out.stats);
+
+    let text = std::fs::read_to_string(&path).expect("readable");
+    let clean: String = text
+        .lines()
+        .map(|l| l.replace(r#", "faults": [{"io": 3, "fault": "lost_write"}]"#, "") + "\n")
+        .collect();
+    assert_ne!(clean, text, "the fault was removed");
+    let out = runner::replay(&Trace::parse(&clean).expect("parses"));
+    assert!(out.failure.is_none() && out.invalid.is_none(), "{:?}", out.failure);
+    assert_eq!(out.stats.outcomes.b_detected, 0);
+    assert_eq!((out.stats.commits, out.stats.incremental_checks), (2, 2), "{:?}", out.stats);
+}
