@@ -1,16 +1,24 @@
-//! thinsim: a deterministic simulation and model-checking harness for the dm-thin metadata
-//! engine (`engine`), judged against the reference model (`model`).
+//! The `sim` library: a deterministic simulation and model-checking harness for the dm-thin
+//! metadata engine (`engine`), judged step by step against the reference model (`model`).
 //!
-//! Layering, one way: `disk` (the simulated disk and its faults) and `entropy` (the one
-//! source of choices) know nothing of the runner; `runner` draws and applies ops, faults and
-//! crash cuts and holds the oracles; `shrink`, `explore`, `report` and `fuzzing` build on the
-//! runner; `cli` and `tools_cli` (feature `cli`, on by default) are argument parsing and
-//! printing only. The fuzz crate builds the library without `cli`, so without clap and
-//! indicatif.
-pub mod bench_sim;
-pub mod bench_tools;
-#[cfg(feature = "cli")]
-pub mod cli;
+//! What is here, one way down:
+//! - `fnv` and `entropy`: the trace hash, and the one source of choices (a seeded ChaCha8 RNG,
+//!   or a fuzzer's bytes); no clock, no hash order.
+//! - `disk`: the simulated disk — pending writes, flush epochs, power cuts, torn writes and the
+//!   class B/C faults of DESIGN §5, a fault plan that replays exactly, and coverage counts.
+//!   It knows nothing of the runner.
+//! - `runner`: ops as values (draw, apply), traces and replay, the oracles (typed verdicts:
+//!   state diff, typed error, check finding, check panic), the verification schedule and the
+//!   recovery judgement after every crash.
+//! - `shrink` and `explore`: reduce a failing trace; enumerate the crash states of a short one.
+//! - `report`: campaign summaries (JSON and HTML), structural and fault coverage, gaps.
+//! - `fuzzing`: the bodies of the cargo-fuzz targets, so the fuzz crate, `cargo test`'s
+//!   corpus replay and `thinsim fuzz-trace` run the same code.
+//!
+//! The front end — the `thinsim` command line, the offline tools' commands and the benchmarks
+//! — is the binary (`src/bin/thinsim/`). Feature `cli` only adds clap's derives to the
+//! library's option enums; the fuzz crate builds without it, so without clap or indicatif.
+
 pub mod disk;
 pub mod entropy;
 pub mod explore;
@@ -19,6 +27,3 @@ pub mod fuzzing;
 pub mod report;
 pub mod runner;
 pub mod shrink;
-#[cfg(feature = "cli")]
-pub mod tools_cli;
-pub mod xmlgen;

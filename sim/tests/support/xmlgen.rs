@@ -1,4 +1,10 @@
-//! Seeded generator of random, self-consistent thin_dump 0.9.0 XML for interop tests.
+//! Seeded generators of thin_dump 0.9.0 XML, test and benchmark support (the tests include
+//! this file as a module, and so does the `thinsim` binary for `bench-tools`):
+//! - [`generate`]: random, self-consistent small pools for interop tests (below);
+//! - [`write_bench_pool`]: one large pool of N mappings streamed to a file: four devices of
+//!   N/4 mappings each, written as runs of 1–16 blocks with gaps and four different times;
+//!   device 2 is a snapshot of device 1 with a fifth of its blocks rewritten, so data blocks
+//!   are shared and the XML mixes singles and ranges like a real dump.
 //!
 //! The XML comes from replaying a random pool history on a tiny model (create thin, take a
 //! snapshot, write runs, discard runs, delete, commit), following the kernel's time rules
@@ -24,6 +30,9 @@ use engine::tools::{XmlDevice, XmlSuperblock};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
 
 /// How big a history to replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,44 +264,73 @@ fn write_all(
     out.end_superblock()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use engine::tools::xml_read::{parse_all, XmlEvent};
-
-    #[test]
-    fn same_seed_same_document() {
-        assert_eq!(generate(7, GenSize::SMALL), generate(7, GenSize::SMALL));
-        assert_ne!(generate(7, GenSize::SMALL), generate(8, GenSize::SMALL));
-    }
-
-    /// Every generated document parses, and its counts and times obey the header's rules.
-    #[test]
-    fn documents_are_self_consistent() {
-        for seed in 0..50 {
-            let xml = generate(seed, GenSize::SMALL);
-            let events = parse_all(xml.as_bytes()).expect("generated XML parses");
-            let Some(XmlEvent::Superblock(sb)) = events.first() else {
-                panic!("seed {seed}: no superblock first");
-            };
-            let mut counted = 0;
-            let mut declared = 0;
-            for event in &events {
-                match event {
-                    XmlEvent::BeginDevice(dev) => {
-                        assert!(dev.creation_time <= dev.snap_time && dev.snap_time <= sb.time);
-                        assert!(dev.transaction <= sb.transaction);
-                        declared = dev.mapped_blocks;
-                        counted = 0;
-                    }
-                    XmlEvent::Mapping { length, time, .. } => {
-                        assert!(*time <= sb.time, "seed {seed}");
-                        counted += length;
-                    }
-                    XmlEvent::EndDevice => assert_eq!(counted, declared, "seed {seed}"),
-                    _ => {}
+/// Writes the benchmark pool with `n` mappings as thin_dump XML.
+pub fn write_bench_pool(path: &Path, n: u64) -> Result<u64, String> {
+    let f = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut w = DumpWriter::new(BufWriter::with_capacity(1 << 20, f), DumpFormat::Xml);
+    let per_dev = n / 4;
+    let nr_data_blocks = n * 2;
+    let mut rng = ChaCha8Rng::seed_from_u64(n);
+    let e = |x: engine::tools::xml_write::DumpError| x.to_string();
+    w.superblock(&XmlSuperblock {
+        uuid: String::new(),
+        time: 4,
+        transaction: 1,
+        flags: 0,
+        version: 2,
+        data_block_size: 128,
+        nr_data_blocks,
+        metadata_snap: None,
+    })
+    .map_err(e)?;
+    let mut next_data = 0u64;
+    let mut dev1 = Vec::with_capacity(per_dev as usize);
+    for dev in 1..=4u64 {
+        let (creation, snap) = match dev {
+            1 => (0, 1),
+            2 => (1, 1),
+            _ => (2, 2),
+        };
+        w.begin_device(&XmlDevice {
+            dev_id: dev,
+            mapped_blocks: per_dev,
+            transaction: 1,
+            creation_time: creation,
+            snap_time: snap,
+        })
+        .map_err(e)?;
+        let mut origin = 0u64;
+        let mut written = 0u64;
+        while written < per_dev {
+            let run = rng.random_range(1..=16u64).min(per_dev - written);
+            let time = rng.random_range(0..4u32).min(if dev == 1 { 0 } else { 4 });
+            for i in 0..run {
+                let data = if dev == 2 && !rng.random_bool(0.2) {
+                    dev1[(written + i) as usize]
+                } else {
+                    next_data += 1;
+                    next_data - 1
+                };
+                if dev == 1 {
+                    dev1.push(data);
                 }
+                let t = if dev == 2
+                    && data < per_dev * 2
+                    && dev1.get((written + i) as usize) == Some(&data)
+                {
+                    0
+                } else {
+                    time
+                };
+                w.mapping(origin + i, data, t).map_err(e)?;
             }
+            written += run;
+            origin += run + rng.random_range(0..3u64);
+            next_data += rng.random_range(0..2u64);
         }
+        w.end_device().map_err(e)?;
     }
+    w.end_superblock().map_err(e)?;
+    w.finish().map_err(e)?;
+    Ok(nr_data_blocks)
 }

@@ -4,8 +4,8 @@
 //! as `NNNN-canary-NAME.trace`: regressions that must fail on the canary build and pass on
 //! the real engine.
 
-use crate::runner::{self, RunConfig, Trace};
 use clap::Args;
+use sim::runner::{self, RunConfig, Trace};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,7 +63,7 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
             ok = false;
             continue;
         };
-        let r = match crate::shrink::shrink(&trace, a.budget, &mut |_| {}) {
+        let r = match sim::shrink::shrink(&trace, a.budget, &mut |_| {}) {
             Ok(r) => r,
             Err(e) => {
                 println!("{canary}: {e}");

@@ -4,8 +4,8 @@
 //! the failure it expects. Exit 0 when the input passes, 1 when it fails (trace written in
 //! both cases), 2 when the input cannot be read or the trace written.
 
-use crate::fuzzing::sim;
 use clap::Args;
+use sim::fuzzing::sim;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

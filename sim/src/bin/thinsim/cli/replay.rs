@@ -1,8 +1,8 @@
 //! `thinsim replay FILE`: runs a trace exactly (no RNG: its ops and its faults), prints the
 //! outcome as `run` does, and exits 1 on a failure, 2 on a trace that cannot be read or run.
 
-use crate::runner::{self, RunOutcome, Trace};
 use clap::Args;
+use sim::runner::{self, RunOutcome, Trace};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

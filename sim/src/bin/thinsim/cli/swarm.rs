@@ -10,9 +10,9 @@
 //! the seed's replay line.
 
 use super::run::RunOptions;
-use crate::report::Summary;
-use crate::runner::{self, RunConfig, RunOutcome};
 use clap::Args;
+use sim::report::Summary;
+use sim::runner::{self, RunConfig, RunOutcome};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

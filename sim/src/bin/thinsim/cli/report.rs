@@ -1,7 +1,7 @@
 //! `thinsim report --merge DIR... --out DIR`: merges shard reports into one.
 
-use crate::report::Summary;
 use clap::Args;
+use sim::report::Summary;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

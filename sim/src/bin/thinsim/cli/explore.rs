@@ -1,10 +1,10 @@
 //! `thinsim explore FILE | --seed N [--steps S] [--max-states K]`: every crash state of a
-//! short workload at every flush epoch, judged by the swarm's oracle (see `crate::explore`).
+//! short workload at every flush epoch, judged by the swarm's oracle (see `sim::explore`).
 //! Exits 1 when a state fails, or when no crash point had more than one pending write (the
 //! exploration would prove nothing).
 
-use crate::runner::{self, RunConfig};
 use clap::Args;
+use sim::runner::{self, RunConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,14 +44,14 @@ pub fn explore(a: &ExploreArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let w = crate::explore::workload(&t);
+    let w = sim::explore::workload(&t);
     println!(
         "workload: {} ops, tears {:?}, at most {} states per cut",
         w.steps.len(),
-        crate::explore::tears_for(&w),
+        sim::explore::tears_for(&w),
         a.max_states
     );
-    let r = match crate::explore::explore(&t, a.max_states, a.max_cuts, |_, _| {}) {
+    let r = match sim::explore::explore(&t, a.max_states, a.max_cuts, |_, _| {}) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");

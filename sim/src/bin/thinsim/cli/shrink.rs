@@ -1,9 +1,9 @@
 //! `thinsim shrink FILE [--budget 60s] [-o OUT]`: the smallest trace that fails the same way
-//! (see `crate::shrink`), written to OUT (default: FILE with `.shrunk.trace`).
+//! (see `sim::shrink`), written to OUT (default: FILE with `.shrunk.trace`).
 
-use crate::runner::Trace;
-use crate::shrink::{self, Progress};
 use clap::Args;
+use sim::runner::Trace;
+use sim::shrink::{self, Progress};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -11,12 +11,12 @@
 //! the final power cut with its full verification); the engine rows time the same ops from
 //! an open pool. So the runner rows' overhead is, if anything, overstated.
 
-use crate::disk::{DiskConfig, SimDisk};
-use crate::runner::verify::VerifyMode;
-use crate::runner::{self, shared::SharedDisk, Op, RunConfig, Step, Trace};
 use engine::io::{BlockDevice, MemoryDevice};
 use engine::thin::{Pool, PoolOptions, ThinHandle};
 use rand::{Rng, SeedableRng};
+use sim::disk::{DiskConfig, SimDisk};
+use sim::runner::verify::VerifyMode;
+use sim::runner::{self, shared::SharedDisk, Op, RunConfig, Step, Trace};
 use std::collections::BTreeMap;
 use std::time::Instant;
 

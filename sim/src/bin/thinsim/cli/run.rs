@@ -1,7 +1,7 @@
 //! `thinsim run --seed N [--steps S] [--crash-at PHASE|io:N] [--canary NAME] [--twice]`.
 
-use crate::runner::verify::VerifyMode;
-use crate::runner::{self, CrashAt, RunConfig, DEFAULT_STEPS};
+use sim::runner::verify::VerifyMode;
+use sim::runner::{self, CrashAt, RunConfig, DEFAULT_STEPS};
 
 use clap::Args;
 use std::path::PathBuf;
@@ -156,9 +156,9 @@ pub(super) fn print_stats(out: &runner::RunOutcome) {
 #[cfg(test)]
 mod tests {
     use super::super::{Cli, Command};
-    use crate::runner::verify::VerifyMode;
-    use crate::runner::{CrashAt, OpKind, RunConfig};
     use clap::Parser;
+    use sim::runner::verify::VerifyMode;
+    use sim::runner::{CrashAt, OpKind, RunConfig};
 
     /// The replay line a failure prints parses back into the same run.
     #[test]

@@ -3,15 +3,9 @@
 //! by wall clock, with its peak resident memory from `wait4`. Results go to
 //! `reports/bench/tools.{json,md}`.
 //!
-//! The pool: four devices of N/4 mappings each, written as runs of 1–16 blocks with gaps and
-//! four different times; device 2 is a snapshot of device 1 with a fifth of its blocks
-//! rewritten, so data blocks are shared and the XML mixes singles and ranges like a real dump.
+//! The pool is [`crate::xmlgen::write_bench_pool`]'s.
 
-use engine::tools::xml_write::{DumpFormat, DumpWriter};
-use engine::tools::{XmlDevice, XmlSuperblock};
-use rand::{Rng, SeedableRng};
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -47,77 +41,6 @@ pub fn measure(cmd: &mut Command) -> Result<Measured, String> {
     Ok(Measured { seconds, peak_rss_kib: usage.ru_maxrss })
 }
 
-/// Writes the benchmark pool with `n` mappings as thin_dump XML.
-pub fn write_pool_xml(path: &Path, n: u64) -> Result<u64, String> {
-    let f = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut w = DumpWriter::new(BufWriter::with_capacity(1 << 20, f), DumpFormat::Xml);
-    let per_dev = n / 4;
-    let nr_data_blocks = n * 2;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n);
-    let e = |x: engine::tools::xml_write::DumpError| x.to_string();
-    w.superblock(&XmlSuperblock {
-        uuid: String::new(),
-        time: 4,
-        transaction: 1,
-        flags: 0,
-        version: 2,
-        data_block_size: 128,
-        nr_data_blocks,
-        metadata_snap: None,
-    })
-    .map_err(e)?;
-    let mut next_data = 0u64;
-    let mut dev1 = Vec::with_capacity(per_dev as usize);
-    for dev in 1..=4u64 {
-        let (creation, snap) = match dev {
-            1 => (0, 1),
-            2 => (1, 1),
-            _ => (2, 2),
-        };
-        w.begin_device(&XmlDevice {
-            dev_id: dev,
-            mapped_blocks: per_dev,
-            transaction: 1,
-            creation_time: creation,
-            snap_time: snap,
-        })
-        .map_err(e)?;
-        let mut origin = 0u64;
-        let mut written = 0u64;
-        while written < per_dev {
-            let run = rng.random_range(1..=16u64).min(per_dev - written);
-            let time = rng.random_range(0..4u32).min(if dev == 1 { 0 } else { 4 });
-            for i in 0..run {
-                let data = if dev == 2 && !rng.random_bool(0.2) {
-                    dev1[(written + i) as usize]
-                } else {
-                    next_data += 1;
-                    next_data - 1
-                };
-                if dev == 1 {
-                    dev1.push(data);
-                }
-                let t = if dev == 2
-                    && data < per_dev * 2
-                    && dev1.get((written + i) as usize) == Some(&data)
-                {
-                    0
-                } else {
-                    time
-                };
-                w.mapping(origin + i, data, t).map_err(e)?;
-            }
-            written += run;
-            origin += run + rng.random_range(0..3u64);
-            next_data += rng.random_range(0..2u64);
-        }
-        w.end_device().map_err(e)?;
-    }
-    w.end_superblock().map_err(e)?;
-    w.finish().map_err(e)?;
-    Ok(nr_data_blocks)
-}
-
 fn sized_image(path: &Path, n: u64) -> Result<(), String> {
     let blocks = (n / 120 + 8192).min(engine::limits::MAX_METADATA_BLOCKS);
     let f = File::create(path).map_err(|e| e.to_string())?;
@@ -140,7 +63,7 @@ pub fn run(sizes: &[u64], dir: &Path, keep: bool, repeats: usize) -> Result<Vec<
     let mut rows = Vec::new();
     for &n in sizes {
         let xml = dir.join(format!("pool-{n}.xml"));
-        write_pool_xml(&xml, n)?;
+        crate::xmlgen::write_bench_pool(&xml, n)?;
         let (theirs_img, ours_img) =
             (dir.join(format!("theirs-{n}.img")), dir.join(format!("ours-{n}.img")));
         sized_image(&theirs_img, n)?;

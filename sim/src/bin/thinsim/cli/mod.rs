@@ -1,9 +1,10 @@
-//! The `thinsim` command line. `main.rs` only parses and calls [`main`]; each subcommand's
-//! handler lives in its own module. To add a subcommand, add a variant to [`Command`] with
-//! its `Args` struct and one arm in [`main`].
+//! The `thinsim` command line, all of it: `main.rs` only parses and calls [`main`]; each
+//! subcommand's arguments and handler live in one module here. To add a subcommand, add a
+//! variant to [`Command`] with its `Args` struct and one arm in [`main`].
 //!
 //! Exit codes: 0 success; 1 a failed run or campaign; 2 usage or I/O errors.
 
+mod bench;
 mod bench_shrink;
 mod explore;
 mod fuzz_trace;
@@ -12,6 +13,7 @@ mod report;
 mod run;
 mod shrink;
 mod swarm;
+mod tools;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,17 +52,17 @@ pub enum Command {
     /// Merge shard reports into one.
     Report(ReportArgs),
     /// Audit a metadata image (stricter than thin_check: data counts, mapped_blocks, …).
-    Check(crate::tools_cli::CheckArgs),
+    Check(tools::CheckArgs),
     /// Print a metadata image as thin_dump XML (byte-identical to thin_dump 0.9.0).
-    Dump(crate::tools_cli::DumpArgs),
+    Dump(tools::DumpArgs),
     /// Write a metadata image from thin_dump XML.
-    Restore(crate::tools_cli::RestoreArgs),
+    Restore(tools::RestoreArgs),
     /// List devices with mapped / exclusive / shared counts (as thin_ls 0.9.0).
-    Ls(crate::tools_cli::LsArgs),
+    Ls(tools::LsArgs),
     /// Benchmark restore, dump and check against thin-provisioning-tools 0.9.0.
-    BenchTools(crate::tools_cli::BenchToolsArgs),
+    BenchTools(bench::BenchToolsArgs),
     /// Benchmark the engine bare vs under the simulator with all checking on.
-    BenchSim(crate::tools_cli::BenchSimArgs),
+    BenchSim(bench::BenchSimArgs),
     /// Shrink every canary's first failure and tabulate lengths and times (canary build).
     BenchShrink(bench_shrink::BenchShrinkArgs),
 }
@@ -74,12 +76,12 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Explore(a) => explore::explore(&a),
         Command::FuzzTrace(a) => fuzz_trace::fuzz_trace(&a),
         Command::Report(a) => report::report(&a),
-        Command::Check(a) => crate::tools_cli::check(&a),
-        Command::Dump(a) => crate::tools_cli::dump(&a),
-        Command::Restore(a) => crate::tools_cli::restore(&a),
-        Command::Ls(a) => crate::tools_cli::ls(&a),
-        Command::BenchTools(a) => crate::tools_cli::bench_tools(&a),
-        Command::BenchSim(a) => crate::tools_cli::bench_sim(&a),
+        Command::Check(a) => tools::check(&a),
+        Command::Dump(a) => tools::dump(&a),
+        Command::Restore(a) => tools::restore(&a),
+        Command::Ls(a) => tools::ls(&a),
+        Command::BenchTools(a) => bench::bench_tools(&a),
+        Command::BenchSim(a) => bench::bench_sim(&a),
         Command::BenchShrink(a) => bench_shrink::bench_shrink(&a),
     }
 }
@@ -87,18 +89,24 @@ pub fn main(cli: Cli) -> ExitCode {
 /// Checks a `--canary` name against the build.
 fn check_canary(name: Option<&str>) -> Result<(), String> {
     let Some(name) = name else { return Ok(()) };
-    if !crate::runner::CANARY_BUILD {
+    if !sim::runner::CANARY_BUILD {
         return Err("this thinsim was built without canaries: add `--features canary`".into());
     }
-    if !crate::runner::CANARIES.contains(&name) {
-        return Err(format!("unknown canary {name:?}; one of {:?}", crate::runner::CANARIES));
+    if !sim::runner::CANARIES.contains(&name) {
+        return Err(format!("unknown canary {name:?}; one of {:?}", sim::runner::CANARIES));
     }
     Ok(())
 }
 
+/// Prints `msg` on standard error; the exit code is `code`.
+fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("{msg}");
+    ExitCode::from(code)
+}
+
 /// Reads a trace file for a subcommand; the error is printed and becomes exit code 2.
-fn read_trace(path: &std::path::Path) -> Result<crate::runner::Trace, ExitCode> {
-    crate::runner::Trace::read(path).map_err(|e| {
+fn read_trace(path: &std::path::Path) -> Result<sim::runner::Trace, ExitCode> {
+    sim::runner::Trace::read(path).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
     })

@@ -1,0 +1,19 @@
+//! `thinsim`, the front end of the `sim` library: the command line (`cli`, every subcommand's
+//! arguments and handler), the offline tools' front ends (`cli::tools`) and the two
+//! benchmarks (`bench_sim`, `bench_tools`). What a run is — the simulated disk, the runner,
+//! its oracles, shrink, explore and the reports — is in the library; nothing here decides a
+//! verdict.
+
+mod bench_sim;
+mod bench_tools;
+mod cli;
+// Test and benchmark support, shared with the tests (each user takes part of it).
+#[allow(dead_code)]
+#[path = "../../../tests/support/xmlgen.rs"]
+mod xmlgen;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    cli::main(cli::Cli::parse())
+}
