@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_clean, fresh_pool, logical, SharedDevice};
+use common::{assert_clean, fresh_pool, logical, shared_device, Observe, SharedDevice};
 use engine::thin::{Pool, PoolOptions};
 use engine::{Errno, Error};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -448,7 +448,7 @@ fn r8_time_cannot_outgrow_24_bits() {
         "<superblock uuid=\"\" time=\"{}\" transaction=\"1\" flags=\"0\" version=\"2\" data_block_size=\"128\" nr_data_blocks=\"10\">\n  <device dev_id=\"1\" mapped_blocks=\"0\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n  </device>\n</superblock>\n",
         (1u32 << 24) - 1
     );
-    let dev = SharedDevice::new(256);
+    let dev = shared_device(256);
     engine::thin::restore::restore(std::io::Cursor::new(xml), Box::new(dev.clone())).unwrap();
     let pool = reopen(&dev);
     assert_eq!(errno(pool.create_snap(2, 1)), Errno::ENOSPC);
@@ -501,7 +501,7 @@ fn full_data_device_then_abort_and_grow() {
 
 #[test]
 fn full_metadata_device_then_abort_and_grow() {
-    let dev = SharedDevice::new(512);
+    let dev = shared_device(512);
     let pool = Pool::open(Box::new(dev.clone()), PoolOptions::new(128)).unwrap();
     pool.resize_metadata_dev(64).unwrap();
     pool.resize_data_dev(100_000).unwrap();

@@ -3,6 +3,7 @@
 //! block, and as a finding of `check` — and none may panic or hang.
 
 mod common;
+use common::Observe;
 
 use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
@@ -12,6 +13,11 @@ use engine::thin::{Pool, PoolOptions};
 use engine::{Errno, Error};
 
 /// A committed pool: device 1 with 700 mappings (an internal root), device 2 a snapshot.
+/// Block `b` of `img`, which the test knows to be in range.
+fn blk(img: &MemoryDevice, b: u64) -> &engine::io::Block {
+    img.block(b).unwrap_or_else(|| panic!("block {b} beyond the image"))
+}
+
 fn base_image() -> MemoryDevice {
     let (pool, dev) = common::fresh_pool(512, 20_000);
     pool.create_thin(1).unwrap();
@@ -28,11 +34,11 @@ fn base_image() -> MemoryDevice {
 }
 
 fn sb(img: &MemoryDevice) -> Superblock {
-    Superblock::unpack(img.block(0), 0).unwrap()
+    Superblock::unpack(blk(img, 0), 0).unwrap()
 }
 
 fn root_of_device(img: &MemoryDevice, id: u64) -> u64 {
-    let top = img.block(sb(img).data_mapping_root);
+    let top = blk(img, sb(img).data_mapping_root);
     (0..node::nr_entries(top))
         .find(|&i| node::key(top, i) == id)
         .map(|i| node::value_u64(top, i))
@@ -84,7 +90,7 @@ fn flipped_byte_in_each_block_type() {
     let s = sb(&base);
     let meta_index = s.metadata_sm_root.bitmap_root;
     let meta_bitmap =
-        engine::format::index::unpack_metadata_index(base.block(meta_index), 1)[0].blocknr;
+        engine::format::index::unpack_metadata_index(blk(&base, meta_index), 1)[0].blocknr;
     let cases = [
         ("superblock", 0),
         ("metadata index", meta_index),
@@ -105,7 +111,7 @@ fn flipped_byte_in_each_block_type() {
 fn flipped_byte_in_a_mapping_leaf_and_data_bitmap() {
     let base = base_image();
     let root = root_of_device(&base, 1);
-    let leaf = node::value_u64(base.block(root), 1);
+    let leaf = node::value_u64(blk(&base, root), 1);
     let mut img = base.clone();
     img.block_mut(leaf)[300] ^= 1;
     expect_block_error("mapping leaf", img, leaf, &[Errno::EILSEQ]);
@@ -136,7 +142,7 @@ fn nr_entries_past_max_entries() {
 #[test]
 fn keys_out_of_order() {
     let base = base_image();
-    let leaf = node::value_u64(base.block(root_of_device(&base, 1)), 0);
+    let leaf = node::value_u64(blk(&base, root_of_device(&base, 1)), 0);
     let mut img = base.clone();
     edit_sealed(&mut img, leaf, BlockKind::Node, |b| {
         let k1 = node::key(b, 1);
@@ -161,7 +167,7 @@ fn cycle_is_an_error_not_a_hang() {
     let err = pool.lookup_mappings(1, &keys).unwrap_err();
     assert_eq!(err.errno(), Errno::EILSEQ, "{err}");
     // Lookup-next from the second child's first key on walks into the cycle.
-    let second = node::key(base.block(root), 1);
+    let second = node::key(blk(&base, root), 1);
     let h = pool.open_thin_device(1).unwrap();
     let err = pool.remove_range(&h, second, second + 10).unwrap_err();
     assert_eq!(err.errno(), Errno::EILSEQ, "lookup-next into the cycle: {err}");
@@ -183,7 +189,7 @@ fn random_damage_never_panics() {
             let off = rng.random_range(0..4096);
             img.block_mut(b)[off] = rng.random();
             if rng.random_bool(0.5) {
-                let kind = BlockKind::classify(img.block(b)).unwrap_or(BlockKind::Node);
+                let kind = BlockKind::classify(blk(&img, b)).unwrap_or(BlockKind::Node);
                 edit_sealed(&mut img, b, kind, |_| {});
             }
         }
@@ -205,7 +211,7 @@ fn expect_finding(name: &str, img: MemoryDevice, needle: &str) {
 
 fn data_bitmap(img: &MemoryDevice) -> u64 {
     let index_root = sb(img).data_sm_root.bitmap_root;
-    engine::format::IndexEntry::unpack(node::value(img.block(index_root), 0)).blocknr
+    engine::format::IndexEntry::unpack(node::value(blk(img, index_root), 0)).blocknr
 }
 
 #[test]
@@ -227,7 +233,7 @@ fn semantic_damage_is_reported_by_check() {
     expect_finding("mapped_blocks", img, "mapped_blocks 99 but 700 mappings");
     // A mapping past the end of the data device.
     let mut img = base.clone();
-    let leaf = node::value_u64(img.block(root_of_device(&img, 1)), 0);
+    let leaf = node::value_u64(blk(&img, root_of_device(&img, 1)), 0);
     edit_sealed(&mut img, leaf, BlockKind::Node, |b| {
         let v = engine::format::BlockTime { data_block: 1 << 30, time: 0 }.pack().unwrap();
         node::set_value(b, 0, &v.to_le_bytes());
@@ -235,7 +241,7 @@ fn semantic_damage_is_reported_by_check() {
     expect_finding("past the data device", img, "maps past the data device");
     // An underfull non-root leaf: all but 10 entries moved out (keys dropped).
     let mut img = base.clone();
-    let leaf = node::value_u64(img.block(root_of_device(&img, 1)), 1);
+    let leaf = node::value_u64(blk(&img, root_of_device(&img, 1)), 1);
     edit_sealed(&mut img, leaf, BlockKind::Node, |b| node::set_nr_entries(b, 10));
     expect_finding("underfull node", img, "too few entries");
     // A superblock whose checksum is fine but whose magic is not.
@@ -253,7 +259,7 @@ fn internal_key_above_its_child_is_an_error_not_a_hang() {
     let base = base_image();
     let root = root_of_device(&base, 1);
     let mut img = base.clone();
-    let (k1, k2) = (node::key(base.block(root), 1), node::key(base.block(root), 2));
+    let (k1, k2) = (node::key(blk(&base, root), 1), node::key(blk(&base, root), 2));
     assert!(k1 + 50 < k2, "the edit keeps the root's own keys in order");
     edit_sealed(&mut img, root, BlockKind::Node, |b| node::set_key(b, 1, k1 + 50));
     let report = engine::thin::check::check(Box::new(img.clone()));

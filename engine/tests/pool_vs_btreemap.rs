@@ -7,6 +7,7 @@
 //! 100,000 keys in ascending, descending and random orders.
 
 mod common;
+use common::Observe;
 
 use common::{assert_clean, fresh_pool, logical};
 use engine::thin::{Pool, PoolOptions};

@@ -3,6 +3,7 @@
 //! allocation never handing out a block freed in the current transaction.
 
 mod common;
+use common::Observe;
 
 use engine::block_manager::BlockManager;
 use engine::format::BlockKind;
@@ -139,7 +140,7 @@ proptest! {
     #[test]
     fn metadata_space_map_matches_counts(ops in proptest::collection::vec(meta_op(), 1..400)) {
         const SIZE: u64 = 1_000;
-        let dev = common::SharedDevice::new(SIZE);
+        let dev = common::shared_device(SIZE);
         let bm = BlockManager::new(Box::new(dev.clone()), 4096);
         let mut tm = TransactionManager::new(bm);
     metadata_commit::format(&mut tm, SIZE).unwrap();
@@ -202,7 +203,7 @@ fn metadata_allocation_crosses_a_bitmap_boundary() {
     use engine::events::{self, Map, SpaceEvent};
     use engine::limits::ENTRIES_PER_BITMAP;
     let size = ENTRIES_PER_BITMAP + 2_000;
-    let dev = common::SharedDevice::new(size);
+    let dev = common::shared_device(size);
     let bm = BlockManager::new(Box::new(dev.clone()), 4096);
     let mut tm = TransactionManager::new(bm);
     metadata_commit::format(&mut tm, size).unwrap();

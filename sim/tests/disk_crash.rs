@@ -235,7 +235,7 @@ fn restore_durable_reboots_onto_another_image() {
     let mut buf = [0u8; 4096];
     other.read(0, &mut buf).expect("read");
     assert_eq!(buf, version(10));
-    assert!(disk.restore_durable(MemoryImage::zeroed(3)).is_err());
+    assert!(disk.restore_durable(MemoryImage::new(3)).is_err());
     let fresh =
         SimDisk::from_image(image.clone(), DiskConfig::none(), sim::entropy::Entropy::seeded(1));
     assert_eq!(fresh.durable_image(), image);

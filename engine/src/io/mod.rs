@@ -8,11 +8,15 @@
 //! - Reads see the newest data written, durable or not.
 //! - Errors are values ([`IoError`]); no backend panics on an out-of-range block.
 
+mod block_vec;
 mod file;
 mod memory;
+mod shared;
 
+pub use block_vec::{BlockVec, CHUNK_BLOCKS};
 pub use file::FileDevice;
 pub use memory::MemoryDevice;
+pub use shared::Shared;
 
 use crate::limits::BLOCK_SIZE;
 use std::sync::Arc;

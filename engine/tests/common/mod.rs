@@ -2,20 +2,20 @@
 #![allow(dead_code)]
 
 use engine::format::BlockTime;
-use engine::io::{Block, BlockDevice, IoError, MemoryDevice};
+use engine::io::{Block, BlockDevice, IoError, MemoryDevice, Shared};
 use engine::thin::{Pool, PoolOptions};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-/// The device shared between the pool under test and the test itself: memory by default, a
-/// real file when `THINSIM_BACKEND=file` (CI runs the contract tests both ways). It can be
-/// told to fail reads or writes (EIO) and counts the writes it accepted.
-#[derive(Clone)]
-pub struct SharedDevice(pub Arc<Mutex<Backend>>, pub Arc<Mutex<Faults>>);
+/// The device shared between the pool under test and the test itself
+/// ([`engine::io::Shared`]): memory by default, a real file when `THINSIM_BACKEND=file` (CI
+/// runs the contract tests both ways). It can be told to fail reads or writes (EIO) and
+/// counts the writes it accepted; [`Observe`] is the test's side of it.
+pub type SharedDevice = Shared<Backend>;
 
 pub struct Backend {
     dev: Box<dyn BlockDevice>,
     writes: u64,
+    faults: Faults,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -29,21 +29,31 @@ fn eio(op: engine::io::IoOp, block: Option<u64>) -> IoError {
     IoError { op, block, kind: engine::io::IoErrorKind::Device, detail: "injected".into() }
 }
 
-impl SharedDevice {
-    pub fn new(nr_blocks: u64) -> Self {
-        let backend = if std::env::var("THINSIM_BACKEND").as_deref() == Ok("file") {
+/// A fresh shared device of `nr_blocks` on the backend `THINSIM_BACKEND` names.
+pub fn shared_device(nr_blocks: u64) -> SharedDevice {
+    let (dev, dir): (Box<dyn BlockDevice>, _) =
+        if std::env::var("THINSIM_BACKEND").as_deref() == Ok("file") {
             let dir = tempfile::tempdir().unwrap();
             let dev = engine::io::FileDevice::create(&dir.path().join("meta"), nr_blocks).unwrap();
-            Backend { dev: Box::new(dev), writes: 0, _dir: Some(dir) }
+            (Box::new(dev), Some(dir))
         } else {
-            Backend { dev: Box::new(MemoryDevice::new(nr_blocks)), writes: 0, _dir: None }
+            (Box::new(MemoryDevice::new(nr_blocks)), None)
         };
-        SharedDevice(Arc::new(Mutex::new(backend)), Default::default())
-    }
+    Shared::new(Backend { dev, writes: 0, faults: Faults::default(), _dir: dir })
+}
 
+/// What a test does with its side of a [`SharedDevice`].
+pub trait Observe {
     /// An independent in-memory copy of the disk as it is now.
-    pub fn image(&self) -> MemoryDevice {
-        let mut g = self.0.lock().unwrap();
+    fn image(&self) -> MemoryDevice;
+    fn set_faults(&self, fail_reads: bool, fail_writes: bool);
+    /// Writes accepted so far.
+    fn writes(&self) -> u64;
+}
+
+impl Observe for SharedDevice {
+    fn image(&self) -> MemoryDevice {
+        let mut g = self.lock();
         let n = g.dev.nr_blocks();
         let mut img = MemoryDevice::new(n);
         let mut buf = [0u8; 4096];
@@ -54,38 +64,37 @@ impl SharedDevice {
         img
     }
 
-    pub fn set_faults(&self, fail_reads: bool, fail_writes: bool) {
-        *self.1.lock().unwrap() = Faults { fail_reads, fail_writes };
+    fn set_faults(&self, fail_reads: bool, fail_writes: bool) {
+        self.lock().faults = Faults { fail_reads, fail_writes };
     }
 
-    pub fn writes(&self) -> u64 {
-        self.0.lock().unwrap().writes
+    fn writes(&self) -> u64 {
+        self.lock().writes
     }
 }
 
-impl BlockDevice for SharedDevice {
+impl BlockDevice for Backend {
     fn nr_blocks(&self) -> u64 {
-        self.0.lock().unwrap().dev.nr_blocks()
+        self.dev.nr_blocks()
     }
     fn read(&mut self, b: u64, buf: &mut Block) -> Result<(), IoError> {
-        if self.1.lock().unwrap().fail_reads {
+        if self.faults.fail_reads {
             return Err(eio(engine::io::IoOp::Read, Some(b)));
         }
-        self.0.lock().unwrap().dev.read(b, buf)
+        self.dev.read(b, buf)
     }
     fn write(&mut self, b: u64, buf: &Block) -> Result<(), IoError> {
-        if self.1.lock().unwrap().fail_writes {
+        if self.faults.fail_writes {
             return Err(eio(engine::io::IoOp::Write, Some(b)));
         }
-        let mut g = self.0.lock().unwrap();
-        g.writes += 1;
-        g.dev.write(b, buf)
+        self.writes += 1;
+        self.dev.write(b, buf)
     }
     fn flush(&mut self) -> Result<(), IoError> {
-        if self.1.lock().unwrap().fail_writes {
+        if self.faults.fail_writes {
             return Err(eio(engine::io::IoOp::Flush, None));
         }
-        self.0.lock().unwrap().dev.flush()
+        self.dev.flush()
     }
 }
 
@@ -102,7 +111,7 @@ pub fn logical(pool: &Pool) -> Logical {
 
 /// Opens a fresh pool with `data_blocks` on a shared memory device of `meta_blocks`.
 pub fn fresh_pool(meta_blocks: u64, data_blocks: u64) -> (Pool, SharedDevice) {
-    let dev = SharedDevice::new(meta_blocks);
+    let dev = shared_device(meta_blocks);
     let pool = Pool::open(Box::new(dev.clone()), PoolOptions::new(128)).unwrap();
     pool.resize_data_dev(data_blocks).unwrap();
     pool.commit().unwrap();

@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! - A [`MemoryImage`] shares unchanged blocks through `Arc` in copy-on-write chunks
-//!   ([`BlockVec`]), so cloning one costs a pointer per 256 blocks, never a 4 KiB copy; a
+//!   ([`engine::io::BlockVec`]), so cloning one costs a pointer per 256 blocks, never a 4 KiB copy; a
 //!   block is replaced, never mutated in place.
 //! - Applying a [`CrashPlan`] writes, for each pending write in the plan's order, the whole
 //!   new block (Apply), nothing (Drop), or the new bytes of some sectors over whatever the
@@ -11,11 +11,10 @@
 //! - A write's fate, drawn when it was issued, is not a crash choice: a lost write lands
 //!   nowhere whatever the plan says; a misdirected one lands on its wrong block.
 
-use super::block_vec::BlockVec;
 use super::config::AtomicUnit;
 use super::coverage::FaultKind;
 use super::trace::hash_block;
-use engine::io::{check_range, Block, BlockDevice, IoError, IoOp};
+use engine::io::{Block, BlockDevice};
 use engine::limits::{BLOCK_SIZE, SECTOR_SIZE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,128 +23,18 @@ use std::sync::Arc;
 /// Sectors in one 4 KiB block.
 pub const SECTORS_PER_BLOCK: usize = BLOCK_SIZE / SECTOR_SIZE;
 
-/// The contents of a whole device, block by block.
-#[derive(Clone)]
-pub struct MemoryImage {
-    blocks: BlockVec,
-}
+/// The contents of a whole device, block by block: the engine's in-memory device, whose
+/// copy-on-write chunks make the invariant above hold (a clone costs a pointer per chunk).
+pub type MemoryImage = engine::io::MemoryDevice;
 
-impl MemoryImage {
-    /// A zero-filled image; every block shares one zero buffer.
-    pub fn zeroed(nr_blocks: usize) -> Self {
-        let zero = Arc::new([0u8; BLOCK_SIZE]);
-        MemoryImage { blocks: BlockVec::filled(nr_blocks, &zero) }
-    }
-
-    /// An image holding `bytes`, zero-padded to whole blocks.
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        let mut image = MemoryImage::zeroed(bytes.len().div_ceil(BLOCK_SIZE));
-        for (i, chunk) in bytes.chunks(BLOCK_SIZE).enumerate() {
-            let mut block = [0u8; BLOCK_SIZE];
-            block[..chunk.len()].copy_from_slice(chunk);
-            image.blocks.set(i, Arc::new(block));
-        }
-        image
-    }
-
-    pub fn nr_blocks(&self) -> u64 {
-        self.blocks.len() as u64
-    }
-
-    /// The bytes of block `block`, or `None` beyond the end.
-    pub fn block(&self, block: u64) -> Option<&Block> {
-        let i = usize::try_from(block).ok()?;
-        self.blocks.get(i).map(|b| &**b)
-    }
-
-    /// The whole image as bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.blocks.len() * BLOCK_SIZE);
-        for b in self.blocks.iter() {
-            out.extend_from_slice(&b[..]);
-        }
-        out
-    }
-
-    /// An engine device over a copy of this image (to open the engine on a crash image).
-    /// The copy shares every block with `self` until the engine writes it, so opening a
-    /// 64 MiB image costs a pointer per block, not 64 MiB of copying.
-    pub fn to_device(&self) -> Box<dyn BlockDevice> {
-        Box::new(self.clone())
-    }
-
-    /// A 64-bit hash of the contents (two equal images hash alike).
-    pub fn content_hash(&self) -> u64 {
-        self.blocks.iter().fold(self.blocks.len() as u64, |h, b| {
+/// A 64-bit hash of an image's contents (two equal images hash alike); names the image files
+/// a failure leaves behind.
+pub fn content_hash(image: &MemoryImage) -> u64 {
+    (0..image.nr_blocks() as usize)
+        .filter_map(|i| image.shared(i))
+        .fold(image.nr_blocks(), |h, b| {
             (h.rotate_left(7) ^ hash_block(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         })
-    }
-
-    /// Blocks whose contents differ from `other`'s (blocks beyond the shorter image count).
-    pub fn differing_blocks(&self, other: &MemoryImage) -> Vec<u64> {
-        let longest = self.blocks.len().max(other.blocks.len());
-        (0..longest as u64).filter(|&b| self.block(b) != other.block(b)).collect()
-    }
-
-    pub(super) fn shared(&self, i: usize) -> Option<&Arc<Block>> {
-        self.blocks.get(i)
-    }
-
-    pub(super) fn set(&mut self, i: usize, data: Arc<Block>) {
-        self.blocks.set(i, data);
-    }
-
-    pub(super) fn shared_blocks(&self) -> BlockVec {
-        self.blocks.clone()
-    }
-}
-
-/// A plain durable device: a write replaces the block (copy on write), flush is free.
-impl BlockDevice for MemoryImage {
-    fn nr_blocks(&self) -> u64 {
-        self.blocks.len() as u64
-    }
-
-    fn read(&mut self, block: u64, buf: &mut Block) -> Result<(), IoError> {
-        check_range(IoOp::Read, block, self.nr_blocks())?;
-        let data = self.blocks.get(block as usize).expect("in range: checked above");
-        buf.copy_from_slice(&data[..]);
-        Ok(())
-    }
-
-    fn write(&mut self, block: u64, buf: &Block) -> Result<(), IoError> {
-        check_range(IoOp::Write, block, self.nr_blocks())?;
-        self.blocks.set(block as usize, Arc::new(*buf));
-        Ok(())
-    }
-
-    /// Keeps the engine's buffers (shared, never changed in place) instead of copying them.
-    fn write_run(&mut self, first: u64, blocks: &[Arc<Block>]) -> Result<(), IoError> {
-        for (block, data) in (first..).zip(blocks) {
-            check_range(IoOp::Write, block, self.nr_blocks())?;
-            self.blocks.set(block as usize, Arc::clone(data));
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), IoError> {
-        Ok(())
-    }
-}
-
-impl PartialEq for MemoryImage {
-    fn eq(&self, other: &Self) -> bool {
-        self.blocks.same_contents(&other.blocks)
-    }
-}
-
-impl Eq for MemoryImage {}
-
-impl std::fmt::Debug for MemoryImage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (nr_blocks, hash) = (self.nr_blocks(), self.content_hash());
-        write!(f, "MemoryImage {{ nr_blocks: {nr_blocks}, hash: {hash:#018x} }}")
-    }
 }
 
 /// Where an accepted write will land when the cache destages it; drawn at issue time.
@@ -434,7 +323,7 @@ mod tests {
         assert_eq!(a.block(2), None);
         let b = MemoryImage::from_bytes(&a.to_bytes());
         assert_eq!(a, b);
-        assert_eq!(a.content_hash(), b.content_hash());
+        assert_eq!(content_hash(&a), content_hash(&b));
         let mut c = a.clone();
         c.set(0, Arc::new(filled(9)));
         assert_eq!(c.differing_blocks(&a), vec![0]);

@@ -66,7 +66,6 @@
 //! - [`SimDisk::set_faults_enabled`]`(false)` stops every class B and C injection (and repairs
 //!   latent sector errors, as a replaced disk would); crashes stay class A.
 
-mod block_vec;
 mod config;
 mod coverage;
 mod crash;
@@ -83,8 +82,8 @@ pub use coverage::{
 pub use crash::{CrashOutcome, CrashReport};
 pub use explore::{CrashState, CrashStates, ExploreOptions, TearSet};
 pub use image::{
-    CrashPlan, MemoryImage, PendingWrite, PlanError, SubsectorCut, Tear, WriteChoice, WriteFate,
-    SECTORS_PER_BLOCK,
+    content_hash, CrashPlan, MemoryImage, PendingWrite, PlanError, SubsectorCut, Tear, WriteChoice,
+    WriteFate, SECTORS_PER_BLOCK,
 };
 pub use plan::{AtIo, Planned};
 pub use trace::{hash_block, IoStats};
@@ -114,7 +113,7 @@ pub struct SimDisk {
     config: DiskConfig,
     rng: Entropy,
     durable: MemoryImage,
-    newest: block_vec::BlockVec,
+    newest: engine::io::BlockVec,
     pending: Vec<PendingWrite>,
     next_seq: u64,
     latent: BTreeSet<u64>,
@@ -151,7 +150,7 @@ impl SimDisk {
     /// [`SimDisk::new`] drawing its faults from `rng` (the fuzzer's bytes, say).
     pub fn with_entropy(nr_blocks: u64, config: DiskConfig, rng: Entropy) -> Self {
         let nr = usize::try_from(nr_blocks.min(MAX_SIM_BLOCKS)).unwrap_or(0);
-        SimDisk::from_image(MemoryImage::zeroed(nr), config, rng)
+        SimDisk::from_image(MemoryImage::new(nr as u64), config, rng)
     }
 
     /// A disk whose durable contents are `image` (e.g. a crash image found by `explore`).

@@ -44,7 +44,7 @@ pub fn base_image() -> &'static MemoryDevice {
         pool.close_thin_device(h);
         pool.commit().expect("commit");
         drop(pool);
-        dev.image()
+        dev.copy()
     })
 }
 
@@ -73,7 +73,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
         }
     }
     let Ok(pool) = Pool::open(Box::new(img.clone()), PoolOptions::new(128)) else { return Ok(()) };
-    let shared = crate::fuzzing::xml_restore::shared_from(img);
+    let shared = crate::fuzzing::xml_restore::Shared::new(img);
     drop(pool);
     let pool = match Pool::open(Box::new(shared.clone()), PoolOptions::new(128)) {
         Ok(p) => p,
@@ -82,7 +82,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     let wrote = write_some(&pool);
     if report.is_clean() && wrote.is_ok() {
         drop(pool);
-        let after = engine::thin::check::check(Box::new(shared.image()));
+        let after = engine::thin::check::check(Box::new(shared.copy()));
         if !after.is_clean() {
             return Err(format!(
                 "a clean image became unclean after writes: {:?}",
@@ -109,7 +109,7 @@ fn write_some(pool: &Pool) -> engine::Result<()> {
 /// The canary's bug: reads every node's keys up to `nr_entries` with no bound check.
 fn trusting_walk(img: &MemoryDevice) {
     for b in 0..img.nr_blocks() {
-        let blk = img.block(b);
+        let Some(blk) = img.block(b) else { continue };
         if BlockKind::classify(blk) == Some(BlockKind::Node) {
             let n = node::nr_entries(blk);
             let last = 32 + 8 * n.saturating_sub(1);

@@ -415,7 +415,7 @@ impl Runner {
             sim.set_fault_script(Vec::new());
         }
         let disk = SharedDisk::new(sim);
-        let good = Good { image: MemoryImage::zeroed(0), model: model.clone() };
+        let good = Good { image: MemoryImage::new(0), model: model.clone() };
         let verifier = verify::Verifier::new(cfg.verify);
         let mut r = Runner {
             cfg,

@@ -286,7 +286,7 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), Mismatch> {
         // For the bug report: `THINSIM_DUMP_DIR` keeps the image check panicked on.
         if let Some(dir) = std::env::var_os("THINSIM_DUMP_DIR") {
             let path = std::path::Path::new(&dir)
-                .join(format!("check-panic-{:016x}.img", image.content_hash()));
+                .join(format!("check-panic-{:016x}.img", crate::disk::content_hash(image)));
             let _ = std::fs::write(path, image.to_bytes());
         }
         let msg = p

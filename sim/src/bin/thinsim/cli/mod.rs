@@ -8,6 +8,7 @@ mod bench;
 mod bench_shrink;
 mod explore;
 mod fuzz_trace;
+mod progress;
 mod replay;
 mod report;
 mod run;

@@ -4,7 +4,6 @@
 use clap::Args;
 use sim::runner::Trace;
 use sim::shrink::{self, Progress};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,23 +46,15 @@ pub fn shrink(a: &ShrinkArgs) -> ExitCode {
 
 /// Shrinks `t` into `out` with a progress bar on a terminal; the summary line.
 pub fn shrink_to(t: &Trace, budget: Duration, out: &Path) -> Result<String, String> {
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.enable_steady_tick(Duration::from_millis(200));
-        b
-    });
+    let bar = super::progress::bar(None, "{spinner} {msg} {elapsed}");
     let mut show = |p: &Progress| {
-        if let Some(b) = &bar {
-            b.set_message(format!(
-                "{}: {} ops, {} faults, {} replays",
-                p.pass, p.ops, p.faults, p.replays
-            ));
-        }
+        bar.set_message(format!(
+            "{}: {} ops, {} faults, {} replays",
+            p.pass, p.ops, p.faults, p.replays
+        ));
     };
     let r = shrink::shrink(t, budget, &mut show).map_err(|e| e.to_string())?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish_and_clear();
     let comment = [
         format!(
             "shrunk from {} ops and {} faults to {} ops and {} faults",

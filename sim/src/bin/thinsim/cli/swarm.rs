@@ -13,7 +13,6 @@ use super::run::RunOptions;
 use clap::Args;
 use sim::report::Summary;
 use sim::runner::{self, RunConfig, RunOutcome};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -211,16 +210,8 @@ fn watchdog(
 }
 
 fn progress_bar(n: u64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(n);
-    let style =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {elapsed} eta {eta}");
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    Some(bar)
+    let bar = super::progress::bar(Some(n), "{bar:40} {pos}/{len} seeds {elapsed} eta {eta}");
+    (!bar.is_hidden()).then_some(bar)
 }
 
 pub fn swarm(a: &SwarmArgs) -> ExitCode {

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 findings or a refused input (like thin_check); 2 usage or I/O.
 
 use super::fail;
+use super::progress::Metered;
 use clap::Args;
 use engine::io::FileDevice;
 use engine::thin::check::{self, Severity};
@@ -11,6 +12,7 @@ use engine::thin::dump::Source;
 use engine::thin::{restore, Pool, ToolError};
 use engine::tools::ls::{format_table, parse_fields, LsField};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
+use indicatif::ProgressBar;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -67,60 +69,18 @@ pub struct LsArgs {
     pub metadata_snap: bool,
 }
 
-/// A progress bar on standard error when it is a terminal (hidden otherwise, e.g. in CI).
-fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// The tools' bar: bytes of a known length, else a spinner; hidden with `--quiet`.
+fn progress(quiet: bool, len: Option<u64>, what: &'static str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
     }
-    let bar = match len {
-        Some(n) => indicatif::ProgressBar::new(n).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        ),
-        None => indicatif::ProgressBar::new_spinner().with_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        ),
+    let template = match len {
+        Some(_) => "{msg} [{bar:40}] {bytes}/{total_bytes} {elapsed}",
+        None => "{spinner} {msg} {bytes} {elapsed}",
     };
-    bar.set_message(what.to_string());
+    let bar = super::progress::bar(len, template);
+    bar.set_message(what);
     bar
-}
-
-/// Counts bytes through a reader or writer into a progress bar.
-struct Tracked<T> {
-    inner: T,
-    bar: indicatif::ProgressBar,
-}
-
-impl<T: std::io::Read> std::io::Read for Tracked<T> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-}
-
-impl<T: std::io::Seek> std::io::Seek for Tracked<T> {
-    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
-        let at = self.inner.seek(pos)?;
-        self.bar.set_position(at);
-        self.bar.set_message("restore: building");
-        Ok(at)
-    }
-}
-
-impl<T: Write> Write for Tracked<T> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn open_read_only(path: &Path) -> Result<Box<FileDevice>, String> {
@@ -132,8 +92,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(e, 2),
     };
-    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { progress(None, "check") };
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let bar = progress(args.quiet, None, "check");
     let report = check::check(dev);
     bar.finish_and_clear();
     if !args.quiet {
@@ -199,12 +158,9 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
         Err(e) => return fail(format!("{}: {e}", args.input.display()), 2),
     };
     let len = file.metadata().map(|m| m.len()).ok();
-    let bar = if args.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        progress(len, "restore: checking")
-    };
-    let input = BufReader::with_capacity(1 << 20, Tracked { inner: file, bar: bar.clone() });
+    let bar = progress(args.quiet, len, "restore: checking");
+    let metered = Metered { inner: file, bar: bar.clone(), after_seek: Some("restore: building") };
+    let input = BufReader::with_capacity(1 << 20, metered);
     let dev = match FileDevice::open(&args.output, true) {
         Ok(d) => Box::new(d),
         Err(e) => {
@@ -227,12 +183,7 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
         Some(doc) => {
             // Nothing reads through `input`: a spinner instead of a byte count.
             bar.finish_and_clear();
-            let spin = if args.quiet {
-                indicatif::ProgressBar::hidden()
-            } else {
-                progress(None, "restore")
-            };
-            spin.enable_steady_tick(std::time::Duration::from_millis(200));
+            let spin = progress(args.quiet, None, "restore");
             let r = restore::restore_slice(doc, dev);
             spin.finish_and_clear();
             r

@@ -1,5 +1,5 @@
-//! A copy-on-write vector of shared blocks, in chunks: what every disk image and the disk's
-//! newest view are made of.
+//! A copy-on-write vector of shared blocks, in chunks: what a [`super::MemoryDevice`] is made
+//! of, and so every image of the simulator's disk and its newest view.
 //!
 //! A crash image, the durable image, the newest view and the last good image are copies of
 //! each other with a few blocks changed. A plain `Vec<Arc<Block>>` costs a pointer copy and
@@ -9,17 +9,17 @@
 //!
 //! Invariants:
 //! - `len` blocks, in `len.div_ceil(CHUNK_BLOCKS)` chunks, all full but the last.
-//! - A block is replaced, never changed in place; a chunk shared by two vectors is copied
-//!   before either writes to it (`Arc::make_mut`), so copies never see each other's writes.
+//! - A chunk or block shared by two vectors is copied before either changes it
+//!   (`Arc::make_mut`), so copies never see each other's writes.
 
-use engine::io::Block;
+use super::Block;
 use std::sync::Arc;
 
 /// Blocks per chunk: a copy of a 65,536-block image touches 256 chunk pointers.
 pub const CHUNK_BLOCKS: usize = 256;
 
 #[derive(Clone)]
-pub(crate) struct BlockVec {
+pub struct BlockVec {
     len: usize,
     chunks: Vec<Arc<Vec<Arc<Block>>>>,
 }
@@ -40,6 +40,10 @@ impl BlockVec {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn get(&self, i: usize) -> Option<&Arc<Block>> {
         self.chunks.get(i / CHUNK_BLOCKS).and_then(|c| c.get(i % CHUNK_BLOCKS))
     }
@@ -51,6 +55,13 @@ impl BlockVec {
         }
         let chunk = Arc::make_mut(&mut self.chunks[i / CHUNK_BLOCKS]);
         chunk[i % CHUNK_BLOCKS] = data;
+    }
+
+    /// Block `i` to change in place: its chunk and the block itself are copied first when
+    /// shared, so no other vector sees the change.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Block> {
+        let chunk = Arc::make_mut(self.chunks.get_mut(i / CHUNK_BLOCKS)?);
+        chunk.get_mut(i % CHUNK_BLOCKS).map(Arc::make_mut)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Block>> + '_ {
