@@ -4,6 +4,8 @@
 //!
 //! Needs thin-provisioning-tools 0.9.0; set `THINSIM_SKIP_TOOLS=1` to skip where absent.
 
+mod common;
+
 use engine::tools::ls::{format_table, LsField, LsRow};
 use engine::tools::xml_read::{parse_all, XmlEvent};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
@@ -18,11 +20,7 @@ fn corpus() -> PathBuf {
 }
 
 fn tools_present() -> bool {
-    let present = Command::new("thin_restore").arg("-V").output().is_ok();
-    if !present && std::env::var_os("THINSIM_SKIP_TOOLS").is_none() {
-        panic!("thin-provisioning-tools 0.9.0 are not installed");
-    }
-    present
+    common::tools::tool("thin_restore").is_some()
 }
 
 fn run(program: &str, args: &[&str]) -> String {

@@ -1,7 +1,7 @@
 //! The `thinsim` binary's tool commands end to end, as a user runs them: `restore` (which
 //! maps its input file) of each corpus recipe gives an image that `dump` prints exactly as it
 //! prints the image thin_restore made from the same recipe (itself equal to thin_dump's
-//! output, `engine/tests/interop_tools.rs`), and `check` finds clean; bad XML exits non-zero
+//! output, `engine/tests/tools_interop.rs`), and `check` finds clean; bad XML exits non-zero
 //! with line and column and leaves the image untouched.
 
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! - our restore → `thin_check` is clean, our own check is clean, and `thin_dump` prints the
 //!   input XML byte for byte.
 //!
-//! Needs thin-provisioning-tools 0.9.0 (CI installs it); THINSIM_SKIP_INTEROP=1 skips.
+//! Needs thin-provisioning-tools 0.9.0 (CI installs it); THINSIM_SKIP_TOOLS=1 skips.
 //! THINSIM_INTEROP_SEEDS sets how many seeds (default 40).
 
 use engine::io::FileDevice;
@@ -25,7 +25,7 @@ fn run(cmd: &str, args: &[&str]) -> (i32, Vec<u8>, String) {
 
 #[test]
 fn random_pools_round_trip_through_both_toolsets() {
-    if std::env::var("THINSIM_SKIP_INTEROP").is_ok() {
+    if std::env::var("THINSIM_SKIP_TOOLS").is_ok() {
         return;
     }
     let seeds: u64 =

@@ -1,6 +1,8 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod tools;
+
 use engine::format::BlockTime;
 use engine::io::{Block, BlockDevice, IoError, MemoryDevice, Shared};
 use engine::thin::{Pool, PoolOptions};

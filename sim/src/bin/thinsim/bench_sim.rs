@@ -11,6 +11,7 @@
 //! the final power cut with its full verification); the engine rows time the same ops from
 //! an open pool. So the runner rows' overhead is, if anything, overstated.
 
+use crate::median::{median, median_by};
 use engine::io::{BlockDevice, MemoryDevice};
 use engine::thin::{Pool, PoolOptions, ThinHandle};
 use rand::{Rng, SeedableRng};
@@ -179,9 +180,8 @@ fn median_of(
     n: usize,
     mut f: impl FnMut() -> Result<Measured, String>,
 ) -> Result<Measured, String> {
-    let mut runs = (0..n).map(|_| f()).collect::<Result<Vec<_>, _>>()?;
-    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    Ok(runs[runs.len() / 2])
+    let runs = (0..n.max(1)).map(|_| f()).collect::<Result<Vec<_>, _>>()?;
+    median_by(runs, |m| m.seconds).ok_or_else(|| "no runs".to_string())
 }
 
 /// Crash images reopened and compared per second by a class A campaign of `seeds` seeds.
@@ -224,17 +224,6 @@ pub fn run_only(
         m.full,
         m.incremental
     ))
-}
-
-/// The middle value (the mean of the two middle ones for an even count); 0 for none.
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Runs everything and returns (JSON, Markdown). The bare engine and the three cheaper

@@ -110,11 +110,10 @@ fn interleaved(
         ours.push(o);
         theirs.push(t);
     }
-    let median = |mut v: Vec<Measured>| {
-        v.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-        v.swap_remove(v.len() / 2)
+    let median = |v: Vec<Measured>| {
+        crate::median::median_by(v, |m| m.seconds).ok_or_else(|| "no runs".to_string())
     };
-    Ok((median(ours), median(theirs)))
+    Ok((median(ours)?, median(theirs)?))
 }
 
 /// Renders the rows as (JSON, Markdown).

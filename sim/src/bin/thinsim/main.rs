@@ -7,6 +7,7 @@
 mod bench_sim;
 mod bench_tools;
 mod cli;
+mod median;
 // Test and benchmark support, shared with the tests (each user takes part of it).
 #[allow(dead_code)]
 #[path = "../../../tests/support/xmlgen.rs"]
