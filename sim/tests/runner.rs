@@ -153,3 +153,15 @@ fn coverage_cells_fire_at_their_expected_rates() {
 // wrong value size, check skipping an unreadable bitmap) are kept as shrunk traces in
 // corpus/regressions/ (0009-0014), replayed by tests/regressions.rs: seeds stop meaning
 // anything once the generator changes, traces do not.
+
+/// `thinsim run` prints the options before running (`runner::options_of`): they must be the
+/// options the run then draws, with and without `--class-a-only`.
+#[test]
+fn options_printed_first_are_the_options_the_run_draws() {
+    for seed in [0, 1, 7, 59, 3698] {
+        for class_a_only in [false, true] {
+            let cfg = RunConfig { steps: 20, class_a_only, ..RunConfig::new(seed) };
+            assert_eq!(sim::runner::options_of(&cfg), sim::runner::run(&cfg).options, "{seed}");
+        }
+    }
+}

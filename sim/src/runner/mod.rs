@@ -257,8 +257,15 @@ struct Runner {
 pub fn run(cfg: &RunConfig) -> RunOutcome {
     let mut rng = Entropy::seeded(cfg.seed);
     let opts = draw_options(cfg, &mut rng);
+    debug_assert_eq!(opts, options_of(cfg), "options_of draws what run draws");
     let disk = Entropy::seeded(rng.random());
     run_drawing(cfg, opts, rng, disk)
+}
+
+/// The options [`run`] draws for `cfg`, without running: a front end prints them before the
+/// run starts, so a hang or a crash of the process still shows what was running.
+pub fn options_of(cfg: &RunConfig) -> Options {
+    draw_options(cfg, &mut Entropy::seeded(cfg.seed))
 }
 
 /// Runs the choices in `bytes` (the `sim` fuzz target): the first byte splits the rest into

@@ -71,12 +71,11 @@ pub fn run(a: &RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let cfg = a.config();
+    // First, and flushed: a run that hangs or kills the process still shows its options.
+    let options = runner::options_of(&cfg);
+    println!("seed {} options {}", cfg.seed, serde_json::to_string(&options).unwrap_or_default());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut out = runner::run(&cfg);
-    println!(
-        "seed {} options {}",
-        cfg.seed,
-        serde_json::to_string(&out.options).unwrap_or_default()
-    );
     if let Err(e) = write_traces(a, &mut out) {
         eprintln!("{e}");
         return ExitCode::from(2);
