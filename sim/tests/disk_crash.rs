@@ -34,7 +34,7 @@ fn torn_heavy() -> DiskConfig {
 
 /// A disk with block 0..4 durable at versions 1..=4 and pending writes (block, tag) given.
 fn disk_with_pending(config: DiskConfig, seed: u64, pending: &[(u64, u8)]) -> SimDisk {
-    let mut disk = SimDisk::new(4, config, seed);
+    let mut disk = SimDisk::new(4, config, seed).expect("a valid disk");
     for b in 0..4u64 {
         disk.write(b, &version(b as u8 + 1)).expect("setup write");
     }
@@ -237,6 +237,7 @@ fn restore_durable_reboots_onto_another_image() {
     assert_eq!(buf, version(10));
     assert!(disk.restore_durable(MemoryImage::new(3)).is_err());
     let fresh =
-        SimDisk::from_image(image.clone(), DiskConfig::none(), sim::entropy::Entropy::seeded(1));
+        SimDisk::from_image(image.clone(), DiskConfig::none(), sim::entropy::Entropy::seeded(1))
+            .expect("a valid disk");
     assert_eq!(fresh.durable_image(), image);
 }

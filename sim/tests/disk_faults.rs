@@ -59,7 +59,7 @@ fn busy_config() -> DiskConfig {
 #[test]
 fn same_seed_same_trace_and_image() {
     let run = |seed| {
-        let mut disk = SimDisk::new(16, busy_config(), seed);
+        let mut disk = SimDisk::new(16, busy_config(), seed).expect("a valid disk");
         workload(&mut disk);
         (disk.trace_hash(), disk.durable_image(), disk.coverage().clone(), disk.stats().clone())
     };
@@ -81,7 +81,7 @@ fn transient_eio_is_typed_and_changes_nothing() {
         flush_eio_ppm: PPM,
         ..FaultRates::ZERO
     };
-    let mut disk = SimDisk::new(4, with_rates(rates), 1);
+    let mut disk = SimDisk::new(4, with_rates(rates), 1).expect("a valid disk");
     let mut buf = [9u8; 4096];
     let e = disk.read(1, &mut buf).expect_err("read EIO");
     assert_eq!((e.kind, e.block), (IoErrorKind::Device, Some(1)));
@@ -106,7 +106,7 @@ fn transient_eio_is_typed_and_changes_nothing() {
 #[test]
 fn failed_flush_leaves_writes_pending() {
     let rates = FaultRates { flush_eio_ppm: PPM, ..FaultRates::ZERO };
-    let mut disk = SimDisk::new(4, with_rates(rates), 1);
+    let mut disk = SimDisk::new(4, with_rates(rates), 1).expect("a valid disk");
     disk.write(2, &node(2, 1)).expect("write");
     assert!(disk.flush().is_err());
     assert_eq!(disk.pending_writes().len(), 1);
@@ -116,7 +116,7 @@ fn failed_flush_leaves_writes_pending() {
 #[test]
 fn latent_sector_error_persists_until_rewritten() {
     let rates = FaultRates { latent_sector_ppm: PPM, ..FaultRates::ZERO };
-    let mut disk = SimDisk::new(4, with_rates(rates), 1);
+    let mut disk = SimDisk::new(4, with_rates(rates), 1).expect("a valid disk");
     disk.write(2, &node(2, 1)).expect("write");
     let mut buf = [0u8; 4096];
     disk.read(2, &mut buf).expect("served from the cache, not the media");
@@ -144,7 +144,7 @@ fn latent_sector_error_persists_until_rewritten() {
 #[test]
 fn misdirected_write_lands_elsewhere() {
     let rates = FaultRates { misdirected_write_ppm: PPM, ..FaultRates::ZERO };
-    let mut disk = SimDisk::new(8, with_rates(rates), 3);
+    let mut disk = SimDisk::new(8, with_rates(rates), 3).expect("a valid disk");
     disk.write(5, &node(5, 1)).expect("write");
     let WriteFate::Misdirected { to } = disk.pending_writes()[0].fate() else {
         panic!("every write is misdirected at this rate")
@@ -168,7 +168,7 @@ fn misdirected_write_lands_elsewhere() {
 #[test]
 fn lost_write_is_gone_after_flush_and_crash() {
     let rates = FaultRates { lost_write_ppm: PPM, ..FaultRates::ZERO };
-    let mut disk = SimDisk::new(4, with_rates(rates), 1);
+    let mut disk = SimDisk::new(4, with_rates(rates), 1).expect("a valid disk");
     disk.write(1, &node(1, 7)).expect("acknowledged");
     let mut buf = [0u8; 4096];
     disk.read(1, &mut buf).expect("cache");
@@ -186,7 +186,7 @@ fn lost_write_is_gone_after_flush_and_crash() {
 #[test]
 fn bit_rot_flips_one_durable_bit() {
     let rates = FaultRates { bit_rot_ppm: PPM, ..FaultRates::ZERO };
-    let mut disk = SimDisk::new(4, with_rates(rates), 1);
+    let mut disk = SimDisk::new(4, with_rates(rates), 1).expect("a valid disk");
     disk.write(0, &node(0, 4)).expect("write");
     disk.flush().expect("flush");
     let mut buf = [0u8; 4096];
@@ -207,7 +207,7 @@ fn bit_rot_flips_one_durable_bit() {
 #[test]
 fn full_device_refuses_writes_beyond_the_backed_blocks() {
     let config = DiskConfig { backed_blocks: Some(2), ..DiskConfig::none() };
-    let mut disk = SimDisk::new(4, config, 1);
+    let mut disk = SimDisk::new(4, config, 1).expect("a valid disk");
     disk.write(1, &node(1, 1)).expect("backed");
     let e = disk.write(2, &node(2, 1)).expect_err("not backed");
     assert_eq!(e.kind, IoErrorKind::Device);
@@ -218,7 +218,7 @@ fn full_device_refuses_writes_beyond_the_backed_blocks() {
 
 #[test]
 fn out_of_range_is_typed_for_every_operation() {
-    let mut disk = SimDisk::new(4, busy_config(), 1);
+    let mut disk = SimDisk::new(4, busy_config(), 1).expect("a valid disk");
     let mut buf = [0u8; 4096];
     for e in [
         disk.read(4, &mut buf).expect_err("read"),
@@ -227,15 +227,28 @@ fn out_of_range_is_typed_for_every_operation() {
     ] {
         assert_eq!(e.kind, IoErrorKind::OutOfRange);
     }
+    // A disk too big, or a rate over every event, is refused with a typed error, not clamped.
+    let max = sim::disk::MAX_SIM_BLOCKS;
     assert_eq!(
-        SimDisk::new(u64::MAX, DiskConfig::none(), 0).nr_blocks(),
-        sim::disk::MAX_SIM_BLOCKS
+        SimDisk::new(max + 1, DiskConfig::none(), 0).err(),
+        Some(sim::disk::ConfigError::TooLarge { nr_blocks: max + 1, max })
     );
+    assert_eq!(SimDisk::new(max, DiskConfig::none(), 0).map(|d| d.nr_blocks()).ok(), Some(max));
+    let mut over = DiskConfig::none();
+    over.rates.bit_rot_ppm = 1_000_001;
+    assert_eq!(
+        SimDisk::new(4, over, 0).err(),
+        Some(sim::disk::ConfigError::Rate { field: "rates.bit_rot_ppm", ppm: 1_000_001 })
+    );
+    let mut shares = DiskConfig::none();
+    shares.crash.apply_ppm = 600_000;
+    shares.crash.tear_ppm = 600_000;
+    assert!(matches!(SimDisk::new(4, shares, 0), Err(sim::disk::ConfigError::Rate { .. })));
 }
 
 #[test]
 fn crash_at_cuts_power_until_crash() {
-    let mut disk = SimDisk::new(4, DiskConfig::none(), 1);
+    let mut disk = SimDisk::new(4, DiskConfig::none(), 1).expect("a valid disk");
     disk.write(0, &node(0, 1)).expect("write");
     disk.set_crash_at_io(disk.stats().io_calls() + 2);
     disk.write(1, &node(1, 1)).expect("first call still runs");
@@ -258,7 +271,7 @@ fn crash_at_cuts_power_until_crash() {
 #[test]
 fn coverage_follows_the_phase() {
     let rates = FaultRates { write_eio_ppm: PPM, ..FaultRates::ZERO };
-    let mut disk = SimDisk::new(4, with_rates(rates), 1);
+    let mut disk = SimDisk::new(4, with_rates(rates), 1).expect("a valid disk");
     disk.set_phase(Phase { in_commit: true, metadata_snap_held: true, label: "commit" });
     let _ = disk.write(0, &node(0, 1));
     disk.set_phase(Phase::IDLE);
@@ -284,7 +297,7 @@ fn coverage_follows_the_phase() {
 
 #[test]
 fn busy_run_fires_every_kind_and_counts_crashes() {
-    let mut disk = SimDisk::new(16, busy_config(), 7);
+    let mut disk = SimDisk::new(16, busy_config(), 7).expect("a valid disk");
     workload(&mut disk);
     workload(&mut disk);
     let cov = disk.coverage();

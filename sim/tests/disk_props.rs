@@ -90,12 +90,12 @@ proptest! {
         ops in proptest::collection::vec(op(10), 0..80),
     ) {
         let config = DiskConfig::draw(&mut ChaCha8Rng::seed_from_u64(seed), nr_blocks);
-        let mut disk = SimDisk::new(nr_blocks, config, seed);
+        let mut disk = SimDisk::new(nr_blocks, config, seed).expect("a valid disk");
         for op in &ops {
             apply(&mut disk, op);
             prop_assert_eq!(disk.check_invariants(), Ok(()), "after {:?}", op);
         }
-        let mut twin = SimDisk::new(nr_blocks, disk.config().clone(), seed);
+        let mut twin = SimDisk::new(nr_blocks, disk.config().clone(), seed).expect("a valid disk");
         for op in &ops {
             apply(&mut twin, op);
         }
@@ -111,7 +111,7 @@ proptest! {
         ops in proptest::collection::vec(op(5), 0..60),
     ) {
         let crash = CrashPolicy { apply_ppm, tear_ppm: 1_000_000 - apply_ppm, reorder };
-        let mut disk = SimDisk::new(4, DiskConfig { crash, ..DiskConfig::none() }, seed);
+        let mut disk = SimDisk::new(4, DiskConfig { crash, ..DiskConfig::none() }, seed).expect("a valid disk");
         let mut model = CacheModel { durable: vec![[0u8; 4096]; 4], pending: Vec::new() };
         for op in &ops {
             model.step(&mut disk, op)?;

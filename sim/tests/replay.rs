@@ -153,3 +153,34 @@ fn replay_and_run_write_and_read_trace_files_through_the_binary() {
     assert_eq!(shrink.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&shrink.stderr).contains("nothing to shrink"));
 }
+
+/// Options no run can honour are refused when the trace is read, naming the field — a
+/// disk over the simulator's limit is not clamped to it, a rate over every event is not
+/// taken as "always".
+#[test]
+fn impossible_options_in_a_trace_are_refused_naming_the_field() {
+    let t = recorded(3, 20);
+    let edit = |f: &dyn Fn(&mut sim::runner::Options)| {
+        let mut t = t.clone();
+        f(&mut t.options);
+        Trace::parse(&t.to_text())
+    };
+    assert!(edit(&|_| {}).is_ok());
+    type Edit<'a> = &'a dyn Fn(&mut sim::runner::Options);
+    let cases: [(&str, Edit); 5] = [
+        ("metadata_disk_blocks", &|o| o.metadata_disk_blocks = u64::MAX),
+        ("metadata_blocks", &|o| o.metadata_blocks = o.metadata_disk_blocks + 1),
+        ("disk", &|o| o.disk.rates.lost_write_ppm = 2_000_000),
+        ("crash_in_commit_ppm", &|o| o.crash_in_commit_ppm = 1_000_001),
+        ("vblocks", &|o| o.vblocks = 0),
+    ];
+    for (field, f) in cases {
+        match edit(f) {
+            Err(TraceError::Options { line, error }) => {
+                assert_eq!((line, error.field), (1, field));
+                assert!(error.to_string().contains(field), "{error}");
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}

@@ -142,6 +142,32 @@ impl DiskConfig {
         }
     }
 
+    /// Refuses a configuration the disk cannot honour (a rate over one million per million,
+    /// a crash policy whose apply and tear shares add up to more than all writes), naming
+    /// the field; a drawn config always passes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.rates;
+        let ppm = [
+            ("rates.lost_write_ppm", r.lost_write_ppm),
+            ("rates.misdirected_write_ppm", r.misdirected_write_ppm),
+            ("rates.bit_rot_ppm", r.bit_rot_ppm),
+            ("rates.latent_sector_ppm", r.latent_sector_ppm),
+            ("rates.read_eio_ppm", r.read_eio_ppm),
+            ("rates.write_eio_ppm", r.write_eio_ppm),
+            ("rates.flush_eio_ppm", r.flush_eio_ppm),
+            ("crash.apply_ppm", self.crash.apply_ppm),
+            ("crash.tear_ppm", self.crash.tear_ppm),
+            (
+                "crash.apply_ppm + crash.tear_ppm",
+                self.crash.apply_ppm.saturating_add(self.crash.tear_ppm),
+            ),
+        ];
+        match ppm.into_iter().find(|&(_, v)| v > PPM) {
+            Some((field, ppm)) => Err(ConfigError::Rate { field, ppm }),
+            None => Ok(()),
+        }
+    }
+
     /// Whether anything beyond class A (crash, any subset, tears within the atomic unit) can
     /// be injected with this config.
     pub fn injects_beyond_class_a(&self) -> bool {
@@ -245,3 +271,27 @@ mod tests {
         assert_eq!(c, back);
     }
 }
+
+/// A disk the simulator refuses to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// More blocks than the simulator holds in memory ([`super::MAX_SIM_BLOCKS`]).
+    TooLarge { nr_blocks: u64, max: u64 },
+    /// A rate (or a sum of shares) over 1,000,000 per million.
+    Rate { field: &'static str, ppm: u32 },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::TooLarge { nr_blocks, max } => {
+                write!(f, "a simulated disk of {nr_blocks} blocks is over the limit of {max}")
+            }
+            ConfigError::Rate { field, ppm } => {
+                write!(f, "disk {field} is {ppm} ppm, over 1000000 (every event)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -74,7 +74,7 @@ mod image;
 mod plan;
 mod trace;
 
-pub use config::{AtomicUnit, CrashPolicy, DiskConfig, FaultRates, PPM};
+pub use config::{AtomicUnit, ConfigError, CrashPolicy, DiskConfig, FaultRates, PPM};
 pub use coverage::{
     cells_as_list, CoverageKey, Exposure, ExposureKey, FaultClass, FaultCoverage, FaultEvent,
     FaultKind, FaultLog, HitKind, IoKind, Phase, MAX_FAULT_EVENTS,
@@ -142,20 +142,36 @@ enum Gate {
 }
 
 impl SimDisk {
-    /// A zero-filled disk of `nr_blocks` blocks (at most [`MAX_SIM_BLOCKS`]).
-    pub fn new(nr_blocks: u64, config: DiskConfig, seed: u64) -> Self {
+    /// A zero-filled disk of `nr_blocks` blocks; refused beyond [`MAX_SIM_BLOCKS`] or with a
+    /// config that does not validate ([`DiskConfig::validate`]), never clamped.
+    pub fn new(nr_blocks: u64, config: DiskConfig, seed: u64) -> Result<Self, ConfigError> {
         SimDisk::with_entropy(nr_blocks, config, Entropy::seeded(seed))
     }
 
     /// [`SimDisk::new`] drawing its faults from `rng` (the fuzzer's bytes, say).
-    pub fn with_entropy(nr_blocks: u64, config: DiskConfig, rng: Entropy) -> Self {
-        let nr = usize::try_from(nr_blocks.min(MAX_SIM_BLOCKS)).unwrap_or(0);
-        SimDisk::from_image(MemoryImage::new(nr as u64), config, rng)
+    pub fn with_entropy(
+        nr_blocks: u64,
+        config: DiskConfig,
+        rng: Entropy,
+    ) -> Result<Self, ConfigError> {
+        if nr_blocks > MAX_SIM_BLOCKS {
+            return Err(ConfigError::TooLarge { nr_blocks, max: MAX_SIM_BLOCKS });
+        }
+        SimDisk::from_image(MemoryImage::new(nr_blocks), config, rng)
     }
 
     /// A disk whose durable contents are `image` (e.g. a crash image found by `explore`).
-    pub fn from_image(image: MemoryImage, config: DiskConfig, rng: Entropy) -> Self {
-        SimDisk {
+    pub fn from_image(
+        image: MemoryImage,
+        config: DiskConfig,
+        rng: Entropy,
+    ) -> Result<Self, ConfigError> {
+        let nr_blocks = image.nr_blocks();
+        if nr_blocks > MAX_SIM_BLOCKS {
+            return Err(ConfigError::TooLarge { nr_blocks, max: MAX_SIM_BLOCKS });
+        }
+        config.validate()?;
+        Ok(SimDisk {
             config,
             rng,
             newest: image.shared_blocks(),
@@ -174,7 +190,7 @@ impl SimDisk {
             log: FaultLog::default(),
             faults: plan::FaultSource::default(),
             flush_ordinals: Vec::new(),
-        }
+        })
     }
 
     pub fn config(&self) -> &DiskConfig {

@@ -36,7 +36,7 @@ pub mod verify;
 pub use apply::errno;
 pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use op::Op;
-pub use options::{KeyOrder, OpKind, Options, Prepopulation, RemovalPhase, RunClass};
+pub use options::{KeyOrder, OpKind, Options, OptionsError, Prepopulation, RemovalPhase, RunClass};
 pub use stats::{Outcomes, RunStats};
 pub use trace::{Step, StepFault, Trace, TraceError};
 
@@ -403,7 +403,7 @@ impl Runner {
         disk_rng: Entropy,
         drawer: Option<draw::Drawer>,
     ) -> Res<Runner> {
-        let (mut sim, model) = match &opts.prepopulate {
+        let (sim, model) = match &opts.prepopulate {
             None => (
                 SimDisk::with_entropy(opts.metadata_disk_blocks, opts.disk.clone(), disk_rng),
                 Model::new(opts.data_blocks),
@@ -414,6 +414,9 @@ impl Runner {
                 (SimDisk::from_image(image, opts.disk.clone(), disk_rng), model)
             }
         };
+        // Drawn options always build a disk and traces are validated when read
+        // (`Options::validate`), so this is a setup failure only for a caller's own options.
+        let mut sim = sim.map_err(|e| setup_failure(&cfg, &format!("disk: {e}")))?;
         // Setup (a restore included) is not the workload: its structural events do not count.
         engine::events::take();
         sim.set_faults_enabled(false);

@@ -249,6 +249,21 @@ pub struct Options {
     pub threshold_blocks: u64,
 }
 
+/// Options a run cannot honour: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionsError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "option {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for OptionsError {}
+
 /// Entries of a full mapping leaf and of a full internal node (value size 8).
 const FULL_NODE: u64 = 252;
 
@@ -256,7 +271,51 @@ impl Options {
     /// Draws a run's options from its RNG.
     pub fn draw<R: Rng + ?Sized>(rng: &mut R) -> Options {
         let class = RunClass::draw(rng);
-        Options::draw_class(rng, class)
+        let o = Options::draw_class(rng, class);
+        if let Err(e) = o.validate() {
+            panic!("drawn options break their own invariants: {e}");
+        }
+        o
+    }
+
+    /// Refuses options no run can honour (as a hand-edited trace may hold), naming the
+    /// field: the module's invariants, the disk's ([`DiskConfig::validate`]), and the
+    /// non-empty ranges the generator draws from.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        let bad = |field: &'static str, reason: String| Err(OptionsError { field, reason });
+        if self.metadata_disk_blocks > crate::disk::MAX_SIM_BLOCKS {
+            let max = crate::disk::MAX_SIM_BLOCKS;
+            return bad(
+                "metadata_disk_blocks",
+                format!("{} is over {max}", self.metadata_disk_blocks),
+            );
+        }
+        if self.metadata_blocks > self.metadata_disk_blocks {
+            let reason = format!(
+                "{} is more than the disk's {} blocks",
+                self.metadata_blocks, self.metadata_disk_blocks
+            );
+            return bad("metadata_blocks", reason);
+        }
+        if let Err(e) = self.disk.validate() {
+            return bad("disk", e.to_string());
+        }
+        if self.crash_in_commit_ppm > crate::disk::PPM {
+            return bad(
+                "crash_in_commit_ppm",
+                format!("{} is over 1000000", self.crash_in_commit_ppm),
+            );
+        }
+        for (field, v) in [
+            ("dev_ids", self.dev_ids),
+            ("vblocks", self.vblocks),
+            ("check_every_image", self.check_every_image),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        Ok(())
     }
 
     /// Draws the options of a run of `class`.

@@ -126,7 +126,9 @@ thread_local! {
 fn restore_fresh(p: &Prepopulation, o: &Options) -> Result<(MemoryImage, Model), String> {
     let devices = layout(p);
     let doc = xml(&devices, o.data_blocks);
-    let disk = SharedDisk::new(SimDisk::new(o.metadata_disk_blocks, DiskConfig::none(), 0));
+    let sim =
+        SimDisk::new(o.metadata_disk_blocks, DiskConfig::none(), 0).map_err(|e| e.to_string())?;
+    let disk = SharedDisk::new(sim);
     let dev = engine::thin::restore::restore_slice(&doc, disk.device())
         .map_err(|e| format!("restoring the prepopulated image: {e}"))?;
     let opts = PoolOptions { may_format: false, ..PoolOptions::new(DATA_BLOCK_SECTORS) };

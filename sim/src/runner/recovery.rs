@@ -321,7 +321,7 @@ mod tests {
     /// rot counted as detected damage. It is a lie, and only typed findings are detections.
     #[test]
     fn a_wrong_needs_check_after_bit_rot_is_a_lie_not_a_detection() {
-        let disk = SharedDisk::new(SimDisk::new(256, DiskConfig::none(), 1));
+        let disk = SharedDisk::new(SimDisk::new(256, DiskConfig::none(), 1).expect("a valid disk"));
         let pool = Pool::open(disk.device(), PoolOptions::new(DATA_BLOCK_SECTORS)).expect("format");
         pool.resize_data_dev(100).and_then(|()| pool.commit()).expect("size");
         let model = Model::new(100);

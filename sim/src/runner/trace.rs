@@ -114,6 +114,11 @@ pub enum TraceError {
         name: String,
         reason: &'static str,
     },
+    /// The header's options cannot be run (see `Options::validate`).
+    Options {
+        line: usize,
+        error: super::options::OptionsError,
+    },
     /// An op that cannot run at its step (a device with no open handle, a block the caller
     /// does not hold).
     InvalidStep {
@@ -134,6 +139,7 @@ impl fmt::Display for TraceError {
                  (record it again with this build, or replay it with a build of version {found})"
             ),
             TraceError::Parse { line, error } => write!(f, "trace line {line}: {error}"),
+            TraceError::Options { line, error } => write!(f, "trace line {line}: {error}"),
             TraceError::Canary { name, reason } => {
                 write!(f, "trace needs canary {name:?}: {reason}")
             }
@@ -196,6 +202,7 @@ impl Trace {
         }
         let h: Header = serde_json::from_value(version)
             .map_err(|e| TraceError::Parse { line: n, error: e.to_string() })?;
+        h.options.validate().map_err(|error| TraceError::Options { line: n, error })?;
         let steps = lines
             .map(|(n, l)| {
                 serde_json::from_str(l)

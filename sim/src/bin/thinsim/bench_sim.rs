@@ -151,7 +151,9 @@ fn measure(row: Row, work: &[Op], data: u64, seed: u64) -> Result<Measured, Stri
             Ok(Measured { seconds, ..Measured::default() })
         }
         Row::DiskOnly => {
-            let disk = SharedDisk::new(SimDisk::new(META_BLOCKS, DiskConfig::none(), seed));
+            let disk = SharedDisk::new(
+                SimDisk::new(META_BLOCKS, DiskConfig::none(), seed).map_err(|e| e.to_string())?,
+            );
             let seconds = engine_only(work, data, disk.device())?;
             Ok(Measured { seconds, ..Measured::default() })
         }
