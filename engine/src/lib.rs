@@ -4,7 +4,9 @@
 //! `io` (blocks, devices) ← `format` (pure bytes) ← `block_manager` ←
 //! `space_map::metadata` (the in-core metadata counts) ← `transaction` ← `btree` ←
 //! {`space_map::metadata_commit`, `space_map::data`} (space maps read and written through
-//! btrees) ← `thin` (the pool API).
+//! btrees) ← `thin` (the pool API) ← `tools` (the offline tools one floor up: check, dump,
+//! restore, ls and their formats; `check` walks the trees itself, sharing no code with the
+//! btree it audits).
 //!
 //! Each layer imports only layers below it; `tests/layering.rs` reads the imports from the
 //! sources and fails on a cycle or an upward edge. The transaction manager knows the

@@ -449,7 +449,7 @@ fn r8_time_cannot_outgrow_24_bits() {
         (1u32 << 24) - 1
     );
     let dev = shared_device(256);
-    engine::thin::restore::restore(std::io::Cursor::new(xml), Box::new(dev.clone())).unwrap();
+    engine::tools::restore::restore(std::io::Cursor::new(xml), Box::new(dev.clone())).unwrap();
     let pool = reopen(&dev);
     assert_eq!(errno(pool.create_snap(2, 1)), Errno::ENOSPC);
     assert_eq!(pool.summary().unwrap().time, (1 << 24) - 1);

@@ -68,7 +68,7 @@ fn exercise(img: MemoryDevice) -> Result<(), Error> {
 }
 
 fn expect_block_error(name: &str, img: MemoryDevice, block: u64, errnos: &[Errno]) {
-    let report = engine::thin::check::check(Box::new(img.clone()));
+    let report = engine::tools::check::check(Box::new(img.clone()));
     assert!(!report.is_clean(), "{name}: check found nothing");
     assert!(
         report.findings.iter().any(|f| f.block == Some(block)),
@@ -158,7 +158,7 @@ fn cycle_is_an_error_not_a_hang() {
     let mut img = base.clone();
     // The internal root's second child now points back at the root itself.
     edit_sealed(&mut img, root, BlockKind::Node, |b| node::set_value(b, 1, &root.to_le_bytes()));
-    let report = engine::thin::check::check(Box::new(img.clone()));
+    let report = engine::tools::check::check(Box::new(img.clone()));
     assert!(!report.is_clean());
     assert!(report.findings.iter().any(|f| f.block == Some(root)), "{:?}", report.findings);
     // The batched lookup (verification's path) and lookup-next bound their depth too.
@@ -193,14 +193,14 @@ fn random_damage_never_panics() {
                 edit_sealed(&mut img, b, kind, |_| {});
             }
         }
-        let _ = engine::thin::check::check(Box::new(img.clone()));
+        let _ = engine::tools::check::check(Box::new(img.clone()));
         let _ = exercise(img);
     }
 }
 
 /// Damage that every block validator accepts (checksums recomputed) but `check` must report.
 fn expect_finding(name: &str, img: MemoryDevice, needle: &str) {
-    let report = engine::thin::check::check(Box::new(img));
+    let report = engine::tools::check::check(Box::new(img));
     assert!(!report.is_clean(), "{name}: check found nothing");
     assert!(
         report.findings.iter().any(|f| f.to_string().contains(needle)),
@@ -262,7 +262,7 @@ fn internal_key_above_its_child_is_an_error_not_a_hang() {
     let (k1, k2) = (node::key(blk(&base, root), 1), node::key(blk(&base, root), 2));
     assert!(k1 + 50 < k2, "the edit keeps the root's own keys in order");
     edit_sealed(&mut img, root, BlockKind::Node, |b| node::set_key(b, 1, k1 + 50));
-    let report = engine::thin::check::check(Box::new(img.clone()));
+    let report = engine::tools::check::check(Box::new(img.clone()));
     assert!(!report.is_clean(), "check passes an internal key above its child's keys");
     let pool = Pool::open(Box::new(img), PoolOptions::new(128)).unwrap();
     let h = pool.open_thin_device(1).unwrap();

@@ -94,7 +94,7 @@ fn commit_cut_at_every_write_reopens_old_or_new() {
         // Old or new, the ten explicit references are the caller's: only the new state has them.
         let refs: std::collections::BTreeMap<u64, u32> = (39_000..39_010).map(|b| (b, 1)).collect();
         let clean_with = |r: &std::collections::BTreeMap<u64, u32>| {
-            engine::thin::check::check_with_refs(Box::new(image.clone()), r)
+            engine::tools::check::check_with_refs(Box::new(image.clone()), r)
         };
         let report =
             if keep == commit_writes { clean_with(&refs) } else { clean_with(&Default::default()) };

@@ -2,13 +2,14 @@
 //! and `super::` paths outside test modules) has no cycle, and the layers the crate doc
 //! names sit in its order. A module is a top-level module of `src/`, except that the space
 //! maps are split by file (the in-core metadata map sits below the transaction manager;
-//! the code that reads and writes space maps on disk sits above the btree).
+//! the code that reads and writes space maps on disk sits above the btree), and the tools
+//! are split by file (each tool is its own node one floor above the pool API).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Directories whose files are separate nodes.
-const SPLIT: [&str; 1] = ["space_map"];
+const SPLIT: [&str; 2] = ["space_map", "tools"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("readable src") {
@@ -211,6 +212,31 @@ fn layers_import_only_downwards() {
         [("thin", "btree"), ("btree", "transaction"), ("transaction", "block_manager")]
     {
         assert!(g[high].contains(low), "{high} should import {low}: {:?}", g[high]);
+    }
+}
+
+/// The offline tools are a floor above the pool: nothing at or below `thin` reaches any of
+/// them, dump and restore reach the pool, and `check` — the independent oracle — reaches
+/// no tree-walking code of the engine (neither the btree nor anything above it).
+#[test]
+fn the_tools_sit_above_the_pool_and_check_walks_its_own_trees() {
+    let g = graph();
+    let tools: Vec<&String> = g.keys().filter(|k| k.starts_with("tools::")).collect();
+    assert!(tools.len() >= 8, "tool modules: {tools:?}");
+    for t in &tools {
+        for low in ["thin", "btree", "transaction", "space_map::data", "block_manager"] {
+            assert!(!reaches(&g, low, t), "{low} imports {t}: {:?}", g[low]);
+        }
+    }
+    for engine_walker in ["btree", "thin", "transaction", "space_map::data"] {
+        assert!(
+            !reaches(&g, "tools::check", engine_walker),
+            "check reaches {engine_walker}: {:?}",
+            g["tools::check"]
+        );
+    }
+    for tool in ["tools::dump", "tools::restore"] {
+        assert!(g[tool].contains("thin"), "{tool} should build on the pool: {:?}", g[tool]);
     }
 }
 

@@ -6,8 +6,8 @@
 
 use engine::format::{node, IndexEntry, Superblock};
 use engine::io::{Block, BlockDevice, MemoryDevice};
-use engine::thin::check::check;
 use engine::thin::{Pool, PoolOptions};
+use engine::tools::check::check;
 
 #[test]
 fn check_reports_a_corrupt_data_bitmap() {

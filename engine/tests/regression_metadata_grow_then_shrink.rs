@@ -8,8 +8,8 @@
 
 use engine::io::MemoryDevice;
 use engine::limits::ENTRIES_PER_BITMAP;
-use engine::thin::check::check;
 use engine::thin::{Pool, PoolOptions};
+use engine::tools::check::check;
 
 #[test]
 fn grow_by_a_bitmap_then_shrink_back_commits() {

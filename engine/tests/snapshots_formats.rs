@@ -4,8 +4,8 @@
 //! is a change to interop and must be reviewed (`cargo insta review`).
 
 use engine::io::FileDevice;
-use engine::thin::dump::Source;
 use engine::thin::Pool;
+use engine::thin::Source;
 use engine::tools::ls::{format_table, LsField};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
 use std::path::Path;
@@ -17,7 +17,7 @@ fn image() -> std::path::PathBuf {
 fn dump(format: DumpFormat) -> String {
     let pool = Pool::open_image(Box::new(FileDevice::open(&image(), false).unwrap())).unwrap();
     let mut w = DumpWriter::new(Vec::new(), format);
-    pool.dump(&mut w, Source::Live).unwrap();
+    engine::tools::dump::dump(&pool, &mut w, Source::Live).unwrap();
     String::from_utf8(w.finish().unwrap()).unwrap()
 }
 
@@ -34,7 +34,7 @@ fn spec_pool_human_readable() {
 #[test]
 fn spec_pool_ls_every_field() {
     let pool = Pool::open_image(Box::new(FileDevice::open(&image(), false).unwrap())).unwrap();
-    let (rows, bs) = pool.ls_rows(Source::Live).unwrap();
+    let (rows, bs) = engine::tools::dump::ls_rows(&pool, Source::Live).unwrap();
     insta::assert_snapshot!(format_table(&rows, bs, &LsField::ALL, true));
 }
 
@@ -46,7 +46,8 @@ fn check_findings_for_a_wrong_data_count() {
     engine::format::bitmap::set(&mut blk, 12, 2);
     engine::format::checksum::seal(&mut blk, engine::format::BlockKind::Bitmap, 9);
     bytes[9 * 4096..10 * 4096].copy_from_slice(&blk);
-    let report = engine::thin::check::check(Box::new(engine::io::MemoryDevice::from_bytes(&bytes)));
+    let report =
+        engine::tools::check::check(Box::new(engine::io::MemoryDevice::from_bytes(&bytes)));
     let lines: Vec<String> = report.findings.iter().map(|f| f.to_string()).collect();
     insta::assert_snapshot!(lines.join("\n"));
 }

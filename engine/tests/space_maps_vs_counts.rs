@@ -104,7 +104,7 @@ proptest! {
         prop_assert_eq!(&batched, &cur, "batched counts");
         pool.commit().unwrap();
         let refs = cur.iter().enumerate().filter(|(_, &c)| c > 0).map(|(b, &c)| (b as u64, c)).collect();
-        let report = engine::thin::check::check_with_refs(Box::new(dev.image()), &refs);
+        let report = engine::tools::check::check_with_refs(Box::new(dev.image()), &refs);
         prop_assert!(report.is_clean(), "{:?}", report.findings);
         drop(pool);
         let reopened = Pool::open(Box::new(dev.image()), PoolOptions::new(128)).unwrap();

@@ -311,9 +311,10 @@ mod images {
 
     use super::common;
     use engine::io::{FileDevice, MemoryDevice};
-    use engine::thin::dump::Source;
-    use engine::thin::{restore, Pool};
+    use engine::thin::Pool;
+    use engine::thin::Source;
     use engine::tools::ls::{format_table, LsField};
+    use engine::tools::restore;
     use engine::tools::xml_write::{DumpFormat, DumpWriter};
     use std::path::{Path, PathBuf};
     use std::process::Command;
@@ -342,7 +343,7 @@ mod images {
     fn our_dump(path: &Path, format: DumpFormat, source: Source) -> Vec<u8> {
         let pool = Pool::open_image(Box::new(FileDevice::open(path, false).unwrap())).unwrap();
         let mut w = DumpWriter::new(Vec::new(), format);
-        pool.dump(&mut w, source).unwrap();
+        engine::tools::dump::dump(&pool, &mut w, source).unwrap();
         w.finish().unwrap()
     }
 
@@ -356,7 +357,7 @@ mod images {
         for img in corpus() {
             let p = img.to_str().unwrap();
             let report =
-                engine::thin::check::check(Box::new(FileDevice::open(&img, false).unwrap()));
+                engine::tools::check::check(Box::new(FileDevice::open(&img, false).unwrap()));
             assert!(report.is_clean(), "{p}: {:?}", report.findings);
             let (rc, theirs, err) = run("thin_dump", &[p]);
             assert_eq!(rc, 0, "{err}");
@@ -374,7 +375,7 @@ mod images {
             let (rc, theirs_ls, err) = run("thin_ls", &["-o", ALL_FIELDS, p]);
             assert_eq!(rc, 0, "{err}");
             let pool = Pool::open_image(Box::new(FileDevice::open(&img, false).unwrap())).unwrap();
-            let (rows, bs) = pool.ls_rows(Source::Live).unwrap();
+            let (rows, bs) = engine::tools::dump::ls_rows(&pool, Source::Live).unwrap();
             let fields = engine::tools::ls::parse_fields(ALL_FIELDS).unwrap();
             assert_eq!(
                 format_table(&rows, bs, &fields, true),
@@ -408,7 +409,7 @@ mod images {
                 xml.display()
             );
             let report =
-                engine::thin::check::check(Box::new(FileDevice::open(&out, false).unwrap()));
+                engine::tools::check::check(Box::new(FileDevice::open(&out, false).unwrap()));
             assert!(report.is_clean(), "{:?}", report.findings);
         }
     }
@@ -564,7 +565,7 @@ mod images {
                 );
             }
             let report =
-                engine::thin::check::check(Box::new(FileDevice::open(&path, false).unwrap()));
+                engine::tools::check::check(Box::new(FileDevice::open(&path, false).unwrap()));
             assert!(report.is_clean(), "seed {seed}: {:?}", report.findings);
             let _ = MemoryDevice::new(1);
         }

@@ -7,8 +7,9 @@
 //! THINSIM_INTEROP_SEEDS sets how many seeds (default 40).
 
 use engine::io::FileDevice;
-use engine::thin::dump::Source;
-use engine::thin::{restore, Pool};
+use engine::thin::Pool;
+use engine::thin::Source;
+use engine::tools::restore;
 use engine::tools::xml_read::{parse_all, XmlEvent};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
 use std::process::Command;
@@ -55,7 +56,7 @@ fn random_pools_round_trip_through_both_toolsets() {
 
         let pool = Pool::open_image(Box::new(FileDevice::open(&theirs, false).unwrap())).unwrap();
         let mut w = DumpWriter::new(Vec::new(), DumpFormat::Xml);
-        pool.dump(&mut w, Source::Live).unwrap();
+        engine::tools::dump::dump(&pool, &mut w, Source::Live).unwrap();
         assert_eq!(
             String::from_utf8(w.finish().unwrap()).unwrap(),
             xml,
@@ -73,7 +74,7 @@ fn random_pools_round_trip_through_both_toolsets() {
         );
         let (_, dumped, _) = run("thin_dump", &[ours.to_str().unwrap()]);
         assert_eq!(String::from_utf8_lossy(&dumped), xml, "seed {seed}: thin_dump of our restore");
-        let report = engine::thin::check::check(Box::new(FileDevice::open(&ours, false).unwrap()));
+        let report = engine::tools::check::check(Box::new(FileDevice::open(&ours, false).unwrap()));
         assert!(report.is_clean(), "seed {seed}: {:?}", report.findings);
     }
 }

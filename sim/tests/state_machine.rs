@@ -877,7 +877,7 @@ impl Sut {
         let refs: BTreeMap<u64, u32> =
             model.committed().caller_refs.iter().map(|(&b, &n)| (b, n as u32)).collect();
         let image = self.device.0.lock().unwrap().clone();
-        let report = engine::thin::check::check_with_refs(Box::new(image), &refs);
+        let report = engine::tools::check::check_with_refs(Box::new(image), &refs);
         let findings: Vec<String> = report.findings.iter().map(|f| f.to_string()).collect();
         assert!(report.is_clean(), "after {after:?}, check found:\n{}", findings.join("\n"));
     }

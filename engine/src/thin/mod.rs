@@ -11,23 +11,22 @@
 //! - The held metadata-snapshot root is transactional state written by commit ([R6]).
 //! - `needs_check` is durable when `set_needs_check` returns ([H7]).
 
-pub mod check;
+mod bulk;
 mod devices;
-pub mod dump;
 mod inspect;
 mod mapping;
 mod open;
 mod records;
-pub mod restore;
 mod space;
-mod tool_error;
 mod txn;
 mod values;
+mod visit;
 
+pub use bulk::{BulkLoad, BulkSuperblock};
 pub use inspect::PoolSummary;
 pub use open::{CloseError, PoolOptions};
 pub use records::ThinHandle;
-pub use tool_error::ToolError;
+pub use visit::{Source, TreeHeader, TreeVisitor, VisitError};
 
 use crate::canary::Canary;
 use crate::error::{Error, Result};

@@ -122,7 +122,7 @@ pub fn fresh_pool(meta_blocks: u64, data_blocks: u64) -> (Pool, SharedDevice) {
 
 /// Runs `check` on the current disk image and panics with every finding if it is not clean.
 pub fn assert_clean(dev: &SharedDevice) {
-    let report = engine::thin::check::check(Box::new(dev.image()));
+    let report = engine::tools::check::check(Box::new(dev.image()));
     let listing: Vec<String> = report.findings.iter().map(|f| f.to_string()).collect();
     assert!(report.is_clean(), "check found:\n{}", listing.join("\n"));
 }

@@ -10,7 +10,7 @@ use arbitrary::Arbitrary;
 use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
 use engine::io::{BlockDevice, MemoryDevice};
-use engine::thin::dump::Source;
+use engine::thin::Source;
 use engine::thin::{Pool, PoolOptions};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
 use std::sync::OnceLock;
@@ -64,12 +64,12 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     if canary {
         trusting_walk(&img);
     }
-    let report = engine::thin::check::check(Box::new(img.clone()));
+    let report = engine::tools::check::check(Box::new(img.clone()));
     if let Ok(pool) = Pool::open_image(Box::new(img.clone())) {
         for source in [Source::Live, Source::MetadataSnap(None)] {
             let mut w = DumpWriter::new(std::io::sink(), DumpFormat::Xml);
-            let _ = pool.dump(&mut w, source);
-            let _ = pool.ls_rows(source);
+            let _ = engine::tools::dump::dump(&pool, &mut w, source);
+            let _ = engine::tools::dump::ls_rows(&pool, source);
         }
     }
     let Ok(pool) = Pool::open(Box::new(img.clone()), PoolOptions::new(128)) else { return Ok(()) };
@@ -82,7 +82,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     let wrote = write_some(&pool);
     if report.is_clean() && wrote.is_ok() {
         drop(pool);
-        let after = engine::thin::check::check(Box::new(shared.copy()));
+        let after = engine::tools::check::check(Box::new(shared.copy()));
         if !after.is_clean() {
             return Err(format!(
                 "a clean image became unclean after writes: {:?}",

@@ -5,7 +5,7 @@
 //! Canary: the harness counts a `range_mapping` as one mapping.
 
 use engine::io::MemoryDevice;
-use engine::thin::restore;
+use engine::tools::restore;
 use engine::tools::xml_read::{XmlEvent, XmlReader};
 
 /// A memory device the harness keeps a handle to while the pool owns a clone.
@@ -20,7 +20,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     let Ok(_) = restore::restore(std::io::Cursor::new(data), Box::new(dev.clone())) else {
         return Ok(());
     };
-    let report = engine::thin::check::check(Box::new(dev.copy()));
+    let report = engine::tools::check::check(Box::new(dev.copy()));
     if !report.is_clean() {
         return Err(format!("restored image is not clean: {:?}", report.findings.first()));
     }

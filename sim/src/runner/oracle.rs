@@ -280,7 +280,7 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), Mismatch> {
     // `check` promises never to panic on any bytes; if it does, that is an engine bug to
     // report, not a reason to lose the rest of the campaign.
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        engine::thin::check::check_with_refs(dev, &caller)
+        engine::tools::check::check_with_refs(dev, &caller)
     }))
     .map_err(|p| {
         // For the bug report: `THINSIM_DUMP_DIR` keeps the image check panicked on.
@@ -326,14 +326,15 @@ pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), Mismatch> {
 /// After a commit (details tree current): thin_ls numbers of the live pool and, when held, of
 /// the metadata snapshot — mapped, exclusive and shared per device — against the model's.
 pub fn compare_ls(pool: &Pool, model: &Model) -> Result<(), Mismatch> {
-    use engine::thin::dump::Source;
+    use engine::thin::Source;
     let mut d = Diff::default();
     let mut sources = vec![(Source::Live, "", model::ls(&model.current().devices))];
     if let Some(held) = &model.current().held {
         sources.push((Source::MetadataSnap(None), "held snapshot ", model::ls(held)));
     }
     for (source, what, want) in sources {
-        let (rows, _) = pool.ls_rows(source).map_err(|e| Mismatch::Query(e.to_string()))?;
+        let (rows, _) = engine::tools::dump::ls_rows(pool, source)
+            .map_err(|e| Mismatch::Query(e.to_string()))?;
         let found: BTreeMap<u64, (u64, u64, u64)> = rows
             .iter()
             .map(|r| (r.dev_id, (r.mapped_blocks, r.exclusive_blocks, r.shared_blocks())))

@@ -129,7 +129,7 @@ fn restore_fresh(p: &Prepopulation, o: &Options) -> Result<(MemoryImage, Model),
     let sim =
         SimDisk::new(o.metadata_disk_blocks, DiskConfig::none(), 0).map_err(|e| e.to_string())?;
     let disk = SharedDisk::new(sim);
-    let dev = engine::thin::restore::restore_slice(&doc, disk.device())
+    let dev = engine::tools::restore::restore_slice(&doc, disk.device())
         .map_err(|e| format!("restoring the prepopulated image: {e}"))?;
     let opts = PoolOptions { may_format: false, ..PoolOptions::new(DATA_BLOCK_SECTORS) };
     let pool = Pool::open(dev, opts).map_err(|e| format!("opening the restored image: {e}"))?;

@@ -7,11 +7,12 @@ use super::fail;
 use super::progress::Metered;
 use clap::Args;
 use engine::io::FileDevice;
-use engine::thin::check::{self, Severity};
-use engine::thin::dump::Source;
-use engine::thin::{restore, Pool, ToolError};
+use engine::thin::Pool;
+use engine::thin::Source;
+use engine::tools::check::{self, Severity};
 use engine::tools::ls::{format_table, parse_fields, LsField};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
+use engine::tools::{restore, ToolError};
 use indicatif::ProgressBar;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -144,8 +145,8 @@ pub fn dump(args: &DumpArgs) -> ExitCode {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut w = DumpWriter::new(BufWriter::with_capacity(1 << 20, out), format);
-    let r =
-        pool.dump(&mut w, source).and_then(|()| w.finish().map(|_| ()).map_err(ToolError::from));
+    let r = engine::tools::dump::dump(&pool, &mut w, source)
+        .and_then(|()| w.finish().map(|_| ()).map_err(ToolError::from));
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e, 1),
@@ -210,7 +211,7 @@ pub fn ls(args: &LsArgs) -> ExitCode {
         Err(e) => return fail(e, 1),
     };
     let source = if args.metadata_snap { Source::MetadataSnap(None) } else { Source::Live };
-    match pool.ls_rows(source) {
+    match engine::tools::dump::ls_rows(&pool, source) {
         Ok((rows, block_size)) => {
             print!("{}", format_table(&rows, block_size, &fields, !args.no_headers));
             ExitCode::SUCCESS

@@ -1,8 +1,8 @@
-//! Errors of the userspace tools built on the pool (dump, restore, ls).
+//! Errors of the offline tools built on the pool (dump, restore, ls).
 
+use super::xml_read::ParseError;
+use super::xml_write::DumpError;
 use crate::error::Error;
-use crate::tools::xml_read::ParseError;
-use crate::tools::xml_write::DumpError;
 use std::fmt;
 
 #[derive(Debug)]

@@ -11,15 +11,13 @@
 //! refused, all in pass 1 (the XML reader itself refuses data blocks past `nr_data_blocks`). `mapped_blocks` is recounted (as 0.9.0 does); `metadata_snap` is not restored (as
 //! 1.x does: a bare block number without its copy would be corrupt).
 
-use super::records::DETAILS_VALUES;
-use super::tool_error::ToolError;
-use super::{Pool, PoolInner, PoolOptions};
-use crate::btree;
-use crate::format::{BlockTime, DeviceDetails};
+use super::error::ToolError;
+use super::xml_read::{XmlEvent, XmlReader};
+use super::{XmlDevice, XmlSuperblock};
+use crate::format::BlockTime;
 use crate::io::BlockDevice;
 use crate::limits::TIME_LIMIT;
-use crate::tools::xml_read::{XmlEvent, XmlReader};
-use crate::tools::{XmlDevice, XmlSuperblock};
+use crate::thin::{BulkLoad, BulkSuperblock, CloseError, Pool, PoolOptions};
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 
@@ -80,10 +78,10 @@ fn write_pool<R: Read>(
         cache_blocks: 2048,
     };
     let pool = Pool::open(dev, opts)?;
-    pool.control(|p| build(p, sb, kept, input))?;
+    pool.bulk_load(|b| build(b, sb, kept, input))?;
     pool.close().map_err(|e| match e {
-        super::CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
-        super::CloseError::Busy(_) => ToolError::Input("pool busy after restore".into()),
+        CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
+        CloseError::Busy(_) => ToolError::Input("pool busy after restore".into()),
     })
 }
 
@@ -242,25 +240,6 @@ fn validate(
     Ok(Some((sb, kept)))
 }
 
-/// Pass 2: format-time state, then every device bulk-loaded, then commit.
-fn build<R: Read>(
-    p: &mut PoolInner,
-    sb: &XmlSuperblock,
-    kept: Option<Vec<(XmlDevice, Vec<Run>)>>,
-    input: R,
-) -> Result<(), ToolError> {
-    p.in_service = true;
-    let r = build_inner(p, sb, kept, input);
-    if r.is_err() {
-        // Leave no half-built pool behind: the device reads as unformatted.
-        let _ = p.tm.bm.put(0, crate::format::BlockKind::Superblock, [0u8; 4096]);
-        p.tm.bm.invalidate_all();
-        let _ = p.tm.bm.with_device(|d| d.write(0, &[0u8; 4096]).and_then(|()| d.flush()));
-        p.fail_io = true;
-    }
-    r
-}
-
 /// Appends the mappings of `runs` to `m` as (vblock, packed block-time) pairs, and tallies
 /// the reference each one holds on its data block.
 fn expand(runs: &[Run], m: &mut Vec<(u64, u64)>, tally: &mut DataTally) -> Result<(), ToolError> {
@@ -275,13 +254,15 @@ fn expand(runs: &[Run], m: &mut Vec<(u64, u64)>, tally: &mut DataTally) -> Resul
     Ok(())
 }
 
-fn build_inner<R: Read>(
-    p: &mut PoolInner,
+/// Pass 2 (inside [`Pool::bulk_load`], which leaves nothing behind on an error): the data
+/// device sized, every device bulk-loaded, the references added, then commit.
+fn build<R: Read>(
+    p: &mut BulkLoad<'_>,
     sb: &XmlSuperblock,
     kept: Option<Vec<(XmlDevice, Vec<Run>)>>,
     input: R,
 ) -> Result<(), ToolError> {
-    p.dsm.resize(&mut p.tm, sb.nr_data_blocks)?;
+    p.resize_data(sb.nr_data_blocks)?;
     let mut tally = DataTally::new(sb.nr_data_blocks)?;
     match kept {
         Some(devices) => {
@@ -300,7 +281,7 @@ fn build_inner<R: Read>(
 }
 
 fn reparse_devices<R: Read>(
-    p: &mut PoolInner,
+    p: &mut BulkLoad<'_>,
     tally: &mut DataTally,
     input: R,
 ) -> Result<(), ToolError> {
@@ -322,16 +303,18 @@ fn reparse_devices<R: Read>(
     })
 }
 
-fn finish_superblock(p: &mut PoolInner, sb: &XmlSuperblock) -> Result<(), ToolError> {
-    p.time = sb.time;
-    p.trans_id = sb.transaction;
-    p.flags = sb.flags;
-    p.sb.version = sb.version;
-    let uuid = sb.uuid.as_bytes();
-    let n = uuid.len().min(16);
-    p.sb.uuid = [0; 16];
-    p.sb.uuid[..n].copy_from_slice(&uuid[..n]);
-    p.commit_now()?;
+fn finish_superblock(p: &mut BulkLoad<'_>, sb: &XmlSuperblock) -> Result<(), ToolError> {
+    let text = sb.uuid.as_bytes();
+    let mut uuid = [0; 16];
+    let n = text.len().min(16);
+    uuid[..n].copy_from_slice(&text[..n]);
+    p.finish(&BulkSuperblock {
+        time: sb.time,
+        trans_id: sb.transaction,
+        flags: sb.flags,
+        version: sb.version,
+        uuid,
+    })?;
     Ok(())
 }
 
@@ -381,7 +364,7 @@ impl DataTally {
     }
 
     /// Adds every tallied reference to the data space map, bitmap by bitmap.
-    fn apply(self, p: &mut PoolInner) -> Result<(), ToolError> {
+    fn apply(self, p: &mut BulkLoad<'_>) -> Result<(), ToolError> {
         let mut runs = Vec::new();
         for (i, chunk) in self.chunks.iter().enumerate() {
             let Some(chunk) = chunk else { continue };
@@ -391,34 +374,20 @@ impl DataTally {
                 let b = base + o as u64;
                 runs.push((b, u32::from(c) + self.overflow.get(&b).copied().unwrap_or(0)));
             }
-            p.dsm.add_counts(&mut p.tm, &runs)?;
+            p.add_data_counts(&runs)?;
         }
         Ok(())
     }
 }
 
 /// Bulk-loads one device's mapping tree (the caller tallied the data references: each
-/// mapping holds one, every leaf being distinct) and adds its top-level and details entries.
+/// mapping holds one, every leaf being distinct) with its details.
 fn add_device(
-    p: &mut PoolInner,
+    p: &mut BulkLoad<'_>,
     d: &XmlDevice,
     mappings: &mut [(u64, u64)],
 ) -> Result<(), ToolError> {
-    // Dumps list origins in order: only sort when the input did not.
-    if !mappings.is_sorted_by_key(|m| m.0) {
-        mappings.sort_unstable_by_key(|m| m.0);
-    }
-    let root = btree::build(&mut p.tm, &p.values.mappings, mappings)?;
-    p.mapping_root =
-        btree::insert(&mut p.tm, &p.values, p.mapping_root, d.dev_id, &root.to_le_bytes())?.0;
-    let details = DeviceDetails {
-        mapped_blocks: mappings.len() as u64,
-        transaction_id: d.transaction,
-        creation_time: d.creation_time,
-        snapshotted_time: d.snap_time,
-    };
-    p.details_root =
-        btree::insert(&mut p.tm, DETAILS_VALUES, p.details_root, d.dev_id, &details.pack())?.0;
+    p.add_device(d.dev_id, d.transaction, d.creation_time, d.snap_time, mappings)?;
     Ok(())
 }
 
