@@ -77,7 +77,13 @@ impl TransactionManager {
         } else {
             FreeIn::BothViews
         };
-        self.sm.alloc(view)
+        let b = self.sm.alloc(view)?;
+        // The header's first invariant: a new or shadow block is free in the committed map.
+        assert!(
+            view == FreeIn::CurrentOnly || !self.sm.committed_used(b),
+            "block {b} is allocated over the committed metadata"
+        );
+        Ok(b)
     }
 
     /// A new block holding `data` (filled by the caller): one cache insert, no separate
@@ -161,6 +167,15 @@ impl TransactionManager {
 
     /// Second half: write the superblock and flush; the new state is then durable.
     pub fn commit(&mut self, sb: &Superblock) -> Result<()> {
+        // The commit order of the header: every dirty block is out (and flushed) before the
+        // superblock, except in the canaries that break exactly this.
+        let broken = self.canaries.on(Canary::SuperblockBeforeNodes)
+            || self.canaries.on(Canary::NoFlushBeforeSuperblock);
+        assert!(
+            broken || self.bm.dirty_count() == 0,
+            "{} dirty blocks at the superblock write",
+            self.bm.dirty_count()
+        );
         self.bm.put(0, BlockKind::Superblock, sb.pack(0))?;
         self.bm.flush()?;
         self.shadowed.clear();

@@ -190,6 +190,11 @@ impl MetadataSpaceMap {
         self.set(b, c);
     }
 
+    /// Whether block `b` is referenced by the last committed state.
+    pub(crate) fn committed_used(&self, b: u64) -> bool {
+        self.committed_used.get(b as usize).copied().unwrap_or(false)
+    }
+
     fn allocatable(&self, b: u64) -> bool {
         self.counts[b as usize] == 0 && !self.committed_used[b as usize]
     }

@@ -48,6 +48,16 @@ pub enum WriteFate {
     Misdirected { to: u64 },
 }
 
+impl WriteFate {
+    /// Whether the write lands (if anywhere) on a block of a device of `nr_blocks`.
+    pub fn lands_in(self, nr_blocks: u64) -> bool {
+        match self {
+            WriteFate::Normal | WriteFate::Lost => true,
+            WriteFate::Misdirected { to } => to < nr_blocks,
+        }
+    }
+}
+
 /// A write accepted by the volatile cache and not yet destaged.
 #[derive(Clone)]
 pub struct PendingWrite {

@@ -697,6 +697,10 @@ impl SimDisk {
     /// Puts a write in the cache. The buffer is kept as given, not copied: nobody changes a
     /// shared buffer in place (faults and tears build new ones; the engine copies first).
     fn accept(&mut self, i: usize, block: u64, data: &Arc<Block>, fate: WriteFate) {
+        // Every block a pending write names is in range (the header's invariant): the range
+        // check ran before, and a misdirected target is drawn in range.
+        let nr = self.durable.nr_blocks();
+        assert!(block < nr && fate.lands_in(nr), "pending write {block} ({fate:?}) out of range");
         let data = Arc::clone(data);
         self.newest.set(i, Arc::clone(&data));
         self.pending.push(PendingWrite { seq: self.next_seq, block, data, fate });
@@ -755,6 +759,17 @@ impl SimDisk {
             for b in [Some(w.block()), landed].into_iter().flatten() {
                 self.refresh_newest(b);
             }
+        }
+        // The header's invariant after a flush: nothing pending, and every block the flush
+        // touched is served from the media again (the newest view holds the durable `Arc`).
+        assert!(self.pending.is_empty(), "a flush left writes pending");
+        for w in &pending {
+            let i = w.block() as usize;
+            let same = match (self.newest.get(i), self.durable.shared(i)) {
+                (Some(n), Some(d)) => Arc::ptr_eq(n, d),
+                (n, d) => n.is_none() && d.is_none(),
+            };
+            assert!(same, "block {i}: the newest view differs from the media after a flush");
         }
         Ok(())
     }
