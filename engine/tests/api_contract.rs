@@ -4,6 +4,7 @@
 mod common;
 
 use common::{assert_clean, fresh_pool, logical, shared_device, Observe, SharedDevice};
+use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use engine::{Errno, Error};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,11 +17,11 @@ fn errno<T: std::fmt::Debug>(r: engine::Result<T>) -> Errno {
 /// A pool with device 1 holding `n` mappings 0..n, committed.
 fn pool_with(n: u64) -> (Pool, SharedDevice) {
     let (pool, dev) = fresh_pool(1024, 10_000);
-    pool.create_thin(1).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..n {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, v, d).unwrap();
+        let d = pool.alloc_data_block().map(u64::from).unwrap();
+        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
     }
     pool.close_thin_device(h);
     pool.commit().unwrap();
@@ -34,30 +35,30 @@ fn reopen(dev: &SharedDevice) -> Pool {
 #[test]
 fn h1_second_open_is_ebusy_until_close() {
     let (pool, _) = pool_with(1);
-    let h = pool.open_thin_device(1).unwrap();
-    assert_eq!(errno(pool.open_thin_device(1)), Errno::EBUSY);
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    assert_eq!(errno(pool.open_thin_device(ThinId(1))), Errno::EBUSY);
     pool.close_thin_device(h);
-    let h = pool.open_thin_device(1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     assert_eq!(pool.dev_id(&h), 1);
-    assert_eq!(errno(pool.open_thin_device(99)), Errno::ENODATA);
+    assert_eq!(errno(pool.open_thin_device(ThinId(99))), Errno::ENODATA);
     pool.close_thin_device(h);
 }
 
 #[test]
 fn h2_delete_while_open_leaves_a_dead_handle() {
     let (pool, _) = pool_with(3);
-    let h = pool.open_thin_device(1).unwrap();
-    pool.delete_thin_device(1).unwrap();
-    assert_eq!(errno(pool.find_block(&h, 0, true)), Errno::ENODATA);
-    assert_eq!(errno(pool.insert_block(&h, 0, 5)), Errno::ENODATA);
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.delete_thin_device(ThinId(1)).unwrap();
+    assert_eq!(errno(pool.find_block(&h, VBlock(0), true)), Errno::ENODATA);
+    assert_eq!(errno(pool.insert_block(&h, VBlock(0), DataBlock(5))), Errno::ENODATA);
     assert_eq!(errno(pool.get_mapped_count(&h)), Errno::ENODATA);
     assert!(!pool.thin_changed_this_transaction(&h));
     assert!(!pool.aborted_changes(&h));
     assert_eq!(pool.dev_id(&h), 1);
     // A new device with the same id is a different device; the old handle stays dead.
-    pool.create_thin(1).unwrap();
-    let h2 = pool.open_thin_device(1).unwrap();
-    assert_eq!(errno(pool.find_block(&h, 0, true)), Errno::ENODATA);
+    pool.create_thin(ThinId(1)).unwrap();
+    let h2 = pool.open_thin_device(ThinId(1)).unwrap();
+    assert_eq!(errno(pool.find_block(&h, VBlock(0), true)), Errno::ENODATA);
     assert_eq!(pool.get_mapped_count(&h2).unwrap(), 0);
     pool.close_thin_device(h);
     pool.close_thin_device(h2);
@@ -69,18 +70,20 @@ fn h2_delete_while_open_leaves_a_dead_handle() {
 fn h3_abort_rolls_everything_back() {
     let (pool, dev) = pool_with(5);
     let before = logical(&pool);
-    let h = pool.open_thin_device(1).unwrap();
-    pool.create_snap(2, 1).unwrap();
-    pool.create_thin(3).unwrap();
-    let h3 = pool.open_thin_device(3).unwrap();
-    pool.insert_block(&h, 0, pool.alloc_data_block().unwrap()).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.create_snap(ThinId(2), ThinId(1)).unwrap();
+    pool.create_thin(ThinId(3)).unwrap();
+    let h3 = pool.open_thin_device(ThinId(3)).unwrap();
+    pool.insert_block(&h, VBlock(0), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
+        .unwrap();
     pool.set_transaction_id(0, 9).unwrap();
     pool.resize_data_dev(20_000).unwrap();
     pool.reserve_metadata_snap().unwrap(); // commits everything above first ([H9])
     let after_reserve = logical(&pool);
-    pool.insert_block(&h, 1, pool.alloc_data_block().unwrap()).unwrap();
-    pool.create_thin(4).unwrap();
-    let h4 = pool.open_thin_device(4).unwrap();
+    pool.insert_block(&h, VBlock(1), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
+        .unwrap();
+    pool.create_thin(ThinId(4)).unwrap();
+    let h4 = pool.open_thin_device(ThinId(4)).unwrap();
     pool.release_metadata_snap().unwrap();
     pool.abort().unwrap();
     assert_eq!(logical(&pool), after_reserve);
@@ -103,16 +106,19 @@ fn h4_cache_only_lookup_would_block_until_prefetched() {
     let (pool, dev) = pool_with(600);
     drop(pool);
     let pool = reopen(&dev);
-    let h = pool.open_thin_device(1).unwrap();
-    assert_eq!(errno(pool.find_block(&h, 300, false)), Errno::EWOULDBLOCK);
-    let blocking = pool.find_block(&h, 300, true).unwrap();
-    assert_eq!(pool.find_block(&h, 300, false).unwrap(), blocking);
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    assert_eq!(errno(pool.find_block(&h, VBlock(300), false)), Errno::EWOULDBLOCK);
+    let blocking = pool.find_block(&h, VBlock(300), true).unwrap();
+    assert_eq!(pool.find_block(&h, VBlock(300), false).unwrap(), blocking);
     // Another leaf: not cached until the prefetch queue is drained.
-    let miss = pool.find_block(&h, 10, false);
+    let miss = pool.find_block(&h, VBlock(10), false);
     if miss.is_err() {
         pool.issue_prefetches();
     }
-    assert_eq!(pool.find_block(&h, 10, false).unwrap(), pool.find_block(&h, 10, true).unwrap());
+    assert_eq!(
+        pool.find_block(&h, VBlock(10), false).unwrap(),
+        pool.find_block(&h, VBlock(10), true).unwrap()
+    );
     pool.close_thin_device(h);
 }
 
@@ -123,7 +129,7 @@ fn h5_resize_rules() {
     pool.resize_data_dev(50_000).unwrap();
     pool.commit().unwrap();
     assert_eq!(pool.get_data_dev_size().unwrap(), 50_000);
-    pool.inc_data_range(40_000, 40_001).unwrap();
+    pool.inc_data_range(DataBlock(40_000), DataBlock(40_001)).unwrap();
     assert_eq!(errno(pool.resize_data_dev(30_000)), Errno::ENOSPC);
     assert_eq!(pool.summary().unwrap().data_nr_blocks, 50_000, "refused shrink changed nothing");
     pool.resize_data_dev(40_001).unwrap();
@@ -139,7 +145,7 @@ fn h5_resize_rules() {
 #[test]
 fn h6_failed_abort_enters_fail_mode() {
     let (pool, dev) = pool_with(3);
-    let h = pool.open_thin_device(1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     dev.set_faults(true, true);
     assert!(pool.abort().is_err());
     assert!(pool.is_failed());
@@ -147,14 +153,14 @@ fn h6_failed_abort_enters_fail_mode() {
     for e in [
         errno(pool.commit()),
         errno(pool.abort()),
-        errno(pool.create_thin(5)),
-        errno(pool.find_block(&h, 0, true)),
+        errno(pool.create_thin(ThinId(5))),
+        errno(pool.find_block(&h, VBlock(0), true)),
         errno(pool.get_transaction_id()),
         errno(pool.get_free_block_count()),
-        errno(pool.alloc_data_block()),
-        errno(pool.open_thin_device(1)),
+        errno(pool.alloc_data_block().map(u64::from)),
+        errno(pool.open_thin_device(ThinId(1))),
         errno(pool.needs_check()),
-        errno(pool.block_is_shared(0)),
+        errno(pool.block_is_shared(DataBlock(0))),
     ] {
         assert_eq!(e, Errno::EINVAL);
     }
@@ -165,8 +171,9 @@ fn h6_failed_abort_enters_fail_mode() {
 #[test]
 fn h7_needs_check_is_durable_at_once() {
     let (pool, dev) = pool_with(2);
-    let h = pool.open_thin_device(1).unwrap();
-    pool.insert_block(&h, 9, pool.alloc_data_block().unwrap()).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.insert_block(&h, VBlock(9), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
+        .unwrap();
     pool.set_needs_check().unwrap();
     let crashed = reopen(&dev);
     assert!(crashed.needs_check().unwrap());
@@ -179,21 +186,21 @@ fn h7_needs_check_is_durable_at_once() {
 #[test]
 fn h8_read_only_refuses_every_mutator_without_effect() {
     let (pool, dev) = pool_with(2);
-    let h = pool.open_thin_device(1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     pool.metadata_read_only();
     let image = dev.image().to_bytes();
     let before = logical(&pool);
     for e in [
-        errno(pool.create_thin(2)),
-        errno(pool.create_snap(2, 1)),
-        errno(pool.delete_thin_device(1)),
-        errno(pool.insert_block(&h, 5, 5)),
-        errno(pool.remove_block(&h, 0)),
-        errno(pool.remove_range(&h, 0, 9)),
-        errno(pool.alloc_data_block()),
+        errno(pool.create_thin(ThinId(2))),
+        errno(pool.create_snap(ThinId(2), ThinId(1))),
+        errno(pool.delete_thin_device(ThinId(1))),
+        errno(pool.insert_block(&h, VBlock(5), DataBlock(5))),
+        errno(pool.remove_block(&h, VBlock(0))),
+        errno(pool.remove_range(&h, VBlock(0), VBlock(9))),
+        errno(pool.alloc_data_block().map(u64::from)),
         errno(pool.set_transaction_id(0, 1)),
         errno(pool.reserve_metadata_snap()),
-        errno(pool.inc_data_range(0, 1)),
+        errno(pool.inc_data_range(DataBlock(0), DataBlock(1))),
         errno(pool.resize_data_dev(20_000)),
         errno(pool.set_needs_check()),
         errno(pool.commit()),
@@ -202,11 +209,11 @@ fn h8_read_only_refuses_every_mutator_without_effect() {
     }
     assert_eq!(logical(&pool), before);
     assert_eq!(pool.get_transaction_id().unwrap(), 0);
-    assert!(pool.find_block(&h, 0, true).is_ok());
+    assert!(pool.find_block(&h, VBlock(0), true).is_ok());
     pool.abort().unwrap();
     assert_eq!(dev.image().to_bytes(), image, "read-only mode wrote to the device");
     pool.metadata_read_write();
-    pool.create_thin(2).unwrap();
+    pool.create_thin(ThinId(2)).unwrap();
     pool.close_thin_device(h);
 }
 
@@ -214,7 +221,7 @@ fn h8_read_only_refuses_every_mutator_without_effect() {
 fn h9_reserve_commits_even_when_busy() {
     let (pool, dev) = pool_with(1);
     pool.reserve_metadata_snap().unwrap();
-    pool.create_thin(7).unwrap();
+    pool.create_thin(ThinId(7)).unwrap();
     assert_eq!(errno(pool.reserve_metadata_snap()), Errno::EBUSY);
     assert!(reopen(&dev).devices().unwrap().contains_key(&7), "the implicit commit happened");
     assert_clean(&dev);
@@ -223,11 +230,11 @@ fn h9_reserve_commits_even_when_busy() {
 #[test]
 fn h10_snapshot_of_an_open_device_is_allowed() {
     let (pool, _) = pool_with(4);
-    let h = pool.open_thin_device(1).unwrap();
-    pool.create_snap(2, 1).unwrap();
-    let s = pool.open_thin_device(2).unwrap();
-    assert!(pool.find_block(&s, 3, true).unwrap().shared);
-    assert!(pool.find_block(&h, 3, true).unwrap().shared);
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.create_snap(ThinId(2), ThinId(1)).unwrap();
+    let s = pool.open_thin_device(ThinId(2)).unwrap();
+    assert!(pool.find_block(&s, VBlock(3), true).unwrap().shared);
+    assert!(pool.find_block(&h, VBlock(3), true).unwrap().shared);
     pool.close_thin_device(h);
     pool.close_thin_device(s);
 }
@@ -245,13 +252,13 @@ fn h11_commit_out_of_service_writes_nothing() {
     }))
     .unwrap();
     let writes = dev.writes();
-    let h = pool.open_thin_device(1).unwrap();
-    pool.find_block(&h, 0, true).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.find_block(&h, VBlock(0), true).unwrap();
     pool.close_thin_device(h);
     pool.commit().unwrap();
     assert_eq!(dev.writes(), writes);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    pool.create_thin(2).unwrap();
+    pool.create_thin(ThinId(2)).unwrap();
     pool.commit().unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(dev.writes() > writes);
@@ -260,17 +267,17 @@ fn h11_commit_out_of_service_writes_nothing() {
 #[test]
 fn h12_find_mapped_range_edges() {
     let (pool, _) = pool_with(0);
-    let h = pool.open_thin_device(1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     for (v, d) in [(10, 100), (11, 101), (12, 103), (13, 104)] {
-        pool.inc_data_range(d, d + 1).unwrap();
-        pool.insert_block(&h, v, d).unwrap();
+        pool.inc_data_range(DataBlock(d), DataBlock(d + 1)).unwrap();
+        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
     }
-    assert_eq!(errno(pool.find_mapped_range(&h, 10, 10)), Errno::ENODATA);
-    assert_eq!(errno(pool.find_mapped_range(&h, 12, 11)), Errno::ENODATA);
-    assert_eq!(errno(pool.find_mapped_range(&h, 0, 10)), Errno::ENODATA);
-    let r = pool.find_mapped_range(&h, 0, 100).unwrap();
+    assert_eq!(errno(pool.find_mapped_range(&h, VBlock(10), VBlock(10))), Errno::ENODATA);
+    assert_eq!(errno(pool.find_mapped_range(&h, VBlock(12), VBlock(11))), Errno::ENODATA);
+    assert_eq!(errno(pool.find_mapped_range(&h, VBlock(0), VBlock(10))), Errno::ENODATA);
+    let r = pool.find_mapped_range(&h, VBlock(0), VBlock(100)).unwrap();
     assert_eq!((r.thin_begin, r.thin_end, r.pool_begin, r.maybe_shared), (10, 12, 100, false));
-    let r = pool.find_mapped_range(&h, 11, 13).unwrap();
+    let r = pool.find_mapped_range(&h, VBlock(11), VBlock(13)).unwrap();
     assert_eq!((r.thin_begin, r.thin_end, r.pool_begin), (11, 12, 101));
     pool.close_thin_device(h);
 }
@@ -278,26 +285,31 @@ fn h12_find_mapped_range_edges() {
 #[test]
 fn h13_freed_blocks_are_not_reused_before_commit() {
     let (pool, _) = fresh_pool(256, 4);
-    pool.create_thin(1).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..4 {
-        pool.insert_block(&h, v, pool.alloc_data_block().unwrap()).unwrap();
+        pool.insert_block(
+            &h,
+            VBlock(v),
+            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
+        )
+        .unwrap();
     }
     pool.commit().unwrap();
-    pool.remove_range(&h, 0, 2).unwrap();
+    pool.remove_range(&h, VBlock(0), VBlock(2)).unwrap();
     assert_eq!(pool.get_free_block_count().unwrap(), 2);
-    assert_eq!(errno(pool.alloc_data_block()), Errno::ENOSPC);
+    assert_eq!(errno(pool.alloc_data_block().map(u64::from)), Errno::ENOSPC);
     pool.commit().unwrap();
-    pool.alloc_data_block().unwrap();
+    pool.alloc_data_block().map(u64::from).unwrap();
     pool.close_thin_device(h);
 }
 
 #[test]
 fn h15_remove_of_an_unmapped_block_is_enodata_and_harmless() {
     let (pool, dev) = pool_with(3);
-    let h = pool.open_thin_device(1).unwrap();
-    assert_eq!(errno(pool.remove_block(&h, 50)), Errno::ENODATA);
-    pool.remove_block(&h, 1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    assert_eq!(errno(pool.remove_block(&h, VBlock(50))), Errno::ENODATA);
+    pool.remove_block(&h, VBlock(1)).unwrap();
     assert_eq!(pool.get_mapped_count(&h).unwrap(), 2);
     pool.commit().unwrap();
     assert_clean(&dev);
@@ -307,15 +319,15 @@ fn h15_remove_of_an_unmapped_block_is_enodata_and_harmless() {
 #[test]
 fn r1_argument_errors_leave_no_trace_other_errors_poison() {
     let (pool, dev) = pool_with(3);
-    pool.create_thin(2).unwrap();
+    pool.create_thin(ThinId(2)).unwrap();
     pool.commit().unwrap();
     let image = dev.image().to_bytes();
-    assert_eq!(errno(pool.create_thin(1)), Errno::EEXIST);
-    assert_eq!(errno(pool.create_snap(3, 99)), Errno::ENODATA);
-    assert_eq!(errno(pool.delete_thin_device(99)), Errno::ENODATA);
+    assert_eq!(errno(pool.create_thin(ThinId(1))), Errno::EEXIST);
+    assert_eq!(errno(pool.create_snap(ThinId(3), ThinId(99))), Errno::ENODATA);
+    assert_eq!(errno(pool.delete_thin_device(ThinId(99))), Errno::ENODATA);
     assert_eq!(errno(pool.set_transaction_id(5, 6)), Errno::EINVAL);
-    assert_eq!(errno(pool.dec_data_range(9_000, 9_001)), Errno::EINVAL);
-    assert_eq!(errno(pool.inc_data_range(5, 4)), Errno::EINVAL);
+    assert_eq!(errno(pool.dec_data_range(DataBlock(9_000), DataBlock(9_001))), Errno::EINVAL);
+    assert_eq!(errno(pool.inc_data_range(DataBlock(5), DataBlock(4))), Errno::EINVAL);
     assert_eq!(errno(pool.release_metadata_snap()), Errno::EINVAL);
     assert!(!pool.changed_this_transaction().unwrap());
     pool.commit().unwrap();
@@ -327,17 +339,17 @@ fn r1_argument_errors_leave_no_trace_other_errors_poison() {
         PoolOptions { cache_blocks: 64, ..PoolOptions::new(128) },
     )
     .unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     dev.set_faults(true, true);
-    let r = pool.insert_block(&h, 77, 77);
+    let r = pool.insert_block(&h, VBlock(77), DataBlock(77));
     dev.set_faults(false, false);
     if let Err(e) = r {
         assert_eq!(e.errno(), Errno::EIO);
         assert!(pool.is_poisoned());
-        assert!(matches!(pool.create_thin(8), Err(Error::Poisoned)));
+        assert!(matches!(pool.create_thin(ThinId(8)), Err(Error::Poisoned)));
         assert!(matches!(pool.commit(), Err(Error::Poisoned)));
         pool.abort().unwrap();
-        pool.create_thin(8).unwrap();
+        pool.create_thin(ThinId(8)).unwrap();
     }
     pool.close_thin_device(h);
 }
@@ -345,10 +357,11 @@ fn r1_argument_errors_leave_no_trace_other_errors_poison() {
 #[test]
 fn r2_close_commits_pending_work() {
     let (pool, dev) = pool_with(1);
-    let h = pool.open_thin_device(1).unwrap();
-    pool.insert_block(&h, 5, pool.alloc_data_block().unwrap()).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.insert_block(&h, VBlock(5), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
+        .unwrap();
     pool.close_thin_device(h);
-    pool.create_thin(2).unwrap();
+    pool.create_thin(ThinId(2)).unwrap();
     assert!(pool.close().is_ok());
     let p = reopen(&dev);
     assert_eq!(p.devices().unwrap().len(), 2);
@@ -359,12 +372,12 @@ fn r2_close_commits_pending_work() {
 #[test]
 fn r3_existence_is_the_current_state() {
     let (pool, _) = pool_with(0);
-    pool.create_thin(2).unwrap();
-    assert_eq!(errno(pool.create_thin(2)), Errno::EEXIST);
-    pool.delete_thin_device(2).unwrap();
-    pool.create_thin(2).unwrap();
-    pool.delete_thin_device(1).unwrap();
-    assert_eq!(errno(pool.create_snap(3, 1)), Errno::ENODATA);
+    pool.create_thin(ThinId(2)).unwrap();
+    assert_eq!(errno(pool.create_thin(ThinId(2))), Errno::EEXIST);
+    pool.delete_thin_device(ThinId(2)).unwrap();
+    pool.create_thin(ThinId(2)).unwrap();
+    pool.delete_thin_device(ThinId(1)).unwrap();
+    assert_eq!(errno(pool.create_snap(ThinId(3), ThinId(1))), Errno::ENODATA);
     pool.commit().unwrap();
     assert_eq!(pool.devices().unwrap().keys().copied().collect::<Vec<_>>(), vec![2]);
 }
@@ -384,15 +397,26 @@ fn r4_threshold_fires_once_per_crossing_and_survives_abort() {
     .unwrap();
     assert_eq!(fired.load(Ordering::SeqCst), 0, "not at registration");
     pool.abort().unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..3000 {
-        pool.insert_block(&h, v * 300, pool.alloc_data_block().unwrap()).unwrap();
+        pool.insert_block(
+            &h,
+            VBlock(v * 300),
+            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
+        )
+        .unwrap();
     }
     assert_eq!(fired.load(Ordering::SeqCst), 1, "exactly once per downward crossing");
     pool.abort().unwrap();
-    pool.insert_block(&h, 0, pool.alloc_data_block().unwrap()).unwrap();
+    pool.insert_block(&h, VBlock(0), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
+        .unwrap();
     for v in 0..3000 {
-        pool.insert_block(&h, v * 300, pool.alloc_data_block().unwrap()).unwrap();
+        pool.insert_block(
+            &h,
+            VBlock(v * 300),
+            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
+        )
+        .unwrap();
     }
     assert_eq!(fired.load(Ordering::SeqCst), 2, "re-armed after the abort freed blocks");
     pool.close_thin_device(h);
@@ -402,11 +426,11 @@ fn r4_threshold_fires_once_per_crossing_and_survives_abort() {
 fn r5_free_data_count_saturates() {
     let (pool, _) = fresh_pool(256, 10);
     for _ in 0..10 {
-        pool.alloc_data_block().unwrap();
+        pool.alloc_data_block().map(u64::from).unwrap();
     }
     pool.resize_data_dev(30).unwrap();
     for _ in 0..5 {
-        pool.alloc_data_block().unwrap();
+        pool.alloc_data_block().map(u64::from).unwrap();
     }
     assert_eq!(pool.get_free_block_count().unwrap(), 0);
     pool.commit().unwrap();
@@ -451,7 +475,7 @@ fn r8_time_cannot_outgrow_24_bits() {
     let dev = shared_device(256);
     engine::tools::restore::restore(std::io::Cursor::new(xml), Box::new(dev.clone())).unwrap();
     let pool = reopen(&dev);
-    assert_eq!(errno(pool.create_snap(2, 1)), Errno::ENOSPC);
+    assert_eq!(errno(pool.create_snap(ThinId(2), ThinId(1))), Errno::ENOSPC);
     assert_eq!(pool.summary().unwrap().time, (1 << 24) - 1);
     assert!(!pool.devices().unwrap().contains_key(&2));
 }
@@ -459,8 +483,8 @@ fn r8_time_cannot_outgrow_24_bits() {
 #[test]
 fn r9_close_with_an_open_device_changes_nothing() {
     let (pool, dev) = pool_with(1);
-    let h = pool.open_thin_device(1).unwrap();
-    pool.create_thin(2).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.create_thin(ThinId(2)).unwrap();
     let writes = dev.writes();
     let pool = match pool.close() {
         Err(engine::thin::CloseError::Busy(p)) => *p,
@@ -475,12 +499,12 @@ fn r9_close_with_an_open_device_changes_nothing() {
 #[test]
 fn full_data_device_then_abort_and_grow() {
     let (pool, dev) = fresh_pool(512, 50);
-    pool.create_thin(1).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     let mut v = 0;
     loop {
-        match pool.alloc_data_block() {
-            Ok(d) => pool.insert_block(&h, v, d).unwrap(),
+        match pool.alloc_data_block().map(u64::from) {
+            Ok(d) => pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap(),
             Err(e) => {
                 assert_eq!(e.errno(), Errno::ENOSPC);
                 break;
@@ -493,7 +517,8 @@ fn full_data_device_then_abort_and_grow() {
     pool.commit().unwrap();
     pool.resize_data_dev(80).unwrap();
     pool.commit().unwrap();
-    pool.insert_block(&h, v, pool.alloc_data_block().unwrap()).unwrap();
+    pool.insert_block(&h, VBlock(v), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
+        .unwrap();
     pool.commit().unwrap();
     pool.close_thin_device(h);
     assert_clean(&dev);
@@ -506,12 +531,16 @@ fn full_metadata_device_then_abort_and_grow() {
     pool.resize_metadata_dev(64).unwrap();
     pool.resize_data_dev(100_000).unwrap();
     pool.commit().unwrap();
-    pool.create_thin(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
     pool.commit().unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     let mut v = 0;
     let err = loop {
-        match pool.alloc_data_block().and_then(|d| pool.insert_block(&h, v * 1000, d)) {
+        match pool
+            .alloc_data_block()
+            .map(u64::from)
+            .and_then(|d| pool.insert_block(&h, VBlock(v * 1000), DataBlock(d)))
+        {
             Ok(()) => v += 1,
             Err(e) => break e,
         }
@@ -527,7 +556,12 @@ fn full_metadata_device_then_abort_and_grow() {
     pool.resize_metadata_dev(512).unwrap();
     pool.commit().unwrap();
     for i in 0..200 {
-        pool.insert_block(&h, 10_000_000 + i, pool.alloc_data_block().unwrap()).unwrap();
+        pool.insert_block(
+            &h,
+            VBlock(10_000_000 + i),
+            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
+        )
+        .unwrap();
     }
     pool.commit().unwrap();
     pool.close_thin_device(h);
@@ -537,21 +571,26 @@ fn full_metadata_device_then_abort_and_grow() {
 #[test]
 fn snapshots_of_snapshots_and_deleting_origins() {
     let (pool, dev) = pool_with(300);
-    pool.create_snap(2, 1).unwrap();
-    pool.create_snap(3, 2).unwrap();
-    let h2 = pool.open_thin_device(2).unwrap();
+    pool.create_snap(ThinId(2), ThinId(1)).unwrap();
+    pool.create_snap(ThinId(3), ThinId(2)).unwrap();
+    let h2 = pool.open_thin_device(ThinId(2)).unwrap();
     for v in 0..50 {
-        pool.insert_block(&h2, v, pool.alloc_data_block().unwrap()).unwrap();
+        pool.insert_block(
+            &h2,
+            VBlock(v),
+            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
+        )
+        .unwrap();
     }
     pool.commit().unwrap();
     assert_eq!(pool.summary().unwrap().time, 2);
-    pool.delete_thin_device(1).unwrap();
+    pool.delete_thin_device(ThinId(1)).unwrap();
     pool.commit().unwrap();
     assert_clean(&dev);
-    let h3 = pool.open_thin_device(3).unwrap();
+    let h3 = pool.open_thin_device(ThinId(3)).unwrap();
     assert_eq!(pool.get_mapped_count(&h3).unwrap(), 300);
-    assert!(pool.find_block(&h3, 10, true).unwrap().shared);
-    pool.delete_thin_device(2).unwrap();
+    assert!(pool.find_block(&h3, VBlock(10), true).unwrap().shared);
+    pool.delete_thin_device(ThinId(2)).unwrap();
     pool.commit().unwrap();
     assert_eq!(pool.mappings(3).unwrap().len(), 300);
     assert_eq!(pool.get_free_block_count().unwrap(), 10_000 - 300);
@@ -565,8 +604,8 @@ fn held_snapshot_survives_commits_and_reopen() {
     let (pool, dev) = pool_with(100);
     pool.reserve_metadata_snap().unwrap();
     let frozen = logical(&pool);
-    let h = pool.open_thin_device(1).unwrap();
-    pool.remove_range(&h, 0, 50).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    pool.remove_range(&h, VBlock(0), VBlock(50)).unwrap();
     pool.commit().unwrap();
     pool.close_thin_device(h);
     drop(pool);
@@ -589,9 +628,10 @@ fn file_backend_round_trip() {
     let dev = engine::io::FileDevice::create(&path, 512).unwrap();
     let pool = Pool::open(Box::new(dev), PoolOptions::new(256)).unwrap();
     pool.resize_data_dev(100).unwrap();
-    pool.create_thin(4).unwrap();
-    let h = pool.open_thin_device(4).unwrap();
-    pool.insert_block(&h, 3, pool.alloc_data_block().unwrap()).unwrap();
+    pool.create_thin(ThinId(4)).unwrap();
+    let h = pool.open_thin_device(ThinId(4)).unwrap();
+    pool.insert_block(&h, VBlock(3), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
+        .unwrap();
     pool.close_thin_device(h);
     pool.close().unwrap();
     let dev = engine::io::FileDevice::open(&path, true).unwrap();

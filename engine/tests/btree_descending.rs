@@ -11,20 +11,21 @@ mod common;
 
 use common::{assert_clean, fresh_pool};
 use engine::events::{self, BtreeEvent as B, Tree};
+use engine::thin::{DataBlock, ThinId, VBlock};
 use std::collections::BTreeMap;
 
 #[test]
 fn descending_vblocks_split_past_two_levels() {
     events::take();
     let (pool, dev) = fresh_pool(4_096, 70_000);
-    pool.create_thin(7).unwrap();
-    let h = pool.open_thin_device(7).unwrap();
+    pool.create_thin(ThinId(7)).unwrap();
+    let h = pool.open_thin_device(ThinId(7)).unwrap();
     let mut model = BTreeMap::new();
     // Half-full leaves (126) under one root fill at 252 × 126 keys; past it the root
     // splits, and past another 126 leaves the leftmost internal node splits too.
     for (i, v) in (0..60_000u64).rev().enumerate() {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, v * 2 + 1, d).unwrap();
+        let d = pool.alloc_data_block().map(u64::from).unwrap();
+        pool.insert_block(&h, VBlock(v * 2 + 1), DataBlock(d)).unwrap();
         model.insert(v * 2 + 1, d);
         if i % 10_000 == 9_999 {
             pool.commit().unwrap();
@@ -39,7 +40,7 @@ fn descending_vblocks_split_past_two_levels() {
     assert!(c.btree(Tree::Mapping, B::LeafSplit) > 400);
     // Every key answers, holes included, and the image is clean.
     for v in [0u64, 1, 2, 119_999, 120_000, 40_001] {
-        let found = pool.find_block(&h, v, true).ok().map(|l| l.data_block);
+        let found = pool.find_block(&h, VBlock(v), true).ok().map(|l| l.data_block);
         assert_eq!(found, model.get(&v).copied(), "vblock {v}");
     }
     let got: BTreeMap<u64, u64> =
@@ -58,7 +59,7 @@ fn descending_device_ids_split_the_details_tree_twice() {
     // Details leaves hold 126 (63 after a split): 252 × 63 ids fill two levels.
     let ids: Vec<u64> = (0..16_500u64).rev().map(|i| i * 5).collect();
     for (i, &id) in ids.iter().enumerate() {
-        pool.create_thin(id).unwrap();
+        pool.create_thin(ThinId(id)).unwrap();
         if i % 4_000 == 3_999 {
             pool.commit().unwrap();
         }
@@ -72,10 +73,10 @@ fn descending_device_ids_split_the_details_tree_twice() {
     let devices = pool.devices().unwrap();
     assert_eq!(devices.len(), ids.len());
     assert!(ids.iter().all(|id| devices.contains_key(id)));
-    assert_eq!(pool.create_thin(5).map_err(|e| e.errno()), Err(engine::Errno::EEXIST));
+    assert_eq!(pool.create_thin(ThinId(5)).map_err(|e| e.errno()), Err(engine::Errno::EEXIST));
     // Deleting the lowest ids first empties the leftmost leaves: they merge.
     for &id in ids.iter().rev().take(6_000) {
-        pool.delete_thin_device(id).unwrap();
+        pool.delete_thin_device(ThinId(id)).unwrap();
     }
     pool.commit().unwrap();
     let c = events::take();

@@ -4,6 +4,7 @@
 
 mod common;
 use common::Observe;
+use engine::thin::{DataBlock, ThinId, VBlock};
 
 use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
@@ -20,14 +21,14 @@ fn blk(img: &MemoryDevice, b: u64) -> &engine::io::Block {
 
 fn base_image() -> MemoryDevice {
     let (pool, dev) = common::fresh_pool(512, 20_000);
-    pool.create_thin(1).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..700 {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, v, d).unwrap();
+        let d = pool.alloc_data_block().map(u64::from).unwrap();
+        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
     }
     pool.close_thin_device(h);
-    pool.create_snap(2, 1).unwrap();
+    pool.create_snap(ThinId(2), ThinId(1)).unwrap();
     pool.commit().unwrap();
     drop(pool);
     dev.image()
@@ -57,13 +58,13 @@ fn edit_sealed(img: &mut MemoryDevice, b: u64, kind: BlockKind, f: impl FnOnce(&
 fn exercise(img: MemoryDevice) -> Result<(), Error> {
     let pool = Pool::open(Box::new(img), PoolOptions::new(128))?;
     for id in [1, 2] {
-        let h = pool.open_thin_device(id)?;
+        let h = pool.open_thin_device(ThinId(id))?;
         for v in 0..700 {
-            pool.find_block(&h, v, true)?;
+            pool.find_block(&h, VBlock(v), true)?;
         }
         pool.close_thin_device(h);
     }
-    pool.alloc_data_block()?;
+    pool.alloc_data_block().map(u64::from)?;
     pool.commit()
 }
 
@@ -168,8 +169,8 @@ fn cycle_is_an_error_not_a_hang() {
     assert_eq!(err.errno(), Errno::EILSEQ, "{err}");
     // Lookup-next from the second child's first key on walks into the cycle.
     let second = node::key(blk(&base, root), 1);
-    let h = pool.open_thin_device(1).unwrap();
-    let err = pool.remove_range(&h, second, second + 10).unwrap_err();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    let err = pool.remove_range(&h, VBlock(second), VBlock(second + 10)).unwrap_err();
     assert_eq!(err.errno(), Errno::EILSEQ, "lookup-next into the cycle: {err}");
     pool.close_thin_device(h);
     drop(pool);
@@ -265,7 +266,7 @@ fn internal_key_above_its_child_is_an_error_not_a_hang() {
     let report = engine::tools::check::check(Box::new(img.clone()));
     assert!(!report.is_clean(), "check passes an internal key above its child's keys");
     let pool = Pool::open(Box::new(img), PoolOptions::new(128)).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
-    let err = pool.remove_range(&h, k1 + 4, k1 + 14).unwrap_err();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
+    let err = pool.remove_range(&h, VBlock(k1 + 4), VBlock(k1 + 14)).unwrap_err();
     assert_eq!(err.errno(), Errno::EILSEQ, "{err}");
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::{logical, Logical};
 use engine::io::{Block, BlockDevice, IoError, MemoryDevice};
+use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use std::sync::{Arc, Mutex};
 
@@ -52,21 +53,21 @@ impl BlockDevice for CutDevice {
 fn scenario(dev: &CutDevice) -> (Pool, Logical) {
     let pool = Pool::open(Box::new(dev.clone()), PoolOptions::new(128)).unwrap();
     pool.resize_data_dev(40_000).unwrap();
-    pool.create_thin(1).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..600 {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, v, d).unwrap();
+        let d = pool.alloc_data_block().map(u64::from).unwrap();
+        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
     }
     pool.commit().unwrap();
     let old = logical(&pool);
-    pool.create_snap(2, 1).unwrap();
+    pool.create_snap(ThinId(2), ThinId(1)).unwrap();
     for v in 300..900 {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, v, d).unwrap();
+        let d = pool.alloc_data_block().map(u64::from).unwrap();
+        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
     }
-    pool.remove_range(&h, 0, 100).unwrap();
-    pool.inc_data_range(39_000, 39_010).unwrap();
+    pool.remove_range(&h, VBlock(0), VBlock(100)).unwrap();
+    pool.inc_data_range(DataBlock(39_000), DataBlock(39_010)).unwrap();
     pool.resize_data_dev(60_000).unwrap();
     pool.close_thin_device(h);
     (pool, old)

@@ -6,17 +6,18 @@
 #![cfg(loom)]
 
 use engine::io::MemoryDevice;
+use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use loom::sync::Arc;
 
 fn pool() -> Pool {
     let pool = Pool::open(Box::new(MemoryDevice::new(64)), PoolOptions::new(128)).unwrap();
     pool.resize_data_dev(100).unwrap();
-    pool.create_thin(1).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     // Each data block carries the reference insert_block hands to the mapping.
-    pool.inc_data_range(7, 10).unwrap();
-    pool.insert_block(&h, 0, 7).unwrap();
+    pool.inc_data_range(DataBlock(7), DataBlock(10)).unwrap();
+    pool.insert_block(&h, VBlock(0), DataBlock(7)).unwrap();
     pool.close_thin_device(h);
     pool.commit().unwrap();
     pool
@@ -28,16 +29,16 @@ fn readers_see_before_or_after_a_writer() {
     builder.preemption_bound = Some(3);
     builder.check(|| {
         let pool = Arc::new(pool());
-        let h = Arc::new(pool.open_thin_device(1).unwrap());
+        let h = Arc::new(pool.open_thin_device(ThinId(1)).unwrap());
         let (p2, h2) = (pool.clone(), h.clone());
         let reader = loom::thread::spawn(move || {
-            let l = p2.find_block(&h2, 0, true).unwrap();
+            let l = p2.find_block(&h2, VBlock(0), true).unwrap();
             let count = p2.get_mapped_count(&h2).unwrap();
             let tid = p2.get_transaction_id().unwrap();
             (l.data_block, count, tid)
         });
-        pool.insert_block(&h, 1, 8).unwrap();
-        pool.insert_block(&h, 0, 9).unwrap();
+        pool.insert_block(&h, VBlock(1), DataBlock(8)).unwrap();
+        pool.insert_block(&h, VBlock(0), DataBlock(9)).unwrap();
         pool.set_transaction_id(0, 1).unwrap();
         pool.commit().unwrap();
         let (block, count, tid) = reader.join().unwrap();

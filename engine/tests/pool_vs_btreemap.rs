@@ -8,6 +8,7 @@
 
 mod common;
 use common::Observe;
+use engine::thin::{DataBlock, ThinId, VBlock};
 
 use common::{assert_clean, fresh_pool, logical};
 use engine::thin::{Pool, PoolOptions};
@@ -49,7 +50,7 @@ impl Harness {
     fn new() -> Self {
         let (pool, dev) = fresh_pool(2048, 200_000);
         for id in 0..3 {
-            pool.create_thin(id).unwrap();
+            pool.create_thin(ThinId(id)).unwrap();
         }
         pool.commit().unwrap();
         let model: BTreeMap<u64, BTreeMap<u64, u64>> =
@@ -58,7 +59,7 @@ impl Harness {
     }
 
     fn with_dev<T>(&self, id: u64, f: impl FnOnce(&engine::thin::ThinHandle) -> T) -> T {
-        let h = self.pool.open_thin_device(id).unwrap();
+        let h = self.pool.open_thin_device(ThinId(id)).unwrap();
         let r = f(&h);
         self.pool.close_thin_device(h);
         r
@@ -68,33 +69,34 @@ impl Harness {
         match *op {
             Op::Insert { dev, vblock } => {
                 let (id, v) = (u64::from(dev), u64::from(vblock));
-                let d = self.pool.alloc_data_block().unwrap();
-                self.with_dev(id, |h| self.pool.insert_block(h, v, d)).unwrap();
+                let d = self.pool.alloc_data_block().map(u64::from).unwrap();
+                self.with_dev(id, |h| self.pool.insert_block(h, VBlock(v), DataBlock(d))).unwrap();
                 self.model.get_mut(&id).unwrap().insert(v, d);
             }
             Op::Remove { dev, vblock } => {
                 let (id, v) = (u64::from(dev), u64::from(vblock));
-                let r = self.with_dev(id, |h| self.pool.remove_block(h, v));
+                let r = self.with_dev(id, |h| self.pool.remove_block(h, VBlock(v)));
                 let expected = self.model.get_mut(&id).unwrap().remove(&v);
                 assert_eq!(r.is_ok(), expected.is_some(), "remove {id}/{v}: {r:?}");
             }
             Op::RemoveRange { dev, begin, len } => {
                 let (id, b, e) =
                     (u64::from(dev), u64::from(begin), u64::from(begin) + u64::from(len));
-                self.with_dev(id, |h| self.pool.remove_range(h, b, e)).unwrap();
+                self.with_dev(id, |h| self.pool.remove_range(h, VBlock(b), VBlock(e))).unwrap();
                 self.model.get_mut(&id).unwrap().retain(|k, _| *k < b || *k >= e);
             }
             Op::Lookup { dev, vblock } => {
                 let (id, v) = (u64::from(dev), u64::from(vblock));
                 let r = self
-                    .with_dev(id, |h| self.pool.find_block(h, v, true))
+                    .with_dev(id, |h| self.pool.find_block(h, VBlock(v), true))
                     .ok()
                     .map(|l| l.data_block);
                 assert_eq!(r, self.model[&id].get(&v).copied(), "lookup {id}/{v}");
             }
             Op::MappedRange { dev, begin } => {
                 let (id, b) = (u64::from(dev), u64::from(begin));
-                let r = self.with_dev(id, |h| self.pool.find_mapped_range(h, b, b + 500));
+                let r = self
+                    .with_dev(id, |h| self.pool.find_mapped_range(h, VBlock(b), VBlock(b + 500)));
                 let first = self.model[&id].range(b..b + 500).next();
                 match (r, first) {
                     (Ok(range), Some((&k, &d))) => {
@@ -107,7 +109,7 @@ impl Harness {
             Op::Snapshot { origin } => {
                 let id = self.next_snap;
                 self.next_snap += 1;
-                self.pool.create_snap(id, u64::from(origin)).unwrap();
+                self.pool.create_snap(ThinId(id), ThinId(u64::from(origin))).unwrap();
                 let copy = self.model[&u64::from(origin)].clone();
                 self.model.insert(id, copy);
             }
@@ -233,8 +235,8 @@ fn sweep(order: Order) {
     let keys = 100_000 * scale;
     engine::events::take();
     let (pool, dev) = fresh_pool(16_384, keys * 2 + 16);
-    pool.create_thin(1).unwrap();
-    let h = pool.open_thin_device(1).unwrap();
+    pool.create_thin(ThinId(1)).unwrap();
+    let h = pool.open_thin_device(ThinId(1)).unwrap();
     let mut model = BTreeMap::new();
     let seed = if let Order::Random(s) = order { s } else { 0 };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -244,8 +246,8 @@ fn sweep(order: Order) {
             Order::Descending => (keys - i) * 3,
             Order::Random(_) => rng.random_range(0..keys * 4),
         };
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, v, d).unwrap();
+        let d = pool.alloc_data_block().map(u64::from).unwrap();
+        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
         model.insert(v, d);
         if i % 25_000 == 24_999 {
             pool.commit().unwrap();
@@ -263,13 +265,13 @@ fn sweep(order: Order) {
             "descending: every root split is by a new minimum"
         );
     }
-    pool.create_snap(2, 1).unwrap();
+    pool.create_snap(ThinId(2), ThinId(1)).unwrap();
     for _ in 0..keys / 4 {
         let v = rng.random_range(0..keys * 4);
-        let r = pool.remove_block(&h, v);
+        let r = pool.remove_block(&h, VBlock(v));
         assert_eq!(r.is_ok(), model.remove(&v).is_some());
     }
-    pool.remove_range(&h, keys, keys * 2).unwrap();
+    pool.remove_range(&h, VBlock(keys), VBlock(keys * 2)).unwrap();
     model.retain(|k, _| *k < keys || *k >= keys * 2);
     pool.commit().unwrap();
     assert_clean(&dev);

@@ -4,6 +4,7 @@
 
 mod common;
 use common::Observe;
+use engine::thin::DataBlock;
 
 use engine::block_manager::BlockManager;
 use engine::format::BlockKind;
@@ -48,17 +49,17 @@ proptest! {
             match op {
                 DataOp::Inc(b, n) => {
                     let (b, e) = (u64::from(b), (u64::from(b) + u64::from(n)).min(cur.len() as u64));
-                    let r = pool.inc_data_range(b, e);
+                    let r = pool.inc_data_range(DataBlock(b), DataBlock(e));
                     prop_assert_eq!(r.is_ok(), b <= e);
                     if r.is_ok() { (b..e).for_each(|x| cur[x as usize] += 1); }
                 }
                 DataOp::Dec(b, n) => {
                     let (b, e) = (u64::from(b), (u64::from(b) + u64::from(n)).min(cur.len() as u64));
                     let ok = b <= e && (b..e).all(|x| cur[x as usize] > 0);
-                    prop_assert_eq!(pool.dec_data_range(b, e).is_ok(), ok);
+                    prop_assert_eq!(pool.dec_data_range(DataBlock(b), DataBlock(e)).is_ok(), ok);
                     if ok { (b..e).for_each(|x| cur[x as usize] -= 1); }
                 }
-                DataOp::Alloc => match pool.alloc_data_block() {
+                DataOp::Alloc => match pool.alloc_data_block().map(u64::from) {
                     Ok(b) => {
                         let i = b as usize;
                         prop_assert!(i < cur.len() && cur[i] == 0, "allocated a block in use");

@@ -313,6 +313,7 @@ mod images {
     use engine::io::{FileDevice, MemoryDevice};
     use engine::thin::Pool;
     use engine::thin::Source;
+    use engine::thin::{DataBlock, ThinId, VBlock};
     use engine::tools::ls::{format_table, LsField};
     use engine::tools::restore;
     use engine::tools::xml_write::{DumpFormat, DumpWriter};
@@ -506,17 +507,18 @@ mod images {
                 match rng.random_range(0..100) {
                     0..=2 => {
                         let id = step as u64 + 1000;
-                        pool.create_thin(id).unwrap();
+                        pool.create_thin(ThinId(id)).unwrap();
                         ids.push(id);
                     }
                     3 if !ids.is_empty() => {
                         let id = step as u64 + 1000;
-                        pool.create_snap(id, ids[rng.random_range(0..ids.len())]).unwrap();
+                        pool.create_snap(ThinId(id), ThinId(ids[rng.random_range(0..ids.len())]))
+                            .unwrap();
                         ids.push(id);
                     }
                     4 if ids.len() > 1 => {
                         let id = ids.swap_remove(rng.random_range(0..ids.len()));
-                        pool.delete_thin_device(id).unwrap();
+                        pool.delete_thin_device(ThinId(id)).unwrap();
                     }
                     5 => pool.commit().unwrap(),
                     6 if seed % 2 == 0 && pool.get_metadata_snap().unwrap() == 0 => {
@@ -526,13 +528,19 @@ mod images {
                         pool.release_metadata_snap().unwrap()
                     }
                     _ if !ids.is_empty() => {
-                        let h = pool.open_thin_device(ids[rng.random_range(0..ids.len())]).unwrap();
+                        let h = pool
+                            .open_thin_device(ThinId(ids[rng.random_range(0..ids.len())]))
+                            .unwrap();
                         let v = rng.random_range(0..2000);
                         if rng.random_bool(0.8) {
-                            let d = pool.alloc_data_block().unwrap();
-                            pool.insert_block(&h, v, d).unwrap();
+                            let d = pool.alloc_data_block().map(u64::from).unwrap();
+                            pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
                         } else {
-                            let _ = pool.remove_range(&h, v, v + rng.random_range(1..50));
+                            let _ = pool.remove_range(
+                                &h,
+                                VBlock(v),
+                                VBlock(v + rng.random_range(1..50)),
+                            );
                         }
                         pool.close_thin_device(h);
                     }

@@ -56,6 +56,7 @@
 use engine::events::{BtreeEvent, Map, SpaceEvent, Tree};
 use engine::io::{Block, BlockDevice, IoError, MemoryDevice};
 use engine::thin::{CloseError, Pool, PoolOptions, ThinHandle};
+use engine::thin::{DataBlock, ThinId, VBlock};
 use model::{Errno, Handle, Lookup, MappedRange, Model};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -745,9 +746,11 @@ impl Sut {
         let p = self.pool.as_ref().expect("the pool is open between transitions");
         let h = &self.handles;
         match *t {
-            T::CreateThin(id) => Answer::Unit(eng(p.create_thin(id))),
-            T::CreateSnap { id, origin } => Answer::Unit(eng(p.create_snap(id, origin))),
-            T::Delete(id) => Answer::Unit(eng(p.delete_thin_device(id))),
+            T::CreateThin(id) => Answer::Unit(eng(p.create_thin(ThinId(id)))),
+            T::CreateSnap { id, origin } => {
+                Answer::Unit(eng(p.create_snap(ThinId(id), ThinId(origin))))
+            }
+            T::Delete(id) => Answer::Unit(eng(p.delete_thin_device(ThinId(id)))),
             T::Commit => Answer::Unit(eng(p.commit())),
             T::Abort => Answer::Unit(eng(p.abort())),
             T::SetTransactionId { current, new } => {
@@ -756,7 +759,7 @@ impl Sut {
             T::ReserveMetadataSnap => Answer::Unit(eng(p.reserve_metadata_snap())),
             T::ReleaseMetadataSnap => Answer::Unit(eng(p.release_metadata_snap())),
             T::Open(id) => {
-                let r = eng(p.open_thin_device(id));
+                let r = eng(p.open_thin_device(ThinId(id)));
                 let answer = Answer::Unit(r.as_ref().map(drop).map_err(|e| *e));
                 if let Ok(th) = r {
                     self.handles.push(th);
@@ -768,19 +771,19 @@ impl Sut {
                 self.pool().close_thin_device(th);
                 Answer::Unit(Ok(()))
             }
-            T::Alloc => Answer::Number(eng(p.alloc_data_block())),
+            T::Alloc => Answer::Number(eng(p.alloc_data_block().map(u64::from))),
             T::Provision { slot, vblock, .. } => {
                 let Answer::Steps(expected) = model else { panic!("provision answered {model:?}") };
                 let mut steps = Vec::new();
                 let mut v = vblock;
                 while steps.len() < expected.len() {
-                    let a = eng(p.alloc_data_block());
+                    let a = eng(p.alloc_data_block().map(u64::from));
                     steps.push(Answer::Number(a));
                     let Ok(block) = a else { break };
                     if steps.len() == expected.len() {
                         break; // the model's alloc failed here
                     }
-                    let r = eng(p.insert_block(&h[slot], v, block));
+                    let r = eng(p.insert_block(&h[slot], VBlock(v), DataBlock(block)));
                     steps.push(Answer::Unit(r));
                     if r.is_err() {
                         break;
@@ -790,24 +793,28 @@ impl Sut {
                 Answer::Steps(steps)
             }
             T::InsertHeld { slot, vblock, block } => {
-                Answer::Unit(eng(p.insert_block(&h[slot], vblock, block)))
+                Answer::Unit(eng(p.insert_block(&h[slot], VBlock(vblock), DataBlock(block))))
             }
-            T::RemoveBlock { slot, vblock } => Answer::Unit(eng(p.remove_block(&h[slot], vblock))),
+            T::RemoveBlock { slot, vblock } => {
+                Answer::Unit(eng(p.remove_block(&h[slot], VBlock(vblock))))
+            }
             T::RemoveRange { slot, begin, end } => {
-                Answer::Unit(eng(p.remove_range(&h[slot], begin, end)))
+                Answer::Unit(eng(p.remove_range(&h[slot], VBlock(begin), VBlock(end))))
             }
             T::FindBlock { slot, vblock, can_issue_io } => {
-                let answer = eng(p.find_block(&h[slot], vblock, can_issue_io))
+                let answer = eng(p.find_block(&h[slot], VBlock(vblock), can_issue_io))
                     .map(|l| Lookup { data_block: l.data_block, shared: l.shared });
                 Answer::Lookup { answer, can_issue_io }
             }
             T::FindMappedRange { slot, begin, end } => {
-                Answer::Range(eng(p.find_mapped_range(&h[slot], begin, end)).map(|r| MappedRange {
-                    thin_begin: r.thin_begin,
-                    thin_end: r.thin_end,
-                    pool_begin: r.pool_begin,
-                    maybe_shared: r.maybe_shared,
-                }))
+                Answer::Range(eng(p.find_mapped_range(&h[slot], VBlock(begin), VBlock(end))).map(
+                    |r| MappedRange {
+                        thin_begin: r.thin_begin,
+                        thin_end: r.thin_end,
+                        pool_begin: r.pool_begin,
+                        maybe_shared: r.maybe_shared,
+                    },
+                ))
             }
             T::HandleQuery { slot, query } => {
                 let h = &h[slot];
@@ -822,9 +829,13 @@ impl Sut {
                     HandleQuery::AbortedChanges => Answer::Flag(Ok(p.aborted_changes(h))),
                 }
             }
-            T::IncRange { begin, end } => Answer::Unit(eng(p.inc_data_range(begin, end))),
-            T::DecRange { begin, end } => Answer::Unit(eng(p.dec_data_range(begin, end))),
-            T::BlockIsShared(b) => Answer::Flag(eng(p.block_is_shared(b))),
+            T::IncRange { begin, end } => {
+                Answer::Unit(eng(p.inc_data_range(DataBlock(begin), DataBlock(end))))
+            }
+            T::DecRange { begin, end } => {
+                Answer::Unit(eng(p.dec_data_range(DataBlock(begin), DataBlock(end))))
+            }
+            T::BlockIsShared(b) => Answer::Flag(eng(p.block_is_shared(DataBlock(b)))),
             T::ResizeData(n) => Answer::Unit(eng(p.resize_data_dev(n))),
             T::ReadOnly(true) => {
                 p.metadata_read_only();

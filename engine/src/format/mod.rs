@@ -6,6 +6,7 @@ pub mod bitmap;
 pub mod block_time;
 pub mod checksum;
 pub mod details;
+pub mod ids;
 pub mod index;
 pub mod node;
 pub mod superblock;
@@ -13,6 +14,7 @@ pub mod superblock;
 pub use block_time::BlockTime;
 pub use checksum::BlockKind;
 pub use details::DeviceDetails;
+pub use ids::{DataBlock, ThinId, VBlock};
 pub use index::IndexEntry;
 pub use superblock::{SmRoot, Superblock};
 

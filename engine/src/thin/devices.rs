@@ -5,11 +5,13 @@ use super::Pool;
 use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result, Space};
 use crate::format::DeviceDetails;
+use crate::format::ThinId;
 use crate::limits::TIME_LIMIT;
 
 impl Pool {
     /// Creates an empty thin device `id` (EEXIST if it exists now, [R3]).
-    pub fn create_thin(&self, id: u64) -> Result<()> {
+    pub fn create_thin(&self, id: ThinId) -> Result<()> {
+        let id = id.0;
         self.mutate(|p| {
             if p.exists(id)? {
                 return Err(Error::Exists(id));
@@ -30,7 +32,8 @@ impl Pool {
     /// Creates `id` as a snapshot of `origin`: both share the origin's mapping tree, the pool
     /// time advances by one, and the origin's `snapshotted_time` becomes the new time.
     /// ENOSPC if the time would no longer fit a mapping's 24 bits ([R8]).
-    pub fn create_snap(&self, id: u64, origin: u64) -> Result<()> {
+    pub fn create_snap(&self, id: ThinId, origin: ThinId) -> Result<()> {
+        let (id, origin) = (id.0, origin.0);
         self.mutate(|p| {
             if p.exists(id)? {
                 return Err(Error::Exists(id));
@@ -61,7 +64,8 @@ impl Pool {
     }
 
     /// Deletes `id`, releasing its mappings ([H2]: allowed while open; the handle goes dead).
-    pub fn delete_thin_device(&self, id: u64) -> Result<()> {
+    pub fn delete_thin_device(&self, id: ThinId) -> Result<()> {
+        let id = id.0;
         self.mutate(|p| {
             if !p.exists(id)? {
                 return Err(Error::NoData(format!("no thin device {id}")));
@@ -85,7 +89,8 @@ impl Pool {
     }
 
     /// Opens device `id` ([H1]: EBUSY if it already has a live handle).
-    pub fn open_thin_device(&self, id: u64) -> Result<ThinHandle> {
+    pub fn open_thin_device(&self, id: ThinId) -> Result<ThinHandle> {
+        let id = id.0;
         let mut p = self.write();
         if p.fail_io {
             return Err(Error::FailMode);

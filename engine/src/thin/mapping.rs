@@ -5,6 +5,7 @@ use super::{Lookup, MappedRange, Pool, PoolInner};
 use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result};
 use crate::format::BlockTime;
+use crate::format::{DataBlock, VBlock};
 
 impl PoolInner {
     fn lookup_mapping(&self, h: &ThinHandle, vblock: u64, mode: ReadMode) -> Result<Lookup> {
@@ -20,14 +21,21 @@ impl PoolInner {
 impl Pool {
     /// Looks up `vblock`. With `can_issue_io` false, a block not in the cache gives
     /// EWOULDBLOCK ([H4]: the contract follows the kernel's code here).
-    pub fn find_block(&self, h: &ThinHandle, vblock: u64, can_issue_io: bool) -> Result<Lookup> {
+    pub fn find_block(&self, h: &ThinHandle, vblock: VBlock, can_issue_io: bool) -> Result<Lookup> {
+        let vblock = vblock.0;
         let mode = if can_issue_io { ReadMode::Blocking } else { ReadMode::CacheOnly };
         self.query(|p| p.lookup_mapping(h, vblock, mode))
     }
 
     /// The first run of mappings in `[begin, end)` with consecutive data blocks and one
     /// `shared` flag ([H12]: ENODATA when there is none, including begin ≥ end).
-    pub fn find_mapped_range(&self, h: &ThinHandle, begin: u64, end: u64) -> Result<MappedRange> {
+    pub fn find_mapped_range(
+        &self,
+        h: &ThinHandle,
+        begin: VBlock,
+        end: VBlock,
+    ) -> Result<MappedRange> {
+        let (begin, end) = (begin.0, end.0);
         self.query(|p| {
             let rec = p.live(h)?;
             if end <= begin {
@@ -66,7 +74,13 @@ impl Pool {
 
     /// Maps `vblock` to `data_block` at the current time. The caller's reference to the data
     /// block (from alloc or inc) moves into the mapping; a different block it replaces loses one.
-    pub fn insert_block(&self, h: &ThinHandle, vblock: u64, data_block: u64) -> Result<()> {
+    pub fn insert_block(
+        &self,
+        h: &ThinHandle,
+        vblock: VBlock,
+        data_block: DataBlock,
+    ) -> Result<()> {
+        let (vblock, data_block) = (vblock.0, data_block.0);
         self.mutate(|p| {
             p.live(h)?;
             if data_block >= p.dsm.nr_blocks() {
@@ -94,7 +108,8 @@ impl Pool {
     }
 
     /// Unmaps `vblock` (ENODATA, with no effect, if it is not mapped: [R1]).
-    pub fn remove_block(&self, h: &ThinHandle, vblock: u64) -> Result<()> {
+    pub fn remove_block(&self, h: &ThinHandle, vblock: VBlock) -> Result<()> {
+        let vblock = vblock.0;
         self.mutate(|p| {
             p.live(h)?;
             p.live(h)?;
@@ -120,7 +135,8 @@ impl Pool {
     }
 
     /// Unmaps every block in `[begin, end)`; the device counts as changed even if none was.
-    pub fn remove_range(&self, h: &ThinHandle, begin: u64, end: u64) -> Result<()> {
+    pub fn remove_range(&self, h: &ThinHandle, begin: VBlock, end: VBlock) -> Result<()> {
+        let (begin, end) = (begin.0, end.0);
         self.mutate(|p| {
             p.live(h)?;
             let root = p.device_root_for_write(h.id)?;

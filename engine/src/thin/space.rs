@@ -2,12 +2,13 @@
 
 use super::Pool;
 use crate::error::{Error, Result};
+use crate::format::DataBlock;
 use crate::limits::MAX_METADATA_BLOCKS;
 
 impl Pool {
     /// A data block free now and at the last commit ([H13]), with one reference for the caller.
-    pub fn alloc_data_block(&self) -> Result<u64> {
-        self.mutate(|p| p.dsm.alloc(&mut p.tm))
+    pub fn alloc_data_block(&self) -> Result<DataBlock> {
+        self.mutate(|p| p.dsm.alloc(&mut p.tm)).map(DataBlock)
     }
 
     fn check_data_range(nr_blocks: u64, begin: u64, end: u64) -> Result<()> {
@@ -20,7 +21,8 @@ impl Pool {
     }
 
     /// Adds one reference to every data block in `[begin, end)`.
-    pub fn inc_data_range(&self, begin: u64, end: u64) -> Result<()> {
+    pub fn inc_data_range(&self, begin: DataBlock, end: DataBlock) -> Result<()> {
+        let (begin, end) = (begin.0, end.0);
         self.mutate(|p| {
             Self::check_data_range(p.dsm.nr_blocks(), begin, end)?;
             for b in begin..end {
@@ -32,7 +34,8 @@ impl Pool {
 
     /// Drops one reference from every block in `[begin, end)`; EINVAL, with no effect, if any
     /// of them is free ([R1]).
-    pub fn dec_data_range(&self, begin: u64, end: u64) -> Result<()> {
+    pub fn dec_data_range(&self, begin: DataBlock, end: DataBlock) -> Result<()> {
+        let (begin, end) = (begin.0, end.0);
         self.mutate(|p| {
             Self::check_data_range(p.dsm.nr_blocks(), begin, end)?;
             for b in begin..end {
@@ -48,7 +51,8 @@ impl Pool {
     }
 
     /// Whether data block `b` has more than one reference now (lazy: see spec §4.1).
-    pub fn block_is_shared(&self, b: u64) -> Result<bool> {
+    pub fn block_is_shared(&self, b: DataBlock) -> Result<bool> {
+        let b = b.0;
         self.query_mut(|p| Ok(p.dsm.count(&mut p.tm, b)? > 1))
     }
 

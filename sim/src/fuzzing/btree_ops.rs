@@ -4,6 +4,7 @@
 
 use arbitrary::Arbitrary;
 use engine::io::MemoryDevice;
+use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use std::collections::BTreeMap;
 
@@ -24,7 +25,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     pool.resize_data_dev(1 << 20).map_err(|e| e.to_string())?;
     for id in 0..2 {
-        pool.create_thin(id).map_err(|e| e.to_string())?;
+        pool.create_thin(ThinId(id)).map_err(|e| e.to_string())?;
     }
     pool.commit().map_err(|e| e.to_string())?;
     let mut cur: BTreeMap<u64, BTreeMap<u64, u64>> = (0..2).map(|i| (i, BTreeMap::new())).collect();
@@ -65,7 +66,7 @@ fn step(
     let with = |dev: u64,
                 f: &dyn Fn(&engine::thin::ThinHandle) -> engine::Result<()>|
      -> engine::Result<()> {
-        let h = pool.open_thin_device(dev)?;
+        let h = pool.open_thin_device(ThinId(dev))?;
         let r = f(&h);
         pool.close_thin_device(h);
         r
@@ -73,13 +74,14 @@ fn step(
     match *op {
         Op::Insert { dev, vblock } => {
             let vblock = key(vblock);
-            let d = pool.alloc_data_block().map_err(|e| e.to_string())?;
-            with(id(dev), &|h| pool.insert_block(h, vblock, d)).map_err(|e| e.to_string())?;
+            let d = pool.alloc_data_block().map(u64::from).map_err(|e| e.to_string())?;
+            with(id(dev), &|h| pool.insert_block(h, VBlock(vblock), DataBlock(d)))
+                .map_err(|e| e.to_string())?;
             cur.entry(id(dev)).or_default().insert(vblock, d);
         }
         Op::Remove { dev, vblock } => {
             let vblock = key(vblock);
-            let r = with(id(dev), &|h| pool.remove_block(h, vblock));
+            let r = with(id(dev), &|h| pool.remove_block(h, VBlock(vblock)));
             let m = cur.entry(id(dev)).or_default().remove(&vblock);
             if r.is_ok() != m.is_some() {
                 return Err(format!("remove {vblock}: engine {r:?}, model {m:?}"));
@@ -87,15 +89,16 @@ fn step(
         }
         Op::RemoveRange { dev, begin, len } => {
             let (b, e) = (key(begin), key(begin) + u64::from(len));
-            with(id(dev), &|h| pool.remove_range(h, b, e)).map_err(|e| e.to_string())?;
+            with(id(dev), &|h| pool.remove_range(h, VBlock(b), VBlock(e)))
+                .map_err(|e| e.to_string())?;
             if !canary {
                 cur.entry(id(dev)).or_default().retain(|k, _| *k < b || *k >= e);
             }
         }
         Op::Lookup { dev, vblock } => {
             let vblock = key(vblock);
-            let h = pool.open_thin_device(id(dev)).map_err(|e| e.to_string())?;
-            let got = pool.find_block(&h, vblock, true).ok().map(|l| l.data_block);
+            let h = pool.open_thin_device(ThinId(id(dev))).map_err(|e| e.to_string())?;
+            let got = pool.find_block(&h, VBlock(vblock), true).ok().map(|l| l.data_block);
             pool.close_thin_device(h);
             let want = cur.get(&id(dev)).and_then(|m| m.get(&vblock)).copied();
             if got != want {
@@ -103,7 +106,7 @@ fn step(
             }
         }
         Op::Snapshot => {
-            pool.create_snap(*next_snap, 0).map_err(|e| e.to_string())?;
+            pool.create_snap(ThinId(*next_snap), ThinId(0)).map_err(|e| e.to_string())?;
             let copy = cur.get(&0).cloned().unwrap_or_default();
             cur.insert(*next_snap, copy);
             *next_snap += 1;

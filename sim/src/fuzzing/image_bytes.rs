@@ -11,6 +11,7 @@ use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
 use engine::io::{BlockDevice, MemoryDevice};
 use engine::thin::Source;
+use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
 use std::sync::OnceLock;
@@ -30,17 +31,17 @@ pub fn base_image() -> &'static MemoryDevice {
         let dev = crate::fuzzing::xml_restore::shared_memory(256);
         let pool = Pool::open(Box::new(dev.clone()), PoolOptions::new(128)).expect("format");
         pool.resize_data_dev(5000).expect("resize");
-        pool.create_thin(1).expect("create");
-        let h = pool.open_thin_device(1).expect("open");
+        pool.create_thin(ThinId(1)).expect("create");
+        let h = pool.open_thin_device(ThinId(1)).expect("open");
         for v in 0..700 {
-            let d = pool.alloc_data_block().expect("alloc");
-            pool.insert_block(&h, v * 3, d).expect("insert");
+            let d = pool.alloc_data_block().map(u64::from).expect("alloc");
+            pool.insert_block(&h, VBlock(v * 3), DataBlock(d)).expect("insert");
         }
         pool.close_thin_device(h);
-        pool.create_snap(2, 1).expect("snap");
+        pool.create_snap(ThinId(2), ThinId(1)).expect("snap");
         pool.reserve_metadata_snap().expect("reserve");
-        let h = pool.open_thin_device(2).expect("open");
-        pool.remove_range(&h, 0, 300).expect("remove");
+        let h = pool.open_thin_device(ThinId(2)).expect("open");
+        pool.remove_range(&h, VBlock(0), VBlock(300)).expect("remove");
         pool.close_thin_device(h);
         pool.commit().expect("commit");
         drop(pool);
@@ -95,12 +96,12 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
 
 fn write_some(pool: &Pool) -> engine::Result<()> {
     for id in [1u64, 2] {
-        let h = pool.open_thin_device(id)?;
+        let h = pool.open_thin_device(ThinId(id))?;
         for v in 0..40 {
-            let d = pool.alloc_data_block()?;
-            pool.insert_block(&h, 5000 + v, d)?;
+            let d = pool.alloc_data_block().map(u64::from)?;
+            pool.insert_block(&h, VBlock(5000 + v), DataBlock(d))?;
         }
-        pool.remove_range(&h, 0, 100)?;
+        pool.remove_range(&h, VBlock(0), VBlock(100))?;
         pool.close_thin_device(h);
     }
     pool.commit()

@@ -3,6 +3,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use engine::io::MemoryDevice;
+use engine::thin::DataBlock;
 use engine::thin::{Pool, PoolOptions};
 
 const BLOCKS: u64 = 40_000;
@@ -43,13 +44,13 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
         match *op {
             Op::Inc { block, len } => {
                 let (b, e) = range(block, len);
-                pool.inc_data_range(b, e).map_err(|e| e.to_string())?;
+                pool.inc_data_range(DataBlock(b), DataBlock(e)).map_err(|e| e.to_string())?;
                 (b..e).for_each(|x| cur[x as usize] += 1);
             }
             Op::Dec { block, len } => {
                 let (b, e) = range(block, len);
                 let ok = (b..e).all(|x| cur[x as usize] > 0);
-                let r = pool.dec_data_range(b, e);
+                let r = pool.dec_data_range(DataBlock(b), DataBlock(e));
                 if r.is_ok() != ok {
                     return Err(format!("dec [{b},{e}): engine {r:?}, model ok={ok}"));
                 }
@@ -63,7 +64,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
                 }
             }
             Op::Alloc => {
-                if let Ok(b) = pool.alloc_data_block() {
+                if let Ok(b) = pool.alloc_data_block().map(u64::from) {
                     if cur[b as usize] != 0 || committed[b as usize] != 0 {
                         return Err(format!(
                             "allocated block {b} in use now or at the last commit"

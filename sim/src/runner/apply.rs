@@ -12,6 +12,7 @@ use super::op::Op;
 use super::{Res, Runner};
 use engine::error::Space;
 use engine::thin::CloseError;
+use engine::thin::{DataBlock, ThinId, VBlock};
 use model::Errno;
 use std::fmt::Debug;
 
@@ -190,17 +191,17 @@ impl Runner {
                 Ok(())
             }
             Op::CreateThin { dev } => {
-                let eng = self.pool().create_thin(dev);
+                let eng = self.pool().create_thin(ThinId(dev));
                 let m = self.model.create_thin(dev);
                 self.judge(eng, m).map(drop)
             }
             Op::CreateSnap { dev, origin } => {
-                let eng = self.pool().create_snap(dev, origin);
+                let eng = self.pool().create_snap(ThinId(dev), ThinId(origin));
                 let m = self.model.create_snap(dev, origin);
                 self.judge(eng, m).map(drop)
             }
             Op::Delete { dev } => {
-                let eng = self.pool().delete_thin_device(dev);
+                let eng = self.pool().delete_thin_device(ThinId(dev));
                 let m = self.model.delete_thin(dev);
                 self.judge(eng, m).map(drop)
             }
@@ -229,7 +230,7 @@ impl Runner {
                 self.judge(Ok(()), m).map(drop)
             }
             Op::FindBlock { vblock, can_issue_io, .. } => {
-                let eng = self.pool().find_block(th!(), vblock, can_issue_io);
+                let eng = self.pool().find_block(th!(), VBlock(vblock), can_issue_io);
                 let m = self.model.find_block(mh!(), vblock);
                 let eng = eng.map(|l| model::Lookup { data_block: l.data_block, shared: l.shared });
                 // [H4]: without I/O the engine may say EWOULDBLOCK instead.
@@ -240,11 +241,13 @@ impl Runner {
             }
             Op::FindMappedRange { begin, end, .. } => {
                 let eng =
-                    self.pool().find_mapped_range(th!(), begin, end).map(|r| model::MappedRange {
-                        thin_begin: r.thin_begin,
-                        thin_end: r.thin_end,
-                        pool_begin: r.pool_begin,
-                        maybe_shared: r.maybe_shared,
+                    self.pool().find_mapped_range(th!(), VBlock(begin), VBlock(end)).map(|r| {
+                        model::MappedRange {
+                            thin_begin: r.thin_begin,
+                            thin_end: r.thin_end,
+                            pool_begin: r.pool_begin,
+                            maybe_shared: r.maybe_shared,
+                        }
                     });
                 let m = self.model.find_mapped_range(mh!(), begin, end);
                 self.judge(eng, m).map(drop)
@@ -252,7 +255,7 @@ impl Runner {
             Op::Provision { dev, vblock } => {
                 let Some(block) = self.alloc_op()? else { return Ok(()) };
                 self.doing = super::Doing::Insert { dev, vblock, data: block };
-                let eng = self.pool().insert_block(th!(), vblock, block);
+                let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
                 let m = self.model.insert_block(mh!(), vblock, block);
                 self.judge(eng, m).map(drop)
             }
@@ -260,7 +263,7 @@ impl Runner {
                 for &vblock in vblocks {
                     let Some(block) = self.alloc_op()? else { return Ok(()) };
                     self.doing = super::Doing::Insert { dev, vblock, data: block };
-                    let eng = self.pool().insert_block(th!(), vblock, block);
+                    let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
                     let m = self.model.insert_block(mh!(), vblock, block);
                     if self.judge(eng, m)? != Judged::Agree {
                         return Ok(());
@@ -275,17 +278,17 @@ impl Runner {
                         self.invalid(format!("the caller holds no reference to data block {data}"))
                     );
                 }
-                let eng = self.pool().insert_block(th!(), vblock, data);
+                let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(data));
                 let m = self.model.insert_block(mh!(), vblock, data);
                 self.judge(eng, m).map(drop)
             }
             Op::RemoveBlock { vblock, .. } => {
-                let eng = self.pool().remove_block(th!(), vblock);
+                let eng = self.pool().remove_block(th!(), VBlock(vblock));
                 let m = self.model.remove_block(mh!(), vblock);
                 self.judge(eng, m).map(drop)
             }
             Op::RemoveRange { begin, end, .. } => {
-                let eng = self.pool().remove_range(th!(), begin, end);
+                let eng = self.pool().remove_range(th!(), VBlock(begin), VBlock(end));
                 let m = self.model.remove_range(mh!(), begin, end);
                 if self.judge(eng, m)? == Judged::Agree {
                     self.pressure.data = false;
@@ -347,14 +350,14 @@ impl Runner {
                 self.judge(eng, m).map(drop)
             }
             Op::BlockIsShared { data } => {
-                let eng = self.pool().block_is_shared(data);
+                let eng = self.pool().block_is_shared(DataBlock(data));
                 match self.model.block_is_shared(data) {
                     Ok(None) => self.judge(eng.map(drop), Ok(())).map(drop),
                     m => self.judge(eng, m.map(|x| x.unwrap_or(false))).map(drop),
                 }
             }
             Op::IncRange { begin, end } => {
-                let eng = self.pool().inc_data_range(begin, end);
+                let eng = self.pool().inc_data_range(DataBlock(begin), DataBlock(end));
                 let m = self.model.inc_data_range(begin, end);
                 self.judge(eng, m).map(drop)
             }
@@ -365,7 +368,7 @@ impl Runner {
                         self.invalid(format!("the caller holds no reference to data block {b}"))
                     );
                 }
-                let eng = self.pool().dec_data_range(begin, end);
+                let eng = self.pool().dec_data_range(DataBlock(begin), DataBlock(end));
                 let m = self.model.dec_data_range(begin, end);
                 self.judge(eng, m).map(drop)
             }
@@ -426,7 +429,7 @@ impl Runner {
     }
 
     fn open_op(&mut self, dev: u64) -> Res<()> {
-        let eng = self.pool().open_thin_device(dev);
+        let eng = self.pool().open_thin_device(ThinId(dev));
         let m = self.model.open_thin(dev);
         match (eng, m) {
             (Ok(th), Ok(mh)) => {
@@ -449,7 +452,7 @@ impl Runner {
     /// alloc_data_block on both sides: the new block when they agree.
     fn alloc_op(&mut self) -> Res<Option<u64>> {
         self.doing = super::Doing::Alloc;
-        match self.pool().alloc_data_block() {
+        match self.pool().alloc_data_block().map(u64::from) {
             Ok(b) => {
                 let m = self.model.alloc_data_block_check(b).map(|()| b);
                 Ok((self.judge(Ok(b), m)? == Judged::Agree).then_some(b))

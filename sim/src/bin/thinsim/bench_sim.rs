@@ -13,6 +13,7 @@
 
 use crate::median::{median, median_by};
 use engine::io::{BlockDevice, MemoryDevice};
+use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions, ThinHandle};
 use rand::{Rng, SeedableRng};
 use sim::disk::{DiskConfig, SimDisk};
@@ -104,21 +105,23 @@ fn engine_op(pool: &Pool, handles: &mut BTreeMap<u64, ThinHandle>, op: &Op) -> R
         handles.get(&dev).ok_or_else(|| format!("device {dev} is not open"))
     }
     let r = match *op {
-        Op::CreateThin { dev } => pool.create_thin(dev),
-        Op::CreateSnap { dev, origin } => pool.create_snap(dev, origin),
+        Op::CreateThin { dev } => pool.create_thin(ThinId(dev)),
+        Op::CreateSnap { dev, origin } => pool.create_snap(ThinId(dev), ThinId(origin)),
         Op::Open { dev } => {
-            handles.insert(dev, pool.open_thin_device(dev).map_err(|x| x.to_string())?);
+            handles.insert(dev, pool.open_thin_device(ThinId(dev)).map_err(|x| x.to_string())?);
             Ok(())
         }
         Op::Provision { dev, vblock } => {
-            let b = pool.alloc_data_block().map_err(|x| x.to_string())?;
-            pool.insert_block(h(handles, dev)?, vblock, b)
+            let b = pool.alloc_data_block().map(u64::from).map_err(|x| x.to_string())?;
+            pool.insert_block(h(handles, dev)?, VBlock(vblock), DataBlock(b))
         }
         Op::RemoveBlock { dev, vblock } => {
-            let _ = pool.remove_block(h(handles, dev)?, vblock);
+            let _ = pool.remove_block(h(handles, dev)?, VBlock(vblock));
             Ok(())
         }
-        Op::RemoveRange { dev, begin, end } => pool.remove_range(h(handles, dev)?, begin, end),
+        Op::RemoveRange { dev, begin, end } => {
+            pool.remove_range(h(handles, dev)?, VBlock(begin), VBlock(end))
+        }
         Op::Commit => pool.commit(),
         _ => return Err(format!("{op}: not in the bench workload")),
     };

@@ -1,0 +1,49 @@
+//! The number spaces of the pool API, as types: a thin device's id, a virtual block of a
+//! thin device, a block of the data device. Each is its own type so that a call cannot take
+//! one for another (`insert_block(&h, VBlock(v), DataBlock(b))`, never two bare `u64`s);
+//! `From<u64>` and `u64::from` are the explicit crossings, at the edge of a caller that
+//! holds plain numbers (a trace, a model, a test's literal).
+//!
+//! Invariant: the wrapped number is the number the kernel's API uses for it (`dm_thin_id`,
+//! `dm_block_t` of a virtual or a data block), with no offset or scaling.
+
+use std::fmt;
+
+macro_rules! number_space {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u64);
+
+        impl From<u64> for $name {
+            fn from(v: u64) -> Self {
+                $name(v)
+            }
+        }
+
+        impl From<$name> for u64 {
+            fn from(v: $name) -> u64 {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+number_space!(
+    /// A thin device's id (24 bits in the kernel's API).
+    ThinId
+);
+number_space!(
+    /// A block of a thin device's virtual address space, in data-block units.
+    VBlock
+);
+number_space!(
+    /// A block of the data device.
+    DataBlock
+);
