@@ -276,9 +276,12 @@ fn h12_find_mapped_range_edges() {
     assert_eq!(errno(pool.find_mapped_range(&h, VBlock(12), VBlock(11))), Errno::ENODATA);
     assert_eq!(errno(pool.find_mapped_range(&h, VBlock(0), VBlock(10))), Errno::ENODATA);
     let r = pool.find_mapped_range(&h, VBlock(0), VBlock(100)).unwrap();
-    assert_eq!((r.thin_begin, r.thin_end, r.pool_begin, r.maybe_shared), (10, 12, 100, false));
+    assert_eq!(
+        (r.thin_begin, r.thin_end, r.pool_begin, r.maybe_shared),
+        (VBlock(10), VBlock(12), DataBlock(100), false)
+    );
     let r = pool.find_mapped_range(&h, VBlock(11), VBlock(13)).unwrap();
-    assert_eq!((r.thin_begin, r.thin_end, r.pool_begin), (11, 12, 101));
+    assert_eq!((r.thin_begin, r.thin_end, r.pool_begin), (VBlock(11), VBlock(12), DataBlock(101)));
     pool.close_thin_device(h);
 }
 

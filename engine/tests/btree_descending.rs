@@ -40,13 +40,13 @@ fn descending_vblocks_split_past_two_levels() {
     assert!(c.btree(Tree::Mapping, B::LeafSplit) > 400);
     // Every key answers, holes included, and the image is clean.
     for v in [0u64, 1, 2, 119_999, 120_000, 40_001] {
-        let found = pool.find_block(&h, VBlock(v), true).ok().map(|l| l.data_block);
+        let found = pool.find_block(&h, VBlock(v), true).ok().map(|l| l.data_block.0);
         assert_eq!(found, model.get(&v).copied(), "vblock {v}");
     }
     let got: BTreeMap<u64, u64> =
         pool.mappings(7).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
     assert_eq!(got, model);
-    assert_eq!(pool.get_highest_mapped_block(&h).unwrap(), Some(119_999));
+    assert_eq!(pool.get_highest_mapped_block(&h).unwrap(), Some(VBlock(119_999)));
     pool.close_thin_device(h);
     assert_clean(&dev);
 }

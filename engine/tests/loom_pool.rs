@@ -42,11 +42,14 @@ fn readers_see_before_or_after_a_writer() {
         pool.set_transaction_id(0, 1).unwrap();
         pool.commit().unwrap();
         let (block, count, tid) = reader.join().unwrap();
-        assert!(block == 7 || block == 9, "reader saw data block {block}");
+        assert!(block == DataBlock(7) || block == DataBlock(9), "reader saw data block {block}");
         assert!(count == 1 || count == 2, "reader saw {count} mappings");
         // The reader looked at block 0 before counting: having seen the writer's second
         // insert there, its later count must include the first.
-        assert!(block == 7 || count == 2, "saw the remap of block 0 but not the earlier insert");
+        assert!(
+            block == DataBlock(7) || count == 2,
+            "saw the remap of block 0 but not the earlier insert"
+        );
         assert!(tid <= 1);
     });
 }

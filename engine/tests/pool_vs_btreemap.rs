@@ -90,7 +90,7 @@ impl Harness {
                 let r = self
                     .with_dev(id, |h| self.pool.find_block(h, VBlock(v), true))
                     .ok()
-                    .map(|l| l.data_block);
+                    .map(|l| l.data_block.0);
                 assert_eq!(r, self.model[&id].get(&v).copied(), "lookup {id}/{v}");
             }
             Op::MappedRange { dev, begin } => {
@@ -100,7 +100,7 @@ impl Harness {
                 let first = self.model[&id].range(b..b + 500).next();
                 match (r, first) {
                     (Ok(range), Some((&k, &d))) => {
-                        assert_eq!((range.thin_begin, range.pool_begin), (k, d));
+                        assert_eq!((range.thin_begin, range.pool_begin), (VBlock(k), DataBlock(d)));
                     }
                     (Err(e), None) => assert_eq!(e.errno(), engine::Errno::ENODATA),
                     (r, f) => panic!("mapped range from {b}: engine {r:?}, model {f:?}"),

@@ -803,15 +803,15 @@ impl Sut {
             }
             T::FindBlock { slot, vblock, can_issue_io } => {
                 let answer = eng(p.find_block(&h[slot], VBlock(vblock), can_issue_io))
-                    .map(|l| Lookup { data_block: l.data_block, shared: l.shared });
+                    .map(|l| Lookup { data_block: l.data_block.0, shared: l.shared });
                 Answer::Lookup { answer, can_issue_io }
             }
             T::FindMappedRange { slot, begin, end } => {
                 Answer::Range(eng(p.find_mapped_range(&h[slot], VBlock(begin), VBlock(end))).map(
                     |r| MappedRange {
-                        thin_begin: r.thin_begin,
-                        thin_end: r.thin_end,
-                        pool_begin: r.pool_begin,
+                        thin_begin: r.thin_begin.0,
+                        thin_end: r.thin_end.0,
+                        pool_begin: r.pool_begin.0,
                         maybe_shared: r.maybe_shared,
                     },
                 ))
@@ -820,9 +820,9 @@ impl Sut {
                 let h = &h[slot];
                 match query {
                     HandleQuery::MappedCount => Answer::Number(eng(p.get_mapped_count(h))),
-                    HandleQuery::HighestMapped => {
-                        Answer::Highest(eng(p.get_highest_mapped_block(h)))
-                    }
+                    HandleQuery::HighestMapped => Answer::Highest(eng(p
+                        .get_highest_mapped_block(h)
+                        .map(|v| v.map(u64::from)))),
                     HandleQuery::ThinChanged => {
                         Answer::Flag(Ok(p.thin_changed_this_transaction(h)))
                     }

@@ -14,7 +14,10 @@ impl PoolInner {
         let v = btree::lookup_u64(&self.tm, root, &self.values.mappings, vblock, mode)?
             .ok_or_else(|| Error::NoData(format!("device {} block {vblock} is unmapped", h.id)))?;
         let bt = BlockTime::unpack(v);
-        Ok(Lookup { data_block: bt.data_block, shared: rec.details.snapshotted_time > bt.time })
+        Ok(Lookup {
+            data_block: DataBlock(bt.data_block),
+            shared: rec.details.snapshotted_time > bt.time,
+        })
     }
 }
 
@@ -64,9 +67,9 @@ impl Pool {
                 v += 1;
             }
             Ok(MappedRange {
-                thin_begin: v0,
-                thin_end: v,
-                pool_begin: first.data_block,
+                thin_begin: VBlock(v0),
+                thin_end: VBlock(v),
+                pool_begin: DataBlock(first.data_block),
                 maybe_shared: shared,
             })
         })
@@ -154,11 +157,11 @@ impl Pool {
     }
 
     /// The highest mapped virtual block, None for an empty device.
-    pub fn get_highest_mapped_block(&self, h: &ThinHandle) -> Result<Option<u64>> {
+    pub fn get_highest_mapped_block(&self, h: &ThinHandle) -> Result<Option<VBlock>> {
         self.query(|p| {
             p.live(h)?;
             let root = p.device_root(h.id, ReadMode::Blocking)?;
-            btree::highest_key(&p.tm, root, &p.values.mappings)
+            Ok(btree::highest_key(&p.tm, root, &p.values.mappings)?.map(VBlock))
         })
     }
 

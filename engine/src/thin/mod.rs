@@ -45,7 +45,7 @@ pub type PreCommitFn = Box<dyn FnMut() -> Result<()> + Send + Sync>;
 /// The answer of `find_block`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lookup {
-    pub data_block: u64,
+    pub data_block: DataBlock,
     /// The mapping predates the device's last snapshot (time-stamp test, not refcounts).
     pub shared: bool,
 }
@@ -54,9 +54,9 @@ pub struct Lookup {
 /// from `pool_begin` on, all with the same `maybe_shared` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MappedRange {
-    pub thin_begin: u64,
-    pub thin_end: u64,
-    pub pool_begin: u64,
+    pub thin_begin: VBlock,
+    pub thin_end: VBlock,
+    pub pool_begin: DataBlock,
     pub maybe_shared: bool,
 }
 

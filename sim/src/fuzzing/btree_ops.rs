@@ -98,7 +98,7 @@ fn step(
         Op::Lookup { dev, vblock } => {
             let vblock = key(vblock);
             let h = pool.open_thin_device(ThinId(id(dev))).map_err(|e| e.to_string())?;
-            let got = pool.find_block(&h, VBlock(vblock), true).ok().map(|l| l.data_block);
+            let got = pool.find_block(&h, VBlock(vblock), true).ok().map(|l| l.data_block.0);
             pool.close_thin_device(h);
             let want = cur.get(&id(dev)).and_then(|m| m.get(&vblock)).copied();
             if got != want {

@@ -232,7 +232,8 @@ impl Runner {
             Op::FindBlock { vblock, can_issue_io, .. } => {
                 let eng = self.pool().find_block(th!(), VBlock(vblock), can_issue_io);
                 let m = self.model.find_block(mh!(), vblock);
-                let eng = eng.map(|l| model::Lookup { data_block: l.data_block, shared: l.shared });
+                let eng =
+                    eng.map(|l| model::Lookup { data_block: l.data_block.0, shared: l.shared });
                 // [H4]: without I/O the engine may say EWOULDBLOCK instead.
                 if !can_issue_io && matches!(&eng, Err(e) if errno(e) == Errno::EWOULDBLOCK) {
                     return self.judge(Ok(()), m.map(drop)).map(drop);
@@ -243,9 +244,9 @@ impl Runner {
                 let eng =
                     self.pool().find_mapped_range(th!(), VBlock(begin), VBlock(end)).map(|r| {
                         model::MappedRange {
-                            thin_begin: r.thin_begin,
-                            thin_end: r.thin_end,
-                            pool_begin: r.pool_begin,
+                            thin_begin: r.thin_begin.0,
+                            thin_end: r.thin_end.0,
+                            pool_begin: r.pool_begin.0,
                             maybe_shared: r.maybe_shared,
                         }
                     });
@@ -296,7 +297,7 @@ impl Runner {
                 Ok(())
             }
             Op::HighestMappedBlock { .. } => {
-                let eng = self.pool().get_highest_mapped_block(th!());
+                let eng = self.pool().get_highest_mapped_block(th!()).map(|v| v.map(u64::from));
                 let m = self.model.highest_mapped_block(mh!());
                 self.judge(eng, m).map(drop)
             }
