@@ -39,7 +39,7 @@ fn h1_second_open_is_ebusy_until_close() {
     assert_eq!(errno(pool.open_thin_device(ThinId(1))), Errno::EBUSY);
     pool.close_thin_device(h);
     let h = pool.open_thin_device(ThinId(1)).unwrap();
-    assert_eq!(pool.dev_id(&h), 1);
+    assert_eq!(pool.dev_id(&h), ThinId(1));
     assert_eq!(errno(pool.open_thin_device(ThinId(99))), Errno::ENODATA);
     pool.close_thin_device(h);
 }
@@ -54,7 +54,7 @@ fn h2_delete_while_open_leaves_a_dead_handle() {
     assert_eq!(errno(pool.get_mapped_count(&h)), Errno::ENODATA);
     assert!(!pool.thin_changed_this_transaction(&h));
     assert!(!pool.aborted_changes(&h));
-    assert_eq!(pool.dev_id(&h), 1);
+    assert_eq!(pool.dev_id(&h), ThinId(1));
     // A new device with the same id is a different device; the old handle stays dead.
     pool.create_thin(ThinId(1)).unwrap();
     let h2 = pool.open_thin_device(ThinId(1)).unwrap();
@@ -89,7 +89,7 @@ fn h3_abort_rolls_everything_back() {
     assert_eq!(logical(&pool), after_reserve);
     assert_ne!(after_reserve, before);
     // The snapshot copy was made after reserve's commit, in the aborted transaction ([R6]).
-    assert_eq!(pool.get_metadata_snap().unwrap(), 0, "uncommitted reserve rolled back");
+    assert_eq!(pool.get_metadata_snap().unwrap(), None, "uncommitted reserve rolled back");
     assert_eq!(pool.get_transaction_id().unwrap(), 9);
     assert!(pool.aborted_changes(&h));
     assert!(!pool.aborted_changes(&h3));
@@ -177,7 +177,11 @@ fn h7_needs_check_is_durable_at_once() {
     pool.set_needs_check().unwrap();
     let crashed = reopen(&dev);
     assert!(crashed.needs_check().unwrap());
-    assert_eq!(crashed.mappings(1).unwrap().len(), 2, "uncommitted insert not made durable");
+    assert_eq!(
+        crashed.mappings(ThinId(1)).unwrap().len(),
+        2,
+        "uncommitted insert not made durable"
+    );
     pool.abort().unwrap();
     assert!(pool.needs_check().unwrap(), "survives abort");
     pool.close_thin_device(h);
@@ -445,16 +449,16 @@ fn r6_held_root_is_transactional() {
     let (pool, dev) = pool_with(2);
     pool.reserve_metadata_snap().unwrap();
     let held = pool.get_metadata_snap().unwrap();
-    assert_ne!(held, 0);
-    assert_eq!(reopen(&dev).get_metadata_snap().unwrap(), 0, "not durable before commit");
+    assert!(held.is_some());
+    assert_eq!(reopen(&dev).get_metadata_snap().unwrap(), None, "not durable before commit");
     pool.abort().unwrap();
-    assert_eq!(pool.get_metadata_snap().unwrap(), 0);
+    assert_eq!(pool.get_metadata_snap().unwrap(), None);
     pool.reserve_metadata_snap().unwrap();
     pool.commit().unwrap();
-    assert_ne!(reopen(&dev).get_metadata_snap().unwrap(), 0);
+    assert!(reopen(&dev).get_metadata_snap().unwrap().is_some());
     pool.release_metadata_snap().unwrap();
     pool.abort().unwrap();
-    assert_ne!(pool.get_metadata_snap().unwrap(), 0, "release rolled back");
+    assert!(pool.get_metadata_snap().unwrap().is_some(), "release rolled back");
     pool.release_metadata_snap().unwrap();
     pool.commit().unwrap();
     assert_clean(&dev);
@@ -595,7 +599,7 @@ fn snapshots_of_snapshots_and_deleting_origins() {
     assert!(pool.find_block(&h3, VBlock(10), true).unwrap().shared);
     pool.delete_thin_device(ThinId(2)).unwrap();
     pool.commit().unwrap();
-    assert_eq!(pool.mappings(3).unwrap().len(), 300);
+    assert_eq!(pool.mappings(ThinId(3)).unwrap().len(), 300);
     assert_eq!(pool.get_free_block_count().unwrap(), 10_000 - 300);
     pool.close_thin_device(h2);
     pool.close_thin_device(h3);
@@ -616,7 +620,7 @@ fn held_snapshot_survives_commits_and_reopen() {
     let held = pool.held_snapshot().unwrap().unwrap();
     assert_eq!(held[&1].1.len(), 100);
     assert_eq!(frozen[&1].len(), 100);
-    assert_eq!(pool.mappings(1).unwrap().len(), 50);
+    assert_eq!(pool.mappings(ThinId(1)).unwrap().len(), 50);
     assert_clean(&dev);
     pool.release_metadata_snap().unwrap();
     pool.commit().unwrap();
@@ -647,7 +651,7 @@ fn file_backend_round_trip() {
     let pool =
         Pool::open(Box::new(dev), PoolOptions { may_format: false, ..PoolOptions::new(256) })
             .unwrap();
-    assert_eq!(pool.mappings(4).unwrap().len(), 1);
+    assert_eq!(pool.mappings(ThinId(4)).unwrap().len(), 1);
     let blank = engine::io::FileDevice::create(&dir.path().join("blank"), 64).unwrap();
     assert_eq!(
         errno(Pool::open(

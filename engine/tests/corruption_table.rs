@@ -165,7 +165,7 @@ fn cycle_is_an_error_not_a_hang() {
     // The batched lookup (verification's path) and lookup-next bound their depth too.
     let pool = Pool::open(Box::new(img.clone()), PoolOptions::new(128)).unwrap();
     let keys: Vec<u64> = (0..700).collect();
-    let err = pool.lookup_mappings(1, &keys).unwrap_err();
+    let err = pool.lookup_mappings(ThinId(1), &keys).unwrap_err();
     assert_eq!(err.errno(), Errno::EILSEQ, "{err}");
     // Lookup-next from the second child's first key on walks into the cycle.
     let second = node::key(blk(&base, root), 1);

@@ -128,7 +128,7 @@ impl Harness {
             let mut keys: Vec<u64> = (0..4100).step_by(3).chain(want.keys().copied()).collect();
             keys.sort_unstable();
             keys.dedup();
-            let got = self.pool.lookup_mappings(*id, &keys).unwrap();
+            let got = self.pool.lookup_mappings(ThinId(*id), &keys).unwrap();
             for (k, g) in keys.iter().zip(&got) {
                 assert_eq!(
                     g.map(|bt| bt.data_block),
@@ -137,7 +137,7 @@ impl Harness {
                 );
             }
             keys.reverse();
-            let mut descending = self.pool.lookup_mappings(*id, &keys).unwrap();
+            let mut descending = self.pool.lookup_mappings(ThinId(*id), &keys).unwrap();
             descending.reverse();
             assert_eq!(descending, got, "device {id}: descending keys");
         }
@@ -276,7 +276,7 @@ fn sweep(order: Order) {
     pool.commit().unwrap();
     assert_clean(&dev);
     let got: BTreeMap<u64, u64> =
-        pool.mappings(1).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
+        pool.mappings(ThinId(1)).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
     assert_eq!(got, model, "{order:?}");
     assert_eq!(pool.get_mapped_count(&h).unwrap(), model.len() as u64);
     let shrunk = engine::events::take();

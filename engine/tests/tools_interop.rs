@@ -521,10 +521,10 @@ mod images {
                         pool.delete_thin_device(ThinId(id)).unwrap();
                     }
                     5 => pool.commit().unwrap(),
-                    6 if seed % 2 == 0 && pool.get_metadata_snap().unwrap() == 0 => {
+                    6 if seed % 2 == 0 && pool.get_metadata_snap().unwrap().is_none() => {
                         pool.reserve_metadata_snap().unwrap()
                     }
-                    7 if pool.get_metadata_snap().unwrap() != 0 => {
+                    7 if pool.get_metadata_snap().unwrap().is_some() => {
                         pool.release_metadata_snap().unwrap()
                     }
                     _ if !ids.is_empty() => {
@@ -548,7 +548,7 @@ mod images {
                 }
             }
             pool.commit().unwrap();
-            let held = pool.get_metadata_snap().unwrap() != 0;
+            let held = pool.get_metadata_snap().unwrap().is_some();
             drop(pool);
             let p = path.to_str().unwrap();
             let (rc, theirs, err) = run("thin_check", &[p]);

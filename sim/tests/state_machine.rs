@@ -850,7 +850,9 @@ impl Sut {
                 Query::TransactionId => Answer::Number(eng(p.get_transaction_id())),
                 Query::FreeBlockCount => Answer::Number(eng(p.get_free_block_count())),
                 Query::DataDevSize => Answer::Number(eng(p.get_data_dev_size())),
-                Query::MetadataSnap => Answer::Flag(eng(p.get_metadata_snap()).map(|b| b != 0)),
+                Query::MetadataSnap => {
+                    Answer::Flag(eng(p.get_metadata_snap()).map(|b| b.is_some()))
+                }
                 Query::NeedsCheck => Answer::Flag(eng(p.needs_check())),
                 Query::ChangedThisTransaction => Answer::Flag(eng(p.changed_this_transaction())),
             },
@@ -945,7 +947,7 @@ impl StateMachineTest for PoolMachine {
         assert_eq!(eng(p.get_free_block_count()), m.free_data_blocks(), "free data blocks");
         assert_eq!(eng(p.get_data_dev_size()), m.data_dev_size(), "data device size");
         assert_eq!(
-            eng(p.get_metadata_snap()).map(|b| b != 0),
+            eng(p.get_metadata_snap()).map(|b| b.is_some()),
             m.metadata_snap_held(),
             "metadata snapshot held"
         );
@@ -967,7 +969,7 @@ impl StateMachineTest for PoolMachine {
         assert_eq!(devices, expected, "devices: (mapped, transaction id, created, snapshotted)");
         for (&id, d) in m.devices() {
             let mappings: Vec<(u64, u64, u32)> = p
-                .mappings(id)
+                .mappings(ThinId(id))
                 .expect("mappings")
                 .into_iter()
                 .map(|(v, bt)| (v, bt.data_block, bt.time))

@@ -1,5 +1,5 @@
 //! The number spaces of the pool API, as types: a thin device's id, a virtual block of a
-//! thin device, a block of the data device. Each is its own type so that a call cannot take
+//! thin device, a block of the data device, a block of the metadata device. Each is its own type so that a call cannot take
 //! one for another (`insert_block(&h, VBlock(v), DataBlock(b))`, never two bare `u64`s);
 //! `From<u64>` and `u64::from` are the explicit crossings, at the edge of a caller that
 //! holds plain numbers (a trace, a model, a test's literal).
@@ -46,4 +46,8 @@ number_space!(
 number_space!(
     /// A block of the data device.
     DataBlock
+);
+number_space!(
+    /// A 4 KiB block of the metadata device (where the held metadata snapshot lives, say).
+    MetadataBlock
 );

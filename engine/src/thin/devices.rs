@@ -119,7 +119,7 @@ impl Pool {
     }
 
     /// The id a handle was opened with.
-    pub fn dev_id(&self, h: &ThinHandle) -> u64 {
-        h.id
+    pub fn dev_id(&self, h: &ThinHandle) -> ThinId {
+        ThinId(h.id)
     }
 }

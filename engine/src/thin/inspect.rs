@@ -6,6 +6,7 @@ use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
+use crate::format::ThinId;
 use crate::format::{BlockTime, DeviceDetails};
 use std::collections::BTreeMap;
 
@@ -73,14 +74,15 @@ impl Pool {
     }
 
     /// Every mapping of device `id` in the current state, ascending.
-    pub fn mappings(&self, id: u64) -> Result<Vec<(u64, BlockTime)>> {
-        self.query(|p| p.mappings_in(p.mapping_root, id))
+    pub fn mappings(&self, id: ThinId) -> Result<Vec<(u64, BlockTime)>> {
+        self.query(|p| p.mappings_in(p.mapping_root, id.0))
     }
 
     /// The mappings of device `id` at each of `vblocks` in the current state (`None` where
     /// unmapped): one top-level lookup, then one descent for all of them (each node read
     /// once when `vblocks` ascend). For oracles that verify only what changed.
-    pub fn lookup_mappings(&self, id: u64, vblocks: &[u64]) -> Result<Vec<Option<BlockTime>>> {
+    pub fn lookup_mappings(&self, id: ThinId, vblocks: &[u64]) -> Result<Vec<Option<BlockTime>>> {
+        let id = id.0;
         self.query(|p| {
             let root = p.device_root(id, ReadMode::Blocking)?;
             let found = btree::lookup_many_u64(

@@ -22,7 +22,7 @@ mod txn;
 mod values;
 mod visit;
 
-pub use crate::format::{DataBlock, ThinId, VBlock};
+pub use crate::format::{DataBlock, MetadataBlock, ThinId, VBlock};
 pub use bulk::{BulkLoad, BulkSuperblock};
 pub use inspect::PoolSummary;
 pub use open::{CloseError, PoolOptions};

@@ -102,8 +102,9 @@ impl Pool {
     }
 
     /// The held snapshot's block, 0 when none (uncommitted reserve/release included).
-    pub fn get_metadata_snap(&self) -> Result<u64> {
-        self.query(|p| Ok(p.held_root))
+    /// Where the held metadata snapshot is; `None` when none is held (the kernel's 0).
+    pub fn get_metadata_snap(&self) -> Result<Option<crate::format::MetadataBlock>> {
+        self.query(|p| Ok((p.held_root != 0).then_some(crate::format::MetadataBlock(p.held_root))))
     }
 
     /// Sets NEEDS_CHECK and makes it durable before returning ([H7]): the last committed

@@ -17,7 +17,7 @@ use crate::btree;
 use crate::error::Error;
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
-use crate::format::{BlockTime, DeviceDetails};
+use crate::format::{BlockTime, DeviceDetails, MetadataBlock};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
@@ -27,7 +27,7 @@ use std::ops::ControlFlow;
 pub enum Source {
     Live,
     /// The held snapshot (`-m`); with `Some(b)` it must be at block `b`.
-    MetadataSnap(Option<u64>),
+    MetadataSnap(Option<MetadataBlock>),
 }
 
 /// The superblock values of the trees visited.
@@ -57,7 +57,7 @@ pub enum VisitError {
     /// A held snapshot was asked for and none is held.
     NoHeldSnapshot,
     /// The held snapshot is not at the block asked for.
-    HeldElsewhere { asked: u64, held: u64 },
+    HeldElsewhere { asked: MetadataBlock, held: MetadataBlock },
     /// The mapping tree names a device the details tree does not.
     OrphanMappings { dev: u64 },
     /// The visitor stopped the visit.
@@ -142,8 +142,9 @@ impl PoolInner {
                 if self.held_root == 0 {
                     return Err(VisitError::NoHeldSnapshot);
                 }
-                if let Some(asked) = asked.filter(|&b| b != self.held_root) {
-                    return Err(VisitError::HeldElsewhere { asked, held: self.held_root });
+                let held = MetadataBlock(self.held_root);
+                if let Some(asked) = asked.filter(|&b| b != held) {
+                    return Err(VisitError::HeldElsewhere { asked, held });
                 }
                 let raw = self.tm.read(self.held_root, BlockKind::Superblock)?;
                 (Superblock::unpack_unchecked(&raw), 0)

@@ -5,7 +5,7 @@ pub mod tools;
 
 use engine::format::BlockTime;
 use engine::io::{Block, BlockDevice, IoError, MemoryDevice, Shared};
-use engine::thin::{Pool, PoolOptions};
+use engine::thin::{Pool, PoolOptions, ThinId};
 use std::collections::BTreeMap;
 
 /// The device shared between the pool under test and the test itself
@@ -106,7 +106,7 @@ pub type Logical = BTreeMap<u64, BTreeMap<u64, BlockTime>>;
 pub fn logical(pool: &Pool) -> Logical {
     let mut out = BTreeMap::new();
     for id in pool.devices().unwrap().keys() {
-        out.insert(*id, pool.mappings(*id).unwrap().into_iter().collect());
+        out.insert(*id, pool.mappings(ThinId(*id)).unwrap().into_iter().collect());
     }
     out
 }

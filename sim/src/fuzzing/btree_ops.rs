@@ -36,7 +36,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     }
     for (id, want) in &cur {
         let got: BTreeMap<u64, u64> = pool
-            .mappings(*id)
+            .mappings(ThinId(*id))
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|(k, bt)| (k, bt.data_block))

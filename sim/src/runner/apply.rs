@@ -326,7 +326,7 @@ impl Runner {
                 self.judge(eng, m).map(drop)
             }
             Op::MetadataSnap => {
-                let eng = self.pool().get_metadata_snap().map(|b| b != 0);
+                let eng = self.pool().get_metadata_snap().map(|b| b.is_some());
                 let m = self.model.metadata_snap_held();
                 self.judge(eng, m).map(drop)
             }

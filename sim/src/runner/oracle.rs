@@ -12,6 +12,7 @@
 use crate::disk::MemoryImage;
 use engine::format::{BlockTime, DeviceDetails};
 use engine::thin::Pool;
+use engine::thin::ThinId;
 use model::{Device, Devices, Mapping, Model};
 use std::collections::BTreeMap;
 
@@ -120,7 +121,7 @@ pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), Mismatch> {
     let devices = pool.devices().map_err(e2s)?;
     let mut found: EngineDevices = BTreeMap::new();
     for (id, det) in devices {
-        found.insert(id, (det, pool.mappings(id).map_err(e2s)?));
+        found.insert(id, (det, pool.mappings(ThinId(id)).map_err(e2s)?));
     }
     diff_devices("", &model.current().devices, &found, &mut d);
     compare_held(pool, model, &mut d)?;

@@ -30,6 +30,7 @@
 
 use super::oracle::{self, Diff};
 use engine::thin::Pool;
+use engine::thin::ThinId;
 use model::{Change, Model};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,7 +154,7 @@ pub fn compare_changes(
         }
     }
     for &id in &created {
-        let found = pool.mappings(id).map_err(oracle::e2s)?;
+        let found = pool.mappings(ThinId(id)).map_err(oracle::e2s)?;
         oracle::diff_mappings("", id, &cur.devices[&id], &found, &mut d);
     }
     // Changed mappings, device by device, ascending; a device created (compared whole above)
@@ -164,7 +165,7 @@ pub fn compare_changes(
         };
         vblocks.sort_unstable();
         vblocks.dedup();
-        let found = pool.lookup_mappings(id, &vblocks).map_err(oracle::e2s)?;
+        let found = pool.lookup_mappings(ThinId(id), &vblocks).map_err(oracle::e2s)?;
         if found.len() != vblocks.len() {
             d.push(format!(
                 "device {id}: {} vblocks looked up, {} answers (every key needs one)",

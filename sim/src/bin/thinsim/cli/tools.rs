@@ -7,8 +7,7 @@ use super::fail;
 use super::progress::Metered;
 use clap::Args;
 use engine::io::FileDevice;
-use engine::thin::Pool;
-use engine::thin::Source;
+use engine::thin::{MetadataBlock, Pool, Source};
 use engine::tools::check::{self, Severity};
 use engine::tools::ls::{format_table, parse_fields, LsField};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
@@ -135,7 +134,7 @@ pub fn dump(args: &DumpArgs) -> ExitCode {
     };
     let source = match args.metadata_snap {
         None => Source::Live,
-        Some(b) => Source::MetadataSnap(b),
+        Some(b) => Source::MetadataSnap(b.map(MetadataBlock)),
     };
     let out: Box<dyn Write> = match &args.output {
         Some(p) => match File::create(p) {
