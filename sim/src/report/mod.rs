@@ -260,6 +260,59 @@ impl Summary {
     }
 }
 
+/// Keys that hold wall-clock figures or the report's own name: everything else in a summary
+/// is a function of the code and the seeds.
+const NOT_DETERMINISTIC: [&str; 4] = ["name", "wall_seconds", "run_seconds", "throughput"];
+
+impl Summary {
+    /// Where `self` and `other` differ in what the code and the seeds decide (wall-clock
+    /// figures and the name left out), as `path: ours vs theirs` lines; empty when the two
+    /// are the same campaign on the same code. CI compares the campaigns it runs against
+    /// the reports checked in under `reports/`, so a stale report fails it.
+    pub fn differences(&self, other: &Summary) -> Vec<String> {
+        let strip = |s: &Summary| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            drop_keys(&mut v);
+            v
+        };
+        let mut out = Vec::new();
+        diff_values("", &strip(self), &strip(other), &mut out);
+        out
+    }
+}
+
+fn drop_keys(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|k, _| !NOT_DETERMINISTIC.contains(&k.as_str()));
+            m.values_mut().for_each(drop_keys);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_keys),
+        _ => {}
+    }
+}
+
+fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let at = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = Value::Null;
+                diff_values(&at(k), x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                diff_values(&at(&i.to_string()), p, q, out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
 /// The reachable fault kinds that never fired (see the module doc).
 pub fn coverage_gaps(s: &Summary) -> Vec<String> {
     let mut gaps = Vec::new();

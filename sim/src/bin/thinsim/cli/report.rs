@@ -1,23 +1,64 @@
 //! `thinsim report --merge DIR... --out DIR`: merges shard reports into one.
+//! `thinsim report --compare CHECKED_IN NEW`: exits 1 when the two differ in anything the
+//! code and the seeds decide (`Summary::differences`): a checked-in report is then stale.
 
 use clap::Args;
 use sim::report::Summary;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Shard report directories (each with a summary.json).
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "compare", requires = "out")]
     pub merge: Vec<PathBuf>,
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Two report directories: the one checked in, and one just produced.
+    #[arg(long, num_args = 2, value_names = ["CHECKED_IN", "NEW"], conflicts_with = "merge")]
+    pub compare: Vec<PathBuf>,
 }
 
 pub fn report(a: &ReportArgs) -> ExitCode {
-    let name = a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match (&a.compare[..], &a.out) {
+        ([old, new], _) => compare(old, new),
+        (_, Some(out)) => merge(&a.merge, out),
+        _ => {
+            eprintln!("--merge needs --out");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn compare(old: &Path, new: &Path) -> ExitCode {
+    let (a, b) = match (Summary::read(old), Summary::read(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let diff = a.differences(&b);
+    if diff.is_empty() {
+        println!("{} is current: same as {}", old.display(), new.display());
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "{} is stale: {} differences from {} (regenerate it; reports/README.md says how)",
+        old.display(),
+        diff.len(),
+        new.display()
+    );
+    for d in diff.iter().take(20) {
+        eprintln!("  {d}");
+    }
+    ExitCode::from(1)
+}
+
+fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut total = Summary::new(&name, None);
-    for dir in &a.merge {
+    for dir in dirs {
         match Summary::read(dir) {
             Ok(s) => total.merge(&s),
             Err(e) => {
@@ -27,17 +68,17 @@ pub fn report(a: &ReportArgs) -> ExitCode {
         }
     }
     total.finalize(None);
-    if let Err(e) = total.write(&a.out) {
-        eprintln!("{}: {e}", a.out.display());
+    if let Err(e) = total.write(out) {
+        eprintln!("{}: {e}", out.display());
         return ExitCode::from(2);
     }
     println!(
         "merged {} shards: {} runs, {} failure signatures, {} coverage gaps -> {}",
-        a.merge.len(),
+        dirs.len(),
         total.seeds.runs,
         total.failures.len(),
         total.coverage_gaps.len(),
-        a.out.display()
+        out.display()
     );
     if total.passed() {
         ExitCode::SUCCESS
