@@ -44,7 +44,7 @@ fn descending_vblocks_split_past_two_levels() {
         assert_eq!(found, model.get(&v).copied(), "vblock {v}");
     }
     let got: BTreeMap<u64, u64> =
-        pool.mappings(ThinId(7)).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
+        pool.mappings(ThinId(7)).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block.0)).collect();
     assert_eq!(got, model);
     assert_eq!(pool.get_highest_mapped_block(&h).unwrap(), Some(VBlock(119_999)));
     pool.close_thin_device(h);

@@ -131,7 +131,7 @@ impl Harness {
             let got = self.pool.lookup_mappings(ThinId(*id), &keys).unwrap();
             for (k, g) in keys.iter().zip(&got) {
                 assert_eq!(
-                    g.map(|bt| bt.data_block),
+                    g.map(|bt| bt.data_block.0),
                     want.get(k).copied(),
                     "device {id} vblock {k}"
                 );
@@ -146,7 +146,7 @@ impl Harness {
     fn engine_view(pool: &Pool) -> BTreeMap<u64, BTreeMap<u64, u64>> {
         logical(pool)
             .into_iter()
-            .map(|(id, m)| (id, m.into_iter().map(|(k, bt)| (k, bt.data_block)).collect()))
+            .map(|(id, m)| (id, m.into_iter().map(|(k, bt)| (k, bt.data_block.0)).collect()))
             .collect()
     }
 
@@ -276,7 +276,7 @@ fn sweep(order: Order) {
     pool.commit().unwrap();
     assert_clean(&dev);
     let got: BTreeMap<u64, u64> =
-        pool.mappings(ThinId(1)).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block)).collect();
+        pool.mappings(ThinId(1)).unwrap().into_iter().map(|(k, bt)| (k, bt.data_block.0)).collect();
     assert_eq!(got, model, "{order:?}");
     assert_eq!(pool.get_mapped_count(&h).unwrap(), model.len() as u64);
     let shrunk = engine::events::take();

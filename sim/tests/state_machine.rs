@@ -972,7 +972,7 @@ impl StateMachineTest for PoolMachine {
                 .mappings(ThinId(id))
                 .expect("mappings")
                 .into_iter()
-                .map(|(v, bt)| (v, bt.data_block, bt.time))
+                .map(|(v, bt)| (v, bt.data_block.0, bt.time))
                 .collect();
             let expected: Vec<(u64, u64, u32)> =
                 d.mappings.iter().map(|(v, m)| (v, m.data_block, m.time)).collect();

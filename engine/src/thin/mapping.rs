@@ -14,10 +14,7 @@ impl PoolInner {
         let v = btree::lookup_u64(&self.tm, root, &self.values.mappings, vblock, mode)?
             .ok_or_else(|| Error::NoData(format!("device {} block {vblock} is unmapped", h.id)))?;
         let bt = BlockTime::unpack(v);
-        Ok(Lookup {
-            data_block: DataBlock(bt.data_block),
-            shared: rec.details.snapshotted_time > bt.time,
-        })
+        Ok(Lookup { data_block: bt.data_block, shared: rec.details.snapshotted_time > bt.time })
     }
 }
 
@@ -56,7 +53,7 @@ impl Pool {
                 match btree::lookup_u64(&p.tm, root, &p.values.mappings, v, ReadMode::Blocking)? {
                     Some(x) => {
                         let bt = BlockTime::unpack(x);
-                        if bt.data_block != first.data_block + (v - v0)
+                        if bt.data_block.0 != first.data_block.0 + (v - v0)
                             || (snap > bt.time) != shared
                         {
                             break;
@@ -69,7 +66,7 @@ impl Pool {
             Ok(MappedRange {
                 thin_begin: VBlock(v0),
                 thin_end: VBlock(v),
-                pool_begin: DataBlock(first.data_block),
+                pool_begin: first.data_block,
                 maybe_shared: shared,
             })
         })
@@ -83,10 +80,10 @@ impl Pool {
         vblock: VBlock,
         data_block: DataBlock,
     ) -> Result<()> {
-        let (vblock, data_block) = (vblock.0, data_block.0);
+        let vblock = vblock.0;
         self.mutate(|p| {
             p.live(h)?;
-            if data_block >= p.dsm.nr_blocks() {
+            if data_block.0 >= p.dsm.nr_blocks() {
                 return Err(Error::Invalid(format!(
                     "data block {data_block} beyond the data device"
                 )));

@@ -444,7 +444,7 @@ impl Checker {
                 c.entries_below.insert(b, count as u64);
                 for i in 0..count {
                     let bt = BlockTime::unpack(node::value_u64(n, i));
-                    if bt.data_block >= c.data_nr_blocks {
+                    if bt.data_block.0 >= c.data_nr_blocks {
                         c.error(
                             Some(b),
                             path,
@@ -464,7 +464,7 @@ impl Checker {
                             ),
                         );
                     }
-                    c.data_refs.add(bt.data_block, 1);
+                    c.data_refs.add(bt.data_block.0, 1);
                 }
             },
         );

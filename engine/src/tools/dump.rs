@@ -69,7 +69,7 @@ impl<W: Write> TreeVisitor for Dumper<'_, W> {
     }
 
     fn mapping(&mut self, vblock: u64, bt: BlockTime) -> ControlFlow<()> {
-        let r = self.w.mapping(vblock, bt.data_block, bt.time);
+        let r = self.w.mapping(vblock, bt.data_block.0, bt.time);
         self.out(r)
     }
 
@@ -108,7 +108,7 @@ impl TreeVisitor for Blocks {
         ControlFlow::Continue(())
     }
     fn mapping(&mut self, _: u64, bt: BlockTime) -> ControlFlow<()> {
-        self.all.push(bt.data_block);
+        self.all.push(bt.data_block.0);
         ControlFlow::Continue(())
     }
     fn end_device(&mut self) -> ControlFlow<()> {
@@ -139,7 +139,7 @@ impl TreeVisitor for Rows {
         ControlFlow::Continue(())
     }
     fn mapping(&mut self, _: u64, bt: BlockTime) -> ControlFlow<()> {
-        let b = bt.data_block;
+        let b = bt.data_block.0;
         let lo = self.all.partition_point(|&x| x < b);
         let once = self.all.get(lo + 1).is_none_or(|&x| x != b);
         if let Some(row) = self.rows.last_mut() {

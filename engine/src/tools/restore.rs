@@ -246,7 +246,7 @@ fn expand(runs: &[Run], m: &mut Vec<(u64, u64)>, tally: &mut DataTally) -> Resul
     m.reserve(runs.iter().map(|r| r.2 as usize).sum());
     for &(origin, data, length, time) in runs {
         for i in 0..length {
-            let bt = BlockTime { data_block: data + i, time };
+            let bt = BlockTime { data_block: crate::format::DataBlock(data + i), time };
             m.push((origin + i, bt.pack().expect("validated in pass 1")));
             tally.add(data + i)?;
         }

@@ -39,7 +39,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
             .mappings(ThinId(*id))
             .map_err(|e| e.to_string())?
             .into_iter()
-            .map(|(k, bt)| (k, bt.data_block))
+            .map(|(k, bt)| (k, bt.data_block.0))
             .collect();
         if &got != want {
             return Err(format!(

@@ -258,7 +258,7 @@ pub(crate) fn diff_mapping(
     d: &mut Diff,
 ) {
     let want = want.map(|m| (m.data_block, m.time));
-    let found = found.map(|bt| (bt.data_block, bt.time));
+    let found = found.map(|bt| (bt.data_block.0, bt.time));
     if want != found {
         let show = |x: Option<(u64, u32)>| match x {
             Some((b, t)) => format!("data {b} (time {t})"),
