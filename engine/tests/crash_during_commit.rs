@@ -5,43 +5,43 @@
 mod common;
 
 use common::{logical, Logical};
-use engine::io::{Block, BlockDevice, IoError, MemoryDevice};
+use engine::io::{Block, BlockDevice, IoError, MemoryDevice, Shared};
 use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
-use std::sync::{Arc, Mutex};
 
 /// Applies the first `keep` writes issued after `arm()`, silently drops the rest
 /// (the power went out; the engine does not know yet).
-#[derive(Clone)]
-struct CutDevice {
-    inner: Arc<Mutex<(MemoryDevice, Option<u64>)>>,
+struct Cut {
+    dev: MemoryDevice,
+    keep: Option<u64>,
 }
 
-impl CutDevice {
-    fn arm(&self, keep: u64) {
-        self.inner.lock().unwrap().1 = Some(keep);
-    }
-    fn image(&self) -> MemoryDevice {
-        self.inner.lock().unwrap().0.clone()
-    }
+/// The test's side and the pool's side of one cut device.
+type CutDevice = Shared<Cut>;
+
+fn arm(dev: &CutDevice, keep: u64) {
+    dev.lock().keep = Some(keep);
 }
 
-impl BlockDevice for CutDevice {
+fn image(dev: &CutDevice) -> MemoryDevice {
+    dev.lock().dev.clone()
+}
+
+impl BlockDevice for Cut {
     fn nr_blocks(&self) -> u64 {
-        self.inner.lock().unwrap().0.nr_blocks()
+        self.dev.nr_blocks()
     }
     fn read(&mut self, b: u64, buf: &mut Block) -> Result<(), IoError> {
-        self.inner.lock().unwrap().0.read(b, buf)
+        self.dev.read(b, buf)
     }
     fn write(&mut self, b: u64, buf: &Block) -> Result<(), IoError> {
-        let mut g = self.inner.lock().unwrap();
-        match &mut g.1 {
+        match &mut self.keep {
             Some(0) => Ok(()),
             Some(n) => {
                 *n -= 1;
-                g.0.write(b, buf)
+                self.dev.write(b, buf)
             }
-            None => g.0.write(b, buf),
+            None => self.dev.write(b, buf),
         }
     }
     fn flush(&mut self) -> Result<(), IoError> {
@@ -76,22 +76,22 @@ fn scenario(dev: &CutDevice) -> (Pool, Logical) {
 #[test]
 fn commit_cut_at_every_write_reopens_old_or_new() {
     // Measure how many writes the commit issues.
-    let probe = CutDevice { inner: Arc::new(Mutex::new((MemoryDevice::new(1024), None))) };
+    let probe = CutDevice::new(Cut { dev: MemoryDevice::new(1024), keep: None });
     let (pool, _) = scenario(&probe);
-    let before = probe.image().writes_issued;
+    let before = image(&probe).writes_issued;
     pool.commit().unwrap();
     let new = logical(&pool);
-    let commit_writes = probe.image().writes_issued - before;
+    let commit_writes = image(&probe).writes_issued - before;
     assert!(commit_writes > 10, "the commit should write many blocks, wrote {commit_writes}");
 
     let (mut saw_old, mut saw_new) = (0, 0);
     for keep in 0..=commit_writes {
-        let dev = CutDevice { inner: Arc::new(Mutex::new((MemoryDevice::new(1024), None))) };
+        let dev = CutDevice::new(Cut { dev: MemoryDevice::new(1024), keep: None });
         let (pool, old) = scenario(&dev);
-        dev.arm(keep);
+        arm(&dev, keep);
         pool.commit().unwrap();
         drop(pool);
-        let image = dev.image();
+        let image = image(&dev);
         // Old or new, the ten explicit references are the caller's: only the new state has them.
         let refs: std::collections::BTreeMap<u64, u32> = (39_000..39_010).map(|b| (b, 1)).collect();
         let clean_with = |r: &std::collections::BTreeMap<u64, u32>| {
