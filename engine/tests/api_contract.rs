@@ -20,8 +20,8 @@ fn pool_with(n: u64) -> (Pool, SharedDevice) {
     pool.create_thin(ThinId(1)).unwrap();
     let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..n {
-        let d = pool.alloc_data_block().map(u64::from).unwrap();
-        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, VBlock(v), d).unwrap();
     }
     pool.close_thin_device(h);
     pool.commit().unwrap();
@@ -74,14 +74,12 @@ fn h3_abort_rolls_everything_back() {
     pool.create_snap(ThinId(2), ThinId(1)).unwrap();
     pool.create_thin(ThinId(3)).unwrap();
     let h3 = pool.open_thin_device(ThinId(3)).unwrap();
-    pool.insert_block(&h, VBlock(0), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
-        .unwrap();
+    pool.insert_block(&h, VBlock(0), pool.alloc_data_block().unwrap()).unwrap();
     pool.set_transaction_id(0, 9).unwrap();
     pool.resize_data_dev(20_000).unwrap();
     pool.reserve_metadata_snap().unwrap(); // commits everything above first ([H9])
     let after_reserve = logical(&pool);
-    pool.insert_block(&h, VBlock(1), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
-        .unwrap();
+    pool.insert_block(&h, VBlock(1), pool.alloc_data_block().unwrap()).unwrap();
     pool.create_thin(ThinId(4)).unwrap();
     let h4 = pool.open_thin_device(ThinId(4)).unwrap();
     pool.release_metadata_snap().unwrap();
@@ -157,7 +155,7 @@ fn h6_failed_abort_enters_fail_mode() {
         errno(pool.find_block(&h, VBlock(0), true)),
         errno(pool.get_transaction_id()),
         errno(pool.get_free_block_count()),
-        errno(pool.alloc_data_block().map(u64::from)),
+        errno(pool.alloc_data_block()),
         errno(pool.open_thin_device(ThinId(1))),
         errno(pool.needs_check()),
         errno(pool.block_is_shared(DataBlock(0))),
@@ -172,8 +170,7 @@ fn h6_failed_abort_enters_fail_mode() {
 fn h7_needs_check_is_durable_at_once() {
     let (pool, dev) = pool_with(2);
     let h = pool.open_thin_device(ThinId(1)).unwrap();
-    pool.insert_block(&h, VBlock(9), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
-        .unwrap();
+    pool.insert_block(&h, VBlock(9), pool.alloc_data_block().unwrap()).unwrap();
     pool.set_needs_check().unwrap();
     let crashed = reopen(&dev);
     assert!(crashed.needs_check().unwrap());
@@ -201,7 +198,7 @@ fn h8_read_only_refuses_every_mutator_without_effect() {
         errno(pool.insert_block(&h, VBlock(5), DataBlock(5))),
         errno(pool.remove_block(&h, VBlock(0))),
         errno(pool.remove_range(&h, VBlock(0), VBlock(9))),
-        errno(pool.alloc_data_block().map(u64::from)),
+        errno(pool.alloc_data_block()),
         errno(pool.set_transaction_id(0, 1)),
         errno(pool.reserve_metadata_snap()),
         errno(pool.inc_data_range(DataBlock(0), DataBlock(1))),
@@ -295,19 +292,14 @@ fn h13_freed_blocks_are_not_reused_before_commit() {
     pool.create_thin(ThinId(1)).unwrap();
     let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..4 {
-        pool.insert_block(
-            &h,
-            VBlock(v),
-            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
-        )
-        .unwrap();
+        pool.insert_block(&h, VBlock(v), pool.alloc_data_block().unwrap()).unwrap();
     }
     pool.commit().unwrap();
     pool.remove_range(&h, VBlock(0), VBlock(2)).unwrap();
     assert_eq!(pool.get_free_block_count().unwrap(), 2);
-    assert_eq!(errno(pool.alloc_data_block().map(u64::from)), Errno::ENOSPC);
+    assert_eq!(errno(pool.alloc_data_block()), Errno::ENOSPC);
     pool.commit().unwrap();
-    pool.alloc_data_block().map(u64::from).unwrap();
+    pool.alloc_data_block().unwrap();
     pool.close_thin_device(h);
 }
 
@@ -365,8 +357,7 @@ fn r1_argument_errors_leave_no_trace_other_errors_poison() {
 fn r2_close_commits_pending_work() {
     let (pool, dev) = pool_with(1);
     let h = pool.open_thin_device(ThinId(1)).unwrap();
-    pool.insert_block(&h, VBlock(5), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
-        .unwrap();
+    pool.insert_block(&h, VBlock(5), pool.alloc_data_block().unwrap()).unwrap();
     pool.close_thin_device(h);
     pool.create_thin(ThinId(2)).unwrap();
     assert!(pool.close().is_ok());
@@ -406,24 +397,13 @@ fn r4_threshold_fires_once_per_crossing_and_survives_abort() {
     pool.abort().unwrap();
     let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..3000 {
-        pool.insert_block(
-            &h,
-            VBlock(v * 300),
-            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
-        )
-        .unwrap();
+        pool.insert_block(&h, VBlock(v * 300), pool.alloc_data_block().unwrap()).unwrap();
     }
     assert_eq!(fired.load(Ordering::SeqCst), 1, "exactly once per downward crossing");
     pool.abort().unwrap();
-    pool.insert_block(&h, VBlock(0), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
-        .unwrap();
+    pool.insert_block(&h, VBlock(0), pool.alloc_data_block().unwrap()).unwrap();
     for v in 0..3000 {
-        pool.insert_block(
-            &h,
-            VBlock(v * 300),
-            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
-        )
-        .unwrap();
+        pool.insert_block(&h, VBlock(v * 300), pool.alloc_data_block().unwrap()).unwrap();
     }
     assert_eq!(fired.load(Ordering::SeqCst), 2, "re-armed after the abort freed blocks");
     pool.close_thin_device(h);
@@ -433,11 +413,11 @@ fn r4_threshold_fires_once_per_crossing_and_survives_abort() {
 fn r5_free_data_count_saturates() {
     let (pool, _) = fresh_pool(256, 10);
     for _ in 0..10 {
-        pool.alloc_data_block().map(u64::from).unwrap();
+        pool.alloc_data_block().unwrap();
     }
     pool.resize_data_dev(30).unwrap();
     for _ in 0..5 {
-        pool.alloc_data_block().map(u64::from).unwrap();
+        pool.alloc_data_block().unwrap();
     }
     assert_eq!(pool.get_free_block_count().unwrap(), 0);
     pool.commit().unwrap();
@@ -524,8 +504,7 @@ fn full_data_device_then_abort_and_grow() {
     pool.commit().unwrap();
     pool.resize_data_dev(80).unwrap();
     pool.commit().unwrap();
-    pool.insert_block(&h, VBlock(v), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
-        .unwrap();
+    pool.insert_block(&h, VBlock(v), pool.alloc_data_block().unwrap()).unwrap();
     pool.commit().unwrap();
     pool.close_thin_device(h);
     assert_clean(&dev);
@@ -563,12 +542,7 @@ fn full_metadata_device_then_abort_and_grow() {
     pool.resize_metadata_dev(512).unwrap();
     pool.commit().unwrap();
     for i in 0..200 {
-        pool.insert_block(
-            &h,
-            VBlock(10_000_000 + i),
-            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
-        )
-        .unwrap();
+        pool.insert_block(&h, VBlock(10_000_000 + i), pool.alloc_data_block().unwrap()).unwrap();
     }
     pool.commit().unwrap();
     pool.close_thin_device(h);
@@ -582,12 +556,7 @@ fn snapshots_of_snapshots_and_deleting_origins() {
     pool.create_snap(ThinId(3), ThinId(2)).unwrap();
     let h2 = pool.open_thin_device(ThinId(2)).unwrap();
     for v in 0..50 {
-        pool.insert_block(
-            &h2,
-            VBlock(v),
-            DataBlock(pool.alloc_data_block().map(u64::from).unwrap()),
-        )
-        .unwrap();
+        pool.insert_block(&h2, VBlock(v), pool.alloc_data_block().unwrap()).unwrap();
     }
     pool.commit().unwrap();
     assert_eq!(pool.summary().unwrap().time, 2);
@@ -637,8 +606,7 @@ fn file_backend_round_trip() {
     pool.resize_data_dev(100).unwrap();
     pool.create_thin(ThinId(4)).unwrap();
     let h = pool.open_thin_device(ThinId(4)).unwrap();
-    pool.insert_block(&h, VBlock(3), DataBlock(pool.alloc_data_block().map(u64::from).unwrap()))
-        .unwrap();
+    pool.insert_block(&h, VBlock(3), pool.alloc_data_block().unwrap()).unwrap();
     pool.close_thin_device(h);
     pool.close().unwrap();
     let dev = engine::io::FileDevice::open(&path, true).unwrap();

@@ -24,8 +24,8 @@ fn base_image() -> MemoryDevice {
     pool.create_thin(ThinId(1)).unwrap();
     let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..700 {
-        let d = pool.alloc_data_block().map(u64::from).unwrap();
-        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, VBlock(v), d).unwrap();
     }
     pool.close_thin_device(h);
     pool.create_snap(ThinId(2), ThinId(1)).unwrap();
@@ -64,7 +64,7 @@ fn exercise(img: MemoryDevice) -> Result<(), Error> {
         }
         pool.close_thin_device(h);
     }
-    pool.alloc_data_block().map(u64::from)?;
+    pool.alloc_data_block()?;
     pool.commit()
 }
 

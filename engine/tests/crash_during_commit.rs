@@ -56,15 +56,15 @@ fn scenario(dev: &CutDevice) -> (Pool, Logical) {
     pool.create_thin(ThinId(1)).unwrap();
     let h = pool.open_thin_device(ThinId(1)).unwrap();
     for v in 0..600 {
-        let d = pool.alloc_data_block().map(u64::from).unwrap();
-        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, VBlock(v), d).unwrap();
     }
     pool.commit().unwrap();
     let old = logical(&pool);
     pool.create_snap(ThinId(2), ThinId(1)).unwrap();
     for v in 300..900 {
-        let d = pool.alloc_data_block().map(u64::from).unwrap();
-        pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, VBlock(v), d).unwrap();
     }
     pool.remove_range(&h, VBlock(0), VBlock(100)).unwrap();
     pool.inc_data_range(DataBlock(39_000), DataBlock(39_010)).unwrap();

@@ -313,7 +313,7 @@ mod images {
     use engine::io::{FileDevice, MemoryDevice};
     use engine::thin::Pool;
     use engine::thin::Source;
-    use engine::thin::{DataBlock, ThinId, VBlock};
+    use engine::thin::{ThinId, VBlock};
     use engine::tools::ls::{format_table, LsField};
     use engine::tools::restore;
     use engine::tools::xml_write::{DumpFormat, DumpWriter};
@@ -533,8 +533,8 @@ mod images {
                             .unwrap();
                         let v = rng.random_range(0..2000);
                         if rng.random_bool(0.8) {
-                            let d = pool.alloc_data_block().map(u64::from).unwrap();
-                            pool.insert_block(&h, VBlock(v), DataBlock(d)).unwrap();
+                            let d = pool.alloc_data_block().unwrap();
+                            pool.insert_block(&h, VBlock(v), d).unwrap();
                         } else {
                             let _ = pool.remove_range(
                                 &h,

@@ -199,11 +199,9 @@ impl PoolInner {
         r
     }
 
-    /// The commit protocol: details, data space map, metadata space map + every dirty block,
-    /// flush, then the superblock, flush.
-    pub(crate) fn commit_now(&mut self) -> Result<()> {
-        self.write_changed_details()?;
-        let data_root = self.dsm.pre_commit(&mut self.tm)?;
+    /// The last committed superblock with this transaction's values and roots: what a
+    /// commit writes (once the space-map roots are set) and what the tools read as live.
+    pub(super) fn live_superblock(&self) -> Superblock {
         let mut sb = self.sb.clone();
         sb.time = self.time;
         sb.trans_id = self.trans_id;
@@ -211,6 +209,15 @@ impl PoolInner {
         sb.held_root = self.held_root;
         sb.data_mapping_root = self.mapping_root;
         sb.device_details_root = self.details_root;
+        sb
+    }
+
+    /// The commit protocol: details, data space map, metadata space map + every dirty block,
+    /// flush, then the superblock, flush.
+    pub(crate) fn commit_now(&mut self) -> Result<()> {
+        self.write_changed_details()?;
+        let data_root = self.dsm.pre_commit(&mut self.tm)?;
+        let mut sb = self.live_superblock();
         sb.data_sm_root = data_root;
         sb.metadata_sm_root = crate::space_map::metadata_commit::pre_commit(&mut self.tm)?;
         self.tm.commit(&sb)?;

@@ -129,15 +129,7 @@ impl PoolInner {
     /// The superblock whose roots `source` names, and its values for the visitor.
     fn roots(&self, source: Source) -> Result<(Superblock, TreeHeader), VisitError> {
         let (sb, nr_data_blocks) = match source {
-            Source::Live => {
-                let mut sb = self.sb.clone();
-                sb.data_mapping_root = self.mapping_root;
-                sb.device_details_root = self.details_root;
-                sb.time = self.time;
-                sb.trans_id = self.trans_id;
-                sb.flags = self.flags;
-                (sb, self.dsm.nr_blocks())
-            }
+            Source::Live => (self.live_superblock(), self.dsm.nr_blocks()),
             Source::MetadataSnap(asked) => {
                 if self.held_root == 0 {
                     return Err(VisitError::NoHeldSnapshot);

@@ -11,8 +11,8 @@ use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
 use engine::io::{BlockDevice, MemoryDevice};
 use engine::thin::Source;
-use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
+use engine::thin::{ThinId, VBlock};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
 use std::sync::OnceLock;
 
@@ -34,8 +34,8 @@ pub fn base_image() -> &'static MemoryDevice {
         pool.create_thin(ThinId(1)).expect("create");
         let h = pool.open_thin_device(ThinId(1)).expect("open");
         for v in 0..700 {
-            let d = pool.alloc_data_block().map(u64::from).expect("alloc");
-            pool.insert_block(&h, VBlock(v * 3), DataBlock(d)).expect("insert");
+            let d = pool.alloc_data_block().expect("alloc");
+            pool.insert_block(&h, VBlock(v * 3), d).expect("insert");
         }
         pool.close_thin_device(h);
         pool.create_snap(ThinId(2), ThinId(1)).expect("snap");
@@ -98,8 +98,8 @@ fn write_some(pool: &Pool) -> engine::Result<()> {
     for id in [1u64, 2] {
         let h = pool.open_thin_device(ThinId(id))?;
         for v in 0..40 {
-            let d = pool.alloc_data_block().map(u64::from)?;
-            pool.insert_block(&h, VBlock(5000 + v), DataBlock(d))?;
+            let d = pool.alloc_data_block()?;
+            pool.insert_block(&h, VBlock(5000 + v), d)?;
         }
         pool.remove_range(&h, VBlock(0), VBlock(100))?;
         pool.close_thin_device(h);
