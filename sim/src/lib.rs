@@ -24,6 +24,7 @@ pub mod entropy;
 pub mod explore;
 pub mod fnv;
 pub mod fuzzing;
+pub mod kernel;
 pub mod report;
 pub mod runner;
 pub mod shrink;

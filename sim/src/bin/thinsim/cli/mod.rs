@@ -8,6 +8,7 @@ mod bench;
 mod bench_shrink;
 mod explore;
 mod fuzz_trace;
+mod kernel;
 mod progress;
 mod replay;
 mod report;
@@ -60,6 +61,11 @@ pub enum Command {
     Restore(tools::RestoreArgs),
     /// List devices with mapped / exclusive / shared counts (as thin_ls 0.9.0).
     Ls(tools::LsArgs),
+    /// Run workloads three ways: Linux dm-thin under user-mode Linux, the engine, the model.
+    Kernel(kernel::KernelArgs),
+    /// What the kernel run's guest script calls (writes, discards, flushes); not for people.
+    #[command(hide = true)]
+    KernelGuest(kernel::GuestArgs),
     /// Benchmark restore, dump and check against thin-provisioning-tools 0.9.0.
     BenchTools(bench::BenchToolsArgs),
     /// Benchmark the engine bare vs under the simulator with all checking on.
@@ -81,6 +87,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Dump(a) => tools::dump(&a),
         Command::Restore(a) => tools::restore(&a),
         Command::Ls(a) => tools::ls(&a),
+        Command::Kernel(a) => kernel::kernel(&a),
+        Command::KernelGuest(a) => kernel::guest(&a),
         Command::BenchTools(a) => bench::bench_tools(&a),
         Command::BenchSim(a) => bench::bench_sim(&a),
         Command::BenchShrink(a) => bench_shrink::bench_shrink(&a),

@@ -82,7 +82,7 @@ struct Plan<'a> {
     seed_timeout: Duration,
 }
 
-fn parse_range(s: &str) -> Result<(u64, u64), String> {
+pub(super) fn parse_range(s: &str) -> Result<(u64, u64), String> {
     let (a, b) = s.split_once("..").ok_or("expected A..B")?;
     let a: u64 = a.parse().map_err(|e| format!("{a}: {e}"))?;
     let b: u64 = b.parse().map_err(|e| format!("{b}: {e}"))?;

@@ -1,0 +1,200 @@
+//! `thinsim kernel`: the real kernel as a second engine (the library's `kernel` module).
+//! `--seed N` or `--seeds A..B` draws workloads and runs each three ways (Linux dm-thin in
+//! user-mode Linux, thinsim's engine through the pool target's calls, the model);
+//! `--workload FILE` replays a saved one. Every seed's workload is saved in its run
+//! directory (`workload.json`), and a difference prints the op, both sides and the replay
+//! command. `thinsim kernel-guest` is what the guest script runs; it is not for people.
+//!
+//! Exit codes: 0 no difference; 1 a difference; 2 usage, I/O or a missing kernel (a
+//! missing kernel is a failure, never a silent pass).
+
+use super::swarm::parse_range;
+use clap::{Args, Subcommand};
+use sim::kernel::differential::{self, KernelRun};
+use sim::kernel::draw;
+use sim::kernel::uml::UmlKernel;
+use sim::kernel::workload::Workload;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// One seed.
+    #[arg(long, conflicts_with_all = ["seeds", "workload"])]
+    pub seed: Option<u64>,
+    /// A range of seeds, A..B (B exclusive).
+    #[arg(long, value_parser = parse_range, conflicts_with = "workload")]
+    pub seeds: Option<(u64, u64)>,
+    /// Replay a saved workload (a run directory's workload.json).
+    #[arg(long)]
+    pub workload: Option<PathBuf>,
+    /// Ops per drawn workload.
+    #[arg(long, default_value_t = 200)]
+    pub ops: usize,
+    /// The UML kernel binary (default: Debian's /usr/bin/linux.uml).
+    #[arg(long)]
+    pub linux: Option<PathBuf>,
+    /// Its modules directory (default: the one under /usr/lib/uml/modules/).
+    #[arg(long)]
+    pub modules: Option<PathBuf>,
+    /// Where the run directories go (one per seed: seed-N/).
+    #[arg(long, default_value = "target/kernel-runs")]
+    pub dir: PathBuf,
+    /// Keep the images of seeds without a difference (they are removed otherwise).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn kernel(a: &KernelArgs) -> ExitCode {
+    let k = match UmlKernel::find(a.linux.as_deref(), a.modules.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return super::fail(e, 2),
+    };
+    let thinsim = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return super::fail(format!("cannot find this thinsim binary: {e}"), 2),
+    };
+    let workloads: Vec<Result<Workload, String>> = if let Some(p) = &a.workload {
+        vec![Workload::read(p).map_err(|e| e.to_string())]
+    } else {
+        let (lo, hi) = a.seeds.or(a.seed.map(|s| (s, s + 1))).unwrap_or((0, 1));
+        (lo..hi)
+            .map(|s| {
+                draw::draw(s, a.ops).map_err(|b| format!("seed {s}: drawing the workload: {}", b.1))
+            })
+            .collect()
+    };
+    println!("kernel: {} ({}), modules {}", k.linux.display(), k.version(), k.modules.display());
+    let started = Instant::now();
+    let (mut differences, mut ops, mut checkpoints) = (0usize, 0usize, 0usize);
+    for w in &workloads {
+        let w = match w {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{e}");
+                differences += 1;
+                continue;
+            }
+        };
+        let dir = a.dir.join(format!("seed-{}", w.seed));
+        if let Err(e) = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("workload.json"), w.to_json()))
+        {
+            return super::fail(format!("{}: {e}", dir.display()), 2);
+        }
+        let t = Instant::now();
+        let run = match differential::run_workload(&k, w, &dir, &thinsim) {
+            Ok(r) => r,
+            Err(e) => return super::fail(format!("seed {}: {e}", w.seed), 2),
+        };
+        ops += run.ops;
+        checkpoints += run.checkpoints;
+        print_run(&run, w, &dir, t.elapsed().as_secs_f64());
+        if run.difference.is_some() {
+            differences += 1;
+        } else if !a.keep {
+            remove_images(&dir);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} workloads, {ops} ops, {checkpoints} checkpoints compared, {differences} with a difference, {:.1} s ({:.1} seeds/min)",
+        workloads.len(),
+        secs,
+        workloads.len() as f64 * 60.0 / secs.max(1e-9)
+    );
+    if differences > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
+    match &run.difference {
+        None => println!(
+            "seed {}: agreed ({} ops, {} checkpoints, kernel {}, {secs:.1} s)",
+            run.seed, run.ops, run.checkpoints, run.kernel
+        ),
+        Some(d) => {
+            println!("seed {}: DIFFERENCE at {d}", run.seed);
+            let lo = d.op().saturating_sub(3);
+            for (i, op) in w.ops.iter().enumerate().skip(lo).take(d.op() + 1 - lo) {
+                println!("  op {i}: {}", serde_json::to_string(op).unwrap_or_default());
+            }
+            println!("  run directory: {}", dir.display());
+            println!("  replay: thinsim kernel --workload {}", dir.join("workload.json").display());
+        }
+    }
+}
+
+fn remove_images(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().extension().is_some_and(|x| x == "img") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GuestArgs {
+    #[command(subcommand)]
+    pub what: GuestCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuestCommand {
+    /// Write the first 4 KiB of each block of a run.
+    Write {
+        dev: PathBuf,
+        #[arg(long)]
+        block_bytes: u64,
+        #[arg(long)]
+        vblock: u64,
+        #[arg(long)]
+        blocks: u64,
+        #[arg(long)]
+        tag: u64,
+    },
+    /// Discard a run of blocks.
+    Discard {
+        dev: PathBuf,
+        #[arg(long)]
+        block_bytes: u64,
+        #[arg(long)]
+        vblock: u64,
+        #[arg(long)]
+        blocks: u64,
+        /// Then flush through the device.
+        #[arg(long)]
+        flush: bool,
+    },
+    /// fsync the device.
+    Flush { dev: PathBuf },
+}
+
+pub fn guest(a: &GuestArgs) -> ExitCode {
+    use sim::kernel::guest;
+    let r = match &a.what {
+        GuestCommand::Write { dev, block_bytes, vblock, blocks, tag } => {
+            guest::write(dev, *block_bytes, *vblock, *blocks, *tag)
+        }
+        GuestCommand::Discard { dev, block_bytes, vblock, blocks, flush } => {
+            guest::discard(dev, *block_bytes, *vblock, *blocks).and_then(|()| {
+                if *flush {
+                    guest::flush(dev)
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        GuestCommand::Flush { dev } => guest::flush(dev),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::fail(e, 1),
+    }
+}

@@ -1,0 +1,241 @@
+//! The three-way differential: a workload run in the kernel (under UML), on thinsim's engine
+//! through the pool target's calls, and on the model; compared op by op (what userspace was
+//! told) and at every checkpoint (what the kernel's committed metadata holds).
+//!
+//! At a checkpoint the kernel's metadata device, copied while the pool was suspended (so
+//! committed), is opened by thinsim's engine read-only and compared in full with the model
+//! at that op: devices, details (mapped count, transaction id, creation and snapshot
+//! times), every mapping with its data block and time, the pool's time, transaction id,
+//! data size, free data blocks and held snapshot; its superblock's metadata size with the
+//! emulation's; and `check` of the image against the model's recount (data reference
+//! counts included, which thin_check 0.9.0 does not check). The kernel's own status line is
+//! compared as well (transaction id, data used and total, held root present).
+//! The model's data block numbers are the engine's, which follows the kernel's allocation
+//! cursor, so equal mappings mean the kernel and the engine chose the same blocks.
+//!
+//! Verdicts are [`Difference`] values; the first one ends the comparison (what follows it
+//! is its consequence).
+
+use super::draw::{self, Expected};
+use super::emulate::{Divergence, Outcome};
+use super::uml::{self, GuestResults, RunDir, UmlError, UmlKernel};
+use super::workload::{KOp, Workload};
+use crate::runner::oracle::{self, Mismatch};
+use engine::io::MemoryDevice;
+use engine::thin::Pool;
+use std::path::Path;
+
+/// What the differential found first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// The engine and the model disagree (thinsim's bug; the kernel is not needed).
+    Divergence { op: usize, divergence: Divergence },
+    /// The kernel answered an op differently.
+    Outcome { op: usize, expected: Outcome, kernel: Outcome, text: String },
+    /// The kernel's committed metadata differs from the model's state.
+    Metadata { op: usize, mismatch: Mismatch },
+    /// thinsim's engine could not open the kernel's metadata.
+    Unreadable { op: usize, error: String },
+    /// `check` (or its recount against the model) failed on the kernel's metadata.
+    Check { op: usize, mismatch: Mismatch },
+    /// The kernel's status line disagrees with the model.
+    Status { op: usize, detail: String },
+    /// The kernel's metadata size differs from the emulation's.
+    MetadataSize { op: usize, expected: u64, kernel: u64 },
+}
+
+impl Difference {
+    pub fn op(&self) -> usize {
+        match self {
+            Difference::Divergence { op, .. }
+            | Difference::Outcome { op, .. }
+            | Difference::Metadata { op, .. }
+            | Difference::Unreadable { op, .. }
+            | Difference::Check { op, .. }
+            | Difference::Status { op, .. }
+            | Difference::MetadataSize { op, .. } => *op,
+        }
+    }
+
+    /// The short name of the kind, for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Difference::Divergence { .. } => "engine-model divergence",
+            Difference::Outcome { .. } => "op outcome",
+            Difference::Metadata { .. } => "committed metadata",
+            Difference::Unreadable { .. } => "kernel metadata unreadable",
+            Difference::Check { .. } => "check of kernel metadata",
+            Difference::Status { .. } => "pool status",
+            Difference::MetadataSize { .. } => "metadata size",
+        }
+    }
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "op {}: {}: ", self.op(), self.kind())?;
+        match self {
+            Difference::Divergence { divergence, .. } => write!(f, "{divergence}"),
+            Difference::Outcome { expected, kernel, text, .. } => {
+                write!(f, "expected {expected}, the kernel said {kernel} ({text:?})")
+            }
+            Difference::Metadata { mismatch, .. } | Difference::Check { mismatch, .. } => {
+                write!(f, "\n{mismatch}")
+            }
+            Difference::Unreadable { error, .. } => write!(f, "{error}"),
+            Difference::Status { detail, .. } => write!(f, "{detail}"),
+            Difference::MetadataSize { expected, kernel, .. } => {
+                write!(f, "expected {expected} blocks, the kernel's superblock says {kernel}")
+            }
+        }
+    }
+}
+
+/// One seed's run.
+#[derive(Debug)]
+pub struct KernelRun {
+    pub seed: u64,
+    pub kernel: String,
+    pub ops: usize,
+    pub checkpoints: usize,
+    pub emulated_commits: u64,
+    pub difference: Option<Difference>,
+}
+
+/// Opens a metadata image the kernel wrote, read-only, in memory.
+pub fn open_kernel_image(path: &Path) -> Result<(MemoryDevice, Pool), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dev = MemoryDevice::from_bytes(&bytes);
+    let pool = Pool::open_image(dev.to_device()).map_err(|e| e.to_string())?;
+    Ok((dev, pool))
+}
+
+/// Compares the guest's results with the expected ones; the first difference.
+pub fn compare(w: &Workload, e: &Expected, g: &GuestResults, dir: &RunDir) -> Option<Difference> {
+    let mut checkpoints = e.checkpoints.iter().peekable();
+    let mut statuses = g.statuses.iter();
+    for (i, op) in w.ops.iter().enumerate() {
+        let (kernel, text) = g.outcomes.get(i).cloned()?;
+        let expected = e.outcomes[i];
+        if kernel != expected {
+            return Some(Difference::Outcome { op: i, expected, kernel, text });
+        }
+        if *op != KOp::Checkpoint {
+            continue;
+        }
+        let (ci, model, meta_blocks) = checkpoints.next()?;
+        debug_assert_eq!(*ci, i);
+        let (dev, pool) = match open_kernel_image(&dir.checkpoint(i)) {
+            Ok(x) => x,
+            Err(error) => return Some(Difference::Unreadable { op: i, error }),
+        };
+        if let Err(mismatch) = oracle::compare_pool(&pool, model) {
+            return Some(Difference::Metadata { op: i, mismatch });
+        }
+        match pool.summary() {
+            Ok(s) if s.metadata_nr_blocks != *meta_blocks => {
+                return Some(Difference::MetadataSize {
+                    op: i,
+                    expected: *meta_blocks,
+                    kernel: s.metadata_nr_blocks,
+                })
+            }
+            Ok(_) => {}
+            Err(e) => return Some(Difference::Unreadable { op: i, error: e.to_string() }),
+        }
+        drop(pool);
+        if let Err(mismatch) = oracle::check_image(&dev, model) {
+            return Some(Difference::Check { op: i, mismatch });
+        }
+        if let Some((si, st)) = statuses.next() {
+            if let Err(detail) = compare_status(st, model) {
+                return Some(Difference::Status { op: *si, detail });
+            }
+        }
+    }
+    None
+}
+
+/// `dmsetup status` of a thin-pool: `start len thin-pool <trans id> <meta used>/<meta
+/// total> <data used>/<data total> <held root or -> <mode> …`.
+fn compare_status(line: &str, model: &model::Model) -> Result<(), String> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 8 || f[2] != "thin-pool" {
+        return Err(format!("unreadable status {line:?}"));
+    }
+    let num = |s: &str| s.parse::<u64>().map_err(|_| format!("unreadable status {line:?}"));
+    let cur = model.current();
+    let tid = num(f[3])?;
+    let (used, total) =
+        f[5].split_once('/').ok_or_else(|| format!("unreadable status {line:?}"))?;
+    let (used, total) = (num(used)?, num(total)?);
+    let free = model.free_data_blocks().map_err(|e| format!("model: {e:?}"))?;
+    let mut d = Vec::new();
+    if tid != cur.trans_id {
+        d.push(format!("transaction id {tid}, expected {}", cur.trans_id));
+    }
+    if total != cur.data_blocks || used != total - free {
+        d.push(format!(
+            "data {used}/{total}, expected {}/{}",
+            cur.data_blocks - free,
+            cur.data_blocks
+        ));
+    }
+    if (f[6] != "-") != cur.held.is_some() {
+        d.push(format!(
+            "held root {}, expected {}",
+            f[6],
+            if cur.held.is_some() { "one" } else { "none" }
+        ));
+    }
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(d.join("; "))
+    }
+}
+
+/// Why a seed produced no verdict.
+#[derive(Debug)]
+pub enum RunError {
+    Uml(UmlError),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Uml(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Runs `w` three ways in `dir` and compares.
+pub fn run_workload(
+    k: &UmlKernel,
+    w: &Workload,
+    dir: &Path,
+    thinsim: &Path,
+) -> Result<KernelRun, RunError> {
+    let mut run = KernelRun {
+        seed: w.seed,
+        kernel: k.version(),
+        ops: w.ops.len(),
+        checkpoints: w.ops.iter().filter(|o| **o == KOp::Checkpoint).count(),
+        emulated_commits: 0,
+        difference: None,
+    };
+    let e = match draw::expect(w) {
+        Ok(e) => e,
+        Err((op, divergence)) => {
+            run.difference = Some(Difference::Divergence { op, divergence });
+            return Ok(run);
+        }
+    };
+    run.emulated_commits = e.commits;
+    let g = uml::run(k, w, dir, thinsim).map_err(RunError::Uml)?;
+    if !g.kernel.is_empty() {
+        run.kernel = g.kernel.clone();
+    }
+    run.difference = compare(w, &e, &g, &RunDir { dir: dir.to_path_buf() });
+    Ok(run)
+}

@@ -1,0 +1,227 @@
+//! Drawing a kernel workload from a seed, against the emulation: each op is drawn from the
+//! emulated pool's state (devices, mappings, free space, the held snapshot), then applied
+//! to it, so the next draw sees its effect. The same seed always gives the same workload.
+//!
+//! What the mix reaches, on purpose: runs of writes long enough to split mapping leaves
+//! (a leaf holds at most 252 mappings), writes over snapshotted blocks (breaking sharing),
+//! small pools that run out of data space (then grow), snapshots of snapshots, deletes of
+//! shared devices, the held metadata snapshot, and a few messages the kernel must refuse
+//! (an existing id, a missing device, a wrong transaction id).
+
+use super::emulate::{Divergence, Emulation, Outcome};
+use super::workload::{KOp, PoolShape, Workload, FORMAT_VERSION, MAX_THIN_ID};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// How many times a workload may grow the metadata device (each growth starts a new
+/// dm-log-writes log, one image each).
+pub const MAX_METADATA_GROWTHS: usize = 2;
+
+/// Most devices a workload keeps at once.
+const MAX_DEVICES: usize = 8;
+
+/// The pool shape a seed draws.
+pub fn draw_shape(rng: &mut ChaCha8Rng) -> PoolShape {
+    let data_blocks = *[48u64, 200, 1000, 4000].get(rng.random_range(0..4)).unwrap_or(&200);
+    PoolShape {
+        data_block_sectors: 128,
+        data_blocks,
+        metadata_blocks: 1024,
+        virtual_blocks: 4096,
+        max_data_blocks: data_blocks * 4,
+        max_metadata_blocks: 1024 * (1 + MAX_METADATA_GROWTHS as u64),
+    }
+}
+
+/// Draws a workload of `ops` ops from `seed` (a checkpoint every few dozen ops and at the
+/// end). An engine/model divergence while drawing is returned: thinsim's own bug.
+pub fn draw(seed: u64, ops: usize) -> Result<Workload, Box<(Workload, Divergence)>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b65_726e_656c); // "kernel"
+    let shape = draw_shape(&mut rng);
+    let mut w = Workload { format_version: FORMAT_VERSION, seed, shape, ops: Vec::new() };
+    let mut em = match Emulation::new(&shape) {
+        Ok(em) => em,
+        Err(d) => return Err(Box::new((w, d))),
+    };
+    let mut growths = 0usize;
+    let mut since_checkpoint = 0usize;
+    while w.ops.len() < ops {
+        let op = if since_checkpoint >= 40 {
+            KOp::Checkpoint
+        } else {
+            draw_op(&mut rng, &em, &mut growths)
+        };
+        since_checkpoint = if op == KOp::Checkpoint { 0 } else { since_checkpoint + 1 };
+        let r = em.apply(&op);
+        w.ops.push(op);
+        if let Err(d) = r {
+            return Err(Box::new((w, d)));
+        }
+    }
+    if w.ops.last() != Some(&KOp::Checkpoint) {
+        w.ops.push(KOp::Checkpoint);
+        if let Err(d) = em.apply(&KOp::Checkpoint) {
+            return Err(Box::new((w, d)));
+        }
+    }
+    Ok(w)
+}
+
+fn new_id(rng: &mut ChaCha8Rng, em: &Emulation) -> u64 {
+    let devs = em.devices();
+    loop {
+        let id = if rng.random_ratio(1, 10) {
+            MAX_THIN_ID - rng.random_range(0..4)
+        } else {
+            rng.random_range(0..32)
+        };
+        if !devs.contains(&id) {
+            return id;
+        }
+    }
+}
+
+fn draw_op(rng: &mut ChaCha8Rng, em: &Emulation, growths: &mut usize) -> KOp {
+    let devs = em.devices();
+    let model = em.model();
+    if devs.is_empty() {
+        return KOp::CreateThin { dev: new_id(rng, em) };
+    }
+    if em.out_of_data_space() && em.data_blocks() < em.shape().max_data_blocks {
+        let room = em.shape().max_data_blocks - em.data_blocks();
+        let least = room.min(64);
+        return KOp::GrowData { blocks: em.data_blocks() + rng.random_range(least..=room) };
+    }
+    let dev = devs[rng.random_range(0..devs.len())];
+    let virt = em.shape().virtual_blocks;
+    let roll = rng.random_range(0..1000u32);
+    match roll {
+        0..=299 => {
+            // One block, often over a mapped one (which may be shared with a snapshot).
+            let mapped = em.mapped(dev);
+            let vblock = if !mapped.is_empty() && rng.random_ratio(1, 2) {
+                mapped[rng.random_range(0..mapped.len())]
+            } else {
+                rng.random_range(0..virt)
+            };
+            KOp::Write { dev, vblock, blocks: 1 }
+        }
+        300..=479 => {
+            let blocks = rng.random_range(2..=300u64).min(virt);
+            KOp::Write { dev, vblock: rng.random_range(0..=virt - blocks), blocks }
+        }
+        480..=559 => {
+            let begin = rng.random_range(0..virt);
+            let end = (begin + rng.random_range(1..=64)).min(virt);
+            KOp::Discard { dev, begin, end }
+        }
+        560..=659 => KOp::Flush { dev },
+        660..=719 if devs.len() < MAX_DEVICES => KOp::CreateThin { dev: new_id(rng, em) },
+        720..=799 if devs.len() < MAX_DEVICES => {
+            KOp::CreateSnap { dev: new_id(rng, em), origin: dev }
+        }
+        800..=839 if devs.len() > 1 => KOp::Delete { dev },
+        840..=869 => {
+            let t = model.current().trans_id;
+            if rng.random_ratio(1, 8) {
+                KOp::SetTransactionId { current: t + 1, new: t + 2 }
+            } else {
+                KOp::SetTransactionId { current: t, new: t + 1 }
+            }
+        }
+        870..=899 => {
+            if model.current().held.is_some() && rng.random_ratio(7, 8) {
+                KOp::ReleaseSnap
+            } else {
+                KOp::ReserveSnap
+            }
+        }
+        900..=919 if em.data_blocks() < em.shape().max_data_blocks => {
+            let room = em.shape().max_data_blocks - em.data_blocks();
+            KOp::GrowData { blocks: em.data_blocks() + rng.random_range(1..=room.min(1000)) }
+        }
+        920..=929 if *growths < MAX_METADATA_GROWTHS => {
+            *growths += 1;
+            KOp::GrowMetadata { blocks: em.metadata_blocks() + 1024 }
+        }
+        930..=944 => match rng.random_range(0..3) {
+            // Messages the kernel must refuse.
+            0 => KOp::CreateThin { dev },
+            1 => KOp::Delete { dev: new_id(rng, em) },
+            _ => KOp::CreateSnap { dev: new_id(rng, em), origin: new_id(rng, em) },
+        },
+        945..=969 => KOp::Checkpoint,
+        _ => KOp::Flush { dev },
+    }
+}
+
+/// Replays a workload on a fresh emulation: each op's expected outcome, and the model's
+/// state at every checkpoint (cheap: the model's maps share their leaves).
+pub struct Expected {
+    pub outcomes: Vec<Outcome>,
+    /// At each checkpoint: the op index, the model, and the metadata size in blocks.
+    pub checkpoints: Vec<(usize, model::Model, u64)>,
+    pub commits: u64,
+}
+
+/// Runs `w` on the emulation alone.
+pub fn expect(w: &Workload) -> Result<Expected, (usize, Divergence)> {
+    let mut em = Emulation::new(&w.shape).map_err(|d| (0, d))?;
+    let mut out = Expected { outcomes: Vec::new(), checkpoints: Vec::new(), commits: 0 };
+    for (i, op) in w.ops.iter().enumerate() {
+        let o = em.apply(op).map_err(|d| (i, d))?;
+        out.outcomes.push(o);
+        if *op == KOp::Checkpoint {
+            out.checkpoints.push((i, em.model().clone(), em.metadata_blocks()));
+        }
+    }
+    out.commits = em.commits;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_draws_the_same_workload_and_it_replays_without_divergence() {
+        for seed in 0..6 {
+            let a = draw(seed, 300).expect("no divergence");
+            let b = draw(seed, 300).expect("no divergence");
+            assert_eq!(a, b, "seed {seed} is deterministic");
+            assert_eq!(a.ops.last(), Some(&KOp::Checkpoint));
+            let e = expect(&a).expect("replays");
+            assert_eq!(e.outcomes.len(), a.ops.len());
+            assert!(e.checkpoints.len() >= 7, "a checkpoint at least every 40 ops");
+        }
+    }
+
+    #[test]
+    fn the_mix_reaches_splits_sharing_refusals_and_exhaustion() {
+        let mut refused = 0;
+        let mut enospc = 0;
+        let mut snaps = 0;
+        let mut most_mapped = 0;
+        for seed in 0..12 {
+            let w = draw(seed, 300).expect("no divergence");
+            let e = expect(&w).expect("replays");
+            for (op, o) in w.ops.iter().zip(&e.outcomes) {
+                match (op, o) {
+                    (KOp::Write { .. }, Outcome::Failed(model::Errno::ENOSPC)) => enospc += 1,
+                    (op, Outcome::Failed(_)) if op.is_message() => refused += 1,
+                    (KOp::CreateSnap { .. }, Outcome::Ok) => snaps += 1,
+                    _ => {}
+                }
+            }
+            let (_, last, _) = e.checkpoints.last().expect("a checkpoint");
+            for d in last.devices().values() {
+                most_mapped = most_mapped.max(d.mappings.len());
+            }
+        }
+        assert!(refused > 0 && enospc > 0 && snaps > 0, "{refused} {enospc} {snaps}");
+        assert!(
+            most_mapped > 252,
+            "a device with more mappings than one leaf holds: {most_mapped}"
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! The pool target, emulated: for each [`KOp`] the calls `drivers/md/dm-thin.c` makes to the
+//! metadata (spec §5), made on thinsim's engine and on the model in lockstep. Its answers are
+//! what the kernel is expected to answer; its state at a checkpoint is what the kernel's
+//! metadata is expected to hold.
+//!
+//! What the pool target does, as emulated here (spec §5.2–5.5):
+//! - A message that succeeds is followed by a commit; one that fails is not (its partial
+//!   work, if any, waits for the next commit). `reserve_metadata_snap` also commits first.
+//!   Deleting an active device deactivates it first (its handle closes).
+//! - A write to a block that is unmapped, or mapped with the time-stamp `shared` flag set
+//!   (not the reference count: the pool target breaks sharing by time stamp), allocates and
+//!   inserts; a write to an exclusively mapped block changes no metadata. Before allocating,
+//!   a free data count of 0 makes the pool commit and look again; still 0, or an allocation
+//!   that finds nothing, is ENOSPC and the pool enters out-of-data-space, where every write
+//!   that needs a block fails at once (`error_if_no_space`) until a commit finds free blocks.
+//! - A flush through a device commits only if that device changed in this transaction.
+//! - A table reload suspends the pool (a commit) and resumes it: growth of the data or the
+//!   metadata device is applied at resume, with a commit.
+//!
+//! Invariants: the engine and the model give the same answer to every call (a difference
+//! is a [`Divergence`], which ends the run: the two can no longer be compared with the
+//! kernel); every open handle belongs to a device that exists in both.
+
+use super::workload::{KOp, PoolShape};
+use crate::runner::errno;
+use crate::runner::oracle::{self, Mismatch};
+use engine::io::MemoryDevice;
+use engine::thin::{DataBlock, Pool, PoolOptions, ThinHandle, ThinId, VBlock};
+use model::{Errno, Model};
+use std::collections::BTreeMap;
+
+/// The answer userspace sees for an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed(Errno),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Ok => write!(f, "ok"),
+            Outcome::Failed(e) => write!(f, "failed {e:?}"),
+        }
+    }
+}
+
+/// The engine and the model disagree: thinsim's own bug, found without the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    pub call: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "engine and model disagree on {}: {}", self.call, self.detail)
+    }
+}
+
+type Res<T> = Result<T, Divergence>;
+
+/// The emulated pool target: an engine pool and the model, and the target's own state.
+pub struct Emulation {
+    pool: Pool,
+    model: Model,
+    shape: PoolShape,
+    data_blocks: u64,
+    metadata_blocks: u64,
+    /// Active thin devices: the engine's and the model's handle.
+    active: BTreeMap<u64, (ThinHandle, model::Handle)>,
+    /// The pool target's out-of-data-space mode.
+    out_of_data_space: bool,
+    /// Commits made, for statistics.
+    pub commits: u64,
+}
+
+fn engine_result<T>(r: engine::Result<T>) -> Result<T, Errno> {
+    r.map_err(|e| errno(&e))
+}
+
+/// The same answer from both, or a divergence.
+fn agree<T: PartialEq + std::fmt::Debug>(
+    call: &'static str,
+    eng: engine::Result<T>,
+    model: Result<T, Errno>,
+) -> Res<Result<T, Errno>> {
+    let eng = engine_result(eng);
+    if eng != model {
+        return Err(Divergence { call, detail: format!("engine {eng:?}, model {model:?}") });
+    }
+    Ok(eng)
+}
+
+fn outcome(r: Result<(), Errno>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Ok,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+impl Emulation {
+    /// A freshly formatted pool of `shape`'s initial sizes, committed, with no devices.
+    pub fn new(shape: &PoolShape) -> Res<Emulation> {
+        let setup = |e: engine::Error| Divergence { call: "format", detail: e.to_string() };
+        // The engine formats the whole device; the kernel's metadata device starts smaller
+        // and grows, so the engine's space map is shrunk to the starting size (a fresh
+        // pool uses a handful of blocks at the front).
+        let dev = MemoryDevice::new(shape.max_metadata_blocks);
+        let pool =
+            Pool::open(Box::new(dev), PoolOptions::new(shape.data_block_sectors)).map_err(setup)?;
+        pool.resize_metadata_dev(shape.metadata_blocks).map_err(setup)?;
+        pool.resize_data_dev(shape.data_blocks).map_err(setup)?;
+        pool.commit().map_err(setup)?;
+        let em = Emulation {
+            pool,
+            model: Model::new(shape.data_blocks),
+            shape: *shape,
+            data_blocks: shape.data_blocks,
+            metadata_blocks: shape.metadata_blocks,
+            active: BTreeMap::new(),
+            out_of_data_space: false,
+            commits: 0,
+        };
+        em.compare("format")?;
+        Ok(em)
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn shape(&self) -> &PoolShape {
+        &self.shape
+    }
+
+    pub fn data_blocks(&self) -> u64 {
+        self.data_blocks
+    }
+
+    pub fn metadata_blocks(&self) -> u64 {
+        self.metadata_blocks
+    }
+
+    pub fn out_of_data_space(&self) -> bool {
+        self.out_of_data_space
+    }
+
+    /// The devices that exist (all active), in id order.
+    pub fn devices(&self) -> Vec<u64> {
+        self.active.keys().copied().collect()
+    }
+
+    /// The mapped vblocks of `dev` in the current transaction (from the model).
+    pub fn mapped(&self, dev: u64) -> Vec<u64> {
+        self.model.devices().get(&dev).map(|d| d.mappings.keys().collect()).unwrap_or_default()
+    }
+
+    /// Full comparison of the engine with the model.
+    fn compare(&self, call: &'static str) -> Res<()> {
+        oracle::compare_pool(&self.pool, &self.model)
+            .map_err(|m| Divergence { call, detail: m.to_string() })
+    }
+
+    fn commit(&mut self) -> Res<()> {
+        let eng = self.pool.commit();
+        let m = self.model.commit();
+        agree("commit", eng, m)?.map_err(|e| Divergence {
+            call: "commit",
+            detail: format!("both failed with {e:?}"),
+        })?;
+        self.commits += 1;
+        if self.out_of_data_space && self.free_data_blocks()? > 0 {
+            self.out_of_data_space = false;
+        }
+        Ok(())
+    }
+
+    fn free_data_blocks(&self) -> Res<u64> {
+        let eng = self.pool.get_free_block_count();
+        let m = self.model.free_data_blocks();
+        agree("get_free_block_count", eng, m)?.map_err(|e| Divergence {
+            call: "get_free_block_count",
+            detail: format!("both failed with {e:?}"),
+        })
+    }
+
+    fn activate(&mut self, dev: u64) -> Res<()> {
+        let eng = self.pool.open_thin_device(ThinId(dev));
+        let m = self.model.open_thin(dev);
+        match (eng, m) {
+            (Ok(th), Ok(mh)) => {
+                self.active.insert(dev, (th, mh));
+                Ok(())
+            }
+            (e, m) => Err(Divergence {
+                call: "open_thin_device",
+                detail: format!("engine {:?}, model {m:?}", e.map(|_| ()).map_err(|e| errno(&e))),
+            }),
+        }
+    }
+
+    fn deactivate(&mut self, dev: u64) -> Res<()> {
+        if let Some((th, mh)) = self.active.remove(&dev) {
+            self.pool.close_thin_device(th);
+            let m = self.model.close_thin(mh);
+            let _closed = agree("close_thin_device", Ok(()), m)?;
+        }
+        Ok(())
+    }
+
+    /// A message: on success the pool target commits.
+    fn message(&mut self, r: Result<(), Errno>) -> Res<Outcome> {
+        if r.is_ok() {
+            self.commit()?;
+        }
+        Ok(outcome(r))
+    }
+
+    /// Applies one op; the answer userspace is expected to see.
+    pub fn apply(&mut self, op: &KOp) -> Res<Outcome> {
+        match *op {
+            KOp::CreateThin { dev } => {
+                let r = agree(
+                    "create_thin",
+                    self.pool.create_thin(ThinId(dev)),
+                    self.model.create_thin(dev),
+                )?;
+                let out = self.message(r)?;
+                if out == Outcome::Ok {
+                    self.activate(dev)?;
+                }
+                Ok(out)
+            }
+            KOp::CreateSnap { dev, origin } => {
+                let eng = self.pool.create_snap(ThinId(dev), ThinId(origin));
+                let r = agree("create_snap", eng, self.model.create_snap(dev, origin))?;
+                let out = self.message(r)?;
+                if out == Outcome::Ok {
+                    self.activate(dev)?;
+                }
+                Ok(out)
+            }
+            KOp::Delete { dev } => {
+                self.deactivate(dev)?;
+                let eng = self.pool.delete_thin_device(ThinId(dev));
+                let r = agree("delete_thin_device", eng, self.model.delete_thin(dev))?;
+                self.message(r)
+            }
+            KOp::SetTransactionId { current, new } => {
+                let eng = self.pool.set_transaction_id(current, new);
+                let r =
+                    agree("set_transaction_id", eng, self.model.set_transaction_id(current, new))?;
+                self.message(r)
+            }
+            KOp::ReserveSnap => {
+                self.commit()?;
+                let eng = self.pool.reserve_metadata_snap();
+                let r = agree("reserve_metadata_snap", eng, self.model.reserve_metadata_snap())?;
+                self.message(r)
+            }
+            KOp::ReleaseSnap => {
+                let eng = self.pool.release_metadata_snap();
+                let r = agree("release_metadata_snap", eng, self.model.release_metadata_snap())?;
+                self.message(r)
+            }
+            KOp::Write { dev, vblock, blocks } => {
+                for v in vblock..vblock.saturating_add(blocks) {
+                    if let Outcome::Failed(e) = self.write_block(dev, v)? {
+                        return Ok(Outcome::Failed(e));
+                    }
+                }
+                Ok(Outcome::Ok)
+            }
+            KOp::Discard { dev, begin, end } => {
+                let Some((th, mh)) = self.active.get(&dev) else {
+                    return Ok(Outcome::Failed(Errno::ENODATA));
+                };
+                let mh = *mh;
+                let eng = self.pool.remove_range(th, VBlock(begin), VBlock(end));
+                let r = agree("remove_range", eng, self.model.remove_range(mh, begin, end))?;
+                if let Err(e) = r {
+                    return Ok(Outcome::Failed(e));
+                }
+                self.flush(dev)
+            }
+            KOp::Flush { dev } => self.flush(dev),
+            KOp::GrowData { blocks } => {
+                self.commit()?; // the old table's postsuspend
+                let eng = self.pool.resize_data_dev(blocks);
+                let r = agree("resize_data_dev", eng, self.model.resize_data_dev(blocks))?;
+                if r.is_ok() {
+                    self.data_blocks = blocks;
+                }
+                self.commit()?;
+                Ok(outcome(r))
+            }
+            KOp::GrowMetadata { blocks } => {
+                self.commit()?;
+                // The model has no metadata size: the engine alone answers.
+                let r = engine_result(self.pool.resize_metadata_dev(blocks));
+                if r.is_ok() {
+                    self.metadata_blocks = blocks;
+                }
+                self.commit()?;
+                Ok(outcome(r))
+            }
+            KOp::Checkpoint => {
+                self.commit()?;
+                self.compare("checkpoint")?;
+                Ok(Outcome::Ok)
+            }
+        }
+    }
+
+    fn flush(&mut self, dev: u64) -> Res<Outcome> {
+        let Some((th, mh)) = self.active.get(&dev) else {
+            return Ok(Outcome::Failed(Errno::ENODATA));
+        };
+        let mh = *mh;
+        if self.out_of_data_space {
+            // Out of data space, the pool target handles an empty flush as a write to
+            // block 0 (spec §5.1 and reports/kernel/): unmapped there, it fails with ENOSPC
+            // and nothing commits.
+            let eng = self.pool.find_block(th, VBlock(0), true).map(|l| l.data_block.0);
+            let m = self.model.find_block(mh, 0).map(|l| l.data_block);
+            if agree("find_block", eng, m)? == Err(Errno::ENODATA) {
+                return Ok(Outcome::Failed(Errno::ENOSPC));
+            }
+        }
+        let th = &self.active[&dev].0;
+        let eng = self.pool.thin_changed_this_transaction(th);
+        let m = self.model.thin_changed(mh);
+        if agree("thin_changed_this_transaction", Ok(eng), m)? == Ok(true) {
+            self.commit()?;
+        }
+        Ok(Outcome::Ok)
+    }
+
+    /// One block of a write, as the pool target's worker handles its bio.
+    fn write_block(&mut self, dev: u64, v: u64) -> Res<Outcome> {
+        let Some((th, mh)) = self.active.get(&dev) else {
+            return Ok(Outcome::Failed(Errno::ENODATA));
+        };
+        let mh = *mh;
+        if v >= self.shape.virtual_blocks {
+            // Beyond the thin device: the block layer refuses the write (dd sees ENOSPC).
+            return Ok(Outcome::Failed(Errno::ENOSPC));
+        }
+        let eng = self.pool.find_block(th, VBlock(v), true).map(|l| (l.data_block.0, l.shared));
+        let m = self.model.find_block(mh, v).map(|l| (l.data_block, l.shared));
+        match agree("find_block", eng, m)? {
+            Ok((_, false)) => return Ok(Outcome::Ok),
+            Ok((_, true)) | Err(Errno::ENODATA) => {}
+            Err(e) => return Ok(Outcome::Failed(e)),
+        }
+        if self.out_of_data_space {
+            return Ok(Outcome::Failed(Errno::ENOSPC));
+        }
+        if self.free_data_blocks()? == 0 {
+            self.commit()?;
+            if self.free_data_blocks()? == 0 {
+                self.out_of_data_space = true;
+                return Ok(Outcome::Failed(Errno::ENOSPC));
+            }
+        }
+        let block = match self.pool.alloc_data_block() {
+            Ok(b) => {
+                // The model checks the engine's choice: free now and at the last commit.
+                if let Err(e) = self.model.alloc_data_block_check(b.0) {
+                    return Err(Divergence {
+                        call: "alloc_data_block",
+                        detail: format!("engine chose data block {}, model: {e:?}", b.0),
+                    });
+                }
+                b
+            }
+            Err(e) => {
+                let m = self.model.alloc_data_block_expect();
+                let eng: Result<(), Errno> = Err(errno(&e));
+                if m != eng {
+                    return Err(Divergence {
+                        call: "alloc_data_block",
+                        detail: format!("engine {eng:?}, model {m:?}"),
+                    });
+                }
+                if errno(&e) == Errno::ENOSPC {
+                    self.out_of_data_space = true;
+                }
+                return Ok(Outcome::Failed(errno(&e)));
+            }
+        };
+        let th = &self.active[&dev].0;
+        let eng = self.pool.insert_block(th, VBlock(v), DataBlock(block.0));
+        let r = agree("insert_block", eng, self.model.insert_block(mh, v, block.0))?;
+        Ok(outcome(r))
+    }
+
+    /// Compares a pool opened on the kernel's metadata with the model, in full.
+    pub fn judge_image(&self, kernel: &Pool) -> Result<(), Mismatch> {
+        oracle::compare_pool(kernel, &self.model)
+    }
+}

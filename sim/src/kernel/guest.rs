@@ -1,0 +1,150 @@
+//! What `thinsim kernel-guest` does inside the guest: writes, discards and flushes through a
+//! thin device, with the calls the kernel sees from any program (O_DIRECT `pwrite`,
+//! `BLKDISCARD`, `fsync`), so that one process does a whole run of blocks.
+//!
+//! A write puts 4 KiB at the start of each data block (with `skip_block_zeroing`, a partial
+//! write provisions the whole block without zeroing it, so the host stores 4 KiB per block,
+//! not 64), and the first bytes name what wrote it: [`TAG_MAGIC`], the block's virtual
+//! number and the op's index, so that a crash image's data can be told apart later.
+//!
+//! On failure the last line of standard error is `errno <NAME>` (see [`errno_name`]), which
+//! is what the result parser reads; the exit status is 1.
+
+use std::ffi::CString;
+use std::path::Path;
+
+/// The first 8 bytes of every block a workload writes.
+pub const TAG_MAGIC: &[u8; 8] = b"thinsim\0";
+
+/// Bytes written at the start of each block.
+pub const WRITE_BYTES: usize = 4096;
+
+/// `BLKDISCARD`, `_IO(0x12, 119)`.
+const BLKDISCARD: libc::c_ulong = 0x1277;
+
+/// The errno names the result parser knows, from a raw OS error number.
+pub fn errno_name(code: i32) -> &'static str {
+    match code {
+        libc::ENOSPC => "ENOSPC",
+        libc::EIO => "EIO",
+        libc::EINVAL => "EINVAL",
+        libc::EEXIST => "EEXIST",
+        libc::ENODATA => "ENODATA",
+        libc::EBUSY => "EBUSY",
+        libc::EPERM => "EPERM",
+        libc::ENOMEM => "ENOMEM",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENXIO => "ENXIO",
+        libc::ENOENT => "ENOENT",
+        _ => "EOTHER",
+    }
+}
+
+/// A failed guest call: what it was doing and the OS error.
+#[derive(Debug)]
+pub struct GuestError {
+    pub what: String,
+    pub code: i32,
+}
+
+impl std::fmt::Display for GuestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}\nerrno {}",
+            self.what,
+            std::io::Error::from_raw_os_error(self.code),
+            errno_name(self.code)
+        )
+    }
+}
+
+fn last_error(what: String) -> GuestError {
+    GuestError { what, code: std::io::Error::last_os_error().raw_os_error().unwrap_or(0) }
+}
+
+struct Fd(libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn open(dev: &Path, flags: libc::c_int) -> Result<Fd, GuestError> {
+    let c = CString::new(dev.as_os_str().as_encoded_bytes()).map_err(|_| GuestError {
+        what: format!("{}: NUL in path", dev.display()),
+        code: libc::EINVAL,
+    })?;
+    // SAFETY: a valid C string; the result is checked.
+    let fd = unsafe { libc::open(c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(last_error(format!("open {}", dev.display())));
+    }
+    Ok(Fd(fd))
+}
+
+/// A 4 KiB-aligned buffer (O_DIRECT needs the memory aligned too).
+#[repr(C, align(4096))]
+struct Aligned([u8; WRITE_BYTES]);
+
+/// Writes the first 4 KiB of blocks `vblock..vblock + blocks`, in order, stopping at the
+/// first failure.
+pub fn write(
+    dev: &Path,
+    block_bytes: u64,
+    vblock: u64,
+    blocks: u64,
+    tag: u64,
+) -> Result<(), GuestError> {
+    let fd = open(dev, libc::O_WRONLY | libc::O_DIRECT)?;
+    let mut buf = Box::new(Aligned([0u8; WRITE_BYTES]));
+    for v in vblock..vblock.saturating_add(blocks) {
+        buf.0[..8].copy_from_slice(TAG_MAGIC);
+        buf.0[8..16].copy_from_slice(&v.to_le_bytes());
+        buf.0[16..24].copy_from_slice(&tag.to_le_bytes());
+        let off = v
+            .checked_mul(block_bytes)
+            .ok_or(GuestError { what: format!("block {v} offset"), code: libc::EINVAL })?;
+        // SAFETY: the buffer is WRITE_BYTES long and lives across the call.
+        let n =
+            unsafe { libc::pwrite(fd.0, buf.0.as_ptr().cast(), WRITE_BYTES, off as libc::off_t) };
+        if n < 0 {
+            return Err(last_error(format!("write block {v} of {}", dev.display())));
+        }
+        if n as usize != WRITE_BYTES {
+            return Err(GuestError {
+                what: format!("short write at block {v} of {}", dev.display()),
+                code: libc::ENOSPC,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Discards blocks `vblock..vblock + blocks` in one request.
+pub fn discard(dev: &Path, block_bytes: u64, vblock: u64, blocks: u64) -> Result<(), GuestError> {
+    let fd = open(dev, libc::O_WRONLY)?;
+    let range: [u64; 2] = [vblock * block_bytes, blocks * block_bytes];
+    // SAFETY: BLKDISCARD reads two u64s from the pointer.
+    let r = unsafe { libc::ioctl(fd.0, BLKDISCARD as _, range.as_ptr()) };
+    if r < 0 {
+        return Err(last_error(format!(
+            "discard {} blocks at {vblock} of {}",
+            blocks,
+            dev.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A flush through the device.
+pub fn flush(dev: &Path) -> Result<(), GuestError> {
+    let fd = open(dev, libc::O_WRONLY)?;
+    // SAFETY: a valid descriptor.
+    if unsafe { libc::fsync(fd.0) } < 0 {
+        return Err(last_error(format!("fsync {}", dev.display())));
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! The real kernel as a second engine: workloads of what userspace does to a dm-thin pool
+//! (`workload`, drawn by `draw`), the pool target's metadata calls for each of them on
+//! thinsim's engine and the model (`emulate`), the guest script that does the same to Linux's
+//! dm-thin under user-mode Linux (`script`, run by `uml`), and the comparison of the two at
+//! every checkpoint (`differential`). `logwrites` reads dm-log-writes' log of the kernel's
+//! metadata writes, and `crash` judges crash images cut from that real write stream.
+//!
+//! One way down: workload ← draw/emulate ← script ← uml ← differential/crash. Nothing here
+//! changes the engine-only simulator; UML is found at run time, and its absence is a typed
+//! error ([`uml::UmlError::Missing`]), never a panic.
+
+pub mod differential;
+pub mod draw;
+pub mod emulate;
+pub mod guest;
+pub mod logwrites;
+pub mod script;
+pub mod uml;
+pub mod workload;

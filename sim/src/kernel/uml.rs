@@ -1,0 +1,364 @@
+//! Running a workload in the real kernel: user-mode Linux booted as a host process with the
+//! host's `/` as its root, the run directory's images as its ubd disks and the workload's
+//! script (`script`) as init; then reading what the guest left in the run directory.
+//!
+//! Which kernel: [`UmlKernel`] names the `linux.uml` binary and its modules directory;
+//! both default to Debian's `user-mode-linux` package, and either may be any kernel built
+//! with `ARCH=um` (the README says how). A missing kernel or module directory is
+//! [`UmlError::Missing`], with what to install, never a panic.
+//!
+//! Invariants: the run's images are created sparse at their largest sizes before the boot;
+//! a guest that has not powered off after `timeout` is killed with its whole process group
+//! ([`UmlError::Timeout`]); results are parsed strictly (an unknown line is an error).
+
+use super::emulate::Outcome;
+use super::script::{self, ScriptPaths};
+use super::workload::Workload;
+use model::Errno;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian's UML kernel.
+pub const DEFAULT_LINUX: &str = "/usr/bin/linux.uml";
+/// Debian's UML modules (one directory per kernel version below it).
+pub const DEFAULT_MODULES_ROOT: &str = "/usr/lib/uml/modules";
+
+/// A UML kernel: the binary and its modules directory.
+#[derive(Clone, Debug)]
+pub struct UmlKernel {
+    pub linux: PathBuf,
+    pub modules: PathBuf,
+    /// Guest memory in MiB.
+    pub mem_mib: u32,
+    pub timeout: Duration,
+}
+
+/// Why the kernel could not be run or its results read.
+#[derive(Debug)]
+pub enum UmlError {
+    /// Not installed: what is missing and how to get it.
+    Missing(String),
+    Io {
+        what: String,
+        error: std::io::Error,
+    },
+    Timeout {
+        seconds: u64,
+        console: PathBuf,
+    },
+    /// The guest's harness failed (module, device, mount): the run is void.
+    Fatal {
+        what: String,
+        console: PathBuf,
+    },
+    /// The guest stopped before its last op without saying why.
+    Incomplete {
+        ops_done: usize,
+        console: PathBuf,
+    },
+    BadResults {
+        line: String,
+    },
+}
+
+impl std::fmt::Display for UmlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UmlError::Missing(m) => write!(f, "user-mode Linux is not available: {m}"),
+            UmlError::Io { what, error } => write!(f, "{what}: {error}"),
+            UmlError::Timeout { seconds, console } => write!(
+                f,
+                "the UML guest did not finish in {seconds} s (console: {})",
+                console.display()
+            ),
+            UmlError::Fatal { what, console } => {
+                write!(f, "the guest harness failed: {what} (console: {})", console.display())
+            }
+            UmlError::Incomplete { ops_done, console } => write!(
+                f,
+                "the guest stopped after {ops_done} ops without a reason (console: {})",
+                console.display()
+            ),
+            UmlError::BadResults { line } => write!(f, "unreadable guest result line: {line:?}"),
+        }
+    }
+}
+
+impl std::error::Error for UmlError {}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UmlError {
+    let what = what.into();
+    move |error| UmlError::Io { what, error }
+}
+
+impl UmlKernel {
+    /// The kernel at `linux` (default Debian's) with `modules` (default: the one version
+    /// directory under Debian's modules root).
+    pub fn find(linux: Option<&Path>, modules: Option<&Path>) -> Result<UmlKernel, UmlError> {
+        let linux = linux.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_LINUX));
+        if !linux.is_file() {
+            return Err(UmlError::Missing(format!(
+                "no UML kernel at {} (apt-get install -y user-mode-linux dmsetup kmod, or --linux PATH)",
+                linux.display()
+            )));
+        }
+        let modules = match modules {
+            Some(m) => m.to_path_buf(),
+            None => {
+                let root = Path::new(DEFAULT_MODULES_ROOT);
+                let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
+                    .map_err(|_| {
+                        UmlError::Missing(format!("no {DEFAULT_MODULES_ROOT} (--modules DIR)"))
+                    })?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect();
+                versions.sort();
+                versions.pop().ok_or_else(|| {
+                    UmlError::Missing(format!("nothing under {DEFAULT_MODULES_ROOT}"))
+                })?
+            }
+        };
+        if !modules.join("kernel/drivers/md").is_dir() {
+            return Err(UmlError::Missing(format!(
+                "{} has no kernel/drivers/md (is it a modules directory?)",
+                modules.display()
+            )));
+        }
+        for tool in ["/usr/sbin/dmsetup", "/sbin/dmsetup"] {
+            if Path::new(tool).is_file() {
+                return Ok(UmlKernel {
+                    linux,
+                    modules,
+                    mem_mib: 256,
+                    timeout: Duration::from_secs(900),
+                });
+            }
+        }
+        Err(UmlError::Missing("no dmsetup (apt-get install -y dmsetup)".into()))
+    }
+
+    /// The kernel version: the modules directory's name.
+    pub fn version(&self) -> String {
+        self.modules.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
+/// What the guest reported.
+#[derive(Clone, Debug, Default)]
+pub struct GuestResults {
+    /// `uname -r` in the guest.
+    pub kernel: String,
+    /// One outcome per op done, with the error text the kernel gave.
+    pub outcomes: Vec<(Outcome, String)>,
+    /// (op index, `dmsetup status` line) per checkpoint.
+    pub statuses: Vec<(usize, String)>,
+    pub ended: bool,
+    pub fatal: Option<String>,
+}
+
+/// The errno a failed command's last line names (`errno NAME` from `kernel-guest`, or
+/// dmsetup's strerror text).
+pub fn parse_errno(text: &str) -> Option<Errno> {
+    let name = text.strip_prefix("errno ").unwrap_or("");
+    let by_name = match name {
+        "ENOSPC" => Some(Errno::ENOSPC),
+        "EIO" => Some(Errno::EIO),
+        "EINVAL" => Some(Errno::EINVAL),
+        "EEXIST" => Some(Errno::EEXIST),
+        "ENODATA" => Some(Errno::ENODATA),
+        "EBUSY" => Some(Errno::EBUSY),
+        "EPERM" => Some(Errno::EPERM),
+        "ENOMEM" => Some(Errno::ENOMEM),
+        _ => None,
+    };
+    by_name.or_else(|| {
+        [
+            ("No space left on device", Errno::ENOSPC),
+            ("Input/output error", Errno::EIO),
+            ("Invalid argument", Errno::EINVAL),
+            ("File exists", Errno::EEXIST),
+            ("No data available", Errno::ENODATA),
+            ("Device or resource busy", Errno::EBUSY),
+            ("Operation not permitted", Errno::EPERM),
+            ("Cannot allocate memory", Errno::ENOMEM),
+        ]
+        .iter()
+        .find(|(s, _)| text.ends_with(s))
+        .map(|(_, e)| *e)
+    })
+}
+
+/// Parses the guest's result file.
+pub fn parse_results(text: &str) -> Result<GuestResults, UmlError> {
+    let mut r = GuestResults::default();
+    for line in text.lines() {
+        let bad = || UmlError::BadResults { line: line.to_string() };
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match word {
+            "KERNEL" => r.kernel = rest.to_string(),
+            "END" => r.ended = true,
+            "FATAL" => r.fatal = Some(rest.to_string()),
+            "OP" => {
+                let mut it = rest.splitn(3, ' ');
+                let i: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                let rc: i32 = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                let text = it.next().unwrap_or("").trim().to_string();
+                if i != r.outcomes.len() {
+                    return Err(bad());
+                }
+                let o = if rc == 0 {
+                    Outcome::Ok
+                } else {
+                    // An error the parser cannot name is kept as EIO with its text.
+                    Outcome::Failed(parse_errno(&text).unwrap_or(Errno::EIO))
+                };
+                r.outcomes.push((o, text));
+            }
+            "CKPT" => {
+                let (i, st) = rest.split_once(' ').ok_or_else(bad)?;
+                r.statuses.push((i.parse().map_err(|_| bad())?, st.to_string()));
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(r)
+}
+
+/// A run directory's files.
+pub struct RunDir {
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    pub fn checkpoint(&self, op: usize) -> PathBuf {
+        self.dir.join(format!("ckpt-{op}.img"))
+    }
+    pub fn final_image(&self) -> PathBuf {
+        self.dir.join("final.img")
+    }
+    pub fn log(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("log{k}.img"))
+    }
+    pub fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data.img")
+    }
+    pub fn metadata(&self) -> PathBuf {
+        self.dir.join("meta.img")
+    }
+}
+
+fn sparse(path: &Path, bytes: u64) -> Result<(), UmlError> {
+    let f = std::fs::File::create(path).map_err(io(format!("create {}", path.display())))?;
+    f.set_len(bytes).map_err(io(format!("size {}", path.display())))
+}
+
+/// Log device size: every metadata write is logged with its 4 KiB and a sector of header.
+const LOG_BYTES: u64 = 1 << 30;
+
+/// Boots the kernel on `w` in `dir` (created if missing; its old results are removed) and
+/// returns what the guest reported.
+pub fn run(
+    k: &UmlKernel,
+    w: &Workload,
+    dir: &Path,
+    thinsim: &Path,
+) -> Result<GuestResults, UmlError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    let dir = dir.canonicalize().map_err(io(format!("resolve {}", dir.display())))?;
+    let rd = RunDir { dir: dir.clone() };
+    let results = dir.join("results");
+    let _ = std::fs::remove_file(&results);
+    sparse(&rd.metadata(), w.shape.max_metadata_blocks * 4096)?;
+    sparse(&rd.data(), w.shape.max_data_blocks * w.shape.data_block_sectors as u64 * 512)?;
+    let logs = script::log_devices(w);
+    for i in 0..logs {
+        sparse(&rd.log(i), LOG_BYTES)?;
+    }
+    let init = dir.join("init.sh");
+    let text = script::script(w, &ScriptPaths { dir: &dir, modules: &k.modules, thinsim });
+    std::fs::write(&init, text).map_err(io(format!("write {}", init.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
+        .map_err(io("chmod init.sh"))?;
+    let console = std::fs::File::create(rd.console()).map_err(io("create console.log"))?;
+    let mut cmd = Command::new(&k.linux);
+    cmd.arg(format!("mem={}M", k.mem_mib))
+        .args(["root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw"])
+        .arg(format!("init={}", init.display()))
+        .arg(format!("ubd0={}", rd.metadata().display()))
+        .arg(format!("ubd1={}", rd.data().display()));
+    for i in 0..logs {
+        cmd.arg(format!("ubd{}={}", 2 + i, rd.log(i).display()));
+    }
+    cmd.args(["con=null", "con0=null,fd:2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(console);
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let mut child = cmd.spawn().map_err(io(format!("start {}", k.linux.display())))?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait().map_err(io("wait for the guest"))? {
+            Some(_) => break,
+            None if start.elapsed() > k.timeout => {
+                // SAFETY: signalling the guest's own process group.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(UmlError::Timeout {
+                    seconds: k.timeout.as_secs(),
+                    console: rd.console(),
+                });
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    // UML's helper threads may outlive the main process for a moment.
+    // SAFETY: as above.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let text = std::fs::read_to_string(&results).unwrap_or_default();
+    let r = parse_results(&text)?;
+    if let Some(what) = r.fatal.clone() {
+        return Err(UmlError::Fatal { what, console: rd.console() });
+    }
+    if !r.ended {
+        return Err(UmlError::Incomplete { ops_done: r.outcomes.len(), console: rd.console() });
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_parse_strictly() {
+        let r = parse_results(
+            "KERNEL 6.1.176\nOP 0 0 \nOP 1 1 device-mapper: message ioctl on pool  failed: File exists\nOP 2 1 errno ENOSPC\nCKPT 3 0 1 thin-pool 0 1/2 3/4 - rw\nOP 3 0\nEND\n",
+        )
+        .expect("parses");
+        assert_eq!(r.kernel, "6.1.176");
+        assert!(r.ended);
+        let o: Vec<Outcome> = r.outcomes.iter().map(|(o, _)| *o).collect();
+        assert_eq!(
+            o,
+            vec![
+                Outcome::Ok,
+                Outcome::Failed(Errno::EEXIST),
+                Outcome::Failed(Errno::ENOSPC),
+                Outcome::Ok
+            ]
+        );
+        assert_eq!(r.statuses, vec![(3, "0 1 thin-pool 0 1/2 3/4 - rw".into())]);
+        assert!(
+            matches!(parse_results("OP 1 0\n"), Err(UmlError::BadResults { .. })),
+            "ops in order"
+        );
+        assert!(matches!(parse_results("hello\n"), Err(UmlError::BadResults { .. })));
+    }
+}

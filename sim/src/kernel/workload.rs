@@ -1,0 +1,197 @@
+//! A kernel workload: what userspace does to a dm-thin pool, as values. Each [`KOp`] is one
+//! thing the guest script does to the pool target (a message, a write through a thin
+//! device, a discard, a flush, a table reload) and, on thinsim's side, the calls the pool
+//! target makes for it (`emulate`). A workload is drawn from a seed against the emulation,
+//! so it only names devices that exist when it runs, and it is stored as JSON, so a person
+//! can read, edit and replay it without the generator.
+//!
+//! Invariants:
+//! - Every thin device that exists is active in the guest (one `thin` target per device),
+//!   except while the op that deletes it runs; so every write and discard has a device.
+//! - A discard is always followed by a flush in the same op, and a data block freed by a
+//!   delete is freed by a message, which commits. The kernel commits on its own as well
+//!   (once a second while the pool changed), and blocks freed in a transaction are not
+//!   allocatable until it commits; ending every freeing op with a commit makes the data
+//!   block numbers the kernel chooses independent of when its periodic commits fall.
+//! - Writes are whole data blocks or runs of them, each block one bio issued in order,
+//!   so a periodic commit can only fall between two blocks, never inside one allocation.
+//! - The serde names are the kernel trace format ([`FORMAT_VERSION`]).
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the kernel workload file format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest thin id the pool target accepts (24 bits).
+pub const MAX_THIN_ID: u64 = (1 << 24) - 1;
+
+/// The pool's geometry, fixed for a workload except where its ops grow it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolShape {
+    /// Data block size in 512-byte sectors (the pool target's minimum, 64 KiB, is 128).
+    pub data_block_sectors: u32,
+    /// Data blocks at the start.
+    pub data_blocks: u64,
+    /// Metadata blocks (4 KiB) at the start.
+    pub metadata_blocks: u64,
+    /// Size of every thin device, in data blocks.
+    pub virtual_blocks: u64,
+    /// Largest data size any op grows to (the data image is made this big).
+    pub max_data_blocks: u64,
+    /// Largest metadata size any op grows to.
+    pub max_metadata_blocks: u64,
+}
+
+/// One thing userspace does to the pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KOp {
+    /// `create_thin` message, then activate the device.
+    CreateThin { dev: u64 },
+    /// Suspend the origin, `create_snap` message, resume it, activate the snapshot.
+    CreateSnap { dev: u64, origin: u64 },
+    /// Deactivate the device (if active), then the `delete` message.
+    Delete { dev: u64 },
+    /// `set_transaction_id` message.
+    SetTransactionId { current: u64, new: u64 },
+    /// `reserve_metadata_snap` message.
+    ReserveSnap,
+    /// `release_metadata_snap` message.
+    ReleaseSnap,
+    /// Write `blocks` whole data blocks from `vblock` on, one bio per block, in order.
+    Write { dev: u64, vblock: u64, blocks: u64 },
+    /// Discard the whole blocks `[begin, end)`, then flush through the same device.
+    Discard { dev: u64, begin: u64, end: u64 },
+    /// A flush through the device (fsync), which makes the pool commit.
+    Flush { dev: u64 },
+    /// Reload the pool's table with `blocks` data blocks and resume it.
+    GrowData { blocks: u64 },
+    /// Grow the metadata device to `blocks` metadata blocks and resume the pool.
+    GrowMetadata { blocks: u64 },
+    /// Suspend the pool (it commits), copy the metadata device out, compare, resume.
+    Checkpoint,
+}
+
+impl KOp {
+    /// The op's name in statistics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KOp::CreateThin { .. } => "create_thin",
+            KOp::CreateSnap { .. } => "create_snap",
+            KOp::Delete { .. } => "delete",
+            KOp::SetTransactionId { .. } => "set_transaction_id",
+            KOp::ReserveSnap => "reserve_metadata_snap",
+            KOp::ReleaseSnap => "release_metadata_snap",
+            KOp::Write { .. } => "write",
+            KOp::Discard { .. } => "discard",
+            KOp::Flush { .. } => "flush",
+            KOp::GrowData { .. } => "grow_data",
+            KOp::GrowMetadata { .. } => "grow_metadata",
+            KOp::Checkpoint => "checkpoint",
+        }
+    }
+
+    /// Whether the op is a pool message (answered by the `dmsetup message` exit status).
+    pub fn is_message(&self) -> bool {
+        matches!(
+            self,
+            KOp::CreateThin { .. }
+                | KOp::CreateSnap { .. }
+                | KOp::Delete { .. }
+                | KOp::SetTransactionId { .. }
+                | KOp::ReserveSnap
+                | KOp::ReleaseSnap
+        )
+    }
+}
+
+/// A workload: its seed, its pool and its ops, as written to and read from a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub format_version: u32,
+    /// The seed it was drawn from (informative once the file is edited).
+    pub seed: u64,
+    pub shape: PoolShape,
+    pub ops: Vec<KOp>,
+}
+
+/// Why a workload file could not be used.
+#[derive(Debug)]
+pub enum WorkloadError {
+    Io { path: std::path::PathBuf, error: std::io::Error },
+    Json { path: std::path::PathBuf, error: serde_json::Error },
+    Version { path: std::path::PathBuf, found: u32 },
+    Shape { path: std::path::PathBuf, problem: String },
+}
+
+impl std::fmt::Display for WorkloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkloadError::Io { path, error } => {
+                write!(f, "cannot read kernel workload {}: {error}", path.display())
+            }
+            WorkloadError::Json { path, error } => {
+                write!(f, "{} is not a kernel workload: {error}", path.display())
+            }
+            WorkloadError::Version { path, found } => write!(
+                f,
+                "{} is kernel workload format {found}; this thinsim reads {FORMAT_VERSION}",
+                path.display()
+            ),
+            WorkloadError::Shape { path, problem } => {
+                write!(f, "{}: unusable pool shape: {problem}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for WorkloadError {}
+
+impl PoolShape {
+    /// What the pool target and the images need of the shape.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.data_block_sectors < 128 || !self.data_block_sectors.is_power_of_two() {
+            return Err(format!(
+                "data block size {} sectors: the pool target needs a power of two of at least 128",
+                self.data_block_sectors
+            ));
+        }
+        if self.data_blocks == 0 || self.data_blocks > self.max_data_blocks {
+            return Err(format!(
+                "data blocks {} must be in 1..={}",
+                self.data_blocks, self.max_data_blocks
+            ));
+        }
+        if self.metadata_blocks < 64 || self.metadata_blocks > self.max_metadata_blocks {
+            return Err(format!(
+                "metadata blocks {} must be in 64..={}",
+                self.metadata_blocks, self.max_metadata_blocks
+            ));
+        }
+        if self.virtual_blocks == 0 {
+            return Err("thin devices of 0 blocks".into());
+        }
+        Ok(())
+    }
+}
+
+impl Workload {
+    pub fn read(path: &std::path::Path) -> Result<Workload, WorkloadError> {
+        let p = path.to_path_buf();
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| WorkloadError::Io { path: p.clone(), error })?;
+        let w: Workload = serde_json::from_str(&text)
+            .map_err(|error| WorkloadError::Json { path: p.clone(), error })?;
+        if w.format_version != FORMAT_VERSION {
+            return Err(WorkloadError::Version { path: p, found: w.format_version });
+        }
+        w.shape.validate().map_err(|problem| WorkloadError::Shape { path: p, problem })?;
+        Ok(w)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a workload serialises")
+    }
+}
