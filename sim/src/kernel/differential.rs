@@ -16,6 +16,7 @@
 //! Verdicts are [`Difference`] values; the first one ends the comparison (what follows it
 //! is its consequence).
 
+use super::crash::{self, CrashFinding, CrashStats};
 use super::draw::{self, Expected};
 use super::emulate::{Divergence, Outcome};
 use super::uml::{self, GuestResults, RunDir, UmlError, UmlKernel};
@@ -42,6 +43,9 @@ pub enum Difference {
     Status { op: usize, detail: String },
     /// The kernel's metadata size differs from the emulation's.
     MetadataSize { op: usize, expected: u64, kernel: u64 },
+    /// Crash mode: the kernel's own write stream, cut, gave a wrong image (`op` is the
+    /// workload's length: crash mode judges the whole run).
+    Crash { op: usize, finding: CrashFinding },
 }
 
 impl Difference {
@@ -53,7 +57,8 @@ impl Difference {
             | Difference::Unreadable { op, .. }
             | Difference::Check { op, .. }
             | Difference::Status { op, .. }
-            | Difference::MetadataSize { op, .. } => *op,
+            | Difference::MetadataSize { op, .. }
+            | Difference::Crash { op, .. } => *op,
         }
     }
 
@@ -67,6 +72,7 @@ impl Difference {
             Difference::Check { .. } => "check of kernel metadata",
             Difference::Status { .. } => "pool status",
             Difference::MetadataSize { .. } => "metadata size",
+            Difference::Crash { .. } => "crash image",
         }
     }
 }
@@ -87,6 +93,7 @@ impl std::fmt::Display for Difference {
             Difference::MetadataSize { expected, kernel, .. } => {
                 write!(f, "expected {expected} blocks, the kernel's superblock says {kernel}")
             }
+            Difference::Crash { finding, .. } => write!(f, "{finding}"),
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct KernelRun {
     pub checkpoints: usize,
     pub emulated_commits: u64,
     pub difference: Option<Difference>,
+    /// Crash mode's counts (when it ran).
+    pub crash: Option<CrashStats>,
 }
 
 /// Opens a metadata image the kernel wrote, read-only, in memory.
@@ -209,12 +218,14 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Runs `w` three ways in `dir` and compares.
+/// Runs `w` three ways in `dir` and compares; with `crash_images` > 0, then judges that
+/// many crash images per flush epoch of the kernel's logged metadata writes.
 pub fn run_workload(
     k: &UmlKernel,
     w: &Workload,
     dir: &Path,
     thinsim: &Path,
+    crash_images: usize,
 ) -> Result<KernelRun, RunError> {
     let mut run = KernelRun {
         seed: w.seed,
@@ -223,8 +234,9 @@ pub fn run_workload(
         checkpoints: w.ops.iter().filter(|o| **o == KOp::Checkpoint).count(),
         emulated_commits: 0,
         difference: None,
+        crash: None,
     };
-    let e = match draw::expect(w) {
+    let e = match draw::expect(w, false) {
         Ok(e) => e,
         Err((op, divergence)) => {
             run.difference = Some(Difference::Divergence { op, divergence });
@@ -236,6 +248,30 @@ pub fn run_workload(
     if !g.kernel.is_empty() {
         run.kernel = g.kernel.clone();
     }
-    run.difference = compare(w, &e, &g, &RunDir { dir: dir.to_path_buf() });
+    let rd = RunDir { dir: dir.to_path_buf() };
+    run.difference = compare(w, &e, &g, &rd);
+    if run.difference.is_some() || crash_images == 0 {
+        return Ok(run);
+    }
+    let e = match draw::expect(w, true) {
+        Ok(e) => e,
+        Err((op, divergence)) => {
+            run.difference = Some(Difference::Divergence { op, divergence });
+            return Ok(run);
+        }
+    };
+    let logs: Vec<_> = (0..super::script::log_devices(w)).map(|i| rd.log(i)).collect();
+    let v = crash::judge(
+        &logs,
+        Some(dir),
+        w.shape.max_metadata_blocks,
+        &e.points,
+        w.seed,
+        crash_images,
+    );
+    run.crash = Some(v.stats);
+    if let Some(finding) = v.finding {
+        run.difference = Some(Difference::Crash { op: w.ops.len(), finding });
+    }
     Ok(run)
 }

@@ -2,6 +2,13 @@
 //! emulated pool's state (devices, mappings, free space, the held snapshot), then applied
 //! to it, so the next draw sees its effect. The same seed always gives the same workload.
 //!
+//! Frees and allocation: a block freed in a transaction is allocatable only after the
+//! commit, and the kernel also commits on its own clock, so a workload never allocates
+//! while a free is uncommitted: whenever an op leaves one (a discard whose flush failed out
+//! of data space, a write that broke sharing of a block nobody else holds — such a write
+//! ends its run there), the next op is a checkpoint, which commits. The same rule keeps the
+//! way out of out-of-data-space (a commit that finds free blocks) off the kernel's clock.
+//!
 //! What the mix reaches, on purpose: runs of writes long enough to split mapping leaves
 //! (a leaf holds at most 252 mappings), writes over snapshotted blocks (breaking sharing),
 //! small pools that run out of data space (then grow), snapshots of snapshots, deletes of
@@ -46,10 +53,22 @@ pub fn draw(seed: u64, ops: usize) -> Result<Workload, Box<(Workload, Divergence
     let mut growths = 0usize;
     let mut since_checkpoint = 0usize;
     while w.ops.len() < ops {
-        let op = if since_checkpoint >= 40 {
+        let op = if since_checkpoint >= 40 || em.uncommitted_frees() {
             KOp::Checkpoint
         } else {
             draw_op(&mut rng, &em, &mut growths)
+        };
+        // A write that frees a block ends there (see `Emulation::write_would_free`); the
+        // next op is then a checkpoint, which commits: no allocation, and no way out of
+        // out-of-data-space, ever depends on the kernel's clock.
+        let op = match op {
+            KOp::Write { dev, vblock, blocks } => {
+                match (vblock..vblock + blocks).find(|&v| em.write_would_free(dev, v)) {
+                    Some(v) => KOp::Write { dev, vblock, blocks: v + 1 - vblock },
+                    None => op,
+                }
+            }
+            op => op,
         };
         since_checkpoint = if op == KOp::Checkpoint { 0 } else { since_checkpoint + 1 };
         let r = em.apply(&op);
@@ -162,12 +181,19 @@ pub struct Expected {
     /// At each checkpoint: the op index, the model, and the metadata size in blocks.
     pub checkpoints: Vec<(usize, model::Model, u64)>,
     pub commits: u64,
+    /// With `points`: every state between which a kernel commit may fall, in order (the
+    /// formatted pool first).
+    pub points: Vec<model::Model>,
 }
 
-/// Runs `w` on the emulation alone.
-pub fn expect(w: &Workload) -> Result<Expected, (usize, Divergence)> {
+/// Runs `w` on the emulation alone; with `points`, keeps every intermediate state.
+pub fn expect(w: &Workload, points: bool) -> Result<Expected, (usize, Divergence)> {
     let mut em = Emulation::new(&w.shape).map_err(|d| (0, d))?;
-    let mut out = Expected { outcomes: Vec::new(), checkpoints: Vec::new(), commits: 0 };
+    if points {
+        em.keep_points();
+    }
+    let mut out =
+        Expected { outcomes: Vec::new(), checkpoints: Vec::new(), commits: 0, points: Vec::new() };
     for (i, op) in w.ops.iter().enumerate() {
         let o = em.apply(op).map_err(|d| (i, d))?;
         out.outcomes.push(o);
@@ -176,6 +202,7 @@ pub fn expect(w: &Workload) -> Result<Expected, (usize, Divergence)> {
         }
     }
     out.commits = em.commits;
+    out.points = em.take_points();
     Ok(out)
 }
 
@@ -190,7 +217,7 @@ mod tests {
             let b = draw(seed, 300).expect("no divergence");
             assert_eq!(a, b, "seed {seed} is deterministic");
             assert_eq!(a.ops.last(), Some(&KOp::Checkpoint));
-            let e = expect(&a).expect("replays");
+            let e = expect(&a, false).expect("replays");
             assert_eq!(e.outcomes.len(), a.ops.len());
             assert!(e.checkpoints.len() >= 7, "a checkpoint at least every 40 ops");
         }
@@ -204,7 +231,7 @@ mod tests {
         let mut most_mapped = 0;
         for seed in 0..12 {
             let w = draw(seed, 300).expect("no divergence");
-            let e = expect(&w).expect("replays");
+            let e = expect(&w, true).expect("replays");
             for (op, o) in w.ops.iter().zip(&e.outcomes) {
                 match (op, o) {
                     (KOp::Write { .. }, Outcome::Failed(model::Errno::ENOSPC)) => enospc += 1,

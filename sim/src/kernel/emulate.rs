@@ -73,6 +73,9 @@ pub struct Emulation {
     out_of_data_space: bool,
     /// Commits made, for statistics.
     pub commits: u64,
+    /// When kept: the model after every block of a write and after every op, the states
+    /// between which the kernel's own (periodic) commits can fall.
+    points: Option<Vec<Model>>,
 }
 
 fn engine_result<T>(r: engine::Result<T>) -> Result<T, Errno> {
@@ -121,9 +124,30 @@ impl Emulation {
             active: BTreeMap::new(),
             out_of_data_space: false,
             commits: 0,
+            points: None,
         };
         em.compare("format")?;
         Ok(em)
+    }
+
+    /// Keep the model after every block and op from now on (see [`Emulation::take_points`]).
+    /// Called on a new emulation, the first states are the pool as the kernel formats it
+    /// (no data blocks yet: the pool target's first resume resizes it and commits again)
+    /// and as resized.
+    pub fn keep_points(&mut self) {
+        self.points = Some(vec![Model::new(0), self.model.clone()]);
+    }
+
+    /// The states kept since the last call (the model's maps share their leaves, so a
+    /// state costs little more than the changes since the previous one).
+    pub fn take_points(&mut self) -> Vec<Model> {
+        self.points.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn point(&mut self) {
+        if let Some(p) = self.points.as_mut() {
+            p.push(self.model.clone());
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -158,6 +182,24 @@ impl Emulation {
     /// The mapped vblocks of `dev` in the current transaction (from the model).
     pub fn mapped(&self, dev: u64) -> Vec<u64> {
         self.model.devices().get(&dev).map(|d| d.mappings.keys().collect()).unwrap_or_default()
+    }
+
+    /// Whether a write to `v` of `dev` would free a data block: it breaks sharing (time
+    /// stamp) of a block nothing else references any more, whose count drops to 0. Such a
+    /// free is not allocatable until the next commit, and whether the kernel commits before
+    /// its next allocation depends on its clock, so the drawer flushes right after it.
+    pub fn write_would_free(&self, dev: u64, v: u64) -> bool {
+        let Some(d) = self.model.devices().get(&dev) else { return false };
+        let Some(m) = d.mappings.get(v) else { return false };
+        m.time < d.snapshotted_time && self.model.logical_refs().get(m.data_block) == Some(&1)
+    }
+
+    /// Whether a data block in use at the last commit is free now: a free that is not yet
+    /// allocatable, and that the kernel's clock may commit at any moment (which also takes
+    /// the pool out of out-of-data-space). The drawer commits deterministically first.
+    pub fn uncommitted_frees(&self) -> bool {
+        let cur = self.model.current();
+        self.model.committed().logical_refs().keys().any(|b| cur.refs_of(b) == 0)
     }
 
     /// Full comparison of the engine with the model.
@@ -223,6 +265,12 @@ impl Emulation {
 
     /// Applies one op; the answer userspace is expected to see.
     pub fn apply(&mut self, op: &KOp) -> Res<Outcome> {
+        let r = self.apply_op(op);
+        self.point();
+        r
+    }
+
+    fn apply_op(&mut self, op: &KOp) -> Res<Outcome> {
         match *op {
             KOp::CreateThin { dev } => {
                 let r = agree(
@@ -272,6 +320,9 @@ impl Emulation {
                 for v in vblock..vblock.saturating_add(blocks) {
                     if let Outcome::Failed(e) = self.write_block(dev, v)? {
                         return Ok(Outcome::Failed(e));
+                    }
+                    if v + 1 < vblock.saturating_add(blocks) {
+                        self.point();
                     }
                 }
                 Ok(Outcome::Ok)

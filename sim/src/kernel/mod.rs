@@ -9,6 +9,7 @@
 //! changes the engine-only simulator; UML is found at run time, and its absence is a typed
 //! error ([`uml::UmlError::Missing`]), never a panic.
 
+pub mod crash;
 pub mod differential;
 pub mod draw;
 pub mod emulate;

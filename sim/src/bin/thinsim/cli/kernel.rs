@@ -41,6 +41,10 @@ pub struct KernelArgs {
     /// Where the run directories go (one per seed: seed-N/).
     #[arg(long, default_value = "target/kernel-runs")]
     pub dir: PathBuf,
+    /// Crash images judged per flush epoch of the kernel's logged metadata writes (0: no
+    /// crash mode).
+    #[arg(long, default_value_t = 4)]
+    pub crash_images: usize,
     /// Keep the images of seeds without a difference (they are removed otherwise).
     #[arg(long)]
     pub keep: bool,
@@ -84,7 +88,7 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
             return super::fail(format!("{}: {e}", dir.display()), 2);
         }
         let t = Instant::now();
-        let run = match differential::run_workload(&k, w, &dir, &thinsim) {
+        let run = match differential::run_workload(&k, w, &dir, &thinsim, a.crash_images) {
             Ok(r) => r,
             Err(e) => return super::fail(format!("seed {}: {e}", w.seed), 2),
         };
@@ -113,10 +117,18 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
 
 fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
     match &run.difference {
-        None => println!(
-            "seed {}: agreed ({} ops, {} checkpoints, kernel {}, {secs:.1} s)",
-            run.seed, run.ops, run.checkpoints, run.kernel
-        ),
+        None => {
+            println!(
+                "seed {}: agreed ({} ops, {} checkpoints, kernel {}, {secs:.1} s)",
+                run.seed, run.ops, run.checkpoints, run.kernel
+            );
+            if let Some(c) = &run.crash {
+                println!(
+                    "  crash mode: {} log entries, {} flush epochs, {} commits matched, {} crash images judged ({} at the epoch's new commit; {} writes dropped, {} torn; {} at one of {} held-root-only superblocks, the kernel's defect)",
+                    c.entries, c.epochs, c.commits, c.images, c.images_at_new_commit, c.writes_dropped, c.writes_torn, c.images_at_held_only_superblock, c.held_only_superblocks
+                );
+            }
+        }
         Some(d) => {
             println!("seed {}: DIFFERENCE at {d}", run.seed);
             let lo = d.op().saturating_sub(3);
