@@ -17,6 +17,7 @@
 
 use super::emulate::{Divergence, Emulation, Outcome};
 use super::workload::{KOp, PoolShape, Workload, FORMAT_VERSION, MAX_THIN_ID};
+use crate::runner::Prepopulation;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -27,8 +28,32 @@ pub const MAX_METADATA_GROWTHS: usize = 2;
 /// Most devices a workload keeps at once.
 const MAX_DEVICES: usize = 8;
 
-/// The pool shape a seed draws.
+/// The pool shape a seed draws. One seed in three starts from an image thinsim restored
+/// (the kernel activates it and works on it): device 0 with 17,000 mappings, so its data
+/// reaches past the first space-map bitmap (16,320 blocks) and the kernel's allocations
+/// start in the second one; a sharer of every third of them; two small devices.
 pub fn draw_shape(rng: &mut ChaCha8Rng) -> PoolShape {
+    if rng.random_ratio(1, 3) {
+        let p = Prepopulation {
+            devices: 4,
+            mappings: 17_000,
+            hole_every: 8,
+            sharers: 1,
+            share_every: 3,
+            mappings_per_other: 200,
+        };
+        let data_blocks =
+            p.data_blocks_used() + *[40u64, 400, 4000].get(rng.random_range(0..3)).unwrap_or(&400);
+        return PoolShape {
+            data_block_sectors: 128,
+            data_blocks,
+            metadata_blocks: 1024,
+            virtual_blocks: 1 << 15,
+            max_data_blocks: data_blocks + 4000,
+            max_metadata_blocks: 1024 * (1 + MAX_METADATA_GROWTHS as u64),
+            prepopulation: Some(p),
+        };
+    }
     let data_blocks = *[48u64, 200, 1000, 4000].get(rng.random_range(0..4)).unwrap_or(&200);
     PoolShape {
         data_block_sectors: 128,
@@ -37,6 +62,7 @@ pub fn draw_shape(rng: &mut ChaCha8Rng) -> PoolShape {
         virtual_blocks: 4096,
         max_data_blocks: data_blocks * 4,
         max_metadata_blocks: 1024 * (1 + MAX_METADATA_GROWTHS as u64),
+        prepopulation: None,
     }
 }
 
@@ -45,7 +71,8 @@ pub fn draw_shape(rng: &mut ChaCha8Rng) -> PoolShape {
 pub fn draw(seed: u64, ops: usize) -> Result<Workload, Box<(Workload, Divergence)>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b65_726e_656c); // "kernel"
     let shape = draw_shape(&mut rng);
-    let mut w = Workload { format_version: FORMAT_VERSION, seed, shape, ops: Vec::new() };
+    let mut w =
+        Workload { format_version: FORMAT_VERSION, seed, shape: shape.clone(), ops: Vec::new() };
     let mut em = match Emulation::new(&shape) {
         Ok(em) => em,
         Err(d) => return Err(Box::new((w, d))),

@@ -29,6 +29,18 @@ use engine::thin::{DataBlock, Pool, PoolOptions, ThinHandle, ThinId, VBlock};
 use model::{Errno, Model};
 use std::collections::BTreeMap;
 
+/// The metadata image a prepopulated workload starts from, and the model of its state:
+/// restored by thinsim on a device of the largest metadata size. `None` shape has none.
+pub fn initial_image(shape: &PoolShape) -> Result<(MemoryDevice, Model), String> {
+    let p = shape.prepopulation.as_ref().ok_or("the workload starts from a blank device")?;
+    crate::runner::restored_prepopulation(
+        p,
+        shape.data_blocks,
+        shape.metadata_blocks,
+        shape.max_metadata_blocks,
+    )
+}
+
 /// The answer userspace sees for an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -105,20 +117,34 @@ fn outcome(r: Result<(), Errno>) -> Outcome {
 impl Emulation {
     /// A freshly formatted pool of `shape`'s initial sizes, committed, with no devices.
     pub fn new(shape: &PoolShape) -> Res<Emulation> {
-        let setup = |e: engine::Error| Divergence { call: "format", detail: e.to_string() };
-        // The engine formats the whole device; the kernel's metadata device starts smaller
-        // and grows, so the engine's space map is shrunk to the starting size (a fresh
-        // pool uses a handful of blocks at the front).
-        let dev = MemoryDevice::new(shape.max_metadata_blocks);
-        let pool =
-            Pool::open(Box::new(dev), PoolOptions::new(shape.data_block_sectors)).map_err(setup)?;
-        pool.resize_metadata_dev(shape.metadata_blocks).map_err(setup)?;
-        pool.resize_data_dev(shape.data_blocks).map_err(setup)?;
-        pool.commit().map_err(setup)?;
-        let em = Emulation {
+        let setup = |e: String| Divergence { call: "format", detail: e };
+        let (pool, model) = match &shape.prepopulation {
+            None => {
+                // The engine formats the whole device; the kernel's metadata device starts
+                // smaller and grows, so the engine's space map is shrunk to the starting
+                // size (a fresh pool uses a handful of blocks at the front).
+                let dev = MemoryDevice::new(shape.max_metadata_blocks);
+                let pool = Pool::open(Box::new(dev), PoolOptions::new(shape.data_block_sectors))
+                    .map_err(|e| setup(e.to_string()))?;
+                let sized = pool
+                    .resize_metadata_dev(shape.metadata_blocks)
+                    .and_then(|()| pool.resize_data_dev(shape.data_blocks))
+                    .and_then(|()| pool.commit());
+                sized.map_err(|e| setup(e.to_string()))?;
+                (pool, Model::new(shape.data_blocks))
+            }
+            Some(_) => {
+                let (image, model) = initial_image(shape).map_err(setup)?;
+                let opts =
+                    PoolOptions { may_format: false, ..PoolOptions::new(shape.data_block_sectors) };
+                let pool = Pool::open(image.to_device(), opts).map_err(|e| setup(e.to_string()))?;
+                (pool, model)
+            }
+        };
+        let mut em = Emulation {
             pool,
-            model: Model::new(shape.data_blocks),
-            shape: *shape,
+            model,
+            shape: shape.clone(),
             data_blocks: shape.data_blocks,
             metadata_blocks: shape.metadata_blocks,
             active: BTreeMap::new(),
@@ -126,6 +152,11 @@ impl Emulation {
             commits: 0,
             points: None,
         };
+        // The pool target's devices are all active from the start.
+        let existing: Vec<u64> = em.model.committed_devices().keys().copied().collect();
+        for dev in existing {
+            em.activate(dev)?;
+        }
         em.compare("format")?;
         Ok(em)
     }
@@ -445,6 +476,10 @@ impl Emulation {
                 return Ok(Outcome::Failed(errno(&e)));
             }
         };
+        // The pool target inserts the mapping when the prepared mapping is processed, on
+        // a later pass of its worker; the pass that allocated may commit first (its clock),
+        // so "allocated, not yet mapped" is a state a kernel commit can hold.
+        self.point();
         let th = &self.active[&dev].0;
         let eng = self.pool.insert_block(th, VBlock(v), DataBlock(block.0));
         let r = agree("insert_block", eng, self.model.insert_block(mh, v, block.0))?;

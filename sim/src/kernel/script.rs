@@ -131,6 +131,12 @@ res() {
         pool_table(s.data_blocks)
     );
     let _ = writeln!(o, "dmsetup mknodes || fatal mknodes");
+    // A restored image's devices are activated first, as for any pool that has devices.
+    if let Some(p) = &s.prepopulation {
+        for dev in 0..p.devices {
+            let _ = writeln!(o, "act {dev}");
+        }
+    }
     for (i, op) in w.ops.iter().enumerate() {
         let _ = writeln!(o, "# {i}: {op:?}");
         let _ = writeln!(o, "rc=0; : > \"$E\"");

@@ -274,6 +274,12 @@ pub fn run(
     let results = dir.join("results");
     let _ = std::fs::remove_file(&results);
     sparse(&rd.metadata(), w.shape.max_metadata_blocks * 4096)?;
+    if w.shape.prepopulation.is_some() {
+        // The kernel starts from the image thinsim restored.
+        let (image, _) = super::emulate::initial_image(&w.shape)
+            .map_err(|e| UmlError::Io { what: e, error: std::io::Error::other("restore") })?;
+        std::fs::write(rd.metadata(), image.to_bytes()).map_err(io("write meta.img"))?;
+    }
     sparse(&rd.data(), w.shape.max_data_blocks * w.shape.data_block_sectors as u64 * 512)?;
     let logs = script::log_devices(w);
     for i in 0..logs {

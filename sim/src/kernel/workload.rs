@@ -17,6 +17,7 @@
 //!   so a periodic commit can only fall between two blocks, never inside one allocation.
 //! - The serde names are the kernel trace format ([`FORMAT_VERSION`]).
 
+use crate::runner::Prepopulation;
 use serde::{Deserialize, Serialize};
 
 /// Version of the kernel workload file format.
@@ -26,7 +27,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MAX_THIN_ID: u64 = (1 << 24) - 1;
 
 /// The pool's geometry, fixed for a workload except where its ops grow it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolShape {
     /// Data block size in 512-byte sectors (the pool target's minimum, 64 KiB, is 128).
@@ -41,6 +42,10 @@ pub struct PoolShape {
     pub max_data_blocks: u64,
     /// Largest metadata size any op grows to.
     pub max_metadata_blocks: u64,
+    /// Start from this image, restored by thinsim (the kernel activates what thinsim wrote),
+    /// instead of a blank metadata device the kernel formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepopulation: Option<Prepopulation>,
 }
 
 /// One thing userspace does to the pool.
@@ -172,6 +177,16 @@ impl PoolShape {
         }
         if self.virtual_blocks == 0 {
             return Err("thin devices of 0 blocks".into());
+        }
+        if let Some(p) = &self.prepopulation {
+            if p.data_blocks_used() > self.data_blocks || p.devices > MAX_THIN_ID {
+                return Err(format!(
+                    "the prepopulation uses {} data blocks of {} and {} devices",
+                    p.data_blocks_used(),
+                    self.data_blocks,
+                    p.devices
+                ));
+            }
         }
         Ok(())
     }

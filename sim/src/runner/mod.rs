@@ -37,6 +37,7 @@ pub use apply::errno;
 pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
 pub use op::Op;
 pub use options::{KeyOrder, OpKind, Options, OptionsError, Prepopulation, RemovalPhase, RunClass};
+pub use prepopulate::restored as restored_prepopulation;
 pub use stats::{Outcomes, RunStats};
 pub use trace::{Step, StepFault, Trace, TraceError};
 

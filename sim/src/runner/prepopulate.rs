@@ -101,7 +101,7 @@ pub(super) fn prepared(p: &Prepopulation, o: &Options) -> Result<(MemoryImage, M
             return Ok(found);
         }
     }
-    let made = restore_fresh(p, o)?;
+    let made = restored(p, o.data_blocks, o.metadata_blocks, o.metadata_disk_blocks)?;
     if p.cacheable() {
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
@@ -123,24 +123,32 @@ thread_local! {
     static CACHE: RefCell<Vec<(CacheKey, (MemoryImage, Model))>> = const { RefCell::new(Vec::new()) };
 }
 
-fn restore_fresh(p: &Prepopulation, o: &Options) -> Result<(MemoryImage, Model), String> {
+/// The image `p` describes, restored by the engine's `restore` on a fault-free disk of
+/// `disk_blocks`, with a space map of `metadata_blocks` and `data_blocks` of data; and the
+/// model of its state (committed, not in service). Also what `thinsim kernel` hands the
+/// real kernel to start from.
+pub fn restored(
+    p: &Prepopulation,
+    data_blocks: u64,
+    metadata_blocks: u64,
+    disk_blocks: u64,
+) -> Result<(MemoryImage, Model), String> {
     let devices = layout(p);
-    let doc = xml(&devices, o.data_blocks);
-    let sim =
-        SimDisk::new(o.metadata_disk_blocks, DiskConfig::none(), 0).map_err(|e| e.to_string())?;
+    let doc = xml(&devices, data_blocks);
+    let sim = SimDisk::new(disk_blocks, DiskConfig::none(), 0).map_err(|e| e.to_string())?;
     let disk = SharedDisk::new(sim);
     let dev = engine::tools::restore::restore_slice(&doc, disk.device())
         .map_err(|e| format!("restoring the prepopulated image: {e}"))?;
     let opts = PoolOptions { may_format: false, ..PoolOptions::new(DATA_BLOCK_SECTORS) };
     let pool = Pool::open(dev, opts).map_err(|e| format!("opening the restored image: {e}"))?;
-    if pool.get_metadata_dev_size().ok() != Some(o.metadata_blocks) {
-        pool.resize_metadata_dev(o.metadata_blocks)
+    if pool.get_metadata_dev_size().ok() != Some(metadata_blocks) {
+        pool.resize_metadata_dev(metadata_blocks)
             .and_then(|()| pool.commit())
             .map_err(|e| format!("sizing the restored pool: {e}"))?;
     }
     pool.close().map_err(|_| "closing the restored pool failed".to_owned())?;
     let image = disk.lock().durable_image();
-    let mut model = Model::new(o.data_blocks);
+    let mut model = Model::new(data_blocks);
     populate_model(&mut model, &devices)
         .map_err(|e| format!("the model refused the layout: {e:?}"))?;
     model.crash();
