@@ -261,33 +261,42 @@ fn keep_image(keep: Option<&Path>, epoch: usize, image: usize, img: &MemoryDevic
 pub fn judge(
     logs: &[PathBuf],
     keep: Option<&Path>,
-    meta_blocks: u64,
+    initial: &MemoryDevice,
     points: &[Model],
     seed: u64,
     images_per_epoch: usize,
 ) -> CrashVerdict {
     let mut stats = CrashStats::default();
-    let finding =
-        judge_into(logs, keep, meta_blocks, points, seed, images_per_epoch, &mut stats).err();
+    let finding = judge_into(logs, keep, initial, points, seed, images_per_epoch, &mut stats).err();
     CrashVerdict { stats, finding }
 }
 
 fn judge_into(
     logs: &[PathBuf],
     keep: Option<&Path>,
-    meta_blocks: u64,
+    initial: &MemoryDevice,
     points: &[Model],
     seed: u64,
     images_per_epoch: usize,
     stats: &mut CrashStats,
 ) -> Result<(), CrashFinding> {
-    let epochs = epochs(logs, meta_blocks, stats)?;
+    let epochs = epochs(logs, engine::io::BlockDevice::nr_blocks(initial), stats)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0063_7261_7368); // "crash"
-    let mut durable = MemoryDevice::new(meta_blocks);
+    let mut durable = initial.clone();
     // Each superblock the kernel made durable: its bytes and the model point its state
     // equals; `None` for a superblock that only changed the held root (the defect).
     let mut commits: Vec<(Vec<u8>, Option<usize>)> = Vec::new();
     let mut next_point = 0usize;
+    // A restored image the kernel started from is the first commit.
+    let sb = superblock(&durable);
+    if sb.iter().any(|&b| b != 0) {
+        let pool =
+            open(&durable).map_err(|error| CrashFinding::CommitUnreadable { commit: 0, error })?;
+        next_point = match_point(&pool, points, 0).map_err(|mismatch| {
+            CrashFinding::CommitUnmatched { commit: 0, from_point: 0, mismatch }
+        })?;
+        commits.push((sb, Some(next_point)));
+    }
     for (k, epoch) in epochs.iter().enumerate() {
         let durable_sb = superblock(&durable);
         let durable_commit = commits.len().checked_sub(1);

@@ -261,14 +261,17 @@ pub fn run_workload(
         }
     };
     let logs: Vec<_> = (0..super::script::log_devices(w)).map(|i| rd.log(i)).collect();
-    let v = crash::judge(
-        &logs,
-        Some(dir),
-        w.shape.max_metadata_blocks,
-        &e.points,
-        w.seed,
-        crash_images,
-    );
+    let initial = match &w.shape.prepopulation {
+        None => MemoryDevice::new(w.shape.max_metadata_blocks),
+        Some(_) => match super::emulate::initial_image(&w.shape) {
+            Ok((image, _)) => image,
+            Err(error) => {
+                run.difference = Some(Difference::Unreadable { op: 0, error });
+                return Ok(run);
+            }
+        },
+    };
+    let v = crash::judge(&logs, Some(dir), &initial, &e.points, w.seed, crash_images);
     run.crash = Some(v.stats);
     if let Some(finding) = v.finding {
         run.difference = Some(Difference::Crash { op: w.ops.len(), finding });
