@@ -82,6 +82,10 @@ pub enum CrashFinding {
         found: usize,
         durable: usize,
     },
+    /// The logs held no commit or gave no crash image: crash mode judged nothing.
+    NothingJudged {
+        entries: u64,
+    },
 }
 
 impl std::fmt::Display for CrashFinding {
@@ -108,6 +112,10 @@ impl std::fmt::Display for CrashFinding {
             CrashFinding::ImageWrong { epoch, image, commit, mismatch } => write!(
                 f,
                 "crash image {image} of epoch {epoch} (commit {commit}) differs:\n{mismatch}"
+            ),
+            CrashFinding::NothingJudged { entries } => write!(
+                f,
+                "crash mode judged nothing: {entries} log entries, no commit or no crash image"
             ),
             CrashFinding::CommitLost { epoch, image, found, durable } => write!(
                 f,

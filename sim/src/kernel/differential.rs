@@ -236,7 +236,8 @@ pub fn run_workload(
         difference: None,
         crash: None,
     };
-    let e = match draw::expect(w, false) {
+    // The intermediate states crash mode matches commits against are kept in the same pass.
+    let e = match draw::expect(w, crash_images > 0) {
         Ok(e) => e,
         Err((op, divergence)) => {
             run.difference = Some(Difference::Divergence { op, divergence });
@@ -253,13 +254,6 @@ pub fn run_workload(
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);
     }
-    let e = match draw::expect(w, true) {
-        Ok(e) => e,
-        Err((op, divergence)) => {
-            run.difference = Some(Difference::Divergence { op, divergence });
-            return Ok(run);
-        }
-    };
     let logs: Vec<_> = (0..super::script::log_devices(w)).map(|i| rd.log(i)).collect();
     let initial = match &w.shape.prepopulation {
         None => MemoryDevice::new(w.shape.max_metadata_blocks),
@@ -273,7 +267,13 @@ pub fn run_workload(
     };
     let v = crash::judge(&logs, Some(dir), &initial, &e.points, w.seed, crash_images);
     run.crash = Some(v.stats);
-    if let Some(finding) = v.finding {
+    // A check must prove it ran: a kernel run commits at every checkpoint, so crash mode
+    // with no commit or no image judged read nothing, and that is a failure, not a pass.
+    let finding = v.finding.or_else(|| {
+        (v.stats.commits == 0 || v.stats.images == 0)
+            .then_some(CrashFinding::NothingJudged { entries: v.stats.entries })
+    });
+    if let Some(finding) = finding {
         run.difference = Some(Difference::Crash { op: w.ops.len(), finding });
     }
     Ok(run)
