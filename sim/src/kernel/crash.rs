@@ -1,12 +1,14 @@
-//! Crash mode: the kernel's real metadata write stream, as dm-log-writes recorded it, cut
-//! by the simulated disk's crash model, and every crash image judged.
+//! Crash mode: the kernel's real write stream, as dm-log-writes recorded it, cut by the
+//! simulated disk's crash model, and every crash image judged; and the data device's
+//! content judged against what the metadata published and what userspace was promised.
 //!
-//! The stream. Entries of the run's logs, in order (a metadata growth starts the next log).
-//! dm-log-writes logs a write when it completes, and a flush after the writes that completed
-//! before the flush was issued, so the log is a sequence of flush *epochs*: the writes
-//! between two flush entries were volatile together. A FUA write is durable from its entry
-//! on. A commit is a write of block 0 (the superblock); the state it publishes is the image
-//! at the end of its epoch (dm-thin writes the superblock alone between two flushes).
+//! The stream. One log holds the writes to the metadata and the data device (`script`'s
+//! layout: a write's sector says which), in the order they completed; a flush entry is
+//! logged after the writes that completed before it was issued, and its sector says which
+//! device it flushed. So the metadata writes form a sequence of flush *epochs*: the writes
+//! between two metadata flushes were volatile together. A FUA write is durable from its
+//! entry on. A commit is a write of block 0 (the superblock); the state it publishes is the
+//! image at the end of its epoch (dm-thin writes the superblock alone between two flushes).
 //!
 //! The judgement, for a run:
 //! 1. Every commit's image opens in thinsim's engine and equals a model state at a block or
@@ -19,16 +21,22 @@
 //!    open, its superblock must be one the kernel wrote, its state must equal that commit's
 //!    model state, and that commit must be no older than the last one whose flush had
 //!    returned before the epoch (no durable commit lost).
+//! 3. The data rules of [`super::durability`]: a commit publishes only durable data (a
+//!    finding at a quiescent commit), and every `ack` mark's promise holds. Every expected
+//!    `ack` mark must be in the log, and a run that wrote data must verify some.
 //!
 //! Every choice comes from one ChaCha stream seeded with the run's seed.
 
+use super::durability::{check_ack, mapped_blocks, published, Ack, DataProblem, DataState};
 use super::logwrites::{self, Entry, LogError};
+use super::script::Layout;
 use crate::runner::oracle::{self, Mismatch};
 use engine::io::MemoryDevice;
 use engine::thin::Pool;
 use model::Model;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const BLOCK: u64 = 4096;
@@ -86,6 +94,28 @@ pub enum CrashFinding {
     NothingJudged {
         entries: u64,
     },
+    /// A quiescent commit published a data block whose data was not durable, or wrong.
+    DataUnpublishable {
+        commit: usize,
+        problem: DataProblem,
+    },
+    /// Op `op` returned success with a durability promise the log shows broken.
+    AckBroken {
+        op: usize,
+        problem: DataProblem,
+    },
+    /// An op expected to succeed with a promise left no `ack` mark.
+    AckMissing {
+        op: usize,
+    },
+    /// An `ack` mark for an op that made no promise.
+    AckUnexpected {
+        mark: String,
+    },
+    /// Data was written, and the data rules verified no block: they judged nothing.
+    DataUnjudged {
+        data_writes: u64,
+    },
 }
 
 impl std::fmt::Display for CrashFinding {
@@ -117,6 +147,22 @@ impl std::fmt::Display for CrashFinding {
                 f,
                 "crash mode judged nothing: {entries} log entries, no commit or no crash image"
             ),
+            CrashFinding::DataUnpublishable { commit, problem } => write!(
+                f,
+                "the kernel's commit {commit}, made with nothing in flight, published data that was not durable: {problem}"
+            ),
+            CrashFinding::AckBroken { op, problem } => write!(
+                f,
+                "op {op} returned success, and what it promised is not durable: {problem}"
+            ),
+            CrashFinding::AckMissing { op } => write!(f, "op {op} left no ack mark in the log"),
+            CrashFinding::AckUnexpected { mark } => {
+                write!(f, "the log has a mark {mark:?} for an op that promised nothing")
+            }
+            CrashFinding::DataUnjudged { data_writes } => write!(
+                f,
+                "the data rules verified no block although the log has {data_writes} data writes"
+            ),
             CrashFinding::CommitLost { epoch, image, found, durable } => write!(
                 f,
                 "crash image {image} of epoch {epoch} opened at commit {found}, but commit {durable} was durable"
@@ -143,6 +189,17 @@ pub struct CrashStats {
     pub held_only_superblocks: u64,
     /// Crash images that opened at such a superblock: counted, not judged.
     pub images_at_held_only_superblock: u64,
+    pub data_writes: u64,
+    pub data_flushes: u64,
+    /// Published data blocks found durable with their tag (rule 1).
+    pub data_blocks_verified: u64,
+    /// Times a published block's data was not yet durable at a commit that was not
+    /// quiescent (carried to the next commit).
+    pub data_pending_at_commit: u64,
+    pub quiescent_commits: u64,
+    /// `ack` marks checked (rule 2), and the mapped blocks they covered.
+    pub acks_checked: u64,
+    pub ack_blocks_checked: u64,
 }
 
 /// What crash mode found: its counts, and the first finding if any.
@@ -159,7 +216,7 @@ struct Write {
     fua: bool,
 }
 
-/// One flush epoch: the writes between two flushes.
+/// One flush epoch: the metadata writes between two metadata flushes.
 #[derive(Default)]
 struct Epoch {
     writes: Vec<Write>,
@@ -185,47 +242,6 @@ fn read_log(path: &Path) -> Result<Vec<Entry>, CrashFinding> {
             e
         })
         .collect())
-}
-
-/// The epochs of the concatenated logs.
-fn epochs(
-    logs: &[PathBuf],
-    meta_blocks: u64,
-    stats: &mut CrashStats,
-) -> Result<Vec<Epoch>, CrashFinding> {
-    let mut out = vec![Epoch::default()];
-    for log in logs {
-        for e in read_log(log)? {
-            stats.entries += 1;
-            if e.is_mark() || e.is_discard() {
-                continue;
-            }
-            if e.is_flush() {
-                stats.flushes += 1;
-                out.push(Epoch::default());
-            }
-            if e.nr_sectors == 0 {
-                continue;
-            }
-            let bad = |detail: String| CrashFinding::BadWrite { entry: e.index, detail };
-            if e.sector % (BLOCK / SECTOR) != 0 || e.nr_sectors % (BLOCK / SECTOR) != 0 {
-                return Err(bad(format!(
-                    "sector {} + {} is not whole 4 KiB blocks",
-                    e.sector, e.nr_sectors
-                )));
-            }
-            let block = e.sector / (BLOCK / SECTOR);
-            if block + e.nr_sectors / (BLOCK / SECTOR) > meta_blocks {
-                return Err(bad(format!("block {block} beyond the metadata device")));
-            }
-            let fua = e.is_fua();
-            stats.fua_writes += fua as u64;
-            let last = out.last_mut().expect("one epoch at least");
-            last.writes.push(Write { block, data: e.data, fua });
-        }
-    }
-    stats.epochs = out.len() as u64;
-    Ok(out)
 }
 
 fn apply(img: &mut MemoryDevice, w: &Write) {
@@ -264,72 +280,220 @@ fn keep_image(keep: Option<&Path>, epoch: usize, image: usize, img: &MemoryDevic
     }
 }
 
-/// Judges the logs of a run: `points` are the emulation's states in order. A crash image
-/// that fails is written to `keep` as `crash-epoch<K>-image<I>.img`.
-pub fn judge(
-    logs: &[PathBuf],
-    keep: Option<&Path>,
-    initial: &MemoryDevice,
-    points: &[Model],
-    seed: u64,
-    images_per_epoch: usize,
-) -> CrashVerdict {
-    let mut stats = CrashStats::default();
-    let finding = judge_into(logs, keep, initial, points, seed, images_per_epoch, &mut stats).err();
-    CrashVerdict { stats, finding }
+/// What crash mode judges.
+pub struct CrashInput<'a> {
+    /// The run's log of the metadata and data devices.
+    pub log: &'a Path,
+    /// Where a crash image that fails is written, as `crash-epoch<K>-image<I>.img`.
+    pub keep: Option<&'a Path>,
+    /// The metadata device before the run (blank, or the image the kernel started from).
+    pub initial: &'a MemoryDevice,
+    /// The emulation's states, in order.
+    pub points: &'a [Model],
+    /// The promises userspace was given, in op order.
+    pub acks: &'a [Ack],
+    pub layout: Layout,
+    pub seed: u64,
+    pub images_per_epoch: usize,
 }
 
-fn judge_into(
-    logs: &[PathBuf],
-    keep: Option<&Path>,
-    initial: &MemoryDevice,
-    points: &[Model],
-    seed: u64,
-    images_per_epoch: usize,
-    stats: &mut CrashStats,
-) -> Result<(), CrashFinding> {
-    let epochs = epochs(logs, engine::io::BlockDevice::nr_blocks(initial), stats)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0063_7261_7368); // "crash"
-    let mut durable = initial.clone();
-    // Each superblock the kernel made durable: its bytes and the model point its state
-    // equals; `None` for a superblock that only changed the held root (the defect).
-    let mut commits: Vec<(Vec<u8>, Option<usize>)> = Vec::new();
-    let mut next_point = 0usize;
-    // A restored image the kernel started from is the first commit.
-    let sb = superblock(&durable);
-    if sb.iter().any(|&b| b != 0) {
-        let pool =
-            open(&durable).map_err(|error| CrashFinding::CommitUnreadable { commit: 0, error })?;
-        next_point = match_point(&pool, points, 0).map_err(|mismatch| {
-            CrashFinding::CommitUnmatched { commit: 0, from_point: 0, mismatch }
-        })?;
-        commits.push((sb, Some(next_point)));
+/// Judges a run's log.
+pub fn judge(input: &CrashInput) -> CrashVerdict {
+    let mut j = Judge {
+        input,
+        stats: CrashStats::default(),
+        rng: ChaCha8Rng::seed_from_u64(input.seed ^ 0x0063_7261_7368), // "crash"
+        durable: input.initial.clone(),
+        commits: Vec::new(),
+        next_point: 0,
+        last_point: None,
+        epoch: Epoch::default(),
+        epoch_index: 0,
+        data: DataState::default(),
+        at_superblock: None,
+        quiescent: false,
+        published: BTreeMap::new(),
+        published_before: BTreeSet::new(),
+        initial_blocks: BTreeSet::new(),
+        acks_seen: BTreeSet::new(),
+    };
+    let finding = j.run().err();
+    CrashVerdict { stats: j.stats, finding }
+}
+
+/// The judge's state while it reads the log.
+struct Judge<'a> {
+    input: &'a CrashInput<'a>,
+    stats: CrashStats,
+    rng: ChaCha8Rng,
+    /// The metadata device as of the last flush.
+    durable: MemoryDevice,
+    /// Each superblock the kernel made durable: its bytes and the model point its state
+    /// equals; `None` for a superblock that only changed the held root (the defect).
+    commits: Vec<(Vec<u8>, Option<usize>)>,
+    /// Where the next commit's match starts.
+    next_point: usize,
+    /// The point of the last durable commit.
+    last_point: Option<usize>,
+    epoch: Epoch,
+    epoch_index: usize,
+    data: DataState,
+    /// The data device when the epoch's last superblock write was logged, and whether that
+    /// was in a quiescent window.
+    at_superblock: Option<(DataState, bool)>,
+    /// Between a `ckpt` and its `ckptend` mark: nothing in flight.
+    quiescent: bool,
+    /// Published data blocks not yet found durable: block → (device, vblock).
+    published: BTreeMap<u64, (u64, u64)>,
+    /// The data blocks the last durable commit maps.
+    published_before: BTreeSet<u64>,
+    /// The data blocks the pool started with (a restored image's): never written.
+    initial_blocks: BTreeSet<u64>,
+    acks_seen: BTreeSet<usize>,
+}
+
+impl Judge<'_> {
+    fn run(&mut self) -> Result<(), CrashFinding> {
+        let input = self.input;
+        let entries = read_log(input.log)?;
+        // A restored image the kernel started from is the first commit.
+        let sb = superblock(&self.durable);
+        if sb.iter().any(|&b| b != 0) {
+            let pool = open(&self.durable)
+                .map_err(|error| CrashFinding::CommitUnreadable { commit: 0, error })?;
+            let p = match_point(&pool, input.points, 0).map_err(|mismatch| {
+                CrashFinding::CommitUnmatched { commit: 0, from_point: 0, mismatch }
+            })?;
+            self.next_point = p;
+            self.last_point = Some(p);
+            self.initial_blocks = mapped_blocks(&input.points[p]).into_keys().collect();
+            self.published_before = self.initial_blocks.clone();
+            self.commits.push((sb, Some(p)));
+        }
+        let (data_at, data_len) = (input.layout.data_offset_sectors, input.layout.data_sectors);
+        let bs = input.layout.data_block_sectors;
+        for e in entries {
+            self.stats.entries += 1;
+            if e.is_mark() {
+                self.mark(e.mark.as_deref().unwrap_or(""))?;
+                continue;
+            }
+            let data = e.sector >= data_at;
+            let bad = |detail: String| CrashFinding::BadWrite { entry: e.index, detail };
+            if data && e.sector - data_at + e.nr_sectors > data_len {
+                return Err(bad(format!("sector {} beyond the data device", e.sector)));
+            }
+            if e.is_discard() {
+                if data {
+                    self.data.discard(e.sector - data_at, e.nr_sectors, bs);
+                }
+                continue;
+            }
+            if e.is_flush() {
+                if data {
+                    self.stats.data_flushes += 1;
+                    self.data.flush();
+                } else {
+                    self.stats.flushes += 1;
+                    self.end_epoch()?;
+                }
+            }
+            if e.nr_sectors == 0 {
+                continue;
+            }
+            if data {
+                self.stats.data_writes += 1;
+                self.data.write(e.sector - data_at, &e.data, e.is_fua(), bs);
+                continue;
+            }
+            if e.sector % (BLOCK / SECTOR) != 0 || e.nr_sectors % (BLOCK / SECTOR) != 0 {
+                return Err(bad(format!(
+                    "sector {} + {} is not whole 4 KiB blocks",
+                    e.sector, e.nr_sectors
+                )));
+            }
+            let block = e.sector / (BLOCK / SECTOR);
+            let meta_blocks = engine::io::BlockDevice::nr_blocks(input.initial);
+            if block + e.nr_sectors / (BLOCK / SECTOR) > meta_blocks {
+                return Err(bad(format!("block {block} beyond the metadata device")));
+            }
+            let fua = e.is_fua();
+            self.stats.fua_writes += fua as u64;
+            if block == 0 {
+                self.at_superblock = Some((self.data.clone(), self.quiescent));
+            }
+            self.epoch.writes.push(Write { block, data: e.data, fua });
+        }
+        self.end_epoch()?;
+        if let Some(a) = input.acks.iter().find(|a| !self.acks_seen.contains(&a.op)) {
+            return Err(CrashFinding::AckMissing { op: a.op });
+        }
+        if self.stats.data_writes > 0 && self.stats.data_blocks_verified == 0 {
+            return Err(CrashFinding::DataUnjudged { data_writes: self.stats.data_writes });
+        }
+        Ok(())
     }
-    for (k, epoch) in epochs.iter().enumerate() {
-        let durable_sb = superblock(&durable);
-        let durable_commit = commits.len().checked_sub(1);
+
+    fn mark(&mut self, text: &str) -> Result<(), CrashFinding> {
+        let op = |prefix: &str| text.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
+        if op("ckptend").is_some() {
+            self.quiescent = false;
+        } else if op("ckpt").is_some() {
+            self.quiescent = true;
+        } else if let Some(i) = op("ack") {
+            let input = self.input;
+            let ack = input
+                .acks
+                .iter()
+                .find(|a| a.op == i)
+                .ok_or_else(|| CrashFinding::AckUnexpected { mark: text.to_string() })?;
+            self.acks_seen.insert(i);
+            let after = &input.points[ack.point];
+            let durable = match self.last_point {
+                Some(p) => &input.points[p],
+                None => &input.points[0],
+            };
+            let n = check_ack(ack, after, durable, &self.data, &self.initial_blocks)
+                .map_err(|problem| CrashFinding::AckBroken { op: i, problem })?;
+            self.stats.acks_checked += 1;
+            self.stats.ack_blocks_checked += n;
+        }
+        Ok(())
+    }
+
+    /// The current epoch ends (a metadata flush, or the end of the log): its crash images
+    /// are judged, its writes become durable, and its commit, if any, is matched.
+    fn end_epoch(&mut self) -> Result<(), CrashFinding> {
+        let epoch = std::mem::take(&mut self.epoch);
+        let k = self.epoch_index;
+        self.epoch_index += 1;
+        self.stats.epochs += 1;
+        let input = self.input;
+        let (keep, points) = (input.keep, input.points);
+        let durable_sb = superblock(&self.durable);
+        let durable_commit = self.commits.len().checked_sub(1);
         // Crash images of this epoch that opened at its own new commit: judged once that
         // commit's state is matched, at the end of the epoch.
         let mut own_commit: Vec<(usize, Pool, MemoryDevice)> = Vec::new();
-        let images = if epoch.writes.is_empty() { 0 } else { images_per_epoch };
+        let images = if epoch.writes.is_empty() { 0 } else { input.images_per_epoch };
         for image in 0..images {
-            let img = cut(&durable, epoch, &mut rng, stats);
-            stats.images += 1;
+            let img = cut(&self.durable, &epoch, &mut self.rng, &mut self.stats);
+            self.stats.images += 1;
             let sb = superblock(&img);
             if durable_commit.is_none() && sb.iter().all(|&b| b == 0) {
                 continue; // not formatted yet: a blank device, which the pool formats anew
             }
             let own =
                 epoch.writes.iter().any(|w| w.block == 0 && w.data[..BLOCK as usize] == sb[..]);
-            let candidate = commits.iter().rposition(|(s, _)| *s == sb);
+            let candidate = self.commits.iter().rposition(|(s, _)| *s == sb);
             if (own && held_only(&durable_sb, &sb))
-                || candidate.is_some_and(|c| commits[c].1.is_none())
+                || candidate.is_some_and(|c| self.commits[c].1.is_none())
             {
-                stats.images_at_held_only_superblock += 1;
+                self.stats.images_at_held_only_superblock += 1;
                 continue;
             }
             let found = match (candidate, own) {
-                (_, true) => commits.len(),
+                (_, true) => self.commits.len(),
                 (Some(c), false) => c,
                 (None, false) => {
                     keep_image(keep, k, image, &img);
@@ -349,7 +513,7 @@ fn judge_into(
                     return Err(CrashFinding::ImageUnopenable { epoch: k, image, error });
                 }
             };
-            match commits.get(found) {
+            match self.commits.get(found) {
                 Some((_, Some(point))) => {
                     if let Err(mismatch) = oracle::compare_pool(&pool, &points[*point]) {
                         keep_image(keep, k, image, &img);
@@ -362,42 +526,43 @@ fn judge_into(
                     }
                 }
                 _ => {
-                    stats.images_at_new_commit += 1;
+                    self.stats.images_at_new_commit += 1;
                     own_commit.push((image, pool, img));
                 }
             }
         }
         // The epoch ends: all its writes are durable.
         for w in &epoch.writes {
-            apply(&mut durable, w);
+            apply(&mut self.durable, w);
         }
-        if !epoch.writes.iter().any(|w| w.block == 0) {
-            continue;
-        }
-        let c = commits.len();
-        let sb = superblock(&durable);
+        let Some((data_at_sb, quiescent)) = self.at_superblock.take() else {
+            return Ok(());
+        };
+        let c = self.commits.len();
+        let sb = superblock(&self.durable);
         if held_only(&durable_sb, &sb) {
-            stats.held_only_superblocks += 1;
-            commits.push((sb, None));
-            continue;
+            self.stats.held_only_superblocks += 1;
+            self.commits.push((sb, None));
+            return Ok(());
         }
-        stats.commits += 1;
-        let pool = match open(&durable) {
+        self.stats.commits += 1;
+        let pool = match open(&self.durable) {
             Ok(p) => p,
             Err(error) => return Err(CrashFinding::CommitUnreadable { commit: c, error }),
         };
-        let p = match match_point(&pool, points, next_point) {
+        let p = match match_point(&pool, points, self.next_point) {
             Ok(p) => p,
             Err(mismatch) => {
                 return Err(CrashFinding::CommitUnmatched {
                     commit: c,
-                    from_point: next_point,
+                    from_point: self.next_point,
                     mismatch,
                 })
             }
         };
-        next_point = p;
-        commits.push((sb, Some(p)));
+        self.next_point = p;
+        self.last_point = Some(p);
+        self.commits.push((sb, Some(p)));
         for (image, pool, img) in &own_commit {
             if let Err(mismatch) = oracle::compare_pool(pool, &points[p]) {
                 keep_image(keep, k, *image, img);
@@ -409,8 +574,43 @@ fn judge_into(
                 });
             }
         }
+        self.judge_published(c, &points[p], &data_at_sb, quiescent)
     }
-    Ok(())
+
+    /// Rule 1 of [`super::durability`] at commit `c`, whose state is `state`.
+    fn judge_published(
+        &mut self,
+        c: usize,
+        state: &Model,
+        at: &DataState,
+        quiescent: bool,
+    ) -> Result<(), CrashFinding> {
+        self.stats.quiescent_commits += quiescent as u64;
+        let now = mapped_blocks(state);
+        for (d, dv) in &now {
+            if !self.published_before.contains(d) {
+                self.published.insert(*d, *dv);
+            }
+        }
+        let mut pending = BTreeMap::new();
+        for d in std::mem::take(&mut self.published).into_keys() {
+            // No longer mapped: nothing to judge. Else judge it as mapped now.
+            let Some(&(dev, v)) = now.get(&d) else { continue };
+            match published(at, dev, v, d) {
+                Ok(()) => self.stats.data_blocks_verified += 1,
+                Err(problem) if quiescent => {
+                    return Err(CrashFinding::DataUnpublishable { commit: c, problem })
+                }
+                Err(_) => {
+                    self.stats.data_pending_at_commit += 1;
+                    pending.insert(d, (dev, v));
+                }
+            }
+        }
+        self.published = pending;
+        self.published_before = now.into_keys().collect();
+        Ok(())
+    }
 }
 
 /// One crash image cut inside `epoch`: the durable image, the FUA writes before a random

@@ -218,6 +218,32 @@ impl std::fmt::Display for RunError {
     }
 }
 
+/// Crash mode on `log`, a log of a run of `w` (`e` its expectation, with points): the
+/// verdict, or why the image the run started from could not be made.
+pub fn judge_log(
+    w: &Workload,
+    e: &Expected,
+    log: &Path,
+    keep: Option<&Path>,
+    images_per_epoch: usize,
+) -> Result<crash::CrashVerdict, String> {
+    let initial = match &w.shape.prepopulation {
+        None => MemoryDevice::new(w.shape.max_metadata_blocks),
+        Some(_) => super::emulate::initial_image(&w.shape)?.0,
+    };
+    let acks = super::durability::acks(&w.ops, &e.outcomes, &e.op_points);
+    Ok(crash::judge(&crash::CrashInput {
+        log,
+        keep,
+        initial: &initial,
+        points: &e.points,
+        acks: &acks,
+        layout: super::script::Layout::of(w),
+        seed: w.seed,
+        images_per_epoch,
+    }))
+}
+
 /// Runs `w` three ways in `dir` and compares; with `crash_images` > 0, then judges that
 /// many crash images per flush epoch of the kernel's logged metadata writes.
 pub fn run_workload(
@@ -254,18 +280,13 @@ pub fn run_workload(
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);
     }
-    let logs: Vec<_> = (0..super::script::log_devices(w)).map(|i| rd.log(i)).collect();
-    let initial = match &w.shape.prepopulation {
-        None => MemoryDevice::new(w.shape.max_metadata_blocks),
-        Some(_) => match super::emulate::initial_image(&w.shape) {
-            Ok((image, _)) => image,
-            Err(error) => {
-                run.difference = Some(Difference::Unreadable { op: 0, error });
-                return Ok(run);
-            }
-        },
+    let v = match judge_log(w, &e, &rd.log(), Some(dir), crash_images) {
+        Ok(v) => v,
+        Err(error) => {
+            run.difference = Some(Difference::Unreadable { op: 0, error });
+            return Ok(run);
+        }
     };
-    let v = crash::judge(&logs, Some(dir), &initial, &e.points, w.seed, crash_images);
     run.crash = Some(v.stats);
     // A check must prove it ran: a kernel run commits at every checkpoint, so crash mode
     // with no commit or no image judged read nothing, and that is a failure, not a pass.

@@ -89,9 +89,9 @@ pub fn draw(seed: u64, ops: usize) -> Result<Workload, Box<(Workload, Divergence
         // next op is then a checkpoint, which commits: no allocation, and no way out of
         // out-of-data-space, ever depends on the kernel's clock.
         let op = match op {
-            KOp::Write { dev, vblock, blocks } => {
+            KOp::Write { dev, vblock, blocks, fua } => {
                 match (vblock..vblock + blocks).find(|&v| em.write_would_free(dev, v)) {
-                    Some(v) => KOp::Write { dev, vblock, blocks: v + 1 - vblock },
+                    Some(v) => KOp::Write { dev, vblock, blocks: v + 1 - vblock, fua },
                     None => op,
                 }
             }
@@ -150,11 +150,12 @@ fn draw_op(rng: &mut ChaCha8Rng, em: &Emulation, growths: &mut usize) -> KOp {
             } else {
                 rng.random_range(0..virt)
             };
-            KOp::Write { dev, vblock, blocks: 1 }
+            KOp::Write { dev, vblock, blocks: 1, fua: rng.random_ratio(1, 4) }
         }
         300..=479 => {
             let blocks = rng.random_range(2..=300u64).min(virt);
-            KOp::Write { dev, vblock: rng.random_range(0..=virt - blocks), blocks }
+            let vblock = rng.random_range(0..=virt - blocks);
+            KOp::Write { dev, vblock, blocks, fua: rng.random_ratio(1, 4) }
         }
         480..=559 => {
             let begin = rng.random_range(0..virt);
@@ -211,6 +212,8 @@ pub struct Expected {
     /// With `points`: every state between which a kernel commit may fall, in order (the
     /// formatted pool first).
     pub points: Vec<model::Model>,
+    /// With `points`: for each op, the index in `points` of the state after it.
+    pub op_points: Vec<usize>,
 }
 
 /// Runs `w` on the emulation alone; with `points`, keeps every intermediate state.
@@ -219,11 +222,19 @@ pub fn expect(w: &Workload, points: bool) -> Result<Expected, (usize, Divergence
     if points {
         em.keep_points();
     }
-    let mut out =
-        Expected { outcomes: Vec::new(), checkpoints: Vec::new(), commits: 0, points: Vec::new() };
+    let mut out = Expected {
+        outcomes: Vec::new(),
+        checkpoints: Vec::new(),
+        commits: 0,
+        points: Vec::new(),
+        op_points: Vec::new(),
+    };
     for (i, op) in w.ops.iter().enumerate() {
         let o = em.apply(op).map_err(|d| (i, d))?;
         out.outcomes.push(o);
+        if points {
+            out.op_points.push(em.kept() - 1);
+        }
         if *op == KOp::Checkpoint {
             out.checkpoints.push((i, em.model().clone(), em.metadata_blocks()));
         }

@@ -175,6 +175,11 @@ impl Emulation {
         self.points.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// How many states are kept so far (the last one is index `kept() - 1`).
+    pub fn kept(&self) -> usize {
+        self.points.as_ref().map_or(0, Vec::len)
+    }
+
     fn point(&mut self) {
         if let Some(p) = self.points.as_mut() {
             p.push(self.model.clone());
@@ -347,10 +352,15 @@ impl Emulation {
                 let r = agree("release_metadata_snap", eng, self.model.release_metadata_snap())?;
                 self.message(r)
             }
-            KOp::Write { dev, vblock, blocks } => {
+            KOp::Write { dev, vblock, blocks, fua } => {
                 for v in vblock..vblock.saturating_add(blocks) {
                     if let Outcome::Failed(e) = self.write_block(dev, v)? {
                         return Ok(Outcome::Failed(e));
+                    }
+                    if fua {
+                        // A FUA bio is held until a commit if its device changed in this
+                        // transaction (the pool target's bio_triggers_commit).
+                        self.commit_if_changed(dev)?;
                     }
                     if v + 1 < vblock.saturating_add(blocks) {
                         self.point();
@@ -414,13 +424,19 @@ impl Emulation {
                 return Ok(Outcome::Failed(Errno::ENOSPC));
             }
         }
-        let th = &self.active[&dev].0;
+        self.commit_if_changed(dev)?;
+        Ok(Outcome::Ok)
+    }
+
+    /// A commit if `dev` (active) changed in this transaction.
+    fn commit_if_changed(&mut self, dev: u64) -> Res<()> {
+        let (th, mh) = &self.active[&dev];
         let eng = self.pool.thin_changed_this_transaction(th);
-        let m = self.model.thin_changed(mh);
+        let m = self.model.thin_changed(*mh);
         if agree("thin_changed_this_transaction", Ok(eng), m)? == Ok(true) {
             self.commit()?;
         }
-        Ok(Outcome::Ok)
+        Ok(())
     }
 
     /// One block of a write, as the pool target's worker handles its bio.

@@ -19,6 +19,28 @@ pub const TAG_MAGIC: &[u8; 8] = b"thinsim\0";
 /// Bytes written at the start of each block.
 pub const WRITE_BYTES: usize = 4096;
 
+/// What a tag names: the virtual block and the op that wrote the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tag {
+    pub vblock: u64,
+    pub op: u64,
+}
+
+/// The tag at the start of `bytes`, if they start with one.
+pub fn read_tag(bytes: &[u8]) -> Option<Tag> {
+    if bytes.len() < 24 || &bytes[..8] != TAG_MAGIC {
+        return None;
+    }
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    Some(Tag { vblock: word(8), op: word(16) })
+}
+
+fn put_tag(buf: &mut [u8], t: Tag) {
+    buf[..8].copy_from_slice(TAG_MAGIC);
+    buf[8..16].copy_from_slice(&t.vblock.to_le_bytes());
+    buf[16..24].copy_from_slice(&t.op.to_le_bytes());
+}
+
 /// `BLKDISCARD`, `_IO(0x12, 119)`.
 const BLKDISCARD: libc::c_ulong = 0x1277;
 
@@ -90,20 +112,21 @@ fn open(dev: &Path, flags: libc::c_int) -> Result<Fd, GuestError> {
 struct Aligned([u8; WRITE_BYTES]);
 
 /// Writes the first 4 KiB of blocks `vblock..vblock + blocks`, in order, stopping at the
-/// first failure.
+/// first failure; with `fua` every write is O_DSYNC (a FUA bio: durable, mapping and
+/// data, when it returns).
 pub fn write(
     dev: &Path,
     block_bytes: u64,
     vblock: u64,
     blocks: u64,
     tag: u64,
+    fua: bool,
 ) -> Result<(), GuestError> {
-    let fd = open(dev, libc::O_WRONLY | libc::O_DIRECT)?;
+    let sync = if fua { libc::O_DSYNC } else { 0 };
+    let fd = open(dev, libc::O_WRONLY | libc::O_DIRECT | sync)?;
     let mut buf = Box::new(Aligned([0u8; WRITE_BYTES]));
     for v in vblock..vblock.saturating_add(blocks) {
-        buf.0[..8].copy_from_slice(TAG_MAGIC);
-        buf.0[8..16].copy_from_slice(&v.to_le_bytes());
-        buf.0[16..24].copy_from_slice(&tag.to_le_bytes());
+        put_tag(&mut buf.0, Tag { vblock: v, op: tag });
         let off = v
             .checked_mul(block_bytes)
             .ok_or(GuestError { what: format!("block {v} offset"), code: libc::EINVAL })?;

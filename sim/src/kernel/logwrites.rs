@@ -100,7 +100,9 @@ pub struct Entry {
     /// Position in the log, from 0 (the first entry after the super block).
     pub index: u64,
     /// First block written or discarded, in `sector_size` units of the logged device (512-byte
-    /// sectors only when `sector_size` is 512); 0 for marks and data-less flushes.
+    /// sectors only when `sector_size` is 512); 0 for marks; for a data-less flush, the
+    /// sector its bio carried (a flush through a linear window of the logged device carries
+    /// the window's start, so it names the device it was for).
     pub sector: u64,
     /// Length in `sector_size` units; 0 for marks and data-less flushes.
     pub nr_sectors: u64,

@@ -3,7 +3,9 @@
 //! thinsim's engine and the model (`emulate`), the guest script that does the same to Linux's
 //! dm-thin under user-mode Linux (`script`, run by `uml`), and the comparison of the two at
 //! every checkpoint (`differential`). `logwrites` reads dm-log-writes' log of the kernel's
-//! metadata writes, and `crash` judges crash images cut from that real write stream.
+//! metadata and data writes, `crash` judges crash images cut from that real write stream,
+//! and `durability` judges the data device's content against what the metadata published
+//! and what userspace was promised.
 //!
 //! One way down: workload ← draw/emulate ← script ← uml ← differential/crash. Nothing here
 //! changes the engine-only simulator; UML is found at run time, and its absence is a typed
@@ -12,6 +14,7 @@
 pub mod crash;
 pub mod differential;
 pub mod draw;
+pub mod durability;
 pub mod emulate;
 pub mod guest;
 pub mod logwrites;

@@ -3,13 +3,20 @@
 //! target and writes one result line per op to a file in the run's directory (the guest's
 //! root is the host's `/`, so that directory is shared).
 //!
-//! Device stack, bottom up: `/dev/ubda` is the metadata image and `/dev/ubdb` the data image;
-//! `meta` is a `log-writes` target over `/dev/ubda` that logs every metadata write (with its
-//! FLUSH/FUA flags, and a mark `ckpt<op>` at each checkpoint) to `/dev/ubdc`, and to the next
-//! log device after each metadata growth (a reload starts a new log); `pool` is the
-//! `thin-pool` target (64 KiB blocks, `skip_block_zeroing error_if_no_space`); `thinN` is the
-//! `thin` target of device N. Writes, discards and flushes go through `thinsim kernel-guest`
-//! (this binary, run in the guest), so a run of blocks is one process, not one per block.
+//! Device stack, bottom up: `/dev/ubda` is the metadata image and `/dev/ubdb` the data image,
+//! both at their largest sizes; `both` joins them (linear: metadata sectors first, data from
+//! [`Layout::data_offset_sectors`]); `logged` is a `log-writes` target over `both` that logs
+//! every write of either, in the one order they completed, with its FLUSH/FUA flags, to
+//! `/dev/ubdc`; `meta` and `data` are linear windows of `logged` (`meta` as big as the
+//! metadata device is now: a metadata growth reloads it); `pool` is the `thin-pool` target
+//! (64 KiB blocks, `skip_block_zeroing error_if_no_space`) on them; `thinN` is the `thin`
+//! target of device N. A flush keeps the sector of the window it came through, so the log
+//! says which device each flush was for. Writes, discards and flushes go through `thinsim
+//! kernel-guest` (this binary, run in the guest), so a run of blocks is one process.
+//!
+//! Marks in the log: `ckpt<i>` before a checkpoint's suspend and `ckptend<i>` after its
+//! resume (no I/O is in flight between them); `ack<i>` after op `i` returned success to
+//! userspace when it promised durability (a FUA write, a flush, a discard with its flush).
 //!
 //! Result lines (`results` in the run directory), one per op in order:
 //! `OP <index> <exit status> <the error line>` (dmsetup's `… failed: <strerror>` line or
@@ -39,11 +46,34 @@ pub const MODULES: [&str; 6] = [
     "dm-log-writes",
 ];
 
-/// First ubd letter of the log devices (`ubdc`, `ubdd`, …).
-pub const FIRST_LOG_DEVICE: u8 = b'c';
-
-/// Bytes of each 4 KiB metadata block, in sectors.
+/// Sectors of each 4 KiB metadata block.
 const METADATA_BLOCK_SECTORS: u64 = 8;
+
+/// Where each device lies in the logged device `both`, in 512-byte sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The data device's first sector: the metadata device at its largest comes first.
+    pub data_offset_sectors: u64,
+    /// The data device at its largest.
+    pub data_sectors: u64,
+    pub data_block_sectors: u64,
+}
+
+impl Layout {
+    pub fn of(w: &Workload) -> Layout {
+        let s = &w.shape;
+        Layout {
+            data_offset_sectors: s.max_metadata_blocks * METADATA_BLOCK_SECTORS,
+            data_sectors: s.max_data_blocks * s.data_block_sectors as u64,
+            data_block_sectors: s.data_block_sectors as u64,
+        }
+    }
+}
+
+/// The mark after op `i` returned success with a durability promise.
+pub fn ack_mark(i: usize) -> String {
+    format!("ack{i}")
+}
 
 /// Where a script finds what it runs.
 pub struct ScriptPaths<'a> {
@@ -66,20 +96,16 @@ pub fn script(w: &Workload, paths: &ScriptPaths) -> String {
     let s = &w.shape;
     let sectors = s.data_block_sectors as u64;
     let mut o = String::new();
+    let layout = Layout::of(w);
     let pool_table = |blocks: u64| {
         format!(
-            "0 {} thin-pool /dev/mapper/meta /dev/ubdb {} 0 2 skip_block_zeroing error_if_no_space",
+            "0 {} thin-pool /dev/mapper/meta /dev/mapper/data {} 0 2 skip_block_zeroing error_if_no_space",
             blocks * sectors,
             sectors
         )
     };
-    let meta_table = |blocks: u64, log: u8| {
-        format!(
-            "0 {} log-writes /dev/ubda /dev/ubd{}",
-            blocks * METADATA_BLOCK_SECTORS,
-            log as char
-        )
-    };
+    let meta_table =
+        |blocks: u64| format!("0 {} linear /dev/mapper/logged 0", blocks * METADATA_BLOCK_SECTORS);
     let _ = writeln!(o, "#!/bin/sh");
     let _ = writeln!(o, "# thinsim kernel workload, seed {} ({} ops)", w.seed, w.ops.len());
     let _ = writeln!(o, "export PATH=/usr/sbin:/usr/bin:/sbin:/bin DM_DISABLE_UDEV=1");
@@ -110,7 +136,7 @@ echo "KERNEL $(uname -r)" >> "$R"
 act() { dmsetup create "thin$1" --table "0 $VS thin /dev/mapper/pool $1" && dmsetup mknodes "thin$1" || fatal "activate thin$1"; }
 E="$W/stderr"
 msg() { dmsetup message pool 0 "$1" 2>"$E"; rc=$?; }
-mark() { dmsetup message meta 0 mark "$1" || fatal "mark $1"; }
+mark() { dmsetup message logged 0 mark "$1" || fatal "mark $1"; }
 res() {
   t=
   if [ $rc != 0 ]; then t=$(grep -m1 -E 'failed: |^errno ' "$E"); [ -n "$t" ] || t=$(tail -n 1 "$E"); fi
@@ -118,12 +144,16 @@ res() {
 }
 "#,
     );
-    let mut log = FIRST_LOG_DEVICE;
     let mut meta_blocks = s.metadata_blocks;
+    let (mo, ds) = (layout.data_offset_sectors, layout.data_sectors);
     let _ = writeln!(
         o,
-        "dmsetup create meta --table \"{}\" || fatal \"create meta\"",
-        meta_table(meta_blocks, log)
+        "dmsetup create both --table \"0 {mo} linear /dev/ubda 0\n{mo} {ds} linear /dev/ubdb 0\" || fatal \"create both\"\n\
+         dmsetup create logged --table \"0 {} log-writes /dev/mapper/both /dev/ubdc\" || fatal \"create logged\"\n\
+         dmsetup create data --table \"0 {ds} linear /dev/mapper/logged {mo}\" || fatal \"create data\"\n\
+         dmsetup create meta --table \"{}\" || fatal \"create meta\"",
+        mo + ds,
+        meta_table(meta_blocks)
     );
     let _ = writeln!(
         o,
@@ -169,11 +199,12 @@ res() {
             KOp::ReleaseSnap => {
                 let _ = writeln!(o, "msg release_metadata_snap");
             }
-            KOp::Write { dev, vblock, blocks } => {
+            KOp::Write { dev, vblock, blocks, fua } => {
                 let _ = writeln!(
                     o,
-                    "\"$T\" kernel-guest write /dev/mapper/thin{dev} --block-bytes {} --vblock {vblock} --blocks {blocks} --tag {i} 2>\"$E\"; rc=$?",
-                    sectors * 512
+                    "\"$T\" kernel-guest write /dev/mapper/thin{dev} --block-bytes {} --vblock {vblock} --blocks {blocks} --tag {i}{} 2>\"$E\"; rc=$?",
+                    sectors * 512,
+                    if fua { " --fua" } else { "" }
                 );
             }
             KOp::Discard { dev, begin, end } => {
@@ -196,12 +227,11 @@ res() {
                 );
             }
             KOp::GrowMetadata { blocks } => {
-                log += 1;
                 meta_blocks = blocks;
                 let _ = writeln!(
                     o,
                     "{{ dmsetup suspend pool && dmsetup reload meta --table \"{}\" && dmsetup resume meta && dmsetup resume pool; }} 2>\"$E\"; rc=$?",
-                    meta_table(meta_blocks, log)
+                    meta_table(meta_blocks)
                 );
             }
             KOp::Checkpoint => {
@@ -212,24 +242,23 @@ res() {
                      dd if=/dev/ubda of=\"$W/ckpt-{i}.img\" bs=4096 count={meta_blocks} iflag=direct status=none || fatal \"copy checkpoint {i}\"\n\
                      st=$(dmsetup status --noflush pool)\n\
                      dmsetup resume pool || fatal \"resume pool\"\n\
+                     mark ckptend{i}\n\
                      echo \"CKPT {i} $st\" >> \"$R\""
                 );
             }
+        }
+        if op.promises_durability() {
+            let _ = writeln!(o, "[ $rc = 0 ] && mark {}", ack_mark(i));
         }
         let _ = writeln!(o, "res {i}");
     }
     o.push_str(
         r#"for d in $(dmsetup ls | awk '/^thin[0-9]/ {print $1}'); do dmsetup remove "$d" || fatal "remove $d"; done
 dmsetup remove pool || fatal "remove pool"
-dmsetup remove meta || fatal "remove meta"
+for d in meta data logged both; do dmsetup remove $d || fatal "remove $d"; done
 "#,
     );
     let _ = writeln!(o, "dd if=/dev/ubda of=\"$W/final.img\" bs=4096 count={meta_blocks} iflag=direct status=none || fatal \"copy final image\"");
     o.push_str("echo END >> \"$R\"\nsync\npoweroff -f\n");
     o
-}
-
-/// How many log devices a workload's script uses.
-pub fn log_devices(w: &Workload) -> usize {
-    1 + w.ops.iter().filter(|op| matches!(op, KOp::GrowMetadata { .. })).count()
 }

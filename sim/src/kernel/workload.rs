@@ -64,8 +64,16 @@ pub enum KOp {
     ReserveSnap,
     /// `release_metadata_snap` message.
     ReleaseSnap,
-    /// Write `blocks` whole data blocks from `vblock` on, one bio per block, in order.
-    Write { dev: u64, vblock: u64, blocks: u64 },
+    /// Write the first 4 KiB of `blocks` data blocks from `vblock` on, one bio per block,
+    /// in order; with `fua`, each bio is FUA (O_DSYNC), so each block that changed the
+    /// device commits before its write completes.
+    Write {
+        dev: u64,
+        vblock: u64,
+        blocks: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fua: bool,
+    },
     /// Discard the whole blocks `[begin, end)`, then flush through the same device.
     Discard { dev: u64, begin: u64, end: u64 },
     /// A flush through the device (fsync), which makes the pool commit.
@@ -95,6 +103,12 @@ impl KOp {
             KOp::GrowMetadata { .. } => "grow_metadata",
             KOp::Checkpoint => "checkpoint",
         }
+    }
+
+    /// Whether success promises userspace that what the op did is durable (the guest marks
+    /// the log after it): a FUA write, a flush, a discard (which ends with a flush).
+    pub fn promises_durability(&self) -> bool {
+        matches!(self, KOp::Write { fua: true, .. } | KOp::Flush { .. } | KOp::Discard { .. })
     }
 
     /// Whether the op is a pool message (answered by the `dmsetup message` exit status).

@@ -127,6 +127,10 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
                     "  crash mode: {} log entries, {} flush epochs, {} commits matched, {} crash images judged ({} at the epoch's new commit; {} writes dropped, {} torn; {} at one of {} held-root-only superblocks, the kernel's defect)",
                     c.entries, c.epochs, c.commits, c.images, c.images_at_new_commit, c.writes_dropped, c.writes_torn, c.images_at_held_only_superblock, c.held_only_superblocks
                 );
+                println!(
+                    "  data: {} writes, {} flushes; {} published blocks found durable ({} still in flight at a commit, {} quiescent commits); {} acks held, covering {} blocks",
+                    c.data_writes, c.data_flushes, c.data_blocks_verified, c.data_pending_at_commit, c.quiescent_commits, c.acks_checked, c.ack_blocks_checked
+                );
             }
         }
         Some(d) => {
@@ -170,6 +174,9 @@ pub enum GuestCommand {
         blocks: u64,
         #[arg(long)]
         tag: u64,
+        /// Each write O_DSYNC (FUA).
+        #[arg(long)]
+        fua: bool,
     },
     /// Discard a run of blocks.
     Discard {
@@ -191,8 +198,8 @@ pub enum GuestCommand {
 pub fn guest(a: &GuestArgs) -> ExitCode {
     use sim::kernel::guest;
     let r = match &a.what {
-        GuestCommand::Write { dev, block_bytes, vblock, blocks, tag } => {
-            guest::write(dev, *block_bytes, *vblock, *blocks, *tag)
+        GuestCommand::Write { dev, block_bytes, vblock, blocks, tag, fua } => {
+            guest::write(dev, *block_bytes, *vblock, *blocks, *tag, *fua)
         }
         GuestCommand::Discard { dev, block_bytes, vblock, blocks, flush } => {
             guest::discard(dev, *block_bytes, *vblock, *blocks).and_then(|()| {
