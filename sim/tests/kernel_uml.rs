@@ -11,6 +11,7 @@ use sim::kernel::crash::CrashFinding;
 use sim::kernel::differential::{judge_log, run_workload};
 use sim::kernel::durability::DataProblem;
 use sim::kernel::logwrites::{self, Entry, Log};
+use sim::kernel::reopen::{reopen, ReopenFinding};
 use sim::kernel::script::Layout;
 use sim::kernel::uml::{UmlError, UmlKernel};
 use sim::kernel::{draw, workload::Workload};
@@ -78,7 +79,28 @@ fn the_kernel_agrees_and_every_broken_ordering_of_its_log_is_caught() {
     let layout = Layout::of(&w);
     let bytes = std::fs::read(dir.path().join("log.img")).expect("the run's log");
     let log = logwrites::parse(&bytes).expect("parses");
-    let judge = |path: &Path| judge_log(&w, &e, path, None, 8).expect("judged");
+    let judge = |path: &Path| judge_log(&w, &e, path, None, 8, 0).expect("judged");
+
+    // Crash images the engine passed, reopened in the kernel: they open there and agree.
+    // Then the same images told a wrong state, and one image broken: both are caught.
+    let sampled = judge_log(&w, &e, &dir.path().join("log.img"), None, 4, 3).expect("judged");
+    assert_eq!(sampled.samples.len(), 3);
+    let thinsim = Path::new(env!("CARGO_BIN_EXE_thinsim"));
+    let r = reopen(&k, dir.path(), thinsim, &w, &sampled.samples, &e.points).expect("boots");
+    assert_eq!((r.reopened, r.finding), (3, None));
+    let mut wrong = sampled.samples.clone();
+    for s in &mut wrong {
+        s.point = e.points.len() - 1 - usize::from(s.point == e.points.len() - 1);
+    }
+    let r = reopen(&k, dir.path(), thinsim, &w, &wrong, &e.points).expect("boots");
+    assert!(
+        matches!(r.finding, Some(ReopenFinding::Status { .. } | ReopenFinding::Changed { .. })),
+        "{r:?}"
+    );
+    let mut broken = sampled.samples.clone();
+    broken[0].device.block_mut(0)[100] ^= 0xff; // the superblock's checksum no longer holds
+    let r = reopen(&k, dir.path(), thinsim, &w, &broken[..1], &e.points).expect("boots");
+    assert!(matches!(r.finding, Some(ReopenFinding::Refused { .. })), "{r:?}");
 
     // The log re-encoded as it is: still no finding (the encoder loses nothing).
     let same = mutant(dir.path(), "same.log", &log, |_| {});

@@ -172,7 +172,7 @@ impl std::fmt::Display for CrashFinding {
 }
 
 /// What crash mode did (every count must be non-zero on a run that wrote anything).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CrashStats {
     pub entries: u64,
     pub flushes: u64,
@@ -207,6 +207,20 @@ pub struct CrashStats {
 pub struct CrashVerdict {
     pub stats: CrashStats,
     pub finding: Option<CrashFinding>,
+    /// Crash images that passed, chosen uniformly (a reservoir), to reopen in the kernel.
+    pub samples: Vec<Sample>,
+}
+
+/// A crash image that passed, and the model state it opened at.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub epoch: usize,
+    pub image: usize,
+    pub point: usize,
+    pub device: MemoryDevice,
+    /// The sizes its superblock records, in metadata and data blocks.
+    pub metadata_blocks: u64,
+    pub data_blocks: u64,
 }
 
 /// A logged metadata write: whole 4 KiB blocks from `block` on.
@@ -295,6 +309,8 @@ pub struct CrashInput<'a> {
     pub layout: Layout,
     pub seed: u64,
     pub images_per_epoch: usize,
+    /// How many passing crash images to keep as [`Sample`]s.
+    pub samples: usize,
 }
 
 /// Judges a run's log.
@@ -316,9 +332,12 @@ pub fn judge(input: &CrashInput) -> CrashVerdict {
         published_before: BTreeSet::new(),
         initial_blocks: BTreeSet::new(),
         acks_seen: BTreeSet::new(),
+        samples: Vec::new(),
+        offered: 0,
+        sample_rng: ChaCha8Rng::seed_from_u64(input.seed ^ 0x0073_616d_706c_65), // "sample"
     };
     let finding = j.run().err();
-    CrashVerdict { stats: j.stats, finding }
+    CrashVerdict { stats: j.stats, finding, samples: j.samples }
 }
 
 /// The judge's state while it reads the log.
@@ -350,9 +369,33 @@ struct Judge<'a> {
     /// The data blocks the pool started with (a restored image's): never written.
     initial_blocks: BTreeSet<u64>,
     acks_seen: BTreeSet<usize>,
+    samples: Vec<Sample>,
+    /// Passing images offered to the reservoir so far.
+    offered: u64,
+    /// Its own stream, so that sampling changes no crash image.
+    sample_rng: ChaCha8Rng,
 }
 
 impl Judge<'_> {
+    /// Offers a passing image to the reservoir of samples.
+    fn offer(&mut self, epoch: usize, image: usize, point: usize, img: &MemoryDevice, pool: &Pool) {
+        let Ok(summary) = pool.summary() else { return };
+        let (metadata_blocks, data_blocks) = (summary.metadata_nr_blocks, summary.data_nr_blocks);
+        let n = self.offered;
+        self.offered += 1;
+        let want = self.input.samples;
+        let sample =
+            || Sample { epoch, image, point, device: img.clone(), metadata_blocks, data_blocks };
+        if self.samples.len() < want {
+            self.samples.push(sample());
+        } else if want > 0 {
+            let j = self.sample_rng.random_range(0..=n) as usize;
+            if j < want {
+                self.samples[j] = sample();
+            }
+        }
+    }
+
     fn run(&mut self) -> Result<(), CrashFinding> {
         let input = self.input;
         let entries = read_log(input.log)?;
@@ -515,7 +558,8 @@ impl Judge<'_> {
             };
             match self.commits.get(found) {
                 Some((_, Some(point))) => {
-                    if let Err(mismatch) = oracle::compare_pool(&pool, &points[*point]) {
+                    let point = *point;
+                    if let Err(mismatch) = oracle::compare_pool(&pool, &points[point]) {
                         keep_image(keep, k, image, &img);
                         return Err(CrashFinding::ImageWrong {
                             epoch: k,
@@ -524,6 +568,7 @@ impl Judge<'_> {
                             mismatch,
                         });
                     }
+                    self.offer(k, image, point, &img, &pool);
                 }
                 _ => {
                     self.stats.images_at_new_commit += 1;

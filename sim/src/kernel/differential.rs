@@ -19,6 +19,7 @@
 use super::crash::{self, CrashFinding, CrashStats};
 use super::draw::{self, Expected};
 use super::emulate::{Divergence, Outcome};
+use super::reopen::{reopen, ReopenFinding, REOPEN_SAMPLES};
 use super::uml::{self, GuestResults, RunDir, UmlError, UmlKernel};
 use super::workload::{KOp, Workload};
 use crate::runner::oracle::{self, Mismatch};
@@ -46,6 +47,8 @@ pub enum Difference {
     /// Crash mode: the kernel's own write stream, cut, gave a wrong image (`op` is the
     /// workload's length: crash mode judges the whole run).
     Crash { op: usize, finding: CrashFinding },
+    /// A crash image the engine passed, reopened in the kernel, was refused or differs.
+    Reopen { op: usize, finding: ReopenFinding },
 }
 
 impl Difference {
@@ -58,7 +61,8 @@ impl Difference {
             | Difference::Check { op, .. }
             | Difference::Status { op, .. }
             | Difference::MetadataSize { op, .. }
-            | Difference::Crash { op, .. } => *op,
+            | Difference::Crash { op, .. }
+            | Difference::Reopen { op, .. } => *op,
         }
     }
 
@@ -73,6 +77,7 @@ impl Difference {
             Difference::Status { .. } => "pool status",
             Difference::MetadataSize { .. } => "metadata size",
             Difference::Crash { .. } => "crash image",
+            Difference::Reopen { .. } => "crash image reopened in the kernel",
         }
     }
 }
@@ -94,6 +99,7 @@ impl std::fmt::Display for Difference {
                 write!(f, "expected {expected} blocks, the kernel's superblock says {kernel}")
             }
             Difference::Crash { finding, .. } => write!(f, "{finding}"),
+            Difference::Reopen { finding, .. } => write!(f, "{finding}"),
         }
     }
 }
@@ -109,6 +115,12 @@ pub struct KernelRun {
     pub difference: Option<Difference>,
     /// Crash mode's counts (when it ran).
     pub crash: Option<CrashStats>,
+    /// Wall-clock seconds the guest ran, and crash mode judged (reports only: nothing a
+    /// seed drives depends on them).
+    pub guest_seconds: f64,
+    pub judge_seconds: f64,
+    /// Crash images reopened in the kernel (and found right).
+    pub reopened: usize,
 }
 
 /// Opens a metadata image the kernel wrote, read-only, in memory.
@@ -167,7 +179,7 @@ pub fn compare(w: &Workload, e: &Expected, g: &GuestResults, dir: &RunDir) -> Op
 
 /// `dmsetup status` of a thin-pool: `start len thin-pool <trans id> <meta used>/<meta
 /// total> <data used>/<data total> <held root or -> <mode> …`.
-fn compare_status(line: &str, model: &model::Model) -> Result<(), String> {
+pub(crate) fn compare_status(line: &str, model: &model::Model) -> Result<(), String> {
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() < 8 || f[2] != "thin-pool" {
         return Err(format!("unreadable status {line:?}"));
@@ -226,6 +238,7 @@ pub fn judge_log(
     log: &Path,
     keep: Option<&Path>,
     images_per_epoch: usize,
+    samples: usize,
 ) -> Result<crash::CrashVerdict, String> {
     let initial = match &w.shape.prepopulation {
         None => MemoryDevice::new(w.shape.max_metadata_blocks),
@@ -241,6 +254,7 @@ pub fn judge_log(
         layout: super::script::Layout::of(w),
         seed: w.seed,
         images_per_epoch,
+        samples,
     }))
 }
 
@@ -261,6 +275,9 @@ pub fn run_workload(
         emulated_commits: 0,
         difference: None,
         crash: None,
+        guest_seconds: 0.0,
+        judge_seconds: 0.0,
+        reopened: 0,
     };
     // The intermediate states crash mode matches commits against are kept in the same pass.
     let e = match draw::expect(w, crash_images > 0) {
@@ -271,7 +288,9 @@ pub fn run_workload(
         }
     };
     run.emulated_commits = e.commits;
+    let t = std::time::Instant::now();
     let g = uml::run(k, w, dir, thinsim).map_err(RunError::Uml)?;
+    run.guest_seconds = t.elapsed().as_secs_f64();
     if !g.kernel.is_empty() {
         run.kernel = g.kernel.clone();
     }
@@ -280,7 +299,10 @@ pub fn run_workload(
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);
     }
-    let v = match judge_log(w, &e, &rd.log(), Some(dir), crash_images) {
+    let t = std::time::Instant::now();
+    let judged = judge_log(w, &e, &rd.log(), Some(dir), crash_images, REOPEN_SAMPLES);
+    run.judge_seconds = t.elapsed().as_secs_f64();
+    let v = match judged {
         Ok(v) => v,
         Err(error) => {
             run.difference = Some(Difference::Unreadable { op: 0, error });
@@ -296,6 +318,16 @@ pub fn run_workload(
     });
     if let Some(finding) = finding {
         run.difference = Some(Difference::Crash { op: w.ops.len(), finding });
+        return Ok(run);
+    }
+    let r = reopen(k, dir, thinsim, w, &v.samples, &e.points).map_err(RunError::Uml)?;
+    run.reopened = r.reopened;
+    // As above: samples were kept, so none reopened is a check that did not run.
+    let finding = r.finding.or_else(|| {
+        (r.reopened == 0).then_some(ReopenFinding::NothingReopened { samples: v.samples.len() })
+    });
+    if let Some(finding) = finding {
+        run.difference = Some(Difference::Reopen { op: w.ops.len(), finding });
     }
     Ok(run)
 }

@@ -18,6 +18,7 @@ pub mod durability;
 pub mod emulate;
 pub mod guest;
 pub mod logwrites;
+pub mod reopen;
 pub mod script;
 pub mod uml;
 pub mod workload;

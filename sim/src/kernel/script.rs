@@ -91,6 +91,34 @@ fn q(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
+/// The start of every guest script: `$W` the run directory, `$R` the results file, `$M`
+/// the modules, `$T` this binary; `fatal`; `/proc`, `/sys` and the guest's own devtmpfs
+/// (checked); the `KERNEL` line; the modules loaded.
+pub fn preamble(o: &mut String, paths: &ScriptPaths) {
+    let _ = writeln!(o, "export PATH=/usr/sbin:/usr/bin:/sbin:/bin DM_DISABLE_UDEV=1");
+    let _ = writeln!(
+        o,
+        "W={}; R=\"$W/results\"; M={}; T={}",
+        q(paths.dir),
+        q(paths.modules),
+        q(paths.thinsim)
+    );
+    o.push_str(
+        r#"fatal() { echo "FATAL $*" >> "$R"; sync; poweroff -f; exit 1; }
+mount -t proc proc /proc || fatal "mount /proc"
+mount -t sysfs sys /sys || fatal "mount /sys"
+devfs() { awk '$2 == "/dev" && $3 == "devtmpfs" { found = 1 } END { exit !found }' /proc/mounts; }
+devfs || mount -t devtmpfs dev /dev || fatal "mount devtmpfs on /dev"
+devfs || fatal "/dev is not the guest's devtmpfs"
+[ -b /dev/ubda ] && [ -b /dev/ubdb ] || fatal "no ubd devices"
+echo "KERNEL $(uname -r)" >> "$R"
+"#,
+    );
+    for m in MODULES {
+        let _ = writeln!(o, "insmod \"$M/kernel/drivers/md/{m}.ko\" 2>/dev/null");
+    }
+}
+
 /// The init script for `w`.
 pub fn script(w: &Workload, paths: &ScriptPaths) -> String {
     let s = &w.shape;
@@ -108,29 +136,8 @@ pub fn script(w: &Workload, paths: &ScriptPaths) -> String {
         |blocks: u64| format!("0 {} linear /dev/mapper/logged 0", blocks * METADATA_BLOCK_SECTORS);
     let _ = writeln!(o, "#!/bin/sh");
     let _ = writeln!(o, "# thinsim kernel workload, seed {} ({} ops)", w.seed, w.ops.len());
-    let _ = writeln!(o, "export PATH=/usr/sbin:/usr/bin:/sbin:/bin DM_DISABLE_UDEV=1");
-    let _ = writeln!(
-        o,
-        "W={}; R=\"$W/results\"; M={}; T={}",
-        q(paths.dir),
-        q(paths.modules),
-        q(paths.thinsim)
-    );
+    preamble(&mut o, paths);
     let _ = writeln!(o, "VS={}", s.virtual_blocks * sectors);
-    o.push_str(
-        r#"fatal() { echo "FATAL $*" >> "$R"; sync; poweroff -f; exit 1; }
-mount -t proc proc /proc || fatal "mount /proc"
-mount -t sysfs sys /sys || fatal "mount /sys"
-devfs() { awk '$2 == "/dev" && $3 == "devtmpfs" { found = 1 } END { exit !found }' /proc/mounts; }
-devfs || mount -t devtmpfs dev /dev || fatal "mount devtmpfs on /dev"
-devfs || fatal "/dev is not the guest's devtmpfs"
-[ -b /dev/ubda ] && [ -b /dev/ubdb ] || fatal "no ubd devices"
-echo "KERNEL $(uname -r)" >> "$R"
-"#,
-    );
-    for m in MODULES {
-        let _ = writeln!(o, "insmod \"$M/kernel/drivers/md/{m}.ko\" 2>/dev/null");
-    }
     o.push_str(
         r#"for t in thin-pool thin log-writes; do dmsetup targets | grep -q "^$t " || fatal "no $t target"; done
 act() { dmsetup create "thin$1" --table "0 $VS thin /dev/mapper/pool $1" && dmsetup mknodes "thin$1" || fatal "activate thin$1"; }

@@ -253,7 +253,7 @@ impl RunDir {
     }
 }
 
-fn sparse(path: &Path, bytes: u64) -> Result<(), UmlError> {
+pub fn sparse(path: &Path, bytes: u64) -> Result<(), UmlError> {
     let f = std::fs::File::create(path).map_err(io(format!("create {}", path.display())))?;
     f.set_len(bytes).map_err(io(format!("size {}", path.display())))
 }
@@ -262,31 +262,20 @@ fn sparse(path: &Path, bytes: u64) -> Result<(), UmlError> {
 /// a sector of header; a 300-op run logs some hundreds of MiB at most.
 const LOG_BYTES: u64 = 4 << 30;
 
-/// Boots the kernel on `w` in `dir` (created if missing; its old results are removed) and
-/// returns what the guest reported.
-pub fn run(
+/// Boots the kernel with `script` as init (written to `dir/init.sh`) and `disks` as
+/// ubd0, ubd1, …; waits for it to power off (or kills it at the timeout) and returns the
+/// results file the script wrote (`dir/results`, removed first).
+pub fn boot(
     k: &UmlKernel,
-    w: &Workload,
     dir: &Path,
-    thinsim: &Path,
-) -> Result<GuestResults, UmlError> {
-    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
-    let dir = dir.canonicalize().map_err(io(format!("resolve {}", dir.display())))?;
-    let rd = RunDir { dir: dir.clone() };
+    script: &str,
+    disks: &[PathBuf],
+) -> Result<String, UmlError> {
+    let rd = RunDir { dir: dir.to_path_buf() };
     let results = dir.join("results");
     let _ = std::fs::remove_file(&results);
-    sparse(&rd.metadata(), w.shape.max_metadata_blocks * 4096)?;
-    if w.shape.prepopulation.is_some() {
-        // The kernel starts from the image thinsim restored.
-        let (image, _) = super::emulate::initial_image(&w.shape)
-            .map_err(|e| UmlError::Io { what: e, error: std::io::Error::other("restore") })?;
-        std::fs::write(rd.metadata(), image.to_bytes()).map_err(io("write meta.img"))?;
-    }
-    sparse(&rd.data(), w.shape.max_data_blocks * w.shape.data_block_sectors as u64 * 512)?;
-    sparse(&rd.log(), LOG_BYTES)?;
     let init = dir.join("init.sh");
-    let text = script::script(w, &ScriptPaths { dir: &dir, modules: &k.modules, thinsim });
-    std::fs::write(&init, text).map_err(io(format!("write {}", init.display())))?;
+    std::fs::write(&init, script).map_err(io(format!("write {}", init.display())))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
         .map_err(io("chmod init.sh"))?;
@@ -294,10 +283,10 @@ pub fn run(
     let mut cmd = Command::new(&k.linux);
     cmd.arg(format!("mem={}M", k.mem_mib))
         .args(["root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw"])
-        .arg(format!("init={}", init.display()))
-        .arg(format!("ubd0={}", rd.metadata().display()))
-        .arg(format!("ubd1={}", rd.data().display()))
-        .arg(format!("ubd2={}", rd.log().display()));
+        .arg(format!("init={}", init.display()));
+    for (i, d) in disks.iter().enumerate() {
+        cmd.arg(format!("ubd{i}={}", d.display()));
+    }
     cmd.args(["con=null", "con0=null,fd:2"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -324,7 +313,31 @@ pub fn run(
     // UML's helper threads may outlive the main process for a moment.
     // SAFETY: as above.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-    let text = std::fs::read_to_string(&results).unwrap_or_default();
+    Ok(std::fs::read_to_string(&results).unwrap_or_default())
+}
+
+/// Boots the kernel on `w` in `dir` (created if missing; its old results are removed) and
+/// returns what the guest reported.
+pub fn run(
+    k: &UmlKernel,
+    w: &Workload,
+    dir: &Path,
+    thinsim: &Path,
+) -> Result<GuestResults, UmlError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    let dir = dir.canonicalize().map_err(io(format!("resolve {}", dir.display())))?;
+    let rd = RunDir { dir: dir.clone() };
+    sparse(&rd.metadata(), w.shape.max_metadata_blocks * 4096)?;
+    if w.shape.prepopulation.is_some() {
+        // The kernel starts from the image thinsim restored.
+        let (image, _) = super::emulate::initial_image(&w.shape)
+            .map_err(|e| UmlError::Io { what: e, error: std::io::Error::other("restore") })?;
+        std::fs::write(rd.metadata(), image.to_bytes()).map_err(io("write meta.img"))?;
+    }
+    sparse(&rd.data(), w.shape.max_data_blocks * w.shape.data_block_sectors as u64 * 512)?;
+    sparse(&rd.log(), LOG_BYTES)?;
+    let text = script::script(w, &ScriptPaths { dir: &dir, modules: &k.modules, thinsim });
+    let text = boot(k, &dir, &text, &[rd.metadata(), rd.data(), rd.log()])?;
     let r = parse_results(&text)?;
     if let Some(what) = r.fatal.clone() {
         return Err(UmlError::Fatal { what, console: rd.console() });

@@ -72,6 +72,7 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
     println!("kernel: {} ({}), modules {}", k.linux.display(), k.version(), k.modules.display());
     let started = Instant::now();
     let (mut differences, mut ops, mut checkpoints) = (0usize, 0usize, 0usize);
+    let mut runs: Vec<serde_json::Value> = Vec::new();
     for w in &workloads {
         let w = match w {
             Ok(w) => w,
@@ -95,6 +96,11 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
         ops += run.ops;
         checkpoints += run.checkpoints;
         print_run(&run, w, &dir, t.elapsed().as_secs_f64());
+        let record = run_record(&run, w);
+        if let Err(e) = std::fs::write(dir.join("run.json"), format!("{record:#}\n")) {
+            return super::fail(format!("{}: {e}", dir.display()), 2);
+        }
+        runs.push(record);
         if run.difference.is_some() {
             differences += 1;
         } else if !a.keep {
@@ -102,17 +108,87 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let summary = summary(&k, a, &runs, differences, secs);
+    let path = a.dir.join("summary.json");
+    if let Err(e) = std::fs::write(&path, format!("{summary:#}\n")) {
+        return super::fail(format!("{}: {e}", path.display()), 2);
+    }
     println!(
-        "{} workloads, {ops} ops, {checkpoints} checkpoints compared, {differences} with a difference, {:.1} s ({:.1} seeds/min)",
+        "{} workloads, {ops} ops, {checkpoints} checkpoints compared, {differences} with a difference, {:.1} s ({:.1} seeds/min); crash mode judged {} images, {:.0} per second of judging; {}",
         workloads.len(),
         secs,
-        workloads.len() as f64 * 60.0 / secs.max(1e-9)
+        workloads.len() as f64 * 60.0 / secs.max(1e-9),
+        summary["totals"]["crash_images"],
+        summary["totals"]["crash_images_per_judge_second"].as_f64().unwrap_or(0.0),
+        path.display()
     );
     if differences > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// One seed's record in `run.json` and `summary.json`.
+fn run_record(run: &KernelRun, w: &Workload) -> serde_json::Value {
+    serde_json::json!({
+        "seed": run.seed,
+        "kernel": run.kernel,
+        "prepopulated": w.shape.prepopulation.is_some(),
+        "ops": run.ops,
+        "checkpoints": run.checkpoints,
+        "emulated_commits": run.emulated_commits,
+        "verdict": if run.difference.is_some() { "difference" } else { "agreed" },
+        "difference": run.difference.as_ref().map(|d| serde_json::json!({
+            "kind": d.kind(),
+            "op": d.op(),
+            "detail": d.to_string(),
+        })),
+        "crash": run.crash,
+        "reopened_in_kernel": run.reopened,
+        "guest_seconds": run.guest_seconds,
+        "judge_seconds": run.judge_seconds,
+    })
+}
+
+/// The campaign's `summary.json`: the kernel, every seed, and the rates.
+fn summary(
+    k: &UmlKernel,
+    a: &KernelArgs,
+    runs: &[serde_json::Value],
+    differences: usize,
+    secs: f64,
+) -> serde_json::Value {
+    let sum = |f: &dyn Fn(&serde_json::Value) -> f64| runs.iter().map(f).sum::<f64>();
+    let images: u64 = runs.iter().map(|r| r["crash"]["images"].as_u64().unwrap_or(0)).sum();
+    let reopened: u64 = runs.iter().map(|r| r["reopened_in_kernel"].as_u64().unwrap_or(0)).sum();
+    let judge = sum(&|r| r["judge_seconds"].as_f64().unwrap_or(0.0));
+    let guest = sum(&|r| r["guest_seconds"].as_f64().unwrap_or(0.0));
+    let per = |n: f64, d: f64| if d > 0.0 { n / d } else { 0.0 };
+    serde_json::json!({
+        "format_version": 1,
+        "kernel": {
+            "version": k.version(),
+            "linux": k.linux.display().to_string(),
+            "modules": k.modules.display().to_string(),
+        },
+        "ops_per_workload": a.ops,
+        "crash_images_per_epoch": a.crash_images,
+        "seeds": runs.len(),
+        "differences": differences,
+        "runs": runs,
+        "totals": {
+            "seconds": secs,
+            "guest_seconds": guest,
+            "judge_seconds": judge,
+            "seeds_per_minute": per(runs.len() as f64 * 60.0, secs),
+            "crash_images": images,
+            "crash_images_reopened_in_kernel": reopened,
+            "crash_images_per_seed": per(images as f64, runs.len() as f64),
+            "crash_images_per_minute": per(images as f64 * 60.0, secs),
+            "crash_images_per_judge_second": per(images as f64, judge),
+        },
+    })
 }
 
 fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
@@ -128,8 +204,8 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
                     c.entries, c.epochs, c.commits, c.images, c.images_at_new_commit, c.writes_dropped, c.writes_torn, c.images_at_held_only_superblock, c.held_only_superblocks
                 );
                 println!(
-                    "  data: {} writes, {} flushes; {} published blocks found durable ({} still in flight at a commit, {} quiescent commits); {} acks held, covering {} blocks",
-                    c.data_writes, c.data_flushes, c.data_blocks_verified, c.data_pending_at_commit, c.quiescent_commits, c.acks_checked, c.ack_blocks_checked
+                    "  data: {} writes, {} flushes; {} published blocks found durable ({} still in flight at a commit, {} quiescent commits); {} acks held, covering {} blocks; {} crash images reopened in the kernel",
+                    c.data_writes, c.data_flushes, c.data_blocks_verified, c.data_pending_at_commit, c.quiescent_commits, c.acks_checked, c.ack_blocks_checked, run.reopened
                 );
             }
         }
