@@ -334,7 +334,7 @@ pub fn judge(input: &CrashInput) -> CrashVerdict {
         acks_seen: BTreeSet::new(),
         samples: Vec::new(),
         offered: 0,
-        sample_rng: ChaCha8Rng::seed_from_u64(input.seed ^ 0x0073_616d_706c_65), // "sample"
+        sample_rng: ChaCha8Rng::seed_from_u64(input.seed ^ 0x0000_7361_6d70_6c65), // "sample"
     };
     let finding = j.run().err();
     CrashVerdict { stats: j.stats, finding, samples: j.samples }
