@@ -29,11 +29,14 @@ pub enum Canary {
     /// A redistribution between two siblings leaves the parent's key for the right one
     /// unchanged (lookups near the boundary go to the wrong child).
     RedistributeKeepsParentKey,
+    /// Commit without calling the pre-commit callback (the pool target's data-device flush
+    /// before the metadata that maps the data).
+    SkipPreCommitCallback,
 }
 
 impl Canary {
     /// Every canary, in declaration order.
-    pub const ALL: [Canary; 8] = [
+    pub const ALL: [Canary; 9] = [
         Canary::SuperblockBeforeNodes,
         Canary::NoFlushBeforeSuperblock,
         Canary::ReuseFreedInTransaction,
@@ -42,6 +45,7 @@ impl Canary {
         Canary::SkipDataDecOnRemove,
         Canary::NoLowerKeyOnNewMin,
         Canary::RedistributeKeepsParentKey,
+        Canary::SkipPreCommitCallback,
     ];
 
     /// The name used on the command line, in trace files and in corpus file names.
@@ -55,6 +59,7 @@ impl Canary {
             Canary::SkipDataDecOnRemove => "skip_data_dec_on_remove",
             Canary::NoLowerKeyOnNewMin => "no_lower_key_on_new_min",
             Canary::RedistributeKeepsParentKey => "redistribute_keeps_parent_key",
+            Canary::SkipPreCommitCallback => "skip_pre_commit_callback",
         }
     }
 

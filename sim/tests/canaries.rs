@@ -71,6 +71,17 @@ fn reuse_freed_in_transaction_is_caught() {
     assert_caught("reuse_freed_in_transaction");
 }
 
+/// The data device's ordering: a commit that skips the pool target's pre-commit callback
+/// (its data flush) is caught by the data-durability oracle at the next power cut, and by
+/// nothing else (the metadata is right).
+#[test]
+fn skip_pre_commit_callback_is_caught_by_the_data_oracle() {
+    let (seed, sig) = first_catch("skip_pre_commit_callback")
+        .unwrap_or_else(|| panic!("skip_pre_commit_callback never caught"));
+    eprintln!("skip_pre_commit_callback: caught at seed {seed} by {sig}");
+    assert!(sig.starts_with("data-durability/"), "{sig}");
+}
+
 /// Structural canaries: reachable only in trees of two levels or more, so only the deep-tree
 /// and pre-populated classes can catch them.
 #[test]

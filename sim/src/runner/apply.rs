@@ -255,6 +255,7 @@ impl Runner {
             }
             Op::Provision { dev, vblock } => {
                 let Some(block) = self.alloc_op()? else { return Ok(()) };
+                self.write_data(block);
                 self.doing = super::Doing::Insert { dev, vblock, data: block };
                 let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
                 let m = self.model.insert_block(mh!(), vblock, block);
@@ -263,6 +264,7 @@ impl Runner {
             Op::ProvisionMany { dev, ref vblocks } => {
                 for &vblock in vblocks {
                     let Some(block) = self.alloc_op()? else { return Ok(()) };
+                    self.write_data(block);
                     self.doing = super::Doing::Insert { dev, vblock, data: block };
                     let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
                     let m = self.model.insert_block(mh!(), vblock, block);
@@ -413,6 +415,11 @@ impl Runner {
             .iter()
             .position(|(mh, _)| mh.id() == dev)
             .ok_or_else(|| self.invalid(format!("device {dev} has no open handle at this step")))
+    }
+
+    /// The pool target writes a new block's data before it inserts the mapping.
+    fn write_data(&mut self, block: u64) {
+        self.data.lock().expect("the data shadow is never poisoned").write(block);
     }
 
     fn commit_op(&mut self) -> Res<()> {

@@ -22,6 +22,7 @@
 
 mod apply;
 mod config;
+pub mod data;
 mod draw;
 pub mod op;
 mod options;
@@ -229,6 +230,10 @@ struct Runner {
     /// keep failing reads without new events).
     c_seen: bool,
     threshold_hits: Arc<AtomicU64>,
+    /// The data device's ordering, flushed by the pre-commit callback (`data`).
+    data: Arc<std::sync::Mutex<data::DataShadow>>,
+    /// The data writes the last power cut lost (block → write), for the recovery's check.
+    data_lost: std::collections::BTreeMap<u64, u64>,
     last_commit_ios: u64,
     pressure: draw::Pressure,
     crash_at_armed: bool,
@@ -445,6 +450,8 @@ impl Runner {
             b_faults: BTreeSet::new(),
             c_seen: false,
             threshold_hits: Arc::new(AtomicU64::new(0)),
+            data: Arc::default(),
+            data_lost: Default::default(),
             last_commit_ios: 8,
             pressure: draw::Pressure::default(),
             crash_at_armed: false,
@@ -504,6 +511,14 @@ impl Runner {
         });
         pool.register_metadata_threshold(self.opts.threshold_blocks, cb)
             .map_err(|e| self.fail("setup", format!("register_metadata_threshold: {e}")))?;
+        // The pool target's pre-commit callback: flush the data device.
+        let data = Arc::clone(&self.data);
+        let flush = Box::new(move || {
+            data.lock().expect("the data shadow is never poisoned").flush();
+            Ok(())
+        });
+        pool.register_pre_commit_callback(flush)
+            .map_err(|e| self.fail("setup", format!("register_pre_commit_callback: {e}")))?;
         self.pool = Some(pool);
         self.verifier.forget();
         self.reshapes_durable = engine::events::snapshot().reshapes();
@@ -744,6 +759,11 @@ impl Runner {
             None => (None, None),
         };
         self.stats.threshold_callbacks = self.threshold_hits.load(Ordering::Relaxed);
+        {
+            let d = self.data.lock().expect("the data shadow is never poisoned");
+            self.stats.data_writes = d.writes();
+            self.stats.data_flushes = d.flushes;
+        }
         let d = self.disk.lock();
         self.hash.add(&d.trace_hash().to_le_bytes());
         if let Some(start) = self.faulty_since.take() {

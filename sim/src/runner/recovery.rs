@@ -109,6 +109,11 @@ impl Runner {
             self.explore(&cands)?;
         }
         self.disk.lock().crash();
+        {
+            let mut d = self.data.lock().expect("the data shadow is never poisoned");
+            self.data_lost = d.unflushed();
+            d.crash();
+        }
         self.stats.crashes += 1;
         self.drain_faults();
         self.recover_on_disk(cands, true)
@@ -199,6 +204,12 @@ impl Runner {
                 o.a_new_state += u64::from(cands.len() > 1 && i + 1 == cands.len());
                 o.c_recovered += u64::from(had_c);
                 self.model = cands.swap_remove(i);
+                let lost = std::mem::take(&mut self.data_lost);
+                let judged = self.data.lock().expect("never poisoned").check(&self.model, &lost);
+                match judged {
+                    Ok(n) => self.stats.data_blocks_verified += n,
+                    Err(e) => return Err(self.fail("data-durability", e.to_string())),
+                }
                 self.install(pool)?;
                 self.mark_good(image, true);
                 self.verifier.verified(&mut self.model, true);
@@ -249,6 +260,8 @@ impl Runner {
         self.model = self.good.model.clone();
         self.model.crash();
         self.b_faults.clear();
+        self.data.lock().expect("the data shadow is never poisoned").forget();
+        self.data_lost.clear();
         let pool = Pool::open(self.disk.device(), reopen_options())
             .map_err(|e| self.fail("restore", format!("the last good image does not open: {e}")))?;
         oracle::compare_pool(&pool, &self.model).map_err(|d: Mismatch| {

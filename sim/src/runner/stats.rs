@@ -54,6 +54,14 @@ pub struct RunStats {
     pub metadata_resizes: u64,
     pub data_resizes: u64,
     pub threshold_callbacks: u64,
+    /// The data device (`runner::data`): writes of provisioned blocks, flushes by the
+    /// pre-commit callback, and mapped blocks whose data was found to survive a recovery.
+    #[serde(default)]
+    pub data_writes: u64,
+    #[serde(default)]
+    pub data_flushes: u64,
+    #[serde(default)]
+    pub data_blocks_verified: u64,
     pub outcomes: Outcomes,
     /// Why class B wrong answers were judged undetectable (reason → count).
     pub undetectable_reasons: BTreeMap<String, u64>,
@@ -84,6 +92,9 @@ impl RunStats {
         self.metadata_resizes += o.metadata_resizes;
         self.data_resizes += o.data_resizes;
         self.threshold_callbacks += o.threshold_callbacks;
+        self.data_writes += o.data_writes;
+        self.data_flushes += o.data_flushes;
+        self.data_blocks_verified += o.data_blocks_verified;
         let (a, b) = (&mut self.outcomes, &o.outcomes);
         a.a_exact += b.a_exact;
         a.a_new_state += b.a_new_state;

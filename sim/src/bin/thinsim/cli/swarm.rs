@@ -277,6 +277,16 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    // A check must prove it ran: provisions wrote data and recoveries happened, so the
+    // data-durability oracle (runner::data) must have judged some mapped block.
+    let st = &summary.stats;
+    if st.data_writes > 0 && st.recoveries > 0 && st.data_blocks_verified == 0 {
+        println!(
+            "FAILED: {} data writes and {} recoveries, and the data-durability oracle verified no block",
+            st.data_writes, st.recoveries
+        );
+        return ExitCode::from(1);
+    }
     if summary.passed() {
         ExitCode::SUCCESS
     } else {
@@ -359,6 +369,10 @@ fn print_summary(s: &Summary, planned: usize) {
         s.throughput.crash_images_per_s
     );
     println!("outcomes {:?}", st.outcomes);
+    println!(
+        "data device: {} writes, {} pre-commit flushes, {} mapped blocks found durable after recoveries",
+        st.data_writes, st.data_flushes, st.data_blocks_verified
+    );
     for (class, c) in &s.classes {
         println!(
             "class {:<13} {:>6} runs {:>9} steps {:>9} crash images, {:>7.0} crash images/s a core",
