@@ -185,6 +185,11 @@ pub fn render_html(s: &Summary) -> String {
         s.throughput.crash_images_per_s,
         s.canary.as_ref().map(|c| format!(" Canary: {}.", esc(c))).unwrap_or_default()
     );
+    h.push_str(&format!(
+        "<p>Data device: {} writes of provisioned blocks, {} pre-commit flushes, {} mapped \
+         blocks found durable after recoveries (the data-durability oracle).</p>",
+        st.data_writes, st.data_flushes, st.data_blocks_verified
+    ));
     let ops: Vec<(String, u64)> = st.ops.iter().map(|(k, n)| (format!("{k:?}"), *n)).collect();
     h.push_str(&bars("Op mix", &ops));
     let outcomes = vec![

@@ -26,7 +26,7 @@ pub struct BenchShrinkArgs {
     /// Write the shrunk traces here.
     #[arg(long)]
     pub regressions: Option<PathBuf>,
-    /// First regression number to use.
+    /// Number for a canary with no regression file yet (taken: the next free one).
     #[arg(long, default_value_t = 1)]
     pub first_number: u32,
 }
@@ -73,7 +73,8 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
         };
         let file = match &a.regressions {
             Some(dir) => {
-                match write_regression(dir, a.first_number + i as u32, canary, seed, &r.trace) {
+                let n = regression_number(dir, canary, a.first_number + i as u32);
+                match write_regression(dir, n, canary, seed, &r.trace) {
                     Ok(p) => Some(p),
                     Err(e) => {
                         eprintln!("{e}");
@@ -120,6 +121,26 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
     } else {
         println!("FAILED: a canary was not caught, or did not shrink to 25 ops within 60 s");
         ExitCode::from(1)
+    }
+}
+
+/// The number of `canary`'s regression file: the one it already has in `dir`, else
+/// `wanted` if no file has that number, else the next number after every file's.
+fn regression_number(dir: &std::path::Path, canary: &str, wanted: u32) -> u32 {
+    let suffix = format!("-canary-{}.trace", canary.replace('_', "-"));
+    let mut taken = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.get(..4).and_then(|d| d.parse::<u32>().ok()) else { continue };
+        if name.ends_with(&suffix) {
+            return n;
+        }
+        taken.push(n);
+    }
+    if taken.contains(&wanted) {
+        taken.iter().max().map_or(wanted, |m| m + 1)
+    } else {
+        wanted
     }
 }
 
