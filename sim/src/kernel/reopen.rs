@@ -152,7 +152,18 @@ pub fn reopen(
     let mut v = ReopenVerdict::default();
     for (i, ((s, path, _), line)) in chosen.iter().zip(&lines).enumerate() {
         let (epoch, image) = (s.epoch, s.image);
-        let model = &points[s.point];
+        // The image holds the point's state as committed (a kernel commit may fall inside
+        // a transaction of the emulation): judge it against that state, committed.
+        let mut model = points[s.point].clone();
+        if let Err(e) = model.commit() {
+            v.finding = Some(ReopenFinding::Changed {
+                epoch,
+                image,
+                mismatch: Mismatch::State(format!("the model cannot commit its state: {e:?}")),
+            });
+            return Ok(v);
+        }
+        let model = &model;
         let Some((rc, text)) = line else {
             v.finding = Some(ReopenFinding::NoResult { sample: i });
             return Ok(v);
