@@ -329,4 +329,81 @@ mod tests {
         assert_eq!(published(&s, 0, 7, 1), Ok(()));
         assert!(matches!(published(&s, 0, 8, 1), Err(DataProblem::Wrong { .. })));
     }
+
+    fn mapped_model(v: u64, d: u64) -> Model {
+        let mut m = Model::new(10);
+        m.create_thin(0).expect("create");
+        let h = m.open_thin(0).expect("open");
+        m.alloc_data_block_check(d).expect("free");
+        m.insert_block(h, v, d).expect("insert");
+        m
+    }
+
+    #[test]
+    fn rule_two_needs_the_mapping_committed_and_the_data_durable_with_its_tag() {
+        let after = mapped_model(7, 3);
+        let ack = Ack { op: 5, dev: 0, vblocks: Some(7..8), point: 0 };
+        let none = BTreeSet::new();
+        let mut s = DataState::default();
+        s.write(3 * 128, &tagged(7, 5), false, 128);
+        let lost = check_ack(&ack, &after, &Model::new(10), &s, &none);
+        assert!(
+            matches!(
+                lost,
+                Err(DataProblem::MappingLost { vblock: 7, expected: Some(3), durable: None, .. })
+            ),
+            "{lost:?}"
+        );
+        let volatile = check_ack(&ack, &after, &after, &s, &none);
+        assert!(
+            matches!(volatile, Err(DataProblem::NotDurable { data_block: 3, .. })),
+            "{volatile:?}"
+        );
+        s.flush();
+        assert_eq!(check_ack(&ack, &after, &after, &s, &none), Ok(1));
+        // A FUA write's data must be its own op's.
+        let other_op = Ack { op: 6, ..ack.clone() };
+        assert!(matches!(
+            check_ack(&other_op, &after, &after, &s, &none),
+            Err(DataProblem::Wrong { expected_op: Some(6), .. })
+        ));
+        // A flush promises the whole device; a block never written is fine only if the pool
+        // started with it.
+        let flush = Ack { op: 9, dev: 0, vblocks: None, point: 0 };
+        let blank = DataState::default();
+        assert!(matches!(
+            check_ack(&flush, &after, &after, &blank, &none),
+            Err(DataProblem::NeverWritten { .. })
+        ));
+        assert_eq!(check_ack(&flush, &after, &after, &blank, &BTreeSet::from([3])), Ok(1));
+    }
+
+    #[test]
+    fn the_acks_of_a_workload_are_its_successful_promises() {
+        use super::super::emulate::Outcome;
+        use super::super::workload::KOp;
+        let ops = [
+            KOp::Write { dev: 1, vblock: 4, blocks: 2, fua: true },
+            KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: false },
+            KOp::Flush { dev: 2 },
+            KOp::Discard { dev: 1, begin: 0, end: 3 },
+            KOp::Write { dev: 1, vblock: 0, blocks: 1, fua: true },
+        ];
+        let outcomes = [
+            Outcome::Ok,
+            Outcome::Ok,
+            Outcome::Ok,
+            Outcome::Ok,
+            Outcome::Failed(model::Errno::ENOSPC),
+        ];
+        let a = acks(&ops, &outcomes, &[10, 11, 12, 13, 14]);
+        assert_eq!(
+            a,
+            vec![
+                Ack { op: 0, dev: 1, vblocks: Some(4..6), point: 10 },
+                Ack { op: 2, dev: 2, vblocks: None, point: 12 },
+                Ack { op: 3, dev: 1, vblocks: None, point: 13 },
+            ]
+        );
+    }
 }
