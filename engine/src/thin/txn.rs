@@ -121,6 +121,55 @@ impl Pool {
         })
     }
 
+    /// Clears NEEDS_CHECK durably, as `thin_check --clear-needs-check-flag` does after a
+    /// clean check: the last committed superblock rewritten without the flag (roots
+    /// untouched). A no-op, without I/O, when the flag is clear.
+    pub fn clear_needs_check(&self) -> Result<()> {
+        self.mutate(|p| {
+            if p.sb.flags & NEEDS_CHECK == 0 {
+                return Ok(());
+            }
+            let mut sb = p.sb.clone();
+            sb.flags &= !NEEDS_CHECK;
+            p.tm.bm.put(0, BlockKind::Superblock, sb.pack(0))?;
+            p.tm.bm.flush()?;
+            p.sb = sb;
+            p.flags &= !NEEDS_CHECK;
+            Ok(())
+        })
+    }
+
+    /// Drops leaked references (counts the space maps store above what the trees hold, as
+    /// `check` found them): `(block, n)` takes `n` references off, metadata then data, in
+    /// the open transaction (a `commit` makes it durable, an `abort` forgets it). The tools'
+    /// seam for `check --auto-repair`; EINVAL, with no effect, if a block holds fewer than
+    /// `n`.
+    pub fn release_leaks(&self, metadata: &[(u64, u32)], data: &[(u64, u32)]) -> Result<()> {
+        self.mutate(|p| {
+            for &(b, n) in metadata {
+                if p.tm.ref_count(b)? < n {
+                    return Err(Error::Invalid(format!("metadata block {b} holds fewer than {n}")));
+                }
+            }
+            for &(b, n) in data {
+                if b >= p.dsm.nr_blocks() || p.dsm.count(&mut p.tm, b)? < n {
+                    return Err(Error::Invalid(format!("data block {b} holds fewer than {n}")));
+                }
+            }
+            for &(b, n) in metadata {
+                for _ in 0..n {
+                    p.tm.dec(b)?;
+                }
+            }
+            for &(b, n) in data {
+                for _ in 0..n {
+                    p.dsm.dec(&mut p.tm, b)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     pub fn needs_check(&self) -> Result<bool> {
         self.query(|p| Ok(p.flags & NEEDS_CHECK != 0))
     }

@@ -24,27 +24,103 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-/// How bad a finding is: errors fail the check; warnings are tool quirks the kernel accepts.
+/// How bad a finding is, in thin-provisioning-tools 1.x's terms: `Error` findings are fatal
+/// (the metadata cannot be trusted); `NonFatal` ones are leaks, which waste space but lose
+/// nothing (`--auto-repair` fixes them, `--ignore-non-fatal-errors` passes them); warnings
+/// are hints and tool quirks the kernel accepts, which never fail a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Warning,
+    NonFatal,
     Error,
+}
+
+/// The space map a reference count belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Space {
+    Metadata,
+    Data,
+}
+
+impl fmt::Display for Space {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Space::Metadata => "metadata",
+            Space::Data => "data",
+        })
+    }
+}
+
+/// What kind of problem a finding is: its severity follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingKind {
+    /// The superblock cannot be read, fails validation, or has impossible fields.
+    Superblock,
+    /// A block failed to read or to validate (checksum, location, kind).
+    Unreadable,
+    /// A pointer past the end of the metadata device.
+    PointerOutOfRange,
+    /// Node shape: value size, capacity, fill, key order and ranges, leaf depth, cycles.
+    TreeShape,
+    /// Details and mapping trees disagree, a wrong `mapped_blocks`, device times out of order.
+    DeviceDetails,
+    /// A mapping past the data device or stamped after the pool time.
+    Mapping,
+    /// A stored reference count that differs from the references the trees hold: above them
+    /// it is a leak (non-fatal), below them a block in use could be handed out again (fatal).
+    RefCount { space: Space, stored: u32, expected: u32 },
+    /// Space map structure: the bitmap count, a missing overflow count, allocated totals.
+    SpaceMap,
+    /// Hints the kernel keeps loose (index `nr_free`, the metadata root's allocated count).
+    Hint,
+}
+
+impl FindingKind {
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingKind::RefCount { stored, expected, .. } if stored > expected => {
+                Severity::NonFatal
+            }
+            FindingKind::Hint => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
 }
 
 /// One problem, with where it is and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    pub severity: Severity,
-    /// The block at fault, when there is one.
+    pub kind: FindingKind,
+    /// The block at fault, when there is one (for a reference count: the counted block).
     pub block: Option<u64>,
     /// Blocks from the root of the tree to the parent of `block`.
     pub path: Vec<u64>,
     pub what: String,
 }
 
+impl Finding {
+    pub fn severity(&self) -> Severity {
+        self.kind.severity()
+    }
+
+    /// A leak: (space, block, stored count, referenced count), stored above referenced.
+    pub fn leak(&self) -> Option<(Space, u64, u32, u32)> {
+        match (self.kind, self.block) {
+            (FindingKind::RefCount { space, stored, expected }, Some(b)) if stored > expected => {
+                Some((space, b, stored, expected))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = if self.severity == Severity::Error { "error" } else { "warning" };
+        let sev = match self.severity() {
+            Severity::Error => "error",
+            Severity::NonFatal => "non-fatal",
+            Severity::Warning => "warning",
+        };
         write!(f, "{sev}: ")?;
         if let Some(b) = self.block {
             write!(f, "block {b}: ")?;
@@ -66,11 +142,38 @@ pub struct CheckReport {
     pub metadata_blocks_used: u64,
     pub data_blocks_used: u64,
     pub transaction_id: u64,
+    /// The superblock's NEEDS_CHECK flag.
+    pub needs_check: bool,
+    /// Where the held metadata snapshot is, if one is.
+    pub metadata_snap: Option<u64>,
+    /// Free metadata blocks as the metadata space map's root records them (thin_check's
+    /// METADATA_FREE_BLOCKS).
+    pub metadata_free_blocks: u64,
+    /// The metadata device's size in blocks, as the superblock's space map records it.
+    pub metadata_nr_blocks: u64,
+    /// The superblock validated (the other numbers mean something).
+    pub superblock_valid: bool,
 }
 
 impl CheckReport {
+    /// No fatal and no non-fatal finding: what the simulator holds every image to (a leak is
+    /// an engine bug even if it loses nothing).
     pub fn is_clean(&self) -> bool {
-        !self.findings.iter().any(|f| f.severity == Severity::Error)
+        self.findings.iter().all(|f| f.severity() == Severity::Warning)
+    }
+
+    /// No fatal finding (leaks and warnings allowed): thin_check 1.x's pass.
+    pub fn is_sound(&self) -> bool {
+        self.findings.iter().all(|f| f.severity() < Severity::Error)
+    }
+
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity() == severity).count()
+    }
+
+    /// Every leak found, in finding order.
+    pub fn leaks(&self) -> Vec<(Space, u64, u32, u32)> {
+        self.findings.iter().filter_map(Finding::leak).collect()
     }
 }
 
@@ -135,6 +238,8 @@ struct Checker {
     meta_nr_blocks: u64,
     data_nr_blocks: u64,
     sb_time: u32,
+    /// Mapping trees are not walked (`--skip-mappings`).
+    skip_mappings: bool,
     meta_expected: Vec<u32>,
     /// Expected data counts, from every entry of every distinct bottom leaf.
     data_refs: DataRefs,
@@ -146,14 +251,37 @@ struct Checker {
     findings: Vec<Finding>,
 }
 
+/// What to check: everything by default; the options narrow it as thin_check's do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Validate the superblock only (`--super-block-only`).
+    pub super_block_only: bool,
+    /// Walk the details and top-level trees but not the mapping trees under them, and
+    /// skip the reference-count comparisons they would feed (`--skip-mappings`).
+    pub skip_mappings: bool,
+    /// Report the held metadata snapshot's devices and mappings instead of the live ones
+    /// (`-m`); both are audited either way, as both hold references. No snapshot held is a
+    /// fatal finding.
+    pub metadata_snapshot: bool,
+}
+
 /// Checks the metadata on `dev`. Never panics on any bytes.
 pub fn check(dev: Box<dyn BlockDevice>) -> CheckReport {
-    check_with_refs(dev, &BTreeMap::new())
+    check_with(dev, &BTreeMap::new(), CheckOptions::default())
 }
 
 /// Like [`check`], with data references held outside the trees (allocated-not-inserted
 /// blocks, explicit `inc_data_range`s) added to the expected data counts.
 pub fn check_with_refs(dev: Box<dyn BlockDevice>, caller_refs: &BTreeMap<u64, u32>) -> CheckReport {
+    check_with(dev, caller_refs, CheckOptions::default())
+}
+
+/// [`check_with_refs`] narrowed by `opts`.
+pub fn check_with(
+    dev: Box<dyn BlockDevice>,
+    caller_refs: &BTreeMap<u64, u32>,
+    opts: CheckOptions,
+) -> CheckReport {
     // A small cache: the walk reads each block once (sharing is tracked by the checker, not
     // the cache), and reusing evicted buffers avoids a page fault per block read.
     let bm = BlockManager::new(dev, 1024);
@@ -161,24 +289,39 @@ pub fn check_with_refs(dev: Box<dyn BlockDevice>, caller_refs: &BTreeMap<u64, u3
     let raw = match bm.read_raw(0) {
         Ok(r) => r,
         Err(e) => {
-            report.findings.push(err(Some(0), format!("cannot read the superblock: {e}")));
+            let what = format!("cannot read the superblock: {e}");
+            report.findings.push(err(FindingKind::Superblock, Some(0), what));
             return report;
         }
     };
     let sb = match Superblock::unpack(&raw, 0) {
         Ok(sb) => sb,
         Err(k) => {
-            report.findings.push(err(Some(0), format!("superblock is corrupt: {k}")));
+            let what = if raw.iter().all(|&b| b == 0) {
+                "superblock is all zeros: no metadata here (never formatted, or wiped)".into()
+            } else if Superblock::unpack_unchecked(&raw).magic != SUPERBLOCK_MAGIC {
+                "not dm-thin metadata: no thin superblock magic at block 0".into()
+            } else {
+                format!("superblock is corrupt: {k}")
+            };
+            report.findings.push(err(FindingKind::Superblock, Some(0), what));
             return report;
         }
     };
+    report.superblock_valid = true;
     report.transaction_id = sb.trans_id;
+    report.needs_check = sb.needs_check();
+    report.metadata_snap = (sb.held_root != 0).then_some(sb.held_root);
+    let msm = sb.metadata_sm_root;
+    report.metadata_free_blocks = msm.nr_blocks.saturating_sub(msm.nr_allocated);
+    report.metadata_nr_blocks = msm.nr_blocks;
     let meta_nr_blocks = sb.metadata_sm_root.nr_blocks.min(bm.nr_blocks());
     let mut c = Checker {
         bm,
         meta_nr_blocks,
         data_nr_blocks: sb.data_sm_root.nr_blocks,
         sb_time: sb.time,
+        skip_mappings: opts.skip_mappings,
         meta_expected: vec![0; usize::try_from(meta_nr_blocks).unwrap_or(0)],
         data_refs: DataRefs::new(sb.data_sm_root.nr_blocks),
         visited: BTreeSet::new(),
@@ -186,54 +329,89 @@ pub fn check_with_refs(dev: Box<dyn BlockDevice>, caller_refs: &BTreeMap<u64, u3
         entries_below: BTreeMap::new(),
         findings: Vec::new(),
     };
+    c.check_superblock_fields(&sb);
+    if opts.super_block_only {
+        report.findings = c.findings;
+        return report;
+    }
     for (&b, &n) in caller_refs {
         c.data_refs.add(b, n);
     }
-    c.check_superblock_fields(&sb);
     c.count(0, &[]);
-    let (devices, mappings) = c.walk_pool(&sb, &[]);
-    report.devices = devices;
-    report.mappings = mappings;
-    c.walk_held_snapshot(&sb);
+    let (devices, mappings) = c.walk_pool(sb.device_details_root, sb.data_mapping_root);
+    let held = c.walk_held_snapshot(&sb);
+    (report.devices, report.mappings) = if opts.metadata_snapshot {
+        if held.is_none() {
+            let what = "no metadata snapshot is held (-m needs one)".to_string();
+            c.error(FindingKind::Superblock, Some(0), &[], what);
+        }
+        held.unwrap_or((0, 0))
+    } else {
+        (devices, mappings)
+    };
     c.walk_space_map_structures(&sb);
+    if opts.skip_mappings {
+        // Counts from a partial walk would call every data block and every mapping-tree
+        // node a leak: the comparison needs the whole walk.
+        report.findings = c.findings;
+        return report;
+    }
     report.metadata_blocks_used = c.compare_metadata_counts(&sb);
     report.data_blocks_used = c.compare_data_counts(&sb);
     report.findings = c.findings;
     report
 }
 
-fn err(block: Option<u64>, what: String) -> Finding {
-    Finding { severity: Severity::Error, block, path: Vec::new(), what }
+fn err(kind: FindingKind, block: Option<u64>, what: String) -> Finding {
+    Finding { kind, block, path: Vec::new(), what }
 }
 
 impl Checker {
-    fn error(&mut self, block: Option<u64>, path: &[u64], what: String) {
-        self.findings.push(Finding { severity: Severity::Error, block, path: path.to_vec(), what });
+    fn error(&mut self, kind: FindingKind, block: Option<u64>, path: &[u64], what: String) {
+        debug_assert_ne!(kind.severity(), Severity::Warning, "warnings go through warn");
+        self.findings.push(Finding { kind, block, path: path.to_vec(), what });
     }
 
-    fn warn(&mut self, block: Option<u64>, what: String) {
-        self.findings.push(Finding { severity: Severity::Warning, block, path: Vec::new(), what });
+    fn warn(&mut self, kind: FindingKind, block: Option<u64>, what: String) {
+        debug_assert_eq!(kind.severity(), Severity::Warning);
+        self.findings.push(Finding { kind, block, path: Vec::new(), what });
+    }
+
+    /// Block `b` of `space` stores `stored` references where the trees hold `expected`.
+    fn count_mismatch(&mut self, space: Space, b: u64, stored: u32, expected: u32) {
+        let what = if stored > expected {
+            format!("{space} reference count {stored}, expected {expected} (leaked)")
+        } else {
+            format!("{space} reference count {stored}, expected {expected}")
+        };
+        self.error(FindingKind::RefCount { space, stored, expected }, Some(b), &[], what);
     }
 
     fn check_superblock_fields(&mut self, sb: &Superblock) {
         if sb.magic != SUPERBLOCK_MAGIC {
-            self.error(Some(0), &[], format!("bad magic {}", sb.magic));
+            self.error(FindingKind::Superblock, Some(0), &[], format!("bad magic {}", sb.magic));
         }
         if !crate::limits::SUPERBLOCK_VERSIONS.contains(&sb.version) {
-            self.error(Some(0), &[], format!("unsupported version {}", sb.version));
+            self.error(
+                FindingKind::Superblock,
+                Some(0),
+                &[],
+                format!("unsupported version {}", sb.version),
+            );
         }
         if sb.incompat_flags != 0 || sb.compat_ro_flags != 0 {
-            self.error(Some(0), &[], "unsupported feature flags".into());
+            self.error(FindingKind::Superblock, Some(0), &[], "unsupported feature flags".into());
         }
         if sb.metadata_block_size != 8 {
             self.error(
+                FindingKind::Superblock,
                 Some(0),
                 &[],
                 format!("metadata_block_size {} (want 8)", sb.metadata_block_size),
             );
         }
         if sb.data_block_size == 0 {
-            self.error(Some(0), &[], "data_block_size is 0".into());
+            self.error(FindingKind::Superblock, Some(0), &[], "data_block_size is 0".into());
         }
     }
 
@@ -246,6 +424,7 @@ impl Checker {
             }
             None => {
                 self.error(
+                    FindingKind::PointerOutOfRange,
                     Some(b),
                     path,
                     format!("pointer past the metadata device ({} blocks)", self.meta_nr_blocks),
@@ -263,7 +442,7 @@ impl Checker {
                     Error::Corrupt { kind: why, .. } => format!("{kind:?} block is corrupt: {why}"),
                     other => other.to_string(),
                 };
-                self.error(Some(b), path, what);
+                self.error(FindingKind::Unreadable, Some(b), path, what);
                 None
             }
         }
@@ -287,7 +466,7 @@ impl Checker {
             return self.depths.get(&root).copied();
         }
         if path.len() >= MAX_BTREE_DEPTH {
-            self.error(Some(root), path, "tree too deep (cycle?)".into());
+            self.error(FindingKind::TreeShape, Some(root), path, "tree too deep (cycle?)".into());
             return None;
         }
         let n = self.read(root, BlockKind::Node, path)?;
@@ -311,7 +490,12 @@ impl Checker {
             match (depth, d) {
                 (None, Some(d)) => depth = Some(d),
                 (Some(a), Some(b)) if a != b => {
-                    self.error(Some(child), path, "leaves at different depths".into());
+                    self.error(
+                        FindingKind::TreeShape,
+                        Some(child),
+                        path,
+                        "leaves at different depths".into(),
+                    );
                 }
                 _ => {}
             }
@@ -336,6 +520,7 @@ impl Checker {
         let vs = if node::is_leaf(n) { tree.value_size() } else { 8 };
         if node::value_size(n) != vs {
             self.error(
+                FindingKind::TreeShape,
                 Some(b),
                 path,
                 format!("value size {} in a {tree:?} node (want {vs})", node::value_size(n)),
@@ -344,6 +529,7 @@ impl Checker {
         let max = node::max_entries_of(n);
         if max != node::max_entries(vs) as usize {
             self.error(
+                FindingKind::TreeShape,
                 Some(b),
                 path,
                 format!("max_entries {max} (want {})", node::max_entries(vs)),
@@ -351,12 +537,18 @@ impl Checker {
         }
         let count = node::nr_entries(n);
         if !is_root && count < max / 3 {
-            self.error(Some(b), path, format!("too few entries: {count} of {max}"));
+            self.error(
+                FindingKind::TreeShape,
+                Some(b),
+                path,
+                format!("too few entries: {count} of {max}"),
+            );
         }
         if count > 0 {
             let (first, last) = (node::key(n, 0), node::key(n, count - 1));
             if first < bounds.0 || bounds.1.is_some_and(|hi| last >= hi) {
                 self.error(
+                    FindingKind::TreeShape,
                     Some(b),
                     path,
                     format!("keys {first}..={last} outside the parent's range {bounds:?}"),
@@ -365,19 +557,26 @@ impl Checker {
         }
     }
 
-    /// Live trees: details and the two-level mapping tree. Returns (devices, mappings).
-    fn walk_pool(&mut self, sb: &Superblock, _path: &[u64]) -> (u64, u64) {
-        let details = self.collect_details(sb.device_details_root);
-        let tops = self.collect_top(sb.data_mapping_root);
+    /// Live trees (or a held snapshot's): details and the two-level mapping tree. Returns
+    /// (devices, mappings).
+    fn walk_pool(&mut self, details_root: u64, mapping_root: u64) -> (u64, u64) {
+        let details = self.collect_details(details_root);
+        let tops = self.collect_top(mapping_root);
         for id in details.keys() {
             if !tops.contains_key(id) {
-                self.error(None, &[], format!("device {id} has details but no mapping tree"));
+                self.error(
+                    FindingKind::DeviceDetails,
+                    None,
+                    &[],
+                    format!("device {id} has details but no mapping tree"),
+                );
             }
         }
         let mut mappings = 0;
         for (&id, &root) in &tops {
             let Some(d) = details.get(&id) else {
                 self.error(
+                    FindingKind::DeviceDetails,
                     Some(root),
                     &[],
                     format!("device {id} has a mapping tree but no details"),
@@ -386,8 +585,9 @@ impl Checker {
             };
             let n = self.entries_below.get(&root).copied().unwrap_or(0);
             mappings += n;
-            if d.mapped_blocks != n {
+            if d.mapped_blocks != n && !self.skip_mappings {
                 self.error(
+                    FindingKind::DeviceDetails,
                     None,
                     &[],
                     format!("device {id}: mapped_blocks {} but {n} mappings", d.mapped_blocks),
@@ -395,6 +595,7 @@ impl Checker {
             }
             if d.creation_time > d.snapshotted_time || d.snapshotted_time > self.sb_time {
                 self.error(
+                    FindingKind::DeviceDetails,
                     None,
                     &[],
                     format!(
@@ -425,8 +626,10 @@ impl Checker {
                 tops.insert(node::key(n, i), node::value_u64(n, i));
             }
         });
-        for (&id, &b) in &tops {
-            self.walk_bottom(id, b);
+        if !self.skip_mappings {
+            for (&id, &b) in &tops {
+                self.walk_bottom(id, b);
+            }
         }
         tops
     }
@@ -446,6 +649,7 @@ impl Checker {
                     let bt = BlockTime::unpack(node::value_u64(n, i));
                     if bt.data_block.0 >= c.data_nr_blocks {
                         c.error(
+                            FindingKind::Mapping,
                             Some(b),
                             path,
                             format!(
@@ -456,6 +660,7 @@ impl Checker {
                     }
                     if bt.time > c.sb_time {
                         c.error(
+                            FindingKind::Mapping,
                             Some(b),
                             path,
                             format!(
@@ -489,18 +694,15 @@ impl Checker {
         total
     }
 
-    fn walk_held_snapshot(&mut self, sb: &Superblock) {
+    /// The held snapshot's trees, when one is held: (devices, mappings) as it records them.
+    fn walk_held_snapshot(&mut self, sb: &Superblock) -> Option<(u64, u64)> {
         let held = sb.held_root;
-        if held == 0 {
-            return;
+        if held == 0 || !self.count(held, &[0]) {
+            return None;
         }
-        if !self.count(held, &[0]) {
-            return;
-        }
-        let Some(raw) = self.read(held, BlockKind::Superblock, &[0]) else { return };
+        let raw = self.read(held, BlockKind::Superblock, &[0])?;
         let copy = Superblock::unpack_unchecked(&raw);
-        self.collect_details(copy.device_details_root);
-        self.collect_top(copy.data_mapping_root);
+        Some(self.walk_pool(copy.device_details_root, copy.data_mapping_root))
     }
 
     fn walk_space_map_structures(&mut self, sb: &Superblock) {
@@ -595,6 +797,7 @@ impl Checker {
                 let c = if v == 3 {
                     overflow.get(&b).copied().unwrap_or_else(|| {
                         self.error(
+                            FindingKind::SpaceMap,
                             Some(blocknr),
                             &[],
                             format!("block {b} marked 3 without an overflow count"),
@@ -628,6 +831,7 @@ impl Checker {
             let nr_free = u64::from(e.nr_free);
             if nr_free != free && nr_free != with_tail {
                 self.warn(
+                    FindingKind::Hint,
                     Some(index),
                     format!("metadata index entry {i}: nr_free {nr_free}, bitmap has {free} free"),
                 );
@@ -651,9 +855,10 @@ impl Checker {
             .filter(|(_, &c)| c > 0)
             .map(|(b, &c)| (b as u64, c))
             .collect();
-        self.compare("metadata", expected.into_iter(), &stored);
+        self.compare(Space::Metadata, expected.into_iter(), &stored);
         if m.nr_allocated != stored.len() as u64 {
             self.warn(
+                FindingKind::Hint,
                 None,
                 format!(
                     "metadata space map root says {} allocated, bitmaps say {}",
@@ -672,6 +877,7 @@ impl Checker {
         let want_bitmaps = d.nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
         if bitmaps.len() as u64 != want_bitmaps {
             self.error(
+                FindingKind::SpaceMap,
                 Some(d.bitmap_root),
                 &[],
                 format!("data space map has {} bitmaps, needs {want_bitmaps}", bitmaps.len()),
@@ -685,15 +891,11 @@ impl Checker {
                     n += 1;
                     let e = std::mem::take(&mut expected[b as usize]);
                     if e != s {
-                        c.error(Some(b), &[], format!("data reference count {s}, expected {e}"));
+                        c.count_mismatch(Space::Data, b, s, e);
                     }
                 });
                 for (b, &e) in expected.iter().enumerate().filter(|(_, &e)| e > 0) {
-                    self.error(
-                        Some(b as u64),
-                        &[],
-                        format!("data reference count 0, expected {e}"),
-                    );
+                    self.count_mismatch(Space::Data, b as u64, 0, e);
                 }
                 n
             }
@@ -702,12 +904,13 @@ impl Checker {
                 refs.sort_unstable();
                 let expected: Vec<(u64, u32)> =
                     refs.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u32)).collect();
-                self.compare("data", expected.into_iter(), &stored);
+                self.compare(Space::Data, expected.into_iter(), &stored);
                 stored.len() as u64
             }
         };
         if d.nr_allocated != stored_len {
             self.error(
+                FindingKind::SpaceMap,
                 None,
                 &[],
                 format!(
@@ -722,7 +925,7 @@ impl Checker {
     /// Merges two ascending (block, count) lists and reports every block where they differ.
     fn compare(
         &mut self,
-        which: &str,
+        which: Space,
         expected: impl Iterator<Item = (u64, u32)>,
         stored: &[(u64, u32)],
     ) {
@@ -750,7 +953,7 @@ impl Checker {
                 }
             };
             if e != s {
-                self.error(Some(b), &[], format!("{which} reference count {s}, expected {e}"));
+                self.count_mismatch(which, b, s, e);
             }
         }
     }

@@ -4,16 +4,40 @@
 
 use super::error::ToolError;
 use super::ls::LsRow;
+use super::repair::{Overrides, Salvage};
 use super::xml_write::{DumpError, DumpWriter};
 use super::{XmlDevice, XmlSuperblock};
 use crate::format::{BlockTime, DeviceDetails};
 use crate::thin::{Pool, Source, TreeHeader, TreeVisitor, VisitError};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::ops::ControlFlow;
 
+/// What `dump` leaves out or replaces (thin_dump's `--skip-mappings`, `--dev-id` and
+/// superblock overrides).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpOptions {
+    /// Devices only, no mapping lines.
+    pub skip_mappings: bool,
+    /// Only these devices (all when None).
+    pub dev_ids: Option<BTreeSet<u64>>,
+    /// Printed in place of the superblock's values.
+    pub overrides: Overrides,
+}
+
 /// Writes the pool as thin_dump XML (or its human-readable form) through `w`.
 pub fn dump<W: Write>(pool: &Pool, w: &mut DumpWriter<W>, source: Source) -> Result<(), ToolError> {
-    let mut v = Dumper { w, failed: None };
+    dump_with(pool, w, source, &DumpOptions::default())
+}
+
+/// [`dump`] narrowed by `opts`.
+pub fn dump_with<W: Write>(
+    pool: &Pool,
+    w: &mut DumpWriter<W>,
+    source: Source,
+    opts: &DumpOptions,
+) -> Result<(), ToolError> {
+    let mut v = Dumper { w, failed: None, opts, skipping: false };
     let r = pool.visit(source, &mut v);
     if let Some(e) = v.failed {
         return Err(ToolError::Output(e));
@@ -28,6 +52,9 @@ pub fn dump<W: Write>(pool: &Pool, w: &mut DumpWriter<W>, source: Source) -> Res
 struct Dumper<'a, W: Write> {
     w: &'a mut DumpWriter<W>,
     failed: Option<DumpError>,
+    opts: &'a DumpOptions,
+    /// The current device is filtered out.
+    skipping: bool,
 }
 
 impl<W: Write> Dumper<'_, W> {
@@ -44,20 +71,25 @@ impl<W: Write> Dumper<'_, W> {
 
 impl<W: Write> TreeVisitor for Dumper<'_, W> {
     fn header(&mut self, h: &TreeHeader) -> ControlFlow<()> {
+        let o = self.opts.overrides;
         let r = self.w.superblock(&XmlSuperblock {
             uuid: String::new(),
             time: h.time,
-            transaction: h.trans_id,
+            transaction: o.transaction_id.unwrap_or(h.trans_id),
             flags: h.flags,
             version: h.version,
-            data_block_size: h.data_block_size,
-            nr_data_blocks: h.nr_data_blocks,
+            data_block_size: o.data_block_size.unwrap_or(h.data_block_size),
+            nr_data_blocks: o.nr_data_blocks.unwrap_or(h.nr_data_blocks),
             metadata_snap: None,
         });
         self.out(r)
     }
 
     fn device(&mut self, id: u64, d: &DeviceDetails) -> ControlFlow<()> {
+        self.skipping = self.opts.dev_ids.as_ref().is_some_and(|ids| !ids.contains(&id));
+        if self.skipping {
+            return ControlFlow::Continue(());
+        }
         let r = self.w.begin_device(&XmlDevice {
             dev_id: id,
             mapped_blocks: d.mapped_blocks,
@@ -69,14 +101,44 @@ impl<W: Write> TreeVisitor for Dumper<'_, W> {
     }
 
     fn mapping(&mut self, vblock: u64, bt: BlockTime) -> ControlFlow<()> {
+        if self.skipping || self.opts.skip_mappings {
+            return ControlFlow::Continue(());
+        }
         let r = self.w.mapping(vblock, bt.data_block.0, bt.time);
         self.out(r)
     }
 
     fn end_device(&mut self) -> ControlFlow<()> {
+        if self.skipping {
+            return ControlFlow::Continue(());
+        }
         let r = self.w.end_device();
         self.out(r)
     }
+}
+
+/// Writes what a salvage kept (`dump --repair`), filtered by `opts` as [`dump_with`] is
+/// (its overrides were the salvage's).
+pub fn dump_salvage<W: Write>(
+    s: &Salvage,
+    w: &mut DumpWriter<W>,
+    opts: &DumpOptions,
+) -> Result<(), ToolError> {
+    w.superblock(&s.sb)?;
+    for (d, mappings) in &s.devices {
+        if opts.dev_ids.as_ref().is_some_and(|ids| !ids.contains(&d.dev_id)) {
+            continue;
+        }
+        w.begin_device(d)?;
+        if !opts.skip_mappings {
+            for &(v, b, t) in mappings {
+                w.mapping(v, b, t)?;
+            }
+        }
+        w.end_device()?;
+    }
+    w.end_superblock()?;
+    Ok(())
 }
 
 /// thin_ls rows: mapped (as stored), exclusive (data block mapped exactly once among all

@@ -20,6 +20,7 @@ pub mod check;
 pub mod dump;
 mod error;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 mod tracked;
 pub mod types;

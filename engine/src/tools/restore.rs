@@ -12,6 +12,7 @@
 //! 1.x does: a bare block number without its copy would be corrupt).
 
 use super::error::ToolError;
+use super::repair::Overrides;
 use super::xml_read::{XmlEvent, XmlReader};
 use super::{XmlDevice, XmlSuperblock};
 use crate::format::BlockTime;
@@ -24,8 +25,19 @@ use std::io::{Read, Seek, SeekFrom};
 /// Restores the XML in `input` onto `dev` (whatever it held before). Returns the device.
 /// Inputs up to [`FAST_PATH_MAX_BYTES`] are read whole and restored by [`restore_slice`].
 pub fn restore<R: Read + Seek>(
+    input: R,
+    dev: Box<dyn BlockDevice>,
+) -> Result<Box<dyn BlockDevice>, ToolError> {
+    restore_with(input, dev, Overrides::default())
+}
+
+/// [`restore`] with superblock values replaced by `o` (thin_restore's `--transaction-id`,
+/// `--data-block-size`, `--nr-data-blocks`); mappings past an overridden data device size
+/// are refused, typed, before the device is formatted.
+pub fn restore_with<R: Read + Seek>(
     mut input: R,
     dev: Box<dyn BlockDevice>,
+    o: Overrides,
 ) -> Result<Box<dyn BlockDevice>, ToolError> {
     let len = input
         .seek(SeekFrom::End(0))
@@ -36,10 +48,11 @@ pub fn restore<R: Read + Seek>(
         input
             .read_to_end(&mut doc)
             .map_err(|e| ToolError::Input(format!("cannot read input: {e}")))?;
-        return restore_slice(&doc, dev);
+        return restore_slice_with(&doc, dev, o);
     }
     let (sb, kept) = validate(None, |f| reader_events(&mut input, f).map(|()| true))?
         .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))?;
+    let sb = overridden(sb, o, kept.as_deref())?;
     if kept.is_none() {
         rewind(&mut input)?;
     }
@@ -52,13 +65,57 @@ pub fn restore_slice(
     doc: &[u8],
     dev: Box<dyn BlockDevice>,
 ) -> Result<Box<dyn BlockDevice>, ToolError> {
+    restore_slice_with(doc, dev, Overrides::default())
+}
+
+/// [`restore_slice`] with the overrides of [`restore_with`].
+pub fn restore_slice_with(
+    doc: &[u8],
+    dev: Box<dyn BlockDevice>,
+    o: Overrides,
+) -> Result<Box<dyn BlockDevice>, ToolError> {
     let found = match validate_fast(doc)? {
         Some(found) => found,
         None => validate(None, |f| reader_events(doc, f).map(|()| true))?
             .ok_or_else(|| ToolError::Input("the XML reader stopped early".into()))?,
     };
     let (sb, kept) = found;
+    let sb = overridden(sb, o, kept.as_deref())?;
     write_pool(&sb, kept, doc, dev)
+}
+
+/// `sb` with `o`'s values; refuses a data device too small for a kept mapping (pass 2
+/// refuses the rest, typed, for documents too large to keep).
+fn overridden(
+    mut sb: XmlSuperblock,
+    o: Overrides,
+    kept: Option<&[(XmlDevice, Vec<Run>)]>,
+) -> Result<XmlSuperblock, ToolError> {
+    if let Some(t) = o.transaction_id {
+        sb.transaction = t;
+    }
+    if let Some(n) = o.data_block_size {
+        if n == 0 {
+            return Err(ToolError::Input("data block size 0 is not a size".into()));
+        }
+        sb.data_block_size = n;
+    }
+    if let Some(n) = o.nr_data_blocks {
+        let end = kept
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, runs)| runs.iter().map(|r| r.1 + r.2))
+            .max()
+            .unwrap_or(0);
+        if end > n {
+            return Err(ToolError::Input(format!(
+                "--nr-data-blocks {n} is too small: the document maps data block {}",
+                end - 1
+            )));
+        }
+        sb.nr_data_blocks = n;
+    }
+    Ok(sb)
 }
 
 /// Pass 2 onto `dev`; `input` is parsed again only when pass 1 kept no runs.
@@ -83,6 +140,16 @@ fn write_pool<R: Read>(
         CloseError::CommitFailed { error, .. } => ToolError::Engine(error),
         CloseError::Busy(_) => ToolError::Input("pool busy after restore".into()),
     })
+}
+
+/// Writes `devices` (already valid: sorted, disjoint runs inside the data device, times no
+/// later than the pool's) onto `dev` as a fresh pool: the seam `repair` writes through.
+pub(crate) fn write_devices(
+    sb: &XmlSuperblock,
+    devices: Vec<(XmlDevice, Vec<Run>)>,
+    dev: Box<dyn BlockDevice>,
+) -> Result<Box<dyn BlockDevice>, ToolError> {
+    write_pool(sb, Some(devices), std::io::empty(), dev)
 }
 
 fn rewind<R: Seek>(input: &mut R) -> Result<(), ToolError> {
@@ -154,7 +221,7 @@ fn reader_events<R: Read>(
 }
 
 /// A mapping run as parsed: (origin, data, length, time).
-type Run = (u64, u64, u64, u32);
+pub(crate) type Run = (u64, u64, u64, u32);
 
 /// Runs kept from pass 1 so pass 2 need not parse again; past this many, pass 2 re-reads the
 /// input instead (memory stays bounded for huge documents of single mappings).

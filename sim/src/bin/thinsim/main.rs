@@ -16,5 +16,9 @@ mod xmlgen;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Named thin_check, thin_dump, … (a symlink or a copy): that tool, as pdata_tools is.
+    if let Some(tool) = cli::tools::multi_call_tool(std::env::args_os().next().as_ref()) {
+        return cli::tools::run_as(tool);
+    }
     cli::main(cli::Cli::parse())
 }

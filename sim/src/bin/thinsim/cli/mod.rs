@@ -15,7 +15,7 @@ mod report;
 mod run;
 mod shrink;
 mod swarm;
-mod tools;
+pub mod tools;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +30,7 @@ pub use swarm::SwarmArgs;
 #[derive(Debug, Parser)]
 #[command(
     name = "thinsim",
+    version,
     about = "Deterministic crash and fault simulation for dm-thin metadata"
 )]
 pub struct Cli {
@@ -61,6 +62,8 @@ pub enum Command {
     Restore(tools::RestoreArgs),
     /// List devices with mapped / exclusive / shared counts (as thin_ls 0.9.0).
     Ls(tools::LsArgs),
+    /// Rebuild damaged metadata from what survives (as thin_repair).
+    Repair(tools::RepairArgs),
     /// Run workloads three ways: Linux dm-thin under user-mode Linux, the engine, the model.
     Kernel(kernel::KernelArgs),
     /// What the kernel run's guest script calls (writes, discards, flushes); not for people.
@@ -83,10 +86,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Explore(a) => explore::explore(&a),
         Command::FuzzTrace(a) => fuzz_trace::fuzz_trace(&a),
         Command::Report(a) => report::report(&a),
-        Command::Check(a) => tools::check(&a),
-        Command::Dump(a) => tools::dump(&a),
-        Command::Restore(a) => tools::restore(&a),
-        Command::Ls(a) => tools::ls(&a),
+        Command::Check(a) => tools::check(&a, tools::Flavour::Thinsim),
+        Command::Dump(a) => tools::dump(&a, tools::Flavour::Thinsim),
+        Command::Restore(a) => tools::restore(&a, tools::Flavour::Thinsim),
+        Command::Ls(a) => tools::ls(&a, tools::Flavour::Thinsim),
+        Command::Repair(a) => tools::repair(&a, tools::Flavour::Thinsim),
         Command::Kernel(a) => kernel::kernel(&a),
         Command::KernelGuest(a) => kernel::guest(&a),
         Command::BenchTools(a) => bench::bench_tools(&a),

@@ -1,0 +1,437 @@
+//! `repair` (thin_repair, and `dump --repair`): salvage what survives of damaged metadata
+//! and write it as a clean image.
+//!
+//! The salvage reads the damaged image only through the format's validators, never through
+//! the pool (whose open refuses damage). It finds the roots of the two trees a pool is made
+//! of — the device-details tree and the two-level mapping tree — then walks them tolerantly:
+//! an unreadable or misplaced node loses the mappings below it, nothing more.
+//!
+//! Finding the roots, in order of trust:
+//! 1. The superblock, when it validates.
+//! 2. Its fields read without validation (a torn or bit-rotten superblock usually still
+//!    holds the right roots), when the magic is right and each root reads as a node of its
+//!    tree's kind.
+//! 3. A scan of every metadata block: every valid node is classified by what its leaves
+//!    hold, nodes no other node points to are roots, and the details root and mapping root
+//!    that agree on the most device ids are taken (ties: the newer, by the latest time and
+//!    transaction their entries record, then the higher block).
+//!
+//! Invariants: the salvage never invents a mapping — every one it returns was read from a
+//! valid leaf, lies inside its parents' key ranges, and maps inside the data device at a
+//! time no later than the pool's; each virtual block is kept once. Every walk is bounded
+//! (depth limit, visited set), so any bytes give a result or a typed error, never a hang.
+
+use super::error::ToolError;
+use super::restore::{write_devices, Run};
+use super::{XmlDevice, XmlSuperblock};
+use crate::block_manager::BlockManager;
+use crate::format::checksum::BlockKind;
+use crate::format::node;
+use crate::format::superblock::Superblock;
+use crate::format::{BlockTime, DeviceDetails};
+use crate::io::{Block, BlockDevice};
+use crate::limits::{MAX_BTREE_DEPTH, SUPERBLOCK_MAGIC, TIME_LIMIT};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Values a user supplies for a superblock too damaged to give them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub transaction_id: Option<u64>,
+    /// In 512-byte sectors.
+    pub data_block_size: Option<u32>,
+    pub nr_data_blocks: Option<u64>,
+}
+
+/// Where the salvage found its roots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootsFrom {
+    /// The superblock validated.
+    Superblock,
+    /// The superblock failed validation; its unvalidated roots read as the right nodes.
+    DamagedSuperblock,
+    /// A scan of every metadata block.
+    Scan,
+}
+
+/// What the salvage found and what it had to leave behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalvageReport {
+    pub roots_from: RootsFrom,
+    /// Valid nodes seen by the scan (0 when no scan was needed).
+    pub nodes_scanned: u64,
+    pub devices: u64,
+    pub mappings: u64,
+    /// Nodes that could not be read or validated: everything below them is lost.
+    pub unreadable_nodes: u64,
+    /// Leaf entries dropped: outside their parents' key range, past the data device, after
+    /// the pool time, or a virtual block already kept.
+    pub dropped_entries: u64,
+    /// Devices found in one tree only (kept: details are recreated, or the device is empty).
+    pub unmatched_devices: u64,
+}
+
+/// What survives: a superblock and every device with its mappings (vblock, data, time),
+/// ascending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvage {
+    pub sb: XmlSuperblock,
+    pub devices: Vec<(XmlDevice, Vec<(u64, u64, u32)>)>,
+    pub report: SalvageReport,
+}
+
+/// Salvages `dev` (read only). Fails, typed, when nothing can be salvaged: no superblock
+/// values and no override for them, or no tree root anywhere.
+pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolError> {
+    let bm = BlockManager::new(dev, 1024);
+    let raw = bm.read_raw(0).map_err(ToolError::Engine)?;
+    let valid = Superblock::unpack(&raw, 0).ok();
+    let hint = valid.clone().or_else(|| {
+        let sb = Superblock::unpack_unchecked(&raw);
+        (sb.magic == SUPERBLOCK_MAGIC).then_some(sb)
+    });
+    let need = |what: &str, flag: &str| {
+        ToolError::Input(format!(
+            "the superblock is unreadable, so the {what} is unknown: give it with {flag}"
+        ))
+    };
+    let data_block_size = o
+        .data_block_size
+        .or(hint.as_ref().map(|s| s.data_block_size).filter(|&n| n > 0))
+        .ok_or_else(|| need("data block size", "--data-block-size"))?;
+    let nr_data_blocks = o
+        .nr_data_blocks
+        .or(hint.as_ref().map(|s| s.data_sm_root.nr_blocks))
+        .ok_or_else(|| need("number of data blocks", "--nr-data-blocks"))?;
+    let transaction = o
+        .transaction_id
+        .or(hint.as_ref().map(|s| s.trans_id))
+        .ok_or_else(|| need("transaction id", "--transaction-id"))?;
+    let mut s = Salvager {
+        bm,
+        nr_data_blocks,
+        max_time: hint.as_ref().map_or(TIME_LIMIT - 1, |s| s.time),
+        unreadable: BTreeSet::new(),
+        dropped: 0,
+    };
+    let hinted = hint.as_ref().map(|h| (h.device_details_root, h.data_mapping_root));
+    let (roots, roots_from, nodes_scanned) = match hinted {
+        Some(r) if valid.is_some() => (r, RootsFrom::Superblock, 0),
+        Some(r) if s.plausible_roots(r) => (r, RootsFrom::DamagedSuperblock, 0),
+        _ => {
+            let (r, n) = s.scan_roots()?;
+            (r, RootsFrom::Scan, n)
+        }
+    };
+    let details = s.details(roots.0);
+    let tops = s.top(roots.1);
+    let mut devices = Vec::new();
+    let ids: BTreeSet<u64> = details.keys().chain(tops.keys()).copied().collect();
+    let mut unmatched = 0;
+    let mut latest = 0u32;
+    for id in ids {
+        let d = details.get(&id).copied();
+        let mappings = match tops.get(&id) {
+            Some(&root) => s.mappings(root),
+            None => Vec::new(),
+        };
+        unmatched += u64::from(d.is_none() || !tops.contains_key(&id));
+        latest = mappings.iter().map(|m| m.2).fold(latest, u32::max);
+        let d = d.unwrap_or_default();
+        let mut x = XmlDevice {
+            dev_id: id,
+            mapped_blocks: mappings.len() as u64,
+            transaction: d.transaction_id,
+            creation_time: d.creation_time,
+            snap_time: d.snapshotted_time,
+        };
+        if x.creation_time > x.snap_time {
+            x.creation_time = x.snap_time;
+        }
+        latest = latest.max(x.snap_time);
+        devices.push((x, mappings));
+    }
+    let hinted_time = hint.as_ref().map_or(0, |h| h.time.min(TIME_LIMIT - 1));
+    let time = hinted_time.max(latest);
+    let uuid = hint.as_ref().map(|h| uuid_text(&h.uuid)).unwrap_or_default();
+    let report = SalvageReport {
+        roots_from,
+        nodes_scanned,
+        devices: devices.len() as u64,
+        mappings: devices.iter().map(|d| d.1.len() as u64).sum(),
+        unreadable_nodes: s.unreadable.len() as u64,
+        dropped_entries: s.dropped,
+        unmatched_devices: unmatched,
+    };
+    let sb = XmlSuperblock {
+        uuid,
+        time,
+        transaction,
+        // Repaired metadata needs no check; the held snapshot is not carried over (its
+        // copy would point into trees the rebuild does not keep).
+        flags: 0,
+        version: 2,
+        data_block_size,
+        nr_data_blocks,
+        metadata_snap: None,
+    };
+    Ok(Salvage { sb, devices, report })
+}
+
+/// Salvages `input` and writes the result onto `output` as a fresh image.
+pub fn repair(
+    input: Box<dyn BlockDevice>,
+    output: Box<dyn BlockDevice>,
+    o: Overrides,
+) -> Result<(SalvageReport, Box<dyn BlockDevice>), ToolError> {
+    let s = salvage(input, o)?;
+    let devices = s
+        .devices
+        .into_iter()
+        .map(|(d, m)| (d, m.into_iter().map(|(v, b, t)| (v, b, 1, t)).collect::<Vec<Run>>()))
+        .collect();
+    let dev = write_devices(&s.sb, devices, output)?;
+    Ok((s.report, dev))
+}
+
+/// The uuid bytes as thin_dump prints them: the text up to the first NUL.
+fn uuid_text(b: &[u8; 16]) -> String {
+    let n = b.iter().position(|&c| c == 0).unwrap_or(16);
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
+/// What a valid node's leaves hold, judged from the node alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Details,
+    /// 8-byte values: top-level (bottom roots) or bottom (block-times); told apart later.
+    Words,
+    Other,
+}
+
+struct Salvager {
+    bm: BlockManager,
+    nr_data_blocks: u64,
+    max_time: u32,
+    unreadable: BTreeSet<u64>,
+    dropped: u64,
+}
+
+impl Salvager {
+    fn node(&mut self, b: u64) -> Option<Arc<Block>> {
+        match self.bm.read(b, BlockKind::Node) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.unreadable.insert(b);
+                None
+            }
+        }
+    }
+
+    /// Both hinted roots read as nodes of their trees' kinds (leaves reached first).
+    fn plausible_roots(&mut self, (details, top): (u64, u64)) -> bool {
+        let leaf_vs = |s: &mut Self, b: u64| -> Option<usize> {
+            let mut b = b;
+            for _ in 0..MAX_BTREE_DEPTH {
+                let n = s.bm.read(b, BlockKind::Node).ok()?;
+                if node::is_leaf(&n) {
+                    return Some(node::value_size(&n));
+                }
+                if node::nr_entries(&n) == 0 {
+                    return None;
+                }
+                b = node::value_u64(&n, 0);
+            }
+            None
+        };
+        leaf_vs(self, details) == Some(24) && leaf_vs(self, top) == Some(8)
+    }
+
+    /// Every leaf entry (key, value bytes) under `root` that lies in its parents' ranges.
+    /// Root 0 is the superblock's place: no tree (a scan that found none).
+    fn leaves(&mut self, root: u64, value_size: usize, f: &mut dyn FnMut(&mut Self, u64, &[u8])) {
+        if root == 0 {
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        self.leaves_rec(root, value_size, (0, None), 0, &mut seen, f);
+    }
+
+    fn leaves_rec(
+        &mut self,
+        b: u64,
+        vs: usize,
+        (lo, hi): (u64, Option<u64>),
+        depth: usize,
+        seen: &mut BTreeSet<u64>,
+        f: &mut dyn FnMut(&mut Self, u64, &[u8]),
+    ) {
+        if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
+            return;
+        }
+        let Some(n) = self.node(b) else { return };
+        let count = node::nr_entries(&n);
+        let leaf = node::is_leaf(&n);
+        if leaf && node::value_size(&n) != vs {
+            self.unreadable.insert(b);
+            return;
+        }
+        for i in 0..count {
+            let k = node::key(&n, i);
+            let inside = k >= lo && hi.is_none_or(|h| k < h);
+            if leaf {
+                if inside {
+                    f(self, k, node::value(&n, i));
+                } else {
+                    self.dropped += 1;
+                }
+                continue;
+            }
+            let next = if i + 1 < count { Some(node::key(&n, i + 1)) } else { hi };
+            let child_hi = match (next, hi) {
+                (Some(a), Some(h)) => Some(a.min(h)),
+                (a, h) => a.or(h),
+            };
+            self.leaves_rec(node::value_u64(&n, i), vs, (k.max(lo), child_hi), depth + 1, seen, f);
+        }
+    }
+
+    fn details(&mut self, root: u64) -> BTreeMap<u64, DeviceDetails> {
+        let mut out = BTreeMap::new();
+        self.leaves(root, 24, &mut |_, k, v| {
+            out.insert(k, DeviceDetails::unpack(v));
+        });
+        out
+    }
+
+    fn top(&mut self, root: u64) -> BTreeMap<u64, u64> {
+        let mut out = BTreeMap::new();
+        self.leaves(root, 8, &mut |_, k, v| {
+            out.insert(k, u64::from_le_bytes(v.try_into().expect("value size 8 checked")));
+        });
+        out
+    }
+
+    /// One device's surviving mappings, ascending by virtual block.
+    fn mappings(&mut self, root: u64) -> Vec<(u64, u64, u32)> {
+        let mut out: BTreeMap<u64, (u64, u32)> = BTreeMap::new();
+        let (nr, max_time) = (self.nr_data_blocks, self.max_time);
+        self.leaves(root, 8, &mut |s, k, v| {
+            let bt = BlockTime::unpack(u64::from_le_bytes(v.try_into().expect("size 8")));
+            let ok = bt.data_block.0 < nr && bt.time <= max_time && !out.contains_key(&k);
+            if ok {
+                out.insert(k, (bt.data_block.0, bt.time));
+            } else {
+                s.dropped += 1;
+            }
+        });
+        out.into_iter().map(|(v, (b, t))| (v, b, t)).collect()
+    }
+
+    /// Scans every block for valid nodes and picks the details and mapping roots.
+    fn scan_roots(&mut self) -> Result<((u64, u64), u64), ToolError> {
+        let mut holds = BTreeMap::new();
+        let mut children = BTreeSet::new();
+        // A leaf's first value (a bottom root, if the leaf is a top-level one).
+        let mut first_words = BTreeMap::new();
+        for b in 1..self.bm.nr_blocks() {
+            let Ok(n) = self.bm.read(b, BlockKind::Node) else { continue };
+            let leaf = node::is_leaf(&n);
+            let count = node::nr_entries(&n);
+            if !leaf {
+                children.extend((0..count).map(|i| node::value_u64(&n, i)));
+            }
+            let h = match (leaf, node::value_size(&n)) {
+                (true, 24) => Holds::Details,
+                (true, 8) => Holds::Words,
+                (true, _) => Holds::Other,
+                (false, _) => {
+                    // An internal node holds what its first leaf holds (found below).
+                    Holds::Other
+                }
+            };
+            if leaf && h == Holds::Words && count > 0 {
+                first_words.insert(b, node::value_u64(&n, 0));
+            }
+            holds.insert(b, (h, leaf));
+        }
+        let nodes_scanned = holds.len() as u64;
+        let roots: Vec<u64> = holds.keys().copied().filter(|b| !children.contains(b)).collect();
+        let mut details_cands = Vec::new();
+        let mut top_cands = Vec::new();
+        for &r in &roots {
+            match self.leaf_kind(r, &holds) {
+                Some(Holds::Details) => details_cands.push(r),
+                Some(Holds::Words) => {
+                    // A top-level tree's leaf values are bottom roots: valid nodes.
+                    let leaf = self.first_leaf(r);
+                    let is_top = leaf
+                        .and_then(|l| first_words.get(&l))
+                        .is_some_and(|v| holds.get(v).is_some());
+                    if is_top {
+                        top_cands.push(r);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if details_cands.is_empty() && top_cands.is_empty() {
+            return Err(ToolError::Input(
+                "no device-details or mapping tree survives anywhere on the metadata device".into(),
+            ));
+        }
+        let mut best: Option<((u64, u64, u64, u64), (u64, u64))> = None;
+        let details_sets: Vec<(u64, BTreeMap<u64, DeviceDetails>)> =
+            details_cands.iter().map(|&r| (r, self.details(r))).collect();
+        let top_sets: Vec<(u64, BTreeMap<u64, u64>)> =
+            top_cands.iter().map(|&r| (r, self.top(r))).collect();
+        let empty_d = (0u64, BTreeMap::new());
+        let empty_t = (0u64, BTreeMap::new());
+        let ds: Vec<&(u64, BTreeMap<u64, DeviceDetails>)> =
+            if details_sets.is_empty() { vec![&empty_d] } else { details_sets.iter().collect() };
+        let ts: Vec<&(u64, BTreeMap<u64, u64>)> =
+            if top_sets.is_empty() { vec![&empty_t] } else { top_sets.iter().collect() };
+        for (dr, d) in &ds {
+            let newest = d
+                .values()
+                .map(|x| {
+                    (u64::from(x.snapshotted_time.max(x.creation_time)) << 40) ^ x.transaction_id
+                })
+                .max()
+                .unwrap_or(0);
+            for (tr, t) in &ts {
+                let agree = d.keys().filter(|k| t.contains_key(k)).count() as u64;
+                let score = (agree, newest, *dr, *tr);
+                if best.is_none_or(|(s, _)| score > s) {
+                    best = Some((score, (*dr, *tr)));
+                }
+            }
+        }
+        // The unreadable set so far holds the scan's misses: they are not losses.
+        self.unreadable.clear();
+        self.dropped = 0;
+        let (_, roots) = best.expect("at least one candidate pair");
+        Ok((roots, nodes_scanned))
+    }
+
+    /// The first leaf under `b` (following first children), if it reads.
+    fn first_leaf(&mut self, b: u64) -> Option<u64> {
+        let mut b = b;
+        for _ in 0..MAX_BTREE_DEPTH {
+            let n = self.bm.read(b, BlockKind::Node).ok()?;
+            if node::is_leaf(&n) {
+                return Some(b);
+            }
+            if node::nr_entries(&n) == 0 {
+                return None;
+            }
+            b = node::value_u64(&n, 0);
+        }
+        None
+    }
+
+    fn leaf_kind(&mut self, b: u64, holds: &BTreeMap<u64, (Holds, bool)>) -> Option<Holds> {
+        let leaf = self.first_leaf(b)?;
+        holds.get(&leaf).map(|h| h.0)
+    }
+}

@@ -1,0 +1,100 @@
+//! `dump` (thin_dump): the XML of an image, of its held snapshot (`-m`), or of what survives
+//! of a damaged one (`--repair`), with thin_dump's filters and superblock overrides.
+//! A closed pipe or FIFO ends the dump quietly (exit 0): the reader chose to stop.
+
+use super::{fail, is_broken_pipe, open_input, open_pool, Flavour, OverrideArgs};
+use clap::Args;
+use engine::thin::{MetadataBlock, Source};
+use engine::tools::dump::{dump_salvage, dump_with, DumpOptions};
+use engine::tools::repair::salvage;
+use engine::tools::xml_write::{DumpFormat, DumpWriter};
+use engine::tools::ToolError;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    pub image: PathBuf,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Output format: xml or human_readable.
+    #[arg(short, long, default_value = "xml")]
+    pub format: String,
+    /// Dump the held metadata snapshot (optionally: it must be at this block).
+    #[arg(short = 'm', long = "metadata-snap", num_args = 0..=1, require_equals = true)]
+    pub metadata_snap: Option<Option<u64>>,
+    /// Dump what survives of damaged metadata (the salvage `repair` writes).
+    #[arg(long)]
+    pub repair: bool,
+    /// Devices only, without their mappings.
+    #[arg(long)]
+    pub skip_mappings: bool,
+    /// Only this device (repeatable).
+    #[arg(long = "dev-id", value_name = "ID")]
+    pub dev_ids: Vec<u64>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
+    let format = match args.format.as_str() {
+        "xml" => DumpFormat::Xml,
+        "human_readable" => DumpFormat::HumanReadable,
+        other => return fail(format!("unknown format '{other}' (xml or human_readable)"), 2),
+    };
+    if args.repair && args.metadata_snap.is_some() {
+        return fail("--repair and -m do not go together (repair rebuilds the live trees)", 2);
+    }
+    let opts = DumpOptions {
+        skip_mappings: args.skip_mappings,
+        dev_ids: (!args.dev_ids.is_empty()).then(|| args.dev_ids.iter().copied().collect()),
+        overrides: args.overrides.overrides(),
+    };
+    // The input is judged before the output is created: a bad input leaves no empty file.
+    enum What {
+        Pool(engine::thin::Pool),
+        Salvage(engine::tools::repair::Salvage),
+    }
+    let what = if args.repair {
+        let dev = match open_input(&args.image, false) {
+            Ok(d) => d,
+            Err(e) => return fail(e, 1),
+        };
+        match salvage(dev, opts.overrides) {
+            Ok(s) => What::Salvage(s),
+            Err(e) => return fail(format!("{}: nothing to salvage: {e}", args.image.display()), 1),
+        }
+    } else {
+        match open_pool(&args.image) {
+            Ok(p) => What::Pool(p),
+            Err(e) => return fail(e, 1),
+        }
+    };
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => match File::create(p) {
+            Ok(f) => Box::new(f),
+            Err(e) => return fail(format!("{}: cannot create the output: {e}", p.display()), 1),
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = DumpWriter::new(BufWriter::with_capacity(1 << 20, out), format);
+    let r = match &what {
+        What::Pool(pool) => {
+            let source = match args.metadata_snap {
+                None => Source::Live,
+                Some(b) => Source::MetadataSnap(b.map(MetadataBlock)),
+            };
+            dump_with(pool, &mut w, source, &opts)
+        }
+        What::Salvage(s) => dump_salvage(s, &mut w, &opts),
+    };
+    let r = r.and_then(|()| w.finish().map(|_| ()).map_err(ToolError::from));
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("{}: {e}", args.image.display()), 1),
+    }
+}

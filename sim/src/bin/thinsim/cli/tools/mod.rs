@@ -1,0 +1,233 @@
+//! The offline tools' front ends — `check`, `dump`, `restore`, `ls`, `repair` — with the
+//! command lines of thin-provisioning-tools (0.9.0's, and 1.x's options), and the multi-call
+//! entry: a binary named `thin_check`, `thin_dump`, `thin_restore`, `thin_ls` or
+//! `thin_repair` (a symlink or a copy) is that tool, as `pdata_tools` is.
+//!
+//! Exit codes: 0 success; 1 findings, a refused input or a failed repair (as thin_check);
+//! 2 usage.
+//!
+//! Every input path is vetted here before the engine sees it ([`open_input`]): a missing
+//! file, a directory, an input too small for a superblock, and an input with no dm-thin
+//! superblock each get a message that names the problem in words (a script can rely on the
+//! phrases "does not exist", "is a directory", "too small", "not dm-thin metadata").
+
+mod check;
+mod dump;
+mod ls;
+mod repair;
+mod restore;
+
+pub use check::{check, CheckArgs};
+pub use dump::{dump, DumpArgs};
+pub use ls::{ls, LsArgs};
+pub use repair::{repair, RepairArgs};
+pub use restore::{restore, RestoreArgs};
+
+use super::fail;
+use clap::{Args, Parser};
+use engine::io::FileDevice;
+use engine::thin::Pool;
+use engine::tools::repair::Overrides;
+use indicatif::ProgressBar;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// How a tool prints where thinsim and thin-provisioning-tools could differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// `thinsim <tool>`: thinsim's extra lines (devices, mappings, blocks used).
+    Thinsim,
+    /// Called as `thin_<tool>`: thin-provisioning-tools 0.9.0's text, byte for byte.
+    Thin,
+}
+
+/// Superblock values for a damaged superblock (thin_dump / thin_repair / thin_restore).
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct OverrideArgs {
+    /// Use this transaction id instead of the superblock's.
+    #[arg(long, value_name = "ID")]
+    pub transaction_id: Option<u64>,
+    /// Use this data block size (512-byte sectors) instead of the superblock's.
+    #[arg(long, value_name = "SECTORS")]
+    pub data_block_size: Option<u32>,
+    /// Use this number of data blocks instead of the superblock's.
+    #[arg(long, value_name = "BLOCKS")]
+    pub nr_data_blocks: Option<u64>,
+}
+
+impl OverrideArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            transaction_id: self.transaction_id,
+            data_block_size: self.data_block_size,
+            nr_data_blocks: self.nr_data_blocks,
+        }
+    }
+}
+
+/// The tools' bar: bytes of a known length, else a spinner; hidden with `--quiet`.
+fn progress(quiet: bool, len: Option<u64>, what: &'static str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let template = match len {
+        Some(_) => "{msg} [{bar:40}] {bytes}/{total_bytes} {elapsed}",
+        None => "{spinner} {msg} {bytes} {elapsed}",
+    };
+    let bar = crate::cli::progress::bar(len, template);
+    bar.set_message(what);
+    bar
+}
+
+/// Smallest metadata image: a superblock.
+const MIN_IMAGE_BYTES: u64 = 4096;
+
+/// Why an input path cannot be used, in words (see the module doc for the phrases).
+pub fn vet_input(path: &Path, what: &str) -> Result<(), String> {
+    let p = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{p}: {what} does not exist"));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(format!("{p}: permission denied (cannot read the {what})"));
+        }
+        Err(e) => return Err(format!("{p}: cannot read the {what}: {e}")),
+    };
+    if meta.is_dir() {
+        return Err(format!("{p}: is a directory, not a {what}"));
+    }
+    if meta.is_file() && meta.len() < MIN_IMAGE_BYTES && what.contains("metadata") {
+        return Err(format!(
+            "{p}: too small to be a {what} ({} bytes; the superblock alone is 4096)",
+            meta.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a metadata image after [`vet_input`].
+pub fn open_input(path: &Path, writable: bool) -> Result<Box<FileDevice>, String> {
+    vet_input(path, "metadata image")?;
+    FileDevice::open(path, writable)
+        .map(Box::new)
+        .map_err(|e| format!("{}: cannot open the metadata image: {e}", path.display()))
+}
+
+/// The words for a pool that did not open: no superblock, or damage.
+pub fn describe_open_error(path: &Path, e: &engine::Error) -> String {
+    use engine::error::CorruptKind;
+    let p = path.display();
+    match e {
+        engine::Error::ReadOnly(_) => {
+            format!("{p}: not dm-thin metadata (block 0 is all zeros: never formatted, or wiped)")
+        }
+        engine::Error::Corrupt { block: 0, kind: CorruptKind::Magic { .. }, .. } => {
+            format!("{p}: not dm-thin metadata (no thin superblock magic at block 0)")
+        }
+        engine::Error::Corrupt { block: 0, .. } => {
+            format!("{p}: the superblock is damaged ({e}); try `thinsim repair` or `dump --repair`")
+        }
+        engine::Error::Corrupt { .. } => {
+            format!("{p}: metadata is damaged ({e}); try `thinsim repair` or `dump --repair`")
+        }
+        other => format!("{p}: {other}"),
+    }
+}
+
+fn open_pool(path: &Path) -> Result<Pool, String> {
+    let dev = open_input(path, false)?;
+    Pool::open_image(dev).map_err(|e| match e {
+        engine::Error::Corrupt { block: 0, .. } if !has_thin_magic(path) => {
+            format!(
+                "{}: not dm-thin metadata (no thin superblock magic at block 0)",
+                path.display()
+            )
+        }
+        e => describe_open_error(path, &e),
+    })
+}
+
+/// Block 0 carries the thin superblock magic (whatever else is wrong with it).
+fn has_thin_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 40];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok()
+        && u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"))
+            == engine::limits::SUPERBLOCK_MAGIC
+}
+
+/// The tool a binary named `argv0` is, if its name is one of thin-provisioning-tools'.
+pub fn multi_call_tool(argv0: Option<&OsString>) -> Option<&'static str> {
+    let name = Path::new(argv0?).file_name()?.to_str()?;
+    ["thin_check", "thin_dump", "thin_restore", "thin_ls", "thin_repair"]
+        .into_iter()
+        .find(|t| *t == name)
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "thin_check", version, about = "Validate thin provisioning metadata")]
+struct ThinCheck {
+    #[command(flatten)]
+    a: CheckArgs,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "thin_dump", version, about = "Dump thin provisioning metadata")]
+struct ThinDump {
+    #[command(flatten)]
+    a: DumpArgs,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "thin_restore", version, about = "Restore thin provisioning metadata")]
+struct ThinRestore {
+    #[command(flatten)]
+    a: RestoreArgs,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "thin_ls", version, about = "List thin devices")]
+struct ThinLs {
+    #[command(flatten)]
+    a: LsArgs,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "thin_repair", version, about = "Repair thin provisioning metadata")]
+struct ThinRepair {
+    #[command(flatten)]
+    a: RepairArgs,
+}
+
+/// Runs `tool` (from [`multi_call_tool`]) on the process's arguments.
+pub fn run_as(tool: &str) -> ExitCode {
+    let f = Flavour::Thin;
+    match tool {
+        "thin_check" => check(&ThinCheck::parse().a, f),
+        "thin_dump" => dump(&ThinDump::parse().a, f),
+        "thin_restore" => restore(&ThinRestore::parse().a, f),
+        "thin_ls" => ls(&ThinLs::parse().a, f),
+        "thin_repair" => repair(&ThinRepair::parse().a, f),
+        other => fail(format!("{other}: not a multi-call tool name"), 2),
+    }
+}
+
+/// Output that goes nowhere (a closed pipe, a reader gone from a FIFO) is the reader's
+/// choice, not an error: a `| head` must not print one.
+pub fn is_broken_pipe(e: &engine::tools::ToolError) -> bool {
+    use engine::tools::xml_write::DumpError;
+    matches!(e, engine::tools::ToolError::Output(DumpError::Io(io))
+        if io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// A path that must not exist as a directory (an output).
+fn vet_output(path: &PathBuf) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{}: is a directory, not a metadata device", path.display()));
+    }
+    Ok(())
+}
