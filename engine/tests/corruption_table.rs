@@ -5,6 +5,7 @@
 mod common;
 use common::Observe;
 use engine::thin::{DataBlock, ThinId, VBlock};
+use engine::tools::check::{FindingKind, Space};
 
 use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
@@ -200,11 +201,12 @@ fn random_damage_never_panics() {
 }
 
 /// Damage that every block validator accepts (checksums recomputed) but `check` must report.
-fn expect_finding(name: &str, img: MemoryDevice, needle: &str) {
+/// The finding is matched by its kind; `needle` pins the words a person reads.
+fn expect_finding(name: &str, img: MemoryDevice, kind: FindingKind, needle: &str) {
     let report = engine::tools::check::check(Box::new(img));
     assert!(!report.is_clean(), "{name}: check found nothing");
     assert!(
-        report.findings.iter().any(|f| f.to_string().contains(needle)),
+        report.findings.iter().any(|f| f.kind == kind && f.what.contains(needle)),
         "{name}: no finding mentions {needle:?}: {:?}",
         report.findings
     );
@@ -222,7 +224,12 @@ fn semantic_damage_is_reported_by_check() {
     let mut img = base.clone();
     let bmp = data_bitmap(&img);
     edit_sealed(&mut img, bmp, BlockKind::Bitmap, |b| engine::format::bitmap::set(b, 0, 2));
-    expect_finding("data refcount", img, "data reference count 2, expected 1");
+    expect_finding(
+        "data refcount",
+        img,
+        FindingKind::RefCount { space: Space::Data, stored: 2, expected: 1 },
+        "data reference count 2, expected 1 (leaked)",
+    );
     // mapped_blocks of device 1: 700 → 99.
     let mut img = base.clone();
     let details = sb(&img).device_details_root;
@@ -231,7 +238,12 @@ fn semantic_damage_is_reported_by_check() {
         d.mapped_blocks = 99;
         node::set_value(b, 0, &d.pack());
     });
-    expect_finding("mapped_blocks", img, "mapped_blocks 99 but 700 mappings");
+    expect_finding(
+        "mapped_blocks",
+        img,
+        FindingKind::DeviceDetails,
+        "mapped_blocks 99 but 700 mappings",
+    );
     // A mapping past the end of the data device.
     let mut img = base.clone();
     let leaf = node::value_u64(blk(&img, root_of_device(&img, 1)), 0);
@@ -240,16 +252,16 @@ fn semantic_damage_is_reported_by_check() {
             engine::format::BlockTime { data_block: DataBlock(1 << 30), time: 0 }.pack().unwrap();
         node::set_value(b, 0, &v.to_le_bytes());
     });
-    expect_finding("past the data device", img, "maps past the data device");
+    expect_finding("past the data device", img, FindingKind::Mapping, "maps past the data device");
     // An underfull non-root leaf: all but 10 entries moved out (keys dropped).
     let mut img = base.clone();
     let leaf = node::value_u64(blk(&img, root_of_device(&img, 1)), 1);
     edit_sealed(&mut img, leaf, BlockKind::Node, |b| node::set_nr_entries(b, 10));
-    expect_finding("underfull node", img, "too few entries");
+    expect_finding("underfull node", img, FindingKind::TreeShape, "too few entries");
     // A superblock whose checksum is fine but whose magic is not.
     let mut img = base.clone();
     edit_sealed(&mut img, 0, BlockKind::Superblock, |b| b[32] ^= 1);
-    expect_finding("bad superblock", img, "superblock is corrupt");
+    expect_finding("bad superblock", img, FindingKind::Superblock, "no thin superblock magic");
 }
 
 /// Regression (found when a structural canary left a parent's key stale and the swarm hung):

@@ -68,6 +68,7 @@ fn ls_rows(events: &[XmlEvent]) -> (u32, Vec<LsRow>) {
                 transaction: d.transaction,
                 creation_time: d.creation_time,
                 snap_time: d.snap_time,
+                highest_block: None,
             }),
             &XmlEvent::Mapping { data_begin, length, .. } => {
                 let row = rows.last_mut().unwrap();

@@ -145,6 +145,7 @@ mod formats {
                 transaction: dev.details.transaction,
                 creation_time: dev.details.creation_time,
                 snap_time: dev.details.snap_time,
+                highest_block: dev.mappings.keys().next_back().copied(),
             })
             .collect()
     }

@@ -4,7 +4,8 @@
 
 use super::error::ToolError;
 use super::ls::LsRow;
-use super::repair::{Overrides, Salvage};
+use super::repair::Salvage;
+use super::types::Overrides;
 use super::xml_write::{DumpError, DumpWriter};
 use super::{XmlDevice, XmlSuperblock};
 use crate::format::{BlockTime, DeviceDetails};
@@ -197,10 +198,14 @@ impl TreeVisitor for Rows {
             transaction: d.transaction_id,
             creation_time: d.creation_time,
             snap_time: d.snapshotted_time,
+            highest_block: None,
         });
         ControlFlow::Continue(())
     }
-    fn mapping(&mut self, _: u64, bt: BlockTime) -> ControlFlow<()> {
+    fn mapping(&mut self, vblock: u64, bt: BlockTime) -> ControlFlow<()> {
+        if let Some(row) = self.rows.last_mut() {
+            row.highest_block = Some(row.highest_block.map_or(vblock, |h| h.max(vblock)));
+        }
         let b = bt.data_block.0;
         let lo = self.all.partition_point(|&x| x < b);
         let once = self.all.get(lo + 1).is_none_or(|&x| x != b);

@@ -30,6 +30,8 @@ pub enum LsField {
     Transaction,
     CreateTime,
     SnapTime,
+    /// 1.x: the highest mapped virtual block (`-` for a device with no mappings).
+    HighestBlock,
 }
 
 impl LsField {
@@ -52,6 +54,17 @@ impl LsField {
         LsField::CreateTime,
         LsField::SnapTime,
     ];
+
+    /// Every field thin_ls 1.x knows: 0.9.0's and `HIGHEST_BLOCK`.
+    pub const ALL_1X: [LsField; 17] = {
+        let mut all = [LsField::HighestBlock; 17];
+        let mut i = 0;
+        while i < 16 {
+            all[i] = LsField::ALL[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The columns printed without `-o`.
     pub const DEFAULT: [LsField; 4] =
@@ -76,12 +89,13 @@ impl LsField {
             LsField::Transaction => "TRANSACTION",
             LsField::CreateTime => "CREATE_TIME",
             LsField::SnapTime => "SNAP_TIME",
+            LsField::HighestBlock => "HIGHEST_BLOCK",
         }
     }
 
     /// The field named exactly `name` (case-sensitive, as in the tool).
     pub fn from_name(name: &str) -> Option<LsField> {
-        LsField::ALL.into_iter().find(|f| f.name() == name)
+        LsField::ALL_1X.into_iter().find(|f| f.name() == name)
     }
 
     /// True for the fields that need the exclusive count (the tool's extra pass).
@@ -96,6 +110,7 @@ impl LsField {
                 | LsField::Transaction
                 | LsField::CreateTime
                 | LsField::SnapTime
+                | LsField::HighestBlock
         )
     }
 }
@@ -136,6 +151,8 @@ pub struct LsRow {
     pub transaction: u64,
     pub creation_time: u32,
     pub snap_time: u32,
+    /// The highest mapped virtual block, None without mappings.
+    pub highest_block: Option<u64>,
 }
 
 impl LsRow {
@@ -166,6 +183,7 @@ impl LsRow {
             LsField::Transaction => self.transaction.to_string(),
             LsField::CreateTime => self.creation_time.to_string(),
             LsField::SnapTime => self.snap_time.to_string(),
+            LsField::HighestBlock => self.highest_block.map_or("-".into(), |b| b.to_string()),
         }
     }
 }
@@ -260,9 +278,11 @@ mod tests {
         assert_eq!(parse_fields(","), Err(UnknownField(String::new())));
         assert_eq!(parse_fields("DEV,,MAPPED"), Err(UnknownField(String::new())));
         assert_eq!(parse_fields("dev"), Err(UnknownField("dev".into())));
-        for f in LsField::ALL {
+        for f in LsField::ALL_1X {
             assert_eq!(LsField::from_name(f.name()), Some(f));
         }
+        assert_eq!(&LsField::ALL_1X[..16], &LsField::ALL[..]);
+        assert_eq!(LsField::ALL_1X[16], LsField::HighestBlock);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 use super::error::ToolError;
 use super::restore::{write_devices, Run};
+pub use super::types::Overrides;
 use super::{XmlDevice, XmlSuperblock};
 use crate::block_manager::BlockManager;
 use crate::format::checksum::BlockKind;
@@ -33,15 +34,6 @@ use crate::io::{Block, BlockDevice};
 use crate::limits::{MAX_BTREE_DEPTH, SUPERBLOCK_MAGIC, TIME_LIMIT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-/// Values a user supplies for a superblock too damaged to give them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub transaction_id: Option<u64>,
-    /// In 512-byte sectors.
-    pub data_block_size: Option<u32>,
-    pub nr_data_blocks: Option<u64>,
-}
 
 /// Where the salvage found its roots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

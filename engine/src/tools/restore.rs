@@ -12,7 +12,7 @@
 //! 1.x does: a bare block number without its copy would be corrupt).
 
 use super::error::ToolError;
-use super::repair::Overrides;
+use super::types::Overrides;
 use super::xml_read::{XmlEvent, XmlReader};
 use super::{XmlDevice, XmlSuperblock};
 use crate::format::BlockTime;

@@ -32,3 +32,14 @@ pub struct XmlDevice {
     pub creation_time: u32,
     pub snap_time: u32,
 }
+
+/// Superblock values a user supplies in place of the image's or the document's: for a
+/// superblock too damaged to give them (repair, `dump --repair`), or to change them
+/// (restore, dump).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub transaction_id: Option<u64>,
+    /// In 512-byte sectors.
+    pub data_block_size: Option<u32>,
+    pub nr_data_blocks: Option<u64>,
+}

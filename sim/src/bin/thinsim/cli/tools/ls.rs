@@ -25,7 +25,7 @@ pub fn ls(args: &LsArgs, _flavour: Flavour) -> ExitCode {
         Some(list) => match parse_fields(list) {
             Ok(f) => f,
             Err(e) => {
-                let names: Vec<&str> = LsField::ALL.iter().map(|f| f.name()).collect();
+                let names: Vec<&str> = LsField::ALL_1X.iter().map(|f| f.name()).collect();
                 return fail(format!("{e}; the fields are {}", names.join(",")), 2);
             }
         },
