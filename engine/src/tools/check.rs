@@ -695,6 +695,10 @@ impl Checker {
     }
 
     /// The held snapshot's trees, when one is held: (devices, mappings) as it records them.
+    /// The walk counts references and checks shape only where the snapshot does not share
+    /// nodes with the live trees (those were walked already), so the details/mapping
+    /// agreement is not judged here; the counts are read from the snapshot's top level and
+    /// the per-node mapping totals the walk memoised.
     fn walk_held_snapshot(&mut self, sb: &Superblock) -> Option<(u64, u64)> {
         let held = sb.held_root;
         if held == 0 || !self.count(held, &[0]) {
@@ -702,7 +706,14 @@ impl Checker {
         }
         let raw = self.read(held, BlockKind::Superblock, &[0])?;
         let copy = Superblock::unpack_unchecked(&raw);
-        Some(self.walk_pool(copy.device_details_root, copy.data_mapping_root))
+        self.collect_details(copy.device_details_root);
+        self.collect_top(copy.data_mapping_root);
+        let mut roots = Vec::new();
+        for_each_leaf_entry(&self.bm, copy.data_mapping_root, 8, &mut |_, v| {
+            roots.push(u64::from_le_bytes(v.try_into().expect("value size checked: 8 bytes")));
+        });
+        let mappings = roots.iter().map(|r| self.entries_below.get(r).copied().unwrap_or(0)).sum();
+        Some((roots.len() as u64, mappings))
     }
 
     fn walk_space_map_structures(&mut self, sb: &Superblock) {

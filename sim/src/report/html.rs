@@ -204,6 +204,7 @@ pub fn render_html(s: &Summary) -> String {
         ("C recovered".to_owned(), o.c_recovered),
     ];
     h.push_str(&bars("Outcome classes", &outcomes));
+    h.push_str(&repair_table(st));
     h.push_str(&heat_map(s));
     h.push_str(&classes_table(s));
     h.push_str(&structure_table(s));
@@ -230,5 +231,36 @@ pub fn render_html(s: &Summary) -> String {
         );
     }
     h.push_str("</body></html>\n");
+    h
+}
+
+/// Repair after class B damage, one row per fault kind (`runner::repair`).
+fn repair_table(st: &crate::runner::RunStats) -> String {
+    let mut h = String::from(
+        "<h3>Repair after class B damage</h3><p>After every class B outcome the damaged image \
+         is repaired (as <code>thinsim repair</code>) and judged: the result must pass check \
+         and keep only mappings the model had at the last commit.</p>\
+         <table><tr><th>fault kind</th><th>repaired</th><th>refused</th>\
+         <th>committed mappings</th><th>recovered</th><th>share</th><th>stale</th>\
+         <th>roots: superblock / damaged superblock / scan</th></tr>",
+    );
+    for (kind, t) in &st.repair {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td>\
+             <td>{}</td><td>{} / {} / {}</td></tr>",
+            esc(kind),
+            t.repaired,
+            t.refused,
+            t.committed_mappings,
+            t.recovered_mappings,
+            t.recovered_percent(),
+            t.stale_mappings,
+            t.from_superblock,
+            t.from_damaged_superblock,
+            t.from_scan
+        );
+    }
+    h.push_str("</table>");
     h
 }

@@ -29,6 +29,7 @@ mod options;
 pub mod oracle;
 mod prepopulate;
 mod recovery;
+pub mod repair;
 pub mod shared;
 mod stats;
 pub mod trace;

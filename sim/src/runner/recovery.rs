@@ -184,7 +184,7 @@ impl Runner {
             Err(e) if !self.b_faults.is_empty() => {
                 self.fold(&format!("reopen detected {e}"));
                 self.stats.outcomes.b_detected += 1;
-                return self.restore_good();
+                return self.restore_good(&cands);
             }
             Err(e) => return Err(self.fail("recovery", format!("reopen failed: {e}"))),
         };
@@ -216,20 +216,20 @@ impl Runner {
                 self.set_faults(true);
                 Ok(())
             }
-            Err(d) if !self.b_faults.is_empty() => self.b_wrong_answer(d),
+            Err(d) if !self.b_faults.is_empty() => self.b_wrong_answer(d, &cands),
             Err(d) => Err(self.fail("recovery", format!("after the crash:\n{d}"))),
         }
     }
 
     /// A reopen after class B damage gave a wrong state: undetectable only if a lost or
     /// misdirected write could leave an older, self-consistent block behind.
-    fn b_wrong_answer(&mut self, diff: Mismatch) -> Res<()> {
+    fn b_wrong_answer(&mut self, diff: Mismatch, committed: &[Model]) -> Res<()> {
         match classify_b(&diff, &self.b_faults) {
             BVerdict::CheckPanicked => Err(self.fail("check-panic", diff.to_string())),
             BVerdict::Detected => {
                 self.fold("b detected by check or a typed error");
                 self.stats.outcomes.b_detected += 1;
-                self.restore_good()
+                self.restore_good(committed)
             }
             BVerdict::Undetectable(k) => {
                 let why = format!(
@@ -239,7 +239,7 @@ impl Runner {
                 self.stats.outcomes.b_undetectable += 1;
                 *self.stats.undetectable_reasons.entry(why).or_insert(0) += 1;
                 self.fold("b undetectable");
-                self.restore_good()
+                self.restore_good(committed)
             }
             BVerdict::Lie => Err(self.fail(
                 "class-b-lie",
@@ -248,8 +248,10 @@ impl Runner {
         }
     }
 
-    /// Puts the last good image back (a restore from backup) and continues from its model.
-    fn restore_good(&mut self) -> Res<()> {
+    /// Repairs the damaged image and judges the repair (`runner::repair`), then puts the last
+    /// good image back (a restore from backup) and continues from its model.
+    fn restore_good(&mut self, committed: &[Model]) -> Res<()> {
+        self.judge_repair(committed)?;
         self.pool = None;
         self.handles.clear();
         let image = self.good.image.clone();

@@ -4,6 +4,7 @@
 //! field by field, so a merged report equals the report of one big run.
 
 use super::options::OpKind;
+use super::repair::RepairTally;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -65,6 +66,9 @@ pub struct RunStats {
     pub outcomes: Outcomes,
     /// Why class B wrong answers were judged undetectable (reason → count).
     pub undetectable_reasons: BTreeMap<String, u64>,
+    /// Repair after class B outcomes, per fault kind (and `all`): see `runner::repair`.
+    #[serde(default)]
+    pub repair: BTreeMap<String, RepairTally>,
 }
 
 impl RunStats {
@@ -105,6 +109,9 @@ impl RunStats {
         a.c_aborts += b.c_aborts;
         a.c_fail_modes += b.c_fail_modes;
         a.c_recovered += b.c_recovered;
+        for (k, t) in &o.repair {
+            self.repair.entry(k.clone()).or_default().merge(t);
+        }
         for (k, n) in &o.undetectable_reasons {
             *self.undetectable_reasons.entry(k.clone()).or_insert(0) += n;
         }

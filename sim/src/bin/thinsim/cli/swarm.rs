@@ -287,6 +287,14 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    // Likewise repair: every class B outcome that restores the last good image repairs the
+    // damaged one first (runner::repair), so outcomes without repairs mean it never ran.
+    let b_outcomes = st.outcomes.b_detected + st.outcomes.b_undetectable;
+    let all = st.repair.get(sim::runner::repair::ALL_KINDS);
+    if b_outcomes > 0 && all.is_none_or(|t| t.repaired + t.refused == 0) {
+        println!("FAILED: {b_outcomes} class B outcomes, and repair was judged on none");
+        return ExitCode::from(1);
+    }
     if summary.passed() {
         ExitCode::SUCCESS
     } else {
@@ -373,6 +381,20 @@ fn print_summary(s: &Summary, planned: usize) {
         "data device: {} writes, {} pre-commit flushes, {} mapped blocks found durable after recoveries",
         st.data_writes, st.data_flushes, st.data_blocks_verified
     );
+    for (kind, t) in &st.repair {
+        println!(
+            "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale; roots from superblock/damaged superblock/scan {}/{}/{}",
+            t.repaired,
+            t.refused,
+            t.recovered_mappings,
+            t.committed_mappings,
+            t.recovered_percent(),
+            t.stale_mappings,
+            t.from_superblock,
+            t.from_damaged_superblock,
+            t.from_scan
+        );
+    }
     for (class, c) in &s.classes {
         println!(
             "class {:<13} {:>6} runs {:>9} steps {:>9} crash images, {:>7.0} crash images/s a core",

@@ -1,0 +1,194 @@
+//! Repair judged under simulated damage: after every class B outcome (damage detected, or a
+//! wrong answer the format cannot detect) the damaged image is repaired, as an operator
+//! would with `thinsim repair`, before the run restores its last good image.
+//!
+//! Invariants (each a failure when broken):
+//! - A repaired image passes `check` with no finding but warnings.
+//! - Every mapping it keeps (device, virtual block → data block, time) is one the model had
+//!   at the last commit (either candidate, when a superblock write was in flight). Repair
+//!   may lose mappings; it must never invent or move one. The one excuse is a lost or
+//!   misdirected write outstanding: then an older block with a valid checksum and location
+//!   can stand where a newer one should be, and its mappings are counted as stale.
+//!
+//! What comes back is tallied per fault kind ([`RepairTally`]): the share of committed
+//! mappings recovered is the repair's measure. A repair that finds nothing to salvage on its
+//! own is retried with the superblock values a user would give (`--data-block-size`,
+//! `--nr-data-blocks`, `--transaction-id`); one that still finds nothing is counted as
+//! refused, not failed (the damage may have taken every root).
+
+use super::{Res, Runner, DATA_BLOCK_SECTORS};
+use crate::disk::FaultKind;
+use engine::io::{BlockDevice, MemoryDevice};
+use engine::thin::{Pool, ThinId};
+use engine::tools::repair::{repair, RootsFrom};
+use engine::tools::types::Overrides;
+use engine::tools::ToolError;
+use model::Model;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What repair brought back after class B damage of one kind (or of all: key `all`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairTally {
+    /// Damaged images repaired into a clean image.
+    pub repaired: u64,
+    /// Damaged images with nothing to salvage (no root survived): a typed refusal.
+    pub refused: u64,
+    /// Where the roots came from: the superblock, its unvalidated fields, a scan.
+    pub from_superblock: u64,
+    pub from_damaged_superblock: u64,
+    pub from_scan: u64,
+    /// Repairs that needed the user's superblock values.
+    pub needed_overrides: u64,
+    /// Mappings the model had at the last commit, summed over repairs.
+    pub committed_mappings: u64,
+    /// Of those, the ones the repaired image kept.
+    pub recovered_mappings: u64,
+    /// Kept mappings the model did not have, excused by a lost or misdirected write.
+    pub stale_mappings: u64,
+}
+
+impl RepairTally {
+    pub fn merge(&mut self, o: &RepairTally) {
+        self.repaired += o.repaired;
+        self.refused += o.refused;
+        self.from_superblock += o.from_superblock;
+        self.from_damaged_superblock += o.from_damaged_superblock;
+        self.from_scan += o.from_scan;
+        self.needed_overrides += o.needed_overrides;
+        self.committed_mappings += o.committed_mappings;
+        self.recovered_mappings += o.recovered_mappings;
+        self.stale_mappings += o.stale_mappings;
+    }
+
+    /// Recovered over committed, in percent (100 when nothing was committed).
+    pub fn recovered_percent(&self) -> f64 {
+        if self.committed_mappings == 0 {
+            return 100.0;
+        }
+        100.0 * self.recovered_mappings as f64 / self.committed_mappings as f64
+    }
+}
+
+/// The key of the all-kinds row.
+pub const ALL_KINDS: &str = "all";
+
+/// (device, vblock) → (data block, time): one state's live mappings.
+type Mappings = BTreeMap<(u64, u64), (u64, u32)>;
+
+fn model_mappings(m: &Model) -> Mappings {
+    let mut out = BTreeMap::new();
+    for (&id, dev) in &m.current().devices {
+        for (v, map) in dev.mappings.iter() {
+            out.insert((id, v), (map.data_block, map.time));
+        }
+    }
+    out
+}
+
+fn pool_mappings(pool: &Pool) -> Result<Mappings, engine::Error> {
+    let mut out = BTreeMap::new();
+    for id in pool.devices()?.into_keys() {
+        for (v, bt) in pool.mappings(ThinId(id))? {
+            out.insert((id, v), (bt.data_block.0, bt.time));
+        }
+    }
+    Ok(out)
+}
+
+impl Runner {
+    /// Repairs the damaged durable image and judges the result against `committed` (the
+    /// crashed candidates). Called before the last good image is put back.
+    pub(super) fn judge_repair(&mut self, committed: &[Model]) -> Res<()> {
+        let damaged = self.disk.lock().durable_image();
+        let nr_blocks = damaged.nr_blocks();
+        let kinds: Vec<String> =
+            self.b_faults.iter().map(|k| format!("{k:?}")).chain([ALL_KINDS.to_owned()]).collect();
+        let mut t = RepairTally::default();
+        let attempt =
+            |o: Overrides| repair(damaged.to_device(), Box::new(MemoryDevice::new(nr_blocks)), o);
+        let user_values = Overrides {
+            transaction_id: committed.last().map(|m| m.current().trans_id),
+            data_block_size: Some(DATA_BLOCK_SECTORS),
+            nr_data_blocks: committed.iter().map(|m| m.current().data_blocks).max(),
+        };
+        let result = match attempt(Overrides::default()) {
+            Err(ToolError::Input(_)) => {
+                t.needed_overrides += 1;
+                attempt(user_values)
+            }
+            r => r,
+        };
+        let (report, dev) = match result {
+            Ok(r) => r,
+            Err(ToolError::Input(_)) => {
+                t.refused += 1;
+                self.tally_repair(&kinds, &t);
+                return Ok(());
+            }
+            Err(e) => return Err(self.fail("repair", format!("repair failed: {e}"))),
+        };
+        match report.roots_from {
+            RootsFrom::Superblock => t.from_superblock += 1,
+            RootsFrom::DamagedSuperblock => t.from_damaged_superblock += 1,
+            RootsFrom::Scan => t.from_scan += 1,
+        }
+        let image = MemoryDevice::from_bytes(&read_all(dev, nr_blocks));
+        let audit = engine::tools::check::check(image.to_device());
+        if !audit.is_clean() {
+            let first: Vec<String> = audit.findings.iter().take(5).map(|f| f.to_string()).collect();
+            return Err(self.fail(
+                "repair-unclean",
+                format!("the repaired image fails check:\n{}", first.join("\n")),
+            ));
+        }
+        let kept = Pool::open_image(image.to_device())
+            .and_then(|p| pool_mappings(&p))
+            .map_err(|e| self.fail("repair-unclean", format!("the repaired image: {e}")))?;
+        // Judged against the candidate it matches best.
+        let best = committed
+            .iter()
+            .map(model_mappings)
+            .max_by_key(|want| kept.iter().filter(|(k, v)| want.get(k) == Some(v)).count())
+            .unwrap_or_default();
+        let recovered = kept.iter().filter(|(k, v)| best.get(k) == Some(v)).count() as u64;
+        let foreign: Vec<_> = kept.iter().filter(|(k, v)| best.get(k) != Some(v)).collect();
+        let stale_excuse = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
+        if !foreign.is_empty() && !self.b_faults.iter().any(|k| stale_excuse.contains(k)) {
+            let (&(dev, v), &(b, time)) = foreign[0];
+            return Err(self.fail(
+                "repair-invented",
+                format!(
+                    "repair kept {} mapping(s) the model never had at the last commit, first: \
+                     device {dev} block {v} -> data {b} (time {time}); the model has {:?}",
+                    foreign.len(),
+                    best.get(&(dev, v))
+                ),
+            ));
+        }
+        t.repaired += 1;
+        t.committed_mappings += best.len() as u64;
+        t.recovered_mappings += recovered;
+        t.stale_mappings += foreign.len() as u64;
+        self.tally_repair(&kinds, &t);
+        Ok(())
+    }
+
+    fn tally_repair(&mut self, kinds: &[String], t: &RepairTally) {
+        for k in kinds {
+            self.stats.repair.entry(k.clone()).or_default().merge(t);
+        }
+    }
+}
+
+/// The whole of a repaired device.
+fn read_all(mut dev: Box<dyn BlockDevice>, nr_blocks: u64) -> Vec<u8> {
+    let mut out = vec![0u8; (nr_blocks * 4096) as usize];
+    for (b, chunk) in out.chunks_mut(4096).enumerate() {
+        let mut block = [0u8; 4096];
+        if dev.read(b as u64, &mut block).is_ok() {
+            chunk.copy_from_slice(&block);
+        }
+    }
+    out
+}
