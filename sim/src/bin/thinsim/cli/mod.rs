@@ -31,6 +31,7 @@ pub use swarm::SwarmArgs;
 #[command(
     name = "thinsim",
     version,
+    propagate_version = true,
     about = "Deterministic crash and fault simulation for dm-thin metadata"
 )]
 pub struct Cli {

@@ -89,7 +89,7 @@ pub fn vet_input(path: &Path, what: &str) -> Result<(), String> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{p}: {what} does not exist"));
+            return Err(format!("{p}: the {what} does not exist"));
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(format!("{p}: permission denied (cannot read the {what})"));
@@ -97,7 +97,7 @@ pub fn vet_input(path: &Path, what: &str) -> Result<(), String> {
         Err(e) => return Err(format!("{p}: cannot read the {what}: {e}")),
     };
     if meta.is_dir() {
-        return Err(format!("{p}: is a directory, not a {what}"));
+        return Err(format!("{p}: is a directory; the {what} must be a file or a block device"));
     }
     if meta.is_file() && meta.len() < MIN_IMAGE_BYTES && what.contains("metadata") {
         return Err(format!(
@@ -227,7 +227,10 @@ pub fn is_broken_pipe(e: &engine::tools::ToolError) -> bool {
 /// A path that must not exist as a directory (an output).
 fn vet_output(path: &PathBuf) -> Result<(), String> {
     if path.is_dir() {
-        return Err(format!("{}: is a directory, not a metadata device", path.display()));
+        return Err(format!(
+            "{}: is a directory; the output must be a file or a block device",
+            path.display()
+        ));
     }
     Ok(())
 }
