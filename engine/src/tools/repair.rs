@@ -9,12 +9,15 @@
 //! Finding the roots, in order of trust:
 //! 1. The superblock, when it validates.
 //! 2. Its fields read without validation (a torn or bit-rotten superblock usually still
-//!    holds the right roots), when the magic is right and each root reads as a node of its
-//!    tree's kind.
-//! 3. A scan of every metadata block: every valid node is classified by what its leaves
-//!    hold, nodes no other node points to are roots, and the details root and mapping root
-//!    that agree on the most device ids are taken (ties: the newer, by the latest time and
-//!    transaction their entries record, then the higher block).
+//!    holds the right roots), when the magic is right: each root is kept if it reads as a
+//!    root of its tree's kind, and is a lost (empty) tree otherwise — never replaced by a
+//!    scanned tree, which may be an older one.
+//! 3. With no superblock magic at all, a scan of every metadata block: every valid node is
+//!    classified by what its leaves hold, nodes no other node points to are roots, and the
+//!    details root and mapping root that agree on the most device ids are taken (ties: the
+//!    newer, by the latest time and transaction their entries record, then the higher
+//!    block). Nothing on disk tells the newest trees from older ones still intact, so a
+//!    scan can bring back an older state: the format keeps no second copy of its roots.
 //!
 //! Invariants: the salvage never invents a mapping — every one it returns was read from a
 //! valid leaf, lies inside its parents' key ranges, and maps inside the data device at a
@@ -63,12 +66,22 @@ pub struct SalvageReport {
     pub unmatched_devices: u64,
 }
 
+/// One salvaged mapping: (virtual block, data block, time).
+pub type Mapping = (u64, u64, u32);
+/// One salvaged device: its details and its mappings, ascending by virtual block.
+pub type SalvagedDevice = (XmlDevice, Vec<Mapping>);
+/// How a scan ranks a (details root, mapping root) pair: devices both trees agree on, the
+/// newest time/transaction seen, then the roots themselves so the choice is deterministic.
+type PairScore = (u64, u64, u64, u64);
+/// (details root, top-level mapping root).
+type RootPair = (u64, u64);
+
 /// What survives: a superblock and every device with its mappings (vblock, data, time),
 /// ascending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Salvage {
     pub sb: XmlSuperblock,
-    pub devices: Vec<(XmlDevice, Vec<(u64, u64, u32)>)>,
+    pub devices: Vec<SalvagedDevice>,
     pub report: SalvageReport,
 }
 
@@ -109,8 +122,15 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
     let hinted = hint.as_ref().map(|h| (h.device_details_root, h.data_mapping_root));
     let (roots, roots_from, nodes_scanned) = match hinted {
         Some(r) if valid.is_some() => (r, RootsFrom::Superblock, 0),
-        Some(r) if s.plausible_roots(r) => (r, RootsFrom::DamagedSuperblock, 0),
-        _ => {
+        // A damaged superblock's roots are kept one by one where they read as their
+        // tree's root; one that does not is a lost tree, never replaced by a scanned one
+        // (an older tree would bring back mappings the pool no longer has).
+        Some((d, t)) => {
+            let d = if s.leaf_value_size(d) == Some(24) { d } else { 0 };
+            let t = if s.leaf_value_size(t) == Some(8) { t } else { 0 };
+            ((d, t), RootsFrom::DamagedSuperblock, 0)
+        }
+        None => {
             let (r, n) = s.scan_roots()?;
             (r, RootsFrom::Scan, n)
         }
@@ -220,23 +240,10 @@ impl Salvager {
         }
     }
 
-    /// Both hinted roots read as nodes of their trees' kinds (leaves reached first).
-    fn plausible_roots(&mut self, (details, top): (u64, u64)) -> bool {
-        let leaf_vs = |s: &mut Self, b: u64| -> Option<usize> {
-            let mut b = b;
-            for _ in 0..MAX_BTREE_DEPTH {
-                let n = s.bm.read(b, BlockKind::Node).ok()?;
-                if node::is_leaf(&n) {
-                    return Some(node::value_size(&n));
-                }
-                if node::nr_entries(&n) == 0 {
-                    return None;
-                }
-                b = node::value_u64(&n, 0);
-            }
-            None
-        };
-        leaf_vs(self, details) == Some(24) && leaf_vs(self, top) == Some(8)
+    /// The value size of the first leaf under `b`, if `b` reads as a tree's root.
+    fn leaf_value_size(&mut self, b: u64) -> Option<usize> {
+        let leaf = self.first_leaf(b)?;
+        self.bm.read(leaf, BlockKind::Node).ok().map(|n| node::value_size(&n))
     }
 
     /// Every leaf entry (key, value bytes) under `root` that lies in its parents' ranges.
@@ -305,7 +312,7 @@ impl Salvager {
     }
 
     /// One device's surviving mappings, ascending by virtual block.
-    fn mappings(&mut self, root: u64) -> Vec<(u64, u64, u32)> {
+    fn mappings(&mut self, root: u64) -> Vec<Mapping> {
         let mut out: BTreeMap<u64, (u64, u32)> = BTreeMap::new();
         let (nr, max_time) = (self.nr_data_blocks, self.max_time);
         self.leaves(root, 8, &mut |s, k, v| {
@@ -359,7 +366,7 @@ impl Salvager {
                     let leaf = self.first_leaf(r);
                     let is_top = leaf
                         .and_then(|l| first_words.get(&l))
-                        .is_some_and(|v| holds.get(v).is_some());
+                        .is_some_and(|v| holds.contains_key(v));
                     if is_top {
                         top_cands.push(r);
                     }
@@ -372,7 +379,7 @@ impl Salvager {
                 "no device-details or mapping tree survives anywhere on the metadata device".into(),
             ));
         }
-        let mut best: Option<((u64, u64, u64, u64), (u64, u64))> = None;
+        let mut best: Option<(PairScore, RootPair)> = None;
         let details_sets: Vec<(u64, BTreeMap<u64, DeviceDetails>)> =
             details_cands.iter().map(|&r| (r, self.details(r))).collect();
         let top_sets: Vec<(u64, BTreeMap<u64, u64>)> =

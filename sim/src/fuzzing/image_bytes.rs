@@ -1,9 +1,10 @@
 //! Target `image_bytes`: arbitrary damage to a valid metadata image (bytes overwritten,
 //! optionally with the block's checksum recomputed so the damage reaches the decoders), then
-//! `check`, open, dump (live and held snapshot), ls, and a few writes with commit.
+//! `check`, `repair`, open, dump (live and held snapshot), ls, and a few writes with commit.
 //!
-//! Oracles: nothing panics or hangs, errors are typed; and when `check` calls the damaged
-//! image clean, the engine must keep it clean through more writes and a commit.
+//! Oracles: nothing panics or hangs, errors are typed; a repair refuses (typed) or writes an
+//! image `check` calls clean; and when `check` calls the damaged image clean, the engine
+//! must keep it clean through more writes and a commit.
 //! Canary: a naive node reader that trusts `nr_entries` (it panics on damaged nodes).
 
 use arbitrary::Arbitrary;
@@ -66,6 +67,7 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
         trusting_walk(&img);
     }
     let report = engine::tools::check::check(Box::new(img.clone()));
+    repair_is_clean(&img)?;
     if let Ok(pool) = Pool::open_image(Box::new(img.clone())) {
         for source in [Source::Live, Source::MetadataSnap(None)] {
             let mut w = DumpWriter::new(std::io::sink(), DumpFormat::Xml);
@@ -92,6 +94,27 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Repair of any damage either refuses, typed, or writes an image `check` calls clean.
+fn repair_is_clean(img: &MemoryDevice) -> Result<(), String> {
+    let o = engine::tools::types::Overrides {
+        transaction_id: Some(0),
+        data_block_size: Some(128),
+        nr_data_blocks: Some(5000),
+    };
+    let out = crate::fuzzing::xml_restore::shared_memory(img.nr_blocks());
+    match engine::tools::repair::repair(Box::new(img.clone()), Box::new(out.clone()), o) {
+        Ok(_) => {
+            let after = engine::tools::check::check(Box::new(out.copy()));
+            if !after.is_clean() {
+                return Err(format!("a repaired image is not clean: {:?}", after.findings.first()));
+            }
+            Ok(())
+        }
+        Err(engine::tools::ToolError::Input(_)) => Ok(()),
+        Err(e) => Err(format!("repair failed untyped: {e}")),
+    }
 }
 
 fn write_some(pool: &Pool) -> engine::Result<()> {

@@ -241,14 +241,15 @@ fn repair_table(st: &crate::runner::RunStats) -> String {
          is repaired (as <code>thinsim repair</code>) and judged: the result must pass check \
          and keep only mappings the model had at the last commit.</p>\
          <table><tr><th>fault kind</th><th>repaired</th><th>refused</th>\
-         <th>committed mappings</th><th>recovered</th><th>share</th><th>stale</th>\
+         <th>committed mappings</th><th>recovered</th><th>share</th>\
+         <th>stale: lost/misdirected write / unverified roots</th>\
          <th>roots: superblock / damaged superblock / scan</th></tr>",
     );
     for (kind, t) in &st.repair {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td>\
-             <td>{}</td><td>{} / {} / {}</td></tr>",
+             <td>{} / {}</td><td>{} / {} / {}</td></tr>",
             esc(kind),
             t.repaired,
             t.refused,
@@ -256,6 +257,7 @@ fn repair_table(st: &crate::runner::RunStats) -> String {
             t.recovered_mappings,
             t.recovered_percent(),
             t.stale_mappings,
+            t.stale_from_unverified_roots,
             t.from_superblock,
             t.from_damaged_superblock,
             t.from_scan

@@ -6,9 +6,12 @@
 //! - A repaired image passes `check` with no finding but warnings.
 //! - Every mapping it keeps (device, virtual block → data block, time) is one the model had
 //!   at the last commit (either candidate, when a superblock write was in flight). Repair
-//!   may lose mappings; it must never invent or move one. The one excuse is a lost or
-//!   misdirected write outstanding: then an older block with a valid checksum and location
-//!   can stand where a newer one should be, and its mappings are counted as stale.
+//!   may lose mappings; it must never invent or move one. Two excuses, each counted apart:
+//!   a lost or misdirected write outstanding (an older block with a valid checksum and
+//!   location stands where a newer one should be), and roots nothing could verify (taken
+//!   from a superblock that failed validation, or found by a scan when block 0 holds no
+//!   superblock at all): the format keeps no second copy of its roots, and an older tree
+//!   can still be intact. With roots from a valid superblock, no excuse but the first.
 //!
 //! What comes back is tallied per fault kind ([`RepairTally`]): the share of committed
 //! mappings recovered is the repair's measure. A repair that finds nothing to salvage on its
@@ -46,6 +49,10 @@ pub struct RepairTally {
     pub recovered_mappings: u64,
     /// Kept mappings the model did not have, excused by a lost or misdirected write.
     pub stale_mappings: u64,
+    /// Kept mappings the model did not have, from roots nothing could verify (a superblock
+    /// that failed validation, or a scan): an older tree, still intact.
+    #[serde(default)]
+    pub stale_from_unverified_roots: u64,
 }
 
 impl RepairTally {
@@ -59,6 +66,7 @@ impl RepairTally {
         self.committed_mappings += o.committed_mappings;
         self.recovered_mappings += o.recovered_mappings;
         self.stale_mappings += o.stale_mappings;
+        self.stale_from_unverified_roots += o.stale_from_unverified_roots;
     }
 
     /// Recovered over committed, in percent (100 when nothing was committed).
@@ -154,22 +162,34 @@ impl Runner {
         let recovered = kept.iter().filter(|(k, v)| best.get(k) == Some(v)).count() as u64;
         let foreign: Vec<_> = kept.iter().filter(|(k, v)| best.get(k) != Some(v)).collect();
         let stale_excuse = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
-        if !foreign.is_empty() && !self.b_faults.iter().any(|k| stale_excuse.contains(k)) {
+        let stale_blocks = self.b_faults.iter().any(|k| stale_excuse.contains(k));
+        // Roots from a superblock that failed validation or from a scan cannot be verified:
+        // a flipped root pointer or a scan can land on an older tree that is still intact.
+        let unverified_roots = report.roots_from != RootsFrom::Superblock;
+        if !foreign.is_empty() && !stale_blocks && !unverified_roots {
             let (&(dev, v), &(b, time)) = foreign[0];
             return Err(self.fail(
                 "repair-invented",
                 format!(
                     "repair kept {} mapping(s) the model never had at the last commit, first: \
-                     device {dev} block {v} -> data {b} (time {time}); the model has {:?}",
+                     device {dev} block {v} -> data {b} (time {time}); the model has {:?}; \
+                     roots from {:?}, {} unreadable nodes, {} entries dropped",
                     foreign.len(),
-                    best.get(&(dev, v))
+                    best.get(&(dev, v)),
+                    report.roots_from,
+                    report.unreadable_nodes,
+                    report.dropped_entries
                 ),
             ));
         }
         t.repaired += 1;
         t.committed_mappings += best.len() as u64;
         t.recovered_mappings += recovered;
-        t.stale_mappings += foreign.len() as u64;
+        if stale_blocks {
+            t.stale_mappings += foreign.len() as u64;
+        } else {
+            t.stale_from_unverified_roots += foreign.len() as u64;
+        }
         self.tally_repair(&kinds, &t);
         Ok(())
     }

@@ -383,13 +383,14 @@ fn print_summary(s: &Summary, planned: usize) {
     );
     for (kind, t) in &st.repair {
         println!(
-            "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale; roots from superblock/damaged superblock/scan {}/{}/{}",
+            "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale after a lost/misdirected write, {} from unverified roots; roots from superblock/damaged superblock/scan {}/{}/{}",
             t.repaired,
             t.refused,
             t.recovered_mappings,
             t.committed_mappings,
             t.recovered_percent(),
             t.stale_mappings,
+            t.stale_from_unverified_roots,
             t.from_superblock,
             t.from_damaged_superblock,
             t.from_scan

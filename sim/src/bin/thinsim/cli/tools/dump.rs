@@ -55,7 +55,8 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
     };
     // The input is judged before the output is created: a bad input leaves no empty file.
     enum What {
-        Pool(engine::thin::Pool),
+        // Boxed: a pool is large and lives only until the dump is written.
+        Pool(Box<engine::thin::Pool>),
         Salvage(engine::tools::repair::Salvage),
     }
     let what = if args.repair {
@@ -69,7 +70,7 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
         }
     } else {
         match open_pool(&args.image) {
-            Ok(p) => What::Pool(p),
+            Ok(p) => What::Pool(Box::new(p)),
             Err(e) => return fail(e, 1),
         }
     };

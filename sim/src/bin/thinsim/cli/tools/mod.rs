@@ -30,7 +30,7 @@ use engine::thin::Pool;
 use engine::tools::repair::Overrides;
 use indicatif::ProgressBar;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// How a tool prints where thinsim and thin-provisioning-tools could differ.
@@ -225,7 +225,7 @@ pub fn is_broken_pipe(e: &engine::tools::ToolError) -> bool {
 }
 
 /// A path that must not exist as a directory (an output).
-fn vet_output(path: &PathBuf) -> Result<(), String> {
+fn vet_output(path: &Path) -> Result<(), String> {
     if path.is_dir() {
         return Err(format!(
             "{}: is a directory; the output must be a file or a block device",
