@@ -128,3 +128,19 @@ fn a_commits_own_lost_write_makes_its_verification_full() {
     assert_eq!(out.stats.outcomes.b_detected, 0);
     assert_eq!((out.stats.commits, out.stats.incremental_checks), (2, 2), "{:?}", out.stats);
 }
+
+/// 0018 is judged by repair: the bit-rotten superblock is repaired from its own fields (not
+/// a scan, which brought an older tree back), and what the repair keeps is only what the
+/// model had.
+#[test]
+fn a_damaged_superblock_is_repaired_from_its_own_roots() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/regressions");
+    let t = Trace::read(&dir.join("0018-repair-scan-picked-older-tree.trace")).expect("parses");
+    let out = runner::replay(&t);
+    assert!(out.failure.is_none() && out.invalid.is_none(), "{:?}", out.failure);
+    let tally = out.stats.repair.get("BitRot").expect("repair ran after the bit rot");
+    assert!(tally.repaired >= 1, "{tally:?}");
+    assert_eq!(tally.from_scan, 0, "no scan while the superblock has its magic: {tally:?}");
+    assert!(tally.from_damaged_superblock >= 1, "{tally:?}");
+    assert_eq!(tally.stale_from_unverified_roots, 0, "nothing older came back: {tally:?}");
+}
