@@ -221,6 +221,23 @@ enum Holds {
     Other,
 }
 
+/// The three trees a salvage walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    Details,
+    Top,
+    Mappings,
+}
+
+impl Tree {
+    const fn value_size(self) -> usize {
+        match self {
+            Tree::Details => 24,
+            Tree::Top | Tree::Mappings => 8,
+        }
+    }
+}
+
 struct Salvager {
     bm: BlockManager,
     nr_data_blocks: u64,
@@ -248,18 +265,37 @@ impl Salvager {
 
     /// Every leaf entry (key, value bytes) under `root` that lies in its parents' ranges.
     /// Root 0 is the superblock's place: no tree (a scan that found none).
-    fn leaves(&mut self, root: u64, value_size: usize, f: &mut dyn FnMut(&mut Self, u64, &[u8])) {
+    fn leaves(&mut self, root: u64, tree: Tree, f: &mut dyn FnMut(&mut Self, u64, &[u8])) {
         if root == 0 {
             return;
         }
         let mut seen = BTreeSet::new();
-        self.leaves_rec(root, value_size, (0, None), 0, &mut seen, f);
+        self.leaves_rec(root, tree, (0, None), 0, &mut seen, f);
+    }
+
+    /// Whether a leaf of the right value size can belong to `tree`. Top-level and mapping
+    /// leaves both hold 8-byte values and nothing in a node tells them apart, and after a
+    /// lost or misdirected write an older block of the other kind can stand where one was
+    /// expected. A top-level leaf's values are all metadata block numbers, so a mapping leaf
+    /// read as one gives roots past the device. A mapping value below the metadata device's
+    /// block count is data block 0 with that value as its time: a leaf whose every value is
+    /// such is taken as a top-level one (the roots it held may since have been reused, so
+    /// they cannot be checked). Real mappings of data block 0 alone in their leaf are lost
+    /// this way — lost, never invented.
+    fn leaf_fits(&self, n: &Block, tree: Tree) -> bool {
+        let nr_meta = self.bm.nr_blocks();
+        let mut values = (0..node::nr_entries(n)).map(|i| node::value_u64(n, i));
+        match tree {
+            Tree::Details => true,
+            Tree::Top => values.all(|v| v < nr_meta),
+            Tree::Mappings => node::nr_entries(n) == 0 || values.any(|v| v >= nr_meta),
+        }
     }
 
     fn leaves_rec(
         &mut self,
         b: u64,
-        vs: usize,
+        tree: Tree,
         (lo, hi): (u64, Option<u64>),
         depth: usize,
         seen: &mut BTreeSet<u64>,
@@ -271,7 +307,7 @@ impl Salvager {
         let Some(n) = self.node(b) else { return };
         let count = node::nr_entries(&n);
         let leaf = node::is_leaf(&n);
-        if leaf && node::value_size(&n) != vs {
+        if leaf && (node::value_size(&n) != tree.value_size() || !self.leaf_fits(&n, tree)) {
             self.unreadable.insert(b);
             return;
         }
@@ -291,13 +327,20 @@ impl Salvager {
                 (Some(a), Some(h)) => Some(a.min(h)),
                 (a, h) => a.or(h),
             };
-            self.leaves_rec(node::value_u64(&n, i), vs, (k.max(lo), child_hi), depth + 1, seen, f);
+            self.leaves_rec(
+                node::value_u64(&n, i),
+                tree,
+                (k.max(lo), child_hi),
+                depth + 1,
+                seen,
+                f,
+            );
         }
     }
 
     fn details(&mut self, root: u64) -> BTreeMap<u64, DeviceDetails> {
         let mut out = BTreeMap::new();
-        self.leaves(root, 24, &mut |_, k, v| {
+        self.leaves(root, Tree::Details, &mut |_, k, v| {
             out.insert(k, DeviceDetails::unpack(v));
         });
         out
@@ -305,7 +348,7 @@ impl Salvager {
 
     fn top(&mut self, root: u64) -> BTreeMap<u64, u64> {
         let mut out = BTreeMap::new();
-        self.leaves(root, 8, &mut |_, k, v| {
+        self.leaves(root, Tree::Top, &mut |_, k, v| {
             out.insert(k, u64::from_le_bytes(v.try_into().expect("value size 8 checked")));
         });
         out
@@ -315,7 +358,7 @@ impl Salvager {
     fn mappings(&mut self, root: u64) -> Vec<Mapping> {
         let mut out: BTreeMap<u64, (u64, u32)> = BTreeMap::new();
         let (nr, max_time) = (self.nr_data_blocks, self.max_time);
-        self.leaves(root, 8, &mut |s, k, v| {
+        self.leaves(root, Tree::Mappings, &mut |s, k, v| {
             let bt = BlockTime::unpack(u64::from_le_bytes(v.try_into().expect("size 8")));
             let ok = bt.data_block.0 < nr && bt.time <= max_time && !out.contains_key(&k);
             if ok {

@@ -259,6 +259,7 @@ impl Runner {
                 self.doing = super::Doing::Insert { dev, vblock, data: block };
                 let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
                 let m = self.model.insert_block(mh!(), vblock, block);
+                self.note_mapped(vblock, block, &m);
                 self.judge(eng, m).map(drop)
             }
             Op::ProvisionMany { dev, ref vblocks } => {
@@ -268,6 +269,7 @@ impl Runner {
                     self.doing = super::Doing::Insert { dev, vblock, data: block };
                     let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
                     let m = self.model.insert_block(mh!(), vblock, block);
+                    self.note_mapped(vblock, block, &m);
                     if self.judge(eng, m)? != Judged::Agree {
                         return Ok(());
                     }
@@ -283,6 +285,7 @@ impl Runner {
                 }
                 let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(data));
                 let m = self.model.insert_block(mh!(), vblock, data);
+                self.note_mapped(vblock, data, &m);
                 self.judge(eng, m).map(drop)
             }
             Op::RemoveBlock { vblock, .. } => {

@@ -227,6 +227,9 @@ struct Runner {
     good: Good,
     /// Class B fault kinds injected since the last verified state.
     b_faults: BTreeSet<FaultKind>,
+    /// Every (virtual block, data block, time) the model ever mapped, committed or not: what
+    /// an older block on disk can hold. Repair's excused mappings must come from here.
+    ever_mapped: BTreeSet<(u64, u64, u32)>,
     /// A class C fault was injected since faults were last switched on (latent errors
     /// keep failing reads without new events).
     c_seen: bool,
@@ -433,6 +436,7 @@ impl Runner {
         }
         let disk = SharedDisk::new(sim);
         let good = Good { image: MemoryImage::new(0), model: model.clone() };
+        let ever_mapped = repair::mapped_triples(&model);
         let verifier = verify::Verifier::new(cfg.verify);
         let mut r = Runner {
             cfg,
@@ -449,6 +453,7 @@ impl Runner {
             hash: Fnv::default(),
             good,
             b_faults: BTreeSet::new(),
+            ever_mapped,
             c_seen: false,
             threshold_hits: Arc::new(AtomicU64::new(0)),
             data: Arc::default(),

@@ -12,6 +12,10 @@
 //!   from a superblock that failed validation, or found by a scan when block 0 holds no
 //!   superblock at all): the format keeps no second copy of its roots, and an older tree
 //!   can still be intact. With roots from a valid superblock, no excuse but the first.
+//! - Even an excused mapping must be one the run once made: its (virtual block, data
+//!   block, time) is in the run's history of every mapping the model ever held, committed
+//!   or not (`Runner::ever_mapped`, seeded with the prepopulated ones). An older block can
+//!   bring back the past; only a bug can bring back what never was.
 //!
 //! What comes back is tallied per fault kind ([`RepairTally`]): the share of committed
 //! mappings recovered is the repair's measure. A repair that finds nothing to salvage on its
@@ -28,7 +32,7 @@ use engine::tools::types::Overrides;
 use engine::tools::ToolError;
 use model::Model;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What repair brought back after class B damage of one kind (or of all: key `all`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +108,19 @@ fn pool_mappings(pool: &Pool) -> Result<Mappings, engine::Error> {
     Ok(out)
 }
 
+/// Every (virtual block, data block, time) `m` maps, on any device.
+pub(super) fn mapped_triples(m: &Model) -> BTreeSet<(u64, u64, u32)> {
+    model_mappings(m).into_iter().map(|((_, v), (b, t))| (v, b, t)).collect()
+}
+
 impl Runner {
+    /// Records a mapping the model just made (`m` is the model's answer to the insert).
+    pub(super) fn note_mapped<T, E>(&mut self, vblock: u64, block: u64, m: &Result<T, E>) {
+        if m.is_ok() {
+            self.ever_mapped.insert((vblock, block, self.model.current().time));
+        }
+    }
+
     /// Repairs the damaged durable image and judges the result against `committed` (the
     /// crashed candidates). Called before the last good image is put back.
     pub(super) fn judge_repair(&mut self, committed: &[Model]) -> Res<()> {
@@ -179,6 +195,21 @@ impl Runner {
                     report.roots_from,
                     report.unreadable_nodes,
                     report.dropped_entries
+                ),
+            ));
+        }
+        // Excused or not, a kept mapping must be one the run once made.
+        if let Some((&(dev, v), &(b, time))) = foreign
+            .iter()
+            .copied()
+            .find(|(&(_, v), &(b, t))| !self.ever_mapped.contains(&(v, b, t)))
+        {
+            return Err(self.fail(
+                "repair-invented",
+                format!(
+                    "repair kept device {dev} block {v} -> data {b} (time {time}), a mapping \
+                     the run never made; roots from {:?}",
+                    report.roots_from
                 ),
             ));
         }
