@@ -293,6 +293,30 @@ fn a_closed_pipe_ends_dump_quietly() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no message on a closed pipe");
 }
 
+/// The same through a FIFO given as `-o`: the reader reads a little and goes away.
+#[test]
+fn a_fifo_whose_reader_leaves_ends_dump_quietly() {
+    use std::io::Read;
+    let d = Dir::new();
+    let img = d.copy(&corpus("mappings-2k.img"), "big.img");
+    let fifo = d.path("out.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let child = Command::new(BIN)
+        .args(["dump", "-o", fifo.to_str().unwrap(), &img])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening for reading unblocks the writer's open; 100 bytes, then the reader is gone.
+    let mut head = [0u8; 100];
+    std::fs::File::open(&fifo).unwrap().read_exact(&mut head).unwrap();
+    assert!(head.starts_with(b"<superblock"), "{:?}", String::from_utf8_lossy(&head));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no message when the reader leaves");
+}
+
 #[test]
 fn ls_fields_of_1x_and_the_snapshot() {
     let d = Dir::new();
