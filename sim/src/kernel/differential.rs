@@ -15,11 +15,14 @@
 //!
 //! Verdicts are [`Difference`] values; the first one ends the comparison (what follows it
 //! is its consequence).
+//! A difference in a checkpoint's metadata also gets both sides dumped beside the run
+//! ([`super::sides`]), the evidence a person reads; the verdict stays the typed value.
 
 use super::crash::{self, CrashFinding, CrashStats};
 use super::draw::{self, Expected};
 use super::emulate::{Divergence, Outcome};
 use super::reopen::{reopen, ReopenFinding, REOPEN_SAMPLES};
+use super::sides::{self, Sides};
 use super::uml::{self, GuestResults, RunDir, UmlError, UmlKernel};
 use super::workload::{KOp, Workload};
 use crate::runner::oracle::{self, Mismatch};
@@ -121,6 +124,9 @@ pub struct KernelRun {
     pub judge_seconds: f64,
     /// Crash images reopened in the kernel (and found right).
     pub reopened: usize,
+    /// For a difference in a checkpoint's metadata: both sides dumped beside the run, and
+    /// the lines around where they part (or why they could not be written).
+    pub sides: Option<Result<Sides, String>>,
 }
 
 /// Opens a metadata image the kernel wrote, read-only, in memory.
@@ -175,6 +181,24 @@ pub fn compare(w: &Workload, e: &Expected, g: &GuestResults, dir: &RunDir) -> Op
         }
     }
     None
+}
+
+/// Both sides' dumps for a difference in a checkpoint's metadata (the kernel's image and
+/// the model at that op); `None` for differences that are not about one checkpoint's image.
+fn both_sides(
+    d: &Difference,
+    w: &Workload,
+    e: &Expected,
+    rd: &RunDir,
+) -> Option<Result<Sides, String>> {
+    let op = match d {
+        Difference::Metadata { op, .. }
+        | Difference::Check { op, .. }
+        | Difference::MetadataSize { op, .. } => *op,
+        _ => return None,
+    };
+    let (_, model, _) = e.checkpoints.iter().find(|(ci, _, _)| *ci == op)?;
+    Some(sides::write(&rd.dir, op, &rd.checkpoint(op), model, w.shape.data_block_sectors))
 }
 
 /// `dmsetup status` of a thin-pool: `start len thin-pool <trans id> <meta used>/<meta
@@ -278,6 +302,7 @@ pub fn run_workload(
         guest_seconds: 0.0,
         judge_seconds: 0.0,
         reopened: 0,
+        sides: None,
     };
     // The intermediate states crash mode matches commits against are kept in the same pass.
     let e = match draw::expect(w, crash_images > 0) {
@@ -296,6 +321,7 @@ pub fn run_workload(
     }
     let rd = RunDir { dir: dir.to_path_buf() };
     run.difference = compare(w, &e, &g, &rd);
+    run.sides = run.difference.as_ref().and_then(|d| both_sides(d, w, &e, &rd));
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);
     }

@@ -20,5 +20,6 @@ pub mod guest;
 pub mod logwrites;
 pub mod reopen;
 pub mod script;
+pub mod sides;
 pub mod uml;
 pub mod workload;

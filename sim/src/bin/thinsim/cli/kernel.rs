@@ -288,6 +288,16 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
             for (i, op) in w.ops.iter().enumerate().skip(lo).take(d.op() + 1 - lo) {
                 println!("  op {i}: {}", serde_json::to_string(op).unwrap_or_default());
             }
+            match &run.sides {
+                Some(Ok(s)) => {
+                    println!("  both sides: {} and {}", s.model.display(), s.kernel.display());
+                    for line in s.excerpt.lines() {
+                        println!("    {line}");
+                    }
+                }
+                Some(Err(e)) => println!("  both sides: not written ({e})"),
+                None => {}
+            }
             println!("  run directory: {}", dir.display());
             println!("  replay: thinsim kernel --workload {}", dir.join("workload.json").display());
         }
