@@ -23,12 +23,7 @@ fn blk(img: &MemoryDevice, b: u64) -> &engine::io::Block {
 fn base_image() -> MemoryDevice {
     let (pool, dev) = common::fresh_pool(512, 20_000);
     pool.create_thin(ThinId(1)).unwrap();
-    let h = pool.open_thin_device(ThinId(1)).unwrap();
-    for v in 0..700 {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, VBlock(v), d).unwrap();
-    }
-    pool.close_thin_device(h);
+    common::provision(&pool, ThinId(1), 0..700);
     pool.create_snap(ThinId(2), ThinId(1)).unwrap();
     pool.commit().unwrap();
     drop(pool);

@@ -8,7 +8,7 @@ use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
 use engine::format::superblock::Superblock;
 use engine::io::MemoryDevice;
-use engine::thin::{Pool, ThinId, VBlock};
+use engine::thin::{Pool, ThinId};
 use engine::tools::repair::{repair, salvage, RootsFrom};
 use engine::tools::types::Overrides;
 use engine::tools::ToolError;
@@ -17,31 +17,25 @@ use std::collections::BTreeMap;
 /// (device, vblock) → (data block, time).
 type Flat = BTreeMap<(u64, u64), (u64, u32)>;
 
+/// Where the top-level tree (a single leaf here) says device `dev`'s mapping tree is.
+fn device_root(img: &MemoryDevice, dev: u64) -> u64 {
+    let t = img.block(sb(img).data_mapping_root).unwrap();
+    (0..node::nr_entries(t))
+        .find(|&i| node::key(t, i) == dev)
+        .map(|i| node::value_u64(t, i))
+        .unwrap_or_else(|| panic!("device {dev} is in the top-level leaf"))
+}
+
 /// Device 1 with 700 mappings (an internal root), device 2 its snapshot with 50 blocks
 /// rewritten (broken sharing), device 3 with 5 mappings; all committed, at pool time 1.
 fn base() -> (MemoryDevice, Flat) {
     let (pool, dev) = common::fresh_pool(512, 20_000);
     pool.create_thin(ThinId(1)).unwrap();
-    let h = pool.open_thin_device(ThinId(1)).unwrap();
-    for v in 0..700 {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, VBlock(v), d).unwrap();
-    }
-    pool.close_thin_device(h);
+    common::provision(&pool, ThinId(1), 0..700);
     pool.create_snap(ThinId(2), ThinId(1)).unwrap();
-    let h = pool.open_thin_device(ThinId(2)).unwrap();
-    for v in 100..150 {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, VBlock(v), d).unwrap();
-    }
-    pool.close_thin_device(h);
+    common::provision(&pool, ThinId(2), 100..150);
     pool.create_thin(ThinId(3)).unwrap();
-    let h = pool.open_thin_device(ThinId(3)).unwrap();
-    for v in 0..5 {
-        let d = pool.alloc_data_block().unwrap();
-        pool.insert_block(&h, VBlock(v * 1000), d).unwrap();
-    }
-    pool.close_thin_device(h);
+    common::provision(&pool, ThinId(3), (0..5).map(|v| v * 1000));
     pool.commit().unwrap();
     let flat = flat(&pool);
     drop(pool);
@@ -133,12 +127,7 @@ fn a_superblock_with_a_bad_checksum_still_gives_its_roots() {
 #[test]
 fn a_damaged_leaf_loses_its_mappings_and_nothing_else() {
     let (mut img, had) = base();
-    let top = sb(&img).data_mapping_root;
-    let t = img.block(top).unwrap();
-    let dev1_root = (0..node::nr_entries(t))
-        .find(|&i| node::key(t, i) == 1)
-        .map(|i| node::value_u64(t, i))
-        .unwrap();
+    let dev1_root = device_root(&img, 1);
     let r = img.block(dev1_root).unwrap();
     assert!(!node::is_leaf(r), "device 1's root is internal");
     let leaf = node::value_u64(r, 1);
@@ -209,12 +198,7 @@ fn detected_damage_anywhere_never_invents_a_mapping() {
 #[test]
 fn resealed_damage_is_beyond_any_checksum() {
     let (mut img, had) = base();
-    let top = sb(&img).data_mapping_root;
-    let t = img.block(top).unwrap();
-    let dev3_root = (0..node::nr_entries(t))
-        .find(|&i| node::key(t, i) == 3)
-        .map(|i| node::value_u64(t, i))
-        .unwrap();
+    let dev3_root = device_root(&img, 3);
     let blk = img.block_mut(dev3_root);
     // The first value's data block (bits 24..) gains one: a moved mapping.
     let off = node::value(blk, 0).as_ptr() as usize - blk.as_ptr() as usize;
@@ -231,12 +215,7 @@ fn resealed_damage_is_beyond_any_checksum() {
 #[test]
 fn an_older_top_level_leaf_where_mappings_belong_is_not_read_as_mappings() {
     let (mut img, had) = base();
-    let top = sb(&img).data_mapping_root;
-    let t = img.block(top).unwrap();
-    let dev3_root = (0..node::nr_entries(t))
-        .find(|&i| node::key(t, i) == 3)
-        .map(|i| node::value_u64(t, i))
-        .unwrap();
+    let dev3_root = device_root(&img, 3);
     let blk = img.block_mut(dev3_root);
     assert!(node::is_leaf(blk), "device 3's five mappings fit one leaf");
     // Every value a metadata block number: what a top-level leaf holds. Block 1 at time

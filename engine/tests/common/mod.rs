@@ -5,7 +5,7 @@ pub mod tools;
 
 use engine::format::BlockTime;
 use engine::io::{Block, BlockDevice, IoError, MemoryDevice, Shared};
-use engine::thin::{Pool, PoolOptions, ThinId};
+use engine::thin::{Pool, PoolOptions, ThinId, VBlock};
 use std::collections::BTreeMap;
 
 /// The device shared between the pool under test and the test itself
@@ -118,6 +118,16 @@ pub fn fresh_pool(meta_blocks: u64, data_blocks: u64) -> (Pool, SharedDevice) {
     pool.resize_data_dev(data_blocks).unwrap();
     pool.commit().unwrap();
     (pool, dev)
+}
+
+/// Maps each of `vblocks` of thin device `thin` to a freshly allocated data block, in order.
+pub fn provision(pool: &Pool, thin: ThinId, vblocks: impl IntoIterator<Item = u64>) {
+    let h = pool.open_thin_device(thin).unwrap();
+    for v in vblocks {
+        let d = pool.alloc_data_block().unwrap();
+        pool.insert_block(&h, VBlock(v), d).unwrap();
+    }
+    pool.close_thin_device(h);
 }
 
 /// Runs `check` on the current disk image and panics with every finding if it is not clean.
