@@ -3,97 +3,14 @@
 //! the pool had (repair loses, never invents or moves).
 
 mod common;
+use common::salvage::*;
 use common::Observe;
 use engine::format::checksum::{self, BlockKind};
 use engine::format::node;
 use engine::format::superblock::Superblock;
-use engine::io::MemoryDevice;
-use engine::thin::{Pool, ThinId};
-use engine::tools::repair::{repair, salvage, RootsFrom};
+use engine::tools::repair::{salvage, RootsFrom};
 use engine::tools::types::Overrides;
 use engine::tools::ToolError;
-use std::collections::BTreeMap;
-
-/// (device, vblock) → (data block, time).
-type Flat = BTreeMap<(u64, u64), (u64, u32)>;
-
-/// Where the top-level tree (a single leaf here) says device `dev`'s mapping tree is.
-fn device_root(img: &MemoryDevice, dev: u64) -> u64 {
-    let t = img.block(sb(img).data_mapping_root).unwrap();
-    (0..node::nr_entries(t))
-        .find(|&i| node::key(t, i) == dev)
-        .map(|i| node::value_u64(t, i))
-        .unwrap_or_else(|| panic!("device {dev} is in the top-level leaf"))
-}
-
-/// Device 1 with 700 mappings (an internal root), device 2 its snapshot with 50 blocks
-/// rewritten (broken sharing), device 3 with 5 mappings; all committed, at pool time 1.
-fn base() -> (MemoryDevice, Flat) {
-    let (pool, dev) = common::fresh_pool(512, 20_000);
-    pool.create_thin(ThinId(1)).unwrap();
-    common::provision(&pool, ThinId(1), 0..700);
-    pool.create_snap(ThinId(2), ThinId(1)).unwrap();
-    common::provision(&pool, ThinId(2), 100..150);
-    pool.create_thin(ThinId(3)).unwrap();
-    common::provision(&pool, ThinId(3), (0..5).map(|v| v * 1000));
-    pool.commit().unwrap();
-    let flat = flat(&pool);
-    drop(pool);
-    (dev.image(), flat)
-}
-
-fn flat(pool: &Pool) -> Flat {
-    let mut out = BTreeMap::new();
-    for (id, maps) in common::logical(pool) {
-        for (v, bt) in maps {
-            out.insert((id, v), (bt.data_block.0, bt.time));
-        }
-    }
-    out
-}
-
-/// Repairs `img` and returns what the clean result maps, with where the roots came from.
-fn repaired(img: &MemoryDevice, o: Overrides) -> Result<(Flat, RootsFrom), ToolError> {
-    let out = MemoryDevice::new(img.block_count());
-    let (report, dev) = repair(img.to_device(), Box::new(out), o)?;
-    let mut bytes = vec![0u8; 4096 * img.block_count() as usize];
-    let mut dev = dev;
-    for (b, chunk) in bytes.chunks_mut(4096).enumerate() {
-        let mut block = [0u8; 4096];
-        dev.read(b as u64, &mut block).unwrap();
-        chunk.copy_from_slice(&block);
-    }
-    let image = MemoryDevice::from_bytes(&bytes);
-    let audit = engine::tools::check::check(image.to_device());
-    assert!(audit.is_clean(), "the repaired image is not clean: {:?}", audit.findings);
-    let pool = Pool::open_image(image.to_device()).unwrap();
-    Ok((flat(&pool), report.roots_from))
-}
-
-fn assert_subset(kept: &Flat, had: &Flat) {
-    for (k, v) in kept {
-        assert_eq!(had.get(k), Some(v), "repair invented or moved mapping {k:?} -> {v:?}");
-    }
-}
-
-fn sb(img: &MemoryDevice) -> Superblock {
-    Superblock::unpack(img.block(0).unwrap(), 0).unwrap()
-}
-
-fn user_values() -> Overrides {
-    Overrides { transaction_id: Some(0), data_block_size: Some(128), nr_data_blocks: Some(20_000) }
-}
-
-trait Blocks {
-    fn block_count(&self) -> u64;
-}
-
-impl Blocks for MemoryDevice {
-    fn block_count(&self) -> u64 {
-        use engine::io::BlockDevice;
-        self.nr_blocks()
-    }
-}
 
 #[test]
 fn healthy_metadata_comes_back_whole() {

@@ -280,15 +280,18 @@ impl Salvager {
     /// read as one gives roots past the device. A mapping value below the metadata device's
     /// block count is data block 0 with that value as its time: a leaf whose every value is
     /// such is taken as a top-level one (the roots it held may since have been reused, so
-    /// they cannot be checked). Real mappings of data block 0 alone in their leaf are lost
-    /// this way — lost, never invented.
+    /// they cannot be checked) — unless one value is 0, data block 0 at time 0: block 0 is
+    /// the superblock and never a tree's root, so no top-level leaf holds it. A real mapping
+    /// of data block 0 at a later time, alone in its leaf, is lost this way — lost, never
+    /// invented.
     fn leaf_fits(&self, n: &Block, tree: Tree) -> bool {
         let nr_meta = self.bm.nr_blocks();
         let mut values = (0..node::nr_entries(n)).map(|i| node::value_u64(n, i));
+        let root_like = |v: u64| v != 0 && v < nr_meta;
         match tree {
             Tree::Details => true,
-            Tree::Top => values.all(|v| v < nr_meta),
-            Tree::Mappings => node::nr_entries(n) == 0 || values.any(|v| v >= nr_meta),
+            Tree::Top => values.all(root_like),
+            Tree::Mappings => node::nr_entries(n) == 0 || values.any(|v| !root_like(v)),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod salvage;
 pub mod tools;
 
 use engine::format::BlockTime;

@@ -1,0 +1,248 @@
+//! `repair` at its edges, each test aimed at one decision of the salvage that the damage
+//! tests of `repair.rs` do not pin (written from a `cargo mutants` run on
+//! `engine/src/tools/repair.rs`, reports/bench/mutants.md): the whole state (details,
+//! times, transaction id, sizes — not only mappings) from every source of roots, internal
+//! roots of the details and top-level trees behind a damaged superblock, the uuid, the
+//! superblock values a damaged superblock cannot give, every leaf entry the salvage must
+//! drop (and count), a child pointing back at its parent, and which trees a scan prefers.
+
+mod common;
+use common::salvage::*;
+use common::Observe;
+use engine::format::node;
+use engine::format::superblock::Superblock;
+use engine::io::MemoryDevice;
+use engine::limits::TIME_LIMIT;
+use engine::thin::ThinId;
+use engine::tools::repair::{salvage, RootsFrom};
+use engine::tools::types::Overrides;
+use engine::tools::ToolError;
+
+#[test]
+fn the_whole_state_comes_back_from_each_source_of_roots() {
+    let (img, had) = base();
+    let want = dump_image(&img);
+    let mut damaged = img.clone();
+    damaged.block_mut(0)[0] ^= 0xff;
+    let mut zeroed = img.clone();
+    *zeroed.block_mut(0) = [0u8; 4096];
+    for (what, image, o, from) in [
+        ("valid", &img, Overrides::default(), RootsFrom::Superblock),
+        ("bad checksum", &damaged, Overrides::default(), RootsFrom::DamagedSuperblock),
+        ("zeroed", &zeroed, user_values(), RootsFrom::Scan),
+    ] {
+        let r = repaired_whole(image, o).unwrap();
+        assert_eq!(r.report.roots_from, from, "{what}");
+        assert_eq!(r.dump, want, "{what}: details, times and sizes come back too");
+        assert_eq!(r.flat, had, "{what}");
+        let rep = &r.report;
+        assert_eq!((rep.devices, rep.mappings), (3, had.len() as u64), "{what}");
+        assert_eq!(
+            (rep.unreadable_nodes, rep.dropped_entries, rep.unmatched_devices),
+            (0, 0, 0),
+            "{what}: nothing lost"
+        );
+        assert_eq!(rep.nodes_scanned > 0, from == RootsFrom::Scan, "{what}");
+    }
+}
+
+/// 300 devices: the details tree (127 entries a leaf) and the top-level tree (252) both
+/// have internal roots, which a damaged superblock's roots must still be recognised as.
+#[test]
+fn internal_roots_behind_a_damaged_superblock_are_kept() {
+    let (pool, dev) = common::fresh_pool(1024, 1000);
+    for id in 0..300 {
+        pool.create_thin(ThinId(id)).unwrap();
+        common::provision(&pool, ThinId(id), [id * 3]);
+    }
+    pool.commit().unwrap();
+    let had = flat(&pool);
+    drop(pool);
+    let mut img = dev.image();
+    let s = sb(&img);
+    for root in [s.device_details_root, s.data_mapping_root] {
+        assert!(!node::is_leaf(img.block(root).unwrap()), "root {root} is internal");
+    }
+    let want = dump_image(&img);
+    put_damaged_superblock(&mut img, &s);
+    let r = repaired_whole(&img, Overrides::default()).unwrap();
+    assert_eq!(r.report.roots_from, RootsFrom::DamagedSuperblock);
+    assert_eq!(r.flat, had);
+    assert_eq!(r.dump, want);
+}
+
+#[test]
+fn the_uuid_is_kept_up_to_its_first_nul() {
+    let (mut img, _) = base();
+    let mut s = sb(&img);
+    s.uuid = *b"pool-7\0trailing!";
+    *img.block_mut(0) = s.pack(0);
+    let kept = salvage(img.to_device(), Overrides::default()).unwrap();
+    assert_eq!(kept.sb.uuid, "pool-7");
+    put_damaged_superblock(&mut img, &s);
+    let r = repaired_whole(&img, Overrides::default()).unwrap();
+    let out = Superblock::unpack(r.image.block(0).unwrap(), 0).unwrap();
+    assert_eq!(&out.uuid[..7], b"pool-7\0", "the repaired superblock carries it");
+    s.uuid = [b'u'; 16];
+    *img.block_mut(0) = s.pack(0);
+    let kept = salvage(img.to_device(), Overrides::default()).unwrap();
+    assert_eq!(kept.sb.uuid, "u".repeat(16), "no NUL: all 16 bytes");
+}
+
+#[test]
+fn a_damaged_superblock_without_a_data_block_size_asks_for_it() {
+    let (mut img, had) = base();
+    let want = dump_image(&img);
+    let mut s = sb(&img);
+    s.data_block_size = 0;
+    put_damaged_superblock(&mut img, &s);
+    let e = salvage(img.to_device(), Overrides::default()).unwrap_err();
+    assert!(matches!(&e, ToolError::Input(m) if m.contains("--data-block-size")), "{e}");
+    let o = Overrides { data_block_size: Some(128), ..Overrides::default() };
+    let r = repaired_whole(&img, o).unwrap();
+    assert_eq!((r.flat, r.dump), (had, want));
+}
+
+#[test]
+fn a_damaged_superblocks_time_past_the_format_is_capped() {
+    let (mut img, had) = base();
+    let mut s = sb(&img);
+    s.time = u32::MAX;
+    put_damaged_superblock(&mut img, &s);
+    let kept = salvage(img.to_device(), Overrides::default()).unwrap();
+    assert_eq!(kept.sb.time, TIME_LIMIT - 1, "the largest time a mapping can hold");
+    let r = repaired_whole(&img, Overrides::default()).unwrap();
+    assert_eq!(r.flat, had);
+}
+
+/// Device 3's five mappings live in its root leaf. Values only a resealed (or older) leaf
+/// can hold: past the data device, after the pool's time. Each is dropped and counted; the
+/// last data block and the pool's own time are kept.
+#[test]
+fn mappings_past_the_data_device_or_after_the_pool_time_are_dropped_and_counted() {
+    let (mut img, mut had) = base();
+    let leaf = device_root(&img, 3);
+    let blk = img.block_mut(leaf);
+    assert!(node::is_leaf(blk) && node::nr_entries(blk) == 5);
+    let pack = |data: u64, time: u64| ((data << 24) | time).to_le_bytes();
+    node::set_value(blk, 0, &pack(BASE_DATA_BLOCKS, 0)); // one past the last data block
+    node::set_value(blk, 1, &pack(17, 2)); // the pool's time is 1
+    node::set_value(blk, 2, &pack(BASE_DATA_BLOCKS - 1, 1)); // the last block, at time 1
+    reseal(&mut img, leaf);
+    let r = repaired_whole(&img, Overrides::default()).unwrap();
+    assert_eq!(r.report.dropped_entries, 2);
+    had.remove(&(3, 0));
+    had.remove(&(3, 1000));
+    had.insert((3, 2000), (BASE_DATA_BLOCKS - 1, 1));
+    assert_eq!(r.flat, had);
+}
+
+/// Device 1's root is internal over three leaves. Keys a leaf cannot hold in its place: one
+/// below its parent's key (it belongs to the previous leaf) and one equal to the next
+/// leaf's first key. Both are dropped and counted; the leaves that own those keys keep them.
+#[test]
+fn keys_outside_their_parents_range_are_dropped_and_counted() {
+    let (mut img, mut had) = base();
+    let root = device_root(&img, 1);
+    let r = img.block(root).unwrap();
+    assert!(!node::is_leaf(r) && node::nr_entries(r) >= 3);
+    let (k1, k2, mid) = (node::key(r, 1), node::key(r, 2), node::value_u64(r, 1));
+    let leaf = img.block_mut(mid);
+    let n = node::nr_entries(leaf);
+    let (first, last) = (node::key(leaf, 0), node::key(leaf, n - 1));
+    assert_eq!((first, last + 1), (k1, k2), "the middle leaf holds [k1, k2)");
+    node::set_key(leaf, 0, k1 - 1);
+    node::set_key(leaf, n - 1, k2);
+    reseal(&mut img, mid);
+    let out = repaired_whole(&img, Overrides::default()).unwrap();
+    assert_eq!(out.report.dropped_entries, 2);
+    had.remove(&(1, first));
+    had.remove(&(1, last));
+    assert_eq!(out.flat, had);
+}
+
+/// A child pointer aimed back at its own parent (a cycle): that child's mappings are lost,
+/// the walk ends, and every other leaf is read once (nothing is counted as dropped).
+#[test]
+fn a_child_pointing_back_at_its_parent_loses_that_child_only() {
+    let (mut img, mut had) = base();
+    let root = device_root(&img, 1);
+    let r = img.block(root).unwrap();
+    let (mid, k1, k2) = (node::value_u64(r, 1), node::key(r, 1), node::key(r, 2));
+    assert!(node::is_leaf(img.block(mid).unwrap()));
+    node::set_value(img.block_mut(root), 1, &root.to_le_bytes());
+    reseal(&mut img, root);
+    let out = repaired_whole(&img, Overrides::default()).unwrap();
+    assert_eq!(out.report.dropped_entries, 0);
+    had.retain(|&(d, v), _| d != 1 || !(k1..k2).contains(&v));
+    assert_eq!(out.flat, had);
+}
+
+/// A top-level leaf holds metadata block numbers; one value at the metadata device's size
+/// (one past its last block) makes the whole leaf a mapping leaf in the wrong place: every
+/// device's mappings are lost, its details kept.
+#[test]
+fn a_top_level_value_at_the_metadata_size_is_not_a_top_level_leaf() {
+    let (mut img, _) = base();
+    let top = sb(&img).data_mapping_root;
+    let t = img.block(top).unwrap();
+    let i = (0..node::nr_entries(t)).find(|&i| node::key(t, i) == 3).unwrap();
+    node::set_value(img.block_mut(top), i, &BASE_METADATA_BLOCKS.to_le_bytes());
+    reseal(&mut img, top);
+    let r = repaired_whole(&img, Overrides::default()).unwrap();
+    assert!(r.flat.is_empty(), "{} mappings kept", r.flat.len());
+    assert_eq!((r.report.devices, r.report.unreadable_nodes), (3, 1));
+}
+
+/// An older state's trees survive beside the newest ones (their blocks are free but not yet
+/// reused). With no superblock, the scan must take the newest pair: the trees agreeing on
+/// the most devices, then the newest by the times and transaction ids their details record.
+/// Here the older trees hold a *higher* transaction id (set_transaction_id may go down), so
+/// only the time tells them apart.
+#[test]
+fn a_scan_takes_the_agreeing_trees_then_the_newest_by_time() {
+    let (pool, dev) = common::fresh_pool(BASE_METADATA_BLOCKS, BASE_DATA_BLOCKS);
+    pool.create_thin(ThinId(1)).unwrap();
+    common::provision(&pool, ThinId(1), 0..300);
+    pool.set_transaction_id(0, 100).unwrap();
+    pool.create_thin(ThinId(2)).unwrap();
+    common::provision(&pool, ThinId(2), 0..20);
+    pool.commit().unwrap();
+    let older = (flat(&pool), dump(&pool));
+    pool.set_transaction_id(100, 5).unwrap();
+    pool.delete_thin_device(ThinId(2)).unwrap();
+    pool.create_snap(ThinId(3), ThinId(1)).unwrap();
+    pool.commit().unwrap();
+    let newer = (flat(&pool), dump(&pool));
+    drop(pool);
+    assert_ne!(older, newer);
+    let mut img: MemoryDevice = dev.image();
+    *img.block_mut(0) = [0u8; 4096];
+    let o = Overrides { transaction_id: Some(5), ..user_values() };
+    let r = repaired_whole(&img, o).unwrap();
+    assert_eq!(r.report.roots_from, RootsFrom::Scan);
+    assert_eq!((r.flat, r.dump), newer);
+}
+
+/// A device whose only mapping is data block 0 at time 0: its leaf's one value is 0, which
+/// no top-level leaf can hold (block 0 is the superblock), so it is read as the mapping it
+/// is. The other way round, a top-level leaf naming block 0 is not one.
+#[test]
+fn a_lone_mapping_of_data_block_0_is_kept_and_a_top_level_leaf_naming_block_0_is_not() {
+    let (pool, dev) = common::fresh_pool(64, 100);
+    pool.create_thin(ThinId(1)).unwrap();
+    common::provision(&pool, ThinId(1), [5]);
+    pool.create_thin(ThinId(2)).unwrap();
+    common::provision(&pool, ThinId(2), [9]);
+    pool.commit().unwrap();
+    let had = flat(&pool);
+    drop(pool);
+    assert_eq!(had.get(&(1, 5)), Some(&(0, 0)));
+    let mut img = dev.image();
+    assert_eq!(repaired_whole(&img, Overrides::default()).unwrap().flat, had);
+    let top = sb(&img).data_mapping_root;
+    node::set_value(img.block_mut(top), 1, &0u64.to_le_bytes());
+    reseal(&mut img, top);
+    let r = repaired_whole(&img, Overrides::default()).unwrap();
+    assert!(r.flat.is_empty() && r.report.unreadable_nodes == 1, "{:?}", r.flat);
+}
