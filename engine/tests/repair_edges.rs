@@ -246,3 +246,81 @@ fn a_lone_mapping_of_data_block_0_is_kept_and_a_top_level_leaf_naming_block_0_is
     let r = repaired_whole(&img, Overrides::default()).unwrap();
     assert!(r.flat.is_empty() && r.report.unreadable_nodes == 1, "{:?}", r.flat);
 }
+
+/// Details that say a device was created after its last snapshot (damage beyond the
+/// checksum): the creation time is brought down to the snapshot time, the order every
+/// device's times keep, so the repaired image checks clean.
+#[test]
+fn a_creation_time_after_the_snapshot_time_is_brought_down_to_it() {
+    use engine::format::DeviceDetails;
+    let (mut img, had) = base();
+    let leaf = sb(&img).device_details_root;
+    let blk = img.block_mut(leaf);
+    let i = (0..node::nr_entries(blk)).find(|&i| node::key(blk, i) == 3).unwrap();
+    let mut d = DeviceDetails::unpack(node::value(blk, i));
+    assert_eq!((d.creation_time, d.snapshotted_time), (1, 1));
+    d.snapshotted_time = 0;
+    node::set_value(blk, i, &d.pack());
+    reseal(&mut img, leaf);
+    let kept = salvage(img.to_device(), Overrides::default()).unwrap();
+    let (x, _) = kept.devices.iter().find(|(x, _)| x.dev_id == 3).unwrap();
+    assert_eq!((x.creation_time, x.snap_time), (0, 0));
+    let others: Vec<_> = kept.devices.iter().filter(|(x, _)| x.dev_id != 3).collect();
+    assert!(others.iter().all(|(x, _)| x.creation_time <= x.snap_time), "untouched");
+    assert_eq!(repaired_whole(&img, Overrides::default()).unwrap().flat, had);
+}
+
+/// A chain of internal nodes deeper than any tree the format allows, ending at a real leaf:
+/// the walk stops at the depth limit (a bound on its recursion whatever the bytes), and the
+/// device behind the chain loses its mappings, nothing else.
+#[test]
+fn a_chain_past_the_depth_limit_is_not_followed() {
+    use engine::limits::MAX_BTREE_DEPTH;
+    let (mut img, mut had) = base();
+    let leaf = device_root(&img, 3);
+    // Free blocks at the end of the metadata device (the base pool uses the first few).
+    let chain: Vec<u64> = (0..MAX_BTREE_DEPTH as u64 + 4).map(|i| 400 + i).collect();
+    for (i, &b) in chain.iter().enumerate() {
+        let child = chain.get(i + 1).copied().unwrap_or(leaf);
+        let blk = img.block_mut(b);
+        *blk = [0u8; 4096];
+        node::init(blk, node::INTERNAL, 8);
+        node::insert_at(blk, 0, 0, &child.to_le_bytes());
+        reseal(&mut img, b);
+    }
+    let top = sb(&img).data_mapping_root;
+    let t = img.block(top).unwrap();
+    let i = (0..node::nr_entries(t)).find(|&i| node::key(t, i) == 3).unwrap();
+    node::set_value(img.block_mut(top), i, &chain[0].to_le_bytes());
+    reseal(&mut img, top);
+    let r = repaired_whole(&img, Overrides::default()).unwrap();
+    had.retain(|&(d, _), _| d != 3);
+    assert_eq!(r.flat, had);
+    assert_eq!(r.report.devices, 3, "device 3 is kept, empty");
+}
+
+/// No superblock and no details tree that reads: the scan still takes the mapping trees,
+/// and every device comes back with its mappings (its details recreated).
+#[test]
+fn a_scan_without_any_details_tree_keeps_the_mappings() {
+    let (mut img, had) = base();
+    let details = sb(&img).device_details_root;
+    // Every details leaf ever written: the live one and the older ones beside it.
+    let leaves: Vec<u64> = (1..BASE_METADATA_BLOCKS)
+        .filter(|&b| {
+            let n = img.block(b).unwrap();
+            engine::format::checksum::verify(n, engine::format::BlockKind::Node, b).is_ok()
+                && node::is_leaf(n)
+                && node::value_size(n) == 24
+        })
+        .collect();
+    assert!(leaves.contains(&details), "{leaves:?}");
+    for b in leaves {
+        img.block_mut(b)[100] ^= 1;
+    }
+    *img.block_mut(0) = [0u8; 4096];
+    let r = repaired_whole(&img, user_values()).unwrap();
+    assert_eq!(r.report.roots_from, RootsFrom::Scan);
+    assert_eq!(r.flat, had);
+    assert_eq!(r.report.unmatched_devices, 3, "found in the mapping tree only");
+}

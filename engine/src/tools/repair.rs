@@ -71,8 +71,9 @@ pub type Mapping = (u64, u64, u32);
 /// One salvaged device: its details and its mappings, ascending by virtual block.
 pub type SalvagedDevice = (XmlDevice, Vec<Mapping>);
 /// How a scan ranks a (details root, mapping root) pair: devices both trees agree on, the
-/// newest time/transaction seen, then the roots themselves so the choice is deterministic.
-type PairScore = (u64, u64, u64, u64);
+/// newest (time, transaction id) the details record, then the roots themselves so the
+/// choice is deterministic.
+type PairScore = (u64, (u32, u64), u64, u64);
 /// (details root, top-level mapping root).
 type RootPair = (u64, u64);
 
@@ -115,7 +116,8 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
     let mut s = Salvager {
         bm,
         nr_data_blocks,
-        max_time: hint.as_ref().map_or(TIME_LIMIT - 1, |s| s.time),
+        // With no superblock the pool's time is unknown: any time the format can hold.
+        max_time: hint.as_ref().map_or(u32::MAX, |s| s.time),
         unreadable: BTreeSet::new(),
         dropped: 0,
     };
@@ -395,7 +397,7 @@ impl Salvager {
                     Holds::Other
                 }
             };
-            if leaf && h == Holds::Words && count > 0 {
+            if h == Holds::Words && count > 0 {
                 first_words.insert(b, node::value_u64(&n, 0));
             }
             holds.insert(b, (h, leaf));
@@ -439,11 +441,9 @@ impl Salvager {
         for (dr, d) in &ds {
             let newest = d
                 .values()
-                .map(|x| {
-                    (u64::from(x.snapshotted_time.max(x.creation_time)) << 40) ^ x.transaction_id
-                })
+                .map(|x| (x.snapshotted_time.max(x.creation_time), x.transaction_id))
                 .max()
-                .unwrap_or(0);
+                .unwrap_or((0, 0));
             for (tr, t) in &ts {
                 let agree = d.keys().filter(|k| t.contains_key(k)).count() as u64;
                 let score = (agree, newest, *dr, *tr);
