@@ -186,7 +186,7 @@ fn a_top_level_value_at_the_metadata_size_is_not_a_top_level_leaf() {
     let (mut img, _) = base();
     let top = sb(&img).data_mapping_root;
     let t = img.block(top).unwrap();
-    let i = (0..node::nr_entries(t)).find(|&i| node::key(t, i) == 3).unwrap();
+    let i = entry_of(t, 3);
     node::set_value(img.block_mut(top), i, &BASE_METADATA_BLOCKS.to_le_bytes());
     reseal(&mut img, top);
     let r = repaired_whole(&img, Overrides::default()).unwrap();
@@ -256,7 +256,7 @@ fn a_creation_time_after_the_snapshot_time_is_brought_down_to_it() {
     let (mut img, had) = base();
     let leaf = sb(&img).device_details_root;
     let blk = img.block_mut(leaf);
-    let i = (0..node::nr_entries(blk)).find(|&i| node::key(blk, i) == 3).unwrap();
+    let i = entry_of(blk, 3);
     let mut d = DeviceDetails::unpack(node::value(blk, i));
     assert_eq!((d.creation_time, d.snapshotted_time), (1, 1));
     d.snapshotted_time = 0;
@@ -290,7 +290,7 @@ fn a_chain_past_the_depth_limit_is_not_followed() {
     }
     let top = sb(&img).data_mapping_root;
     let t = img.block(top).unwrap();
-    let i = (0..node::nr_entries(t)).find(|&i| node::key(t, i) == 3).unwrap();
+    let i = entry_of(t, 3);
     node::set_value(img.block_mut(top), i, &chain[0].to_le_bytes());
     reseal(&mut img, top);
     let r = repaired_whole(&img, Overrides::default()).unwrap();

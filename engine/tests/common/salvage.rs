@@ -22,13 +22,17 @@ pub type Flat = BTreeMap<(u64, u64), (u64, u32)>;
 pub const BASE_METADATA_BLOCKS: u64 = 512;
 pub const BASE_DATA_BLOCKS: u64 = 20_000;
 
+/// The index of `key` among a node's entries.
+pub fn entry_of(n: &engine::io::Block, key: u64) -> usize {
+    (0..node::nr_entries(n))
+        .find(|&i| node::key(n, i) == key)
+        .unwrap_or_else(|| panic!("key {key} is in the node"))
+}
+
 /// Where the top-level tree (a single leaf here) says device `dev`'s mapping tree is.
 pub fn device_root(img: &MemoryDevice, dev: u64) -> u64 {
     let t = img.block(sb(img).data_mapping_root).unwrap();
-    (0..node::nr_entries(t))
-        .find(|&i| node::key(t, i) == dev)
-        .map(|i| node::value_u64(t, i))
-        .unwrap_or_else(|| panic!("device {dev} is in the top-level leaf"))
+    node::value_u64(t, entry_of(t, dev))
 }
 
 /// Device 1 with 700 mappings (an internal root), device 2 its snapshot with 50 blocks

@@ -3,18 +3,17 @@
 //! op rendered in the same XML, both written beside the run, and the lines around their
 //! first difference.
 //!
-//! The model's rendering is what `dump` must print for that state: the superblock's time,
-//! transaction id, flags (NEEDS_CHECK) and data size, every device's details in id order
-//! and its mappings in vblock order, runs coalesced by the same writer thin_dump's format
-//! uses. So when the two agree the files are byte-equal (a test pins this), and when they
-//! do not, a unified diff of the two is the difference in the format the tools speak.
+//! The model's rendering ([`crate::runner::model_dump`]) is what `dump` must print for
+//! that state, so when the two agree the files are byte-equal (the tests here pin it at
+//! every checkpoint of drawn workloads), and when they do not, a unified diff of the two is
+//! the difference in the format the tools speak.
 //! The verdict itself is never taken from this text: it is [`super::differential`]'s typed
 //! [`Difference`](super::differential::Difference); this is the evidence printed with it.
 
 use super::differential::open_kernel_image;
+use crate::runner::model_dump;
 use engine::thin::{Pool, Source};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
-use engine::tools::{XmlDevice, XmlSuperblock};
 use model::Model;
 use std::path::{Path, PathBuf};
 
@@ -31,43 +30,6 @@ pub struct Sides {
     /// A unified diff (model → kernel) of the first hunks, at most
     /// [`EXCERPT_MAX_LINES`] lines; empty when the dumps are equal.
     pub excerpt: String,
-}
-
-/// The model's state as thin_dump would print it, on a pool of `data_block_sectors`.
-pub fn model_dump(model: &Model, data_block_sectors: u32) -> Vec<u8> {
-    let cur = model.current();
-    let needs_check = model.needs_check().unwrap_or(false);
-    let mut out = DumpWriter::new(Vec::new(), DumpFormat::Xml);
-    let written = (|| {
-        out.superblock(&XmlSuperblock {
-            uuid: String::new(),
-            time: cur.time,
-            transaction: cur.trans_id,
-            flags: u32::from(needs_check),
-            // What the kernel and the engine write (the format's version 2).
-            version: 2,
-            data_block_size: data_block_sectors,
-            nr_data_blocks: cur.data_blocks,
-            metadata_snap: None,
-        })?;
-        for (&id, d) in &cur.devices {
-            out.begin_device(&XmlDevice {
-                dev_id: id,
-                mapped_blocks: d.mappings.len() as u64,
-                transaction: d.transaction_id,
-                creation_time: d.creation_time,
-                snap_time: d.snapshotted_time,
-            })?;
-            for (vblock, m) in d.mappings.iter() {
-                out.mapping(vblock, m.data_block, m.time)?;
-            }
-            out.end_device()?;
-        }
-        out.end_superblock()
-    })();
-    // Ids and vblocks come out of ordered maps, and a Vec cannot fail to take bytes.
-    written.expect("the model's devices and vblocks ascend");
-    out.finish().expect("the dump was completed")
 }
 
 /// The pool's live metadata as thinsim's `dump` prints it.

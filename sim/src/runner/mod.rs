@@ -24,6 +24,7 @@ mod apply;
 mod config;
 pub mod data;
 mod draw;
+mod model_xml;
 pub mod op;
 mod options;
 pub mod oracle;
@@ -37,6 +38,7 @@ pub mod verify;
 
 pub use apply::errno;
 pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
+pub use model_xml::model_dump;
 pub use op::Op;
 pub use options::{KeyOrder, OpKind, Options, OptionsError, Prepopulation, RemovalPhase, RunClass};
 pub use prepopulate::restored as restored_prepopulation;

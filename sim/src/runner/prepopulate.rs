@@ -1,10 +1,11 @@
 //! Pre-populated pools: a run of the big-pool or pre-populated class starts from an image
 //! restored from thin_dump XML (the engine's `restore`, as an operator would build one), so
-//! scale costs no steps. The model is built from the same layout through its ordinary calls.
+//! scale costs no steps. The model is built from the layout through its ordinary calls.
 //!
 //! Invariants:
-//! - The layout is a pure function of [`Prepopulation`]: XML and model see the same
-//!   devices and mappings, every mapping at time 0 in transaction 0 (the pool's state after
+//! - The layout is a pure function of [`Prepopulation`]; the model is built from it and
+//!   the XML restored is the model's rendering ([`super::model_dump`]): the same devices
+//!   and mappings, every mapping at time 0 in transaction 0 (the pool's state after
 //!   format), so the restored pool equals the model's committed state.
 //! - Data blocks are used densely from 0 (device 0's mappings first), so a pool whose
 //!   prefix ends just below a bitmap's end allocates across that boundary at once.
@@ -17,8 +18,6 @@ use super::shared::SharedDisk;
 use super::DATA_BLOCK_SECTORS;
 use crate::disk::{DiskConfig, MemoryImage, SimDisk};
 use engine::thin::{Pool, PoolOptions};
-use engine::tools::xml_write::{DumpFormat, DumpWriter};
-use engine::tools::{XmlDevice, XmlSuperblock};
 use model::Model;
 use std::cell::RefCell;
 
@@ -51,40 +50,6 @@ fn layout(p: &Prepopulation) -> Vec<LaidOut> {
     }
     debug_assert_eq!(next_data, p.data_blocks_used());
     devices
-}
-
-/// The layout as thin_dump 0.9.0 would print it.
-fn xml(devices: &[LaidOut], nr_data_blocks: u64) -> Vec<u8> {
-    let sb = XmlSuperblock {
-        uuid: String::new(),
-        time: 0,
-        transaction: 0,
-        flags: 0,
-        version: 2,
-        data_block_size: DATA_BLOCK_SECTORS,
-        nr_data_blocks,
-        metadata_snap: None,
-    };
-    let mut out = DumpWriter::new(Vec::new(), DumpFormat::Xml);
-    let written = (|| {
-        out.superblock(&sb)?;
-        for d in devices {
-            out.begin_device(&XmlDevice {
-                dev_id: d.id,
-                mapped_blocks: d.mappings.len() as u64,
-                transaction: 0,
-                creation_time: 0,
-                snap_time: 0,
-            })?;
-            for &(v, b) in &d.mappings {
-                out.mapping(v, b, 0)?;
-            }
-            out.end_device()?;
-        }
-        out.end_superblock()
-    })();
-    written.expect("devices and vblocks ascend, and writing to a Vec cannot fail");
-    out.finish().expect("the dump was completed")
 }
 
 /// The restored image and the model of its state, for `p` on a pool of the run's sizes:
@@ -134,7 +99,11 @@ pub fn restored(
     disk_blocks: u64,
 ) -> Result<(MemoryImage, Model), String> {
     let devices = layout(p);
-    let doc = xml(&devices, data_blocks);
+    // The model first: the XML restored is its rendering, so the two cannot disagree.
+    let mut model = Model::new(data_blocks);
+    populate_model(&mut model, &devices)
+        .map_err(|e| format!("the model refused the layout: {e:?}"))?;
+    let doc = super::model_dump(&model, DATA_BLOCK_SECTORS);
     let sim = SimDisk::new(disk_blocks, DiskConfig::none(), 0).map_err(|e| e.to_string())?;
     let disk = SharedDisk::new(sim);
     let dev = engine::tools::restore::restore_slice(&doc, disk.device())
@@ -148,9 +117,6 @@ pub fn restored(
     }
     pool.close().map_err(|_| "closing the restored pool failed".to_owned())?;
     let image = disk.lock().durable_image();
-    let mut model = Model::new(data_blocks);
-    populate_model(&mut model, &devices)
-        .map_err(|e| format!("the model refused the layout: {e:?}"))?;
     model.crash();
     Ok((image, model))
 }
@@ -198,7 +164,9 @@ mod tests {
         let fresh: Vec<u64> = l[3].mappings.iter().map(|m| m.1).collect();
         assert_eq!(fresh, [10, 11, 12, 13, 14]);
         assert_eq!(p.data_blocks_used(), 15);
-        let text = String::from_utf8(xml(&l, 100)).expect("ASCII");
+        let mut m = Model::new(100);
+        populate_model(&mut m, &l).unwrap();
+        let text = String::from_utf8(super::super::model_dump(&m, DATA_BLOCK_SECTORS)).unwrap();
         assert!(text.contains("nr_data_blocks=\"100\""));
         assert_eq!(text.matches("<device ").count(), 4);
     }
