@@ -27,6 +27,7 @@
 //!
 //! Every choice comes from one ChaCha stream seeded with the run's seed.
 
+use super::defects::{Defect, DefectStatus};
 use super::durability::{check_ack, mapped_blocks, published, Ack, DataProblem, DataState};
 use super::logwrites::{self, Entry, LogError};
 use super::script::Layout;
@@ -116,6 +117,32 @@ pub enum CrashFinding {
     DataUnjudged {
         data_writes: u64,
     },
+    /// A known defect's symptom on a kernel known to have its fix: the defect is back.
+    FixedDefectSeen {
+        defect: Defect,
+        kernel: String,
+        /// Superblocks showing it, and crash images that opened at one.
+        superblocks: u64,
+        images: u64,
+    },
+}
+
+/// The regression rule for the held-root defect: on a kernel that has the fix
+/// ([`DefectStatus::Fixed`]) a superblock that changed only the held root fails the run;
+/// where the defect is present or its status unknown it is counted (in `stats`) only.
+pub fn held_root_rule(
+    status: DefectStatus,
+    kernel: &str,
+    stats: &CrashStats,
+) -> Option<CrashFinding> {
+    (status == DefectStatus::Fixed && stats.held_only_superblocks > 0).then(|| {
+        CrashFinding::FixedDefectSeen {
+            defect: Defect::HeldRootOutsideCommit,
+            kernel: kernel.to_string(),
+            superblocks: stats.held_only_superblocks,
+            images: stats.images_at_held_only_superblock,
+        }
+    })
 }
 
 impl std::fmt::Display for CrashFinding {
@@ -162,6 +189,13 @@ impl std::fmt::Display for CrashFinding {
             CrashFinding::DataUnjudged { data_writes } => write!(
                 f,
                 "the data rules verified no block although the log has {data_writes} data writes"
+            ),
+            CrashFinding::FixedDefectSeen { defect, kernel, superblocks, images } => write!(
+                f,
+                "{superblocks} superblocks changed only the held root ({images} crash images opened at one): \
+                 the defect {} ({}) is back on {kernel}, a kernel that has its fix",
+                defect.name(),
+                defect.report()
             ),
             CrashFinding::CommitLost { epoch, image, found, durable } => write!(
                 f,
@@ -733,4 +767,44 @@ fn match_point(pool: &Pool, points: &[Model], from: usize) -> Result<usize, Mism
         }
         None => Mismatch::State("no model state left".into()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_root_only_superblock_fails_only_on_a_kernel_that_has_the_fix() {
+        let seen = CrashStats {
+            held_only_superblocks: 2,
+            images_at_held_only_superblock: 5,
+            ..CrashStats::default()
+        };
+        assert_eq!(held_root_rule(DefectStatus::Present, "6.1.176", &seen), None);
+        assert_eq!(held_root_rule(DefectStatus::Unknown, "6.6.1", &seen), None);
+        assert_eq!(held_root_rule(DefectStatus::Fixed, "6.12.118", &CrashStats::default()), None);
+        let f = held_root_rule(DefectStatus::Fixed, "6.12.118", &seen).expect("a regression");
+        assert_eq!(
+            f,
+            CrashFinding::FixedDefectSeen {
+                defect: Defect::HeldRootOutsideCommit,
+                kernel: "6.12.118".into(),
+                superblocks: 2,
+                images: 5
+            }
+        );
+        assert!(f.to_string().contains("is back on 6.12.118"), "{f}");
+    }
+
+    #[test]
+    fn held_only_means_a_superblock_that_differs_in_the_held_root_and_checksum_alone() {
+        let a = vec![0u8; 512];
+        let mut b = a.clone();
+        b[56] = 9;
+        b[0] = 1;
+        assert!(held_only(&a, &b));
+        assert!(!held_only(&a, &a), "an unchanged superblock is no held-only one");
+        b[64] = 1;
+        assert!(!held_only(&a, &b), "a change past the held root is a commit");
+    }
 }

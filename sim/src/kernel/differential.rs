@@ -19,6 +19,7 @@
 //! ([`super::sides`]), the evidence a person reads; the verdict stays the typed value.
 
 use super::crash::{self, CrashFinding, CrashStats};
+use super::defects::{Defect, DefectStatus};
 use super::draw::{self, Expected};
 use super::emulate::{Divergence, Outcome};
 use super::reopen::{reopen, ReopenFinding, REOPEN_SAMPLES};
@@ -124,6 +125,8 @@ pub struct KernelRun {
     pub judge_seconds: f64,
     /// Crash images reopened in the kernel (and found right).
     pub reopened: usize,
+    /// Whether this kernel carries the held-root defect (decides what its symptom means).
+    pub held_root: DefectStatus,
     /// For a difference in a checkpoint's metadata: both sides dumped beside the run, and
     /// the lines around where they part (or why they could not be written).
     pub sides: Option<Result<Sides, String>>,
@@ -264,22 +267,74 @@ pub fn judge_log(
     images_per_epoch: usize,
     samples: usize,
 ) -> Result<crash::CrashVerdict, String> {
-    let initial = match &w.shape.prepopulation {
-        None => MemoryDevice::new(w.shape.max_metadata_blocks),
-        Some(_) => super::emulate::initial_image(&w.shape)?.0,
-    };
+    let initial = initial_image(w)?;
+    Ok(judge_log_from(w, e, log, &initial, keep, images_per_epoch, samples))
+}
+
+/// The metadata image a run of `w` starts from: blank, or the one thinsim restored.
+pub fn initial_image(w: &Workload) -> Result<MemoryDevice, String> {
+    match &w.shape.prepopulation {
+        None => Ok(MemoryDevice::new(w.shape.max_metadata_blocks)),
+        Some(_) => Ok(super::emulate::initial_image(&w.shape)?.0),
+    }
+}
+
+/// Crash mode on `log` from the image `initial` the run started from.
+pub fn judge_log_from(
+    w: &Workload,
+    e: &Expected,
+    log: &Path,
+    initial: &MemoryDevice,
+    keep: Option<&Path>,
+    images_per_epoch: usize,
+    samples: usize,
+) -> crash::CrashVerdict {
     let acks = super::durability::acks(&w.ops, &e.outcomes, &e.op_points);
-    Ok(crash::judge(&crash::CrashInput {
+    crash::judge(&crash::CrashInput {
         log,
         keep,
-        initial: &initial,
+        initial,
         points: &e.points,
         acks: &acks,
         layout: super::script::Layout::of(w),
         seed: w.seed,
         images_per_epoch,
         samples,
-    }))
+    })
+}
+
+/// Crash mode on a kept run directory alone (no kernel): its `workload.json`, the
+/// `initial.img` it started from and its `log.img`, judged as the run judged them, with
+/// the held-root rule for `held_root`. Errors name the file that is missing or unreadable.
+pub fn judge_saved(
+    dir: &Path,
+    images_per_epoch: usize,
+    held_root: DefectStatus,
+    kernel: &str,
+) -> Result<crash::CrashVerdict, String> {
+    let rd = RunDir { dir: dir.to_path_buf() };
+    let w = Workload::read(&dir.join("workload.json")).map_err(|e| e.to_string())?;
+    let e = draw::expect(&w, true)
+        .map_err(|(op, d)| format!("the workload does not replay: op {op}: {d}"))?;
+    let initial =
+        std::fs::read(rd.initial()).map_err(|err| format!("{}: {err}", rd.initial().display()))?;
+    if initial.len() as u64 != w.shape.max_metadata_blocks * 4096 {
+        return Err(format!(
+            "{}: {} bytes, the workload's metadata device is {} blocks",
+            rd.initial().display(),
+            initial.len(),
+            w.shape.max_metadata_blocks
+        ));
+    }
+    if !rd.log().is_file() {
+        return Err(format!("{}: no log (was the run kept?)", rd.log().display()));
+    }
+    let initial = MemoryDevice::from_bytes(&initial);
+    let mut v = judge_log_from(&w, &e, &rd.log(), &initial, None, images_per_epoch, 0);
+    if v.finding.is_none() {
+        v.finding = crash::held_root_rule(held_root, kernel, &v.stats);
+    }
+    Ok(v)
 }
 
 /// Runs `w` three ways in `dir` and compares; with `crash_images` > 0, then judges that
@@ -290,6 +345,7 @@ pub fn run_workload(
     dir: &Path,
     thinsim: &Path,
     crash_images: usize,
+    held_root: Option<DefectStatus>,
 ) -> Result<KernelRun, RunError> {
     let mut run = KernelRun {
         seed: w.seed,
@@ -303,6 +359,7 @@ pub fn run_workload(
         judge_seconds: 0.0,
         reopened: 0,
         sides: None,
+        held_root: held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&k.version())),
     };
     // The intermediate states crash mode matches commits against are kept in the same pass.
     let e = match draw::expect(w, crash_images > 0) {
@@ -318,6 +375,8 @@ pub fn run_workload(
     run.guest_seconds = t.elapsed().as_secs_f64();
     if !g.kernel.is_empty() {
         run.kernel = g.kernel.clone();
+        // The guest's own `uname -r` decides, unless the caller said which rule to apply.
+        run.held_root = held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&run.kernel));
     }
     let rd = RunDir { dir: dir.to_path_buf() };
     run.difference = compare(w, &e, &g, &rd);
@@ -338,10 +397,13 @@ pub fn run_workload(
     run.crash = Some(v.stats);
     // A check must prove it ran: a kernel run commits at every checkpoint, so crash mode
     // with no commit or no image judged read nothing, and that is a failure, not a pass.
-    let finding = v.finding.or_else(|| {
-        (v.stats.commits == 0 || v.stats.images == 0)
-            .then_some(CrashFinding::NothingJudged { entries: v.stats.entries })
-    });
+    let finding = v
+        .finding
+        .or_else(|| crash::held_root_rule(run.held_root, &run.kernel, &v.stats))
+        .or_else(|| {
+            (v.stats.commits == 0 || v.stats.images == 0)
+                .then_some(CrashFinding::NothingJudged { entries: v.stats.entries })
+        });
     if let Some(finding) = finding {
         run.difference = Some(Difference::Crash { op: w.ops.len(), finding });
         return Ok(run);

@@ -7,16 +7,23 @@
 //! and `durability` judges the data device's content against what the metadata published
 //! and what userspace was promised.
 //!
-//! One way down: workload ← draw/emulate ← script ← uml ← differential/crash. Nothing here
+//! `host` says what this host can boot and where the built kernels are (`sim/kernel/
+//! build-uml.sh`), and `defects` which kernels carry the defects thinsim found, so that one
+//! seen on a kernel that has its fix fails the run.
+//!
+//! One way down: workload ← draw/emulate ← script ← host/defects ← uml ←
+//! differential/crash. Nothing here
 //! changes the engine-only simulator; UML is found at run time, and its absence is a typed
 //! error ([`uml::UmlError::Missing`]), never a panic.
 
 pub mod crash;
+pub mod defects;
 pub mod differential;
 pub mod draw;
 pub mod durability;
 pub mod emulate;
 pub mod guest;
+pub mod host;
 pub mod logwrites;
 pub mod reopen;
 pub mod script;

@@ -147,7 +147,7 @@ pub fn reopen(
         }
     }
     if !ended {
-        return Err(UmlError::Incomplete { ops_done: 0, console: sub.join("console.log") });
+        return Err(super::uml::diagnose(k, &sub.join("console.log"), 0));
     }
     let mut v = ReopenVerdict::default();
     for (i, ((s, path, _), line)) in chosen.iter().zip(&lines).enumerate() {

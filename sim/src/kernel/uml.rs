@@ -2,16 +2,20 @@
 //! host's `/` as its root, the run directory's images as its ubd disks and the workload's
 //! script (`script`) as init; then reading what the guest left in the run directory.
 //!
-//! Which kernel: [`UmlKernel`] names the `linux.uml` binary and its modules directory;
-//! both default to Debian's `user-mode-linux` package, and either may be any kernel built
-//! with `ARCH=um` (the README says how). A missing kernel or module directory is
-//! [`UmlError::Missing`], with what to install, never a panic.
+//! Which kernel ([`KernelChoice`]): by default the newest kernel `sim/kernel/build-uml.sh`
+//! built (cached outside the clone, [`super::host::cache_dir`]), else Debian's
+//! `user-mode-linux` where the host can run it; or either by name; or any kernel built with
+//! `ARCH=um` given as `--linux`/`--modules`. A missing kernel is [`UmlError::Missing`] and a
+//! host the kernel cannot boot on [`UmlError::HostUnsupported`], each with what to do, never
+//! a panic; a guest that dies is diagnosed from its console ([`diagnose`]), so a host
+//! problem is never reported as "stopped after 0 ops".
 //!
 //! Invariants: the run's images are created sparse at their largest sizes before the boot;
 //! a guest that has not powered off after `timeout` is killed with its whole process group
 //! ([`UmlError::Timeout`]); results are parsed strictly (an unknown line is an error).
 
 use super::emulate::Outcome;
+use super::host::{self, BuiltKernel, HostProblem};
 use super::script::{self, ScriptPaths};
 use super::workload::Workload;
 use model::Errno;
@@ -24,11 +28,56 @@ pub const DEFAULT_LINUX: &str = "/usr/bin/linux.uml";
 /// Debian's UML modules (one directory per kernel version below it).
 pub const DEFAULT_MODULES_ROOT: &str = "/usr/lib/uml/modules";
 
+/// Which kernel to run when none is given by path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The newest built kernel, else Debian's where the host can run it.
+    Auto,
+    /// The newest kernel `build-uml.sh` built.
+    Built,
+    /// Debian's `user-mode-linux`.
+    Debian,
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(KernelChoice::Auto),
+            "built" => Ok(KernelChoice::Built),
+            "debian" => Ok(KernelChoice::Debian),
+            _ => Err(format!("{s:?}: expected auto, built or debian")),
+        }
+    }
+}
+
+/// Where a kernel came from (reports name it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `--linux PATH`.
+    Given,
+    /// Built by `build-uml.sh` from a Debian source package.
+    Built { source: String, build_seconds: Option<u64> },
+    /// Debian's `user-mode-linux` package.
+    Debian,
+}
+
+impl Origin {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Origin::Given => "given",
+            Origin::Built { .. } => "built",
+            Origin::Debian => "debian",
+        }
+    }
+}
+
 /// A UML kernel: the binary and its modules directory.
 #[derive(Clone, Debug)]
 pub struct UmlKernel {
     pub linux: PathBuf,
     pub modules: PathBuf,
+    pub origin: Origin,
     /// Guest memory in MiB.
     pub mem_mib: u32,
     pub timeout: Duration,
@@ -39,6 +88,11 @@ pub struct UmlKernel {
 pub enum UmlError {
     /// Not installed: what is missing and how to get it.
     Missing(String),
+    /// This host cannot boot this kernel (and what to do about it).
+    HostUnsupported {
+        linux: PathBuf,
+        problem: HostProblem,
+    },
     Io {
         what: String,
         error: std::io::Error,
@@ -50,6 +104,11 @@ pub enum UmlError {
     /// The guest's harness failed (module, device, mount): the run is void.
     Fatal {
         what: String,
+        console: PathBuf,
+    },
+    /// The guest kernel panicked (the console's line).
+    Panicked {
+        line: String,
         console: PathBuf,
     },
     /// The guest stopped before its last op without saying why.
@@ -66,6 +125,9 @@ impl std::fmt::Display for UmlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UmlError::Missing(m) => write!(f, "user-mode Linux is not available: {m}"),
+            UmlError::HostUnsupported { linux, problem } => {
+                write!(f, "{}: {problem}", linux.display())
+            }
             UmlError::Io { what, error } => write!(f, "{what}: {error}"),
             UmlError::Timeout { seconds, console } => write!(
                 f,
@@ -74,6 +136,9 @@ impl std::fmt::Display for UmlError {
             ),
             UmlError::Fatal { what, console } => {
                 write!(f, "the guest harness failed: {what} (console: {})", console.display())
+            }
+            UmlError::Panicked { line, console } => {
+                write!(f, "the guest kernel panicked: {line} (console: {})", console.display())
             }
             UmlError::Incomplete { ops_done, console } => write!(
                 f,
@@ -92,57 +157,130 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UmlError {
     move |error| UmlError::Io { what, error }
 }
 
+/// Why a guest that did not finish stopped, from its console (at `console`): the host
+/// problem a fixed-FP-buffer kernel panics with, any other panic, else `Incomplete`.
+pub fn diagnose(k: &UmlKernel, console: &Path, ops_done: usize) -> UmlError {
+    let text = std::fs::read_to_string(console).unwrap_or_default();
+    if host::console_shows_fp_panic(&text) {
+        let problem = host::fixed_buffer_problem(host::xsave_bytes(), host::has_amx()).unwrap_or(
+            HostProblem::XsaveTooLarge {
+                bytes: host::xsave_bytes().unwrap_or(0),
+                amx: host::has_amx(),
+            },
+        );
+        return UmlError::HostUnsupported { linux: k.linux.clone(), problem };
+    }
+    match host::console_panic_line(&text) {
+        Some(line) => UmlError::Panicked { line: line.to_string(), console: console.into() },
+        None => UmlError::Incomplete { ops_done, console: console.into() },
+    }
+}
+
+fn dmsetup_present() -> Result<(), UmlError> {
+    ["/usr/sbin/dmsetup", "/sbin/dmsetup"]
+        .iter()
+        .any(|t| Path::new(t).is_file())
+        .then_some(())
+        .ok_or_else(|| UmlError::Missing("no dmsetup (apt-get install -y dmsetup)".into()))
+}
+
 impl UmlKernel {
-    /// The kernel at `linux` (default Debian's) with `modules` (default: the one version
-    /// directory under Debian's modules root).
-    pub fn find(linux: Option<&Path>, modules: Option<&Path>) -> Result<UmlKernel, UmlError> {
-        let linux = linux.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_LINUX));
-        if !linux.is_file() {
-            return Err(UmlError::Missing(format!(
-                "no UML kernel at {} (apt-get install -y user-mode-linux dmsetup kmod, or --linux PATH)",
-                linux.display()
-            )));
-        }
-        let modules = match modules {
-            Some(m) => m.to_path_buf(),
-            None => {
-                let root = Path::new(DEFAULT_MODULES_ROOT);
-                let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
-                    .map_err(|_| {
-                        UmlError::Missing(format!("no {DEFAULT_MODULES_ROOT} (--modules DIR)"))
-                    })?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_dir())
-                    .collect();
-                versions.sort();
-                versions.pop().ok_or_else(|| {
-                    UmlError::Missing(format!("nothing under {DEFAULT_MODULES_ROOT}"))
-                })?
-            }
-        };
+    fn new(linux: PathBuf, modules: PathBuf, origin: Origin) -> Result<UmlKernel, UmlError> {
         if !modules.join("kernel/drivers/md").is_dir() {
             return Err(UmlError::Missing(format!(
                 "{} has no kernel/drivers/md (is it a modules directory?)",
                 modules.display()
             )));
         }
-        for tool in ["/usr/sbin/dmsetup", "/sbin/dmsetup"] {
-            if Path::new(tool).is_file() {
-                return Ok(UmlKernel {
-                    linux,
-                    modules,
-                    mem_mib: 256,
-                    timeout: Duration::from_secs(900),
-                });
-            }
+        dmsetup_present()?;
+        Ok(UmlKernel { linux, modules, origin, mem_mib: 256, timeout: Duration::from_secs(900) })
+    }
+
+    /// The kernel at `linux` with `modules`, or by `choice` when no `linux` is given.
+    /// Without `modules`, a given kernel's are its directory's `modules/<one release>/`
+    /// (a `build-uml.sh` layout), else Debian's.
+    pub fn find(
+        choice: KernelChoice,
+        linux: Option<&Path>,
+        modules: Option<&Path>,
+    ) -> Result<UmlKernel, UmlError> {
+        let Some(linux) = linux else { return Self::choose(choice) };
+        if !linux.is_file() {
+            return Err(UmlError::Missing(format!("no UML kernel at {}", linux.display())));
         }
-        Err(UmlError::Missing("no dmsetup (apt-get install -y dmsetup)".into()))
+        let modules = match modules {
+            Some(m) => m.to_path_buf(),
+            None => {
+                let beside = linux.parent().map(|d| d.join("modules")).filter(|d| d.is_dir());
+                match beside {
+                    Some(d) => only_version_dir(&d)?,
+                    None => only_version_dir(Path::new(DEFAULT_MODULES_ROOT))?,
+                }
+            }
+        };
+        Self::new(linux.to_path_buf(), modules, Origin::Given)
+    }
+
+    /// The kernel `choice` names.
+    pub fn choose(choice: KernelChoice) -> Result<UmlKernel, UmlError> {
+        let built = || host::built_kernels(&host::cache_dir()).into_iter().next();
+        match choice {
+            KernelChoice::Built => match built() {
+                Some(b) => Self::built(b),
+                None => Err(UmlError::Missing(format!(
+                    "no kernel built in {} (run sim/kernel/build-uml.sh)",
+                    host::cache_dir().display()
+                ))),
+            },
+            KernelChoice::Debian => Self::debian(),
+            KernelChoice::Auto => match built() {
+                Some(b) => Self::built(b),
+                None => Self::debian(),
+            },
+        }
+    }
+
+    fn built(b: BuiltKernel) -> Result<UmlKernel, UmlError> {
+        let origin = Origin::Built { source: b.source, build_seconds: b.build_seconds };
+        Self::new(b.linux, b.modules, origin)
+    }
+
+    /// Debian's kernel, if installed and this host can boot it.
+    fn debian() -> Result<UmlKernel, UmlError> {
+        let linux = PathBuf::from(DEFAULT_LINUX);
+        if !linux.is_file() {
+            return Err(UmlError::Missing(format!(
+                "no UML kernel at {DEFAULT_LINUX} and none built (apt-get install -y \
+                 user-mode-linux dmsetup kmod, or sim/kernel/build-uml.sh, or --linux PATH)"
+            )));
+        }
+        if let Some(problem) = host::fixed_buffer_problem(host::xsave_bytes(), host::has_amx()) {
+            return Err(UmlError::HostUnsupported { linux, problem });
+        }
+        let modules = only_version_dir(Path::new(DEFAULT_MODULES_ROOT))?;
+        Self::new(linux, modules, Origin::Debian)
     }
 
     /// The kernel version: the modules directory's name.
     pub fn version(&self) -> String {
         self.modules.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
+
+    /// The command-line arguments that name this kernel exactly (for replay lines).
+    pub fn args(&self) -> String {
+        format!("--linux {} --modules {}", self.linux.display(), self.modules.display())
+    }
+}
+
+/// The newest version directory under `root` (a modules root: one directory per release).
+fn only_version_dir(root: &Path) -> Result<PathBuf, UmlError> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|_| UmlError::Missing(format!("no {} (--modules DIR)", root.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    versions.sort();
+    versions.pop().ok_or_else(|| UmlError::Missing(format!("nothing under {}", root.display())))
 }
 
 /// What the guest reported.
@@ -251,6 +389,11 @@ impl RunDir {
     pub fn metadata(&self) -> PathBuf {
         self.dir.join("meta.img")
     }
+    /// The metadata image the run started from (blank or restored), kept so that the
+    /// run's log can be judged on its own (`thinsim kernel --judge DIR`).
+    pub fn initial(&self) -> PathBuf {
+        self.dir.join("initial.img")
+    }
 }
 
 pub fn sparse(path: &Path, bytes: u64) -> Result<(), UmlError> {
@@ -327,12 +470,21 @@ pub fn run(
     std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
     let dir = dir.canonicalize().map_err(io(format!("resolve {}", dir.display())))?;
     let rd = RunDir { dir: dir.clone() };
-    sparse(&rd.metadata(), w.shape.max_metadata_blocks * 4096)?;
-    if w.shape.prepopulation.is_some() {
-        // The kernel starts from the image thinsim restored.
-        let (image, _) = super::emulate::initial_image(&w.shape)
-            .map_err(|e| UmlError::Io { what: e, error: std::io::Error::other("restore") })?;
-        std::fs::write(rd.metadata(), image.to_bytes()).map_err(io("write meta.img"))?;
+    // The kernel starts from a blank device or from the image thinsim restored.
+    let restored = match w.shape.prepopulation {
+        None => None,
+        Some(_) => Some(
+            super::emulate::initial_image(&w.shape)
+                .map_err(|e| UmlError::Io { what: e, error: std::io::Error::other("restore") })?
+                .0
+                .to_bytes(),
+        ),
+    };
+    for path in [rd.metadata(), rd.initial()] {
+        sparse(&path, w.shape.max_metadata_blocks * 4096)?;
+        if let Some(bytes) = &restored {
+            std::fs::write(&path, bytes).map_err(io(format!("write {}", path.display())))?;
+        }
     }
     sparse(&rd.data(), w.shape.max_data_blocks * w.shape.data_block_sectors as u64 * 512)?;
     sparse(&rd.log(), LOG_BYTES)?;
@@ -343,7 +495,7 @@ pub fn run(
         return Err(UmlError::Fatal { what, console: rd.console() });
     }
     if !r.ended {
-        return Err(UmlError::Incomplete { ops_done: r.outcomes.len(), console: rd.console() });
+        return Err(diagnose(k, &rd.console(), r.outcomes.len()));
     }
     Ok(r)
 }

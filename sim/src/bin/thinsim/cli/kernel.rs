@@ -10,9 +10,10 @@
 
 use super::swarm::parse_range;
 use clap::{Args, Subcommand};
+use sim::kernel::defects::{Defect, DefectStatus};
 use sim::kernel::differential::{self, KernelRun};
 use sim::kernel::draw;
-use sim::kernel::uml::UmlKernel;
+use sim::kernel::uml::{KernelChoice, Origin, UmlError, UmlKernel};
 use sim::kernel::workload::Workload;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,23 +22,40 @@ use std::time::Instant;
 #[derive(Debug, Args)]
 pub struct KernelArgs {
     /// One seed.
-    #[arg(long, conflicts_with_all = ["seeds", "workload"])]
+    #[arg(long, conflicts_with_all = ["seeds", "workload", "judge"])]
     pub seed: Option<u64>,
     /// A range of seeds, A..B (B exclusive).
-    #[arg(long, value_parser = parse_range, conflicts_with = "workload")]
+    #[arg(long, value_parser = parse_range, conflicts_with_all = ["workload", "judge"])]
     pub seeds: Option<(u64, u64)>,
     /// Replay a saved workload (a run directory's workload.json).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "judge")]
     pub workload: Option<PathBuf>,
+    /// Judge a kept run directory's log on its own, with no kernel: its workload.json, the
+    /// initial.img it started from and its log.img.
+    #[arg(long)]
+    pub judge: Option<PathBuf>,
     /// Ops per drawn workload.
     #[arg(long, default_value_t = 200)]
     pub ops: usize,
-    /// The UML kernel binary (default: Debian's /usr/bin/linux.uml).
+    /// Which kernel: auto (the newest one sim/kernel/build-uml.sh built, else Debian's where
+    /// this host can boot it), built, or debian. Repeat to run the same seeds on each, side
+    /// by side (run directories then go under DIR/<kernel release>/).
+    #[arg(long = "kernel", value_name = "auto|built|debian")]
+    pub kernels: Vec<KernelChoice>,
+    /// A UML kernel binary (instead of --kernel).
     #[arg(long)]
     pub linux: Option<PathBuf>,
-    /// Its modules directory (default: the one under /usr/lib/uml/modules/).
-    #[arg(long)]
+    /// Its modules directory (default: its directory's modules/<release>/, else Debian's).
+    #[arg(long, requires = "linux")]
     pub modules: Option<PathBuf>,
+    /// A kernel this host cannot boot (Debian's 6.1 on a host with AMX) is reported as
+    /// skipped instead of failing the campaign; one kernel must still run.
+    #[arg(long)]
+    pub skip_unbootable: bool,
+    /// Whether the kernel carries the held-root defect (present: its symptom is counted;
+    /// fixed: its symptom fails the run). Default: from the kernel's version.
+    #[arg(long, value_name = "present|fixed")]
+    pub held_root_defect: Option<DefectStatus>,
     /// Where the run directories go (one per seed: seed-N/).
     #[arg(long, default_value = "target/kernel-runs")]
     pub dir: PathBuf,
@@ -53,8 +71,40 @@ pub struct KernelArgs {
     pub bench: Option<PathBuf>,
 }
 
+/// The kernels to run, and the ones skipped with why.
+fn kernels(a: &KernelArgs) -> Result<(Vec<UmlKernel>, Vec<serde_json::Value>), UmlError> {
+    if let Some(linux) = &a.linux {
+        return Ok((
+            vec![UmlKernel::find(KernelChoice::Auto, Some(linux), a.modules.as_deref())?],
+            vec![],
+        ));
+    }
+    let choices = if a.kernels.is_empty() { vec![KernelChoice::Auto] } else { a.kernels.clone() };
+    let (mut run, mut skipped) = (Vec::<UmlKernel>::new(), Vec::new());
+    for c in choices {
+        match UmlKernel::choose(c) {
+            Ok(k) if run.iter().any(|r| r.linux == k.linux) => {}
+            Ok(k) => run.push(k),
+            Err(e @ UmlError::HostUnsupported { .. }) if a.skip_unbootable => {
+                println!("kernel: skipped {c:?}: {e}");
+                skipped.push(serde_json::json!({ "kernel": format!("{c:?}").to_lowercase(), "reason": e.to_string() }));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if run.is_empty() {
+        return Err(UmlError::Missing(
+            "no kernel that this host can boot (sim/kernel/build-uml.sh builds one)".into(),
+        ));
+    }
+    Ok((run, skipped))
+}
+
 pub fn kernel(a: &KernelArgs) -> ExitCode {
-    let k = match UmlKernel::find(a.linux.as_deref(), a.modules.as_deref()) {
+    if let Some(dir) = &a.judge {
+        return judge(a, dir);
+    }
+    let (kernels, skipped) = match kernels(a) {
         Ok(k) => k,
         Err(e) => return super::fail(e, 2),
     };
@@ -72,11 +122,103 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
             })
             .collect()
     };
-    println!("kernel: {} ({}), modules {}", k.linux.display(), k.version(), k.modules.display());
+    let nested = kernels.len() > 1;
+    let mut summaries = Vec::new();
+    let mut differences = 0;
+    for k in &kernels {
+        let dir = if nested { a.dir.join(k.version()) } else { a.dir.clone() };
+        match campaign(a, k, &workloads, &dir, &thinsim, &skipped) {
+            Ok((summary, d)) => {
+                differences += d;
+                summaries.push(summary);
+            }
+            Err(code) => return code,
+        }
+    }
+    if nested {
+        let all = serde_json::json!({
+            "format_version": 2,
+            "kernels": summaries,
+            "skipped": skipped,
+            "differences": differences,
+        });
+        let path = a.dir.join("summary.json");
+        if let Err(e) = std::fs::write(&path, format!("{all:#}\n")) {
+            return super::fail(format!("{}: {e}", path.display()), 2);
+        }
+        println!("{}", side_by_side(&summaries).trim_end());
+    }
+    if let Some(b) = &a.bench {
+        let page = bench_page(&summaries, &skipped, &std::env::args().collect::<Vec<_>>());
+        if let Err(e) = std::fs::write(b, page) {
+            return super::fail(format!("{}: {e}", b.display()), 2);
+        }
+    }
+    if differences > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--judge DIR`: crash mode on a kept run's own files.
+fn judge(a: &KernelArgs, dir: &Path) -> ExitCode {
+    let record: serde_json::Value = std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let kernel = record["kernel"].as_str().unwrap_or("unknown").to_string();
+    let status =
+        a.held_root_defect.unwrap_or_else(|| Defect::HeldRootOutsideCommit.status(&kernel));
+    match differential::judge_saved(dir, a.crash_images.max(1), status, &kernel) {
+        Err(e) => super::fail(e, 2),
+        Ok(v) => {
+            let c = &v.stats;
+            println!(
+                "judged {} (kernel {kernel}, held-root defect {}): {} log entries, {} commits matched, {} crash images judged, {} held-root-only superblocks",
+                dir.display(),
+                status.name(),
+                c.entries,
+                c.commits,
+                c.images,
+                c.held_only_superblocks
+            );
+            match v.finding {
+                None if c.commits > 0 && c.images > 0 => {
+                    println!("no finding");
+                    ExitCode::SUCCESS
+                }
+                None => super::fail("crash mode judged nothing (no commit or no crash image)", 1),
+                Some(f) => {
+                    println!("FINDING: {f}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+/// One kernel's campaign in `dir`: its summary (written there) and how many seeds differed;
+/// `Err` is the exit code of a run that could not be made.
+fn campaign(
+    a: &KernelArgs,
+    k: &UmlKernel,
+    workloads: &[Result<Workload, String>],
+    dir: &Path,
+    thinsim: &Path,
+    skipped: &[serde_json::Value],
+) -> Result<(serde_json::Value, usize), ExitCode> {
+    println!(
+        "kernel: {} ({}, {}), modules {}",
+        k.linux.display(),
+        k.version(),
+        k.origin.name(),
+        k.modules.display()
+    );
     let started = Instant::now();
     let (mut differences, mut ops, mut checkpoints) = (0usize, 0usize, 0usize);
     let mut runs: Vec<serde_json::Value> = Vec::new();
-    for w in &workloads {
+    for w in workloads {
         let w = match w {
             Ok(w) => w,
             Err(e) => {
@@ -85,43 +227,43 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
                 continue;
             }
         };
-        let dir = a.dir.join(format!("seed-{}", w.seed));
-        if let Err(e) = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(dir.join("workload.json"), w.to_json()))
+        let seed_dir = dir.join(format!("seed-{}", w.seed));
+        if let Err(e) = std::fs::create_dir_all(&seed_dir)
+            .and_then(|()| std::fs::write(seed_dir.join("workload.json"), w.to_json()))
         {
-            return super::fail(format!("{}: {e}", dir.display()), 2);
+            return Err(super::fail(format!("{}: {e}", seed_dir.display()), 2));
         }
         let t = Instant::now();
-        let run = match differential::run_workload(&k, w, &dir, &thinsim, a.crash_images) {
+        let run = match differential::run_workload(
+            k,
+            w,
+            &seed_dir,
+            thinsim,
+            a.crash_images,
+            a.held_root_defect,
+        ) {
             Ok(r) => r,
-            Err(e) => return super::fail(format!("seed {}: {e}", w.seed), 2),
+            Err(e) => return Err(super::fail(format!("seed {}: {e}", w.seed), 2)),
         };
         ops += run.ops;
         checkpoints += run.checkpoints;
-        print_run(&run, w, &dir, t.elapsed().as_secs_f64());
+        print_run(&run, w, &seed_dir, t.elapsed().as_secs_f64(), &replay_args(a, k));
         let record = run_record(&run, w);
-        if let Err(e) = std::fs::write(dir.join("run.json"), format!("{record:#}\n")) {
-            return super::fail(format!("{}: {e}", dir.display()), 2);
+        if let Err(e) = std::fs::write(seed_dir.join("run.json"), format!("{record:#}\n")) {
+            return Err(super::fail(format!("{}: {e}", seed_dir.display()), 2));
         }
         runs.push(record);
         if run.difference.is_some() {
             differences += 1;
         } else if !a.keep {
-            remove_images(&dir);
+            remove_images(&seed_dir);
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let summary = summary(&k, a, &runs, differences, secs);
-    let path = a.dir.join("summary.json");
+    let summary = summary(k, a, &runs, differences, secs, skipped);
+    let path = dir.join("summary.json");
     if let Err(e) = std::fs::write(&path, format!("{summary:#}\n")) {
-        return super::fail(format!("{}: {e}", path.display()), 2);
-    }
-    if let Some(b) = &a.bench {
-        if let Err(e) =
-            std::fs::write(b, bench_page(&summary, &std::env::args().collect::<Vec<_>>()))
-        {
-            return super::fail(format!("{}: {e}", b.display()), 2);
-        }
+        return Err(super::fail(format!("{}: {e}", path.display()), 2));
     }
     println!(
         "{} workloads, {ops} ops, {checkpoints} checkpoints compared, {differences} with a difference, {:.1} s ({:.1} seeds/min); crash mode judged {} images, {:.0} per second of judging; {}",
@@ -132,11 +274,16 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
         summary["totals"]["crash_images_per_judge_second"].as_f64().unwrap_or(0.0),
         path.display()
     );
-    if differences > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    Ok((summary, differences))
+}
+
+/// The arguments that replay a run on the same kernel with the same rule.
+fn replay_args(a: &KernelArgs, k: &UmlKernel) -> String {
+    let mut s = k.args();
+    if let Some(h) = a.held_root_defect {
+        s.push_str(&format!(" --held-root-defect {}", h.name()));
     }
+    s
 }
 
 /// One seed's record in `run.json` and `summary.json`.
@@ -156,6 +303,7 @@ fn run_record(run: &KernelRun, w: &Workload) -> serde_json::Value {
         })),
         "crash": run.crash,
         "reopened_in_kernel": run.reopened,
+        "held_root_defect": run.held_root.name(),
         "guest_seconds": run.guest_seconds,
         "judge_seconds": run.judge_seconds,
     })
@@ -168,6 +316,7 @@ fn summary(
     runs: &[serde_json::Value],
     differences: usize,
     secs: f64,
+    skipped: &[serde_json::Value],
 ) -> serde_json::Value {
     let sum = |f: &dyn Fn(&serde_json::Value) -> f64| runs.iter().map(f).sum::<f64>();
     let images: u64 = runs.iter().map(|r| r["crash"]["images"].as_u64().unwrap_or(0)).sum();
@@ -175,13 +324,38 @@ fn summary(
     let judge = sum(&|r| r["judge_seconds"].as_f64().unwrap_or(0.0));
     let guest = sum(&|r| r["guest_seconds"].as_f64().unwrap_or(0.0));
     let per = |n: f64, d: f64| if d > 0.0 { n / d } else { 0.0 };
+    let held: u64 =
+        runs.iter().map(|r| r["crash"]["held_only_superblocks"].as_u64().unwrap_or(0)).sum();
+    let held_images: u64 = runs
+        .iter()
+        .map(|r| r["crash"]["images_at_held_only_superblock"].as_u64().unwrap_or(0))
+        .sum();
+    let status =
+        a.held_root_defect.unwrap_or_else(|| Defect::HeldRootOutsideCommit.status(&k.version()));
+    let (source, build_seconds) = match &k.origin {
+        Origin::Built { source, build_seconds } => (source.clone(), *build_seconds),
+        Origin::Debian => ("Debian user-mode-linux".to_string(), None),
+        Origin::Given => ("--linux".to_string(), None),
+    };
     serde_json::json!({
         "format_version": 1,
         "kernel": {
             "version": k.version(),
+            "origin": k.origin.name(),
+            "source": source,
+            "build_seconds": build_seconds,
             "linux": k.linux.display().to_string(),
             "modules": k.modules.display().to_string(),
         },
+        "known_defects": {
+            Defect::HeldRootOutsideCommit.name(): {
+                "status": status.name(),
+                "report": Defect::HeldRootOutsideCommit.report(),
+                "held_only_superblocks": held,
+                "images_at_held_only_superblock": held_images,
+            },
+        },
+        "skipped_kernels": skipped,
         "ops_per_workload": a.ops,
         "crash_images_per_epoch": a.crash_images,
         "seeds": runs.len(),
@@ -201,16 +375,70 @@ fn summary(
     })
 }
 
-/// The throughput page of a campaign, from its summary.
-fn bench_page(s: &serde_json::Value, argv: &[String]) -> String {
+/// The table of seeds × kernels: each kernel's verdict, guest seconds, crash images judged
+/// and held-root-only superblocks (with the defect's status on that kernel).
+fn side_by_side(summaries: &[serde_json::Value]) -> String {
     use std::fmt::Write as _;
-    let t = &s["totals"];
+    let mut o = String::new();
+    o.push_str("| seed |");
+    for s in summaries {
+        let _ = write!(
+            o,
+            " {} ({}; held-root defect {}) |",
+            s["kernel"]["version"].as_str().unwrap_or("?"),
+            s["kernel"]["origin"].as_str().unwrap_or("?"),
+            s["known_defects"][Defect::HeldRootOutsideCommit.name()]["status"]
+                .as_str()
+                .unwrap_or("?"),
+        );
+    }
+    o.push_str("\n|---:|");
+    o.push_str(&"---|".repeat(summaries.len()));
+    o.push('\n');
+    let seeds: Vec<u64> = summaries
+        .first()
+        .and_then(|s| s["runs"].as_array())
+        .map(|r| r.iter().filter_map(|r| r["seed"].as_u64()).collect())
+        .unwrap_or_default();
+    for seed in seeds {
+        let _ = write!(o, "| {seed} |");
+        for s in summaries {
+            let run = s["runs"].as_array().and_then(|r| r.iter().find(|r| r["seed"] == seed));
+            match run {
+                Some(r) => {
+                    let _ = write!(
+                        o,
+                        " {}, {:.0} s, {} crash images, {} held-root-only superblocks |",
+                        r["verdict"].as_str().unwrap_or("?"),
+                        r["guest_seconds"].as_f64().unwrap_or(0.0)
+                            + r["judge_seconds"].as_f64().unwrap_or(0.0),
+                        r["crash"]["images"],
+                        r["crash"]["held_only_superblocks"],
+                    );
+                }
+                None => o.push_str(" not run |"),
+            }
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// The throughput page of a campaign (one or more kernels), from its summaries.
+fn bench_page(
+    summaries: &[serde_json::Value],
+    skipped: &[serde_json::Value],
+    argv: &[String],
+) -> String {
+    use std::fmt::Write as _;
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     let mut o = String::new();
+    let names: Vec<&str> =
+        summaries.iter().map(|s| s["kernel"]["version"].as_str().unwrap_or("?")).collect();
     let _ = writeln!(
         o,
         "# `thinsim kernel`: throughput against Linux {} under user-mode Linux\n",
-        s["kernel"]["version"].as_str().unwrap_or("?")
+        names.join(" and ")
     );
     let cmd: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
     let _ = writeln!(
@@ -220,51 +448,91 @@ fn bench_page(s: &serde_json::Value, argv: &[String]) -> String {
          then the differential, crash mode and the data rules on the host.\n",
         cmd.join(" ")
     );
-    o.push_str("| seed | start | ops | checkpoints | guest s | judge s | log entries | commits matched | crash images judged | data blocks verified | acks held | reopened in the kernel | verdict |\n");
-    o.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
-    for r in s["runs"].as_array().into_iter().flatten() {
-        let c = &r["crash"];
+    if summaries.len() > 1 {
+        o.push_str("## Side by side: the same seeds on each kernel\n\n");
+        o.push_str(&side_by_side(summaries));
+        o.push('\n');
+    }
+    for sk in skipped {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
-            r["seed"],
-            if r["prepopulated"].as_bool() == Some(true) { "restored image" } else { "blank" },
-            r["ops"],
-            r["checkpoints"],
-            f(&r["guest_seconds"]),
-            f(&r["judge_seconds"]),
-            c["entries"],
-            c["commits"],
-            c["images"],
-            c["data_blocks_verified"],
-            c["acks_checked"],
-            r["reopened_in_kernel"],
-            r["verdict"].as_str().unwrap_or("?"),
+            "- Skipped on this host: {}: {}\n",
+            sk["kernel"].as_str().unwrap_or("?"),
+            sk["reason"].as_str().unwrap_or("?")
         );
     }
-    let _ = writeln!(
-        o,
-        "\n- **Kernel seeds per minute:** {:.1} ({} seeds in {:.1} s; the guest took {:.1} s of it).\n\
-         - **Crash images:** {} judged, {:.0} per seed, {:.0} per minute of the campaign, {:.0} per\n  \
-         second of judging ({:.1} s); {} reopened in the kernel itself.\n\
-         - The guest's ops dominate: each op costs about one process start under UML's ptrace.\n\
-         - The log's length varies between runs of the same seed (the kernel's one-second commit\n  \
-         clock), so the counts do; the verdict does not.",
-        f(&t["seeds_per_minute"]),
-        s["seeds"],
-        f(&t["seconds"]),
-        f(&t["guest_seconds"]),
-        t["crash_images"],
-        f(&t["crash_images_per_seed"]),
-        f(&t["crash_images_per_minute"]),
-        f(&t["crash_images_per_judge_second"]),
-        f(&t["judge_seconds"]),
-        t["crash_images_reopened_in_kernel"],
-    );
+    for s in summaries {
+        let t = &s["totals"];
+        let kern = &s["kernel"];
+        let defect = &s["known_defects"][Defect::HeldRootOutsideCommit.name()];
+        let _ = writeln!(
+            o,
+            "## Linux {} ({}: {})\n",
+            kern["version"].as_str().unwrap_or("?"),
+            kern["origin"].as_str().unwrap_or("?"),
+            kern["source"].as_str().unwrap_or("?"),
+        );
+        if let Some(b) = kern["build_seconds"].as_u64() {
+            let _ = writeln!(o, "Built by `sim/kernel/build-uml.sh` in {b} s on this machine (cached after that).\n");
+        }
+        o.push_str("| seed | start | ops | checkpoints | guest s | judge s | log entries | commits matched | crash images judged | data blocks verified | acks held | reopened in the kernel | held-root-only superblocks | verdict |\n");
+        o.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for r in s["runs"].as_array().into_iter().flatten() {
+            let c = &r["crash"];
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r["seed"],
+                if r["prepopulated"].as_bool() == Some(true) { "restored image" } else { "blank" },
+                r["ops"],
+                r["checkpoints"],
+                f(&r["guest_seconds"]),
+                f(&r["judge_seconds"]),
+                c["entries"],
+                c["commits"],
+                c["images"],
+                c["data_blocks_verified"],
+                c["acks_checked"],
+                r["reopened_in_kernel"],
+                c["held_only_superblocks"],
+                r["verdict"].as_str().unwrap_or("?"),
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\n- **Kernel seeds per minute:** {:.1} ({} seeds in {:.1} s; the guest took {:.1} s of it).\n\
+             - **Crash images:** {} judged, {:.0} per seed, {:.0} per minute of the campaign, {:.0} per\n  \
+             second of judging ({:.1} s); {} reopened in the kernel itself.\n\
+             - **Held-root defect** ({}): {} on this kernel; {} superblocks changed only the held\n  \
+             root, {} crash images opened at one ({}).\n\
+             - The guest's ops dominate: each op costs about one process start under UML's ptrace.\n\
+             - The log's length varies between runs of the same seed (the kernel's one-second commit\n  \
+             clock), so the counts do; the verdict does not.\n",
+            f(&t["seeds_per_minute"]),
+            s["seeds"],
+            f(&t["seconds"]),
+            f(&t["guest_seconds"]),
+            t["crash_images"],
+            f(&t["crash_images_per_seed"]),
+            f(&t["crash_images_per_minute"]),
+            f(&t["crash_images_per_judge_second"]),
+            f(&t["judge_seconds"]),
+            t["crash_images_reopened_in_kernel"],
+            Defect::HeldRootOutsideCommit.report(),
+            defect["status"].as_str().unwrap_or("?"),
+            defect["held_only_superblocks"],
+            defect["images_at_held_only_superblock"],
+            match defect["status"].as_str() {
+                Some("fixed") => "any would have failed the run: the defect is fixed here",
+                Some("present") => "counted and explained: the kernel has the defect",
+                _ => "counted: whether this kernel has the fix is not known",
+            },
+        );
+    }
     o
 }
 
-fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
+fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str) {
     match &run.difference {
         None => {
             println!(
@@ -273,8 +541,8 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
             );
             if let Some(c) = &run.crash {
                 println!(
-                    "  crash mode: {} log entries, {} flush epochs, {} commits matched, {} crash images judged ({} at the epoch's new commit; {} writes dropped, {} torn; {} at one of {} held-root-only superblocks, the kernel's defect)",
-                    c.entries, c.epochs, c.commits, c.images, c.images_at_new_commit, c.writes_dropped, c.writes_torn, c.images_at_held_only_superblock, c.held_only_superblocks
+                    "  crash mode: {} log entries, {} flush epochs, {} commits matched, {} crash images judged ({} at the epoch's new commit; {} writes dropped, {} torn; {} at one of {} held-root-only superblocks; held-root defect {} on this kernel)",
+                    c.entries, c.epochs, c.commits, c.images, c.images_at_new_commit, c.writes_dropped, c.writes_torn, c.images_at_held_only_superblock, c.held_only_superblocks, run.held_root.name()
                 );
                 println!(
                     "  data: {} writes, {} flushes; {} published blocks found durable ({} still in flight at a commit, {} quiescent commits); {} acks held, covering {} blocks; {} crash images reopened in the kernel",
@@ -299,7 +567,10 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64) {
                 None => {}
             }
             println!("  run directory: {}", dir.display());
-            println!("  replay: thinsim kernel --workload {}", dir.join("workload.json").display());
+            println!(
+                "  replay: thinsim kernel --workload {} {replay}",
+                dir.join("workload.json").display()
+            );
         }
     }
 }
