@@ -24,6 +24,7 @@ mod apply;
 mod config;
 pub mod data;
 mod draw;
+pub mod memo;
 mod model_xml;
 pub mod op;
 mod options;
@@ -254,6 +255,8 @@ struct Runner {
     verbose: bool,
     /// What was verified last and when the next full verification is due.
     verifier: verify::Verifier,
+    /// Verified images by what their verification read (amortized mode only).
+    memo: memo::Memo,
     /// The `faults_on` op ran: injection is on except while recovering.
     faults_phase: bool,
     /// Reshaping events counted when the pool last matched durable state (commit, reopen).
@@ -468,6 +471,7 @@ impl Runner {
             faulty_io: IoStats::default(),
             faulty_since: None,
             verbose: std::env::var_os("THINSIM_VERBOSE").is_some(),
+            memo: memo::Memo::default(),
             verifier,
             faults_phase: false,
             reshapes_durable: 0,

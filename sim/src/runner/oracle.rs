@@ -274,10 +274,18 @@ pub(crate) fn diff_mapping(
 
 /// Runs `check` on `image` and compares its totals with the model's committed state.
 pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), Mismatch> {
+    check_image_on(image, image.to_device(), model)
+}
+
+/// [`check_image`] reading `image` through `dev` (a recording device, for the memo).
+pub fn check_image_on(
+    image: &MemoryImage,
+    dev: Box<dyn engine::io::BlockDevice>,
+    model: &Model,
+) -> Result<(), Mismatch> {
     let c = model.committed();
     let caller: BTreeMap<u64, u32> =
         c.caller_refs.iter().map(|(&b, &n)| (b, u32::try_from(n).unwrap_or(u32::MAX))).collect();
-    let dev = image.to_device();
     // `check` promises never to panic on any bytes; if it does, that is an engine bug to
     // report, not a reason to lose the rest of the campaign.
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -9,6 +9,7 @@
 //! - `good` is always an image that was reopened (or committed) and matched the model with a
 //!   clean `check`; it is what undetectable class B damage is repaired from.
 
+use super::memo::ReadSet;
 use super::oracle::{self, Mismatch};
 use super::{Good, Res, Runner, DATA_BLOCK_SECTORS};
 use crate::disk::{ExploreOptions, FaultKind, MemoryImage, TearSet};
@@ -27,11 +28,22 @@ pub(super) fn match_candidate(
     cands: &[Model],
     image: Option<&MemoryImage>,
 ) -> Result<usize, Mismatch> {
+    match_candidate_reading(pool, cands, image, None)
+}
+
+/// [`match_candidate`], with `check`'s reads recorded in `reads`.
+fn match_candidate_reading(
+    pool: &Pool,
+    cands: &[Model],
+    image: Option<&MemoryImage>,
+    reads: Option<&ReadSet>,
+) -> Result<usize, Mismatch> {
     let mut diffs = Vec::new();
     for (i, m) in cands.iter().enumerate() {
-        let judged = oracle::compare_pool(pool, m).and_then(|()| match image {
-            Some(img) => oracle::check_image(img, m),
-            None => Ok(()),
+        let judged = oracle::compare_pool(pool, m).and_then(|()| match (image, reads) {
+            (Some(img), Some(r)) => oracle::check_image_on(img, r.wrap(img.to_device()), m),
+            (Some(img), None) => oracle::check_image(img, m),
+            (None, _) => Ok(()),
         });
         match judged {
             Ok(()) => return Ok(i),
@@ -146,15 +158,23 @@ impl Runner {
                 sampled,
             });
         }
+        let memo = self.memo_enabled();
         for (i, st) in states.enumerate() {
-            let pool = Pool::open(st.image.to_device(), reopen_options()).map_err(|e| {
+            let check = (i as u64).is_multiple_of(check_every);
+            self.stats.crash_images_checked += 1;
+            if memo && self.memo.lookup(&st.image, cands, check).is_some() {
+                self.stats.crash_images_memo += 1;
+                continue;
+            }
+            let reads = ReadSet::new();
+            let pool = Pool::open(reads.wrap(st.image.to_device()), reopen_options()).map_err(|e| {
                 self.fail(
                     "crash-image",
                     format!("crash image {i} ({:?}) does not open: {e}", st.choices),
                 )
             })?;
-            let check = (i as u64).is_multiple_of(check_every);
-            let c = match_candidate(&pool, cands, check.then_some(&st.image)).map_err(|d| {
+            let image = check.then_some(&st.image);
+            let c = match_candidate_reading(&pool, cands, image, Some(&reads)).map_err(|d| {
                 self.fail(
                     "crash-image",
                     format!("crash image {i} ({:?}) is no committed state:\n{d}", st.choices),
@@ -162,11 +182,20 @@ impl Runner {
             })?;
             oracle::compare_metadata_space(&pool)
                 .map_err(|d| self.fail("crash-image", d.to_string()))?;
-            self.stats.crash_images_checked += 1;
             self.stats.image_checks += u64::from(check);
             debug_assert!(c < cands.len());
+            drop(pool);
+            if memo {
+                self.memo.remember(&st.image, &reads, cands, c, check);
+            }
         }
         Ok(())
+    }
+
+    /// Whether remembered verifications may stand in for full ones (`runner::memo`): in
+    /// amortized mode, never under `--verify full` or an exploration bound (`explore`).
+    fn memo_enabled(&self) -> bool {
+        self.cfg.verify == super::verify::VerifyMode::Amortized && self.cfg.explore.is_none()
     }
 
     /// Reopens the disk with faults stopped and requires one of `cands` (crashed models).
@@ -189,9 +218,19 @@ impl Runner {
             Err(e) => return Err(self.fail("recovery", format!("reopen failed: {e}"))),
         };
         let image = self.disk.lock().durable_image();
-        let verdict = match_candidate(&pool, &cands, Some(&image))
-            .and_then(|i| oracle::compare_metadata_space(&pool).map(|()| i));
-        self.stats.commit_checks += 1;
+        let remembered =
+            if self.memo_enabled() { self.memo.lookup(&image, &cands, true) } else { None };
+        let verdict = match remembered {
+            Some(i) => {
+                self.stats.recoveries_memo += 1;
+                Ok(i)
+            }
+            None => {
+                self.stats.commit_checks += 1;
+                match_candidate(&pool, &cands, Some(&image))
+                    .and_then(|i| oracle::compare_metadata_space(&pool).map(|()| i))
+            }
+        };
         match verdict {
             Ok(i) => {
                 self.fold(&format!("recovered to candidate {i}"));
@@ -262,6 +301,7 @@ impl Runner {
         self.model = self.good.model.clone();
         self.model.crash();
         self.b_faults.clear();
+        self.memo.clear();
         self.data.lock().expect("the data shadow is never poisoned").forget();
         self.data_lost.clear();
         let pool = Pool::open(self.disk.device(), reopen_options())

@@ -25,7 +25,7 @@
 
 use super::{Res, Runner, DATA_BLOCK_SECTORS};
 use crate::disk::FaultKind;
-use engine::io::{BlockDevice, MemoryDevice};
+use engine::io::{BlockDevice, MemoryDevice, Shared};
 use engine::thin::{Pool, ThinId};
 use engine::tools::repair::{repair, RootsFrom};
 use engine::tools::types::Overrides;
@@ -129,8 +129,14 @@ impl Runner {
         let kinds: Vec<String> =
             self.b_faults.iter().map(|k| format!("{k:?}")).chain([ALL_KINDS.to_owned()]).collect();
         let mut t = RepairTally::default();
-        let attempt =
-            |o: Overrides| repair(damaged.to_device(), Box::new(MemoryDevice::new(nr_blocks)), o);
+        // The output is kept in memory and shared, so the repaired image is read back as
+        // the blocks repair wrote (a pointer per chunk), never copied out byte by byte: big
+        // pools have metadata devices of hundreds of MiB.
+        let output = Shared::new(MemoryDevice::new(nr_blocks));
+        let attempt = |o: Overrides| {
+            *output.lock() = MemoryDevice::new(nr_blocks);
+            repair(damaged.to_device(), output.device(), o)
+        };
         let user_values = Overrides {
             transaction_id: committed.last().map(|m| m.current().trans_id),
             data_block_size: Some(DATA_BLOCK_SECTORS),
@@ -143,7 +149,7 @@ impl Runner {
             }
             r => r,
         };
-        let (report, dev) = match result {
+        let (report, _written) = match result {
             Ok(r) => r,
             Err(ToolError::Input(_)) => {
                 t.refused += 1;
@@ -157,7 +163,7 @@ impl Runner {
             RootsFrom::DamagedSuperblock => t.from_damaged_superblock += 1,
             RootsFrom::Scan => t.from_scan += 1,
         }
-        let image = MemoryDevice::from_bytes(&read_all(dev, nr_blocks));
+        let image = output.copy();
         let audit = engine::tools::check::check(image.to_device());
         if !audit.is_clean() {
             let first: Vec<String> = audit.findings.iter().take(5).map(|f| f.to_string()).collect();
@@ -230,16 +236,4 @@ impl Runner {
             self.stats.repair.entry(k.clone()).or_default().merge(t);
         }
     }
-}
-
-/// The whole of a repaired device.
-fn read_all(mut dev: Box<dyn BlockDevice>, nr_blocks: u64) -> Vec<u8> {
-    let mut out = vec![0u8; (nr_blocks * 4096) as usize];
-    for (b, chunk) in out.chunks_mut(4096).enumerate() {
-        let mut block = [0u8; 4096];
-        if dev.read(b as u64, &mut block).is_ok() {
-            chunk.copy_from_slice(&block);
-        }
-    }
-    out
 }

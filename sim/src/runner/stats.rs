@@ -47,6 +47,13 @@ pub struct RunStats {
     pub image_checks: u64,
     /// `check` runs on committed images (after commits and recoveries).
     pub commit_checks: u64,
+    /// Crash images and recoveries judged by a remembered verification of an image that
+    /// holds the same bytes in every block that verification read (`runner::memo`), not
+    /// verified again in full; included in `crash_images_checked` and `recoveries`.
+    #[serde(default)]
+    pub crash_images_memo: u64,
+    #[serde(default)]
+    pub recoveries_memo: u64,
     /// Commits verified incrementally (only what changed; see `runner::verify`).
     #[serde(default)]
     pub incremental_checks: u64,
@@ -90,6 +97,8 @@ impl RunStats {
         self.crash_images_checked += o.crash_images_checked;
         self.image_checks += o.image_checks;
         self.commit_checks += o.commit_checks;
+        self.crash_images_memo += o.crash_images_memo;
+        self.recoveries_memo += o.recoveries_memo;
         self.incremental_checks += o.incremental_checks;
         self.metadata_exhausted += o.metadata_exhausted;
         self.data_full += o.data_full;
