@@ -19,9 +19,12 @@
 //!
 //! Invariants:
 //! - An entry holds the image, the set of blocks its verification read, the candidate list
-//!   it was judged against (models compared by value: shared leaves make equal ones cheap)
-//!   and the verdict (the index of the first candidate it matched); only passing
-//!   verifications are remembered.
+//!   it was judged against and the verdict (the index of the first candidate it matched);
+//!   only passing verifications are remembered. A candidate is kept as the part of the
+//!   model a verification reads ([`ModelView`]: the current and committed states and
+//!   needs_check), compared by value (shared leaves make equal ones cheap): two models that
+//!   differ only in what no verification reads (open handles, the change log) are one
+//!   candidate.
 //! - An entry whose verification did not run `check` never stands in for one that must.
 //! - Only [`super::VerifyMode::Amortized`] runs use the memo; `--verify full` verifies every
 //!   image in full.
@@ -29,7 +32,7 @@
 //!   a lookup costs a pass over each entry's read set.
 
 use engine::io::{Block, BlockDevice, IoError, MemoryDevice};
-use model::Model;
+use model::{Model, PoolState};
 use std::sync::{Arc, Mutex};
 
 /// Entries kept per run.
@@ -101,11 +104,44 @@ impl BlockDevice for Recording {
     }
 }
 
+/// What a full verification reads of a model (`runner::oracle`): `compare_pool` the
+/// current state and the answers of needs_check and free_data_blocks, `check_image` the
+/// committed state. A new read of the model there must be added here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ModelView {
+    committed: PoolState,
+    current: PoolState,
+    needs_check: Result<bool, model::Errno>,
+    free_data_blocks: Result<u64, model::Errno>,
+}
+
+impl ModelView {
+    fn of(m: &Model) -> ModelView {
+        ModelView {
+            committed: m.committed().clone(),
+            current: m.current().clone(),
+            needs_check: m.needs_check(),
+            free_data_blocks: m.free_data_blocks(),
+        }
+    }
+
+    fn is(&self, m: &Model) -> bool {
+        self.needs_check == m.needs_check()
+            && self.free_data_blocks == m.free_data_blocks()
+            && self.current == *m.current()
+            && self.committed == *m.committed()
+    }
+}
+
+fn same_candidates(views: &[ModelView], cands: &[Model]) -> bool {
+    views.len() == cands.len() && views.iter().zip(cands).all(|(v, m)| v.is(m))
+}
+
 struct Entry {
     image: MemoryDevice,
     /// Every block the verification read, ascending.
     reads: Vec<u64>,
-    cands: Vec<Model>,
+    cands: Vec<ModelView>,
     matched: usize,
     checked: bool,
 }
@@ -140,9 +176,10 @@ impl Memo {
         let found = self
             .entries
             .iter()
-            .find(|e| (e.checked || !need_check) && e.cands == cands && e.agrees(image))
+            .find(|e| (e.checked || !need_check) && same_candidates(&e.cands, cands) && e.agrees(image))
             .map(|e| e.matched);
         self.hits += u64::from(found.is_some());
+        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() { eprintln!("memo lookup: hit {} need_check {need_check} entries {}", found.is_some(), self.entries.len()); }
         found
     }
 
@@ -163,11 +200,12 @@ impl Memo {
         self.entries.push(Entry {
             image: image.clone(),
             reads: reads.blocks(),
-            cands: cands.to_vec(),
+            cands: cands.iter().map(ModelView::of).collect(),
             matched,
             checked,
         });
         self.remembered += 1;
+        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() { eprintln!("memo remember: {} of {} blocks read, checked {checked}", self.entries.last().map_or(0, |e| e.reads.len()), image.nr_blocks()); }
     }
 
     /// Forgets everything (after a restore from backup: nothing verified before applies).

@@ -115,6 +115,8 @@ pub(crate) fn e2s(e: engine::Error) -> Mismatch {
 
 /// Compares everything the pool answers about its current state with the model: pool
 /// values, every device's details and mappings, the held snapshot, needs_check, free data.
+/// (`runner::memo` keys remembered verifications on what this and [`check_image`] read of
+/// the model: keep its `ModelView` in step.)
 pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), Mismatch> {
     let mut d = Diff::default();
     compare_values(pool, model, &mut d)?;

@@ -32,7 +32,7 @@ use engine::tools::types::Overrides;
 use engine::tools::ToolError;
 use model::Model;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// What repair brought back after class B damage of one kind (or of all: key `all`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,24 +85,24 @@ impl RepairTally {
 /// The key of the all-kinds row.
 pub const ALL_KINDS: &str = "all";
 
-/// (device, vblock) → (data block, time): one state's live mappings.
-type Mappings = BTreeMap<(u64, u64), (u64, u32)>;
+/// (device, vblock) → (data block, time): one state's live mappings, in key order.
+type Mappings = Vec<((u64, u64), (u64, u32))>;
 
-fn model_mappings(m: &Model) -> Mappings {
-    let mut out = BTreeMap::new();
-    for (&id, dev) in &m.current().devices {
-        for (v, map) in dev.mappings.iter() {
-            out.insert((id, v), (map.data_block, map.time));
-        }
-    }
-    out
+/// Whether `m` maps `key` as `val` (a lookup in the model's own maps: no copy of them).
+fn model_has(m: &Model, key: (u64, u64), val: (u64, u32)) -> bool {
+    m.current().devices.get(&key.0).and_then(|d| d.mappings.get(key.1)).map(|x| (x.data_block, x.time))
+        == Some(val)
+}
+
+fn model_mapping_count(m: &Model) -> u64 {
+    m.current().devices.values().map(|d| d.mappings.len() as u64).sum()
 }
 
 fn pool_mappings(pool: &Pool) -> Result<Mappings, engine::Error> {
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     for id in pool.devices()?.into_keys() {
         for (v, bt) in pool.mappings(ThinId(id))? {
-            out.insert((id, v), (bt.data_block.0, bt.time));
+            out.push(((id, v), (bt.data_block.0, bt.time)));
         }
     }
     Ok(out)
@@ -110,7 +110,11 @@ fn pool_mappings(pool: &Pool) -> Result<Mappings, engine::Error> {
 
 /// Every (virtual block, data block, time) `m` maps, on any device.
 pub(super) fn mapped_triples(m: &Model) -> BTreeSet<(u64, u64, u32)> {
-    model_mappings(m).into_iter().map(|((_, v), (b, t))| (v, b, t)).collect()
+    let cur = m.current();
+    cur.devices
+        .values()
+        .flat_map(|d| d.mappings.iter().map(|(v, x)| (v, x.data_block, x.time)))
+        .collect()
 }
 
 impl Runner {
@@ -175,14 +179,22 @@ impl Runner {
         let kept = Pool::open_image(image.to_device())
             .and_then(|p| pool_mappings(&p))
             .map_err(|e| self.fail("repair-unclean", format!("the repaired image: {e}")))?;
-        // Judged against the candidate it matches best.
+        // Judged against the candidate it matches best (the first of equals).
+        let matches = |m: &Model| kept.iter().filter(|&&(k, v)| model_has(m, k, v)).count();
         let best = committed
             .iter()
-            .map(model_mappings)
-            .max_by_key(|want| kept.iter().filter(|(k, v)| want.get(k) == Some(v)).count())
-            .unwrap_or_default();
-        let recovered = kept.iter().filter(|(k, v)| best.get(k) == Some(v)).count() as u64;
-        let foreign: Vec<_> = kept.iter().filter(|(k, v)| best.get(k) != Some(v)).collect();
+            .map(|m| (matches(m), m))
+            .fold(None, |b: Option<(usize, &Model)>, (n, m)| match b {
+                Some((bn, _)) if bn >= n => b,
+                _ => Some((n, m)),
+            })
+            .map(|(_, m)| m);
+        let recovered = best.map_or(0, matches) as u64;
+        let foreign: Vec<_> = kept
+            .iter()
+            .filter(|&&(k, v)| !best.is_some_and(|m| model_has(m, k, v)))
+            .map(|(k, v)| (k, v))
+            .collect();
         let stale_excuse = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
         let stale_blocks = self.b_faults.iter().any(|k| stale_excuse.contains(k));
         // Roots from a superblock that failed validation or from a scan cannot be verified:
@@ -197,7 +209,9 @@ impl Runner {
                      device {dev} block {v} -> data {b} (time {time}); the model has {:?}; \
                      roots from {:?}, {} unreadable nodes, {} entries dropped",
                     foreign.len(),
-                    best.get(&(dev, v)),
+                    best.and_then(|m| m.current().devices.get(&dev))
+                        .and_then(|d| d.mappings.get(v))
+                        .map(|x| (x.data_block, x.time)),
                     report.roots_from,
                     report.unreadable_nodes,
                     report.dropped_entries
@@ -220,7 +234,7 @@ impl Runner {
             ));
         }
         t.repaired += 1;
-        t.committed_mappings += best.len() as u64;
+        t.committed_mappings += best.map_or(0, model_mapping_count);
         t.recovered_mappings += recovered;
         if stale_blocks {
             t.stale_mappings += foreign.len() as u64;
