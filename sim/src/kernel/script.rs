@@ -7,7 +7,8 @@
 //! both at their largest sizes; `both` joins them (linear: metadata sectors first, data from
 //! [`Layout::data_offset_sectors`]); `logged` is a `log-writes` target over `both` that logs
 //! every write of either, in the one order they completed, with its FLUSH/FUA flags, to
-//! `/dev/ubdc`; `meta` and `data` are linear windows of `logged` (`meta` as big as the
+//! `/dev/ubdc`; `meta` and `data` are windows of `logged` ([`window`]: always-up `flakey`
+//! targets, which keep a flush's window in its sector; `meta` as big as the
 //! metadata device is now: a metadata growth reloads it); `pool` is the `thin-pool` target
 //! (64 KiB blocks, `skip_block_zeroing error_if_no_space`) on them; `thinN` is the `thin`
 //! target of device N. A flush keeps the sector of the window it came through, so the log
@@ -35,16 +36,21 @@ use super::workload::{KOp, Workload};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The modules a run needs, in load order (paths under the modules directory's
-/// `kernel/drivers/md/`); a kernel with them built in skips the ones that are there.
-pub const MODULES: [&str; 6] = [
-    "dm-mod",
-    "dm-bufio",
-    "persistent-data/dm-persistent-data",
-    "dm-bio-prison",
-    "dm-thin-pool",
-    "dm-log-writes",
-];
+/// The modules a run needs (paths under the modules directory's `kernel/drivers/md/`).
+/// Each is loaded after its dependencies as the kernel's own `modules.dep` lists them
+/// (`libcrc32c` is a module in some builds and built in in others); a kernel with one built
+/// in skips it, and a missing target is caught when the device stack is built.
+pub const MODULES: [&str; 3] = ["dm-thin-pool", "dm-log-writes", "dm-flakey"];
+
+/// The table of a window of `sectors` sectors of `logged` from `offset`: a `flakey` target
+/// that is always up (up 1 s, down 0 s), not `linear`. In Linux 6.12 `linear` lets an
+/// empty flush bypass its map (`flush_bypasses_map`), so the flush reaches log-writes at
+/// sector 0 whichever window it came through, and the log could no longer tell a data
+/// flush from a metadata one; `flakey` maps every bio, an empty flush included, onto its
+/// window's first sector.
+pub fn window(sectors: u64, offset: u64) -> String {
+    format!("0 {sectors} flakey /dev/mapper/logged {offset} 1 0")
+}
 
 /// Sectors of each 4 KiB metadata block.
 const METADATA_BLOCK_SECTORS: u64 = 8;
@@ -114,8 +120,18 @@ devfs || fatal "/dev is not the guest's devtmpfs"
 echo "KERNEL $(uname -r)" >> "$R"
 "#,
     );
+    // modules.dep lists a module's dependencies with the deepest last: load in reverse.
+    o.push_str(
+        r#"load() {
+    for d in $(awk -v m="$1:" '$1 == m { for (i = NF; i > 1; i--) print $i }' "$M/modules.dep" 2>/dev/null); do
+        insmod "$M/$d" 2>/dev/null
+    done
+    insmod "$M/$1" 2>/dev/null
+}
+"#,
+    );
     for m in MODULES {
-        let _ = writeln!(o, "insmod \"$M/kernel/drivers/md/{m}.ko\" 2>/dev/null");
+        let _ = writeln!(o, "load kernel/drivers/md/{m}.ko");
     }
 }
 
@@ -132,14 +148,13 @@ pub fn script(w: &Workload, paths: &ScriptPaths) -> String {
             sectors
         )
     };
-    let meta_table =
-        |blocks: u64| format!("0 {} linear /dev/mapper/logged 0", blocks * METADATA_BLOCK_SECTORS);
+    let meta_table = |blocks: u64| window(blocks * METADATA_BLOCK_SECTORS, 0);
     let _ = writeln!(o, "#!/bin/sh");
     let _ = writeln!(o, "# thinsim kernel workload, seed {} ({} ops)", w.seed, w.ops.len());
     preamble(&mut o, paths);
     let _ = writeln!(o, "VS={}", s.virtual_blocks * sectors);
     o.push_str(
-        r#"for t in thin-pool thin log-writes; do dmsetup targets | grep -q "^$t " || fatal "no $t target"; done
+        r#"for t in thin-pool thin log-writes flakey; do dmsetup targets | grep -q "^$t " || fatal "no $t target"; done
 act() { dmsetup create "thin$1" --table "0 $VS thin /dev/mapper/pool $1" && dmsetup mknodes "thin$1" || fatal "activate thin$1"; }
 E="$W/stderr"
 msg() { dmsetup message pool 0 "$1" 2>"$E"; rc=$?; }
@@ -157,9 +172,10 @@ res() {
         o,
         "dmsetup create both --table \"0 {mo} linear /dev/ubda 0\n{mo} {ds} linear /dev/ubdb 0\" || fatal \"create both\"\n\
          dmsetup create logged --table \"0 {} log-writes /dev/mapper/both /dev/ubdc\" || fatal \"create logged\"\n\
-         dmsetup create data --table \"0 {ds} linear /dev/mapper/logged {mo}\" || fatal \"create data\"\n\
+         dmsetup create data --table \"{}\" || fatal \"create data\"\n\
          dmsetup create meta --table \"{}\" || fatal \"create meta\"",
         mo + ds,
+        window(ds, mo),
         meta_table(meta_blocks)
     );
     let _ = writeln!(

@@ -470,6 +470,9 @@ pub fn run(
     std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
     let dir = dir.canonicalize().map_err(io(format!("resolve {}", dir.display())))?;
     let rd = RunDir { dir: dir.clone() };
+    // The run directory holds everything its log is judged from again: the workload and
+    // the image the kernel started from.
+    std::fs::write(dir.join("workload.json"), w.to_json()).map_err(io("write workload.json"))?;
     // The kernel starts from a blank device or from the image thinsim restored.
     let restored = match w.shape.prepopulation {
         None => None,

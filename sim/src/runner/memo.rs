@@ -172,14 +172,27 @@ pub struct Memo {
 impl Memo {
     /// The verdict a remembered verification gives `image` against `cands` (the index of the
     /// candidate it matches), if one agrees with it; `need_check`: only one that ran `check`.
-    pub fn lookup(&mut self, image: &MemoryDevice, cands: &[Model], need_check: bool) -> Option<usize> {
+    pub fn lookup(
+        &mut self,
+        image: &MemoryDevice,
+        cands: &[Model],
+        need_check: bool,
+    ) -> Option<usize> {
         let found = self
             .entries
             .iter()
-            .find(|e| (e.checked || !need_check) && same_candidates(&e.cands, cands) && e.agrees(image))
+            .find(|e| {
+                (e.checked || !need_check) && same_candidates(&e.cands, cands) && e.agrees(image)
+            })
             .map(|e| e.matched);
         self.hits += u64::from(found.is_some());
-        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() { eprintln!("memo lookup: hit {} need_check {need_check} entries {}", found.is_some(), self.entries.len()); }
+        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() {
+            eprintln!(
+                "memo lookup: hit {} need_check {need_check} entries {}",
+                found.is_some(),
+                self.entries.len()
+            );
+        }
         found
     }
 
@@ -205,7 +218,13 @@ impl Memo {
             checked,
         });
         self.remembered += 1;
-        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() { eprintln!("memo remember: {} of {} blocks read, checked {checked}", self.entries.last().map_or(0, |e| e.reads.len()), image.nr_blocks()); }
+        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() {
+            eprintln!(
+                "memo remember: {} of {} blocks read, checked {checked}",
+                self.entries.last().map_or(0, |e| e.reads.len()),
+                image.nr_blocks()
+            );
+        }
     }
 
     /// Forgets everything (after a restore from backup: nothing verified before applies).

@@ -167,12 +167,13 @@ impl Runner {
                 continue;
             }
             let reads = ReadSet::new();
-            let pool = Pool::open(reads.wrap(st.image.to_device()), reopen_options()).map_err(|e| {
-                self.fail(
-                    "crash-image",
-                    format!("crash image {i} ({:?}) does not open: {e}", st.choices),
-                )
-            })?;
+            let pool =
+                Pool::open(reads.wrap(st.image.to_device()), reopen_options()).map_err(|e| {
+                    self.fail(
+                        "crash-image",
+                        format!("crash image {i} ({:?}) does not open: {e}", st.choices),
+                    )
+                })?;
             let image = check.then_some(&st.image);
             let c = match_candidate_reading(&pool, cands, image, Some(&reads)).map_err(|d| {
                 self.fail(

@@ -90,7 +90,11 @@ type Mappings = Vec<((u64, u64), (u64, u32))>;
 
 /// Whether `m` maps `key` as `val` (a lookup in the model's own maps: no copy of them).
 fn model_has(m: &Model, key: (u64, u64), val: (u64, u32)) -> bool {
-    m.current().devices.get(&key.0).and_then(|d| d.mappings.get(key.1)).map(|x| (x.data_block, x.time))
+    m.current()
+        .devices
+        .get(&key.0)
+        .and_then(|d| d.mappings.get(key.1))
+        .map(|x| (x.data_block, x.time))
         == Some(val)
 }
 
