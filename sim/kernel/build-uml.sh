@@ -39,6 +39,18 @@ say() { [ "$print_dir" = 1 ] && echo "$*" >&2 || echo "$*"; }
 # cached kernel built from an older recipe is rebuilt.
 recipe=thinsim2
 
+# A kernel built before from the same source package and recipe is used as it is (the
+# package need not even be installed any more).
+for stamp in "$cache"/uml-*-"$recipe"/stamp; do
+    [ -f "$stamp" ] || continue
+    dir=$(dirname "$stamp")
+    if grep -q "^source $source_pkg " "$stamp" && grep -qx "recipe $recipe" "$stamp" && [ -x "$dir/linux" ]; then
+        say "cached: $dir"
+        [ "$print_dir" = 1 ] && echo "$dir"
+        exit 0
+    fi
+done
+
 need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)

@@ -105,7 +105,8 @@ fn heat_map(s: &Summary) -> String {
 fn classes_table(s: &Summary) -> String {
     let mut h = String::from(
         "<h3>Classes of runs</h3><table border='1' cellpadding='3'><tr><th>class</th>\
-         <th>runs</th><th>steps</th><th>crash images</th><th>crash images / core-second</th></tr>",
+         <th>runs</th><th>steps</th><th>crash images</th><th>of them remembered</th>\
+         <th>crash images / core-second</th></tr>",
     );
     for (class, c) in &s.classes {
         let rate = if c.run_seconds > 0.0 {
@@ -115,11 +116,12 @@ fn classes_table(s: &Summary) -> String {
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rate}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rate}</td></tr>",
             class.name(),
             c.runs,
             c.steps,
-            c.crash_images
+            c.crash_images,
+            c.crash_images_memo
         );
     }
     h.push_str("</table>");
@@ -189,6 +191,20 @@ pub fn render_html(s: &Summary) -> String {
         "<p>Data device: {} writes of provisioned blocks, {} pre-commit flushes, {} mapped \
          blocks found durable after recoveries (the data-durability oracle).</p>",
         st.data_writes, st.data_flushes, st.data_blocks_verified
+    ));
+    h.push_str(&format!(
+        "<p>Verification: of {} crash images, {} were judged by a remembered verification (an \
+         image holding the same bytes in every block a passing verification read, against the \
+         same candidates: <code>runner::memo</code>) and {} in full; of {} recoveries, {} by a \
+         remembered verification. Commits: {} verified incrementally, {} in full with \
+         <code>check</code>.</p>",
+        st.crash_images_checked,
+        st.crash_images_memo,
+        st.crash_images_checked - st.crash_images_memo,
+        st.recoveries,
+        st.recoveries_memo,
+        st.incremental_checks,
+        st.commit_checks
     ));
     let ops: Vec<(String, u64)> = st.ops.iter().map(|(k, n)| (format!("{k:?}"), *n)).collect();
     h.push_str(&bars("Op mix", &ops));

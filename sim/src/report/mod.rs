@@ -142,6 +142,7 @@ impl Summary {
             faulty_runs: u64::from(o.options.disk.injects_beyond_class_a()),
             steps: o.stats.steps,
             crash_images: o.stats.crash_images_checked,
+            crash_images_memo: o.stats.crash_images_memo,
             run_seconds,
         };
         self.classes.entry(o.options.class).or_default().merge(&class);

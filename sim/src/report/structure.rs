@@ -90,6 +90,9 @@ pub struct ClassStats {
     pub faulty_runs: u64,
     pub steps: u64,
     pub crash_images: u64,
+    /// Crash images judged by a remembered verification (`runner::memo`), not in full.
+    #[serde(default)]
+    pub crash_images_memo: u64,
     /// Seconds the class's runs took, summed over the threads that ran them.
     pub run_seconds: f64,
 }
@@ -100,6 +103,7 @@ impl ClassStats {
         self.faulty_runs += o.faulty_runs;
         self.steps += o.steps;
         self.crash_images += o.crash_images;
+        self.crash_images_memo += o.crash_images_memo;
         self.run_seconds += o.run_seconds;
     }
 

@@ -5,6 +5,7 @@
 //! Exit codes: 0 success; 1 a failed run or campaign; 2 usage or I/O errors.
 
 mod bench;
+mod bench_campaign;
 mod bench_shrink;
 mod explore;
 mod fuzz_trace;
@@ -76,6 +77,8 @@ pub enum Command {
     BenchSim(bench::BenchSimArgs),
     /// Shrink every canary's first failure and tabulate lengths and times (canary build).
     BenchShrink(bench_shrink::BenchShrinkArgs),
+    /// Campaign throughput per class of run, this build against a baseline build.
+    BenchCampaign(bench_campaign::BenchCampaignArgs),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -97,6 +100,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::BenchTools(a) => bench::bench_tools(&a),
         Command::BenchSim(a) => bench::bench_sim(&a),
         Command::BenchShrink(a) => bench_shrink::bench_shrink(&a),
+        Command::BenchCampaign(a) => bench_campaign::bench_campaign(&a),
     }
 }
 

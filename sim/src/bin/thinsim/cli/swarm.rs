@@ -378,6 +378,11 @@ fn print_summary(s: &Summary, planned: usize) {
     );
     println!("outcomes {:?}", st.outcomes);
     println!(
+        "verification: {} crash images and {} recoveries judged by a remembered verification \
+         (an image with the same bytes in every block it read; runner::memo), the rest in full",
+        st.crash_images_memo, st.recoveries_memo
+    );
+    println!(
         "data device: {} writes, {} pre-commit flushes, {} mapped blocks found durable after recoveries",
         st.data_writes, st.data_flushes, st.data_blocks_verified
     );
@@ -398,11 +403,12 @@ fn print_summary(s: &Summary, planned: usize) {
     }
     for (class, c) in &s.classes {
         println!(
-            "class {:<13} {:>6} runs {:>9} steps {:>9} crash images, {:>7.0} crash images/s a core",
+            "class {:<13} {:>6} runs {:>9} steps {:>9} crash images ({:>3.0}% remembered), {:>7.0} crash images/s a core",
             class.name(),
             c.runs,
             c.steps,
             c.crash_images,
+            100.0 * c.crash_images_memo as f64 / c.crash_images.max(1) as f64,
             c.crash_images_per_core_s()
         );
     }
