@@ -287,6 +287,15 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    // Likewise the memo: every remembered verification was first made in full, so crash
+    // images all judged by memory mean the full verification never ran.
+    if st.crash_images_checked > 0 && st.crash_images_memo >= st.crash_images_checked {
+        println!(
+            "FAILED: all {} crash images were judged by a remembered verification, none in full",
+            st.crash_images_checked
+        );
+        return ExitCode::from(1);
+    }
     // Likewise repair: every class B outcome that restores the last good image repairs the
     // damaged one first (runner::repair), so outcomes without repairs mean it never ran.
     let b_outcomes = st.outcomes.b_detected + st.outcomes.b_undetectable;
