@@ -35,13 +35,23 @@ pub struct BenchCampaignArgs {
     pub out: PathBuf,
 }
 
+/// One class's figures from one swarm.
+#[derive(Clone, Debug, Default)]
+struct Class {
+    name: String,
+    runs: u64,
+    /// Seconds its runs took, summed over threads.
+    run_seconds: f64,
+    crash_images: u64,
+    crash_images_memo: u64,
+}
+
 /// One side's figures from one round.
 #[derive(Clone, Debug, Default)]
 struct Side {
     wall_seconds: f64,
     crash_images: u64,
-    /// Per class: runs, run seconds, crash images, remembered crash images.
-    classes: Vec<(String, u64, f64, u64, u64)>,
+    classes: Vec<Class>,
     recoveries: u64,
     recoveries_memo: u64,
 }
@@ -70,9 +80,12 @@ fn swarm(bin: &Path, a: &BenchCampaignArgs, dir: &Path) -> Result<Side, String> 
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, c)| {
-            let secs = c["run_seconds"].as_f64().unwrap_or(0.0);
-            (k.clone(), n(&c["runs"]), secs, n(&c["crash_images"]), n(&c["crash_images_memo"]))
+        .map(|(k, c)| Class {
+            name: k.clone(),
+            runs: n(&c["runs"]),
+            run_seconds: c["run_seconds"].as_f64().unwrap_or(0.0),
+            crash_images: n(&c["crash_images"]),
+            crash_images_memo: n(&c["crash_images_memo"]),
         })
         .collect();
     Ok(Side {
@@ -140,16 +153,16 @@ fn figures(sides: &[Side]) -> Option<Figures> {
         .classes
         .iter()
         .enumerate()
-        .map(|(i, (name, runs, _, images, memo))| {
-            let col = |f: &dyn Fn(&(String, u64, f64, u64, u64)) -> f64| {
+        .map(|(i, first)| {
+            let col = |f: &dyn Fn(&Class) -> f64| {
                 median(sides.iter().filter_map(|s| s.classes.get(i)).map(f).collect())
             };
             (
-                name.clone(),
-                *runs,
-                col(&|c| per(c.1 as f64, c.2)),
-                col(&|c| per(c.3 as f64, c.2)),
-                100.0 * per(*memo as f64, *images as f64),
+                first.name.clone(),
+                first.runs,
+                col(&|c| per(c.runs as f64, c.run_seconds)),
+                col(&|c| per(c.crash_images as f64, c.run_seconds)),
+                100.0 * per(first.crash_images_memo as f64, first.crash_images as f64),
             )
         })
         .collect();
