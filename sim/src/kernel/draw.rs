@@ -289,4 +289,21 @@ mod tests {
             "a device with more mappings than one leaf holds: {most_mapped}"
         );
     }
+
+    /// Regression (issue 30, seed 777 at 1,000 ops): out of data space, a FUA write to a
+    /// mapped block of a device whose block 0 is unmapped: Linux 6.1 wrote and committed it
+    /// and answered ENOSPC (the empty flush after an O_DSYNC write fails as every empty
+    /// flush does there); the emulation said Ok, because it never applied its flush rule
+    /// after a FUA write.
+    #[test]
+    fn a_fua_write_out_of_data_space_fails_as_its_flush_does() {
+        let w = draw(777, 1000).expect("draws");
+        assert!(
+            matches!(w.ops[332], KOp::Write { fua: true, blocks: 1, .. }),
+            "op 332 of seed 777 is the FUA write: {:?}",
+            w.ops[332]
+        );
+        let e = expect(&w, false).expect("replays");
+        assert_eq!(e.outcomes[332], Outcome::Failed(model::Errno::ENOSPC));
+    }
 }

@@ -361,6 +361,13 @@ impl Emulation {
                         // A FUA bio is held until a commit if its device changed in this
                         // transaction (the pool target's bio_triggers_commit).
                         self.commit_if_changed(dev)?;
+                        // An O_DSYNC write to a block device is followed by an empty flush
+                        // (the block layer's sync after the write), which obeys the flush
+                        // rule: out of data space with block 0 unmapped it fails with
+                        // ENOSPC, and the write, on disk and committed, returns ENOSPC.
+                        if let Outcome::Failed(e) = self.flush(dev)? {
+                            return Ok(Outcome::Failed(e));
+                        }
                     }
                     if v + 1 < vblock.saturating_add(blocks) {
                         self.point();
