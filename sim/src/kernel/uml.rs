@@ -162,12 +162,12 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UmlError {
 pub fn diagnose(k: &UmlKernel, console: &Path, ops_done: usize) -> UmlError {
     let text = std::fs::read_to_string(console).unwrap_or_default();
     if host::console_shows_fp_panic(&text) {
-        let problem = host::fixed_buffer_problem(host::xsave_bytes(), host::has_amx()).unwrap_or(
-            HostProblem::XsaveTooLarge {
-                bytes: host::xsave_bytes().unwrap_or(0),
-                amx: host::has_amx(),
-            },
-        );
+        // The console is the evidence: the host refused the kernel's FP state; the words
+        // name what the host reports of its XSAVE area.
+        let problem = HostProblem::XsaveTooLarge {
+            bytes: host::xsave_bytes().unwrap_or(0),
+            amx: host::has_amx(),
+        };
         return UmlError::HostUnsupported { linux: k.linux.clone(), problem };
     }
     match host::console_panic_line(&text) {

@@ -164,9 +164,8 @@ impl Entry {
 #[derive(Default)]
 pub struct Memo {
     entries: Vec<Entry>,
-    /// Verifications answered by an entry, and full ones remembered.
+    /// Verifications answered by an entry.
     pub hits: u64,
-    pub remembered: u64,
 }
 
 impl Memo {
@@ -186,13 +185,6 @@ impl Memo {
             })
             .map(|e| e.matched);
         self.hits += u64::from(found.is_some());
-        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() {
-            eprintln!(
-                "memo lookup: hit {} need_check {need_check} entries {}",
-                found.is_some(),
-                self.entries.len()
-            );
-        }
         found
     }
 
@@ -217,14 +209,6 @@ impl Memo {
             matched,
             checked,
         });
-        self.remembered += 1;
-        if std::env::var_os("THINSIM_MEMO_DEBUG").is_some() {
-            eprintln!(
-                "memo remember: {} of {} blocks read, checked {checked}",
-                self.entries.last().map_or(0, |e| e.reads.len()),
-                image.nr_blocks()
-            );
-        }
     }
 
     /// Forgets everything (after a restore from backup: nothing verified before applies).
