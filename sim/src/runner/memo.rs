@@ -286,4 +286,38 @@ mod tests {
         memo.clear();
         assert_eq!(memo.lookup(&base, &[Model::new(20 + CAPACITY as u64 - 1)], false), None);
     }
+
+    /// A candidate differs from a remembered one if any part a verification reads differs:
+    /// the current state alone, the committed state alone, or needs_check alone.
+    #[test]
+    fn candidates_differing_in_any_one_part_a_verification_reads_miss() {
+        let base = image_with(&[(0, 1)]);
+        let reads = ReadSet::new();
+        let plain = Model::new(10);
+        let mut memo = Memo::default();
+        memo.remember(&base, &reads, std::slice::from_ref(&plain), 0, true);
+        assert_eq!(memo.lookup(&base, std::slice::from_ref(&plain), true), Some(0));
+
+        let mut current_only = plain.clone();
+        current_only.create_thin(1).expect("create");
+        assert_eq!(current_only.committed(), plain.committed());
+        assert_ne!(current_only.current(), plain.current());
+
+        let mut committed_only = plain.clone();
+        committed_only.create_thin(1).and_then(|()| committed_only.commit()).expect("commit");
+        committed_only.delete_thin(1).expect("delete");
+        assert_ne!(committed_only.committed(), plain.committed());
+
+        let mut needs_check = plain.clone();
+        needs_check.set_needs_check().expect("set");
+        assert_eq!(needs_check.current(), plain.current());
+
+        for (what, m) in
+            [("current", current_only), ("committed", committed_only), ("needs_check", needs_check)]
+        {
+            assert_eq!(memo.lookup(&base, &[m], true), None, "{what} differs: a miss");
+        }
+        // A list of another length is another candidate list.
+        assert_eq!(memo.lookup(&base, &[plain.clone(), plain], true), None);
+    }
 }
