@@ -320,4 +320,21 @@ mod tests {
         // A list of another length is another candidate list.
         assert_eq!(memo.lookup(&base, &[plain.clone(), plain], true), None);
     }
+
+    /// A read past the end is recorded too (its answer, an error, depends only on the
+    /// size): an image of the same size still agrees.
+    #[test]
+    fn a_read_past_the_end_is_part_of_the_read_set_and_still_agrees() {
+        let base = image_with(&[(0, 1)]);
+        let reads = ReadSet::new();
+        let mut dev = reads.wrap(Box::new(base.clone()));
+        let mut buf = [0u8; 4096];
+        dev.read(0, &mut buf).expect("read");
+        assert!(dev.read(400, &mut buf).is_err(), "past the end of 300 blocks");
+        assert_eq!(reads.blocks(), vec![0, 400]);
+        let cands = vec![Model::new(10)];
+        let mut memo = Memo::default();
+        memo.remember(&base, &reads, &cands, 0, true);
+        assert_eq!(memo.lookup(&base, &cands, true), Some(0));
+    }
 }
