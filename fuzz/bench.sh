@@ -2,7 +2,9 @@
 # Measures every fuzz target the way reports/bench/fuzz.md does: each target runs for SECS
 # (default 300) on one core from a fresh copy of its checked-in corpus, two at a time, and
 # libFuzzer's final line (exec/s, cov, ft) is printed per target.
-#   fuzz/bench.sh [SECS]          (after `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O`)
+#   fuzz/bench.sh [SECS]          (after `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O -s none`)
+# The speed figures are for the documented default, `-s none` (coverage and comparison
+# tracing, no AddressSanitizer); an ASan build (`cargo fuzz build -O`) measures the same way.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-300}

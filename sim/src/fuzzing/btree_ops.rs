@@ -8,6 +8,9 @@ use engine::thin::{DataBlock, ThinId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use std::collections::BTreeMap;
 
+/// Data blocks: one space-map bitmap, more than an input's 2,000 ops can allocate.
+const DATA_BLOCKS: u64 = engine::limits::ENTRIES_PER_BITMAP;
+
 #[derive(Debug, Arbitrary)]
 enum Op {
     Insert { dev: bool, vblock: u16 },
@@ -23,7 +26,9 @@ pub fn run(data: &[u8], canary: bool) -> Result<(), String> {
     let ops: Vec<Op> = super::decode_all(data)?;
     let pool = Pool::open(Box::new(MemoryDevice::new(4096)), PoolOptions::new(128))
         .map_err(|e| e.to_string())?;
-    pool.resize_data_dev(1 << 20).map_err(|e| e.to_string())?;
+    // One data bitmap: an input inserts at most 2,000 blocks, and each commit then renders
+    // one data bitmap, not the 65 a 2^20-block device has.
+    pool.resize_data_dev(DATA_BLOCKS).map_err(|e| e.to_string())?;
     for id in 0..2 {
         pool.create_thin(ThinId(id)).map_err(|e| e.to_string())?;
     }

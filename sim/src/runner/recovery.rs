@@ -311,6 +311,9 @@ impl Runner {
             self.fail("restore", format!("the last good image reopened wrong:\n{d}"))
         })?;
         self.install(pool)?;
+        // The reopened pool was just compared whole, and its image passed `check` when it
+        // became the restore point: a full verification, so the next one may be incremental.
+        self.verifier.verified(&mut self.model, true);
         self.set_faults(true);
         Ok(())
     }

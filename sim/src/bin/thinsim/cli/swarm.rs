@@ -12,7 +12,7 @@
 use super::run::RunOptions;
 use clap::Args;
 use sim::report::Summary;
-use sim::runner::{self, RunConfig, RunOutcome};
+use sim::runner::{self, RunClass, RunConfig, RunOutcome};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +29,11 @@ pub struct SwarmArgs {
     /// Run only shard K of N (1-based): the seeds s with (s - A) % N == K - 1.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<(u64, u64)>,
+    /// Run only the seeds that draw this class of run (repeatable): small, deep-tree,
+    /// big-pool, prepopulated. A seed's class is drawn first from its seed, so the seeds
+    /// kept run exactly as they do in a campaign of every class.
+    #[arg(long, value_parser = parse_class)]
+    pub class: Vec<RunClass>,
     /// Wall-clock budget such as 60s or 5m: no seed starts after it.
     #[arg(long, value_parser = parse_duration)]
     pub budget: Option<Duration>,
@@ -111,6 +116,15 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("{s}: unit must be s, m or h")),
     }
+}
+
+/// A class of run by its report name (`deep_tree`) or with dashes (`deep-tree`).
+pub(super) fn parse_class(s: &str) -> Result<RunClass, String> {
+    let name = s.replace('-', "_");
+    RunClass::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = RunClass::ALL.iter().map(|c| c.name()).collect();
+        format!("{s}: a class is one of {}", names.join(", "))
+    })
 }
 
 /// The seeds a swarm runs, in order.
@@ -219,7 +233,10 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
-    let seeds = seeds_of(a.seeds, a.shard);
+    let mut seeds = seeds_of(a.seeds, a.shard);
+    if !a.class.is_empty() {
+        seeds.retain(|&s| a.class.contains(&runner::options_of(&a.run.config(s)).class));
+    }
     // Panics are caught per run and reported as failures; one line each is enough here.
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     let start = Instant::now();
