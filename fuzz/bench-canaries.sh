@@ -2,11 +2,14 @@
 # Time for the `sim` target to find each engine canary, from the checked-in corpus without its
 # canary-* files and from an empty corpus (CAP seconds each, default 90), two runs at a time.
 #   fuzz/bench-canaries.sh [CAP]  (builds the canary fuzz binary into target/canary first)
+# SANITIZER=address measures an ASan build; the default is `none`, the documented default for
+# campaigns (coverage and comparison tracing, no sanitizer).
 set -euo pipefail
 cd "$(dirname "$0")"
 cap=${1:-90}
-RUSTC_BOOTSTRAP=1 cargo fuzz build -O --features canary --target-dir target/canary sim
-bin=target/canary/x86_64-unknown-linux-gnu/release/sim
+san=${SANITIZER:-none}
+RUSTC_BOOTSTRAP=1 cargo fuzz build -O -s "$san" --features canary --target-dir "target/canary-$san" sim
+bin=target/canary-$san/x86_64-unknown-linux-gnu/release/sim
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 one() {

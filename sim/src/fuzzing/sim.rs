@@ -12,18 +12,28 @@
 //!   with `thinsim replay` and shrinks with `thinsim shrink` (`thinsim fuzz-trace`).
 
 use crate::entropy::Entropy;
-use crate::runner::{self, Options, RunClass, RunConfig, RunOutcome, Trace};
+use crate::runner::{self, Options, Prepopulation, RunClass, RunConfig, RunOutcome, Trace};
 use rand::Rng;
 
 /// Ops drawn per input (before a class's `steps_percent`): long enough to fill a leaf with
 /// a provision_many, short enough that libFuzzer runs thousands of inputs a second.
 pub const STEPS: u64 = 40;
 
-/// A deep-tree input's ops, in percent of [`STEPS`]: 1600, the swarm's own deep-tree run
-/// (400 % of 400). At the swarm's 400 % of 40 (160 ops) no mapping tree passed one leaf in
-/// 91 of 91 deep-tree inputs, so the structural canaries (trees of two levels) were out of
-/// reach; the swarm's length grows two-level trees in most deep-tree runs.
-pub const DEEP_TREE_STEPS_PERCENT: u64 = 4000;
+/// A deep-tree input's ops, in percent of [`STEPS`]: 200. A deep-tree input starts from
+/// [`Prepopulation::FUZZ_DEEP_START`], trees of two levels restored once per thread and
+/// shared, so its ops split, merge and redistribute from the first one. (Grown from an
+/// empty pool, a tree needed the swarm's 1,600 ops to pass one leaf: at 160, none of 91
+/// inputs did, and those 1,600 ops were most of the target's time.)
+pub const DEEP_TREE_STEPS_PERCENT: u64 = 500;
+
+/// The sizes of a deep-tree input's pool: fixed, so the restored start is shared (the
+/// per-thread cache keys on them). Metadata room for the restored trees, growth and
+/// exhaustion in a long input; data blocks for the restored mappings and 2,000 more.
+const DEEP_METADATA_DISK_BLOCKS: u64 = 1_024;
+const DEEP_METADATA_BLOCKS: u64 = 640;
+const DEEP_DATA_BLOCKS: u64 = 3_200;
+/// Fresh keys are drawn from vblocks below this: the restored ones start at 10,000.
+const DEEP_VBLOCKS: u64 = 20_000;
 
 /// Crash images reopened per power cut: the swarm's draw of up to 64 costs more than the
 /// rest of a short run, and the fuzzer finds more by running more inputs.
@@ -44,7 +54,8 @@ pub fn outcome(data: &[u8], canary: Option<String>) -> RunOutcome {
     runner::run_bytes(&config(data, canary), data, draw_options)
 }
 
-/// The options of a fuzz input: small pools two times in three, deep trees otherwise.
+/// The options of a fuzz input: small pools two times in three, deep trees (from the
+/// restored deep start) otherwise.
 /// Big and pre-populated pools cost 15–30 ms a run (every full verification compares
 /// thousands of mappings), a hundred small runs: the swarm covers them, the fuzzer runs
 /// more inputs instead.
@@ -53,6 +64,18 @@ pub fn draw_options(rng: &mut Entropy) -> Options {
     let mut o = Options::draw_class(rng, class);
     if class == RunClass::DeepTree {
         o.steps_percent = DEEP_TREE_STEPS_PERCENT;
+        o.prepopulate = Some(Prepopulation::FUZZ_DEEP_START);
+        o.dev_ids = o.dev_ids.max(Prepopulation::FUZZ_DEEP_START.devices + 1);
+        o.vblocks = DEEP_VBLOCKS;
+        o.metadata_disk_blocks = DEEP_METADATA_DISK_BLOCKS;
+        o.metadata_blocks = DEEP_METADATA_BLOCKS;
+        o.data_blocks = DEEP_DATA_BLOCKS;
+        o.threshold_blocks = o.threshold_blocks.min(DEEP_METADATA_BLOCKS / 2);
+        // The disk's drawn limits were for the drawn sizes: a backed volume stays below the
+        // space map, so that a full metadata volume is still met.
+        if o.disk.backed_blocks.is_some() {
+            o.disk.backed_blocks = Some(DEEP_METADATA_BLOCKS * 3 / 4);
+        }
     }
     o.explore_images = o.explore_images.min(MAX_EXPLORE_IMAGES);
     o
@@ -71,4 +94,45 @@ pub fn run(data: &[u8], canary: Option<String>) -> Result<(), String> {
 /// The trace of `data`'s run, with the failure it expects (if any).
 pub fn trace_of(data: &[u8], canary: Option<String>) -> Trace {
     outcome(data, canary).trace.expect("a drawn run records its trace")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deep-tree input starts from the shared, restored trees of two levels, with room
+    /// below them for a new minimum, and runs its ops on them without a finding.
+    #[test]
+    fn deep_inputs_start_from_restored_two_level_trees() {
+        // The input's first byte splits the rest into the generator's and the disk's streams.
+        let deep = (0u8..=255).map(|b| [128, b, b, b]).find_map(|input| {
+            let out = outcome(&input, None);
+            let trace = out.trace.as_ref().expect("a drawn run records its trace");
+            (trace.options.class == RunClass::DeepTree)
+                .then(|| (out.clone(), trace.options.clone()))
+        });
+        let (out, o) = deep.expect("one input in three draws a deep tree");
+        let start = Prepopulation::FUZZ_DEEP_START;
+        assert_eq!(o.prepopulate.as_ref(), Some(&start));
+        assert!(start.cacheable(), "restored once per thread, then shared");
+        assert_eq!(o.validate(), Ok(()));
+        assert!(o.dev_ids > start.devices, "room for a device grown from empty");
+        assert!(start.data_blocks_used() < o.data_blocks);
+        let (_, model) = runner::restored_prepopulation(
+            &start,
+            o.data_blocks,
+            o.metadata_blocks,
+            o.metadata_disk_blocks,
+        )
+        .expect("the deep start restores");
+        let dev0 = &model.devices()[&0].mappings;
+        // More than two full leaves (252 mappings each): a root node over leaves.
+        assert_eq!(dev0.len() as u64, start.mappings);
+        assert!(start.mappings > 2 * 252);
+        let first = dev0.iter().next().map(|(v, _)| v);
+        assert_eq!(first, Some(start.first_vblock), "keys below the restored ones are free");
+        assert!(start.first_vblock < o.vblocks);
+        assert!(out.failure.is_none(), "{:?}", out.failure);
+        assert!(out.stats.steps >= STEPS * DEEP_TREE_STEPS_PERCENT / 100, "{}", out.stats.steps);
+    }
 }

@@ -41,6 +41,7 @@ pub fn draw_shape(rng: &mut ChaCha8Rng) -> PoolShape {
             sharers: 1,
             share_every: 3,
             mappings_per_other: 200,
+            first_vblock: 0,
         };
         let data_blocks =
             p.data_blocks_used() + *[40u64, 400, 4000].get(rng.random_range(0..3)).unwrap_or(&400);

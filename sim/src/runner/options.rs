@@ -186,13 +186,33 @@ pub struct Prepopulation {
     pub share_every: u64,
     /// Mappings of each other device (fresh data blocks after device 0's).
     pub mappings_per_other: u64,
+    /// Device 0's (and its sharers') first vblock, so keys below the restored ones exist and
+    /// an insert can make a new minimum in a tree of two levels. 0 in traces from before it.
+    #[serde(default)]
+    pub first_vblock: u64,
 }
 
 impl Prepopulation {
-    /// Whether the layout is one of the few fixed large ones, worth keeping once restored.
+    /// Whether the layout is one of the few fixed ones worth keeping once restored: the large
+    /// ones, and the `sim` fuzz target's deep start ([`Prepopulation::FUZZ_DEEP_START`]).
     pub fn cacheable(&self) -> bool {
-        self.mappings >= FULL_NODE * FULL_NODE
+        self.mappings >= FULL_NODE * FULL_NODE || *self == Self::FUZZ_DEEP_START
     }
+
+    /// Where a deep-tree input of the `sim` fuzz target starts (`fuzzing::sim`): three
+    /// devices whose mapping trees have two levels (1,200 mappings of device 0, about five
+    /// leaves, with holes), a third of them shared three ways (both overflow trees hold
+    /// entries), from vblock 10,000, so inserts below, inside and above the restored keys
+    /// split, merge and redistribute from an input's first ops.
+    pub const FUZZ_DEEP_START: Prepopulation = Prepopulation {
+        devices: 3,
+        mappings: 1_200,
+        hole_every: 4,
+        sharers: 2,
+        share_every: 3,
+        mappings_per_other: 0,
+        first_vblock: 10_000,
+    };
 
     /// Data blocks the image uses (all of them are mapped, from block 0 up).
     pub fn data_blocks_used(&self) -> u64 {
@@ -467,6 +487,7 @@ impl Options {
             sharers: 0,
             share_every: 1,
             mappings_per_other: 0,
+            first_vblock: 0,
         });
         self.dev_ids = 4;
         self.vblocks = mappings + 4_000;
@@ -498,6 +519,7 @@ impl Options {
                 sharers: 0,
                 share_every: 1,
                 mappings_per_other: rng.random_range(1..=6u64),
+                first_vblock: 0,
             },
             // Full leaves under a full internal root (252 × 252), or under two full internal
             // nodes: the first fresh insert splits a leaf and the node above it, and with one
@@ -509,6 +531,7 @@ impl Options {
                 sharers: 0,
                 share_every: 1,
                 mappings_per_other: 0,
+                first_vblock: 0,
             },
             // Shared three ways and more: overflow trees of thousands of entries.
             _ => Prepopulation {
@@ -518,6 +541,7 @@ impl Options {
                 sharers: rng.random_range(2..=3u64),
                 share_every: rng.random_range(1..=3u64),
                 mappings_per_other: rng.random_range(0..=1_000u64),
+                first_vblock: 0,
             },
         };
         self.steps_percent = 50;

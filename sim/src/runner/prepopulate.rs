@@ -31,7 +31,7 @@ struct LaidOut {
 fn layout(p: &Prepopulation) -> Vec<LaidOut> {
     // Device 0: vblocks skip one in every `hole_every` (none for 1), data blocks from 0.
     let hole = p.hole_every.max(1);
-    let vblock = |i: u64| if hole > 1 { i + i / (hole - 1) } else { i };
+    let vblock = |i: u64| p.first_vblock + if hole > 1 { i + i / (hole - 1) } else { i };
     let first: Vec<(u64, u64)> = (0..p.mappings).map(|i| (vblock(i), i)).collect();
     let mut devices = Vec::with_capacity(p.devices as usize);
     let mut next_data = p.mappings;
@@ -153,6 +153,7 @@ mod tests {
             sharers: 2,
             share_every: 2,
             mappings_per_other: 5,
+            first_vblock: 0,
         };
         let l = layout(&p);
         assert_eq!(l.len(), 4);

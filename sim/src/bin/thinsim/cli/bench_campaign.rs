@@ -212,7 +212,9 @@ fn page(a: &BenchCampaignArgs, base: &[Side], cur: &[Side], argv: &[String]) -> 
     let _ = writeln!(
         o,
         "\n- **Crash images per second, whole campaign:** {} → **{:.0}**.\n\
-         - Recoveries judged by a remembered verification: {:.0}%.",
+         - Recoveries judged by a remembered verification: {:.0}%.\n\n\
+         Where each class's time goes, against the targets, and the next steps: \
+         [cost-profile.md](cost-profile.md).",
         b.as_ref().map_or("–".into(), |b| format!("{:.0}", b.crash_images_per_s)),
         c.crash_images_per_s,
         c.recoveries_memo_share
