@@ -59,3 +59,30 @@ const _: () = assert!(MAX_METADATA_BLOCKS == 4_161_600);
 const _: () = assert!(16 + METADATA_INDEX_ENTRIES * INDEX_ENTRY_BYTES == BLOCK_SIZE);
 const _: () = assert!(SUPERBLOCK_RECORD_BYTES <= SECTOR_SIZE);
 const _: () = assert!(METADATA_BLOCK_SECTORS == 8);
+
+/// Smallest data block the pool target takes, in 512-byte sectors (64 KiB); every size is a
+/// multiple of it. The metadata layer only stores the value: this is the target's rule, which
+/// the tools apply so they never make or pass an image the kernel refuses to activate.
+pub const DATA_BLOCK_SECTORS_MIN: u32 = 128;
+/// Largest data block the pool target takes, in sectors (1 GiB).
+pub const DATA_BLOCK_SECTORS_MAX: u32 = 2_097_152;
+/// Largest thin device id the pool target takes (ids are 24 bits in its messages).
+pub const MAX_THIN_ID: u64 = (1 << 24) - 1;
+
+/// Whether the pool target takes a data block of `sectors`.
+pub const fn data_block_size_ok(sectors: u32) -> bool {
+    sectors >= DATA_BLOCK_SECTORS_MIN
+        && sectors <= DATA_BLOCK_SECTORS_MAX
+        && sectors.is_multiple_of(DATA_BLOCK_SECTORS_MIN)
+}
+
+/// Why the pool target refuses a data block of `sectors`, or `None` when it takes it.
+pub fn data_block_size_refusal(sectors: u32) -> Option<String> {
+    (!data_block_size_ok(sectors)).then(|| {
+        format!(
+            "data block size {sectors} sectors: the pool target takes \
+             {DATA_BLOCK_SECTORS_MIN}..={DATA_BLOCK_SECTORS_MAX} sectors, a multiple of \
+             {DATA_BLOCK_SECTORS_MIN}"
+        )
+    })
+}

@@ -324,3 +324,34 @@ fn a_scan_without_any_details_tree_keeps_the_mappings() {
     assert_eq!(r.flat, had);
     assert_eq!(r.report.unmatched_devices, 3, "found in the mapping tree only");
 }
+
+/// A damaged superblock's data block size that the pool target refuses (100 sectors) is not
+/// kept: repair asks for one, and refuses an override the target would refuse too. `check`
+/// calls a superblock with such a size fatal (issue 29: it passed 100 and u32::MAX).
+#[test]
+fn a_data_block_size_the_pool_target_refuses_is_neither_kept_nor_accepted_nor_passed() {
+    let (mut img, had) = base();
+    let want = dump_image(&img);
+    let mut s = sb(&img);
+    for bad in [100, 127, u32::MAX] {
+        s.data_block_size = bad;
+        put_damaged_superblock(&mut img, &s);
+        let e = salvage(img.to_device(), Overrides::default()).unwrap_err();
+        assert!(matches!(&e, ToolError::Input(m) if m.contains("--data-block-size")), "{e}");
+        let o = Overrides { data_block_size: Some(bad), ..Overrides::default() };
+        let e = salvage(img.to_device(), o).unwrap_err();
+        assert!(matches!(&e, ToolError::Input(m) if m.contains("pool target takes")), "{e}");
+    }
+    let o = Overrides { data_block_size: Some(128), ..Overrides::default() };
+    let r = repaired_whole(&img, o).unwrap();
+    assert_eq!((r.flat, r.dump), (had, want));
+    // An intact superblock (checksum right) with the refused size: a fatal `check` finding.
+    let (mut img, _) = base();
+    let mut s = sb(&img);
+    s.data_block_size = 100;
+    *img.block_mut(0) = s.pack(0);
+    let report = engine::tools::check::check(Box::new(img));
+    let text = format!("{:?}", report.findings);
+    assert!(text.contains("pool target takes"), "{text}");
+    assert!(!report.is_sound(), "{text}");
+}

@@ -471,6 +471,12 @@ mod images {
             // it and check then called the image corrupt).
             ("version=\"2\"", "version=\"0\"", "not 1 or 2"),
             ("data_block_size=\"128\"", "data_block_size=\"000\"", "data_block_size is 0"),
+            // Sizes the pool target refuses (128..=2097152 sectors, a multiple of 128), and
+            // a thin id past its 24 bits: images the kernel would not activate (issue 29).
+            ("data_block_size=\"128\"", "data_block_size=\"1\"", "pool target takes"),
+            ("data_block_size=\"128\"", "data_block_size=\"127\"", "pool target takes"),
+            ("data_block_size=\"128\"", "data_block_size=\"4194304\"", "pool target takes"),
+            ("dev_id=\"1\"", "dev_id=\"16777216\"", "24 bits"),
         ];
         for (from, to, why) in cases {
             assert!(good.contains(from), "{from}");

@@ -412,6 +412,9 @@ impl Checker {
         }
         if sb.data_block_size == 0 {
             self.error(FindingKind::Superblock, Some(0), &[], "data_block_size is 0".into());
+        } else if let Some(why) = crate::limits::data_block_size_refusal(sb.data_block_size) {
+            // The kernel will not activate the pool: as unusable as a bad field.
+            self.error(FindingKind::Superblock, Some(0), &[], why);
         }
     }
 

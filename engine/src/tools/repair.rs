@@ -101,9 +101,16 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
             "the superblock is unreadable, so the {what} is unknown: give it with {flag}"
         ))
     };
+    if let Some(why) = o.data_block_size.and_then(crate::limits::data_block_size_refusal) {
+        return Err(ToolError::Input(why));
+    }
+    // A damaged superblock's size is kept only when the pool target would take it.
     let data_block_size = o
         .data_block_size
-        .or(hint.as_ref().map(|s| s.data_block_size).filter(|&n| n > 0))
+        .or(hint
+            .as_ref()
+            .map(|s| s.data_block_size)
+            .filter(|&n| crate::limits::data_block_size_ok(n)))
         .ok_or_else(|| need("data block size", "--data-block-size"))?;
     let nr_data_blocks = o
         .nr_data_blocks

@@ -95,8 +95,8 @@ fn overridden(
         sb.transaction = t;
     }
     if let Some(n) = o.data_block_size {
-        if n == 0 {
-            return Err(ToolError::Input("data block size 0 is not a size".into()));
+        if let Some(why) = crate::limits::data_block_size_refusal(n) {
+            return Err(ToolError::Input(why));
         }
         sb.data_block_size = n;
     }
@@ -246,6 +246,13 @@ fn validate(
             XmlEvent::Superblock(s) => sb = Some(s),
             XmlEvent::BeginDevice(d) => {
                 let s = sb.as_ref().expect("the reader nests devices in a superblock");
+                if d.dev_id > crate::limits::MAX_THIN_ID {
+                    return Err(ToolError::Input(format!(
+                        "device {}: the pool target's thin ids are 24 bits (at most {})",
+                        d.dev_id,
+                        crate::limits::MAX_THIN_ID
+                    )));
+                }
                 if !ids.insert(d.dev_id) {
                     return Err(ToolError::Input(format!("device {} appears twice", d.dev_id)));
                 }
@@ -303,6 +310,11 @@ fn validate(
     }
     if sb.data_block_size == 0 {
         return Err(ToolError::Input("data_block_size is 0".into()));
+    }
+    // The pool target's limits (1.x's restore refuses the same): an image the kernel will
+    // not activate is no restore.
+    if let Some(why) = crate::limits::data_block_size_refusal(sb.data_block_size) {
+        return Err(ToolError::Input(why));
     }
     Ok(Some((sb, kept)))
 }

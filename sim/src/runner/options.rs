@@ -214,6 +214,28 @@ impl Prepopulation {
         first_vblock: 10_000,
     };
 
+    /// Refuses a layout no run can restore (see [`Options::validate`]): sizes far above what
+    /// is drawn, and data beyond the pool's `data_blocks`. (Sharers past the last device are
+    /// harmless: only devices 1..devices can share.)
+    pub fn validate(&self, data_blocks: u64) -> Result<(), OptionsError> {
+        let bad = |reason: String| Err(OptionsError { field: "prepopulate", reason });
+        for (what, v, max) in [
+            ("devices", self.devices, MAX_PREPOPULATED_DEVICES),
+            ("mappings", self.mappings, MAX_PREPOPULATED_MAPPINGS),
+            ("mappings_per_other", self.mappings_per_other, MAX_PREPOPULATED_MAPPINGS),
+            ("first_vblock", self.first_vblock, MAX_VBLOCKS),
+        ] {
+            if v > max {
+                return bad(format!("{what} {v} is over {max}"));
+            }
+        }
+        let used = self.data_blocks_used();
+        if used > data_blocks {
+            return bad(format!("uses up to {used} data blocks of the pool's {data_blocks}"));
+        }
+        Ok(())
+    }
+
     /// Data blocks the image uses (all of them are mapped, from block 0 up).
     pub fn data_blocks_used(&self) -> u64 {
         self.mappings + self.devices.saturating_sub(1 + self.sharers) * self.mappings_per_other
@@ -287,6 +309,19 @@ impl std::error::Error for OptionsError {}
 /// Entries of a full mapping leaf and of a full internal node (value size 8).
 const FULL_NODE: u64 = 252;
 
+/// Bounds on options read from a trace ([`Options::validate`]), far above what is drawn.
+const MAX_EXPLORE_IMAGES: u64 = 4096;
+/// Data blocks: 2,056 space-map bitmaps (the largest drawn pool has 171).
+const MAX_DATA_BLOCKS: u64 = 1 << 25;
+const MAX_STEPS_PERCENT: u64 = 100_000;
+/// The pool target takes 24-bit thin ids (dm-thin.c's `MAX_DEV_ID`); at most 260 are drawn.
+const MAX_DEVICE_IDS: u64 = 1 << 24;
+/// Devices of a restored layout (the most drawn is 252).
+const MAX_PREPOPULATED_DEVICES: u64 = 4096;
+const MAX_VBLOCKS: u64 = 1 << 40;
+/// Mappings of a restored device (the largest drawn layout has 127,008).
+const MAX_PREPOPULATED_MAPPINGS: u64 = 1 << 20;
+
 impl Options {
     /// Draws a run's options from its RNG.
     pub fn draw<R: Rng + ?Sized>(rng: &mut R) -> Options {
@@ -334,6 +369,22 @@ impl Options {
             if v == 0 {
                 return bad(field, "must be at least 1".into());
             }
+        }
+        // Bounds far above anything drawn, so that a hand-edited or hostile trace is refused
+        // in words instead of hanging (2^63 crash images) or aborting on an allocation.
+        for (field, v, max) in [
+            ("explore_images", self.explore_images, MAX_EXPLORE_IMAGES),
+            ("data_blocks", self.data_blocks, MAX_DATA_BLOCKS),
+            ("steps_percent", self.steps_percent, MAX_STEPS_PERCENT),
+            ("dev_ids", self.dev_ids, MAX_DEVICE_IDS),
+            ("vblocks", self.vblocks, MAX_VBLOCKS),
+        ] {
+            if v > max {
+                return bad(field, format!("{v} is over {max}"));
+            }
+        }
+        if let Some(p) = &self.prepopulate {
+            p.validate(self.data_blocks)?;
         }
         Ok(())
     }

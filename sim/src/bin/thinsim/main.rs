@@ -4,6 +4,8 @@
 //! its oracles, shrink, explore and the reports — is in the library; nothing here decides a
 //! verdict.
 
+#[macro_use]
+mod out;
 mod bench_sim;
 mod bench_tools;
 mod cli;
@@ -18,7 +20,11 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // Named thin_check, thin_dump, … (a symlink or a copy): that tool, as pdata_tools is.
     if let Some(tool) = cli::tools::multi_call_tool(std::env::args_os().next().as_ref()) {
-        return cli::tools::run_as(tool);
+        let code = cli::tools::run_as(tool);
+        out::flush();
+        return code;
     }
-    cli::main(cli::Cli::parse())
+    let code = cli::main(cli::Cli::parse());
+    out::flush();
+    code
 }

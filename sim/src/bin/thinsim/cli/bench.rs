@@ -44,7 +44,7 @@ fn write_report(dir: &Path, name: &str, json: &str, md: &str) -> ExitCode {
     {
         return fail(format!("{}: {e}", dir.display()), 2);
     }
-    print!("{md}");
+    out!("{md}");
     ExitCode::SUCCESS
 }
 
@@ -82,7 +82,7 @@ pub fn bench_sim(args: &BenchSimArgs) -> ExitCode {
             args.repeats,
         ) {
             Ok(line) => {
-                println!("{line}");
+                outln!("{line}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e, 1),

@@ -134,7 +134,7 @@ fn rounds(a: &BenchCampaignArgs, me: &Path, tmp: &Path) -> ExitCode {
     if let Err(e) = std::fs::write(&a.out, &page) {
         return super::fail(format!("{}: {e}", a.out.display()), 2);
     }
-    print!("{page}");
+    out!("{page}");
     ExitCode::SUCCESS
 }
 

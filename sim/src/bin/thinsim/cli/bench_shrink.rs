@@ -59,14 +59,14 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
         });
         let search_s = began.elapsed().as_secs_f64();
         let Some((seed, trace)) = found else {
-            println!("{canary}: not caught by seeds 0..{}", a.search);
+            outln!("{canary}: not caught by seeds 0..{}", a.search);
             ok = false;
             continue;
         };
         let r = match sim::shrink::shrink(&trace, a.budget, &mut |_| {}) {
             Ok(r) => r,
             Err(e) => {
-                println!("{canary}: {e}");
+                outln!("{canary}: {e}");
                 ok = false;
                 continue;
             }
@@ -95,7 +95,7 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
             replays: r.replays,
             file,
         };
-        println!(
+        outln!(
             "{canary}: seed {seed} {} | {} -> {} ops, {} -> {} faults | {:.2} s, {} replays",
             row.signature,
             row.before.0,
@@ -115,11 +115,11 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    print!("{table}");
+    out!("{table}");
     if ok {
         ExitCode::SUCCESS
     } else {
-        println!("FAILED: a canary was not caught, or did not shrink to 25 ops within 60 s");
+        outln!("FAILED: a canary was not caught, or did not shrink to 25 ops within 60 s");
         ExitCode::from(1)
     }
 }

@@ -45,7 +45,7 @@ pub fn explore(a: &ExploreArgs) -> ExitCode {
         }
     };
     let w = sim::explore::workload(&t);
-    println!(
+    outln!(
         "workload: {} ops, tears {:?}, at most {} states per cut",
         w.steps.len(),
         sim::explore::tears_for(&w),
@@ -59,7 +59,7 @@ pub fn explore(a: &ExploreArgs) -> ExitCode {
         }
     };
     let max_pending = r.points.iter().map(|p| p.pending_writes).max().unwrap_or(0);
-    println!(
+    outln!(
         "{} power cuts, {} crash points ({} with more than one pending write, at most {} pending), {} crash states judged, {} points sampled",
         r.cuts,
         r.points.len(),
@@ -86,19 +86,19 @@ pub fn explore(a: &ExploreArgs) -> ExitCode {
     }
     for (cut, f) in &r.failures {
         match cut {
-            Some((step, io)) => println!("power cut at I/O {io} of op {step}:"),
-            None => println!("the workload's own power cuts:"),
+            Some((step, io)) => outln!("power cut at I/O {io} of op {step}:"),
+            None => outln!("the workload's own power cuts:"),
         }
-        println!("{f}");
+        outln!("{f}");
     }
     if !r.failures.is_empty() {
-        println!("FAILED: {} crash points failed", r.failures.len());
+        outln!("FAILED: {} crash points failed", r.failures.len());
         return ExitCode::from(1);
     }
     if r.nontrivial_points() == 0 {
-        println!("FAILED: no crash point had more than one pending write; nothing was explored");
+        outln!("FAILED: no crash point had more than one pending write; nothing was explored");
         return ExitCode::from(1);
     }
-    println!("PASSED");
+    outln!("PASSED");
     ExitCode::SUCCESS
 }

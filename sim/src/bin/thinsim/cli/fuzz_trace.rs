@@ -45,20 +45,15 @@ pub fn fuzz_trace(a: &FuzzTraceArgs) -> ExitCode {
         eprintln!("cannot write trace {}: {e}", path.display());
         return ExitCode::from(2);
     }
-    println!(
-        "trace {} ({} ops, {} faults)",
-        path.display(),
-        trace.steps.len(),
-        trace.fault_count()
-    );
+    outln!("trace {} ({} ops, {} faults)", path.display(), trace.steps.len(), trace.fault_count());
     match out.failure {
         Some(mut f) => {
             f.replay = format!("thinsim replay {}", path.display());
-            println!("{f}");
+            outln!("{f}");
             ExitCode::from(1)
         }
         None => {
-            println!("PASS");
+            outln!("PASS");
             ExitCode::SUCCESS
         }
     }

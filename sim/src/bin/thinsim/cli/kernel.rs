@@ -86,7 +86,7 @@ fn kernels(a: &KernelArgs) -> Result<(Vec<UmlKernel>, Vec<serde_json::Value>), U
             Ok(k) if run.iter().any(|r| r.linux == k.linux) => {}
             Ok(k) => run.push(k),
             Err(e @ UmlError::HostUnsupported { .. }) if a.skip_unbootable => {
-                println!("kernel: skipped {c:?}: {e}");
+                outln!("kernel: skipped {c:?}: {e}");
                 skipped.push(serde_json::json!({ "kernel": format!("{c:?}").to_lowercase(), "reason": e.to_string() }));
             }
             Err(e) => return Err(e),
@@ -146,7 +146,7 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
         if let Err(e) = std::fs::write(&path, format!("{all:#}\n")) {
             return super::fail(format!("{}: {e}", path.display()), 2);
         }
-        println!("{}", side_by_side(&summaries).trim_end());
+        outln!("{}", side_by_side(&summaries).trim_end());
     }
     if let Some(b) = &a.bench {
         let page = bench_page(&summaries, &skipped, &std::env::args().collect::<Vec<_>>());
@@ -174,7 +174,7 @@ fn judge(a: &KernelArgs, dir: &Path) -> ExitCode {
         Err(e) => super::fail(e, 2),
         Ok(v) => {
             let c = &v.stats;
-            println!(
+            outln!(
                 "judged {} (kernel {kernel}, held-root defect {}): {} log entries, {} commits matched, {} crash images judged, {} held-root-only superblocks",
                 dir.display(),
                 status.name(),
@@ -185,12 +185,12 @@ fn judge(a: &KernelArgs, dir: &Path) -> ExitCode {
             );
             match v.finding {
                 None if c.commits > 0 && c.images > 0 => {
-                    println!("no finding");
+                    outln!("no finding");
                     ExitCode::SUCCESS
                 }
                 None => super::fail("crash mode judged nothing (no commit or no crash image)", 1),
                 Some(f) => {
-                    println!("FINDING: {f}");
+                    outln!("FINDING: {f}");
                     ExitCode::from(1)
                 }
             }
@@ -208,7 +208,7 @@ fn campaign(
     thinsim: &Path,
     skipped: &[serde_json::Value],
 ) -> Result<(serde_json::Value, usize), ExitCode> {
-    println!(
+    outln!(
         "kernel: {} ({}, {}), modules {}",
         k.linux.display(),
         k.version(),
@@ -265,7 +265,7 @@ fn campaign(
     if let Err(e) = std::fs::write(&path, format!("{summary:#}\n")) {
         return Err(super::fail(format!("{}: {e}", path.display()), 2));
     }
-    println!(
+    outln!(
         "{} workloads, {ops} ops, {checkpoints} checkpoints compared, {differences} with a difference, {:.1} s ({:.1} seeds/min); crash mode judged {} images, {:.0} per second of judging; {}",
         workloads.len(),
         secs,
@@ -535,39 +535,42 @@ fn bench_page(
 fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str) {
     match &run.difference {
         None => {
-            println!(
+            outln!(
                 "seed {}: agreed ({} ops, {} checkpoints, kernel {}, {secs:.1} s)",
-                run.seed, run.ops, run.checkpoints, run.kernel
+                run.seed,
+                run.ops,
+                run.checkpoints,
+                run.kernel
             );
             if let Some(c) = &run.crash {
-                println!(
+                outln!(
                     "  crash mode: {} log entries, {} flush epochs, {} commits matched, {} crash images judged ({} at the epoch's new commit; {} writes dropped, {} torn; {} at one of {} held-root-only superblocks; held-root defect {} on this kernel)",
                     c.entries, c.epochs, c.commits, c.images, c.images_at_new_commit, c.writes_dropped, c.writes_torn, c.images_at_held_only_superblock, c.held_only_superblocks, run.held_root.name()
                 );
-                println!(
+                outln!(
                     "  data: {} writes, {} flushes; {} published blocks found durable ({} still in flight at a commit, {} quiescent commits); {} acks held, covering {} blocks; {} crash images reopened in the kernel",
                     c.data_writes, c.data_flushes, c.data_blocks_verified, c.data_pending_at_commit, c.quiescent_commits, c.acks_checked, c.ack_blocks_checked, run.reopened
                 );
             }
         }
         Some(d) => {
-            println!("seed {}: DIFFERENCE at {d}", run.seed);
+            outln!("seed {}: DIFFERENCE at {d}", run.seed);
             let lo = d.op().saturating_sub(3);
             for (i, op) in w.ops.iter().enumerate().skip(lo).take(d.op() + 1 - lo) {
-                println!("  op {i}: {}", serde_json::to_string(op).unwrap_or_default());
+                outln!("  op {i}: {}", serde_json::to_string(op).unwrap_or_default());
             }
             match &run.sides {
                 Some(Ok(s)) => {
-                    println!("  both sides: {} and {}", s.model.display(), s.kernel.display());
+                    outln!("  both sides: {} and {}", s.model.display(), s.kernel.display());
                     for line in s.excerpt.lines() {
-                        println!("    {line}");
+                        outln!("    {line}");
                     }
                 }
-                Some(Err(e)) => println!("  both sides: not written ({e})"),
+                Some(Err(e)) => outln!("  both sides: not written ({e})"),
                 None => {}
             }
-            println!("  run directory: {}", dir.display());
-            println!(
+            outln!("  run directory: {}", dir.display());
+            outln!(
                 "  replay: thinsim kernel --workload {} {replay}",
                 dir.join("workload.json").display()
             );

@@ -17,7 +17,7 @@ pub fn replay(a: &ReplayArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    println!(
+    outln!(
         "trace {} ({} ops, {} faults, written by {}), seed {}",
         a.file.display(),
         t.steps.len(),
@@ -40,22 +40,22 @@ pub fn report(t: &Trace, out: &RunOutcome, file: &Path) -> ExitCode {
         (Some(f), expected) => {
             let mut f = f.clone();
             f.replay = format!("thinsim replay {}", file.display());
-            println!("{f}");
+            outln!("{f}");
             match expected {
                 Some(e) if e.signature == f.signature() => {
-                    println!("reproduced the expected failure {}", e.signature)
+                    outln!("reproduced the expected failure {}", e.signature)
                 }
-                Some(e) => println!("expected {} instead", e.signature),
-                None => println!("the trace expected no failure"),
+                Some(e) => outln!("expected {} instead", e.signature),
+                None => outln!("the trace expected no failure"),
             }
             ExitCode::from(1)
         }
         (None, Some(e)) => {
-            println!("PASS: the expected failure {} did not happen", e.signature);
+            outln!("PASS: the expected failure {} did not happen", e.signature);
             ExitCode::SUCCESS
         }
         (None, None) => {
-            println!("PASS");
+            outln!("PASS");
             ExitCode::SUCCESS
         }
     }

@@ -40,7 +40,7 @@ fn compare(old: &Path, new: &Path) -> ExitCode {
     };
     let diff = a.differences(&b);
     if diff.is_empty() {
-        println!("{} is current: same as {}", old.display(), new.display());
+        outln!("{} is current: same as {}", old.display(), new.display());
         return ExitCode::SUCCESS;
     }
     eprintln!(
@@ -72,7 +72,7 @@ fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
         eprintln!("{}: {e}", out.display());
         return ExitCode::from(2);
     }
-    println!(
+    outln!(
         "merged {} shards: {} runs, {} failure signatures, {} coverage gaps -> {}",
         dirs.len(),
         total.seeds.runs,

@@ -73,7 +73,7 @@ pub fn run(a: &RunArgs) -> ExitCode {
     let cfg = a.config();
     // First, and flushed: a run that hangs or kills the process still shows its options.
     let options = runner::options_of(&cfg);
-    println!("seed {} options {}", cfg.seed, serde_json::to_string(&options).unwrap_or_default());
+    outln!("seed {} options {}", cfg.seed, serde_json::to_string(&options).unwrap_or_default());
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut out = runner::run(&cfg);
     if let Err(e) = write_traces(a, &mut out) {
@@ -84,21 +84,23 @@ pub fn run(a: &RunArgs) -> ExitCode {
     if a.twice {
         let again = runner::run(&cfg);
         if again.trace_hash != out.trace_hash {
-            println!(
+            outln!(
                 "NONDETERMINISM: trace hash {:#018x} then {:#018x}",
-                out.trace_hash, again.trace_hash
+                out.trace_hash,
+                again.trace_hash
             );
             return ExitCode::from(1);
         }
         let replayed = out.trace.as_ref().map(runner::replay);
         if let Some(r) = replayed.filter(|r| r.trace_hash != out.trace_hash) {
-            println!(
+            outln!(
                 "NONDETERMINISM: the recorded trace replays with hash {:#018x}, not {:#018x}",
-                r.trace_hash, out.trace_hash
+                r.trace_hash,
+                out.trace_hash
             );
             return ExitCode::from(1);
         }
-        println!("twice: trace hashes equal (run, run again, replay of the trace)");
+        outln!("twice: trace hashes equal (run, run again, replay of the trace)");
     }
     if out.failure.is_some() {
         ExitCode::from(1)
@@ -112,7 +114,7 @@ fn write_traces(a: &RunArgs, out: &mut runner::RunOutcome) -> Result<(), String>
     let Some(t) = &out.trace else { return Ok(()) };
     if let Some(path) = &a.trace_out {
         t.write(path, &[]).map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("trace written to {}", path.display());
+        outln!("trace written to {}", path.display());
     }
     if let Some(f) = out.failure.as_mut() {
         let path = a.traces.join(format!("seed-{}.trace", a.seed));
@@ -126,15 +128,15 @@ fn write_traces(a: &RunArgs, out: &mut runner::RunOutcome) -> Result<(), String>
 fn print_outcome(out: &runner::RunOutcome) {
     print_stats(out);
     match &out.failure {
-        Some(f) => println!("{f}"),
-        None => println!("PASS"),
+        Some(f) => outln!("{f}"),
+        None => outln!("PASS"),
     }
 }
 
 /// The statistics lines of a run or a replay.
 pub(super) fn print_stats(out: &runner::RunOutcome) {
     let s = &out.stats;
-    println!(
+    outln!(
         "steps {} commits {} aborts {} crashes {} (in commit {}) recoveries {} crash images {} \
          verifications full {} incremental {} image checks {} outcomes {:?}",
         s.steps,
@@ -149,7 +151,7 @@ pub(super) fn print_stats(out: &runner::RunOutcome) {
         s.image_checks,
         s.outcomes
     );
-    println!("trace hash {:#018x}", out.trace_hash);
+    outln!("trace hash {:#018x}", out.trace_hash);
 }
 
 #[cfg(test)]

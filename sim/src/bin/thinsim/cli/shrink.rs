@@ -34,7 +34,7 @@ pub fn shrink(a: &ShrinkArgs) -> ExitCode {
     let out = a.output.clone().unwrap_or_else(|| default_output(&a.file));
     match shrink_to(&t, a.budget, &out) {
         Ok(line) => {
-            println!("{line}");
+            outln!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -285,12 +285,13 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
             eprintln!("{}: {e}", dir.display());
             return ExitCode::from(2);
         }
-        println!("report: {}/summary.json, {}/index.html", dir.display(), dir.display());
+        outln!("report: {}/summary.json, {}/index.html", dir.display(), dir.display());
     }
     if summary.stats.crash_images_checked < a.min_crash_images {
-        println!(
+        outln!(
             "FAILED: only {} crash images checked, the campaign needs {}",
-            summary.stats.crash_images_checked, a.min_crash_images
+            summary.stats.crash_images_checked,
+            a.min_crash_images
         );
         return ExitCode::from(1);
     }
@@ -298,7 +299,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
     // data-durability oracle (runner::data) must have judged some mapped block.
     let st = &summary.stats;
     if st.data_writes > 0 && st.recoveries > 0 && st.data_blocks_verified == 0 {
-        println!(
+        outln!(
             "FAILED: {} data writes and {} recoveries, and the data-durability oracle verified no block",
             st.data_writes, st.recoveries
         );
@@ -307,7 +308,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
     // Likewise the memo: every remembered verification was first made in full, so crash
     // images all judged by memory mean the full verification never ran.
     if st.crash_images_checked > 0 && st.crash_images_memo >= st.crash_images_checked {
-        println!(
+        outln!(
             "FAILED: all {} crash images were judged by a remembered verification, none in full",
             st.crash_images_checked
         );
@@ -318,7 +319,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
     let b_outcomes = st.outcomes.b_detected + st.outcomes.b_undetectable;
     let all = st.repair.get(sim::runner::repair::ALL_KINDS);
     if b_outcomes > 0 && all.is_none_or(|t| t.repaired + t.refused == 0) {
-        println!("FAILED: {b_outcomes} class B outcomes, and repair was judged on none");
+        outln!("FAILED: {b_outcomes} class B outcomes, and repair was judged on none");
         return ExitCode::from(1);
     }
     if summary.passed() {
@@ -365,12 +366,12 @@ fn write_failure_traces(
         ];
         let refs: Vec<&str> = header.iter().map(String::as_str).collect();
         t.write(&path, &refs).map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("trace of {sig} ({} seeds): thinsim replay {}", seeds.len(), path.display());
+        outln!("trace of {sig} ({} seeds): thinsim replay {}", seeds.len(), path.display());
         if let Some(budget) = shrink {
             let out = super::shrink::default_output(&path);
             match super::shrink::shrink_to(t, budget, &out) {
-                Ok(line) => println!("{line}"),
-                Err(e) => println!("shrink of {}: {e}", path.display()),
+                Ok(line) => outln!("{line}"),
+                Err(e) => outln!("shrink of {}: {e}", path.display()),
             }
         }
         let file = path.display().to_string();
@@ -385,7 +386,7 @@ fn write_failure_traces(
 
 fn print_summary(s: &Summary, planned: usize) {
     let st = &s.stats;
-    println!(
+    outln!(
         "{} of {planned} seeds, {} steps, {} commits, {} crashes ({} in commit), {} recoveries, \
          {} crash images checked ({} with check) in {:.1}s: {:.1} runs/s, {:.0} steps/s, {:.0} \
          crash images/s",
@@ -402,18 +403,19 @@ fn print_summary(s: &Summary, planned: usize) {
         s.throughput.steps_per_s,
         s.throughput.crash_images_per_s
     );
-    println!("outcomes {:?}", st.outcomes);
-    println!(
+    outln!("outcomes {:?}", st.outcomes);
+    outln!(
         "verification: {} crash images and {} recoveries judged by a remembered verification \
          (an image with the same bytes in every block it read; runner::memo), the rest in full",
-        st.crash_images_memo, st.recoveries_memo
+        st.crash_images_memo,
+        st.recoveries_memo
     );
-    println!(
+    outln!(
         "data device: {} writes, {} pre-commit flushes, {} mapped blocks found durable after recoveries",
         st.data_writes, st.data_flushes, st.data_blocks_verified
     );
     for (kind, t) in &st.repair {
-        println!(
+        outln!(
             "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale after a lost/misdirected write, {} from unverified roots; roots from superblock/damaged superblock/scan {}/{}/{}",
             t.repaired,
             t.refused,
@@ -428,7 +430,7 @@ fn print_summary(s: &Summary, planned: usize) {
         );
     }
     for (class, c) in &s.classes {
-        println!(
+        outln!(
             "class {:<13} {:>6} runs {:>9} steps {:>9} crash images ({:>3.0}% remembered), {:>7.0} crash images/s a core",
             class.name(),
             c.runs,
@@ -439,13 +441,13 @@ fn print_summary(s: &Summary, planned: usize) {
         );
     }
     for g in &s.coverage_gaps {
-        println!("COVERAGE GAP: {g}");
+        outln!("COVERAGE GAP: {g}");
     }
     for g in &s.structure_gaps {
-        println!("STRUCTURE GAP: {g}");
+        outln!("STRUCTURE GAP: {g}");
     }
     for g in &s.failures {
-        println!("FAILURE {} x{} seeds {:?}\n{}", g.signature, g.count, g.seeds, g.first);
+        outln!("FAILURE {} x{} seeds {:?}\n{}", g.signature, g.count, g.seeds, g.first);
     }
-    println!("{}", if s.passed() { "PASSED" } else { "FAILED" });
+    outln!("{}", if s.passed() { "PASSED" } else { "FAILED" });
 }

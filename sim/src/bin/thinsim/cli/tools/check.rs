@@ -124,7 +124,7 @@ fn print_report(r: &CheckReport, args: &CheckArgs, flavour: Flavour) {
         return;
     }
     if r.superblock_valid {
-        println!("TRANSACTION_ID={}", r.transaction_id);
+        outln!("TRANSACTION_ID={}", r.transaction_id);
         // thin_check 0.9.0 prints the device's block count less one whatever is in use
         // (observed on every image, its own thin_restore's included); `thinsim check`
         // prints what the space map's root records.
@@ -132,14 +132,15 @@ fn print_report(r: &CheckReport, args: &CheckArgs, flavour: Flavour) {
             Flavour::Thin => r.metadata_nr_blocks.saturating_sub(1),
             Flavour::Thinsim => r.metadata_free_blocks,
         };
-        println!("METADATA_FREE_BLOCKS={free}");
+        outln!("METADATA_FREE_BLOCKS={free}");
     }
     if flavour == Flavour::Thinsim && !args.super_block_only && r.superblock_valid {
-        println!("DEVICES={} MAPPINGS={}", r.devices, r.mappings);
+        outln!("DEVICES={} MAPPINGS={}", r.devices, r.mappings);
         if !args.skip_mappings {
-            println!(
+            outln!(
                 "METADATA_BLOCKS_USED={} DATA_BLOCKS_USED={}",
-                r.metadata_blocks_used, r.data_blocks_used
+                r.metadata_blocks_used,
+                r.data_blocks_used
             );
         }
     }

@@ -2,7 +2,7 @@
 //! of a damaged one (`--repair`), with thin_dump's filters and superblock overrides.
 //! A closed pipe or FIFO ends the dump quietly (exit 0): the reader chose to stop.
 
-use super::{fail, is_broken_pipe, open_input, open_pool, Flavour, OverrideArgs};
+use super::{fail, is_broken_pipe, open_input, open_pool, same_file, Flavour, OverrideArgs};
 use clap::Args;
 use engine::thin::{MetadataBlock, Source};
 use engine::tools::dump::{dump_salvage, dump_with, DumpOptions};
@@ -53,6 +53,9 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
         dev_ids: (!args.dev_ids.is_empty()).then(|| args.dev_ids.iter().copied().collect()),
         overrides: args.overrides.overrides(),
     };
+    if args.output.as_ref().is_some_and(|o| same_file(&args.image, o)) {
+        return fail("the output is the metadata image: dump would destroy what it reads", 2);
+    }
     // The input is judged before the output is created: a bad input leaves no empty file.
     enum What {
         // Boxed: a pool is large and lives only until the dump is written.
@@ -92,10 +95,16 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
         }
         What::Salvage(s) => dump_salvage(s, &mut w, &opts),
     };
-    let r = r.and_then(|()| w.finish().map(|_| ()).map_err(ToolError::from));
+    // The writer's own buffer is flushed by `finish`, ours here: a full disk or a closed pipe
+    // is met now, not dropped silently with the buffer.
+    let r = r.and_then(|()| {
+        let mut inner = w.finish()?;
+        inner.flush().map_err(|e| ToolError::from(engine::tools::xml_write::DumpError::Io(e)))
+    });
     match r {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // The reader went away: status 1 and nothing on stderr, as thin_dump 1.x.
+        Err(e) if is_broken_pipe(&e) => ExitCode::FAILURE,
         Err(e) => fail(format!("{}: {e}", args.image.display()), 1),
     }
 }

@@ -38,7 +38,7 @@ pub fn ls(args: &LsArgs, _flavour: Flavour) -> ExitCode {
     let source = if args.metadata_snap { Source::MetadataSnap(None) } else { Source::Live };
     match engine::tools::dump::ls_rows(&pool, source) {
         Ok((rows, block_size)) => {
-            print!("{}", format_table(&rows, block_size, &fields, !args.no_headers));
+            out!("{}", format_table(&rows, block_size, &fields, !args.no_headers));
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("{}: {e}", args.image.display()), 1),

@@ -9,7 +9,15 @@
 //! Every input path is vetted here before the engine sees it ([`open_input`]): a missing
 //! file, a directory, an input too small for a superblock, and an input with no dm-thin
 //! superblock each get a message that names the problem in words (a script can rely on the
-//! phrases "does not exist", "is a directory", "too small", "not dm-thin metadata").
+//! phrases "does not exist", "is a directory", "too small", "not dm-thin metadata"). A
+//! metadata input that is neither a regular file nor a block device (a FIFO, a socket, a
+//! character device) is refused before it is opened, with 1.x's phrase "Not a block device
+//! or regular file": opening a FIFO with no writer would block forever. An output that is the
+//! input (the same file by device and inode, through any link) is refused before anything is
+//! written ([`same_file`]).
+//!
+//! Standard output goes through `out`: a closed pipe ends a tool with status 1 and nothing
+//! on stderr (as 1.x), a failing one (`/dev/full`) with status 1 and one line.
 
 mod check;
 mod dump;
@@ -99,6 +107,12 @@ pub fn vet_input(path: &Path, what: &str) -> Result<(), String> {
     if meta.is_dir() {
         return Err(format!("{p}: is a directory; the {what} must be a file or a block device"));
     }
+    if what.contains("metadata") && !meta.is_file() && !is_block_device(&meta) {
+        return Err(format!(
+            "{p}: Not a block device or regular file ({}); the {what} must be one",
+            file_kind(&meta)
+        ));
+    }
     if meta.is_file() && meta.len() < MIN_IMAGE_BYTES && what.contains("metadata") {
         return Err(format!(
             "{p}: too small to be a {what} ({} bytes; the superblock alone is 4096)",
@@ -106,6 +120,38 @@ pub fn vet_input(path: &Path, what: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn is_block_device(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_block_device()
+}
+
+/// What a path that is neither a file, a directory nor a block device is, in words.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_symlink() {
+        "a dangling link"
+    } else {
+        "not a file"
+    }
+}
+
+/// Whether two paths name the same file (device and inode, through any link); false when
+/// either does not exist yet.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Opens a metadata image after [`vet_input`].

@@ -2,7 +2,7 @@
 //! as a clean image (which `check` passes). IN is only read; OUT must exist, must not be
 //! IN, and is overwritten.
 
-use super::{fail, open_input, vet_output, Flavour, OverrideArgs};
+use super::{fail, open_input, same_file, vet_output, Flavour, OverrideArgs};
 use clap::Args;
 use engine::io::FileDevice;
 use engine::tools::repair::{repair as engine_repair, RootsFrom};
@@ -24,11 +24,7 @@ pub struct RepairArgs {
 }
 
 pub fn repair(args: &RepairArgs, _flavour: Flavour) -> ExitCode {
-    let same = match (args.input.canonicalize(), args.output.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
+    if same_file(&args.input, &args.output) {
         return fail("the input and the output are the same file: repair writes a new image", 2);
     }
     let input = match open_input(&args.input, false) {

@@ -2,7 +2,7 @@
 //! superblock overrides. The input is vetted (missing, a directory) and the output must
 //! exist and hold the metadata; too small an output is named as such.
 
-use super::{fail, progress, vet_input, vet_output, Flavour, OverrideArgs};
+use super::{fail, progress, same_file, vet_input, vet_output, Flavour, OverrideArgs};
 use crate::cli::progress::Metered;
 use clap::Args;
 use engine::io::FileDevice;
@@ -32,6 +32,12 @@ pub fn restore(args: &RestoreArgs, _flavour: Flavour) -> ExitCode {
     }
     if let Err(e) = vet_output(&args.output) {
         return fail(e, 1);
+    }
+    if same_file(&args.input, &args.output) {
+        return fail(
+            "the input and the output are the same file: restore would overwrite its XML",
+            2,
+        );
     }
     let file = match File::open(&args.input) {
         Ok(f) => f,

@@ -1,0 +1,160 @@
+//! The command line against hostile surroundings and input, as scripts meet them (issue 29,
+//! item 4): a reader that goes away, a full output device, an output that is the input, a
+//! FIFO given as a metadata image, and a trace whose options would hang or exhaust memory.
+//! Each must end with a clear status and never a panic; a refusal changes nothing on disk.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_thinsim");
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name)
+}
+
+fn image() -> PathBuf {
+    corpus("images/mappings-2k.img")
+}
+
+fn regression_trace() -> PathBuf {
+    let dir = corpus("regressions");
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "trace"))
+        .collect();
+    v.sort();
+    v.remove(0)
+}
+
+/// Every subcommand that prints to stdout, with its arguments.
+fn printing_commands() -> Vec<Vec<String>> {
+    let img = image().display().to_string();
+    let trace = regression_trace().display().to_string();
+    vec![
+        vec!["ls".into(), img.clone()],
+        vec!["check".into(), img.clone()],
+        vec!["dump".into(), img],
+        vec!["replay".into(), trace],
+    ]
+}
+
+/// Runs `args` with stdout a pipe whose read end is closed before the child writes.
+fn with_reader_gone(args: &[String]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child.stderr.take().expect("piped").read_to_string(&mut err).expect("stderr");
+    (child.wait().expect("exits").code(), err)
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_each_command_with_status_1_and_a_quiet_stderr() {
+    for args in printing_commands() {
+        let (code, err) = with_reader_gone(&args);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // `replay` of a short trace may finish its printing before the pipe is gone: then
+        // it has nothing to report either way. The tools print more than a pipe holds.
+        if args[0] != "replay" || code != Some(0) {
+            assert_eq!(code, Some(1), "{args:?}: {err}");
+            assert!(err.is_empty(), "{args:?}: a closed pipe is the reader's choice: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_full_output_device_ends_each_command_with_status_1_and_says_so() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    for args in printing_commands() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let out = Command::new(BIN).args(&args).stdout(full).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("No space left on device"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_output_that_is_the_input_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.img");
+    std::fs::copy(image(), &img).unwrap();
+    let link = dir.path().join("link.img");
+    std::os::unix::fs::symlink(&img, &link).unwrap();
+    let xml = dir.path().join("a.xml");
+    std::fs::copy(corpus("images/mappings-2k.xml"), &xml).unwrap();
+    let before = (std::fs::read(&img).unwrap(), std::fs::read(&xml).unwrap());
+    let cases: [(&[&str], &Path, &Path, &str); 4] = [
+        (&["dump"], &img, &img, "dump would destroy what it reads"),
+        (&["dump"], &link, &img, "dump would destroy what it reads"),
+        (&["restore", "-i"], &xml, &xml, "restore would overwrite its XML"),
+        (&["repair", "-i"], &link, &img, "the same file"),
+    ];
+    for (cmd, input, output, words) in cases {
+        let out =
+            Command::new(BIN).args(cmd).arg(input).arg("-o").arg(output).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?} {input:?}: {err}");
+        assert!(err.contains(words), "{cmd:?}: {err}");
+    }
+    assert_eq!((std::fs::read(&img).unwrap(), std::fs::read(&xml).unwrap()), before);
+}
+
+#[test]
+fn a_fifo_or_a_character_device_is_not_a_metadata_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("f");
+    let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    for input in [fifo.as_path(), Path::new("/dev/null")] {
+        for cmd in ["check", "dump", "ls"] {
+            // With no writer, opening the FIFO would block forever: the refusal comes first.
+            let out = Command::new(BIN).arg(cmd).arg(input).output().expect("runs");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {input:?}: {err}");
+            assert!(err.contains("Not a block device or regular file"), "{cmd}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_trace_whose_options_would_hang_or_exhaust_memory_is_refused_in_words() {
+    let text = std::fs::read_to_string(regression_trace()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("\"explore_images\":4", "\"explore_images\":9223372036854775808", "explore_images"),
+        ("\"data_blocks\":4545", "\"data_blocks\":1099511627776", "data_blocks"),
+        (
+            "\"prepopulate\":null",
+            "\"prepopulate\":{\"devices\":1,\"mappings\":1099511627776,\"hole_every\":1,\
+             \"sharers\":0,\"share_every\":1,\"mappings_per_other\":0}",
+            "prepopulate",
+        ),
+        (
+            "\"prepopulate\":null",
+            "\"prepopulate\":{\"devices\":1099511627776,\"mappings\":1,\"hole_every\":1,\
+             \"sharers\":0,\"share_every\":1,\"mappings_per_other\":0}",
+            "prepopulate",
+        ),
+    ];
+    for (from, to, field) in cases {
+        assert!(text.contains(from), "the regression trace holds {from}");
+        let file = dir.path().join("hostile.trace");
+        std::fs::write(&file, text.replacen(from, to, 1)).unwrap();
+        let out = Command::new(BIN).arg("replay").arg(&file).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{field}: {err}");
+        assert!(err.contains(field), "{field}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
