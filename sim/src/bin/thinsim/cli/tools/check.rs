@@ -7,7 +7,7 @@
 //! `--clear-needs-check-flag` when the flag is set and the check passed: healthy metadata
 //! is never touched.
 
-use super::{describe_open_error, fail, open_input, progress, Flavour};
+use super::{describe_open_error, fail, open_input, progress, xml_given_for_metadata, Flavour};
 use clap::Args;
 use engine::thin::{Pool, PoolOptions};
 use engine::tools::check::{self, CheckOptions, CheckReport, Severity, Space};
@@ -113,6 +113,9 @@ pub fn check(args: &CheckArgs, flavour: Flavour) -> ExitCode {
 /// Runs the audit on `path`, read only.
 fn audit(path: &Path, opts: CheckOptions, quiet: bool) -> Result<CheckReport, String> {
     let dev = open_input(path, false)?;
+    if let Some(why) = xml_given_for_metadata(path) {
+        return Err(why);
+    }
     let bar = progress(quiet, None, "check");
     let report = check::check_with(dev, &BTreeMap::new(), opts);
     bar.finish_and_clear();

@@ -97,7 +97,7 @@ pub fn vet_input(path: &Path, what: &str) -> Result<(), String> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{p}: the {what} does not exist"));
+            return Err(format!("{p}: No such file or directory (the {what} does not exist)"));
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(format!("{p}: permission denied (cannot read the {what})"));
@@ -115,7 +115,8 @@ pub fn vet_input(path: &Path, what: &str) -> Result<(), String> {
     }
     if meta.is_file() && meta.len() < MIN_IMAGE_BYTES && what.contains("metadata") {
         return Err(format!(
-            "{p}: too small to be a {what} ({} bytes; the superblock alone is 4096)",
+            "{p}: Metadata device/file too small. Is this binary metadata? (too small to be a \
+             {what}: {} bytes; the superblock alone is 4096)",
             meta.len()
         ));
     }
@@ -171,7 +172,7 @@ pub fn describe_open_error(path: &Path, e: &engine::Error) -> String {
             format!("{p}: not dm-thin metadata (block 0 is all zeros: never formatted, or wiped)")
         }
         engine::Error::Corrupt { block: 0, kind: CorruptKind::Magic { .. }, .. } => {
-            format!("{p}: not dm-thin metadata (no thin superblock magic at block 0)")
+            not_metadata(path)
         }
         engine::Error::Corrupt { block: 0, .. } => {
             format!("{p}: the superblock is damaged ({e}); try `thinsim repair` or `dump --repair`")
@@ -186,14 +187,39 @@ pub fn describe_open_error(path: &Path, e: &engine::Error) -> String {
 fn open_pool(path: &Path) -> Result<Pool, String> {
     let dev = open_input(path, false)?;
     Pool::open_image(dev).map_err(|e| match e {
-        engine::Error::Corrupt { block: 0, .. } if !has_thin_magic(path) => {
-            format!(
-                "{}: not dm-thin metadata (no thin superblock magic at block 0)",
-                path.display()
-            )
-        }
+        engine::Error::Corrupt { block: 0, .. } if !has_thin_magic(path) => not_metadata(path),
         e => describe_open_error(path, &e),
     })
+}
+
+/// The words for an input with no thin superblock: XML given where binary metadata belongs
+/// is named as such (a common slip: `check dump.xml`).
+fn not_metadata(path: &Path) -> String {
+    let p = path.display();
+    if looks_like_xml(path) {
+        format!(
+            "{p}: not dm-thin metadata: this is thin_dump XML, not binary metadata \
+             (make an image from it with `thinsim restore -i {p} -o IMAGE`)"
+        )
+    } else {
+        format!("{p}: not dm-thin metadata (no thin superblock magic at block 0)")
+    }
+}
+
+/// The file starts (after white space) with thin_dump XML's first element or a declaration.
+fn looks_like_xml(path: &Path) -> bool {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&head[..n]);
+    let text = text.trim_start();
+    text.starts_with("<superblock") || text.starts_with("<?xml")
+}
+
+/// An input that is XML where binary metadata belongs, in words; `None` otherwise.
+pub fn xml_given_for_metadata(path: &Path) -> Option<String> {
+    looks_like_xml(path).then(|| not_metadata(path))
 }
 
 /// Block 0 carries the thin superblock magic (whatever else is wrong with it).
