@@ -277,19 +277,29 @@ fn dump_repair_salvages_damaged_metadata() {
     insta::assert_snapshot!(t);
 }
 
+/// A reader that went away before `dump` wrote: status 1 and nothing on stderr, as thin_dump
+/// 1.x (`sim/tests/cli_hostile.rs` holds every subcommand to the same).
 #[test]
 fn a_closed_pipe_ends_dump_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
     let d = Dir::new();
     let img = d.copy(&corpus("mappings-2k.img"), "big.img");
-    let mut child = Command::new(BIN)
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The reader is gone before the writer starts (closing it after the spawn would race
+    // with other tests' forks, which may hold it open while dump writes).
+    drop(read);
+    let child = Command::new(BIN)
         .args(["dump", &img])
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(write))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take()); // the reader goes away at once, as `| head -0` would
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit {:?}", out.status);
+    assert_eq!(out.status.code(), Some(1), "exit {:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no message on a closed pipe");
 }
 
@@ -313,7 +323,9 @@ fn a_fifo_whose_reader_leaves_ends_dump_quietly() {
     std::fs::File::open(&fifo).unwrap().read_exact(&mut head).unwrap();
     assert!(head.starts_with(b"<superblock"), "{:?}", String::from_utf8_lossy(&head));
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit {:?}", out.status);
+    // Status 1 if dump still had output to write when the reader left, 0 if all of it fit
+    // in the FIFO's buffer first: a race this test does not decide. Never a word on stderr.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "exit {:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no message when the reader leaves");
 }
 
