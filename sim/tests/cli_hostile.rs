@@ -7,6 +7,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "support/closed_pipe.rs"]
+mod closed_pipe;
+
 const BIN: &str = env!("CARGO_BIN_EXE_thinsim");
 
 fn corpus(name: &str) -> PathBuf {
@@ -40,16 +43,9 @@ fn printing_commands() -> Vec<Vec<String>> {
     ]
 }
 
-/// Runs `args` with stdout a pipe whose read end was closed before the child started (so
-/// no concurrent test's fork can hold it open while the child writes).
+/// Runs `args` with stdout a pipe whose reader went away before the child started.
 fn with_reader_gone(args: &[String]) -> (Option<i32>, String) {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    drop(read);
+    let write = closed_pipe::write_end_without_reader();
     let mut child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::from(write))

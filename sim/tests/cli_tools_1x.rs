@@ -14,6 +14,9 @@ use engine::thin::{DataBlock, Pool, PoolOptions, ThinId, VBlock};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "support/closed_pipe.rs"]
+mod closed_pipe;
+
 const BIN: &str = env!("CARGO_BIN_EXE_thinsim");
 
 fn corpus(name: &str) -> PathBuf {
@@ -281,17 +284,9 @@ fn dump_repair_salvages_damaged_metadata() {
 /// 1.x (`sim/tests/cli_hostile.rs` holds every subcommand to the same).
 #[test]
 fn a_closed_pipe_ends_dump_quietly() {
-    use std::os::fd::{FromRawFd, OwnedFd};
     let d = Dir::new();
     let img = d.copy(&corpus("mappings-2k.img"), "big.img");
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // The reader is gone before the writer starts (closing it after the spawn would race
-    // with other tests' forks, which may hold it open while dump writes).
-    drop(read);
+    let write = closed_pipe::write_end_without_reader();
     let child = Command::new(BIN)
         .args(["dump", &img])
         .stdout(Stdio::from(write))
