@@ -1,6 +1,6 @@
 //! The swarm's stopping rules, end to end through the binary: a seed that runs past
 //! `--seed-timeout` ends the campaign with its replay line; `--fail-fast` stops at the first
-//! failure (with a canary, which needs `--features canary`).
+//! failure (with a canary, which needs `--features canary`); `--class` keeps one class of seeds.
 
 use std::process::Command;
 
@@ -88,4 +88,20 @@ fn failures_are_written_as_traces_and_shrunk() {
         assert_eq!(out.failure.map(|f| f.signature()), want, "{}", s.display());
         assert!(t.steps.len() <= 25, "{}: {} ops", s.display(), t.steps.len());
     }
+}
+
+/// `--class` keeps the seeds that draw that class (16, 20 and 26 of 0..30 draw big pools),
+/// and an unknown class is a usage error that lists the classes.
+#[test]
+fn class_keeps_only_the_seeds_of_that_class() {
+    let (code, text) = swarm(&["--seeds", "0..30", "--class", "big-pool"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 of 3 seeds"), "{text}");
+    assert!(text.contains("class big_pool           3 runs"), "{text}");
+    for other in ["class small", "class deep_tree", "class prepopulated"] {
+        assert!(!text.contains(other), "{other} in {text}");
+    }
+    let (code, text) = swarm(&["--seeds", "0..30", "--class", "nope"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("a class is one of small, deep_tree, big_pool, prepopulated"), "{text}");
 }
