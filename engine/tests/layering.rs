@@ -5,85 +5,15 @@
 //! the code that reads and writes space maps on disk sits above the btree), and the tools
 //! are split by file (each tool is its own node one floor above the pool API).
 
+#[path = "common/module_graph.rs"]
+mod module_graph;
+
+use module_graph::{code, find_cycle, idents_after, module_path, reaches, rust_files};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Directories whose files are separate nodes.
 const SPLIT: [&str; 2] = ["space_map", "tools"];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("readable src") {
-        let p = e.expect("entry").path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
-/// The module path of a file: `space_map/data.rs` is `["space_map", "data"]`.
-fn module_path(src: &Path, file: &Path) -> Vec<String> {
-    let rel = file.strip_prefix(src).expect("under src");
-    let mut parts: Vec<String> =
-        rel.iter().map(|c| c.to_string_lossy().trim_end_matches(".rs").to_string()).collect();
-    if parts.last().is_some_and(|l| l == "mod" || l == "lib") {
-        parts.pop();
-    }
-    parts
-}
-
-/// The code of a file without its test module and comments.
-fn code(text: &str) -> String {
-    let body = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
-    body.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
-}
-
-/// The paths that follow `prefix` in `s`: `crate::a::b` gives `[a, b]`, and a group
-/// `crate::{a::{self, b}, c}` gives one path per top-level item (`[a]`, `[c]`).
-fn idents_after(s: &str, prefix: &str) -> Vec<Vec<String>> {
-    let ident = |c: char| c.is_alphanumeric() || c == '_';
-    let path_of = |text: &str| -> Vec<String> {
-        text.split("::")
-            .map(str::trim)
-            .take_while(|p| !p.is_empty() && p.chars().all(ident))
-            .map(str::to_string)
-            .collect()
-    };
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(i) = rest.find(prefix) {
-        let glued = rest[..i].chars().last().is_some_and(ident);
-        rest = &rest[i + prefix.len()..];
-        if glued {
-            continue;
-        }
-        let Some(inner) = rest.strip_prefix('{') else {
-            let end = rest.find(|c: char| !(ident(c) || c == ':')).unwrap_or(rest.len());
-            out.push(path_of(&rest[..end]));
-            continue;
-        };
-        // Split the group at its top-level commas.
-        let (mut depth, mut item) = (0usize, String::new());
-        for c in inner.chars() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => break,
-                '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    out.push(path_of(&item));
-                    item.clear();
-                    continue;
-                }
-                _ => {}
-            }
-            item.push(c);
-        }
-        out.push(path_of(&item));
-    }
-    out.retain(|p| !p.is_empty());
-    out
-}
 
 /// The node a path names, if it names a module of the crate (not an item of `lib.rs`).
 fn node_named(src: &Path, path: &[String]) -> Option<String> {
@@ -104,8 +34,7 @@ fn node_named(src: &Path, path: &[String]) -> Option<String> {
 
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let files = rust_files(&src, &[]);
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in files {
         let module = module_path(&src, &f);
@@ -126,55 +55,6 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     g
-}
-
-/// A cycle, if any (depth-first over the graph).
-fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
-    fn dfs(
-        g: &BTreeMap<String, BTreeSet<String>>,
-        n: &str,
-        stack: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
-        if let Some(i) = stack.iter().position(|s| s == n) {
-            let mut c = stack[i..].to_vec();
-            c.push(n.to_string());
-            return Some(c);
-        }
-        if done.contains(n) {
-            return None;
-        }
-        stack.push(n.to_string());
-        for m in g.get(n).into_iter().flatten() {
-            if let Some(c) = dfs(g, m, stack, done) {
-                return Some(c);
-            }
-        }
-        stack.pop();
-        done.insert(n.to_string());
-        None
-    }
-    let mut done = BTreeSet::new();
-    for n in g.keys() {
-        if let Some(c) = dfs(g, n, &mut Vec::new(), &mut done) {
-            return Some(c);
-        }
-    }
-    None
-}
-
-fn reaches(g: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> bool {
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![from.to_string()];
-    while let Some(n) = todo.pop() {
-        if n == to {
-            return true;
-        }
-        if seen.insert(n.clone()) {
-            todo.extend(g.get(&n).into_iter().flatten().cloned());
-        }
-    }
-    false
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod emulate;
 pub mod guest;
 pub mod host;
 pub mod logwrites;
+pub mod observe;
 pub mod reopen;
 pub mod script;
 pub mod sides;

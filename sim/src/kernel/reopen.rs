@@ -10,7 +10,7 @@
 //! <i> <exit status> <status line or error text>`, then `END`.
 
 use super::crash::Sample;
-use super::differential::compare_status;
+use super::observe::compare_status;
 use super::script::{preamble, ScriptPaths};
 use super::uml::{boot, sparse, UmlError, UmlKernel};
 use super::workload::Workload;

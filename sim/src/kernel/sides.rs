@@ -10,7 +10,7 @@
 //! The verdict itself is never taken from this text: it is [`super::differential`]'s typed
 //! [`Difference`](super::differential::Difference); this is the evidence printed with it.
 
-use super::differential::open_kernel_image;
+use super::observe::open_kernel_image;
 use crate::runner::model_dump;
 use engine::thin::{Pool, Source};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};

@@ -490,7 +490,7 @@ impl Runner {
     /// Formats, sizes both devices and commits, fault-free: the model's starting state.
     fn format(&mut self) -> Res<()> {
         let pool = match self.opts.prepopulate {
-            Some(_) => Pool::open(self.disk.device(), recovery::reopen_options())
+            Some(_) => Pool::open(self.disk.device(), verify::reopen_options())
                 .map_err(|e| self.fail("setup", format!("opening the restored image: {e}")))?,
             None => self.format_empty()?,
         };

@@ -11,14 +11,11 @@
 
 use super::memo::ReadSet;
 use super::oracle::{self, Mismatch};
-use super::{Good, Res, Runner, DATA_BLOCK_SECTORS};
+use super::verify::{reopen_options, VerifyMode};
+use super::{Good, Res, Runner};
 use crate::disk::{ExploreOptions, FaultKind, MemoryImage, TearSet};
-use engine::thin::{Pool, PoolOptions};
+use engine::thin::Pool;
 use model::Model;
-
-pub(super) fn reopen_options() -> PoolOptions {
-    PoolOptions { may_format: false, ..PoolOptions::new(DATA_BLOCK_SECTORS) }
-}
 
 /// Index of the first candidate the pool matches, or the diff against each. With an image,
 /// `check` must agree too: caller references are visible only there, and they can be all
@@ -196,7 +193,7 @@ impl Runner {
     /// Whether remembered verifications may stand in for full ones (`runner::memo`): in
     /// amortized mode, never under `--verify full` or an exploration bound (`explore`).
     fn memo_enabled(&self) -> bool {
-        self.cfg.verify == super::verify::VerifyMode::Amortized && self.cfg.explore.is_none()
+        self.cfg.verify == VerifyMode::Amortized && self.cfg.explore.is_none()
     }
 
     /// Reopens the disk with faults stopped and requires one of `cands` (crashed models).
@@ -373,6 +370,8 @@ mod tests {
     use super::*;
     use crate::disk::{DiskConfig, SimDisk};
     use crate::runner::shared::SharedDisk;
+    use crate::runner::DATA_BLOCK_SECTORS;
+    use engine::thin::PoolOptions;
     use std::collections::BTreeSet;
 
     /// The diff line `needs_check: expected …, found …` contains the text `check: `, which

@@ -29,8 +29,8 @@
 //!   full verification, by every recovery (always full), and by the end-of-run power cut.
 
 use super::oracle::{self, Diff};
-use engine::thin::Pool;
 use engine::thin::ThinId;
+use engine::thin::{Pool, PoolOptions};
 use model::{Change, Model};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -239,7 +239,7 @@ impl super::Runner {
             // does not know them all, but the pool that just committed does. A misdirected
             // superblock write that changed only the metadata size is caught here.
             let live = self.pool().summary().map_err(oracle::e2s);
-            let reopened = Pool::open(image.to_device(), super::recovery::reopen_options())
+            let reopened = Pool::open(image.to_device(), reopen_options())
                 .map_err(oracle::e2s)
                 .and_then(|p| {
                     oracle::compare_pool(&p, &m)?;
@@ -259,4 +259,9 @@ impl super::Runner {
         self.verifier.verified(&mut self.model, true);
         Ok(())
     }
+}
+/// How an image is reopened to be judged: never formatted, so a blank or unreadable
+/// superblock is a finding rather than a fresh pool.
+pub(super) fn reopen_options() -> PoolOptions {
+    PoolOptions { may_format: false, ..PoolOptions::new(super::DATA_BLOCK_SECTORS) }
 }

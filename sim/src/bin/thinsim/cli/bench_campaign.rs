@@ -16,7 +16,7 @@ use std::process::{Command, ExitCode};
 #[derive(Debug, Args)]
 pub struct BenchCampaignArgs {
     /// The seed range each side runs.
-    #[arg(long, value_parser = super::swarm::parse_range, default_value = "0..4000")]
+    #[arg(long, value_parser = super::args::parse_range, default_value = "0..4000")]
     pub seeds: (u64, u64),
     /// Worker threads per side.
     #[arg(long, default_value_t = 2)]

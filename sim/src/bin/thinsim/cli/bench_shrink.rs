@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Args)]
 pub struct BenchShrinkArgs {
     /// Budget of each shrink.
-    #[arg(long, value_parser = super::swarm::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = super::args::parse_duration, default_value = "60s")]
     pub budget: Duration,
     /// Seeds searched for a catch, in order (they pass with the real engine:
     /// `tests/campaign_slice.rs`).

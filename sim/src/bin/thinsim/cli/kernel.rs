@@ -8,7 +8,7 @@
 //! Exit codes: 0 no difference; 1 a difference; 2 usage, I/O or a missing kernel (a
 //! missing kernel is a failure, never a silent pass).
 
-use super::swarm::parse_range;
+use super::args::parse_range;
 use clap::{Args, Subcommand};
 use sim::kernel::defects::{Defect, DefectStatus};
 use sim::kernel::differential::{self, KernelRun};

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success; 1 a failed run or campaign; 2 usage or I/O errors.
 
+mod args;
 mod bench;
 mod bench_campaign;
 mod bench_shrink;

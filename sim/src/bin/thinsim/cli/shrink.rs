@@ -13,7 +13,7 @@ pub struct ShrinkArgs {
     /// The failing trace.
     pub file: PathBuf,
     /// Wall-clock budget such as 60s or 5m.
-    #[arg(long, value_parser = super::swarm::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = super::args::parse_duration, default_value = "60s")]
     pub budget: Duration,
     /// Where to write the smallest trace.
     #[arg(short, long)]

@@ -9,6 +9,7 @@
 //! A watchdog ends the campaign when a seed runs past `--seed-timeout` (a hang), printing
 //! the seed's replay line.
 
+use super::args::{parse_class, parse_duration, parse_range, parse_shard};
 use super::run::RunOptions;
 use clap::Args;
 use sim::report::Summary;
@@ -85,46 +86,6 @@ struct Plan<'a> {
     /// Stop starting seeds once this many failed.
     max_failures: Option<u64>,
     seed_timeout: Duration,
-}
-
-pub(super) fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s.split_once("..").ok_or("expected A..B")?;
-    let a: u64 = a.parse().map_err(|e| format!("{a}: {e}"))?;
-    let b: u64 = b.parse().map_err(|e| format!("{b}: {e}"))?;
-    if b < a {
-        return Err("empty range".into());
-    }
-    Ok((a, b))
-}
-
-fn parse_shard(s: &str) -> Result<(u64, u64), String> {
-    let (k, n) = s.split_once('/').ok_or("expected K/N")?;
-    let k: u64 = k.parse().map_err(|e| format!("{k}: {e}"))?;
-    let n: u64 = n.parse().map_err(|e| format!("{n}: {e}"))?;
-    if n == 0 || k == 0 || k > n {
-        return Err("need 1 <= K <= N".into());
-    }
-    Ok((k, n))
-}
-
-pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|e| format!("{s}: {e}"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s}: unit must be s, m or h")),
-    }
-}
-
-/// A class of run by its report name (`deep_tree`) or with dashes (`deep-tree`).
-pub(super) fn parse_class(s: &str) -> Result<RunClass, String> {
-    let name = s.replace('-', "_");
-    RunClass::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
-        let names: Vec<&str> = RunClass::ALL.iter().map(|c| c.name()).collect();
-        format!("{s}: a class is one of {}", names.join(", "))
-    })
 }
 
 /// The seeds a swarm runs, in order.
