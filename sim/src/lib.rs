@@ -18,17 +18,21 @@
 //! - `kernel`: the real kernel as a second engine — workloads, the emulated pool target, the
 //!   UML guest (which kernel, and whether this host can boot it: `kernel::host`), the
 //!   differential, dm-log-writes' log and crash mode, and the kernel defects it knows
-//!   (`kernel::defects`). It uses `runner`'s oracles; nothing below it uses `kernel`.
+//!   (`kernel::defects`). It uses `runner`'s oracles; nothing below it uses `kernel`. Behind
+//!   the cargo feature `kernel` (on by default, so for the binary and the tests; off in the
+//!   fuzz crate).
 //!
 //! The front end — the `thinsim` command line, the offline tools' commands and the benchmarks
 //! — is the binary (`src/bin/thinsim/`). Feature `cli` only adds clap's derives to the
-//! library's option enums; the fuzz crate builds without it, so without clap or indicatif.
+//! library's option enums; the fuzz crate builds without it, so without clap or indicatif,
+//! and without `kernel`, so without the kernel wing and its log reader.
 
 pub mod disk;
 pub mod entropy;
 pub mod explore;
 pub mod fnv;
 pub mod fuzzing;
+#[cfg(feature = "kernel")]
 pub mod kernel;
 pub mod report;
 pub mod runner;

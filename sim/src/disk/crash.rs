@@ -10,7 +10,8 @@
 use super::config::{AtomicUnit, DiskConfig, PPM};
 use super::coverage::{FaultClass, FaultKind, HitKind};
 use super::image::{
-    CrashPlan, PendingWrite, SubsectorCut, Tear, WriteChoice, WriteFate, SECTORS_PER_BLOCK,
+    apply_validated, CrashPlan, MemoryImage, PendingWrite, SubsectorCut, Tear, WriteChoice,
+    WriteFate, SECTORS_PER_BLOCK,
 };
 use engine::limits::SECTOR_SIZE;
 use rand::seq::SliceRandom;
@@ -48,6 +49,24 @@ pub(super) fn draw_plan<R: Rng + ?Sized>(
         order.shuffle(rng);
     }
     CrashPlan { choices, order }
+}
+
+/// A crash image cut by the disk's crash model from outside a [`super::SimDisk`]: `durable`
+/// with a plan for `pending` (issue order, seqs strictly increasing) drawn under `config`
+/// applied. The kernel wing cuts the real kernel's logged writes with it, so the kernel's
+/// crash images and the engine's come from one model. Returns the image and the plan.
+pub fn cut<R: Rng + ?Sized>(
+    rng: &mut R,
+    durable: &MemoryImage,
+    pending: &[PendingWrite],
+    config: &DiskConfig,
+) -> (MemoryImage, CrashPlan) {
+    debug_assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq), "issue order");
+    let plan = draw_plan(rng, pending, config, config.subsector_tears);
+    debug_assert_eq!(plan.validate(pending.len()), Ok(()));
+    let mut image = durable.clone();
+    apply_validated(&mut image, pending, &plan);
+    (image, plan)
 }
 
 /// A proper, non-empty subset of atomic units, plus (sub-sector mode, half the time) a cut

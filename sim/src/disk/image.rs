@@ -68,6 +68,12 @@ pub struct PendingWrite {
 }
 
 impl PendingWrite {
+    /// A write accepted on its own block, from outside a [`super::SimDisk`]: the kernel
+    /// wing's writes, read from the real kernel's log, cut by the same crash model.
+    pub fn accepted(seq: u64, block: u64, data: Arc<Block>) -> Self {
+        PendingWrite { seq, block, data, fate: WriteFate::Normal }
+    }
+
     /// Issue number: strictly increasing over every write the disk accepted.
     pub fn seq(&self) -> u64 {
         self.seq

@@ -79,7 +79,7 @@ pub use coverage::{
     cells_as_list, CoverageKey, Exposure, ExposureKey, FaultClass, FaultCoverage, FaultEvent,
     FaultKind, FaultLog, HitKind, IoKind, Phase, MAX_FAULT_EVENTS,
 };
-pub use crash::{CrashOutcome, CrashReport};
+pub use crash::{cut, CrashOutcome, CrashReport};
 pub use explore::{CrashState, CrashStates, ExploreOptions, TearSet};
 pub use image::{
     content_hash, CrashPlan, MemoryImage, PendingWrite, PlanError, SubsectorCut, Tear, WriteChoice,

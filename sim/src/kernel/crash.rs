@@ -16,8 +16,10 @@
 //!    committed what the ops did, in order. (A commit may fall between two blocks of one
 //!    write run: the kernel's periodic commit.)
 //! 2. For each epoch, `images_per_epoch` crash images: the durable image before the epoch,
-//!    then a cut inside it (FUA writes before the cut land), each other write of the epoch
-//!    applied whole, dropped or torn at 512-byte sectors, in a random order. Each image must
+//!    then a cut inside it (FUA writes before the cut land), and the epoch's other writes,
+//!    block by block, as the simulated disk's crash model ([`crate::disk::cut`] under
+//!    [`kernel_disk`]) leaves pending writes: each applied whole, dropped or torn at
+//!    512-byte sectors, in a random order. Each image must
 //!    open, its superblock must be one the kernel wrote, its state must equal that commit's
 //!    model state, and that commit must be no older than the last one whose flush had
 //!    returned before the epoch (no durable commit lost).
@@ -25,20 +27,25 @@
 //!    finding at a quiescent commit), and every `ack` mark's promise holds. Every expected
 //!    `ack` mark must be in the log, and a run that wrote data must verify some.
 //!
-//! Every choice comes from one ChaCha stream seeded with the run's seed.
+//! Every choice comes from one [`Entropy`] (a seed's ChaCha stream by default,
+//! [`crash_entropy`]; a fuzzer's bytes or any stream otherwise): the cuts, and a seed for
+//! the sampling of passing images drawn from it first, so sampling changes no crash image.
 
 use super::defects::{Defect, DefectStatus};
 use super::durability::{check_ack, mapped_blocks, published, Ack, DataProblem, DataState};
 use super::logwrites::{self, Entry, LogError};
 use super::script::Layout;
+use crate::disk::{self, DiskConfig, PendingWrite, WriteChoice};
+use crate::entropy::Entropy;
 use crate::runner::oracle::{self, Mismatch};
-use engine::io::MemoryDevice;
+use engine::io::{Block, MemoryDevice};
 use engine::thin::Pool;
 use model::Model;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const BLOCK: u64 = 4096;
 const SECTOR: u64 = 512;
@@ -214,6 +221,7 @@ pub struct CrashStats {
     pub epochs: u64,
     pub commits: u64,
     pub images: u64,
+    /// Block writes a crash image dropped or tore (each logged write counts per block).
     pub writes_dropped: u64,
     pub writes_torn: u64,
     /// Crash images that opened at the epoch's own new commit, not the previous one.
@@ -260,8 +268,18 @@ pub struct Sample {
 /// A logged metadata write: whole 4 KiB blocks from `block` on.
 struct Write {
     block: u64,
-    data: Vec<u8>,
+    blocks: Vec<Arc<Block>>,
     fua: bool,
+}
+
+impl Write {
+    fn new(block: u64, data: &[u8], fua: bool) -> Self {
+        let blocks = data
+            .chunks_exact(BLOCK as usize)
+            .map(|c| Arc::new(Block::try_from(c).expect("a whole block")))
+            .collect();
+        Write { block, blocks, fua }
+    }
 }
 
 /// One flush epoch: the metadata writes between two metadata flushes.
@@ -293,21 +311,21 @@ fn read_log(path: &Path) -> Result<Vec<Entry>, CrashFinding> {
 }
 
 fn apply(img: &mut MemoryDevice, w: &Write) {
-    for (i, chunk) in w.data.chunks(BLOCK as usize).enumerate() {
-        img.block_mut(w.block + i as u64)[..chunk.len()].copy_from_slice(chunk);
+    for (i, b) in w.blocks.iter().enumerate() {
+        img.set(w.block as usize + i, Arc::clone(b));
     }
 }
 
-fn tear(img: &mut MemoryDevice, w: &Write, rng: &mut ChaCha8Rng) {
-    for (i, chunk) in w.data.chunks(BLOCK as usize).enumerate() {
-        let b = img.block_mut(w.block + i as u64);
-        for (s, sector) in chunk.chunks(SECTOR as usize).enumerate() {
-            if rng.random_bool(0.5) {
-                let at = s * SECTOR as usize;
-                b[at..at + sector.len()].copy_from_slice(sector);
-            }
-        }
-    }
+/// The disk the kernel's metadata device is cut as: 512-byte sectors are atomic, and a
+/// crash keeps any subset of the pending writes, whole or torn at sectors, in any order
+/// (class A; the kernel's own device model, nothing injected besides the power cut).
+pub fn kernel_disk() -> DiskConfig {
+    DiskConfig::none()
+}
+
+/// The stream a seed's crash judgement draws from.
+pub fn crash_entropy(seed: u64) -> Entropy {
+    Entropy::seeded(seed ^ 0x0063_7261_7368) // "crash"
 }
 
 fn superblock(img: &MemoryDevice) -> Vec<u8> {
@@ -341,7 +359,9 @@ pub struct CrashInput<'a> {
     /// The promises userspace was given, in op order.
     pub acks: &'a [Ack],
     pub layout: Layout,
-    pub seed: u64,
+    /// Where the cuts and the sampling come from ([`crash_entropy`] of the workload's seed,
+    /// unless a fuzzer or a trace drives them).
+    pub entropy: Entropy,
     pub images_per_epoch: usize,
     /// How many passing crash images to keep as [`Sample`]s.
     pub samples: usize,
@@ -349,10 +369,12 @@ pub struct CrashInput<'a> {
 
 /// Judges a run's log.
 pub fn judge(input: &CrashInput) -> CrashVerdict {
+    let mut rng = input.entropy.clone();
+    let sample_seed = rng.next_u64();
     let mut j = Judge {
         input,
         stats: CrashStats::default(),
-        rng: ChaCha8Rng::seed_from_u64(input.seed ^ 0x0063_7261_7368), // "crash"
+        rng,
         durable: input.initial.clone(),
         commits: Vec::new(),
         next_point: 0,
@@ -368,7 +390,7 @@ pub fn judge(input: &CrashInput) -> CrashVerdict {
         acks_seen: BTreeSet::new(),
         samples: Vec::new(),
         offered: 0,
-        sample_rng: ChaCha8Rng::seed_from_u64(input.seed ^ 0x0000_7361_6d70_6c65), // "sample"
+        sample_rng: ChaCha8Rng::seed_from_u64(sample_seed),
     };
     let finding = j.run().err();
     CrashVerdict { stats: j.stats, finding, samples: j.samples }
@@ -378,7 +400,7 @@ pub fn judge(input: &CrashInput) -> CrashVerdict {
 struct Judge<'a> {
     input: &'a CrashInput<'a>,
     stats: CrashStats,
-    rng: ChaCha8Rng,
+    rng: Entropy,
     /// The metadata device as of the last flush.
     durable: MemoryDevice,
     /// Each superblock the kernel made durable: its bytes and the model point its state
@@ -406,7 +428,7 @@ struct Judge<'a> {
     samples: Vec<Sample>,
     /// Passing images offered to the reservoir so far.
     offered: u64,
-    /// Its own stream, so that sampling changes no crash image.
+    /// Its own stream (seeded by the first draw), so that sampling changes no crash image.
     sample_rng: ChaCha8Rng,
 }
 
@@ -499,7 +521,7 @@ impl Judge<'_> {
             if block == 0 {
                 self.at_superblock = Some((self.data.clone(), self.quiescent));
             }
-            self.epoch.writes.push(Write { block, data: e.data, fua });
+            self.epoch.writes.push(Write::new(block, &e.data, fua));
         }
         self.end_epoch()?;
         if let Some(a) = input.acks.iter().find(|a| !self.acks_seen.contains(&a.op)) {
@@ -560,8 +582,7 @@ impl Judge<'_> {
             if durable_commit.is_none() && sb.iter().all(|&b| b == 0) {
                 continue; // not formatted yet: a blank device, which the pool formats anew
             }
-            let own =
-                epoch.writes.iter().any(|w| w.block == 0 && w.data[..BLOCK as usize] == sb[..]);
+            let own = epoch.writes.iter().any(|w| w.block == 0 && w.blocks[0][..] == sb[..]);
             let candidate = self.commits.iter().rposition(|(s, _)| *s == sb);
             if (own && held_only(&durable_sb, &sb))
                 || candidate.is_some_and(|c| self.commits[c].1.is_none())
@@ -693,35 +714,34 @@ impl Judge<'_> {
 }
 
 /// One crash image cut inside `epoch`: the durable image, the FUA writes before a random
-/// cut, and each other write of the epoch applied whole, dropped or torn, in random order
-/// (an older version of a block may land over a newer one).
+/// cut, and the epoch's other writes, block by block, left to the disk's crash model (each
+/// applied whole, dropped or torn, in random order: an older version of a block may land
+/// over a newer one).
 fn cut(
     durable: &MemoryDevice,
     epoch: &Epoch,
-    rng: &mut ChaCha8Rng,
+    rng: &mut Entropy,
     stats: &mut CrashStats,
 ) -> MemoryDevice {
-    let mut img = durable.clone();
+    let mut base = durable.clone();
     let at = rng.random_range(0..=epoch.writes.len());
-    let mut pending: Vec<&Write> = Vec::new();
+    let mut pending = Vec::new();
     for (i, w) in epoch.writes.iter().enumerate() {
         if w.fua && i < at {
-            apply(&mut img, w);
-        } else {
-            pending.push(w);
+            apply(&mut base, w);
+            continue;
+        }
+        for (j, b) in w.blocks.iter().enumerate() {
+            let seq = pending.len() as u64;
+            pending.push(PendingWrite::accepted(seq, w.block + j as u64, Arc::clone(b)));
         }
     }
-    for i in (1..pending.len()).rev() {
-        pending.swap(i, rng.random_range(0..=i));
-    }
-    for w in pending {
-        match rng.random_range(0..3) {
-            0 => apply(&mut img, w),
-            1 => stats.writes_dropped += 1,
-            _ => {
-                stats.writes_torn += 1;
-                tear(&mut img, w, rng);
-            }
+    let (img, plan) = disk::cut(rng, &base, &pending, &kernel_disk());
+    for c in &plan.choices {
+        match c {
+            WriteChoice::Apply => {}
+            WriteChoice::Drop => stats.writes_dropped += 1,
+            WriteChoice::Tear(_) => stats.writes_torn += 1,
         }
     }
     img

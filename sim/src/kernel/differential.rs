@@ -250,7 +250,7 @@ pub fn judge_log_from(
         points: &e.points,
         acks: &acks,
         layout: super::script::Layout::of(w),
-        seed: w.seed,
+        entropy: crash::crash_entropy(w.seed),
         images_per_epoch,
         samples,
     })

@@ -1,6 +1,8 @@
 //! Drawing a kernel workload from a seed, against the emulation: each op is drawn from the
 //! emulated pool's state (devices, mappings, free space, the held snapshot), then applied
 //! to it, so the next draw sees its effect. The same seed always gives the same workload.
+//! Every choice is a draw from an [`Entropy`]: a seed's ChaCha stream ([`draw`]), or a
+//! fuzzer's bytes or any other stream ([`draw_from`]).
 //!
 //! Frees and allocation: a block freed in a transaction is allocatable only after the
 //! commit, and the kernel also commits on its own clock, so a workload never allocates
@@ -17,9 +19,9 @@
 
 use super::emulate::{Divergence, Emulation, Outcome};
 use super::workload::{KOp, PoolShape, Workload, FORMAT_VERSION, MAX_THIN_ID};
+use crate::entropy::Entropy;
 use crate::runner::Prepopulation;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 /// How many times a workload may grow the metadata device (each growth starts a new
 /// dm-log-writes log, one image each).
@@ -32,7 +34,7 @@ const MAX_DEVICES: usize = 8;
 /// (the kernel activates it and works on it): device 0 with 17,000 mappings, so its data
 /// reaches past the first space-map bitmap (16,320 blocks) and the kernel's allocations
 /// start in the second one; a sharer of every third of them; two small devices.
-pub fn draw_shape(rng: &mut ChaCha8Rng) -> PoolShape {
+pub fn draw_shape(rng: &mut Entropy) -> PoolShape {
     if rng.random_ratio(1, 3) {
         let p = Prepopulation {
             devices: 4,
@@ -67,11 +69,25 @@ pub fn draw_shape(rng: &mut ChaCha8Rng) -> PoolShape {
     }
 }
 
+/// The stream a seed's workload is drawn from.
+pub fn workload_entropy(seed: u64) -> Entropy {
+    Entropy::seeded(seed ^ 0x6b65_726e_656c) // "kernel"
+}
+
 /// Draws a workload of `ops` ops from `seed` (a checkpoint every few dozen ops and at the
 /// end). An engine/model divergence while drawing is returned: thinsim's own bug.
 pub fn draw(seed: u64, ops: usize) -> Result<Workload, Box<(Workload, Divergence)>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b65_726e_656c); // "kernel"
-    let shape = draw_shape(&mut rng);
+    draw_from(seed, &mut workload_entropy(seed), ops)
+}
+
+/// [`draw`] with every choice taken from `rng` (a seed's stream, or a fuzzer's bytes);
+/// `seed` only names the workload (and seeds its crash judgement, `Workload::seed`).
+pub fn draw_from(
+    seed: u64,
+    rng: &mut Entropy,
+    ops: usize,
+) -> Result<Workload, Box<(Workload, Divergence)>> {
+    let shape = draw_shape(rng);
     let mut w =
         Workload { format_version: FORMAT_VERSION, seed, shape: shape.clone(), ops: Vec::new() };
     let mut em = match Emulation::new(&shape) {
@@ -84,7 +100,7 @@ pub fn draw(seed: u64, ops: usize) -> Result<Workload, Box<(Workload, Divergence
         let op = if since_checkpoint >= 40 || em.uncommitted_frees() {
             KOp::Checkpoint
         } else {
-            draw_op(&mut rng, &em, &mut growths)
+            draw_op(rng, &em, &mut growths)
         };
         // A write that frees a block ends there (see `Emulation::write_would_free`); the
         // next op is then a checkpoint, which commits: no allocation, and no way out of
@@ -114,7 +130,7 @@ pub fn draw(seed: u64, ops: usize) -> Result<Workload, Box<(Workload, Divergence
     Ok(w)
 }
 
-fn new_id(rng: &mut ChaCha8Rng, em: &Emulation) -> u64 {
+fn new_id(rng: &mut Entropy, em: &Emulation) -> u64 {
     let devs = em.devices();
     loop {
         let id = if rng.random_ratio(1, 10) {
@@ -128,7 +144,7 @@ fn new_id(rng: &mut ChaCha8Rng, em: &Emulation) -> u64 {
     }
 }
 
-fn draw_op(rng: &mut ChaCha8Rng, em: &Emulation, growths: &mut usize) -> KOp {
+fn draw_op(rng: &mut Entropy, em: &Emulation, growths: &mut usize) -> KOp {
     let devs = em.devices();
     let model = em.model();
     if devs.is_empty() {
@@ -260,6 +276,24 @@ mod tests {
             assert_eq!(e.outcomes.len(), a.ops.len());
             assert!(e.checkpoints.len() >= 7, "a checkpoint at least every 40 ops");
         }
+    }
+
+    /// The drawer takes any stream: a seed's is exactly [`draw`]'s, and a fuzzer's bytes
+    /// decode into a workload that replays (the first byte picks the shape).
+    #[test]
+    fn bytes_drive_the_drawer_as_a_seed_does() {
+        let by_stream = draw_from(3, &mut workload_entropy(3), 200).expect("no divergence");
+        assert_eq!(by_stream, draw(3, 200).expect("no divergence"));
+        let mut shapes = std::collections::BTreeSet::new();
+        for first in [0u8, 0x60, 0xff] {
+            let mut bytes = vec![first; 4];
+            bytes.extend((0..64u8).map(|i| i.wrapping_mul(37)));
+            let w = draw_from(0, &mut Entropy::from_bytes(&bytes), 120).expect("no divergence");
+            assert_eq!(w, draw_from(0, &mut Entropy::from_bytes(&bytes), 120).expect("again"));
+            expect(&w, false).expect("replays");
+            shapes.insert(w.shape.prepopulation.is_some());
+        }
+        assert_eq!(shapes.len(), 2, "the bytes choose between a restored and a blank pool");
     }
 
     #[test]

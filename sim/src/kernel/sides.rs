@@ -87,14 +87,12 @@ mod tests {
     use super::*;
     use crate::kernel::draw::draw_shape;
     use crate::kernel::emulate::initial_image;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
 
     /// The image a prepopulated kernel seed starts from (17,000 mappings, 4 devices,
     /// sharing), opened by the engine, and the model of it.
     fn restored() -> (Pool, Model, u32) {
         let shape = (0..)
-            .map(|seed| draw_shape(&mut ChaCha8Rng::seed_from_u64(seed)))
+            .map(|seed| draw_shape(&mut crate::entropy::Entropy::seeded(seed)))
             .find(|s| s.prepopulation.is_some())
             .expect("one seed in three is prepopulated");
         let (dev, model) = initial_image(&shape).expect("the restored image");
@@ -152,7 +150,7 @@ mod tests {
     #[test]
     fn write_puts_both_dumps_beside_the_run_and_diffs_them() {
         let shapes: Vec<_> = (0..)
-            .map(|seed| draw_shape(&mut ChaCha8Rng::seed_from_u64(seed)))
+            .map(|seed| draw_shape(&mut crate::entropy::Entropy::seeded(seed)))
             .filter(|s| s.prepopulation.is_some())
             .take(12)
             .collect();
