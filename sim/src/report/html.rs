@@ -165,6 +165,30 @@ fn structure_table(s: &Summary) -> String {
     h
 }
 
+/// Every oracle: what makes it due, and how often it was due, ran and fired (red: due and
+/// never ran).
+fn oracle_table(s: &Summary) -> String {
+    let mut h = String::from(
+        "<h3>Oracles</h3><p>Every check that can fail a run. One due at least 30 times that \
+         never ran fails the campaign.</p><table border='1' cellpadding='3'><tr>\
+         <th>oracle</th><th>due by</th><th>due</th><th>ran</th><th>fired</th></tr>",
+    );
+    for r in &s.oracle_table {
+        let style = if r.gap { " style='background:#f4c7c7'" } else { "" };
+        let due = r.due.map_or_else(|| "replays only".to_owned(), |n| n.to_string());
+        let _ = write!(
+            h,
+            "<tr{style}><td>{}</td><td>{}</td><td>{due}</td><td>{}</td><td>{}</td></tr>",
+            esc(r.oracle.name()),
+            esc(&r.due_by),
+            r.ran,
+            r.fired
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
 pub fn render_html(s: &Summary) -> String {
     let st = &s.stats;
     let o = &st.outcomes;
@@ -224,6 +248,7 @@ pub fn render_html(s: &Summary) -> String {
     h.push_str(&heat_map(s));
     h.push_str(&classes_table(s));
     h.push_str(&structure_table(s));
+    h.push_str(&oracle_table(s));
     if !st.undetectable_reasons.is_empty() {
         h.push_str("<h3>Undetectable class B outcomes</h3><ul>");
         for (why, n) in &st.undetectable_reasons {
@@ -232,7 +257,7 @@ pub fn render_html(s: &Summary) -> String {
         h.push_str("</ul>");
     }
     h.push_str("<h3>Coverage gaps</h3><ul>");
-    for g in s.coverage_gaps.iter().chain(&s.structure_gaps) {
+    for g in s.coverage_gaps.iter().chain(&s.structure_gaps).chain(&s.oracle_gaps) {
         let _ = write!(h, "<li>{}</li>", esc(g));
     }
     h.push_str("</ul><h3>Failures</h3>");

@@ -25,6 +25,8 @@
 //! structure_runs   {name: runs}   per enforced counter, the runs that reached it alone
 //! structure_table  [{name, at_least, count, runs_reaching, classes, runs, min_runs, gap}]
 //! structure_gaps   [reason]  (non-empty fails the campaign)
+//! oracle_table     [{oracle, due_by, due, ran, fired, gap}]  every oracle (`report::oracles`)
+//! oracle_gaps      [reason]  (non-empty fails the campaign)
 //! failures         [{signature, count, seeds: [first few], first: Failure}]
 //! wall_seconds     summed over shards
 //! throughput       {runs_per_s, steps_per_s, crash_images_per_s}
@@ -46,10 +48,12 @@
 //! kind, as are power losses.
 
 mod html;
+pub mod oracles;
 pub mod structure;
 
 use crate::disk::{cells_as_list, CoverageKey, FaultCoverage, FaultKind};
 use crate::runner::{Failure, RunClass, RunOutcome, RunStats};
+use oracles::OracleRow;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -115,6 +119,12 @@ pub struct Summary {
     pub structure_table: Vec<StructureRow>,
     #[serde(default)]
     pub structure_gaps: Vec<String>,
+    /// Every oracle with how often it was due, ran and fired (see [`oracles`]).
+    #[serde(default)]
+    pub oracle_table: Vec<OracleRow>,
+    /// Oracles that were due and never ran (these fail the campaign).
+    #[serde(default)]
+    pub oracle_gaps: Vec<String>,
     pub failures: Vec<FailureGroup>,
     pub wall_seconds: f64,
     pub throughput: Throughput,
@@ -224,6 +234,8 @@ impl Summary {
         self.structure_table =
             structure::rows(&self.structure, &self.structure_runs, &self.classes);
         self.structure_gaps = structure::gaps(&self.structure_table);
+        self.oracle_table = oracles::rows(self);
+        self.oracle_gaps = oracles::gaps(&self.oracle_table);
         let w = self.wall_seconds.max(1e-9);
         self.throughput = Throughput {
             runs_per_s: self.stats.runs as f64 / w,
@@ -232,9 +244,13 @@ impl Summary {
         };
     }
 
-    /// Whether the campaign passed: no failure, no fault-coverage gap, no structural gap.
+    /// Whether the campaign passed: no failure, no fault-coverage gap, no structural gap,
+    /// no oracle that was due and never ran.
     pub fn passed(&self) -> bool {
-        self.failures.is_empty() && self.coverage_gaps.is_empty() && self.structure_gaps.is_empty()
+        self.failures.is_empty()
+            && self.coverage_gaps.is_empty()
+            && self.structure_gaps.is_empty()
+            && self.oracle_gaps.is_empty()
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {

@@ -9,6 +9,7 @@
 //!   and is then followed by what dm-thin does (abort; fail mode if the abort fails).
 
 use super::op::Op;
+use super::oracles::Oracle;
 use super::{Res, Runner};
 use engine::error::Space;
 use engine::thin::CloseError;
@@ -51,6 +52,7 @@ impl Runner {
         model: Result<T, Errno>,
     ) -> Res<Judged> {
         self.fold_fmt(format_args!("{eng:?}|{model:?}"));
+        self.stats.ran(Oracle::Result);
         if self.disk.lock().is_powered_off() {
             self.power_cut()?;
             return Ok(Judged::Handled);
@@ -69,7 +71,7 @@ impl Runner {
             _ => {}
         }
         let detail = format!("engine answered {eng:?}\nmodel expected {model:?}");
-        self.diverged("result", super::oracle::Mismatch::State(detail))?;
+        self.diverged(Oracle::Result, super::oracle::Mismatch::State(detail))?;
         Ok(Judged::Handled)
     }
 
@@ -107,6 +109,7 @@ impl Runner {
     pub(super) fn do_abort(&mut self, after_error: bool) -> Res<()> {
         let eng = self.pool().abort();
         self.stats.aborts += 1;
+        self.stats.ran(Oracle::Abort);
         if eng.is_ok() {
             // Uncommitted reshapes are gone with the transaction.
             self.reshapes_durable = engine::events::snapshot().reshapes();
@@ -121,14 +124,17 @@ impl Runner {
         self.drain_faults();
         if let Err(e) = eng {
             if !self.c_seen && self.b_faults.is_empty() {
-                return Err(self.fail("abort", format!("abort failed with no fault injected: {e}")));
+                return Err(
+                    self.fail(Oracle::Abort, format!("abort failed with no fault injected: {e}"))
+                );
             }
             self.model.enter_fail_mode();
             self.stats.outcomes.c_fail_modes += 1;
+            self.stats.ran(Oracle::FailMode);
             let q = self.pool().get_transaction_id().map_err(|e| errno(&e));
             if q != self.model.get_transaction_id() {
                 return Err(self.fail(
-                    "fail-mode",
+                    Oracle::FailMode,
                     format!("query in fail mode answered {q:?}, expected EINVAL"),
                 ));
             }
@@ -139,7 +145,8 @@ impl Runner {
             if after_error { self.pre.take().into_iter().collect() } else { Vec::new() };
         cands.push(self.model.clone());
         for m in &mut cands {
-            m.abort().map_err(|e| self.fail("abort", format!("model refused abort: {e:?}")))?;
+            m.abort()
+                .map_err(|e| self.fail(Oracle::Abort, format!("model refused abort: {e:?}")))?;
         }
         cands.dedup();
         if !after_error {
@@ -151,6 +158,7 @@ impl Runner {
         // The reload flushed: the durable image is the committed state, and its check tells
         // candidates apart that differ only in caller references.
         let image = (cands.len() > 1).then(|| self.disk.lock().durable_image());
+        self.stats.ran(Oracle::StateAfterAbort);
         match super::recovery::match_candidate(self.pool(), &cands, image.as_ref()) {
             Ok(i) => {
                 self.model = cands.swap_remove(i);
@@ -160,7 +168,7 @@ impl Runner {
                 // Keep both candidates for the power cut that may follow.
                 self.model = cands.pop().expect("one candidate at least");
                 self.pre = cands.pop();
-                self.diverged("state-after-abort", d)
+                self.diverged(Oracle::StateAfterAbort, d)
             }
         }
     }
@@ -522,15 +530,16 @@ impl Runner {
         };
         self.fold(&format!("close {eng:?}"));
         self.drain_faults();
+        self.stats.ran(Oracle::Close);
         if self.pool.is_some() {
-            return Err(self.fail("close", "close refused with no thin device open".into()));
+            return Err(self.fail(Oracle::Close, "close refused with no thin device open".into()));
         }
         let m = self.model.close();
         if self.disk.lock().is_powered_off() || eng.is_err() {
             // The final commit failed or lost power: the disk holds the old or new state.
             if let Err(e) = &eng {
                 if !self.disk.lock().is_powered_off() && !self.explained(e) {
-                    return Err(self.fail("close", format!("close failed: {e}, model {m:?}")));
+                    return Err(self.fail(Oracle::Close, format!("close failed: {e}, model {m:?}")));
                 }
             }
             return self.power_cut();

@@ -29,6 +29,7 @@ mod model_xml;
 pub mod op;
 mod options;
 pub mod oracle;
+pub mod oracles;
 mod prepopulate;
 mod recovery;
 pub mod repair;
@@ -42,6 +43,7 @@ pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFA
 pub use model_xml::model_dump;
 pub use op::Op;
 pub use options::{KeyOrder, OpKind, Options, OptionsError, Prepopulation, RemovalPhase, RunClass};
+pub use oracles::{Due, Oracle, ORACLE_DUE_AT};
 pub use prepopulate::restored as restored_prepopulation;
 pub use stats::{Outcomes, RunStats};
 pub use trace::{Step, StepFault, Trace, TraceError};
@@ -65,19 +67,16 @@ use std::sync::Arc;
 /// Data block size every simulated pool uses (sectors); irrelevant to the metadata.
 const DATA_BLOCK_SECTORS: u32 = 128;
 
-/// The oracle name of an op a trace asks for that cannot run (see [`TraceError::InvalidStep`]).
-const INVALID_TRACE: &str = "invalid-trace";
-
 /// A failed oracle: everything needed to understand and replay it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub seed: u64,
     pub step: u64,
     pub op: String,
-    /// Which oracle fired ("result", "state", "check", "crash-image", "recovery", ...).
-    pub oracle: String,
+    /// Which oracle fired.
+    pub oracle: Oracle,
     /// Fault kinds injected since the last verified state.
-    pub faults: Vec<String>,
+    pub faults: Vec<FaultKind>,
     pub detail: String,
     pub replay: String,
     /// The trace file written for this failure (`thinsim replay FILE` reproduces it).
@@ -86,10 +85,15 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The fault kinds by name (`LostWrite`), as signatures and reports carry them.
+    pub fn fault_names(&self) -> Vec<String> {
+        self.faults.iter().map(|k| format!("{k:?}")).collect()
+    }
+
     /// The de-duplication key: oracle + op kind + fault kinds.
     pub fn signature(&self) -> String {
         let op = self.op.split(['(', ' ']).next().unwrap_or("");
-        format!("{}/{}/{}", self.oracle, op, self.faults.join("+"))
+        format!("{}/{}/{}", self.oracle, op, self.fault_names().join("+"))
     }
 }
 
@@ -101,7 +105,7 @@ impl fmt::Display for Failure {
             self.seed, self.step, self.oracle, self.op
         )?;
         if !self.faults.is_empty() {
-            writeln!(f, "faults since last verified state: {}", self.faults.join(", "))?;
+            writeln!(f, "faults since last verified state: {}", self.fault_names().join(", "))?;
         }
         writeln!(f, "{}", self.detail)?;
         write!(f, "replay: {}", self.replay)?;
@@ -373,7 +377,7 @@ fn catch_panic(r: &mut Runner, body: impl FnOnce(&mut Runner) -> Res<()>) -> Res
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_default();
-        Err(r.fail("panic", format!("panicked: {msg}")))
+        Err(r.fail(Oracle::Panic, format!("panicked: {msg}")))
     })
 }
 
@@ -383,7 +387,7 @@ fn setup_failure(cfg: &RunConfig, detail: &str) -> Box<Failure> {
         seed: cfg.seed,
         step: 0,
         op: "setup".into(),
-        oracle: "setup".into(),
+        oracle: Oracle::Setup,
         faults: Vec::new(),
         detail: detail.to_owned(),
         replay: cfg.replay_line(),
@@ -489,9 +493,11 @@ impl Runner {
 
     /// Formats, sizes both devices and commits, fault-free: the model's starting state.
     fn format(&mut self) -> Res<()> {
+        self.stats.ran(Oracle::Setup);
         let pool = match self.opts.prepopulate {
-            Some(_) => Pool::open(self.disk.device(), verify::reopen_options())
-                .map_err(|e| self.fail("setup", format!("opening the restored image: {e}")))?,
+            Some(_) => Pool::open(self.disk.device(), verify::reopen_options()).map_err(|e| {
+                self.fail(Oracle::Setup, format!("opening the restored image: {e}"))
+            })?,
             None => self.format_empty()?,
         };
         self.install(pool)?;
@@ -505,12 +511,12 @@ impl Runner {
     /// An empty pool of the run's sizes.
     fn format_empty(&mut self) -> Res<Pool> {
         let pool = Pool::open(self.disk.device(), PoolOptions::new(DATA_BLOCK_SECTORS))
-            .map_err(|e| self.fail("setup", format!("format failed: {e}")))?;
+            .map_err(|e| self.fail(Oracle::Setup, format!("format failed: {e}")))?;
         let setup = pool
             .resize_data_dev(self.opts.data_blocks)
             .and_then(|()| pool.resize_metadata_dev(self.opts.metadata_blocks))
             .and_then(|()| pool.commit());
-        setup.map_err(|e| self.fail("setup", format!("sizing the new pool failed: {e}")))?;
+        setup.map_err(|e| self.fail(Oracle::Setup, format!("sizing the new pool failed: {e}")))?;
         Ok(pool)
     }
 
@@ -522,7 +528,7 @@ impl Runner {
             hits.fetch_add(1, Ordering::Relaxed);
         });
         pool.register_metadata_threshold(self.opts.threshold_blocks, cb)
-            .map_err(|e| self.fail("setup", format!("register_metadata_threshold: {e}")))?;
+            .map_err(|e| self.fail(Oracle::Setup, format!("register_metadata_threshold: {e}")))?;
         // The pool target's pre-commit callback: flush the data device.
         let data = Arc::clone(&self.data);
         let flush = Box::new(move || {
@@ -530,7 +536,7 @@ impl Runner {
             Ok(())
         });
         pool.register_pre_commit_callback(flush)
-            .map_err(|e| self.fail("setup", format!("register_pre_commit_callback: {e}")))?;
+            .map_err(|e| self.fail(Oracle::Setup, format!("register_pre_commit_callback: {e}")))?;
         self.pool = Some(pool);
         self.verifier.forget();
         self.reshapes_durable = engine::events::snapshot().reshapes();
@@ -599,6 +605,8 @@ impl Runner {
         if let Some(k) = kind {
             self.stats.steps += 1;
             self.stats.op(k);
+            // Every step runs under the runner's panic guard (`catch_panic`).
+            self.stats.ran(Oracle::Panic);
         }
         let io0 = self.disk.lock().stats().io_calls();
         let superblock = kind.is_some_and(OpKind::writes_superblock);
@@ -735,7 +743,7 @@ impl Runner {
         let _ = fmt::Write::write_fmt(&mut self.hash, text);
     }
 
-    fn fail(&self, oracle: &str, detail: String) -> Box<Failure> {
+    fn fail(&self, oracle: Oracle, detail: String) -> Box<Failure> {
         let replay = match self.drawer {
             Some(_) => self.cfg.replay_line(),
             None => "thinsim replay TRACE".to_owned(),
@@ -744,8 +752,8 @@ impl Runner {
             seed: self.cfg.seed,
             step: self.step,
             op: self.op_text(),
-            oracle: oracle.to_owned(),
-            faults: self.b_faults.iter().map(|k| format!("{k:?}")).collect(),
+            oracle,
+            faults: self.b_faults.iter().copied().collect(),
             detail,
             replay,
             trace_file: None,
@@ -754,12 +762,12 @@ impl Runner {
 
     /// The current op cannot run (a replayed trace broke a precondition): the run stops.
     fn invalid(&self, reason: String) -> Box<Failure> {
-        self.fail(INVALID_TRACE, reason)
+        self.fail(Oracle::InvalidTrace, reason)
     }
 
     fn finish(mut self, result: Res<()>) -> RunOutcome {
         let (failure, invalid) = match result.as_ref().err() {
-            Some(f) if f.oracle == INVALID_TRACE => {
+            Some(f) if f.oracle == Oracle::InvalidTrace => {
                 let e = TraceError::InvalidStep {
                     step: f.step,
                     op: f.op.clone(),

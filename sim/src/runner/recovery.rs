@@ -11,6 +11,7 @@
 
 use super::memo::ReadSet;
 use super::oracle::{self, Mismatch};
+use super::oracles::Oracle;
 use super::verify::{reopen_options, VerifyMode};
 use super::{Good, Res, Runner};
 use crate::disk::{ExploreOptions, FaultKind, MemoryImage, TearSet};
@@ -159,6 +160,8 @@ impl Runner {
         for (i, st) in states.enumerate() {
             let check = (i as u64).is_multiple_of(check_every);
             self.stats.crash_images_checked += 1;
+            // A remembered verification is this oracle's judgement too (`runner::memo`).
+            self.stats.ran(Oracle::CrashImage);
             if memo && self.memo.lookup(&st.image, cands, check).is_some() {
                 self.stats.crash_images_memo += 1;
                 continue;
@@ -167,20 +170,23 @@ impl Runner {
             let pool =
                 Pool::open(reads.wrap(st.image.to_device()), reopen_options()).map_err(|e| {
                     self.fail(
-                        "crash-image",
+                        Oracle::CrashImage,
                         format!("crash image {i} ({:?}) does not open: {e}", st.choices),
                     )
                 })?;
             let image = check.then_some(&st.image);
             let c = match_candidate_reading(&pool, cands, image, Some(&reads)).map_err(|d| {
                 self.fail(
-                    "crash-image",
+                    Oracle::CrashImage,
                     format!("crash image {i} ({:?}) is no committed state:\n{d}", st.choices),
                 )
             })?;
             oracle::compare_metadata_space(&pool)
-                .map_err(|d| self.fail("crash-image", d.to_string()))?;
+                .map_err(|d| self.fail(Oracle::CrashImage, d.to_string()))?;
             self.stats.image_checks += u64::from(check);
+            if check {
+                self.stats.ran(Oracle::CheckPanic);
+            }
             debug_assert!(c < cands.len());
             drop(pool);
             if memo {
@@ -206,6 +212,7 @@ impl Runner {
             m.crash();
         }
         self.stats.recoveries += 1;
+        self.stats.ran(Oracle::Recovery);
         let pool = match Pool::open(self.disk.device(), reopen_options()) {
             Ok(p) => p,
             Err(e) if !self.b_faults.is_empty() => {
@@ -213,7 +220,7 @@ impl Runner {
                 self.stats.outcomes.b_detected += 1;
                 return self.restore_good(&cands);
             }
-            Err(e) => return Err(self.fail("recovery", format!("reopen failed: {e}"))),
+            Err(e) => return Err(self.fail(Oracle::Recovery, format!("reopen failed: {e}"))),
         };
         let image = self.disk.lock().durable_image();
         let remembered =
@@ -225,6 +232,7 @@ impl Runner {
             }
             None => {
                 self.stats.commit_checks += 1;
+                self.stats.ran(Oracle::CheckPanic);
                 match_candidate(&pool, &cands, Some(&image))
                     .and_then(|i| oracle::compare_metadata_space(&pool).map(|()| i))
             }
@@ -242,10 +250,11 @@ impl Runner {
                 o.c_recovered += u64::from(had_c);
                 self.model = cands.swap_remove(i);
                 let lost = std::mem::take(&mut self.data_lost);
+                self.stats.ran(Oracle::DataDurability);
                 let judged = self.data.lock().expect("never poisoned").check(&self.model, &lost);
                 match judged {
                     Ok(n) => self.stats.data_blocks_verified += n,
-                    Err(e) => return Err(self.fail("data-durability", e.to_string())),
+                    Err(e) => return Err(self.fail(Oracle::DataDurability, e.to_string())),
                 }
                 self.install(pool)?;
                 self.mark_good(image, true);
@@ -254,15 +263,16 @@ impl Runner {
                 Ok(())
             }
             Err(d) if !self.b_faults.is_empty() => self.b_wrong_answer(d, &cands),
-            Err(d) => Err(self.fail("recovery", format!("after the crash:\n{d}"))),
+            Err(d) => Err(self.fail(Oracle::Recovery, format!("after the crash:\n{d}"))),
         }
     }
 
     /// A reopen after class B damage gave a wrong state: undetectable only if a lost or
     /// misdirected write could leave an older, self-consistent block behind.
     fn b_wrong_answer(&mut self, diff: Mismatch, committed: &[Model]) -> Res<()> {
+        self.stats.ran(Oracle::ClassBLie);
         match classify_b(&diff, &self.b_faults) {
-            BVerdict::CheckPanicked => Err(self.fail("check-panic", diff.to_string())),
+            BVerdict::CheckPanicked => Err(self.fail(Oracle::CheckPanic, diff.to_string())),
             BVerdict::Detected => {
                 self.fold("b detected by check or a typed error");
                 self.stats.outcomes.b_detected += 1;
@@ -279,7 +289,7 @@ impl Runner {
                 self.restore_good(committed)
             }
             BVerdict::Lie => Err(self.fail(
-                "class-b-lie",
+                Oracle::ClassBLie,
                 format!("wrong answer after damage the format detects (checksums):\n{diff}"),
             )),
         }
@@ -289,23 +299,25 @@ impl Runner {
     /// good image back (a restore from backup) and continues from its model.
     fn restore_good(&mut self, committed: &[Model]) -> Res<()> {
         self.judge_repair(committed)?;
+        self.stats.ran(Oracle::Restore);
         self.pool = None;
         self.handles.clear();
         let image = self.good.image.clone();
         self.disk
             .lock()
             .restore_durable(image)
-            .map_err(|e| self.fail("restore", format!("{e:?}")))?;
+            .map_err(|e| self.fail(Oracle::Restore, format!("{e:?}")))?;
         self.model = self.good.model.clone();
         self.model.crash();
         self.b_faults.clear();
         self.memo.clear();
         self.data.lock().expect("the data shadow is never poisoned").forget();
         self.data_lost.clear();
-        let pool = Pool::open(self.disk.device(), reopen_options())
-            .map_err(|e| self.fail("restore", format!("the last good image does not open: {e}")))?;
+        let pool = Pool::open(self.disk.device(), reopen_options()).map_err(|e| {
+            self.fail(Oracle::Restore, format!("the last good image does not open: {e}"))
+        })?;
         oracle::compare_pool(&pool, &self.model).map_err(|d: Mismatch| {
-            self.fail("restore", format!("the last good image reopened wrong:\n{d}"))
+            self.fail(Oracle::Restore, format!("the last good image reopened wrong:\n{d}"))
         })?;
         self.install(pool)?;
         // The reopened pool was just compared whole, and its image passed `check` when it
@@ -330,7 +342,7 @@ impl Runner {
 
     /// The engine and the model disagree. With class B damage outstanding this may be the
     /// damage: power-cycle and judge the reopen. Otherwise it is a failure.
-    pub(super) fn diverged(&mut self, which: &str, detail: Mismatch) -> Res<()> {
+    pub(super) fn diverged(&mut self, which: Oracle, detail: Mismatch) -> Res<()> {
         // The comparison itself reads the disk and may have met a fault, or the power cut
         // armed for this op (when the op failed before reaching that I/O).
         self.drain_faults();
@@ -339,7 +351,7 @@ impl Runner {
             return self.power_cut();
         }
         if detail.check_panicked() {
-            return Err(self.fail("check-panic", detail.to_string()));
+            return Err(self.fail(Oracle::CheckPanic, detail.to_string()));
         }
         if self.c_seen && detail.query_failed() {
             // Class C: an inspection read failed. Stop the faults, power-cycle, and judge.

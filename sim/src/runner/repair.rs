@@ -23,6 +23,7 @@
 //! `--nr-data-blocks`, `--transaction-id`); one that still finds nothing is counted as
 //! refused, not failed (the damage may have taken every root).
 
+use super::oracles::Oracle;
 use super::{Res, Runner, DATA_BLOCK_SECTORS};
 use crate::disk::FaultKind;
 use engine::io::{BlockDevice, MemoryDevice, Shared};
@@ -150,6 +151,7 @@ impl Runner {
             data_block_size: Some(DATA_BLOCK_SECTORS),
             nr_data_blocks: committed.iter().map(|m| m.current().data_blocks).max(),
         };
+        self.stats.ran(Oracle::Repair);
         let result = match attempt(Overrides::default()) {
             Err(ToolError::Input(_)) => {
                 t.needed_overrides += 1;
@@ -164,7 +166,7 @@ impl Runner {
                 self.tally_repair(&kinds, &t);
                 return Ok(());
             }
-            Err(e) => return Err(self.fail("repair", format!("repair failed: {e}"))),
+            Err(e) => return Err(self.fail(Oracle::Repair, format!("repair failed: {e}"))),
         };
         match report.roots_from {
             RootsFrom::Superblock => t.from_superblock += 1,
@@ -172,17 +174,19 @@ impl Runner {
             RootsFrom::Scan => t.from_scan += 1,
         }
         let image = output.copy();
+        self.stats.ran(Oracle::RepairUnclean);
         let audit = engine::tools::check::check(image.to_device());
         if !audit.is_clean() {
             let first: Vec<String> = audit.findings.iter().take(5).map(|f| f.to_string()).collect();
             return Err(self.fail(
-                "repair-unclean",
+                Oracle::RepairUnclean,
                 format!("the repaired image fails check:\n{}", first.join("\n")),
             ));
         }
         let kept = Pool::open_image(image.to_device())
             .and_then(|p| pool_mappings(&p))
-            .map_err(|e| self.fail("repair-unclean", format!("the repaired image: {e}")))?;
+            .map_err(|e| self.fail(Oracle::RepairUnclean, format!("the repaired image: {e}")))?;
+        self.stats.ran(Oracle::RepairInvented);
         // Judged against the candidate it matches best (the first of equals).
         let matches = |m: &Model| kept.iter().filter(|&&(k, v)| model_has(m, k, v)).count();
         let best = committed
@@ -207,7 +211,7 @@ impl Runner {
         if !foreign.is_empty() && !stale_blocks && !unverified_roots {
             let (&(dev, v), &(b, time)) = foreign[0];
             return Err(self.fail(
-                "repair-invented",
+                Oracle::RepairInvented,
                 format!(
                     "repair kept {} mapping(s) the model never had at the last commit, first: \
                      device {dev} block {v} -> data {b} (time {time}); the model has {:?}; \
@@ -229,7 +233,7 @@ impl Runner {
             .find(|(&(_, v), &(b, t))| !self.ever_mapped.contains(&(v, b, t)))
         {
             return Err(self.fail(
-                "repair-invented",
+                Oracle::RepairInvented,
                 format!(
                     "repair kept device {dev} block {v} -> data {b} (time {time}), a mapping \
                      the run never made; roots from {:?}",

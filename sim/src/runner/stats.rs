@@ -4,6 +4,7 @@
 //! field by field, so a merged report equals the report of one big run.
 
 use super::options::OpKind;
+use super::oracles::Oracle;
 use super::repair::RepairTally;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -76,11 +77,20 @@ pub struct RunStats {
     /// Repair after class B outcomes, per fault kind (and `all`): see `runner::repair`.
     #[serde(default)]
     pub repair: BTreeMap<String, RepairTally>,
+    /// How often each oracle judged (`runner::oracles`): the report lists every oracle, and
+    /// one that was due and never ran is a gap.
+    #[serde(default)]
+    pub oracles: BTreeMap<Oracle, u64>,
 }
 
 impl RunStats {
     pub fn op(&mut self, kind: OpKind) {
         *self.ops.entry(kind).or_insert(0) += 1;
+    }
+
+    /// `oracle` judged once more.
+    pub fn ran(&mut self, oracle: Oracle) {
+        *self.oracles.entry(oracle).or_insert(0) += 1;
     }
 
     pub fn merge(&mut self, o: &RunStats) {
@@ -120,6 +130,9 @@ impl RunStats {
         a.c_recovered += b.c_recovered;
         for (k, t) in &o.repair {
             self.repair.entry(k.clone()).or_default().merge(t);
+        }
+        for (k, n) in &o.oracles {
+            *self.oracles.entry(*k).or_insert(0) += n;
         }
         for (k, n) in &o.undetectable_reasons {
             *self.undetectable_reasons.entry(k.clone()).or_insert(0) += n;

@@ -29,6 +29,7 @@
 //!   full verification, by every recovery (always full), and by the end-of-run power cut.
 
 use super::oracle::{self, Diff};
+use super::oracles::Oracle;
 use engine::thin::ThinId;
 use engine::thin::{Pool, PoolOptions};
 use model::{Change, Model};
@@ -207,13 +208,15 @@ impl super::Runner {
     pub(super) fn verify_committed(&mut self) -> super::Res<()> {
         // Faults the commit itself injected decide too: class B damage gets the full check.
         self.drain_faults();
+        self.stats.ran(Oracle::MetadataSpaceAfterCommit);
+        self.stats.ran(Oracle::StateAfterCommit);
         if let Err(d) = oracle::compare_metadata_counts(self.pool()) {
-            return self.diverged("metadata-space-after-commit", d);
+            return self.diverged(Oracle::MetadataSpaceAfterCommit, d);
         }
         if self.b_faults.is_empty() && !self.verifier.full_due(&self.model) {
             let pool = self.pool.as_ref().expect("the pool is open between recoveries");
             if let Err(d) = self.verifier.compare_changes(pool, &mut self.model) {
-                return self.diverged("state-after-commit", d);
+                return self.diverged(Oracle::StateAfterCommit, d);
             }
             self.stats.incremental_checks += 1;
             self.verifier.verified(&mut self.model, false);
@@ -223,16 +226,20 @@ impl super::Runner {
         let image = self.disk.lock().durable_image();
         self.drain_faults();
         if let Err(d) = oracle::compare_pool(self.pool(), &self.model) {
-            return self.diverged("state-after-commit", d);
+            return self.diverged(Oracle::StateAfterCommit, d);
         }
+        self.stats.ran(Oracle::LsAfterCommit);
         if let Err(d) = oracle::compare_ls(self.pool(), &self.model) {
-            return self.diverged("ls-after-commit", d);
+            return self.diverged(Oracle::LsAfterCommit, d);
         }
         self.stats.commit_checks += 1;
+        self.stats.ran(Oracle::CheckAfterCommit);
+        self.stats.ran(Oracle::CheckPanic);
         if let Err(d) = oracle::check_image(&image, &self.model) {
-            return self.diverged("check-after-commit", d);
+            return self.diverged(Oracle::CheckAfterCommit, d);
         }
         if !self.b_faults.is_empty() {
+            self.stats.ran(Oracle::ImageAfterCommit);
             let mut m = self.model.clone();
             m.crash();
             // The superblock's own fields too (metadata size, flags, held root): the model
@@ -252,7 +259,7 @@ impl super::Runner {
                     }
                 });
             if let Err(d) = reopened {
-                return self.diverged("image-after-commit", d);
+                return self.diverged(Oracle::ImageAfterCommit, d);
             }
         }
         self.mark_good(image, false);

@@ -77,7 +77,7 @@ fn merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
         dirs.len(),
         total.seeds.runs,
         total.failures.len(),
-        total.coverage_gaps.len(),
+        total.coverage_gaps.len() + total.structure_gaps.len() + total.oracle_gaps.len(),
         out.display()
     );
     if total.passed() {

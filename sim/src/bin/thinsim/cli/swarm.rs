@@ -407,6 +407,9 @@ fn print_summary(s: &Summary, planned: usize) {
     for g in &s.structure_gaps {
         outln!("STRUCTURE GAP: {g}");
     }
+    for g in &s.oracle_gaps {
+        outln!("ORACLE GAP: {g}");
+    }
     for g in &s.failures {
         outln!("FAILURE {} x{} seeds {:?}\n{}", g.signature, g.count, g.seeds, g.first);
     }
