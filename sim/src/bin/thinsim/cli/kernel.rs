@@ -15,6 +15,7 @@ use sim::kernel::differential::{self, KernelRun};
 use sim::kernel::draw;
 use sim::kernel::uml::{KernelChoice, Origin, UmlError, UmlKernel};
 use sim::kernel::workload::Workload;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -123,11 +124,26 @@ pub fn kernel(a: &KernelArgs) -> ExitCode {
             .collect()
     };
     let nested = kernels.len() > 1;
+    // Each kernel's campaign on its own thread: a UML guest runs on one host core, so two
+    // kernels side by side take the time of one on a machine with two cores. The results
+    // come back in the order the kernels were named.
+    let results: Vec<_> = std::thread::scope(|s| {
+        let runs: Vec<_> = kernels
+            .iter()
+            .map(|k| {
+                let dir = if nested { a.dir.join(k.version()) } else { a.dir.clone() };
+                let (workloads, thinsim, skipped) = (&workloads, &thinsim, &skipped);
+                s.spawn(move || campaign(a, k, workloads, &dir, thinsim, skipped))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut summaries = Vec::new();
     let mut differences = 0;
-    for k in &kernels {
-        let dir = if nested { a.dir.join(k.version()) } else { a.dir.clone() };
-        match campaign(a, k, &workloads, &dir, &thinsim, &skipped) {
+    for r in results {
+        match r {
             Ok((summary, d)) => {
                 differences += d;
                 summaries.push(summary);
@@ -533,49 +549,61 @@ fn bench_page(
 }
 
 fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str) {
+    // One write for the whole record, so that kernels run side by side never interleave
+    // inside one seed's lines.
+    let mut t = String::new();
     match &run.difference {
         None => {
-            outln!(
+            let _ = writeln!(
+                t,
                 "seed {}: agreed ({} ops, {} checkpoints, kernel {}, {secs:.1} s)",
-                run.seed,
-                run.ops,
-                run.checkpoints,
-                run.kernel
+                run.seed, run.ops, run.checkpoints, run.kernel
             );
             if let Some(c) = &run.crash {
-                outln!(
+                let _ = writeln!(
+                t,
                     "  crash mode: {} log entries, {} flush epochs, {} commits matched, {} crash images judged ({} at the epoch's new commit; {} writes dropped, {} torn; {} at one of {} held-root-only superblocks; held-root defect {} on this kernel)",
                     c.entries, c.epochs, c.commits, c.images, c.images_at_new_commit, c.writes_dropped, c.writes_torn, c.images_at_held_only_superblock, c.held_only_superblocks, run.held_root.name()
                 );
-                outln!(
+                let _ = writeln!(
+                t,
                     "  data: {} writes, {} flushes; {} published blocks found durable ({} still in flight at a commit, {} quiescent commits); {} acks held, covering {} blocks; {} crash images reopened in the kernel",
                     c.data_writes, c.data_flushes, c.data_blocks_verified, c.data_pending_at_commit, c.quiescent_commits, c.acks_checked, c.ack_blocks_checked, run.reopened
                 );
             }
         }
         Some(d) => {
-            outln!("seed {}: DIFFERENCE at {d}", run.seed);
+            let _ = writeln!(t, "seed {}: DIFFERENCE at {d}", run.seed);
             let lo = d.op().saturating_sub(3);
             for (i, op) in w.ops.iter().enumerate().skip(lo).take(d.op() + 1 - lo) {
-                outln!("  op {i}: {}", serde_json::to_string(op).unwrap_or_default());
+                let _ = writeln!(t, "  op {i}: {}", serde_json::to_string(op).unwrap_or_default());
             }
             match &run.sides {
                 Some(Ok(s)) => {
-                    outln!("  both sides: {} and {}", s.model.display(), s.kernel.display());
+                    let _ = writeln!(
+                        t,
+                        "  both sides: {} and {}",
+                        s.model.display(),
+                        s.kernel.display()
+                    );
                     for line in s.excerpt.lines() {
-                        outln!("    {line}");
+                        let _ = writeln!(t, "    {line}");
                     }
                 }
-                Some(Err(e)) => outln!("  both sides: not written ({e})"),
+                Some(Err(e)) => {
+                    let _ = writeln!(t, "  both sides: not written ({e})");
+                }
                 None => {}
             }
-            outln!("  run directory: {}", dir.display());
-            outln!(
+            let _ = writeln!(t, "  run directory: {}", dir.display());
+            let _ = writeln!(
+                t,
                 "  replay: thinsim kernel --workload {} {replay}",
                 dir.join("workload.json").display()
             );
         }
     }
+    out!("{t}");
 }
 
 fn remove_images(dir: &Path) {
