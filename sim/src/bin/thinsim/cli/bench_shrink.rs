@@ -9,6 +9,8 @@ use sim::runner::{self, RunConfig, Trace};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -29,6 +31,10 @@ pub struct BenchShrinkArgs {
     /// Number for a canary with no regression file yet (taken: the next free one).
     #[arg(long, default_value_t = 1)]
     pub first_number: u32,
+    /// Canaries searched and shrunk at once, one thread each (each shrink's budget is its own
+    /// thread's wall clock, so give each a core).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
 }
 
 struct Row {
@@ -48,65 +54,34 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
         eprintln!("bench-shrink needs the canaries: build with `--features canary`");
         return ExitCode::from(2);
     }
-    let mut rows = Vec::new();
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<(usize, Result<Row, u8>)>> = Mutex::new(Vec::new());
+    // Writing regression files takes the next free number: one canary at a time then.
+    let jobs = if a.regressions.is_some() { 1 } else { a.jobs.max(1) };
+    let worker = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(canary) = runner::CANARIES.get(i) else { return };
+        let r = one_canary(a, i, canary);
+        done.lock().unwrap_or_else(|p| p.into_inner()).push((i, r));
+    };
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(worker);
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|(i, _)| *i);
     let mut ok = true;
-    for (i, canary) in runner::CANARIES.iter().enumerate() {
-        let began = Instant::now();
-        let found = (0..a.search).find_map(|seed| {
-            let cfg = RunConfig { canary: Some((*canary).to_owned()), ..RunConfig::new(seed) };
-            let out = runner::run(&cfg);
-            out.failure.is_some().then(|| (seed, out.trace.expect("recorded")))
-        });
-        let search_s = began.elapsed().as_secs_f64();
-        let Some((seed, trace)) = found else {
-            outln!("{canary}: not caught by seeds 0..{}", a.search);
-            ok = false;
-            continue;
-        };
-        let r = match sim::shrink::shrink(&trace, a.budget, &mut |_| {}) {
-            Ok(r) => r,
-            Err(e) => {
-                outln!("{canary}: {e}");
-                ok = false;
-                continue;
+    let mut rows = Vec::new();
+    for (_, r) in done {
+        match r {
+            Ok(row) => {
+                ok &= row.after.0 <= 25 && row.shrink_s <= 60.0;
+                rows.push(row);
             }
-        };
-        let file = match &a.regressions {
-            Some(dir) => {
-                let n = regression_number(dir, canary, a.first_number + i as u32);
-                match write_regression(dir, n, canary, seed, &r.trace) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::from(2);
-                    }
-                }
-            }
-            None => None,
-        };
-        let row = Row {
-            canary,
-            seed,
-            signature: r.signature.clone(),
-            before: (r.ops_before, r.faults_before),
-            after: (r.trace.steps.len(), r.trace.fault_count()),
-            search_s,
-            shrink_s: r.seconds,
-            replays: r.replays,
-            file,
-        };
-        outln!(
-            "{canary}: seed {seed} {} | {} -> {} ops, {} -> {} faults | {:.2} s, {} replays",
-            row.signature,
-            row.before.0,
-            row.after.0,
-            row.before.1,
-            row.after.1,
-            row.shrink_s,
-            row.replays
-        );
-        ok &= row.after.0 <= 25 && row.shrink_s <= 60.0;
-        rows.push(row);
+            Err(2) => return ExitCode::from(2),
+            Err(_) => ok = false,
+        }
     }
     let table = table(&rows, a);
     if let Some(out) = &a.out {
@@ -122,6 +97,65 @@ pub fn bench_shrink(a: &BenchShrinkArgs) -> ExitCode {
         outln!("FAILED: a canary was not caught, or did not shrink to 25 ops within 60 s");
         ExitCode::from(1)
     }
+}
+
+/// Finds the first seed that catches `canary` (number `i`) and shrinks its trace; prints
+/// its line. `Err` carries the exit code: 1 when it was not caught or did not shrink, 2 when
+/// its file could not be written (said on the way).
+fn one_canary(a: &BenchShrinkArgs, i: usize, canary: &'static str) -> Result<Row, u8> {
+    let began = Instant::now();
+    let found = (0..a.search).find_map(|seed| {
+        let cfg = RunConfig { canary: Some(canary.to_owned()), ..RunConfig::new(seed) };
+        let out = runner::run(&cfg);
+        out.failure.is_some().then(|| (seed, out.trace.expect("recorded")))
+    });
+    let search_s = began.elapsed().as_secs_f64();
+    let Some((seed, trace)) = found else {
+        outln!("{canary}: not caught by seeds 0..{}", a.search);
+        return Err(1);
+    };
+    let r = match sim::shrink::shrink(&trace, a.budget, &mut |_| {}) {
+        Ok(r) => r,
+        Err(e) => {
+            outln!("{canary}: {e}");
+            return Err(1);
+        }
+    };
+    let file = match &a.regressions {
+        Some(dir) => {
+            let n = regression_number(dir, canary, a.first_number + i as u32);
+            match write_regression(dir, n, canary, seed, &r.trace) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Err(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let row = Row {
+        canary,
+        seed,
+        signature: r.signature.clone(),
+        before: (r.ops_before, r.faults_before),
+        after: (r.trace.steps.len(), r.trace.fault_count()),
+        search_s,
+        shrink_s: r.seconds,
+        replays: r.replays,
+        file,
+    };
+    outln!(
+        "{canary}: seed {seed} {} | {} -> {} ops, {} -> {} faults | {:.2} s, {} replays",
+        row.signature,
+        row.before.0,
+        row.after.0,
+        row.before.1,
+        row.after.1,
+        row.shrink_s,
+        row.replays
+    );
+    Ok(row)
 }
 
 /// The number of `canary`'s regression file: the one it already has in `dir`, else
