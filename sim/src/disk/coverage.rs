@@ -14,6 +14,7 @@
 //!   A run multiplies them by its rates into the expected count of every cell, which is how
 //!   a campaign knows which cells its options make reachable.
 
+use super::config::{DiskConfig, PPM};
 use engine::format::node::INTERNAL;
 use engine::format::BlockKind;
 use engine::io::Block;
@@ -101,6 +102,59 @@ impl FaultKind {
         FaultKind::FlushEio,
         FaultKind::DeviceFull,
     ];
+
+    /// The I/O this fault is drawn on with a fixed chance ([`FaultKind::rate`]): every
+    /// read, write or flush call, every read that reached the media, every write pending at
+    /// a crash. `None` for faults that depend on the atomic unit or on write order (tears,
+    /// stale versions) or that the runner arms (power loss, a full device).
+    pub const fn drawn_on(self) -> Option<IoKind> {
+        match self {
+            FaultKind::ReadEio => Some(IoKind::Read),
+            FaultKind::LostWrite | FaultKind::MisdirectedWrite | FaultKind::WriteEio => {
+                Some(IoKind::Write)
+            }
+            FaultKind::FlushEio => Some(IoKind::Flush),
+            FaultKind::LatentSector | FaultKind::BitRot => Some(IoKind::MediaRead),
+            FaultKind::CrashDrop => Some(IoKind::CrashPending),
+            FaultKind::PowerLoss
+            | FaultKind::CrashTear
+            | FaultKind::StaleVersion
+            | FaultKind::SubsectorTear
+            | FaultKind::DeviceFull => None,
+        }
+    }
+
+    /// Its chance per draw under `config`, in parts per million (0 for a fault not drawn
+    /// with a fixed chance).
+    pub fn rate(self, config: &DiskConfig) -> u32 {
+        let r = &config.rates;
+        match self {
+            FaultKind::LostWrite => r.lost_write_ppm,
+            FaultKind::MisdirectedWrite => r.misdirected_write_ppm,
+            FaultKind::BitRot => r.bit_rot_ppm,
+            FaultKind::LatentSector => r.latent_sector_ppm,
+            FaultKind::ReadEio => r.read_eio_ppm,
+            FaultKind::WriteEio => r.write_eio_ppm,
+            FaultKind::FlushEio => r.flush_eio_ppm,
+            FaultKind::CrashDrop => {
+                let c = &config.crash;
+                PPM.saturating_sub(c.apply_ppm.saturating_add(c.tear_ppm))
+            }
+            FaultKind::PowerLoss
+            | FaultKind::CrashTear
+            | FaultKind::StaleVersion
+            | FaultKind::SubsectorTear
+            | FaultKind::DeviceFull => 0,
+        }
+    }
+
+    /// Whether the fault can leave an older, self-consistent version of a block where a
+    /// newer one was acknowledged: a checksum cannot tell (the class B outcome may be
+    /// undetectable), and the live pool's cache still holds the newer block, so only a
+    /// reopen shows the damage.
+    pub const fn leaves_older_block(self) -> bool {
+        matches!(self, FaultKind::LostWrite | FaultKind::MisdirectedWrite)
+    }
 
     /// The outcome class the oracle must enforce after this fault.
     pub const fn class(self) -> FaultClass {

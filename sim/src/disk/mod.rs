@@ -69,6 +69,7 @@
 mod config;
 mod coverage;
 mod crash;
+mod expect;
 mod explore;
 mod image;
 mod plan;
@@ -80,6 +81,7 @@ pub use coverage::{
     FaultKind, FaultLog, HitKind, IoKind, Phase, MAX_FAULT_EVENTS,
 };
 pub use crash::{cut, CrashOutcome, CrashReport};
+pub use expect::{expected_cells, expected_faults};
 pub use explore::{CrashState, CrashStates, ExploreOptions, TearSet};
 pub use image::{
     content_hash, CrashPlan, MemoryImage, PendingWrite, PlanError, SubsectorCut, Tear, WriteChoice,
@@ -386,6 +388,7 @@ impl SimDisk {
             self.trace.event(TraceOp::CrashOrder, position as u64, i as u64, 0);
         }
         self.reboot();
+        self.debug_check("after a crash");
         CrashReport { plan, outcomes, phase: self.phase.label }
     }
 
@@ -431,8 +434,18 @@ impl SimDisk {
         self.crash_at = None;
     }
 
-    /// Checks the structural invariants of the module header (for tests and the runner's
-    /// paranoid mode). Linear in blocks + pending writes.
+    /// The paranoid mode: [`SimDisk::check_invariants`] after every flush and crash, in debug
+    /// builds (and so in `cargo test` without `--release`); nothing in release builds.
+    fn debug_check(&self, when: &str) {
+        if cfg!(debug_assertions) {
+            if let Err(e) = self.check_invariants() {
+                panic!("simulated disk invariant broken {when}: {e}");
+            }
+        }
+    }
+
+    /// Checks the structural invariants of the module header (tests, and the paranoid mode
+    /// of debug builds). Linear in blocks + pending writes.
     pub fn check_invariants(&self) -> Result<(), String> {
         let nr = self.durable.nr_blocks();
         if self.newest.len() as u64 != nr {
@@ -809,6 +822,7 @@ impl BlockDevice for SimDisk {
         self.flush_ordinals.push(self.stats.io_calls());
         let r = self.flush_inner();
         self.finish(TraceOp::Flush, u64::MAX, 0, &r);
+        self.debug_check("after a flush");
         r
     }
 }

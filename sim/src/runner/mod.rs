@@ -49,8 +49,7 @@ pub use stats::{Outcomes, RunStats};
 pub use trace::{Step, StepFault, Trace, TraceError};
 
 use crate::disk::{
-    CoverageKey, ExposureKey, FaultClass, FaultCoverage, FaultKind, IoKind, IoStats, MemoryImage,
-    SimDisk,
+    CoverageKey, FaultClass, FaultCoverage, FaultKind, IoStats, MemoryImage, SimDisk,
 };
 use crate::entropy::Entropy;
 use crate::fnv::Fnv;
@@ -789,8 +788,8 @@ impl Runner {
         if let Some(start) = self.faulty_since.take() {
             add_io_delta(&mut self.faulty_io, &start, d.stats());
         }
-        let expected_faults = expected_faults(&self.opts, &self.faulty_io);
-        let expected_cells = expected_cells(&self.opts, d.exposure().cells());
+        let expected_faults = crate::disk::expected_faults(&self.opts.disk, &self.faulty_io);
+        let expected_cells = crate::disk::expected_cells(&self.opts.disk, d.exposure().cells());
         RunOutcome {
             seed: self.cfg.seed,
             options: self.opts.clone(),
@@ -828,57 +827,4 @@ fn add_io_delta(acc: &mut IoStats, start: &IoStats, now: &IoStats) {
     acc.writes += now.writes - start.writes;
     acc.fua_writes += now.fua_writes - start.fua_writes;
     acc.flushes += now.flushes - start.flushes;
-}
-
-/// How often each fault kind should have fired, given the run's rates and the I/O counts
-/// while faults were on (media-only faults — bit rot, latent errors — are left out: which
-/// reads reach the media depends on the engine's cache). A
-/// campaign whose expected count for a kind is large but whose count is zero has a fault
-/// that never fires (see `report::coverage_gaps`).
-fn expected_faults(o: &Options, io: &IoStats) -> Vec<(FaultKind, f64)> {
-    let r = &o.disk.rates;
-    let per = |ppm: u32, n: u64| f64::from(ppm) / 1e6 * n as f64;
-    let writes = io.writes + io.fua_writes;
-    vec![
-        (FaultKind::LostWrite, per(r.lost_write_ppm, writes)),
-        (FaultKind::MisdirectedWrite, per(r.misdirected_write_ppm, writes)),
-        (FaultKind::ReadEio, per(r.read_eio_ppm, io.reads)),
-        (FaultKind::WriteEio, per(r.write_eio_ppm, writes)),
-        (FaultKind::FlushEio, per(r.flush_eio_ppm, io.flushes)),
-    ]
-}
-
-/// How often each coverage cell should have fired: for every cell of exposure (draws of a
-/// fault chance, by block kind and phase), the rate of each fault kind drawn there times the
-/// draws.
-fn expected_cells(
-    o: &Options,
-    exposure: &std::collections::BTreeMap<ExposureKey, u64>,
-) -> Vec<(CoverageKey, f64)> {
-    let r = &o.disk.rates;
-    let c = &o.disk.crash;
-    let drop_ppm = crate::disk::PPM.saturating_sub(c.apply_ppm.saturating_add(c.tear_ppm));
-    let mut out = Vec::new();
-    for (e, n) in exposure {
-        let kinds: &[(FaultKind, u32)] = match e.io {
-            IoKind::MediaRead => &[
-                (FaultKind::LatentSector, r.latent_sector_ppm),
-                (FaultKind::BitRot, r.bit_rot_ppm),
-            ],
-            IoKind::CrashPending => &[(FaultKind::CrashDrop, drop_ppm)],
-            IoKind::Read => &[(FaultKind::ReadEio, r.read_eio_ppm)],
-            IoKind::Write => &[
-                (FaultKind::LostWrite, r.lost_write_ppm),
-                (FaultKind::MisdirectedWrite, r.misdirected_write_ppm),
-                (FaultKind::WriteEio, r.write_eio_ppm),
-            ],
-            IoKind::Flush => &[(FaultKind::FlushEio, r.flush_eio_ppm)],
-        };
-        for &(fault, ppm) in kinds.iter().filter(|(_, ppm)| *ppm > 0) {
-            let key =
-                CoverageKey { fault, hit: e.hit, in_commit: e.in_commit, snap_held: e.snap_held };
-            out.push((key, f64::from(ppm) / 1e6 * *n as f64));
-        }
-    }
-    out
 }

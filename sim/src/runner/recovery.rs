@@ -76,8 +76,7 @@ pub(super) fn classify_b(
     if m.detected() {
         return BVerdict::Detected;
     }
-    let stale = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
-    match b_faults.iter().find(|k| stale.contains(k)) {
+    match b_faults.iter().find(|k| k.leaves_older_block()) {
         Some(k) => BVerdict::Undetectable(*k),
         None => BVerdict::Lie,
     }
@@ -334,8 +333,7 @@ impl Runner {
     /// cache still holds what it believes it wrote, and a later superblock may point at a
     /// block whose write never landed, damage that only a reopen can show.
     pub(super) fn mark_good(&mut self, image: MemoryImage, reopened: bool) {
-        let masked_by_cache = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
-        self.b_faults.retain(|k| !reopened && masked_by_cache.contains(k));
+        self.b_faults.retain(|k| !reopened && k.leaves_older_block());
         self.drain_faults();
         self.good = Good { image, model: self.model.clone() };
     }

@@ -25,7 +25,6 @@
 
 use super::oracles::Oracle;
 use super::{Res, Runner, DATA_BLOCK_SECTORS};
-use crate::disk::FaultKind;
 use engine::io::{BlockDevice, MemoryDevice, Shared};
 use engine::thin::{Pool, ThinId};
 use engine::tools::repair::{repair, RootsFrom};
@@ -203,8 +202,7 @@ impl Runner {
             .filter(|&&(k, v)| !best.is_some_and(|m| model_has(m, k, v)))
             .map(|(k, v)| (k, v))
             .collect();
-        let stale_excuse = [FaultKind::LostWrite, FaultKind::MisdirectedWrite];
-        let stale_blocks = self.b_faults.iter().any(|k| stale_excuse.contains(k));
+        let stale_blocks = self.b_faults.iter().any(|k| k.leaves_older_block());
         // Roots from a superblock that failed validation or from a scan cannot be verified:
         // a flipped root pointer or a scan can land on an older tree that is still intact.
         let unverified_roots = report.roots_from != RootsFrom::Superblock;
