@@ -139,11 +139,16 @@ fn coverage_cells_fire_at_their_expected_rates() {
     let phases: std::collections::BTreeSet<_> =
         enforced.iter().map(|(c, _)| (c.in_commit, c.snap_held)).collect();
     assert!(phases.len() >= 3, "reachable cells cover too few phases: {phases:?}");
+    // Each draw of a cell's chance is a Bernoulli trial given the run so far, so a cell's
+    // count minus its expectation is a martingale whose variance is at most the expectation:
+    // five of its standard deviations is the band (a cell at 30 that never fires is out of
+    // it; a fluctuation of one cell among dozens is not).
     for (cell, expected) in enforced {
         let seen = total.coverage.count(cell) as f64;
+        let band = 5.0 * expected.sqrt();
         assert!(
-            (0.5 * expected..=1.6 * expected).contains(&seen),
-            "{cell:?}: expected about {expected:.0}, fired {seen}"
+            (expected - band..=expected + band).contains(&seen),
+            "{cell:?}: expected about {expected:.0} (within {band:.0}), fired {seen}"
         );
     }
 }

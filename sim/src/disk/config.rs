@@ -71,6 +71,11 @@ pub struct FaultRates {
     pub write_eio_ppm: u32,
     /// Per flush: this flush fails with EIO, every pending write stays pending (class C).
     pub flush_eio_ppm: u32,
+    /// Per read of a block with no cached write: one 512-byte sector of the durable copy
+    /// reads back as zeros first, and stays so until the block is rewritten (class B; a
+    /// metadata block's checksum covers every sector, so it is detectable).
+    #[serde(default)]
+    pub zeroed_sector_ppm: u32,
 }
 
 impl FaultRates {
@@ -83,6 +88,7 @@ impl FaultRates {
         read_eio_ppm: 0,
         write_eio_ppm: 0,
         flush_eio_ppm: 0,
+        zeroed_sector_ppm: 0,
     };
 
     /// Whether any rate is non-zero.
@@ -155,6 +161,7 @@ impl DiskConfig {
             ("rates.read_eio_ppm", r.read_eio_ppm),
             ("rates.write_eio_ppm", r.write_eio_ppm),
             ("rates.flush_eio_ppm", r.flush_eio_ppm),
+            ("rates.zeroed_sector_ppm", r.zeroed_sector_ppm),
             ("crash.apply_ppm", self.crash.apply_ppm),
             ("crash.tear_ppm", self.crash.tear_ppm),
             (
@@ -193,6 +200,7 @@ impl DiskConfig {
             read_eio_ppm: draw_rate(rng),
             write_eio_ppm: draw_rate(rng),
             flush_eio_ppm: draw_rate(rng),
+            zeroed_sector_ppm: draw_rate(rng),
         };
         let crash = CrashPolicy {
             apply_ppm: rng.random_range(0..=PPM),

@@ -14,7 +14,7 @@
 //!   A run multiplies them by its rates into the expected count of every cell, which is how
 //!   a campaign knows which cells its options make reachable.
 
-use super::config::{DiskConfig, PPM};
+use super::config::{DiskConfig, FaultRates, PPM};
 use engine::format::node::INTERNAL;
 use engine::format::BlockKind;
 use engine::io::Block;
@@ -84,10 +84,13 @@ pub enum FaultKind {
     FlushEio,
     /// A write beyond the backed part of a full device failed with EIO.
     DeviceFull,
+    /// One 512-byte sector of a durable block reads back as zeros until the block is
+    /// rewritten (a stuck sector).
+    ZeroedSector,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 13] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::PowerLoss,
         FaultKind::CrashDrop,
         FaultKind::CrashTear,
@@ -101,6 +104,7 @@ impl FaultKind {
         FaultKind::WriteEio,
         FaultKind::FlushEio,
         FaultKind::DeviceFull,
+        FaultKind::ZeroedSector,
     ];
 
     /// The I/O this fault is drawn on with a fixed chance ([`FaultKind::rate`]): every
@@ -114,7 +118,9 @@ impl FaultKind {
                 Some(IoKind::Write)
             }
             FaultKind::FlushEio => Some(IoKind::Flush),
-            FaultKind::LatentSector | FaultKind::BitRot => Some(IoKind::MediaRead),
+            FaultKind::LatentSector | FaultKind::BitRot | FaultKind::ZeroedSector => {
+                Some(IoKind::MediaRead)
+            }
             FaultKind::CrashDrop => Some(IoKind::CrashPending),
             FaultKind::PowerLoss
             | FaultKind::CrashTear
@@ -127,24 +133,12 @@ impl FaultKind {
     /// Its chance per draw under `config`, in parts per million (0 for a fault not drawn
     /// with a fixed chance).
     pub fn rate(self, config: &DiskConfig) -> u32 {
-        let r = &config.rates;
         match self {
-            FaultKind::LostWrite => r.lost_write_ppm,
-            FaultKind::MisdirectedWrite => r.misdirected_write_ppm,
-            FaultKind::BitRot => r.bit_rot_ppm,
-            FaultKind::LatentSector => r.latent_sector_ppm,
-            FaultKind::ReadEio => r.read_eio_ppm,
-            FaultKind::WriteEio => r.write_eio_ppm,
-            FaultKind::FlushEio => r.flush_eio_ppm,
             FaultKind::CrashDrop => {
                 let c = &config.crash;
                 PPM.saturating_sub(c.apply_ppm.saturating_add(c.tear_ppm))
             }
-            FaultKind::PowerLoss
-            | FaultKind::CrashTear
-            | FaultKind::StaleVersion
-            | FaultKind::SubsectorTear
-            | FaultKind::DeviceFull => 0,
+            k => config.rates.of(k),
         }
     }
 
@@ -166,13 +160,44 @@ impl FaultKind {
             FaultKind::SubsectorTear
             | FaultKind::LostWrite
             | FaultKind::MisdirectedWrite
-            | FaultKind::BitRot => FaultClass::B,
+            | FaultKind::BitRot
+            | FaultKind::ZeroedSector => FaultClass::B,
             FaultKind::LatentSector
             | FaultKind::ReadEio
             | FaultKind::WriteEio
             | FaultKind::FlushEio
             | FaultKind::DeviceFull => FaultClass::C,
         }
+    }
+}
+
+/// Each fault kind's rate field (here, beside the kinds, so that the config knows nothing of
+/// them).
+impl FaultRates {
+    /// The rate field of a fault kind drawn with a fixed chance per I/O; `None` for the
+    /// kinds that are not (crash outcomes, power loss, a full device).
+    pub fn of_mut(&mut self, kind: FaultKind) -> Option<&mut u32> {
+        match kind {
+            FaultKind::LostWrite => Some(&mut self.lost_write_ppm),
+            FaultKind::MisdirectedWrite => Some(&mut self.misdirected_write_ppm),
+            FaultKind::BitRot => Some(&mut self.bit_rot_ppm),
+            FaultKind::LatentSector => Some(&mut self.latent_sector_ppm),
+            FaultKind::ReadEio => Some(&mut self.read_eio_ppm),
+            FaultKind::WriteEio => Some(&mut self.write_eio_ppm),
+            FaultKind::FlushEio => Some(&mut self.flush_eio_ppm),
+            FaultKind::ZeroedSector => Some(&mut self.zeroed_sector_ppm),
+            FaultKind::PowerLoss
+            | FaultKind::CrashDrop
+            | FaultKind::CrashTear
+            | FaultKind::StaleVersion
+            | FaultKind::SubsectorTear
+            | FaultKind::DeviceFull => None,
+        }
+    }
+
+    /// The rate of `kind` (0 for a kind without a rate field).
+    pub fn of(&self, kind: FaultKind) -> u32 {
+        self.clone().of_mut(kind).map_or(0, |r| *r)
     }
 }
 

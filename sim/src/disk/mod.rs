@@ -494,6 +494,7 @@ impl SimDisk {
                 Planned::BitRot { byte, bit } => {
                     usize::from(*byte) < engine::limits::BLOCK_SIZE && *bit < 8
                 }
+                Planned::ZeroedSector { sector } => usize::from(*sector) < SECTORS_PER_BLOCK,
                 _ => true,
             })
         } else if self.chance(ppm) {
@@ -502,6 +503,9 @@ impl SimDisk {
                     let byte = self.rng.random_range(0..engine::limits::BLOCK_SIZE) as u16;
                     Planned::BitRot { byte, bit: self.rng.random_range(0..8u8) }
                 }
+                Planned::ZeroedSector { .. } => Planned::ZeroedSector {
+                    sector: self.rng.random_range(0..SECTORS_PER_BLOCK as u8),
+                },
                 Planned::MisdirectedWrite { .. } => {
                     let other = self.rng.random_range(0..nr.saturating_sub(1).max(1));
                     Planned::MisdirectedWrite { to: if other >= block { other + 1 } else { other } }
@@ -614,7 +618,10 @@ impl SimDisk {
         if !from_media {
             return Ok(());
         }
-        if self.config.rates.latent_sector_ppm > 0 || self.config.rates.bit_rot_ppm > 0 {
+        let media_faults = FaultKind::ALL
+            .iter()
+            .any(|k| k.drawn_on() == Some(IoKind::MediaRead) && k.rate(&self.config) > 0);
+        if media_faults {
             let hit = self.hit_of_newest(block);
             self.exposure.add(IoKind::MediaRead, hit, &self.phase);
         }
@@ -631,7 +638,25 @@ impl SimDisk {
         {
             self.rot(i, block, usize::from(byte), bit);
         }
+        let zero = Planned::ZeroedSector { sector: 0 };
+        if let Some(Planned::ZeroedSector { sector }) =
+            self.decide(zero, self.config.rates.zeroed_sector_ppm, block)
+        {
+            self.zero_sector(i, block, usize::from(sector));
+        }
         Ok(())
+    }
+
+    /// Zeroes sector `sector` of durable block `i` (not cached, so newest shares it).
+    fn zero_sector(&mut self, i: usize, block: u64, sector: usize) {
+        let Some(mut data) = self.durable.block(block).copied() else { return };
+        let hit = HitKind::of(&data);
+        let at = sector * engine::limits::SECTOR_SIZE;
+        data[at..at + engine::limits::SECTOR_SIZE].fill(0);
+        let data = Arc::new(data);
+        self.durable.set(i, Arc::clone(&data));
+        self.newest.set(i, data);
+        self.record(FaultKind::ZeroedSector, Some(block), hit);
     }
 
     /// Flips bit `bit` of byte `byte` of durable block `i` (not cached, so newest shares it).

@@ -28,6 +28,10 @@ pub enum Planned {
         byte: u16,
         bit: u8,
     },
+    /// One sector (0..8) of the block's durable copy reads as zeros from this read on.
+    ZeroedSector {
+        sector: u8,
+    },
     WriteEio,
     LostWrite,
     MisdirectedWrite {

@@ -8,7 +8,6 @@
 //! oracle cut out of its path shows up as ran 0 against a due count that is not.
 
 use super::Summary;
-use crate::disk::{FaultClass, FaultKind};
 use crate::runner::{Due, OpKind, Oracle, ORACLE_DUE_AT};
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +15,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OracleRow {
     pub oracle: Oracle,
-    /// What makes it due (a [`Due`] by name), and that count; `None` for an oracle no
-    /// campaign runs (replays only).
+    /// What makes it due (a [`Due`] by name), and that count; `None` for an oracle no count
+    /// makes due (rare, or replays only).
     pub due_by: String,
     pub due: Option<u64>,
     pub ran: u64,
@@ -29,11 +28,6 @@ pub struct OracleRow {
 /// The count of `d` in the campaign `s`.
 fn due_count(s: &Summary, d: Due) -> Option<u64> {
     let st = &s.stats;
-    let class_b: u64 = FaultKind::ALL
-        .iter()
-        .filter(|k| k.class() == FaultClass::B)
-        .map(|k| s.coverage.total(*k))
-        .sum();
     let all_repairs = st.repair.get(crate::runner::repair::ALL_KINDS);
     Some(match d {
         Due::Runs => st.runs,
@@ -43,14 +37,14 @@ fn due_count(s: &Summary, d: Due) -> Option<u64> {
         Due::CloseOps => st.ops.get(&OpKind::CloseReopen).copied().unwrap_or(0),
         Due::Commits => st.commits,
         Due::FullVerifications => st.commit_checks,
-        Due::ClassBFaults => class_b,
         Due::Undetectable => st.outcomes.b_undetectable,
         Due::CrashImages => st.crash_images_checked,
         Due::Recoveries => st.recoveries,
+        Due::MatchedRecoveries => st.outcomes.a_exact + st.outcomes.b_recovered,
         Due::Checks => st.image_checks + st.commit_checks,
         Due::Repairs => all_repairs.map_or(0, |t| t.repaired + t.refused),
         Due::Repaired => all_repairs.map_or(0, |t| t.repaired),
-        Due::Never => return None,
+        Due::Rare | Due::Never => return None,
     })
 }
 
@@ -93,6 +87,7 @@ pub fn gaps(rows: &[OracleRow]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::FaultKind;
 
     #[test]
     fn an_oracle_due_that_never_ran_is_a_gap_and_a_replay_only_one_never_is() {

@@ -7,6 +7,11 @@
 //! [`ORACLE_DUE_AT`]) and never ran is a coverage gap that fails the campaign, like a fault
 //! cell: a check that stopped looking cannot pass silently.
 //!
+//! A due count must imply that the oracle's path was taken: it is counted where the event
+//! happens, on the way to the check (a commit, an abort, a recovery that matched, a repair).
+//! An oracle whose path no count implies is [`Due::Rare`]: listed with its runs, never a
+//! gap.
+//!
 //! Invariants:
 //! - [`Oracle::name`] is the string that trace signatures (`expect.signature` in
 //!   `corpus/regressions/`), reports and the trace hash carry; it is never renamed, and
@@ -83,18 +88,21 @@ pub enum Due {
     Commits,
     /// Full verifications (after commits and recoveries).
     FullVerifications,
-    /// Class B faults the disk injected.
-    ClassBFaults,
     /// Class B wrong answers judged undetectable.
     Undetectable,
     CrashImages,
     Recoveries,
+    /// Recoveries whose reopened pool matched a candidate (class A exact, class B recovered).
+    MatchedRecoveries,
     /// `check` runs on images (crash images and full verifications).
     Checks,
     /// Damaged images handed to repair (repaired or refused).
     Repairs,
     /// Damaged images repair turned into an image.
     Repaired,
+    /// Runs only when class B damage is outstanding at a commit and the committed state
+    /// still matched: no count implies it, so it is listed, not enforced.
+    Rare,
     /// Only when replaying a trace.
     Never,
 }
@@ -169,10 +177,11 @@ impl Oracle {
             Oracle::Close => Due::CloseOps,
             Oracle::MetadataSpaceAfterCommit | Oracle::StateAfterCommit => Due::Commits,
             Oracle::LsAfterCommit | Oracle::CheckAfterCommit => Due::FullVerifications,
-            Oracle::ImageAfterCommit => Due::ClassBFaults,
+            Oracle::ImageAfterCommit => Due::Rare,
             Oracle::ClassBLie => Due::Undetectable,
             Oracle::CrashImage => Due::CrashImages,
-            Oracle::Recovery | Oracle::DataDurability => Due::Recoveries,
+            Oracle::Recovery => Due::Recoveries,
+            Oracle::DataDurability => Due::MatchedRecoveries,
             Oracle::CheckPanic => Due::Checks,
             Oracle::Restore | Oracle::Repair => Due::Repairs,
             Oracle::RepairUnclean | Oracle::RepairInvented => Due::Repaired,
