@@ -8,13 +8,13 @@
 //!   pass; a non-argument error passes only when a fault or metadata exhaustion explains it,
 //!   and is then followed by what dm-thin does (abort; fail mode if the abort fails).
 
+use super::lockstep::{self, errno, Agreement, Both, Handles};
 use super::op::Op;
 use super::oracles::Oracle;
 use super::{Res, Runner};
 use engine::error::Space;
-use engine::thin::CloseError;
-use engine::thin::{DataBlock, ThinId, VBlock};
-use model::Errno;
+use engine::thin::{CloseError, Pool};
+use model::{Errno, Model};
 use std::fmt::Debug;
 
 /// What became of one engine/model answer pair.
@@ -26,52 +26,30 @@ pub(super) enum Judged {
     Handled,
 }
 
-/// The model's name for an engine error's errno.
-pub fn errno(e: &engine::Error) -> Errno {
-    use engine::Errno as E;
-    match e.errno() {
-        E::EEXIST => Errno::EEXIST,
-        E::ENODATA => Errno::ENODATA,
-        E::EINVAL => Errno::EINVAL,
-        E::EBUSY => Errno::EBUSY,
-        E::ENOSPC => Errno::ENOSPC,
-        E::EWOULDBLOCK => Errno::EWOULDBLOCK,
-        E::EPERM => Errno::EPERM,
-        E::EIO => Errno::EIO,
-        E::EILSEQ => Errno::EILSEQ,
-        E::ENOTBLK => Errno::ENOTBLK,
-        E::ENOMEM => Errno::ENOMEM,
-    }
-}
-
 impl Runner {
     /// Judges an answer pair; see the module invariants.
-    pub(super) fn judge<T: PartialEq + Debug>(
-        &mut self,
-        eng: engine::Result<T>,
-        model: Result<T, Errno>,
-    ) -> Res<Judged> {
-        self.fold_fmt(format_args!("{eng:?}|{model:?}"));
+    pub(super) fn judge<T: PartialEq + Debug>(&mut self, both: Both<T>) -> Res<Judged> {
+        if both.would_block_excused() {
+            return Ok(Judged::Agree);
+        }
+        self.fold_fmt(format_args!("{:?}|{:?}", both.engine, both.model));
         self.stats.ran(Oracle::Result);
         if self.disk.lock().is_powered_off() {
             self.power_cut()?;
             return Ok(Judged::Handled);
         }
         self.drain_faults();
-        if let Err(e) = &eng {
+        if let Err(e) = &both.engine {
             if !e.is_argument_error() && self.explained(e) {
                 let e = e.clone();
                 self.after_error(&e)?;
                 return Ok(Judged::Handled);
             }
         }
-        match (&eng, &model) {
-            (Ok(a), Ok(b)) if a == b => return Ok(Judged::Agree),
-            (Err(e), Err(m)) if errno(e) == *m => return Ok(Judged::Agree),
-            _ => {}
+        if both.agreement() != Agreement::Differ {
+            return Ok(Judged::Agree);
         }
-        let detail = format!("engine answered {eng:?}\nmodel expected {model:?}");
-        self.diverged(Oracle::Result, super::oracle::Mismatch::State(detail))?;
+        self.diverged(Oracle::Result, super::oracle::Mismatch::State(both.difference()))?;
         Ok(Judged::Handled)
     }
 
@@ -173,24 +151,17 @@ impl Runner {
         }
     }
 
-    /// Runs `op` on engine and model and judges the answers.
+    /// Runs `op` on engine and model and judges the answers: a plain call through the
+    /// lockstep ([`lockstep::plain`]), every other op with the runner's own effects around
+    /// its calls.
     pub(super) fn apply(&mut self, op: &Op) -> Res<()> {
         self.current = op.clone();
         self.doing = super::Doing::Op;
-        let h = match op.handle_dev() {
-            Some(dev) => Some(self.handle_of(dev)?),
-            None => None,
-        };
-        // The handle pair of the op's device (the first open one).
-        macro_rules! th {
-            () => {
-                &self.handles[h.expect("an op with a device has its handle")].1
-            };
+        if let Some(dev) = op.handle_dev() {
+            self.handle_of(dev)?;
         }
-        macro_rules! mh {
-            () => {
-                self.handles[h.expect("an op with a device has its handle")].0
-            };
+        if let Some(judged) = lockstep::plain(self, op) {
+            return judged.map(drop);
         }
         match *op {
             Op::FaultsOn => {
@@ -198,185 +169,32 @@ impl Runner {
                 self.set_faults(true);
                 Ok(())
             }
-            Op::CreateThin { dev } => {
-                let eng = self.pool().create_thin(ThinId(dev));
-                let m = self.model.create_thin(dev);
-                self.judge(eng, m).map(drop)
-            }
-            Op::CreateSnap { dev, origin } => {
-                let eng = self.pool().create_snap(ThinId(dev), ThinId(origin));
-                let m = self.model.create_snap(dev, origin);
-                self.judge(eng, m).map(drop)
-            }
-            Op::Delete { dev } => {
-                let eng = self.pool().delete_thin_device(ThinId(dev));
-                let m = self.model.delete_thin(dev);
-                self.judge(eng, m).map(drop)
-            }
             Op::Commit => self.commit_op(),
             Op::Abort => self.do_abort(false),
-            Op::SetTransactionId { current, new } => {
-                let eng = self.pool().set_transaction_id(current, new);
-                let m = self.model.set_transaction_id(current, new);
-                self.judge(eng, m).map(drop)
-            }
-            Op::ReserveSnap => {
-                let eng = self.pool().reserve_metadata_snap();
-                let m = self.model.reserve_metadata_snap();
-                self.judge(eng, m).map(drop)
-            }
-            Op::ReleaseSnap => {
-                let eng = self.pool().release_metadata_snap();
-                let m = self.model.release_metadata_snap();
-                self.judge(eng, m).map(drop)
-            }
             Op::Open { dev } => self.open_op(dev),
-            Op::CloseThin { .. } => {
-                let (mh, th) = self.handles.remove(h.expect("close names an open handle"));
-                self.pool().close_thin_device(th);
-                let m = self.model.close_thin(mh);
-                self.judge(Ok(()), m).map(drop)
-            }
-            Op::FindBlock { vblock, can_issue_io, .. } => {
-                let eng = self.pool().find_block(th!(), VBlock(vblock), can_issue_io);
-                let m = self.model.find_block(mh!(), vblock);
-                let eng =
-                    eng.map(|l| model::Lookup { data_block: l.data_block.0, shared: l.shared });
-                // [H4]: without I/O the engine may say EWOULDBLOCK instead of the true answer,
-                // whatever that answer is: an unmapped block (ENODATA) needs its leaf read as
-                // much as a mapped one. (This once required the model to answer Ok, which held
-                // only while full verifications left every leaf cached.)
-                if !can_issue_io && matches!(&eng, Err(e) if errno(e) == Errno::EWOULDBLOCK) {
-                    return Ok(());
-                }
-                self.judge(eng, m).map(drop)
-            }
-            Op::FindMappedRange { begin, end, .. } => {
-                let eng =
-                    self.pool().find_mapped_range(th!(), VBlock(begin), VBlock(end)).map(|r| {
-                        model::MappedRange {
-                            thin_begin: r.thin_begin.0,
-                            thin_end: r.thin_end.0,
-                            pool_begin: r.pool_begin.0,
-                            maybe_shared: r.maybe_shared,
-                        }
-                    });
-                let m = self.model.find_mapped_range(mh!(), begin, end);
-                self.judge(eng, m).map(drop)
-            }
-            Op::Provision { dev, vblock } => {
-                let Some(block) = self.alloc_op()? else { return Ok(()) };
-                self.write_data(block);
-                self.doing = super::Doing::Insert { dev, vblock, data: block };
-                let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
-                let m = self.model.insert_block(mh!(), vblock, block);
-                self.note_mapped(vblock, block, &m);
-                self.judge(eng, m).map(drop)
-            }
-            Op::ProvisionMany { dev, ref vblocks } => {
-                for &vblock in vblocks {
-                    let Some(block) = self.alloc_op()? else { return Ok(()) };
-                    self.write_data(block);
-                    self.doing = super::Doing::Insert { dev, vblock, data: block };
-                    let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(block));
-                    let m = self.model.insert_block(mh!(), vblock, block);
-                    self.note_mapped(vblock, block, &m);
-                    if self.judge(eng, m)? != Judged::Agree {
-                        return Ok(());
-                    }
-                }
-                Ok(())
-            }
+            Op::CloseThin { dev } => self.close_thin_op(dev),
+            Op::Provision { dev, vblock } => self.provision(dev, &[vblock]),
+            Op::ProvisionMany { dev, ref vblocks } => self.provision(dev, vblocks),
             Op::Alloc => self.alloc_op().map(drop),
-            Op::InsertHeld { vblock, data, .. } => {
-                if !self.model.current().caller_refs.contains_key(&data) {
-                    return Err(
-                        self.invalid(format!("the caller holds no reference to data block {data}"))
-                    );
-                }
-                let eng = self.pool().insert_block(th!(), VBlock(vblock), DataBlock(data));
-                let m = self.model.insert_block(mh!(), vblock, data);
-                self.note_mapped(vblock, data, &m);
-                self.judge(eng, m).map(drop)
-            }
-            Op::RemoveBlock { vblock, .. } => {
-                let eng = self.pool().remove_block(th!(), VBlock(vblock));
-                let m = self.model.remove_block(mh!(), vblock);
-                self.judge(eng, m).map(drop)
-            }
-            Op::RemoveRange { begin, end, .. } => {
-                let eng = self.pool().remove_range(th!(), VBlock(begin), VBlock(end));
-                let m = self.model.remove_range(mh!(), begin, end);
-                if self.judge(eng, m)? == Judged::Agree {
+            Op::InsertHeld { dev, vblock, data } => self.insert_held_op(dev, vblock, data),
+            Op::RemoveRange { dev, begin, end } => {
+                let both =
+                    self.on_device(dev, |p, m, h| lockstep::remove_range(p, m, h, begin, end));
+                if self.judge(both)? == Judged::Agree {
                     self.pressure.data = false;
                 }
                 Ok(())
             }
-            Op::HighestMappedBlock { .. } => {
-                let eng = self.pool().get_highest_mapped_block(th!()).map(|v| v.map(u64::from));
-                let m = self.model.highest_mapped_block(mh!());
-                self.judge(eng, m).map(drop)
-            }
-            Op::MappedCount { .. } => {
-                let eng = self.pool().get_mapped_count(th!());
-                let m = self.model.mapped_count(mh!());
-                self.judge(eng, m).map(drop)
-            }
-            Op::ThinChanged { .. } => {
-                let eng = self.pool().thin_changed_this_transaction(th!());
-                let m = self.model.thin_changed(mh!());
-                self.judge(Ok(eng), m).map(drop)
-            }
-            Op::AbortedChanges { .. } => {
-                let eng = self.pool().aborted_changes(th!());
-                let m = self.model.aborted_changes(mh!());
+            Op::AbortedChanges { dev } => {
+                let both = self.on_device(dev, lockstep::aborted_changes);
                 if self.aborted_changes_unspecified {
-                    self.fold(&format!("unspecified after a failed op: {eng:?}|{m:?}"));
+                    self.fold(&format!(
+                        "unspecified after a failed op: {:?}|{:?}",
+                        both.engine, both.model
+                    ));
                     return Ok(());
                 }
-                self.judge(Ok(eng), m).map(drop)
-            }
-            Op::ChangedThisTransaction => {
-                let eng = self.pool().changed_this_transaction();
-                let m = self.model.changed_this_transaction();
-                self.judge(eng, m).map(drop)
-            }
-            Op::MetadataSnap => {
-                let eng = self.pool().get_metadata_snap().map(|b| b.is_some());
-                let m = self.model.metadata_snap_held();
-                self.judge(eng, m).map(drop)
-            }
-            Op::DataDevSize => {
-                let eng = self.pool().get_data_dev_size();
-                let m = self.model.data_dev_size();
-                self.judge(eng, m).map(drop)
-            }
-            Op::FreeBlockCount => {
-                let eng = self.pool().get_free_block_count();
-                let m = self.model.free_data_blocks();
-                self.judge(eng, m).map(drop)
-            }
-            Op::NeedsCheck => {
-                let eng = self.pool().needs_check();
-                let m = self.model.needs_check();
-                self.judge(eng, m).map(drop)
-            }
-            Op::TransactionId => {
-                let eng = self.pool().get_transaction_id();
-                let m = self.model.get_transaction_id();
-                self.judge(eng, m).map(drop)
-            }
-            Op::BlockIsShared { data } => {
-                let eng = self.pool().block_is_shared(DataBlock(data));
-                match self.model.block_is_shared(data) {
-                    Ok(None) => self.judge(eng.map(drop), Ok(())).map(drop),
-                    m => self.judge(eng, m.map(|x| x.unwrap_or(false))).map(drop),
-                }
-            }
-            Op::IncRange { begin, end } => {
-                let eng = self.pool().inc_data_range(DataBlock(begin), DataBlock(end));
-                let m = self.model.inc_data_range(begin, end);
-                self.judge(eng, m).map(drop)
+                self.judge(both).map(drop)
             }
             Op::DecRange { begin, end } => {
                 let refs = &self.model.current().caller_refs;
@@ -385,42 +203,77 @@ impl Runner {
                         self.invalid(format!("the caller holds no reference to data block {b}"))
                     );
                 }
-                let eng = self.pool().dec_data_range(DataBlock(begin), DataBlock(end));
-                let m = self.model.dec_data_range(begin, end);
-                self.judge(eng, m).map(drop)
+                let both = self.on_pool(|p, m| lockstep::dec_data_range(p, m, begin, end));
+                self.judge(both).map(drop)
             }
             Op::ResizeData { blocks } => {
                 self.stats.data_resizes += 1;
-                let eng = self.pool().resize_data_dev(blocks);
-                let m = self.model.resize_data_dev(blocks);
-                if self.judge(eng, m)? == Judged::Agree {
+                let both = self.on_pool(|p, m| lockstep::resize_data_dev(p, m, blocks));
+                if self.judge(both)? == Judged::Agree {
                     self.pressure.data = false;
                 }
                 Ok(())
             }
             Op::ResizeMetadata { blocks } => self.resize_metadata_op(blocks),
-            Op::ReadOnly => {
-                self.pool().metadata_read_only();
-                let m = self.model.read_only();
-                self.judge(Ok(()), m).map(drop)
-            }
-            Op::ReadWrite => {
-                self.pool().metadata_read_write();
-                let m = self.model.read_write();
-                self.judge(Ok(()), m).map(drop)
-            }
-            Op::SetNeedsCheck => {
-                let eng = self.pool().set_needs_check();
-                let m = self.model.set_needs_check();
-                self.judge(eng, m).map(drop)
-            }
             Op::PowerCut => {
                 self.pre = None;
                 self.power_cut()
             }
             Op::CloseReopen => self.close_reopen_op(),
             Op::FinalPowerCut => self.final_recovery(),
+            _ => unreachable!("{op:?} is a plain call: lockstep::plain ran it"),
         }
+    }
+
+    /// The pool and the model, for one call.
+    fn on_pool<T>(&mut self, call: impl FnOnce(&Pool, &mut Model) -> T) -> T {
+        let (pool, model, _) = lockstep::Judge::sides(self, None);
+        call(pool, model)
+    }
+
+    /// The pool, the model and the handles of device `dev` (first open one), for one call.
+    fn on_device<T>(
+        &mut self,
+        dev: u64,
+        call: impl FnOnce(&Pool, &mut Model, Handles<'_>) -> T,
+    ) -> T {
+        let (pool, model, h) = lockstep::Judge::sides(self, Some(dev));
+        call(pool, model, h.expect("the op's device has an open handle"))
+    }
+
+    /// Inserts a mapping per vblock to a newly allocated block whose data the pool target
+    /// wrote first; stops at the first insert that does not agree.
+    fn provision(&mut self, dev: u64, vblocks: &[u64]) -> Res<()> {
+        for &vblock in vblocks {
+            let Some(block) = self.alloc_op()? else { return Ok(()) };
+            self.write_data(block);
+            self.doing = super::Doing::Insert { dev, vblock, data: block };
+            let both =
+                self.on_device(dev, |p, m, h| lockstep::insert_block(p, m, h, vblock, block));
+            self.note_mapped(vblock, block, &both.model);
+            if self.judge(both)? != Judged::Agree {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// An insert of a block the caller holds (an inc'd range): a trace that names one it
+    /// does not hold is invalid.
+    fn insert_held_op(&mut self, dev: u64, vblock: u64, data: u64) -> Res<()> {
+        if !self.model.current().caller_refs.contains_key(&data) {
+            return Err(self.invalid(format!("the caller holds no reference to data block {data}")));
+        }
+        let both = self.on_device(dev, |p, m, h| lockstep::insert_block(p, m, h, vblock, data));
+        self.note_mapped(vblock, data, &both.model);
+        self.judge(both).map(drop)
+    }
+
+    fn close_thin_op(&mut self, dev: u64) -> Res<()> {
+        let i = self.handle_of(dev)?;
+        let (mh, th) = self.handles.remove(i);
+        let both = self.on_pool(|p, m| lockstep::close_thin(p, m, th, mh));
+        self.judge(both).map(drop)
     }
 
     /// The index of the first open handle of thin device `dev`.
@@ -438,10 +291,9 @@ impl Runner {
 
     fn commit_op(&mut self) -> Res<()> {
         let before = self.disk.lock().stats().io_calls();
-        let eng = self.pool().commit();
-        let m = self.model.commit();
-        let ok = eng.is_ok();
-        if self.judge(eng, m)? == Judged::Agree && ok {
+        let both = self.on_pool(lockstep::commit);
+        let ok = both.engine.is_ok();
+        if self.judge(both)? == Judged::Agree && ok {
             self.stats.commits += 1;
             self.reshapes_durable = engine::events::snapshot().reshapes();
             self.last_commit_ios = (self.disk.lock().stats().io_calls() - before).max(2);
@@ -451,17 +303,14 @@ impl Runner {
     }
 
     fn open_op(&mut self, dev: u64) -> Res<()> {
-        let eng = self.pool().open_thin_device(ThinId(dev));
-        let m = self.model.open_thin(dev);
-        match (eng, m) {
-            (Ok(th), Ok(mh)) => {
+        match self.on_pool(|p, m| lockstep::open_thin(p, m, dev)) {
+            (_, Some(th), Some(mh)) => {
                 self.fold("open ok");
                 self.handles.push((mh, th));
                 Ok(())
             }
-            (eng, m) => {
-                let model_handle = m.as_ref().ok().copied();
-                let judged = self.judge(eng.map(drop), m.map(drop))?;
+            (both, _, model_handle) => {
+                let judged = self.judge(both)?;
                 if let (Some(mh), Judged::Handled) = (model_handle, judged) {
                     // The engine has no handle for it: forget the model's too.
                     let _ = self.model.close_thin(mh);
@@ -474,37 +323,23 @@ impl Runner {
     /// alloc_data_block on both sides: the new block when they agree.
     fn alloc_op(&mut self) -> Res<Option<u64>> {
         self.doing = super::Doing::Alloc;
-        match self.pool().alloc_data_block().map(u64::from) {
-            Ok(b) => {
-                let m = self.model.alloc_data_block_check(b).map(|()| b);
-                Ok((self.judge(Ok(b), m)? == Judged::Agree).then_some(b))
-            }
-            Err(e) => {
-                let nospace = errno(&e) == Errno::ENOSPC;
-                let m = self.model.alloc_data_block_expect();
-                if self.judge(Err::<(), _>(e), m)? == Judged::Agree && nospace {
-                    self.stats.data_full += 1;
-                    self.pressure.data = true;
-                }
-                Ok(None)
-            }
+        let both = self.on_pool(lockstep::alloc_data_block);
+        let nospace = matches!(&both.engine, Err(e) if errno(e) == Errno::ENOSPC);
+        let block = both.engine.as_ref().ok().copied().flatten();
+        if self.judge(both)? != Judged::Agree {
+            return Ok(None);
         }
+        if nospace {
+            self.stats.data_full += 1;
+            self.pressure.data = true;
+        }
+        Ok(block)
     }
 
-    /// The model has no metadata size; a no-op compare-and-set gives it the same entry rules
-    /// (in service, EINVAL when poisoned or failed, EPERM read-only) and changes nothing.
     fn resize_metadata_op(&mut self, new: u64) -> Res<()> {
-        let cur = self.pool().get_metadata_dev_size().ok();
         self.stats.metadata_resizes += 1;
-        let eng = self.pool().resize_metadata_dev(new);
-        // A shrink may find blocks in use: ENOSPC without effect, like the entry rules' Ok.
-        let eng = match eng {
-            Err(engine::Error::NoSpace(Space::Shrink)) if cur.is_some_and(|c| new < c) => Ok(()),
-            other => other,
-        };
-        let t = self.model.current().trans_id;
-        let m = self.model.set_transaction_id(t, t);
-        if self.judge(eng, m)? == Judged::Agree {
+        let both = self.on_pool(|p, m| lockstep::resize_metadata_dev(p, m, new));
+        if self.judge(both)? == Judged::Agree {
             self.pressure.metadata = false;
         }
         Ok(())
@@ -512,9 +347,8 @@ impl Runner {
 
     fn close_reopen_op(&mut self) -> Res<()> {
         while let Some((mh, th)) = self.handles.pop() {
-            self.pool().close_thin_device(th);
-            let m = self.model.close_thin(mh);
-            if self.judge(Ok(()), m)? != Judged::Agree {
+            let both = self.on_pool(|p, m| lockstep::close_thin(p, m, th, mh));
+            if self.judge(both)? != Judged::Agree {
                 return Ok(());
             }
         }
@@ -546,5 +380,21 @@ impl Runner {
         }
         self.pre = None;
         self.recover_on_disk(vec![self.model.clone()], false)
+    }
+}
+
+/// The runner judges the lockstep's plain calls like every other answer pair.
+impl lockstep::Judge for Runner {
+    type Out = Res<Judged>;
+
+    fn sides(&mut self, dev: Option<u64>) -> (&Pool, &mut Model, Option<Handles<'_>>) {
+        let pool = self.pool.as_ref().expect("the pool is open between recoveries");
+        let h = dev.and_then(|d| self.handles.iter().find(|(mh, _)| mh.id() == d));
+        let h = h.map(|(mh, th)| Handles { engine: th, model: *mh });
+        (pool, &mut self.model, h)
+    }
+
+    fn judge<T: PartialEq + Debug>(&mut self, both: Both<T>) -> Res<Judged> {
+        Runner::judge(self, both)
     }
 }

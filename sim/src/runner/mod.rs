@@ -24,6 +24,7 @@ mod apply;
 mod config;
 pub mod data;
 mod draw;
+pub mod lockstep;
 pub mod memo;
 mod model_xml;
 pub mod op;
@@ -38,8 +39,8 @@ mod stats;
 pub mod trace;
 pub mod verify;
 
-pub use apply::errno;
 pub use config::{CrashAt, ExploreBounds, RunConfig, CANARIES, CANARY_BUILD, DEFAULT_STEPS};
+pub use lockstep::errno;
 pub use model_xml::model_dump;
 pub use op::Op;
 pub use options::{KeyOrder, OpKind, Options, OptionsError, Prepopulation, RemovalPhase, RunClass};
