@@ -23,9 +23,10 @@
 
 use super::workload::{KOp, PoolShape};
 use crate::runner::errno;
+use crate::runner::lockstep::{self, Both, Handles};
 use crate::runner::oracle::{self, Mismatch};
 use engine::io::MemoryDevice;
-use engine::thin::{DataBlock, Pool, PoolOptions, ThinHandle, ThinId, VBlock};
+use engine::thin::{Pool, PoolOptions, ThinHandle};
 use model::{Errno, Model};
 use std::collections::BTreeMap;
 
@@ -94,17 +95,10 @@ fn engine_result<T>(r: engine::Result<T>) -> Result<T, Errno> {
     r.map_err(|e| errno(&e))
 }
 
-/// The same answer from both, or a divergence.
-fn agree<T: PartialEq + std::fmt::Debug>(
-    call: &'static str,
-    eng: engine::Result<T>,
-    model: Result<T, Errno>,
-) -> Res<Result<T, Errno>> {
-    let eng = engine_result(eng);
-    if eng != model {
-        return Err(Divergence { call, detail: format!("engine {eng:?}, model {model:?}") });
-    }
-    Ok(eng)
+/// The lockstep's agreed answer (`runner::lockstep`), or a divergence.
+fn agreed<T: PartialEq + std::fmt::Debug>(both: Both<T>) -> Res<Result<T, Errno>> {
+    let call = both.call;
+    both.agreed().map_err(|detail| Divergence { call, detail })
 }
 
 fn outcome(r: Result<(), Errno>) -> Outcome {
@@ -245,9 +239,7 @@ impl Emulation {
     }
 
     fn commit(&mut self) -> Res<()> {
-        let eng = self.pool.commit();
-        let m = self.model.commit();
-        agree("commit", eng, m)?.map_err(|e| Divergence {
+        agreed(lockstep::commit(&self.pool, &mut self.model))?.map_err(|e| Divergence {
             call: "commit",
             detail: format!("both failed with {e:?}"),
         })?;
@@ -259,34 +251,26 @@ impl Emulation {
     }
 
     fn free_data_blocks(&self) -> Res<u64> {
-        let eng = self.pool.get_free_block_count();
-        let m = self.model.free_data_blocks();
-        agree("get_free_block_count", eng, m)?.map_err(|e| Divergence {
+        let both = lockstep::free_block_count(&self.pool, &self.model);
+        agreed(both)?.map_err(|e| Divergence {
             call: "get_free_block_count",
             detail: format!("both failed with {e:?}"),
         })
     }
 
     fn activate(&mut self, dev: u64) -> Res<()> {
-        let eng = self.pool.open_thin_device(ThinId(dev));
-        let m = self.model.open_thin(dev);
-        match (eng, m) {
-            (Ok(th), Ok(mh)) => {
+        match lockstep::open_thin(&self.pool, &mut self.model, dev) {
+            (_, Some(th), Some(mh)) => {
                 self.active.insert(dev, (th, mh));
                 Ok(())
             }
-            (e, m) => Err(Divergence {
-                call: "open_thin_device",
-                detail: format!("engine {:?}, model {m:?}", e.map(|_| ()).map_err(|e| errno(&e))),
-            }),
+            (both, _, _) => Err(Divergence { call: both.call, detail: both.difference() }),
         }
     }
 
     fn deactivate(&mut self, dev: u64) -> Res<()> {
         if let Some((th, mh)) = self.active.remove(&dev) {
-            self.pool.close_thin_device(th);
-            let m = self.model.close_thin(mh);
-            let _closed = agree("close_thin_device", Ok(()), m)?;
+            let _closed = agreed(lockstep::close_thin(&self.pool, &mut self.model, th, mh))?;
         }
         Ok(())
     }
@@ -309,11 +293,7 @@ impl Emulation {
     fn apply_op(&mut self, op: &KOp) -> Res<Outcome> {
         match *op {
             KOp::CreateThin { dev } => {
-                let r = agree(
-                    "create_thin",
-                    self.pool.create_thin(ThinId(dev)),
-                    self.model.create_thin(dev),
-                )?;
+                let r = agreed(lockstep::create_thin(&self.pool, &mut self.model, dev))?;
                 let out = self.message(r)?;
                 if out == Outcome::Ok {
                     self.activate(dev)?;
@@ -321,8 +301,7 @@ impl Emulation {
                 Ok(out)
             }
             KOp::CreateSnap { dev, origin } => {
-                let eng = self.pool.create_snap(ThinId(dev), ThinId(origin));
-                let r = agree("create_snap", eng, self.model.create_snap(dev, origin))?;
+                let r = agreed(lockstep::create_snap(&self.pool, &mut self.model, dev, origin))?;
                 let out = self.message(r)?;
                 if out == Outcome::Ok {
                     self.activate(dev)?;
@@ -331,25 +310,21 @@ impl Emulation {
             }
             KOp::Delete { dev } => {
                 self.deactivate(dev)?;
-                let eng = self.pool.delete_thin_device(ThinId(dev));
-                let r = agree("delete_thin_device", eng, self.model.delete_thin(dev))?;
+                let r = agreed(lockstep::delete_thin(&self.pool, &mut self.model, dev))?;
                 self.message(r)
             }
             KOp::SetTransactionId { current, new } => {
-                let eng = self.pool.set_transaction_id(current, new);
-                let r =
-                    agree("set_transaction_id", eng, self.model.set_transaction_id(current, new))?;
+                let both = lockstep::set_transaction_id(&self.pool, &mut self.model, current, new);
+                let r = agreed(both)?;
                 self.message(r)
             }
             KOp::ReserveSnap => {
                 self.commit()?;
-                let eng = self.pool.reserve_metadata_snap();
-                let r = agree("reserve_metadata_snap", eng, self.model.reserve_metadata_snap())?;
+                let r = agreed(lockstep::reserve_metadata_snap(&self.pool, &mut self.model))?;
                 self.message(r)
             }
             KOp::ReleaseSnap => {
-                let eng = self.pool.release_metadata_snap();
-                let r = agree("release_metadata_snap", eng, self.model.release_metadata_snap())?;
+                let r = agreed(lockstep::release_metadata_snap(&self.pool, &mut self.model))?;
                 self.message(r)
             }
             KOp::Write { dev, vblock, blocks, fua } => {
@@ -379,9 +354,8 @@ impl Emulation {
                 let Some((th, mh)) = self.active.get(&dev) else {
                     return Ok(Outcome::Failed(Errno::ENODATA));
                 };
-                let mh = *mh;
-                let eng = self.pool.remove_range(th, VBlock(begin), VBlock(end));
-                let r = agree("remove_range", eng, self.model.remove_range(mh, begin, end))?;
+                let h = Handles { engine: th, model: *mh };
+                let r = agreed(lockstep::remove_range(&self.pool, &mut self.model, h, begin, end))?;
                 if let Err(e) = r {
                     return Ok(Outcome::Failed(e));
                 }
@@ -390,8 +364,7 @@ impl Emulation {
             KOp::Flush { dev } => self.flush(dev),
             KOp::GrowData { blocks } => {
                 self.commit()?; // the old table's postsuspend
-                let eng = self.pool.resize_data_dev(blocks);
-                let r = agree("resize_data_dev", eng, self.model.resize_data_dev(blocks))?;
+                let r = agreed(lockstep::resize_data_dev(&self.pool, &mut self.model, blocks))?;
                 if r.is_ok() {
                     self.data_blocks = blocks;
                 }
@@ -420,14 +393,13 @@ impl Emulation {
         let Some((th, mh)) = self.active.get(&dev) else {
             return Ok(Outcome::Failed(Errno::ENODATA));
         };
-        let mh = *mh;
+        let h = Handles { engine: th, model: *mh };
         if self.out_of_data_space {
             // Out of data space, the pool target handles an empty flush as a write to
             // block 0 (spec §5.1 and reports/kernel/): unmapped there, it fails with ENOSPC
             // and nothing commits.
-            let eng = self.pool.find_block(th, VBlock(0), true).map(|l| l.data_block.0);
-            let m = self.model.find_block(mh, 0).map(|l| l.data_block);
-            if agree("find_block", eng, m)? == Err(Errno::ENODATA) {
+            let both = lockstep::find_block(&self.pool, &self.model, h, 0, true);
+            if agreed(both)?.map(|l| l.data_block) == Err(Errno::ENODATA) {
                 return Ok(Outcome::Failed(Errno::ENOSPC));
             }
         }
@@ -438,9 +410,8 @@ impl Emulation {
     /// A commit if `dev` (active) changed in this transaction.
     fn commit_if_changed(&mut self, dev: u64) -> Res<()> {
         let (th, mh) = &self.active[&dev];
-        let eng = self.pool.thin_changed_this_transaction(th);
-        let m = self.model.thin_changed(*mh);
-        if agree("thin_changed_this_transaction", Ok(eng), m)? == Ok(true) {
+        let h = Handles { engine: th, model: *mh };
+        if agreed(lockstep::thin_changed(&self.pool, &self.model, h))? == Ok(true) {
             self.commit()?;
         }
         Ok(())
@@ -451,16 +422,15 @@ impl Emulation {
         let Some((th, mh)) = self.active.get(&dev) else {
             return Ok(Outcome::Failed(Errno::ENODATA));
         };
-        let mh = *mh;
+        let h = Handles { engine: th, model: *mh };
         if v >= self.shape.virtual_blocks {
             // Beyond the thin device: the block layer refuses the write (dd sees ENOSPC).
             return Ok(Outcome::Failed(Errno::ENOSPC));
         }
-        let eng = self.pool.find_block(th, VBlock(v), true).map(|l| (l.data_block.0, l.shared));
-        let m = self.model.find_block(mh, v).map(|l| (l.data_block, l.shared));
-        match agree("find_block", eng, m)? {
-            Ok((_, false)) => return Ok(Outcome::Ok),
-            Ok((_, true)) | Err(Errno::ENODATA) => {}
+        let both = lockstep::find_block(&self.pool, &self.model, h, v, true);
+        match agreed(both)?.map(|l| l.shared) {
+            Ok(false) => return Ok(Outcome::Ok),
+            Ok(true) | Err(Errno::ENODATA) => {}
             Err(e) => return Ok(Outcome::Failed(e)),
         }
         if self.out_of_data_space {
@@ -473,39 +443,22 @@ impl Emulation {
                 return Ok(Outcome::Failed(Errno::ENOSPC));
             }
         }
-        let block = match self.pool.alloc_data_block() {
-            Ok(b) => {
-                // The model checks the engine's choice: free now and at the last commit.
-                if let Err(e) = self.model.alloc_data_block_check(b.0) {
-                    return Err(Divergence {
-                        call: "alloc_data_block",
-                        detail: format!("engine chose data block {}, model: {e:?}", b.0),
-                    });
-                }
-                b
-            }
+        let block = match agreed(lockstep::alloc_data_block(&self.pool, &mut self.model))? {
+            Ok(b) => b.expect("an agreed allocation names its block"),
             Err(e) => {
-                let m = self.model.alloc_data_block_expect();
-                let eng: Result<(), Errno> = Err(errno(&e));
-                if m != eng {
-                    return Err(Divergence {
-                        call: "alloc_data_block",
-                        detail: format!("engine {eng:?}, model {m:?}"),
-                    });
-                }
-                if errno(&e) == Errno::ENOSPC {
+                if e == Errno::ENOSPC {
                     self.out_of_data_space = true;
                 }
-                return Ok(Outcome::Failed(errno(&e)));
+                return Ok(Outcome::Failed(e));
             }
         };
         // The pool target inserts the mapping when the prepared mapping is processed, on
         // a later pass of its worker; the pass that allocated may commit first (its clock),
         // so "allocated, not yet mapped" is a state a kernel commit can hold.
         self.point();
-        let th = &self.active[&dev].0;
-        let eng = self.pool.insert_block(th, VBlock(v), DataBlock(block.0));
-        let r = agree("insert_block", eng, self.model.insert_block(mh, v, block.0))?;
+        let (th, mh) = &self.active[&dev];
+        let h = Handles { engine: th, model: *mh };
+        let r = agreed(lockstep::insert_block(&self.pool, &mut self.model, h, v, block))?;
         Ok(outcome(r))
     }
 

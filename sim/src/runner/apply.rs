@@ -186,7 +186,7 @@ impl Runner {
                 Ok(())
             }
             Op::AbortedChanges { dev } => {
-                let both = self.on_device(dev, lockstep::aborted_changes);
+                let both = self.on_device(dev, |p, m, h| lockstep::aborted_changes(p, m, h));
                 if self.aborted_changes_unspecified {
                     self.fold(&format!(
                         "unspecified after a failed op: {:?}|{:?}",

@@ -7,7 +7,8 @@
 //!
 //! Invariants:
 //! - Each function calls the engine first, then the model, with the same arguments (the
-//!   engine's newtypes made from the model's integers), and changes nothing else.
+//!   engine's newtypes made from the model's integers), and changes nothing else; a query
+//!   takes the model shared, a call that changes it takes it mutably.
 //! - Answers are compared in the model's shape: values for values, the engine's error by
 //!   its errno ([`errno`]) against the model's.
 //! - Latitude is the header's, and only where it says so ([`Latitude`]): [H4] a lookup that
@@ -203,7 +204,7 @@ pub fn close_thin(pool: &Pool, m: &mut Model, th: ThinHandle, mh: Handle) -> Bot
 
 pub fn find_block(
     pool: &Pool,
-    m: &mut Model,
+    m: &Model,
     h: Handles<'_>,
     vblock: u64,
     can_issue_io: bool,
@@ -219,7 +220,7 @@ pub fn find_block(
 
 pub fn find_mapped_range(
     pool: &Pool,
-    m: &mut Model,
+    m: &Model,
     h: Handles<'_>,
     begin: u64,
     end: u64,
@@ -255,52 +256,52 @@ pub fn remove_range(pool: &Pool, m: &mut Model, h: Handles<'_>, begin: u64, end:
     Both::new("remove_range", eng, m.remove_range(h.model, begin, end))
 }
 
-pub fn highest_mapped_block(pool: &Pool, m: &mut Model, h: Handles<'_>) -> Both<Option<u64>> {
+pub fn highest_mapped_block(pool: &Pool, m: &Model, h: Handles<'_>) -> Both<Option<u64>> {
     let eng = pool.get_highest_mapped_block(h.engine).map(|v| v.map(u64::from));
     Both::new("get_highest_mapped_block", eng, m.highest_mapped_block(h.model))
 }
 
-pub fn mapped_count(pool: &Pool, m: &mut Model, h: Handles<'_>) -> Both<u64> {
+pub fn mapped_count(pool: &Pool, m: &Model, h: Handles<'_>) -> Both<u64> {
     Both::new("get_mapped_count", pool.get_mapped_count(h.engine), m.mapped_count(h.model))
 }
 
-pub fn thin_changed(pool: &Pool, m: &mut Model, h: Handles<'_>) -> Both<bool> {
+pub fn thin_changed(pool: &Pool, m: &Model, h: Handles<'_>) -> Both<bool> {
     let eng = pool.thin_changed_this_transaction(h.engine);
     Both::new("thin_changed_this_transaction", Ok(eng), m.thin_changed(h.model))
 }
 
-pub fn aborted_changes(pool: &Pool, m: &mut Model, h: Handles<'_>) -> Both<bool> {
+pub fn aborted_changes(pool: &Pool, m: &Model, h: Handles<'_>) -> Both<bool> {
     let eng = pool.aborted_changes(h.engine);
     Both::new("aborted_changes", Ok(eng), m.aborted_changes(h.model))
 }
 
-pub fn changed_this_transaction(pool: &Pool, m: &mut Model) -> Both<bool> {
+pub fn changed_this_transaction(pool: &Pool, m: &Model) -> Both<bool> {
     let eng = pool.changed_this_transaction();
     Both::new("changed_this_transaction", eng, m.changed_this_transaction())
 }
 
-pub fn metadata_snap_held(pool: &Pool, m: &mut Model) -> Both<bool> {
+pub fn metadata_snap_held(pool: &Pool, m: &Model) -> Both<bool> {
     let eng = pool.get_metadata_snap().map(|b| b.is_some());
     Both::new("get_metadata_snap", eng, m.metadata_snap_held())
 }
 
-pub fn data_dev_size(pool: &Pool, m: &mut Model) -> Both<u64> {
+pub fn data_dev_size(pool: &Pool, m: &Model) -> Both<u64> {
     Both::new("get_data_dev_size", pool.get_data_dev_size(), m.data_dev_size())
 }
 
-pub fn free_block_count(pool: &Pool, m: &mut Model) -> Both<u64> {
+pub fn free_block_count(pool: &Pool, m: &Model) -> Both<u64> {
     Both::new("get_free_block_count", pool.get_free_block_count(), m.free_data_blocks())
 }
 
-pub fn needs_check(pool: &Pool, m: &mut Model) -> Both<bool> {
+pub fn needs_check(pool: &Pool, m: &Model) -> Both<bool> {
     Both::new("needs_check", pool.needs_check(), m.needs_check())
 }
 
-pub fn transaction_id(pool: &Pool, m: &mut Model) -> Both<u64> {
+pub fn transaction_id(pool: &Pool, m: &Model) -> Both<u64> {
     Both::new("get_transaction_id", pool.get_transaction_id(), m.get_transaction_id())
 }
 
-pub fn block_is_shared(pool: &Pool, m: &mut Model, data: u64) -> Both<bool> {
+pub fn block_is_shared(pool: &Pool, m: &Model, data: u64) -> Both<bool> {
     let eng = pool.block_is_shared(DataBlock(data));
     match m.block_is_shared(data) {
         Ok(None) => {
