@@ -63,6 +63,7 @@ use proptest::sample::select;
 use proptest::strategy::Union;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
+use sim::runner::lockstep::{self, Agreement, Latitude};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -220,15 +221,23 @@ enum Answer {
     Steps(Vec<Answer>),
 }
 
-/// Whether the engine's answer is one the model allows.
+/// Whether the engine's answer is one the model allows: the lockstep's one rule
+/// (`sim::runner::lockstep::agreement_of`), with its latitudes.
 fn agree(engine: &Answer, model: &Answer) -> bool {
+    fn by_rule<T: PartialEq>(e: &Result<T, Errno>, m: &Result<T, Errno>, l: Latitude) -> bool {
+        let (e, m) = (e.as_ref().map_err(|x| *x), m.as_ref().map_err(|x| *x));
+        lockstep::agreement_of(e, m, l) != Agreement::Differ
+    }
     match (engine, model) {
-        (
-            Answer::Lookup { answer: Err(Errno::EWOULDBLOCK), can_issue_io: false },
-            Answer::Lookup { can_issue_io: false, .. },
-        ) => true,
-        (Answer::Flag(Ok(_)), Answer::Shared(Ok(None))) => true,
-        (Answer::Flag(e), Answer::Shared(m)) => e.map(Some) == *m,
+        (Answer::Lookup { answer: e, can_issue_io }, Answer::Lookup { answer: m, .. }) => {
+            let latitude = if *can_issue_io { Latitude::None } else { Latitude::WouldBlock };
+            by_rule(e, m, latitude)
+        }
+        (Answer::Flag(e), Answer::Shared(m)) => {
+            // The model cannot count the block: any answer is right.
+            let latitude = if *m == Ok(None) { Latitude::AnyValue } else { Latitude::None };
+            by_rule(e, &m.map(|x| x.unwrap_or(false)), latitude)
+        }
         (Answer::Number(e), Answer::Alloc { predicted, .. }) => e == predicted,
         (Answer::Steps(e), Answer::Steps(m)) => {
             e.len() == m.len() && e.iter().zip(m).all(|(e, m)| agree(e, m))

@@ -80,15 +80,10 @@ impl<T: PartialEq + Debug> Both<T> {
         Both { call, engine, model, latitude: Latitude::None }
     }
 
-    /// The one rule.
+    /// The one rule ([`agreement_of`]) on this pair.
     pub fn agreement(&self) -> Agreement {
-        match (&self.engine, &self.model, self.latitude) {
-            (Ok(a), Ok(b), _) if a == b => Agreement::Same,
-            (Err(e), Err(m), _) if errno(e) == *m => Agreement::Same,
-            (Ok(_), Ok(_), Latitude::AnyValue) => Agreement::Excused,
-            _ if self.would_block_excused() => Agreement::Excused,
-            _ => Agreement::Differ,
-        }
+        let engine = self.engine.as_ref().map_err(errno);
+        agreement_of(engine, self.model.as_ref().map_err(|e| *e), self.latitude)
     }
 
     /// [H4]: the engine declined to issue I/O, which the call allowed: there is nothing to
@@ -109,6 +104,24 @@ impl<T: PartialEq + Debug> Both<T> {
             Agreement::Differ => Err(self.difference()),
             _ => Ok(self.engine.map_err(|e| errno(&e))),
         }
+    }
+}
+
+/// The one rule, on two answers in the model's shape (the engine's error as its errno): the
+/// same value or the same errno agree; otherwise only the call's latitude excuses them. The
+/// state-machine test, which keeps the engine's and the model's answers apart, judges by it
+/// too.
+pub fn agreement_of<T: PartialEq>(
+    engine: Result<&T, Errno>,
+    model: Result<&T, Errno>,
+    latitude: Latitude,
+) -> Agreement {
+    match (engine, model, latitude) {
+        (Ok(a), Ok(b), _) if a == b => Agreement::Same,
+        (Err(e), Err(m), _) if e == m => Agreement::Same,
+        (Ok(_), Ok(_), Latitude::AnyValue) => Agreement::Excused,
+        (Err(Errno::EWOULDBLOCK), _, Latitude::WouldBlock) => Agreement::Excused,
+        _ => Agreement::Differ,
     }
 }
 
