@@ -3,7 +3,7 @@
 //!
 //! Invariant: `RunConfig::replay_line` parses back (through the CLI) into an equal config.
 
-use super::options::OpKind;
+use super::op::OpKind;
 use super::verify::VerifyMode;
 use engine::canary::{Canaries, Canary};
 use std::fmt;

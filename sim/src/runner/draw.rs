@@ -10,7 +10,8 @@
 //!   one is open).
 
 use super::op::Op;
-use super::options::{KeyOrder, OpKind, Options};
+use super::op::OpKind;
+use super::options::{KeyOrder, Options};
 use crate::disk::PPM;
 use crate::entropy::Entropy;
 use model::Model;

@@ -10,9 +10,94 @@
 //! - The serde names are the trace format (`trace::FORMAT_VERSION`): renaming a variant or
 //!   a field is a format change.
 
-use super::options::OpKind;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// Every step the runner can take. The names are stable: reports key on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum OpKind {
+    CreateThin,
+    CreateSnap,
+    Delete,
+    Commit,
+    Abort,
+    SetTransactionId,
+    ReserveSnap,
+    ReleaseSnap,
+    Open,
+    CloseThin,
+    FindBlock,
+    FindMappedRange,
+    Provision,
+    Alloc,
+    RemoveBlock,
+    RemoveRange,
+    Query,
+    BlockIsShared,
+    IncRange,
+    DecRange,
+    ResizeData,
+    ResizeMetadata,
+    ReadOnly,
+    SetNeedsCheck,
+    PowerCut,
+    CloseReopen,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 26] = [
+        OpKind::CreateThin,
+        OpKind::CreateSnap,
+        OpKind::Delete,
+        OpKind::Commit,
+        OpKind::Abort,
+        OpKind::SetTransactionId,
+        OpKind::ReserveSnap,
+        OpKind::ReleaseSnap,
+        OpKind::Open,
+        OpKind::CloseThin,
+        OpKind::FindBlock,
+        OpKind::FindMappedRange,
+        OpKind::Provision,
+        OpKind::Alloc,
+        OpKind::RemoveBlock,
+        OpKind::RemoveRange,
+        OpKind::Query,
+        OpKind::BlockIsShared,
+        OpKind::IncRange,
+        OpKind::DecRange,
+        OpKind::ResizeData,
+        OpKind::ResizeMetadata,
+        OpKind::ReadOnly,
+        OpKind::SetNeedsCheck,
+        OpKind::PowerCut,
+        OpKind::CloseReopen,
+    ];
+
+    /// Ops that may write a superblock: a crash inside them may leave the old or the new
+    /// committed state.
+    pub fn writes_superblock(self) -> bool {
+        matches!(
+            self,
+            OpKind::Commit | OpKind::ReserveSnap | OpKind::SetNeedsCheck | OpKind::CloseReopen
+        )
+    }
+
+    /// The disk phase label (coverage by phase).
+    pub fn label(self) -> &'static str {
+        match self {
+            OpKind::Commit | OpKind::CloseReopen => "commit",
+            OpKind::ReserveSnap => "reserve_snap",
+            OpKind::ReleaseSnap => "release_snap",
+            OpKind::SetNeedsCheck => "set_needs_check",
+            OpKind::Abort => "abort",
+            OpKind::Provision | OpKind::RemoveBlock | OpKind::RemoveRange => "mapping",
+            OpKind::CreateThin | OpKind::CreateSnap | OpKind::Delete => "devices",
+            OpKind::ResizeData | OpKind::ResizeMetadata => "resize",
+            _ => "query",
+        }
+    }
+}
 
 /// One step of a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

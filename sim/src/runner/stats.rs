@@ -3,7 +3,7 @@
 //! Invariant: every field is a count (or a map of counts) and [`RunStats::merge`] adds them
 //! field by field, so a merged report equals the report of one big run.
 
-use super::options::OpKind;
+use super::op::OpKind;
 use super::oracles::Oracle;
 use super::repair::RepairTally;
 use serde::{Deserialize, Serialize};
