@@ -9,7 +9,7 @@
 
 use super::config::DiskConfig;
 use super::coverage::{CoverageKey, ExposureKey, FaultKind, IoKind};
-use super::trace::IoStats;
+use super::trace_hash::IoStats;
 use std::collections::BTreeMap;
 
 /// How often each fault kind drawn per I/O call (reads, writes, flushes) should have fired

@@ -13,7 +13,7 @@
 
 use super::config::AtomicUnit;
 use super::coverage::FaultKind;
-use super::trace::hash_block;
+use super::trace_hash::hash_block;
 use engine::io::{Block, BlockDevice};
 use engine::limits::{BLOCK_SIZE, SECTOR_SIZE};
 use serde::{Deserialize, Serialize};

@@ -73,7 +73,7 @@ mod expect;
 mod explore;
 mod image;
 mod plan;
-mod trace;
+mod trace_hash;
 
 pub use config::{AtomicUnit, ConfigError, CrashPolicy, DiskConfig, FaultRates, PPM};
 pub use coverage::{
@@ -88,14 +88,14 @@ pub use image::{
     WriteFate, SECTORS_PER_BLOCK,
 };
 pub use plan::{AtIo, Planned};
-pub use trace::{hash_block, IoStats};
+pub use trace_hash::{hash_block, IoStats};
 
 use crate::entropy::Entropy;
 use engine::io::{Block, BlockDevice, IoError, IoErrorKind, IoOp};
 use rand::Rng;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use trace::{TraceHash, TraceOp};
+use trace_hash::{TraceHash, TraceOp};
 
 /// Largest simulated device: 4 Mi blocks (16 GiB), above the format's 4,161,600-block limit.
 pub const MAX_SIM_BLOCKS: u64 = 1 << 22;

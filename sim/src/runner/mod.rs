@@ -22,7 +22,7 @@
 
 mod apply;
 mod config;
-pub mod data;
+pub mod data_device;
 mod draw;
 pub mod lockstep;
 pub mod memo;
@@ -242,7 +242,7 @@ struct Runner {
     c_seen: bool,
     threshold_hits: Arc<AtomicU64>,
     /// The data device's ordering, flushed by the pre-commit callback (`data`).
-    data: Arc<std::sync::Mutex<data::DataShadow>>,
+    data: Arc<std::sync::Mutex<data_device::DataShadow>>,
     /// The data writes the last power cut lost (block → write), for the recovery's check.
     data_lost: std::collections::BTreeMap<u64, u64>,
     last_commit_ios: u64,

@@ -63,7 +63,7 @@ pub struct RunStats {
     pub metadata_resizes: u64,
     pub data_resizes: u64,
     pub threshold_callbacks: u64,
-    /// The data device (`runner::data`): writes of provisioned blocks, flushes by the
+    /// The data device (`runner::data_device`): writes of provisioned blocks, flushes by the
     /// pre-commit callback, and mapped blocks whose data was found to survive a recovery.
     #[serde(default)]
     pub data_writes: u64,

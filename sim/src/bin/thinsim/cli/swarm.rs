@@ -257,7 +257,7 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     // A check must prove it ran: provisions wrote data and recoveries happened, so the
-    // data-durability oracle (runner::data) must have judged some mapped block.
+    // data-durability oracle (runner::data_device) must have judged some mapped block.
     let st = &summary.stats;
     if st.data_writes > 0 && st.recoveries > 0 && st.data_blocks_verified == 0 {
         outln!(
