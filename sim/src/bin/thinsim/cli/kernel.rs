@@ -457,7 +457,7 @@ fn bench_page(
         names.join(" and ")
     );
     let cmd: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
-    let side_by_side = if summaries.len() > 1 {
+    let concurrent = if summaries.len() > 1 {
         " The kernels ran side by side, one thread each (a guest uses one host core), so each\n\
          kernel's seconds are measured while the other ran."
     } else {
@@ -467,7 +467,7 @@ fn bench_page(
         o,
         "Written by `thinsim {}` (the figures are this run's; wall-clock figures vary with the\n\
          machine). Each seed is one UML boot for its ops and one for reopening crash images,\n\
-         then the differential, crash mode and the data rules on the host.{side_by_side}\n",
+         then the differential, crash mode and the data rules on the host.{concurrent}\n",
         cmd.join(" ")
     );
     if summaries.len() > 1 {
