@@ -3,7 +3,8 @@
 //! A candidate is kept when its replay fails with the same signature (oracle, op kind and
 //! fault kinds; `Failure::signature`); a candidate that cannot run (an op on a device with
 //! no open handle, say) or that fails differently is dropped. The passes, repeated until
-//! none makes progress or the budget is spent:
+//! none makes progress or the budget is spent (1–4 to their own fixpoint before 5 runs, so
+//! the ops are down before the numbers of a long trace take the budget):
 //! 1. cut everything after the failing op;
 //! 2. delta debugging over the ops: remove chunks of half, a quarter, … one op; then runs
 //!    of provisions of one device become one `provision_many` op, and delta debugging goes
@@ -93,17 +94,26 @@ pub fn shrink(
         pass: "cut",
     };
     s.cut_after(f.step);
+    let state = |s: &Shrinker| (s.best.steps.len(), s.best.fault_count(), weight(&s.best));
     loop {
-        let before = (s.best.steps.len(), s.best.fault_count(), weight(&s.best));
-        s.remove_ops();
-        s.coalesce_provisions();
-        s.shrink_vblock_lists();
-        s.remove_faults();
-        s.simplify_crashes();
+        let before = state(&s);
+        // The structural passes to their fixpoint first: the ops and faults are what a
+        // person reads, and the argument pass can spend a whole budget on the numbers of a
+        // long trace (every vblock of every provision) before the ops are down.
+        loop {
+            let round = state(&s);
+            s.remove_ops();
+            s.coalesce_provisions();
+            s.shrink_vblock_lists();
+            s.remove_faults();
+            s.simplify_crashes();
+            if s.out_of_time() || round == state(&s) {
+                break;
+            }
+        }
         s.renumber_devices();
         s.smaller_numbers();
-        if s.out_of_time() || before == (s.best.steps.len(), s.best.fault_count(), weight(&s.best))
-        {
+        if s.out_of_time() || before == state(&s) {
             break;
         }
     }
