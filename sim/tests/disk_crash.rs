@@ -188,6 +188,26 @@ fn sampled_exploration_starts_with_the_extremes() {
     assert_eq!(again, states.iter().map(|s| s.choices.clone()).collect::<Vec<_>>());
 }
 
+/// A sample never counts one crash state twice: with one state fewer asked for than there
+/// are, every state but one is yielded, each once (drawn with replacement, about a third of
+/// the draws would repeat one).
+#[test]
+fn sampled_exploration_yields_each_state_at_most_once() {
+    // Whole writes: two choices each, 2^6 = 64 states.
+    let pending: Vec<(u64, u8)> = (0..6).map(|i| (i % 4, 60 + i as u8)).collect();
+    let mut disk = disk_with_pending(DiskConfig::none(), 4, &pending);
+    for max_images in [63, 40, 2] {
+        let opts = ExploreOptions { tears: TearSet::Whole, max_images, sample_seed: 5 };
+        let states = disk.explore(&opts);
+        assert!(!states.is_exhaustive());
+        assert_eq!(states.total(), Some(64));
+        let choices: Vec<_> = states.map(|s| s.choices).collect();
+        assert_eq!(choices.len() as u64, max_images);
+        let distinct: BTreeSet<_> = choices.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(distinct.len(), choices.len(), "max_images {max_images}: a state repeated");
+    }
+}
+
 #[test]
 fn crash_with_replays_a_reported_crash() {
     let pending = [(0, 10), (1, 11), (0, 12), (2, 13)];

@@ -8,8 +8,10 @@
 //! class B and left to random crashes.
 //!
 //! Invariants: the iterator owns `Arc` clones of the durable image and pending writes, so
-//! it is independent of the disk afterwards; it yields exactly `planned()` images; the
-//! sampled mode draws from its own seeded RNG, so a bound and a seed fix the sample.
+//! it is independent of the disk afterwards; it yields exactly `planned()` images, each for
+//! a different set of choices (the sampled mode draws without replacement, so a campaign's
+//! count of crash images counts no state twice); the sampled mode draws from its own seeded
+//! RNG, so a bound and a seed fix the sample.
 
 use super::config::AtomicUnit;
 use super::crash::expand_unit_mask;
@@ -18,6 +20,7 @@ use super::image::{apply_validated, CrashPlan, MemoryImage, PendingWrite, Tear, 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Which tears to enumerate per pending write, besides dropping and applying it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,8 +55,9 @@ pub struct CrashState {
 enum Mode {
     /// Mixed-radix counter over the per-write options; `None` when exhausted.
     Exhaustive(Option<Vec<usize>>),
-    /// Boxed: the RNG state is large and only the sampled mode needs it.
-    Sampled(Box<ChaCha8Rng>),
+    /// Boxed: the RNG state is large and only the sampled mode needs it. Drawn without
+    /// replacement: `seen` holds every state yielded, so each counts once.
+    Sampled(Box<ChaCha8Rng>, BTreeSet<Vec<usize>>),
 }
 
 /// Iterator over the crash states of one crash point.
@@ -82,7 +86,10 @@ impl CrashStates {
             Some(t) if exhaustive => (t, Mode::Exhaustive(Some(vec![0; options.len()]))),
             _ => (
                 opts.max_images,
-                Mode::Sampled(Box::new(ChaCha8Rng::seed_from_u64(opts.sample_seed))),
+                Mode::Sampled(
+                    Box::new(ChaCha8Rng::seed_from_u64(opts.sample_seed)),
+                    BTreeSet::new(),
+                ),
             ),
         };
         CrashStates { durable, pending, options, total, planned, produced: 0, mode }
@@ -104,20 +111,28 @@ impl CrashStates {
     }
 
     fn next_digits(&mut self) -> Option<Vec<usize>> {
+        let total = self.total;
         match &mut self.mode {
             Mode::Exhaustive(counter) => {
                 let current = counter.take()?;
                 *counter = increment(&current, &self.options);
                 Some(current)
             }
-            Mode::Sampled(rng) => {
-                // The two extremes first (nothing survived, everything survived), then random.
-                let digits = match self.produced {
-                    0 => vec![0; self.options.len()],
-                    1 => self.options.iter().map(|o| usize::from(o.len() > 1)).collect(),
-                    _ => self.options.iter().map(|o| rng.random_range(0..o.len())).collect(),
-                };
-                Some(digits)
+            Mode::Sampled(rng, seen) => {
+                // The two extremes first (nothing survived, everything survived), then random
+                // states not yielded before. Sampling happens only above `max_images` states,
+                // so there is always one left and the redraws end.
+                debug_assert!(total.is_none_or(|t| (seen.len() as u64) < t), "a state is left");
+                loop {
+                    let digits: Vec<usize> = match seen.len() {
+                        0 => vec![0; self.options.len()],
+                        1 => self.options.iter().map(|o| usize::from(o.len() > 1)).collect(),
+                        _ => self.options.iter().map(|o| rng.random_range(0..o.len())).collect(),
+                    };
+                    if seen.insert(digits.clone()) {
+                        return Some(digits);
+                    }
+                }
             }
         }
     }
