@@ -71,12 +71,26 @@ struct Shrinker<'a> {
     deadline: Instant,
     progress: &'a mut dyn FnMut(&Progress),
     pass: &'static str,
+    /// Stop as soon as the kept trace has at most this many ops.
+    goal_ops: Option<usize>,
 }
 
 /// Shrinks `t` within `budget` (see the module header).
 pub fn shrink(
     t: &Trace,
     budget: Duration,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Shrunk, ShrinkError> {
+    shrink_to_goal(t, budget, None, progress)
+}
+
+/// [`shrink`], ending early once the kept trace has at most `goal_ops` ops (a check that
+/// only asks whether a shrink reaches a size, such as CI's, need not spend the rest of its
+/// budget simplifying); the result is then that trace, `budget_spent` false.
+pub fn shrink_to_goal(
+    t: &Trace,
+    budget: Duration,
+    goal_ops: Option<usize>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Shrunk, ShrinkError> {
     let start = Instant::now();
@@ -92,6 +106,7 @@ pub fn shrink(
         deadline: start + budget,
         progress,
         pass: "cut",
+        goal_ops,
     };
     s.cut_after(f.step);
     let state = |s: &Shrinker| (s.best.steps.len(), s.best.fault_count(), weight(&s.best));
@@ -117,7 +132,7 @@ pub fn shrink(
             break;
         }
     }
-    let budget_spent = s.out_of_time();
+    let budget_spent = Instant::now() >= s.deadline;
     let mut trace = s.best;
     trace.expect = Some(runner::trace::Expected {
         signature: s.signature.clone(),
@@ -188,8 +203,9 @@ fn weight(t: &Trace) -> u128 {
 }
 
 impl Shrinker<'_> {
+    /// The budget is spent, or the goal reached: no more replays.
     fn out_of_time(&self) -> bool {
-        Instant::now() >= self.deadline
+        Instant::now() >= self.deadline || self.goal_ops.is_some_and(|g| self.best.steps.len() <= g)
     }
 
     fn report(&mut self) {

@@ -99,3 +99,23 @@ fn assert_caught_structural(canary: &str) {
         .unwrap_or_else(|| panic!("{canary} never caught in {PASSING_STRUCTURAL:?}"));
     eprintln!("{canary}: caught at seed {seed} by {sig}");
 }
+
+/// A shrink given a goal ends as soon as it holds a trace that short, and that trace still
+/// fails the same way; without one it goes on and makes more replays.
+#[test]
+fn a_shrink_with_a_goal_stops_there_and_still_reproduces() {
+    use std::time::Duration;
+    let cfg = RunConfig { canary: Some("reuse_freed_in_transaction".into()), ..RunConfig::new(0) };
+    let trace = run(&cfg).trace.expect("seed 0 catches the canary and records its trace");
+    let budget = Duration::from_secs(60);
+    let full = sim::shrink::shrink(&trace, budget, &mut |_| {}).expect("shrinks");
+    let goal = full.trace.steps.len() + 10;
+    let early =
+        sim::shrink::shrink_to_goal(&trace, budget, Some(goal), &mut |_| {}).expect("shrinks");
+    assert!(early.trace.steps.len() <= goal, "{} ops", early.trace.steps.len());
+    assert!(!early.budget_spent);
+    assert!(early.replays < full.replays, "{} vs {} replays", early.replays, full.replays);
+    assert_eq!(early.signature, full.signature);
+    let replayed = sim::runner::replay(&early.trace).failure.expect("the goal's trace fails");
+    assert_eq!(replayed.signature(), early.signature);
+}
