@@ -290,3 +290,152 @@ proptest! {
         }
     }
 }
+
+fn mapping(origin_begin: u64, data_begin: u64, length: u64, time: u32) -> XmlEvent {
+    XmlEvent::Mapping { origin_begin, data_begin, length, time }
+}
+
+/// The mappings of each device, in document order.
+fn device_mappings(xml: &str) -> Vec<(u64, Vec<XmlEvent>)> {
+    let mut out: Vec<(u64, Vec<XmlEvent>)> = Vec::new();
+    for e in parse_all(xml.as_bytes()).unwrap_or_else(|e| panic!("{e} in {xml}")) {
+        match e {
+            XmlEvent::BeginDevice(d) => out.push((d.dev_id, Vec::new())),
+            m @ XmlEvent::Mapping { .. } => out.last_mut().expect("in a device").1.push(m),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// thin_dump 1.x writes runs that several devices share once, as `<def name=…>`, and each
+/// device names them with `<ref name=…/>` where they fall; a def may name earlier defs. The
+/// reader gives the consumer every device's runs as if written out, in document order.
+#[test]
+fn defs_and_refs_of_1x_expand_in_place() {
+    let xml = doc(&format!(
+        "  <def name=\"0\">\n    \
+           <range_mapping origin_begin=\"0\" data_begin=\"100\" length=\"4\" time=\"1\"/>\n  \
+         </def>\n  \
+         <def name=\"1\">\n    \
+           <ref name=\"0\"/>\n    \
+           <single_mapping origin_block=\"9\" data_block=\"200\" time=\"2\"/>\n  \
+         </def>\n  \
+         <def name=\"empty\"/>\n  \
+         {DEV}\n    \
+           <single_mapping origin_block=\"50\" data_block=\"7\" time=\"0\"/>\n    \
+           <ref name=\"1\"/>\n    \
+           <ref name=\"empty\"></ref>\n  \
+         </device>\n  \
+         {}\n    <ref name=\"0\"/>\n    <ref name=\"0\"/>\n  </device>",
+        DEV.replace("dev_id=\"1\"", "dev_id=\"2\"")
+    ));
+    assert_eq!(
+        device_mappings(&xml),
+        vec![
+            (1, vec![mapping(50, 7, 1, 0), mapping(0, 100, 4, 1), mapping(9, 200, 1, 2)]),
+            (2, vec![mapping(0, 100, 4, 1), mapping(0, 100, 4, 1)]),
+        ]
+    );
+    // A def emits nothing by itself: a document of defs alone has no mappings.
+    let only_defs = doc(
+        "<def name=\"a\"><single_mapping origin_block=\"1\" data_block=\"1\" time=\"0\"/></def>",
+    );
+    let events = parse_all(only_defs.as_bytes()).unwrap();
+    assert_eq!(events.len(), 2, "superblock and its end: {events:?}");
+}
+
+#[test]
+fn def_and_ref_errors_say_where_and_why() {
+    let def_a = "<def name=\"a\"></def>";
+    assert_error(&doc(&format!("{def_a}{def_a}")), 2, 26, "def `a` is defined twice");
+    assert_error(
+        &doc(&format!("{DEV}<ref name=\"b\"/></device>")),
+        2,
+        91,
+        "ref to `b`, which no def before it defines",
+    );
+    // A def cannot name itself or a def after it: refs cannot loop.
+    assert_error(
+        &doc("<def name=\"s\"><ref name=\"s\"/></def>"),
+        2,
+        20,
+        "ref to `s`, which no def before it defines",
+    );
+    assert_error(
+        &doc("<ref name=\"a\"/>"),
+        2,
+        1,
+        "`ref` is not allowed directly inside `superblock`",
+    );
+    assert_error(
+        &doc(&format!("{DEV}<def name=\"a\"/></device>")),
+        2,
+        86,
+        "`def` is not allowed inside `device`",
+    );
+    assert_error(
+        &doc("<def name=\"a\"><def name=\"b\"/></def>"),
+        2,
+        15,
+        "`def` is not allowed inside `def`",
+    );
+    assert_error(&doc("<def/>"), 2, 1, "def is missing attribute `name`");
+    assert_error(&format!("{SB}\n<def name=\"a\">\n"), 3, 1, "input ends inside `def`");
+    // Mappings inside a def are checked like a device's.
+    assert_error(
+        &doc("<def name=\"a\"><single_mapping origin_block=\"0\" data_block=\"1000\" time=\"0\"/></def>"),
+        2,
+        48,
+        "mapping beyond end of data device (1000 >= 1000)",
+    );
+}
+
+/// Each nested def doubles the one before: 40 levels would stand for 2^40 runs from a few
+/// kilobytes. The reader refuses once the defs would hold, or the refs emit, more than its
+/// bounds, and holds no more than that meanwhile.
+#[test]
+fn nested_defs_that_double_are_refused_at_the_bound() {
+    use engine::tools::xml_read::{MAX_REFERENCED_RUNS, MAX_SHARED_RUNS};
+    let mut body = String::from(
+        "<def name=\"0\"><single_mapping origin_block=\"0\" data_block=\"0\" time=\"0\"/></def>\n",
+    );
+    for level in 1..=40 {
+        let below = level - 1;
+        body += &format!(
+            "<def name=\"{level}\"><ref name=\"{below}\"/><ref name=\"{below}\"/></def>\n"
+        );
+    }
+    let e = error_of(&doc(&body));
+    assert_eq!(e.kind, ParseErrorKind::TooManySharedRuns { max: MAX_SHARED_RUNS }, "{e}");
+    assert_eq!(e.line, 2 + 22, "def 22 would hold 2^22 runs, the 2^23rd in all: {e}");
+
+    // Within the defs' bound, but refs from devices that expand past the emitting bound.
+    let mut body = String::from(
+        "<def name=\"0\"><single_mapping origin_block=\"0\" data_block=\"0\" time=\"0\"/></def>\n",
+    );
+    for level in 1..=20 {
+        let below = level - 1;
+        body += &format!(
+            "<def name=\"{level}\"><ref name=\"{below}\"/><ref name=\"{below}\"/></def>\n"
+        );
+    }
+    body += DEV;
+    for _ in 0..(MAX_REFERENCED_RUNS >> 20) + 1 {
+        body += "<ref name=\"20\"/>";
+    }
+    body += "</device>";
+    let text = doc(&body);
+    let mut reader = XmlReader::new(text.as_bytes());
+    let mut emitted = 0u64;
+    let e = loop {
+        match reader.next_event() {
+            Ok(Some(XmlEvent::Mapping { .. })) => emitted += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("accepted {emitted} runs"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind, ParseErrorKind::TooManyReferencedRuns { max: MAX_REFERENCED_RUNS }, "{e}");
+    assert_eq!(emitted, MAX_REFERENCED_RUNS, "every run up to the bound, none past it");
+}

@@ -20,7 +20,7 @@ pub enum ParseErrorKind {
     Io(String),
     /// Not well-formed XML (tokenizer message).
     Syntax(String),
-    /// An element other than the four of the format.
+    /// An element other than those of the format.
     UnknownElement(String),
     /// A known element in a place the format does not allow (`context` says where).
     Misplaced {
@@ -71,6 +71,18 @@ pub enum ParseErrorKind {
     },
     /// The input holds no `superblock` element.
     NoSuperblock,
+    /// A second `def` of one name (1.x's shared runs).
+    DuplicateDef(String),
+    /// A `ref` to a name no `def` before it defined.
+    UnknownDef(String),
+    /// The `def`s hold more runs than the reader keeps, counting a def's refs as copies.
+    TooManySharedRuns {
+        max: u64,
+    },
+    /// The devices' `ref`s expand to more runs than the reader emits.
+    TooManyReferencedRuns {
+        max: u64,
+    },
 }
 
 impl fmt::Display for ParseErrorKind {
@@ -109,6 +121,14 @@ impl fmt::Display for ParseErrorKind {
             K::TextOutsideSuperblock => write!(f, "text outside the superblock element"),
             K::UnexpectedEof { open } => write!(f, "input ends inside `{open}`"),
             K::NoSuperblock => write!(f, "no superblock element"),
+            K::DuplicateDef(name) => write!(f, "def `{name}` is defined twice"),
+            K::UnknownDef(name) => write!(f, "ref to `{name}`, which no def before it defines"),
+            K::TooManySharedRuns { max } => {
+                write!(f, "the defs hold more than {max} mapping runs (refs inside defs copied)")
+            }
+            K::TooManyReferencedRuns { max } => {
+                write!(f, "the devices' refs expand to more than {max} mapping runs")
+            }
         }
     }
 }

@@ -4,6 +4,14 @@
 //! silently corrupts:
 //! - Elements: only `superblock` (the one root), `device` (in `superblock`), `range_mapping`
 //!   and `single_mapping` (in `device`, with no child elements). Anything else is an error.
+//! - thin_dump 1.x's shared runs: a `def name="N"` (in `superblock`) holds mappings and
+//!   `ref`s like a device does, and `ref name="N"` (in a `device` or a `def`) stands for the
+//!   runs of the def of that name, in order, at its place. The reader expands each ref, so its
+//!   consumers see a device's mappings as if they were written out. A name is defined once,
+//!   and a ref may name only a def closed before it (so refs cannot loop). The defs' runs are
+//!   held in memory, at most [`MAX_SHARED_RUNS`] (a ref inside a def counts as a copy), and the
+//!   devices' refs expand to at most [`MAX_REFERENCED_RUNS`]: nested defs double at every
+//!   level, and a document of a few kilobytes must not stand for 2^60 mappings.
 //! - Attributes: the tool's required set; unknown attributes are ignored; `flags` defaults to 0,
 //!   `version` to 1, `metadata_snap` to none. `mapped_blocks` is passed through as written.
 //! - Numbers: plain unsigned decimal (leading zeros allowed), in range of the on-disk field.
@@ -22,7 +30,7 @@
 //!
 //! Every error is a [`ParseError`]: a [`ParseErrorKind`] plus the 1-based line and column (in
 //! characters; lines end at `\n`) of the offending markup or attribute. The parser never panics
-//! and holds at most one element's bytes plus the set of device ids in memory.
+//! and holds at most one element's bytes, the set of device ids and the defs' runs in memory.
 
 pub use super::tracked::Position;
 use super::tracked::Tracked;
@@ -32,8 +40,19 @@ pub use super::xml_error::{ParseError, ParseErrorKind};
 use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::sync::Arc;
+
+/// Runs all `def`s together may hold (a ref inside a def counts as a copy of its runs): 128
+/// MiB of them. 1.x writes a def per shared subtree, so this is terabytes of shared data.
+pub const MAX_SHARED_RUNS: u64 = 1 << 22;
+
+/// Runs the devices' `ref`s may expand to, all together.
+pub const MAX_REFERENCED_RUNS: u64 = 1 << 26;
+
+/// A mapping run kept in a def: (origin_begin, data_begin, length, time).
+type SharedRun = (u64, u64, u64, u32);
 
 /// One parsed item, in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +72,15 @@ pub enum XmlEvent {
     EndSuperblock,
 }
 
-/// The four elements of the format.
+/// The elements of the format (`def` and `ref`: thin_dump 1.x's shared runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Element {
     Superblock,
     Device,
     RangeMapping,
     SingleMapping,
+    Def,
+    Ref,
 }
 
 impl Element {
@@ -69,6 +90,8 @@ impl Element {
             b"device" => Some(Element::Device),
             b"range_mapping" => Some(Element::RangeMapping),
             b"single_mapping" => Some(Element::SingleMapping),
+            b"def" => Some(Element::Def),
+            b"ref" => Some(Element::Ref),
             _ => None,
         }
     }
@@ -79,15 +102,19 @@ impl Element {
             Element::Device => "device",
             Element::RangeMapping => "range_mapping",
             Element::SingleMapping => "single_mapping",
+            Element::Def => "def",
+            Element::Ref => "ref",
         }
     }
 
-    /// The only element this one may appear in (`None`: the document root).
-    fn parent(self) -> Option<Element> {
+    /// Whether this element may appear in `top` (`None`: the document root).
+    fn allowed_in(self, top: Option<Element>) -> bool {
         match self {
-            Element::Superblock => None,
-            Element::Device => Some(Element::Superblock),
-            Element::RangeMapping | Element::SingleMapping => Some(Element::Device),
+            Element::Superblock => top.is_none(),
+            Element::Device | Element::Def => top == Some(Element::Superblock),
+            Element::RangeMapping | Element::SingleMapping | Element::Ref => {
+                matches!(top, Some(Element::Device | Element::Def))
+            }
         }
     }
 }
@@ -118,6 +145,15 @@ pub struct XmlReader<R: Read> {
     after_text: bool,
     /// Set once the input ended or failed; returned again on every later call.
     finished: Option<Result<(), ParseError>>,
+    /// Every closed `def` by name, its own refs already expanded.
+    defs: BTreeMap<String, Arc<[SharedRun]>>,
+    /// The `def` open now: its name and its runs so far.
+    def: Option<(String, Vec<SharedRun>)>,
+    /// A device's `ref` being emitted: the def's runs and the index of the next one.
+    expanding: Option<(Arc<[SharedRun]>, usize)>,
+    /// Runs held by the defs, and runs the devices' refs expanded to, so far.
+    shared_runs: u64,
+    referenced_runs: u64,
 }
 
 impl<R: Read> XmlReader<R> {
@@ -141,6 +177,11 @@ impl<R: Read> XmlReader<R> {
             any_event: false,
             after_text: false,
             finished: None,
+            defs: BTreeMap::new(),
+            def: None,
+            expanding: None,
+            shared_runs: 0,
+            referenced_runs: 0,
         }
     }
 
@@ -160,6 +201,9 @@ impl<R: Read> XmlReader<R> {
     }
 
     fn pull(&mut self) -> Result<Option<XmlEvent>, ParseError> {
+        if let Some(event) = self.next_expanded() {
+            return Ok(Some(event));
+        }
         if let Some(event) = self.pending.take() {
             return Ok(Some(event));
         }
@@ -198,8 +242,12 @@ impl<R: Read> XmlReader<R> {
         self.any_event = true;
         self.after_text = matches!(event, Event::Text(_));
         match event {
-            Event::Start(tag) => self.on_start(&tag, start, false).map(Step::Event),
-            Event::Empty(tag) => self.on_start(&tag, start, true).map(Step::Event),
+            Event::Start(tag) => {
+                Ok(self.on_start(&tag, start, false)?.map_or(Step::Nothing, Step::Event))
+            }
+            Event::Empty(tag) => {
+                Ok(self.on_start(&tag, start, true)?.map_or(Step::Nothing, Step::Event))
+            }
             Event::End(tag) => {
                 let closed = self.on_end(tag.name().as_ref(), start)?;
                 Ok(closed.map_or(Step::Nothing, Step::Event))
@@ -241,12 +289,14 @@ impl<R: Read> XmlReader<R> {
         Ok(())
     }
 
+    /// The event a start tag gives, if any: a mapping inside a `def` is kept, not emitted,
+    /// and a device's `ref` emits its def's first run (the rest follow from `pull`).
     fn on_start(
         &mut self,
         tag: &BytesStart<'_>,
         start: Position,
         empty: bool,
-    ) -> Result<XmlEvent, ParseError> {
+    ) -> Result<Option<XmlEvent>, ParseError> {
         let name = tag.name();
         let Some(element) = Element::from_name(name.as_ref()) else {
             let name = String::from_utf8_lossy(name.as_ref()).into_owned();
@@ -255,10 +305,15 @@ impl<R: Read> XmlReader<R> {
         self.check_placement(element, start)?;
         let attrs = Attrs { tag, start, element: element.name() };
         let event = match element {
-            Element::Superblock => self.superblock(&attrs)?,
-            Element::Device => self.device(&attrs)?,
-            Element::RangeMapping => self.range_mapping(&attrs)?,
-            Element::SingleMapping => self.single_mapping(&attrs)?,
+            Element::Superblock => Some(self.superblock(&attrs)?),
+            Element::Device => Some(self.device(&attrs)?),
+            Element::RangeMapping => self.keep_in_def(self.range_mapping(&attrs)?, &attrs)?,
+            Element::SingleMapping => self.keep_in_def(self.single_mapping(&attrs)?, &attrs)?,
+            Element::Def => {
+                self.begin_def(&attrs)?;
+                None
+            }
+            Element::Ref => self.reference(&attrs)?,
         };
         if empty {
             self.pending = self.close(element);
@@ -270,7 +325,7 @@ impl<R: Read> XmlReader<R> {
 
     fn check_placement(&mut self, element: Element, start: Position) -> Result<(), ParseError> {
         let top = self.open.last().copied();
-        if top == element.parent() && !(top.is_none() && self.root_seen) {
+        if element.allowed_in(top) && !(top.is_none() && self.root_seen) {
             if element == Element::Superblock {
                 self.root_seen = true;
             }
@@ -281,7 +336,9 @@ impl<R: Read> XmlReader<R> {
             None => "at the top level",
             Some(Element::Superblock) => "directly inside `superblock`",
             Some(Element::Device) => "inside `device`",
+            Some(Element::Def) => "inside `def`",
             Some(Element::RangeMapping | Element::SingleMapping) => "inside a mapping",
+            Some(Element::Ref) => "inside `ref`",
         };
         Err(at(start, ParseErrorKind::Misplaced { element: element.name(), context }))
     }
@@ -309,8 +366,95 @@ impl<R: Read> XmlReader<R> {
                 Some(XmlEvent::EndSuperblock)
             }
             Element::Device => Some(XmlEvent::EndDevice),
-            Element::RangeMapping | Element::SingleMapping => None,
+            Element::Def => {
+                if let Some((name, runs)) = self.def.take() {
+                    self.defs.insert(name, runs.into());
+                }
+                None
+            }
+            Element::RangeMapping | Element::SingleMapping | Element::Ref => None,
         }
+    }
+
+    /// A `def` opens: its name must be new.
+    fn begin_def(&mut self, attrs: &Attrs<'_, '_>) -> Result<(), ParseError> {
+        let [name] = attrs.collect(["name"])?;
+        let name_attr = attrs.required(name, "name")?;
+        let name = attrs.text(&name_attr)?;
+        if self.defs.contains_key(&name) {
+            return Err(at(attrs.position_of(&name_attr), ParseErrorKind::DuplicateDef(name)));
+        }
+        self.def = Some((name, Vec::new()));
+        Ok(())
+    }
+
+    /// A mapping: kept when it is inside a `def` (within [`MAX_SHARED_RUNS`]), else emitted.
+    fn keep_in_def(
+        &mut self,
+        event: XmlEvent,
+        attrs: &Attrs<'_, '_>,
+    ) -> Result<Option<XmlEvent>, ParseError> {
+        let XmlEvent::Mapping { origin_begin, data_begin, length, time } = event else {
+            return Ok(Some(event));
+        };
+        if self.def.is_none() {
+            return Ok(Some(event));
+        }
+        self.count_shared(1, attrs.start)?;
+        if let Some((_, runs)) = &mut self.def {
+            runs.push((origin_begin, data_begin, length, time));
+        }
+        Ok(None)
+    }
+
+    fn count_shared(&mut self, runs: u64, start: Position) -> Result<(), ParseError> {
+        self.shared_runs = self.shared_runs.saturating_add(runs);
+        if self.shared_runs > MAX_SHARED_RUNS {
+            return Err(at(start, ParseErrorKind::TooManySharedRuns { max: MAX_SHARED_RUNS }));
+        }
+        Ok(())
+    }
+
+    /// A `ref`: inside a `def` its runs are copied into the def; inside a device they are
+    /// emitted in order, the first now.
+    fn reference(&mut self, attrs: &Attrs<'_, '_>) -> Result<Option<XmlEvent>, ParseError> {
+        let [name] = attrs.collect(["name"])?;
+        let name_attr = attrs.required(name, "name")?;
+        let name = attrs.text(&name_attr)?;
+        let Some(runs) = self.defs.get(&name).cloned() else {
+            return Err(at(attrs.position_of(&name_attr), ParseErrorKind::UnknownDef(name)));
+        };
+        let n = runs.len() as u64;
+        if self.def.is_some() {
+            self.count_shared(n, attrs.start)?;
+            if let Some((_, into)) = &mut self.def {
+                into.extend_from_slice(&runs);
+            }
+            return Ok(None);
+        }
+        self.referenced_runs = self.referenced_runs.saturating_add(n);
+        if self.referenced_runs > MAX_REFERENCED_RUNS {
+            let kind = ParseErrorKind::TooManyReferencedRuns { max: MAX_REFERENCED_RUNS };
+            return Err(at(attrs.start, kind));
+        }
+        self.expanding = Some((runs, 0));
+        Ok(self.next_expanded())
+    }
+
+    /// The next run of the `ref` being emitted, if any.
+    fn next_expanded(&mut self) -> Option<XmlEvent> {
+        let (runs, next) = self.expanding.as_mut()?;
+        let run = runs.get(*next).copied();
+        *next += 1;
+        if *next >= runs.len() {
+            self.expanding = None;
+        }
+        run.map(|(origin_begin, data_begin, length, time)| XmlEvent::Mapping {
+            origin_begin,
+            data_begin,
+            length,
+            time,
+        })
     }
 
     fn superblock(&mut self, attrs: &Attrs<'_, '_>) -> Result<XmlEvent, ParseError> {
