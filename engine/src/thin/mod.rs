@@ -25,9 +25,9 @@ mod visit;
 pub use crate::format::{DataBlock, MetadataBlock, ThinId, VBlock};
 pub use bulk::{BulkLoad, BulkSuperblock};
 pub use inspect::PoolSummary;
-pub use open::{CloseError, PoolOptions};
+pub use open::{CloseError, HeldSnapshot, PoolOptions};
 pub use records::ThinHandle;
-pub use visit::{Source, TreeHeader, TreeVisitor, VisitError};
+pub use visit::{Source, TreeHeader, TreeVisitor, Trees, VisitError};
 
 use crate::canary::Canary;
 use crate::error::{Error, Result};

@@ -218,6 +218,37 @@ impl From<CorruptKind> for Error {
     }
 }
 
+/// A pool opened to read its held metadata snapshot and nothing else (the tools' `-m` on a
+/// live pool, as thin_dump, thin_ls and thin_check 1.x read it): block 0 is read for the
+/// snapshot's location, then only the snapshot's superblock copy and the trees it names. The
+/// space maps are not read (a live pool's are changing under the reader, and may be what is
+/// damaged), nor the live trees; so this type offers the snapshot's trees and nothing else.
+///
+/// Invariant: the pool inside is read-only and its metadata space map was never loaded (it
+/// only bounds block numbers by the superblock's metadata size), so no query of the space
+/// maps is reachable through this type.
+pub struct HeldSnapshot {
+    pub(super) pool: Pool,
+}
+
+impl HeldSnapshot {
+    /// Opens `dev` for its held snapshot. Fails when block 0 is no valid superblock or names
+    /// features this engine cannot read; no snapshot held is found by the visit.
+    pub fn open(dev: Box<dyn BlockDevice>) -> Result<HeldSnapshot> {
+        let bm = BlockManager::new(dev, DEFAULT_CACHE_BLOCKS);
+        let sb = read_superblock(&bm)?;
+        check_features(&sb, false)?;
+        bm.set_read_only(true);
+        let nr_blocks = sb.metadata_sm_root.nr_blocks.min(bm.nr_blocks()).min(MAX_METADATA_BLOCKS);
+        let mut tm = TransactionManager::new(bm);
+        tm.sm = crate::space_map::metadata::MetadataSpaceMap::new_empty(nr_blocks);
+        let dsm = DataSpaceMap::open(&sb.data_sm_root);
+        let mut inner = new_inner(tm, dsm, sb);
+        inner.read_only = true;
+        Ok(HeldSnapshot { pool: Pool { inner: RwLock::new(inner) } })
+    }
+}
+
 impl Pool {
     /// Opens an existing pool for the tools (dump, ls): the data block size is taken from the
     /// superblock, blank devices are refused, and the pool is read-only.

@@ -62,6 +62,8 @@ pub enum VisitError {
     OrphanMappings { dev: u64 },
     /// The visitor stopped the visit.
     Stopped,
+    /// The live trees were asked of a [`super::HeldSnapshot`], which never read them.
+    LiveNotOpened,
     /// Reading the metadata failed.
     Engine(Error),
 }
@@ -85,6 +87,12 @@ impl fmt::Display for VisitError {
                 write!(f, "mappings present for device {dev}, but it isn't present in device tree")
             }
             VisitError::Stopped => write!(f, "the visit was stopped"),
+            VisitError::LiveNotOpened => {
+                write!(
+                    f,
+                    "opened for the held metadata snapshot only: the live trees were not read"
+                )
+            }
             VisitError::Engine(e) => write!(f, "{e}"),
         }
     }
@@ -115,6 +123,27 @@ impl Pool {
             flow(v.end_device())?;
         }
         Ok(())
+    }
+}
+
+/// What the tools read a pool's trees through: a whole [`Pool`], or a [`HeldSnapshot`]
+/// (only its `Source::MetadataSnap`).
+pub trait Trees {
+    fn visit_trees(&self, source: Source, v: &mut dyn TreeVisitor) -> Result<(), VisitError>;
+}
+
+impl Trees for Pool {
+    fn visit_trees(&self, source: Source, v: &mut dyn TreeVisitor) -> Result<(), VisitError> {
+        self.visit(source, v)
+    }
+}
+
+impl Trees for super::HeldSnapshot {
+    fn visit_trees(&self, source: Source, v: &mut dyn TreeVisitor) -> Result<(), VisitError> {
+        match source {
+            Source::Live => Err(VisitError::LiveNotOpened),
+            Source::MetadataSnap(_) => self.pool.visit(source, v),
+        }
     }
 }
 

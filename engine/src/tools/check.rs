@@ -259,9 +259,9 @@ pub struct CheckOptions {
     /// Walk the details and top-level trees but not the mapping trees under them, and
     /// skip the reference-count comparisons they would feed (`--skip-mappings`).
     pub skip_mappings: bool,
-    /// Report the held metadata snapshot's devices and mappings instead of the live ones
-    /// (`-m`); both are audited either way, as both hold references. No snapshot held is a
-    /// fatal finding.
+    /// Check the held metadata snapshot only (`-m`, as thin_check 1.x): its superblock copy
+    /// and its trees, nothing of the live trees or the space maps (a live pool's change under
+    /// the reader). No snapshot held is a fatal finding.
     pub metadata_snapshot: bool,
 }
 
@@ -338,17 +338,21 @@ pub fn check_with(
         c.data_refs.add(b, n);
     }
     c.count(0, &[]);
-    let (devices, mappings) = c.walk_pool(sb.device_details_root, sb.data_mapping_root);
-    let held = c.walk_held_snapshot(&sb);
-    (report.devices, report.mappings) = if opts.metadata_snapshot {
-        if held.is_none() {
-            let what = "no metadata snapshot is held (-m needs one)".to_string();
-            c.error(FindingKind::Superblock, Some(0), &[], what);
+    if opts.metadata_snapshot {
+        // As thin_check 1.x's -m: a live pool's space maps and live trees change under the
+        // reader, so only the snapshot's superblock copy and trees are read and checked.
+        match c.walk_held_snapshot(&sb) {
+            Some(found) => (report.devices, report.mappings) = found,
+            None => {
+                let what = "no metadata snapshot is held (-m needs one)".to_string();
+                c.error(FindingKind::Superblock, Some(0), &[], what);
+            }
         }
-        held.unwrap_or((0, 0))
-    } else {
-        (devices, mappings)
-    };
+        report.findings = c.findings;
+        return report;
+    }
+    (report.devices, report.mappings) = c.walk_pool(sb.device_details_root, sb.data_mapping_root);
+    c.walk_held_snapshot(&sb);
     c.walk_space_map_structures(&sb);
     if opts.skip_mappings {
         // Counts from a partial walk would call every data block and every mapping-tree

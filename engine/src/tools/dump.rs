@@ -9,7 +9,7 @@ use super::types::Overrides;
 use super::xml_write::{DumpError, DumpWriter};
 use super::{XmlDevice, XmlSuperblock};
 use crate::format::{BlockTime, DeviceDetails};
-use crate::thin::{Pool, Source, TreeHeader, TreeVisitor, VisitError};
+use crate::thin::{Source, TreeHeader, TreeVisitor, Trees, VisitError};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -27,19 +27,23 @@ pub struct DumpOptions {
 }
 
 /// Writes the pool as thin_dump XML (or its human-readable form) through `w`.
-pub fn dump<W: Write>(pool: &Pool, w: &mut DumpWriter<W>, source: Source) -> Result<(), ToolError> {
+pub fn dump<W: Write>(
+    pool: &dyn Trees,
+    w: &mut DumpWriter<W>,
+    source: Source,
+) -> Result<(), ToolError> {
     dump_with(pool, w, source, &DumpOptions::default())
 }
 
 /// [`dump`] narrowed by `opts`.
 pub fn dump_with<W: Write>(
-    pool: &Pool,
+    pool: &dyn Trees,
     w: &mut DumpWriter<W>,
     source: Source,
     opts: &DumpOptions,
 ) -> Result<(), ToolError> {
     let mut v = Dumper { w, failed: None, opts, skipping: false };
-    let r = pool.visit(source, &mut v);
+    let r = pool.visit_trees(source, &mut v);
     if let Some(e) = v.failed {
         return Err(ToolError::Output(e));
     }
@@ -145,13 +149,13 @@ pub fn dump_salvage<W: Write>(
 /// thin_ls rows: mapped (as stored), exclusive (data block mapped exactly once among all
 /// devices listed), transaction and times; plus the data block size. Two visits: every
 /// mapped data block first, then each device's exclusive count against them.
-pub fn ls_rows(pool: &Pool, source: Source) -> Result<(Vec<LsRow>, u32), ToolError> {
+pub fn ls_rows(pool: &dyn Trees, source: Source) -> Result<(Vec<LsRow>, u32), ToolError> {
     let mut blocks = Blocks::default();
-    pool.visit(source, &mut blocks)?;
+    pool.visit_trees(source, &mut blocks)?;
     let mut all = std::mem::take(&mut blocks.all);
     all.sort_unstable();
     let mut rows = Rows { all, rows: Vec::new() };
-    pool.visit(source, &mut rows)?;
+    pool.visit_trees(source, &mut rows)?;
     Ok((rows.rows, blocks.data_block_size))
 }
 

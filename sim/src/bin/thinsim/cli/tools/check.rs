@@ -31,13 +31,24 @@ pub struct CheckArgs {
     /// Leaks (space-map counts above the real references) do not fail the check.
     #[arg(long)]
     pub ignore_non_fatal_errors: bool,
-    /// Fix leaks in place (one committed transaction); fatal damage is left alone.
-    #[arg(long)]
+    /// Fix leaks in place (one committed transaction); fatal damage is left alone. Refused
+    /// with a partial check or the snapshot (`-m`), as by 1.x: repairs need the whole
+    /// metadata, checked.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "metadata_snapshot",
+            "skip_mappings",
+            "super_block_only",
+            "ignore_non_fatal_errors",
+        ]
+    )]
     pub auto_repair: bool,
-    /// Clear NEEDS_CHECK, only when the check passes.
-    #[arg(long)]
+    /// Clear NEEDS_CHECK, only when the check passes (not with `-m`: the flag is the live
+    /// pool's).
+    #[arg(long, conflicts_with = "metadata_snapshot")]
     pub clear_needs_check_flag: bool,
-    /// Report the held metadata snapshot's devices and mappings (both are audited).
+    /// Check the held metadata snapshot only: its trees, not the live ones or the space maps.
     #[arg(short = 'm', long = "metadata-snapshot", alias = "metadata-snap")]
     pub metadata_snapshot: bool,
 }
@@ -62,7 +73,9 @@ pub fn check(args: &CheckArgs, flavour: Flavour) -> ExitCode {
         say("examining devices tree");
         if !args.skip_mappings {
             say("examining mapping tree");
-            say("checking space map counts");
+            if !args.metadata_snapshot {
+                say("checking space map counts");
+            }
         }
     }
     print_report(&report, args, flavour);
@@ -139,7 +152,8 @@ fn print_report(r: &CheckReport, args: &CheckArgs, flavour: Flavour) {
     }
     if flavour == Flavour::Thinsim && !args.super_block_only && r.superblock_valid {
         outln!("DEVICES={} MAPPINGS={}", r.devices, r.mappings);
-        if !args.skip_mappings {
+        // Under -m the space maps are not read: no counts to report.
+        if !args.skip_mappings && !args.metadata_snapshot {
             outln!(
                 "METADATA_BLOCKS_USED={} DATA_BLOCKS_USED={}",
                 r.metadata_blocks_used,

@@ -2,7 +2,7 @@
 //! of a damaged one (`--repair`), with thin_dump's filters and superblock overrides.
 //! A closed pipe or FIFO ends the dump quietly (exit 0): the reader chose to stop.
 
-use super::{fail, is_broken_pipe, open_input, open_pool, same_file, Flavour, OverrideArgs};
+use super::{fail, is_broken_pipe, open_input, open_trees, same_file, Flavour, OverrideArgs};
 use clap::Args;
 use engine::thin::{MetadataBlock, Source};
 use engine::tools::dump::{dump_salvage, dump_with, DumpOptions};
@@ -59,7 +59,7 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
     // The input is judged before the output is created: a bad input leaves no empty file.
     enum What {
         // Boxed: a pool is large and lives only until the dump is written.
-        Pool(Box<engine::thin::Pool>),
+        Pool(Box<dyn engine::thin::Trees>),
         Salvage(engine::tools::repair::Salvage),
     }
     let what = if args.repair {
@@ -72,8 +72,8 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
             Err(e) => return fail(format!("{}: nothing to salvage: {e}", args.image.display()), 1),
         }
     } else {
-        match open_pool(&args.image) {
-            Ok(p) => What::Pool(Box::new(p)),
+        match open_trees(&args.image, args.metadata_snap.is_some()) {
+            Ok(p) => What::Pool(p),
             Err(e) => return fail(e, 1),
         }
     };
@@ -91,7 +91,7 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
                 None => Source::Live,
                 Some(b) => Source::MetadataSnap(b.map(MetadataBlock)),
             };
-            dump_with(pool, &mut w, source, &opts)
+            dump_with(pool.as_ref(), &mut w, source, &opts)
         }
         What::Salvage(s) => dump_salvage(s, &mut w, &opts),
     };

@@ -1,6 +1,6 @@
 //! `ls` (thin_ls): the device table of an image or of its held snapshot (`-m`).
 
-use super::{fail, open_pool, Flavour};
+use super::{fail, open_trees, Flavour};
 use clap::Args;
 use engine::thin::Source;
 use engine::tools::ls::{format_table, parse_fields, LsField};
@@ -31,12 +31,12 @@ pub fn ls(args: &LsArgs, _flavour: Flavour) -> ExitCode {
         },
         None => LsField::DEFAULT.to_vec(),
     };
-    let pool = match open_pool(&args.image) {
+    let pool = match open_trees(&args.image, args.metadata_snap) {
         Ok(p) => p,
         Err(e) => return fail(e, 1),
     };
     let source = if args.metadata_snap { Source::MetadataSnap(None) } else { Source::Live };
-    match engine::tools::dump::ls_rows(&pool, source) {
+    match engine::tools::dump::ls_rows(pool.as_ref(), source) {
         Ok((rows, block_size)) => {
             out!("{}", format_table(&rows, block_size, &fields, !args.no_headers));
             ExitCode::SUCCESS

@@ -184,6 +184,22 @@ pub fn describe_open_error(path: &Path, e: &engine::Error) -> String {
     }
 }
 
+/// The trees a read-only tool reads: the whole pool, or with `held_only` (`-m`) only the held
+/// metadata snapshot, read without the live trees or the space maps
+/// ([`engine::thin::HeldSnapshot`]), so `-m` works while those are changing or damaged.
+fn open_trees(path: &Path, held_only: bool) -> Result<Box<dyn engine::thin::Trees>, String> {
+    if !held_only {
+        return open_pool(path).map(|p| Box::new(p) as Box<dyn engine::thin::Trees>);
+    }
+    let dev = open_input(path, false)?;
+    engine::thin::HeldSnapshot::open(dev)
+        .map(|h| Box::new(h) as Box<dyn engine::thin::Trees>)
+        .map_err(|e| match e {
+            engine::Error::Corrupt { block: 0, .. } if !has_thin_magic(path) => not_metadata(path),
+            e => describe_open_error(path, &e),
+        })
+}
+
 fn open_pool(path: &Path) -> Result<Pool, String> {
     let dev = open_input(path, false)?;
     Pool::open_image(dev).map_err(|e| match e {
