@@ -19,6 +19,13 @@
 //!    block). Nothing on disk tells the newest trees from older ones still intact, so a
 //!    scan can bring back an older state: the format keeps no second copy of its roots.
 //!
+//! The superblock's values come from the superblock (validated, or read without validation
+//! when the magic is right) or from the caller's overrides; with neither, the number of data
+//! blocks and the transaction id are inferred from what survives, as thin_repair 1.x infers
+//! them (the highest data block mapped + 1; the highest device transaction id + 1), and the
+//! report says so. The data block size is recorded nowhere else and must be given. The time
+//! is the later of the superblock's and the latest one the surviving entries record.
+//!
 //! Invariants: the salvage never invents a mapping — every one it returns was read from a
 //! valid leaf, lies inside its parents' key ranges, and maps inside the data device at a
 //! time no later than the pool's; each virtual block is kept once. Every walk is bounded
@@ -64,6 +71,32 @@ pub struct SalvageReport {
     pub dropped_entries: u64,
     /// Devices found in one tree only (kept: details are recreated, or the device is empty).
     pub unmatched_devices: u64,
+    /// Superblock values neither the superblock nor an override gave, inferred from the
+    /// surviving trees (as thin_repair 1.x does).
+    pub inferred: Vec<Inferred>,
+}
+
+/// A superblock value taken from the surviving trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inferred {
+    /// The highest data block a kept mapping names, plus one.
+    NrDataBlocks(u64),
+    /// The highest transaction id the kept details record, plus one (the superblock's is
+    /// ahead of every device's); 1 with no details.
+    TransactionId(u64),
+}
+
+impl std::fmt::Display for Inferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inferred::NrDataBlocks(n) => {
+                write!(f, "number of data blocks {n}: the highest data block mapped, plus one")
+            }
+            Inferred::TransactionId(t) => {
+                write!(f, "transaction id {t}: the highest a device's details record, plus one")
+            }
+        }
+    }
 }
 
 /// One salvaged mapping: (virtual block, data block, time).
@@ -86,8 +119,10 @@ pub struct Salvage {
     pub report: SalvageReport,
 }
 
-/// Salvages `dev` (read only). Fails, typed, when nothing can be salvaged: no superblock
-/// values and no override for them, or no tree root anywhere.
+/// Salvages `dev` (read only). Fails, typed, when nothing can be salvaged: no data block size
+/// (from the superblock or an override; nothing else records it), or no tree root anywhere.
+/// With no superblock and no override for them, the number of data blocks and the
+/// transaction id are inferred from what survives ([`Inferred`]).
 pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolError> {
     let bm = BlockManager::new(dev, 1024);
     let raw = bm.read_raw(0).map_err(ToolError::Engine)?;
@@ -112,17 +147,12 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
             .map(|s| s.data_block_size)
             .filter(|&n| crate::limits::data_block_size_ok(n)))
         .ok_or_else(|| need("data block size", "--data-block-size"))?;
-    let nr_data_blocks = o
-        .nr_data_blocks
-        .or(hint.as_ref().map(|s| s.data_sm_root.nr_blocks))
-        .ok_or_else(|| need("number of data blocks", "--nr-data-blocks"))?;
-    let transaction = o
-        .transaction_id
-        .or(hint.as_ref().map(|s| s.trans_id))
-        .ok_or_else(|| need("transaction id", "--transaction-id"))?;
+    // Unknown: every data block a valid leaf names is kept, and the size inferred from them.
+    let known_nr_data_blocks = o.nr_data_blocks.or(hint.as_ref().map(|s| s.data_sm_root.nr_blocks));
+    let known_transaction = o.transaction_id.or(hint.as_ref().map(|s| s.trans_id));
     let mut s = Salvager {
         bm,
-        nr_data_blocks,
+        nr_data_blocks: known_nr_data_blocks.unwrap_or(u64::MAX),
         // With no superblock the pool's time is unknown: any time the format can hold.
         max_time: hint.as_ref().map_or(u32::MAX, |s| s.time),
         unreadable: BTreeSet::new(),
@@ -174,6 +204,19 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
     }
     let hinted_time = hint.as_ref().map_or(0, |h| h.time.min(TIME_LIMIT - 1));
     let time = hinted_time.max(latest);
+    let mut inferred = Vec::new();
+    let nr_data_blocks = known_nr_data_blocks.unwrap_or_else(|| {
+        let highest = devices.iter().flat_map(|d| d.1.iter().map(|m| m.1)).max().unwrap_or(0);
+        let n = highest.saturating_add(1);
+        inferred.push(Inferred::NrDataBlocks(n));
+        n
+    });
+    let transaction = known_transaction.unwrap_or_else(|| {
+        let highest = devices.iter().map(|d| d.0.transaction).max();
+        let t = highest.map_or(1, |t| t.saturating_add(1));
+        inferred.push(Inferred::TransactionId(t));
+        t
+    });
     let uuid = hint.as_ref().map(|h| uuid_text(&h.uuid)).unwrap_or_default();
     let report = SalvageReport {
         roots_from,
@@ -183,6 +226,7 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
         unreadable_nodes: s.unreadable.len() as u64,
         dropped_entries: s.dropped,
         unmatched_devices: unmatched,
+        inferred,
     };
     let sb = XmlSuperblock {
         uuid,

@@ -68,7 +68,12 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
             Err(e) => return fail(e, 1),
         };
         match salvage(dev, opts.overrides) {
-            Ok(s) => What::Salvage(s),
+            Ok(s) => {
+                for i in &s.report.inferred {
+                    eprintln!("{}: inferred from the surviving trees: {i}", args.image.display());
+                }
+                What::Salvage(s)
+            }
             Err(e) => return fail(format!("{}: nothing to salvage: {e}", args.image.display()), 1),
         }
     } else {

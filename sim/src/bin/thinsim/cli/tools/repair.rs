@@ -60,6 +60,9 @@ pub fn repair(args: &RepairArgs, _flavour: Flavour) -> ExitCode {
                      {} entries dropped",
                     r.devices, r.mappings, r.unreadable_nodes, r.dropped_entries
                 );
+                for i in &r.inferred {
+                    eprintln!("inferred from the surviving trees: {i}");
+                }
             }
             ExitCode::SUCCESS
         }
