@@ -286,12 +286,11 @@ pub fn check_image_on(
     model: &Model,
 ) -> Result<(), Mismatch> {
     let c = model.committed();
-    let caller: BTreeMap<u64, u32> =
-        c.caller_refs.iter().map(|(&b, &n)| (b, u32::try_from(n).unwrap_or(u32::MAX))).collect();
     // `check` promises never to panic on any bytes; if it does, that is an engine bug to
     // report, not a reason to lose the rest of the campaign.
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        engine::tools::check::check_with_refs(dev, &caller)
+        let options = engine::tools::check::CheckOptions::default();
+        engine::tools::check::check_with(dev, &BTreeMap::new(), options)
     }))
     .map_err(|p| {
         // For the bug report: `THINSIM_DUMP_DIR` keeps the image check panicked on.
@@ -306,13 +305,7 @@ pub fn check_image_on(
             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()));
         Mismatch::CheckPanicked(msg.unwrap_or_default())
     })?;
-    // Every finding, warnings included: the engine writes exact counts and index entries,
-    // so a loose one (which `check` only warns about, for tool-written images) is a bug here.
-    if !report.findings.is_empty() {
-        return Err(Mismatch::CheckFindings(
-            report.findings.iter().map(|f| f.to_string()).collect(),
-        ));
-    }
+    judge_leaks(&report, &c.caller_refs)?;
     let mut d = Diff::default();
     let mappings: u64 = c.devices.values().map(Device::mapped_blocks).sum();
     {
@@ -332,6 +325,51 @@ pub fn check_image_on(
         }
     }
     d.into_result()
+}
+
+/// `check`'s findings against the model, `check` run as a user runs it (no references
+/// handed in): the only findings allowed are data leaks, and they must be exactly the blocks
+/// the model knows hold references no mapping accounts for (`caller_refs`: allocated and not
+/// inserted, `inc_data_range` without a mapping), each leaked by exactly that many. This
+/// judges `check` too: one that stopped reporting a leak (a non-fatal finding), or reported
+/// one too many, fails here. Every other finding, warnings included, is a finding: the engine
+/// writes exact counts and index entries, so a loose one is a bug here.
+pub(crate) fn judge_leaks(
+    report: &engine::tools::check::CheckReport,
+    caller_refs: &BTreeMap<u64, u64>,
+) -> Result<(), Mismatch> {
+    use engine::tools::check::Space;
+    let mut reported = BTreeMap::new();
+    let mut others = Vec::new();
+    for f in &report.findings {
+        match f.leak() {
+            Some((Space::Data, b, stored, referenced)) => {
+                reported.insert(b, u64::from(stored - referenced));
+            }
+            _ => others.push(f.to_string()),
+        }
+    }
+    // A leak the model does not know of is a finding like any other (damage may make one).
+    for (&b, &n) in &reported {
+        if caller_refs.get(&b) != Some(&n) {
+            others.push(format!("data block {b}: check reports {n} leaked references"));
+        }
+    }
+    if !others.is_empty() {
+        return Err(Mismatch::CheckFindings(others));
+    }
+    let missed: Vec<String> = caller_refs
+        .iter()
+        .filter(|&(b, &n)| n > 0 && !reported.contains_key(b))
+        .map(|(b, n)| format!("data block {b}: {n} references no mapping accounts for"))
+        .collect();
+    if !missed.is_empty() {
+        return Err(Mismatch::State(format!(
+            "check reported no leak where the model holds references outside the trees:\n{}",
+            missed.join("\n")
+        )));
+    }
+    Ok(())
 }
 
 /// After a commit (details tree current): thin_ls numbers of the live pool and, when held, of
@@ -359,4 +397,72 @@ pub fn compare_ls(pool: &Pool, model: &Model) -> Result<(), Mismatch> {
         }
     }
     d.into_result()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::io::MemoryDevice;
+    use engine::thin::{DataBlock, PoolOptions};
+
+    /// A committed pool holding references no mapping accounts for: one allocated block
+    /// never inserted, and `inc_data_range` over two blocks (one of them twice over); the
+    /// model that says the same; and the image.
+    fn leaky() -> (MemoryImage, Model) {
+        let pool =
+            Pool::open(Box::new(MemoryDevice::new(256)), PoolOptions::new(128)).expect("format");
+        let mut m = Model::new(0);
+        pool.resize_data_dev(100).and_then(|()| pool.commit()).expect("size");
+        m.resize_data_dev(100).and_then(|()| m.commit()).expect("size");
+        let b = pool.alloc_data_block().expect("a block");
+        m.alloc_data_block_check(b.0).expect("the model agrees");
+        pool.inc_data_range(DataBlock(10), DataBlock(12)).expect("inc");
+        m.inc_data_range(10, 12).expect("inc");
+        pool.inc_data_range(DataBlock(11), DataBlock(12)).expect("inc");
+        m.inc_data_range(11, 12).expect("inc");
+        pool.commit().expect("commit");
+        m.commit().expect("commit");
+        let mut device = pool.close().map_err(|e| format!("{e:?}")).expect("close");
+        let mut image = MemoryDevice::new(device.nr_blocks());
+        let mut buf = [0u8; 4096];
+        for b in 0..device.nr_blocks() {
+            device.read(b, &mut buf).expect("read back");
+            image.block_mut(b).copy_from_slice(&buf);
+        }
+        (image, m)
+    }
+
+    /// `check` run as a user runs it reports each block the model holds outside the trees as
+    /// leaked by exactly that many references; the judge passes that, and fails a model (or
+    /// a `check`) that disagrees by one block or one reference either way.
+    #[test]
+    fn check_must_report_exactly_the_leaks_the_model_holds() {
+        let (image, m) = leaky();
+        let refs = &m.committed().caller_refs;
+        assert_eq!(refs.values().sum::<u64>(), 4, "{refs:?}");
+        check_image(&image, &m).expect("check reports exactly the model's leaks");
+        let report = engine::tools::check::check(image.to_device());
+        assert_eq!(report.leaks().len(), 3, "three blocks leak: {:?}", report.findings);
+
+        let mut fewer = refs.clone();
+        let (&b, _) = fewer.iter().next().expect("a block");
+        fewer.remove(&b);
+        let e = judge_leaks(&report, &fewer).expect_err("a leak the model does not know");
+        assert!(matches!(e, Mismatch::CheckFindings(_)), "{e:?}");
+
+        let mut more = refs.clone();
+        more.insert(50, 1);
+        let e = judge_leaks(&report, &more).expect_err("check must report block 50");
+        assert!(matches!(e, Mismatch::State(_)), "{e:?}");
+
+        let mut off_by_one = refs.clone();
+        *off_by_one.get_mut(&11).expect("block 11") += 1;
+        judge_leaks(&report, &off_by_one).expect_err("11 leaks two references, not three");
+
+        // A `check` that stopped reporting leaks (its findings dropped) fails the judge.
+        let mut silent = report.clone();
+        silent.findings.clear();
+        let e = judge_leaks(&silent, refs).expect_err("no leak reported");
+        assert!(matches!(e, Mismatch::State(_)), "{e:?}");
+    }
 }
