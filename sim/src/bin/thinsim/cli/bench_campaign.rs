@@ -195,28 +195,30 @@ fn page(a: &BenchCampaignArgs, base: &[Side], cur: &[Side], argv: &[String]) -> 
     let (Some(c), b) = (figures(cur), figures(base)) else { return o };
     let _ = writeln!(
         o,
-        "| class | runs | {} runs / core-s | this build runs / core-s | {} crash images / core-s | this build crash images / core-s | × | remembered |",
-        a.baseline_name, a.baseline_name
+        "| class | runs | {0} runs / core-s | this build runs / core-s | {0} crash images / core-s | this build crash images / core-s | × | {0} remembered | this build remembered |",
+        a.baseline_name
     );
-    o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (i, (name, runs, rps, ips, memo)) in c.classes.iter().enumerate() {
         let old = b.as_ref().and_then(|b| b.classes.get(i));
         let _ = writeln!(
             o,
-            "| {name} | {runs} | {} | {rps:.1} | {} | **{ips:.0}** | {} | {memo:.0}% |",
+            "| {name} | {runs} | {} | {rps:.1} | {} | **{ips:.0}** | {} | {} | {memo:.0}% |",
             old.map_or("–".into(), |x| format!("{:.1}", x.2)),
             old.map_or("–".into(), |x| format!("{:.0}", x.3)),
             old.map_or("–".into(), |x| format!("{:.1}×", ips / x.3.max(1e-9))),
+            old.map_or("–".into(), |x| format!("{:.0}%", x.4)),
         );
     }
     let _ = writeln!(
         o,
         "\n- **Crash images per second, whole campaign:** {} → **{:.0}**.\n\
-         - Recoveries judged by a remembered verification: {:.0}%.\n\n\
+         - Recoveries judged by a remembered verification: {} → {:.0}%.\n\n\
          Where each class's time goes, against the targets, and the next steps: \
          [cost-profile.md](cost-profile.md).",
         b.as_ref().map_or("–".into(), |b| format!("{:.0}", b.crash_images_per_s)),
         c.crash_images_per_s,
+        b.as_ref().map_or("–".into(), |b| format!("{:.0}%", b.recoveries_memo_share)),
         c.recoveries_memo_share
     );
     o
