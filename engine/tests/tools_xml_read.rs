@@ -391,35 +391,33 @@ fn def_and_ref_errors_say_where_and_why() {
     );
 }
 
+/// Def 0 holds one run; def k names def k - 1 twice, so it stands for 2^k runs.
+fn doubling_defs(levels: u32) -> String {
+    let mut body = String::from(
+        "<def name=\"0\"><single_mapping origin_block=\"0\" data_block=\"0\" time=\"0\"/></def>\n",
+    );
+    for level in 1..=levels {
+        let below = level - 1;
+        body += &format!(
+            "<def name=\"{level}\"><ref name=\"{below}\"/><ref name=\"{below}\"/></def>\n"
+        );
+    }
+    body
+}
+
 /// Each nested def doubles the one before: 40 levels would stand for 2^40 runs from a few
 /// kilobytes. The reader refuses once the defs would hold, or the refs emit, more than its
 /// bounds, and holds no more than that meanwhile.
 #[test]
 fn nested_defs_that_double_are_refused_at_the_bound() {
     use engine::tools::xml_read::{MAX_REFERENCED_RUNS, MAX_SHARED_RUNS};
-    let mut body = String::from(
-        "<def name=\"0\"><single_mapping origin_block=\"0\" data_block=\"0\" time=\"0\"/></def>\n",
-    );
-    for level in 1..=40 {
-        let below = level - 1;
-        body += &format!(
-            "<def name=\"{level}\"><ref name=\"{below}\"/><ref name=\"{below}\"/></def>\n"
-        );
-    }
+    let body = doubling_defs(40);
     let e = error_of(&doc(&body));
     assert_eq!(e.kind, ParseErrorKind::TooManySharedRuns { max: MAX_SHARED_RUNS }, "{e}");
     assert_eq!(e.line, 2 + 22, "def 22 would hold 2^22 runs, the 2^23rd in all: {e}");
 
     // Within the defs' bound, but refs from devices that expand past the emitting bound.
-    let mut body = String::from(
-        "<def name=\"0\"><single_mapping origin_block=\"0\" data_block=\"0\" time=\"0\"/></def>\n",
-    );
-    for level in 1..=20 {
-        let below = level - 1;
-        body += &format!(
-            "<def name=\"{level}\"><ref name=\"{below}\"/><ref name=\"{below}\"/></def>\n"
-        );
-    }
+    let mut body = doubling_defs(20);
     body += DEV;
     for _ in 0..(MAX_REFERENCED_RUNS >> 20) + 1 {
         body += "<ref name=\"20\"/>";
