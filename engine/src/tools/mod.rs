@@ -6,6 +6,10 @@
 //!   reference counts, `mapped_blocks`). It reads blocks through the block manager and the
 //!   format's decoders and walks every tree itself: it shares no tree-walking code with the
 //!   engine it audits.
+//! - [`repair`]: the salvage of a damaged image into a clean one (`thin_repair`).
+//! - `tolerant`: the one tolerant reader `check` and `repair` walk damaged trees with (a
+//!   visitor told each node's path and key range; bounded depth, a visited set, each failed
+//!   block remembered). It uses nothing from `btree/`.
 //! - [`dump`] and [`restore`]: `thin_dump` and `thin_restore` of an opened pool, through the
 //!   pool's two seams for tools ([`crate::thin::Pool::visit`] to read the trees whole,
 //!   [`crate::thin::Pool::bulk_load`] to build them bottom-up); `ls_rows` for `thin_ls`.
@@ -22,6 +26,7 @@ mod error;
 pub mod ls;
 pub mod repair;
 pub mod restore;
+mod tolerant;
 mod tracked;
 pub mod types;
 mod xml_error;

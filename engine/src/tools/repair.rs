@@ -3,8 +3,9 @@
 //!
 //! The salvage reads the damaged image only through the format's validators, never through
 //! the pool (whose open refuses damage). It finds the roots of the two trees a pool is made
-//! of — the device-details tree and the two-level mapping tree — then walks them tolerantly:
-//! an unreadable or misplaced node loses the mappings below it, nothing more.
+//! of — the device-details tree and the two-level mapping tree — then walks them with the
+//! tools' tolerant reader ([`super::tolerant`], the walker `check` audits with): an
+//! unreadable or misplaced node loses the mappings below it, nothing more.
 //!
 //! Finding the roots, in order of trust:
 //! 1. The superblock, when it validates.
@@ -33,17 +34,16 @@
 
 use super::error::ToolError;
 use super::restore::{write_devices, Run};
+use super::tolerant::{self, Go, KeyRange, Place, Reader, Seen, TreeKind, Visitor};
 pub use super::types::Overrides;
 use super::{XmlDevice, XmlSuperblock};
-use crate::block_manager::BlockManager;
 use crate::format::checksum::BlockKind;
 use crate::format::node;
 use crate::format::superblock::Superblock;
 use crate::format::{BlockTime, DeviceDetails};
 use crate::io::{Block, BlockDevice};
-use crate::limits::{MAX_BTREE_DEPTH, SUPERBLOCK_MAGIC, TIME_LIMIT};
+use crate::limits::{SUPERBLOCK_MAGIC, TIME_LIMIT};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// Where the salvage found its roots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +124,8 @@ pub struct Salvage {
 /// With no superblock and no override for them, the number of data blocks and the
 /// transaction id are inferred from what survives ([`Inferred`]).
 pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolError> {
-    let bm = BlockManager::new(dev, 1024);
-    let raw = bm.read_raw(0).map_err(ToolError::Engine)?;
+    let reader = Reader::new(dev);
+    let raw = reader.read_raw(0).map_err(ToolError::Engine)?;
     let valid = Superblock::unpack(&raw, 0).ok();
     let hint = valid.clone().or_else(|| {
         let sb = Superblock::unpack_unchecked(&raw);
@@ -151,7 +151,7 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
     let known_nr_data_blocks = o.nr_data_blocks.or(hint.as_ref().map(|s| s.data_sm_root.nr_blocks));
     let known_transaction = o.transaction_id.or(hint.as_ref().map(|s| s.trans_id));
     let mut s = Salvager {
-        bm,
+        reader,
         nr_data_blocks: known_nr_data_blocks.unwrap_or(u64::MAX),
         // With no superblock the pool's time is unknown: any time the format can hold.
         max_time: hint.as_ref().map_or(u32::MAX, |s| s.time),
@@ -274,59 +274,59 @@ enum Holds {
     Other,
 }
 
-/// The three trees a salvage walks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tree {
-    Details,
-    Top,
-    Mappings,
-}
-
-impl Tree {
-    const fn value_size(self) -> usize {
-        match self {
-            Tree::Details => 24,
-            Tree::Top | Tree::Mappings => 8,
-        }
-    }
-}
-
 struct Salvager {
-    bm: BlockManager,
+    reader: Reader,
     nr_data_blocks: u64,
     max_time: u32,
     unreadable: BTreeSet<u64>,
     dropped: u64,
 }
 
-impl Salvager {
-    fn node(&mut self, b: u64) -> Option<Arc<Block>> {
-        match self.bm.read(b, BlockKind::Node) {
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.unreadable.insert(b);
-                None
-            }
+/// The salvage's visitor for one tree: damage is a loss (counted), never a finding; an entry
+/// outside its parents' key range is dropped.
+struct Gather<'a> {
+    tree: TreeKind,
+    nr_meta_blocks: u64,
+    unreadable: &'a mut BTreeSet<u64>,
+    dropped: &'a mut u64,
+    entry: &'a mut dyn FnMut(u64, &[u8]) -> Keep,
+}
+
+/// Whether the salvage keeps a leaf entry inside its key range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Yes,
+    /// Dropped: it fails the tree's own rule (past the data device, after the pool's time,
+    /// a virtual block already kept).
+    No,
+}
+
+impl Visitor for Gather<'_> {
+    fn unreadable(&mut self, b: u64, _e: &crate::error::Error, _at: Place<'_>) {
+        self.unreadable.insert(b);
+    }
+
+    fn node(&mut self, b: u64, n: &Block, _at: Place<'_>) -> Go {
+        let fits = !node::is_leaf(n)
+            || (node::value_size(n) == self.tree.value_size() && self.leaf_fits(n));
+        if !fits {
+            self.unreadable.insert(b);
+            return Go::Skip;
+        }
+        Go::Enter
+    }
+
+    fn leaf(&mut self, _b: u64, n: &Block, at: Place<'_>) {
+        for i in 0..node::nr_entries(n) {
+            let k = node::key(n, i);
+            let kept = at.range.contains(k) && (self.entry)(k, node::value(n, i)) == Keep::Yes;
+            *self.dropped += u64::from(!kept);
         }
     }
+}
 
-    /// The value size of the first leaf under `b`, if `b` reads as a tree's root.
-    fn leaf_value_size(&mut self, b: u64) -> Option<usize> {
-        let leaf = self.first_leaf(b)?;
-        self.bm.read(leaf, BlockKind::Node).ok().map(|n| node::value_size(&n))
-    }
-
-    /// Every leaf entry (key, value bytes) under `root` that lies in its parents' ranges.
-    /// Root 0 is the superblock's place: no tree (a scan that found none).
-    fn leaves(&mut self, root: u64, tree: Tree, f: &mut dyn FnMut(&mut Self, u64, &[u8])) {
-        if root == 0 {
-            return;
-        }
-        let mut seen = BTreeSet::new();
-        self.leaves_rec(root, tree, (0, None), 0, &mut seen, f);
-    }
-
-    /// Whether a leaf of the right value size can belong to `tree`. Top-level and mapping
+impl Gather<'_> {
+    /// Whether a leaf of the right value size can belong to the tree. Top-level and mapping
     /// leaves both hold 8-byte values and nothing in a node tells them apart, and after a
     /// lost or misdirected write an older block of the other kind can stand where one was
     /// expected. A top-level leaf's values are all metadata block numbers, so a mapping leaf
@@ -337,75 +337,57 @@ impl Salvager {
     /// the superblock and never a tree's root, so no top-level leaf holds it. A real mapping
     /// of data block 0 at a later time, alone in its leaf, is lost this way — lost, never
     /// invented.
-    fn leaf_fits(&self, n: &Block, tree: Tree) -> bool {
-        let nr_meta = self.bm.nr_blocks();
+    fn leaf_fits(&self, n: &Block) -> bool {
+        let nr_meta = self.nr_meta_blocks;
         let mut values = (0..node::nr_entries(n)).map(|i| node::value_u64(n, i));
         let root_like = |v: u64| v != 0 && v < nr_meta;
-        match tree {
-            Tree::Details => true,
-            Tree::Top => values.all(root_like),
-            Tree::Mappings => node::nr_entries(n) == 0 || values.any(|v| !root_like(v)),
+        match self.tree {
+            TreeKind::Top => values.all(root_like),
+            TreeKind::Bottom => node::nr_entries(n) == 0 || values.any(|v| !root_like(v)),
+            _ => true,
         }
     }
+}
 
-    fn leaves_rec(
-        &mut self,
-        b: u64,
-        tree: Tree,
-        (lo, hi): (u64, Option<u64>),
-        depth: usize,
-        seen: &mut BTreeSet<u64>,
-        f: &mut dyn FnMut(&mut Self, u64, &[u8]),
-    ) {
-        if depth >= MAX_BTREE_DEPTH || !seen.insert(b) {
+impl Salvager {
+    /// The value size of the first leaf under `b`, if `b` reads as a tree's root.
+    fn leaf_value_size(&mut self, b: u64) -> Option<usize> {
+        let leaf = self.reader.first_leaf(b)?;
+        self.reader.probe(leaf, BlockKind::Node).map(|n| node::value_size(&n))
+    }
+
+    /// Hands `entry` every leaf entry (key, value bytes) under `root` that lies in its
+    /// parents' ranges; an entry it refuses is counted as dropped. Each call walks afresh
+    /// (a snapshot's device needs the mappings it shares with its origin too). Root 0 is the
+    /// superblock's place: no tree (a scan that found none).
+    fn leaves(&mut self, root: u64, tree: TreeKind, entry: &mut dyn FnMut(u64, &[u8]) -> Keep) {
+        if root == 0 {
             return;
         }
-        let Some(n) = self.node(b) else { return };
-        let count = node::nr_entries(&n);
-        let leaf = node::is_leaf(&n);
-        if leaf && (node::value_size(&n) != tree.value_size() || !self.leaf_fits(&n, tree)) {
-            self.unreadable.insert(b);
-            return;
-        }
-        for i in 0..count {
-            let k = node::key(&n, i);
-            let inside = k >= lo && hi.is_none_or(|h| k < h);
-            if leaf {
-                if inside {
-                    f(self, k, node::value(&n, i));
-                } else {
-                    self.dropped += 1;
-                }
-                continue;
-            }
-            let next = if i + 1 < count { Some(node::key(&n, i + 1)) } else { hi };
-            let child_hi = match (next, hi) {
-                (Some(a), Some(h)) => Some(a.min(h)),
-                (a, h) => a.or(h),
-            };
-            self.leaves_rec(
-                node::value_u64(&n, i),
-                tree,
-                (k.max(lo), child_hi),
-                depth + 1,
-                seen,
-                f,
-            );
-        }
+        let mut v = Gather {
+            tree,
+            nr_meta_blocks: self.reader.nr_blocks(),
+            unreadable: &mut self.unreadable,
+            dropped: &mut self.dropped,
+            entry,
+        };
+        tolerant::walk(&mut self.reader, &mut Seen::default(), root, KeyRange::ALL, &mut v);
     }
 
     fn details(&mut self, root: u64) -> BTreeMap<u64, DeviceDetails> {
         let mut out = BTreeMap::new();
-        self.leaves(root, Tree::Details, &mut |_, k, v| {
+        self.leaves(root, TreeKind::Details, &mut |k, v| {
             out.insert(k, DeviceDetails::unpack(v));
+            Keep::Yes
         });
         out
     }
 
     fn top(&mut self, root: u64) -> BTreeMap<u64, u64> {
         let mut out = BTreeMap::new();
-        self.leaves(root, Tree::Top, &mut |_, k, v| {
+        self.leaves(root, TreeKind::Top, &mut |k, v| {
             out.insert(k, u64::from_le_bytes(v.try_into().expect("value size 8 checked")));
+            Keep::Yes
         });
         out
     }
@@ -414,14 +396,14 @@ impl Salvager {
     fn mappings(&mut self, root: u64) -> Vec<Mapping> {
         let mut out: BTreeMap<u64, (u64, u32)> = BTreeMap::new();
         let (nr, max_time) = (self.nr_data_blocks, self.max_time);
-        self.leaves(root, Tree::Mappings, &mut |s, k, v| {
+        self.leaves(root, TreeKind::Bottom, &mut |k, v| {
             let bt = BlockTime::unpack(u64::from_le_bytes(v.try_into().expect("size 8")));
             let ok = bt.data_block.0 < nr && bt.time <= max_time && !out.contains_key(&k);
-            if ok {
-                out.insert(k, (bt.data_block.0, bt.time));
-            } else {
-                s.dropped += 1;
+            if !ok {
+                return Keep::No;
             }
+            out.insert(k, (bt.data_block.0, bt.time));
+            Keep::Yes
         });
         out.into_iter().map(|(v, (b, t))| (v, b, t)).collect()
     }
@@ -432,8 +414,8 @@ impl Salvager {
         let mut children = BTreeSet::new();
         // A leaf's first value (a bottom root, if the leaf is a top-level one).
         let mut first_words = BTreeMap::new();
-        for b in 1..self.bm.nr_blocks() {
-            let Ok(n) = self.bm.read(b, BlockKind::Node) else { continue };
+        for b in 1..self.reader.nr_blocks() {
+            let Some(n) = self.reader.probe(b, BlockKind::Node) else { continue };
             let leaf = node::is_leaf(&n);
             let count = node::nr_entries(&n);
             if !leaf {
@@ -462,7 +444,7 @@ impl Salvager {
                 Some(Holds::Details) => details_cands.push(r),
                 Some(Holds::Words) => {
                     // A top-level tree's leaf values are bottom roots: valid nodes.
-                    let leaf = self.first_leaf(r);
+                    let leaf = self.reader.first_leaf(r);
                     let is_top = leaf
                         .and_then(|l| first_words.get(&l))
                         .is_some_and(|v| holds.contains_key(v));
@@ -510,24 +492,8 @@ impl Salvager {
         Ok((roots, nodes_scanned))
     }
 
-    /// The first leaf under `b` (following first children), if it reads.
-    fn first_leaf(&mut self, b: u64) -> Option<u64> {
-        let mut b = b;
-        for _ in 0..MAX_BTREE_DEPTH {
-            let n = self.bm.read(b, BlockKind::Node).ok()?;
-            if node::is_leaf(&n) {
-                return Some(b);
-            }
-            if node::nr_entries(&n) == 0 {
-                return None;
-            }
-            b = node::value_u64(&n, 0);
-        }
-        None
-    }
-
     fn leaf_kind(&mut self, b: u64, holds: &BTreeMap<u64, (Holds, bool)>) -> Option<Holds> {
-        let leaf = self.first_leaf(b)?;
+        let leaf = self.reader.first_leaf(b)?;
         holds.get(&leaf).map(|h| h.0)
     }
 }
