@@ -16,18 +16,36 @@
 //! The engine has no dependency on the model or the simulator; the block-device trait in
 //! [`io`] is the only seam to storage.
 
-pub mod block_manager;
-pub mod btree;
+/// Declares the pool's lower floors: public with the `internals` feature (the engine's own
+/// integration tests and benchmarks turn it on), crate-private otherwise, so the simulator,
+/// the fuzz targets and the CLI reach the engine only through [`thin`] and [`tools`] (plus
+/// the leaf modules below: the format, the device trait, limits, errors and events).
+macro_rules! lower_floors {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        $(#[$doc])*
+        #[cfg(not(feature = "internals"))]
+        pub(crate) mod $name;
+    )*};
+}
+
+lower_floors! {
+    block_manager;
+    btree;
+    space_map;
+    transaction;
+}
+
 pub mod canary;
 pub mod error;
 pub mod events;
 pub mod format;
 pub mod io;
 pub mod limits;
-pub mod space_map;
 mod sync;
 pub mod thin;
 pub mod tools;
-pub mod transaction;
 
 pub use error::{Errno, Error, Result};

@@ -26,7 +26,7 @@ pub use build::build;
 pub use delete::delete;
 pub use insert::{insert, replace};
 pub use remove::{remove, remove_range};
-pub use walk::{walk, walk_nodes};
+pub use walk::walk;
 
 use crate::canary::Canary;
 use crate::error::{Error, Result};
