@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_clean, fresh_pool, logical, shared_device, Observe, SharedDevice};
-use engine::thin::{DataBlock, ThinId, VBlock};
+use engine::thin::{DataBlock, ThinId, TransactionId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use engine::{Errno, Error};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -75,7 +75,7 @@ fn h3_abort_rolls_everything_back() {
     pool.create_thin(ThinId(3)).unwrap();
     let h3 = pool.open_thin_device(ThinId(3)).unwrap();
     pool.insert_block(&h, VBlock(0), pool.alloc_data_block().unwrap()).unwrap();
-    pool.set_transaction_id(0, 9).unwrap();
+    pool.set_transaction_id(TransactionId(0), TransactionId(9)).unwrap();
     pool.resize_data_dev(20_000).unwrap();
     pool.reserve_metadata_snap().unwrap(); // commits everything above first ([H9])
     let after_reserve = logical(&pool);
@@ -88,7 +88,7 @@ fn h3_abort_rolls_everything_back() {
     assert_ne!(after_reserve, before);
     // The snapshot copy was made after reserve's commit, in the aborted transaction ([R6]).
     assert_eq!(pool.get_metadata_snap().unwrap(), None, "uncommitted reserve rolled back");
-    assert_eq!(pool.get_transaction_id().unwrap(), 9);
+    assert_eq!(pool.get_transaction_id().unwrap(), TransactionId(9));
     assert!(pool.aborted_changes(&h));
     assert!(!pool.aborted_changes(&h3));
     assert_eq!(errno(pool.get_mapped_count(&h4)), Errno::ENODATA, "device 4 never committed");
@@ -199,7 +199,7 @@ fn h8_read_only_refuses_every_mutator_without_effect() {
         errno(pool.remove_block(&h, VBlock(0))),
         errno(pool.remove_range(&h, VBlock(0), VBlock(9))),
         errno(pool.alloc_data_block()),
-        errno(pool.set_transaction_id(0, 1)),
+        errno(pool.set_transaction_id(TransactionId(0), TransactionId(1))),
         errno(pool.reserve_metadata_snap()),
         errno(pool.inc_data_range(DataBlock(0), DataBlock(1))),
         errno(pool.resize_data_dev(20_000)),
@@ -209,7 +209,7 @@ fn h8_read_only_refuses_every_mutator_without_effect() {
         assert_eq!(e, Errno::EPERM);
     }
     assert_eq!(logical(&pool), before);
-    assert_eq!(pool.get_transaction_id().unwrap(), 0);
+    assert_eq!(pool.get_transaction_id().unwrap(), TransactionId(0));
     assert!(pool.find_block(&h, VBlock(0), true).is_ok());
     pool.abort().unwrap();
     assert_eq!(dev.image().to_bytes(), image, "read-only mode wrote to the device");
@@ -324,7 +324,7 @@ fn r1_argument_errors_leave_no_trace_other_errors_poison() {
     assert_eq!(errno(pool.create_thin(ThinId(1))), Errno::EEXIST);
     assert_eq!(errno(pool.create_snap(ThinId(3), ThinId(99))), Errno::ENODATA);
     assert_eq!(errno(pool.delete_thin_device(ThinId(99))), Errno::ENODATA);
-    assert_eq!(errno(pool.set_transaction_id(5, 6)), Errno::EINVAL);
+    assert_eq!(errno(pool.set_transaction_id(TransactionId(5), TransactionId(6))), Errno::EINVAL);
     assert_eq!(errno(pool.dec_data_range(DataBlock(9_000), DataBlock(9_001))), Errno::EINVAL);
     assert_eq!(errno(pool.inc_data_range(DataBlock(5), DataBlock(4))), Errno::EINVAL);
     assert_eq!(errno(pool.release_metadata_snap()), Errno::EINVAL);
@@ -463,7 +463,7 @@ fn r8_time_cannot_outgrow_24_bits() {
     engine::tools::restore::restore(std::io::Cursor::new(xml), Box::new(dev.clone())).unwrap();
     let pool = reopen(&dev);
     assert_eq!(errno(pool.create_snap(ThinId(2), ThinId(1))), Errno::ENOSPC);
-    assert_eq!(pool.summary().unwrap().time, (1 << 24) - 1);
+    assert_eq!(pool.summary().unwrap().time.0, (1 << 24) - 1);
     assert!(!pool.devices().unwrap().contains_key(&2));
 }
 
@@ -559,7 +559,7 @@ fn snapshots_of_snapshots_and_deleting_origins() {
         pool.insert_block(&h2, VBlock(v), pool.alloc_data_block().unwrap()).unwrap();
     }
     pool.commit().unwrap();
-    assert_eq!(pool.summary().unwrap().time, 2);
+    assert_eq!(pool.summary().unwrap().time.0, 2);
     pool.delete_thin_device(ThinId(1)).unwrap();
     pool.commit().unwrap();
     assert_clean(&dev);

@@ -243,8 +243,12 @@ fn semantic_damage_is_reported_by_check() {
     let mut img = base.clone();
     let leaf = node::value_u64(blk(&img, root_of_device(&img, 1)), 0);
     edit_sealed(&mut img, leaf, BlockKind::Node, |b| {
-        let v =
-            engine::format::BlockTime { data_block: DataBlock(1 << 30), time: 0 }.pack().unwrap();
+        let v = engine::format::BlockTime {
+            data_block: DataBlock(1 << 30),
+            time: engine::format::Time(0),
+        }
+        .pack()
+        .unwrap();
         node::set_value(b, 0, &v.to_le_bytes());
     });
     expect_finding("past the data device", img, FindingKind::Mapping, "maps past the data device");

@@ -13,7 +13,7 @@ use engine::format::node;
 use engine::format::superblock::Superblock;
 use engine::io::MemoryDevice;
 use engine::limits::TIME_LIMIT;
-use engine::thin::ThinId;
+use engine::thin::{ThinId, TransactionId};
 use engine::tools::repair::{salvage, RootsFrom};
 use engine::tools::types::Overrides;
 use engine::tools::ToolError;
@@ -107,7 +107,7 @@ fn a_damaged_superblock_without_a_data_block_size_asks_for_it() {
 fn a_damaged_superblocks_time_past_the_format_is_capped() {
     let (mut img, had) = base();
     let mut s = sb(&img);
-    s.time = u32::MAX;
+    s.time = engine::format::Time(u32::MAX);
     put_damaged_superblock(&mut img, &s);
     let kept = salvage(img.to_device(), Overrides::default()).unwrap();
     assert_eq!(kept.sb.time, TIME_LIMIT - 1, "the largest time a mapping can hold");
@@ -204,12 +204,12 @@ fn a_scan_takes_the_agreeing_trees_then_the_newest_by_time() {
     let (pool, dev) = common::fresh_pool(BASE_METADATA_BLOCKS, BASE_DATA_BLOCKS);
     pool.create_thin(ThinId(1)).unwrap();
     common::provision(&pool, ThinId(1), 0..300);
-    pool.set_transaction_id(0, 100).unwrap();
+    pool.set_transaction_id(TransactionId(0), TransactionId(100)).unwrap();
     pool.create_thin(ThinId(2)).unwrap();
     common::provision(&pool, ThinId(2), 0..20);
     pool.commit().unwrap();
     let older = (flat(&pool), dump(&pool));
-    pool.set_transaction_id(100, 5).unwrap();
+    pool.set_transaction_id(TransactionId(100), TransactionId(5)).unwrap();
     pool.delete_thin_device(ThinId(2)).unwrap();
     pool.create_snap(ThinId(3), ThinId(1)).unwrap();
     pool.commit().unwrap();
@@ -258,8 +258,8 @@ fn a_creation_time_after_the_snapshot_time_is_brought_down_to_it() {
     let blk = img.block_mut(leaf);
     let i = entry_of(blk, 3);
     let mut d = DeviceDetails::unpack(node::value(blk, i));
-    assert_eq!((d.creation_time, d.snapshotted_time), (1, 1));
-    d.snapshotted_time = 0;
+    assert_eq!((d.creation_time.0, d.snapshotted_time.0), (1, 1));
+    d.snapshotted_time = engine::format::Time(0);
     node::set_value(blk, i, &d.pack());
     reseal(&mut img, leaf);
     let kept = salvage(img.to_device(), Overrides::default()).unwrap();

@@ -8,8 +8,8 @@ use engine::format::{node, BlockKind, BlockTime, DeviceDetails, Superblock};
 use engine::io::BlockDevice;
 use engine::io::MemoryDevice;
 use engine::thin::{
-    BulkSuperblock, DataBlock, MetadataBlock, Pool, PoolOptions, Source, ThinId, TreeHeader,
-    TreeVisitor, VBlock, VisitError,
+    BulkSuperblock, DataBlock, MetadataBlock, Pool, PoolOptions, Source, ThinId, Time,
+    TransactionId, TreeHeader, TreeVisitor, VBlock, VisitError,
 };
 use std::ops::ControlFlow;
 
@@ -18,11 +18,16 @@ fn fresh() -> Pool {
 }
 
 fn packed(data: u64, time: u32) -> u64 {
-    BlockTime { data_block: DataBlock(data), time }.pack().expect("in range")
+    BlockTime { data_block: DataBlock(data), time: Time(time) }.pack().expect("in range")
 }
 
-const SB: BulkSuperblock =
-    BulkSuperblock { time: 3, trans_id: 9, flags: 0, version: 2, uuid: [0; 16] };
+const SB: BulkSuperblock = BulkSuperblock {
+    time: Time(3),
+    trans_id: TransactionId(9),
+    flags: 0,
+    version: 2,
+    uuid: [0; 16],
+};
 
 #[test]
 fn bulk_load_sorts_its_input_and_commits_whole() {
@@ -31,7 +36,7 @@ fn bulk_load_sorts_its_input_and_commits_whole() {
         b.resize_data(100)?;
         // Out of order on purpose: restore takes XML whose origins need not ascend.
         let mut m = vec![(40, packed(7, 1)), (2, packed(5, 1)), (17, packed(6, 2))];
-        b.add_device(1, 4, 0, 1, &mut m)?;
+        b.add_device(1, TransactionId(4), Time(0), Time(1), &mut m)?;
         b.add_data_counts(&[(5, 1), (6, 1), (7, 1)])?;
         b.finish(&SB)
     })
@@ -45,7 +50,7 @@ fn bulk_load_sorts_its_input_and_commits_whole() {
     }
     assert_eq!(pool.get_mapped_count(&h).unwrap(), 3);
     pool.close_thin_device(h);
-    assert_eq!(pool.get_transaction_id().unwrap(), 9);
+    assert_eq!(pool.get_transaction_id().unwrap(), TransactionId(9));
     assert_eq!(pool.get_free_block_count().unwrap(), 97);
 }
 

@@ -10,7 +10,7 @@ use engine::format::checksum::{self, BlockKind};
 use engine::format::index::unpack_metadata_index;
 use engine::format::superblock::Superblock;
 use engine::io::FileDevice;
-use engine::thin::{DataBlock, Pool, PoolOptions, ThinId, VBlock};
+use engine::thin::{DataBlock, Pool, PoolOptions, ThinId, TransactionId, VBlock};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -105,7 +105,7 @@ fn engine_image(d: &Dir, name: &str) -> String {
     }
     pool.close_thin_device(h);
     pool.create_thin(ThinId(2)).unwrap();
-    pool.set_transaction_id(0, 9).unwrap();
+    pool.set_transaction_id(TransactionId(0), TransactionId(9)).unwrap();
     pool.commit().unwrap();
     pool.set_needs_check().unwrap();
     pool.close().map_err(|e| format!("{e:?}")).unwrap();

@@ -56,7 +56,7 @@
 use engine::events::{BtreeEvent, Map, SpaceEvent, Tree};
 use engine::io::{Block, BlockDevice, IoError, MemoryDevice};
 use engine::thin::{CloseError, Pool, PoolOptions, ThinHandle};
-use engine::thin::{DataBlock, ThinId, VBlock};
+use engine::thin::{DataBlock, ThinId, TransactionId, VBlock};
 use model::{Errno, Handle, Lookup, MappedRange, Model};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -763,7 +763,7 @@ impl Sut {
             T::Commit => Answer::Unit(eng(p.commit())),
             T::Abort => Answer::Unit(eng(p.abort())),
             T::SetTransactionId { current, new } => {
-                Answer::Unit(eng(p.set_transaction_id(current, new)))
+                Answer::Unit(eng(p.set_transaction_id(TransactionId(current), TransactionId(new))))
             }
             T::ReserveMetadataSnap => Answer::Unit(eng(p.reserve_metadata_snap())),
             T::ReleaseMetadataSnap => Answer::Unit(eng(p.release_metadata_snap())),
@@ -856,7 +856,7 @@ impl Sut {
             }
             T::SetNeedsCheck => Answer::Unit(eng(p.set_needs_check())),
             T::Query(q) => match q {
-                Query::TransactionId => Answer::Number(eng(p.get_transaction_id())),
+                Query::TransactionId => Answer::Number(eng(p.get_transaction_id().map(u64::from))),
                 Query::FreeBlockCount => Answer::Number(eng(p.get_free_block_count())),
                 Query::DataDevSize => Answer::Number(eng(p.get_data_dev_size())),
                 Query::MetadataSnap => {
@@ -952,7 +952,11 @@ impl StateMachineTest for PoolMachine {
         let (p, m) = (sut.pool(), &s.model);
         m.check_invariants().expect("model invariants");
         assert_eq!(sut.handles.len(), s.handles.len(), "open handles");
-        assert_eq!(eng(p.get_transaction_id()), m.get_transaction_id(), "transaction id");
+        assert_eq!(
+            eng(p.get_transaction_id().map(u64::from)),
+            m.get_transaction_id(),
+            "transaction id"
+        );
         assert_eq!(eng(p.get_free_block_count()), m.free_data_blocks(), "free data blocks");
         assert_eq!(eng(p.get_data_dev_size()), m.data_dev_size(), "data device size");
         assert_eq!(
@@ -965,7 +969,8 @@ impl StateMachineTest for PoolMachine {
             .expect("device list")
             .into_iter()
             .map(|(id, d)| {
-                (id, (d.mapped_blocks, d.transaction_id, d.creation_time, d.snapshotted_time))
+                let (t, c, s) = (d.transaction_id.0, d.creation_time.0, d.snapshotted_time.0);
+                (id, (d.mapped_blocks, t, c, s))
             })
             .collect();
         let expected: BTreeMap<u64, (u64, u64, u32, u32)> = m
@@ -981,7 +986,7 @@ impl StateMachineTest for PoolMachine {
                 .mappings(ThinId(id))
                 .expect("mappings")
                 .into_iter()
-                .map(|(v, bt)| (v, bt.data_block.0, bt.time))
+                .map(|(v, bt)| (v, bt.data_block.0, bt.time.0))
                 .collect();
             let expected: Vec<(u64, u64, u32)> =
                 d.mappings.iter().map(|(v, m)| (v, m.data_block, m.time)).collect();

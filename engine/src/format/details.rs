@@ -7,6 +7,7 @@
 //! | 16  | 4    | creation_time    |
 //! | 20  | 4    | snapshotted_time |
 
+use super::ids::{Time, TransactionId};
 use super::{le_u32, le_u64, put_u32, put_u64};
 
 pub const DETAILS_BYTES: usize = 24;
@@ -14,27 +15,27 @@ pub const DETAILS_BYTES: usize = 24;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceDetails {
     pub mapped_blocks: u64,
-    pub transaction_id: u64,
-    pub creation_time: u32,
-    pub snapshotted_time: u32,
+    pub transaction_id: TransactionId,
+    pub creation_time: Time,
+    pub snapshotted_time: Time,
 }
 
 impl DeviceDetails {
     pub fn pack(&self) -> [u8; DETAILS_BYTES] {
         let mut b = [0u8; DETAILS_BYTES];
         put_u64(&mut b, 0, self.mapped_blocks);
-        put_u64(&mut b, 8, self.transaction_id);
-        put_u32(&mut b, 16, self.creation_time);
-        put_u32(&mut b, 20, self.snapshotted_time);
+        put_u64(&mut b, 8, self.transaction_id.0);
+        put_u32(&mut b, 16, self.creation_time.0);
+        put_u32(&mut b, 20, self.snapshotted_time.0);
         b
     }
 
     pub fn unpack(b: &[u8]) -> Self {
         DeviceDetails {
             mapped_blocks: le_u64(b, 0),
-            transaction_id: le_u64(b, 8),
-            creation_time: le_u32(b, 16),
-            snapshotted_time: le_u32(b, 20),
+            transaction_id: TransactionId(le_u64(b, 8)),
+            creation_time: Time(le_u32(b, 16)),
+            snapshotted_time: Time(le_u32(b, 20)),
         }
     }
 }
@@ -51,9 +52,9 @@ mod tests {
             d,
             DeviceDetails {
                 mapped_blocks: 5,
-                transaction_id: 2,
-                creation_time: 0,
-                snapshotted_time: 1
+                transaction_id: TransactionId(2),
+                creation_time: Time(0),
+                snapshotted_time: Time(1)
             }
         );
         assert_eq!(d.pack(), bytes);

@@ -1,5 +1,6 @@
 //! The number spaces of the pool API, as types: a thin device's id, a virtual block of a
-//! thin device, a block of the data device, a block of the metadata device. Each is its own type so that a call cannot take
+//! thin device, a block of the data device, a block of the metadata device, a transaction id
+//! and the pool's time (the snapshot counter). Each is its own type so that a call cannot take
 //! one for another (`insert_block(&h, VBlock(v), DataBlock(b))`, never two bare `u64`s);
 //! `From<u64>` and `u64::from` are the explicit crossings, at the edge of a caller that
 //! holds plain numbers (a trace, a model, a test's literal).
@@ -11,18 +12,21 @@ use std::fmt;
 
 macro_rules! number_space {
     ($(#[$doc:meta])* $name:ident) => {
+        number_space!($(#[$doc])* $name, u64);
+    };
+    ($(#[$doc:meta])* $name:ident, $repr:ty) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub u64);
+        pub struct $name(pub $repr);
 
-        impl From<u64> for $name {
-            fn from(v: u64) -> Self {
+        impl From<$repr> for $name {
+            fn from(v: $repr) -> Self {
                 $name(v)
             }
         }
 
-        impl From<$name> for u64 {
-            fn from(v: $name) -> u64 {
+        impl From<$name> for $repr {
+            fn from(v: $name) -> $repr {
                 v.0
             }
         }
@@ -51,3 +55,21 @@ number_space!(
     /// A 4 KiB block of the metadata device (where the held metadata snapshot lives, say).
     MetadataBlock
 );
+number_space!(
+    /// A transaction id: the superblock's (set by the pool's user, `dm_pool_set_transaction_id`)
+    /// or the one a device's details record from the last commit that changed it.
+    TransactionId
+);
+number_space!(
+    /// The pool's time: a counter that each snapshot advances, stamped on every mapping and
+    /// device (24 bits in a mapping, [R8]; 32 in the superblock and details).
+    Time,
+    u32
+);
+
+impl Time {
+    /// The time after this one (a snapshot's); the caller keeps it below the format's limit.
+    pub fn next(self) -> Time {
+        Time(self.0 + 1)
+    }
+}

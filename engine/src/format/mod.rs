@@ -14,7 +14,7 @@ pub mod superblock;
 pub use block_time::BlockTime;
 pub use checksum::BlockKind;
 pub use details::DeviceDetails;
-pub use ids::{DataBlock, MetadataBlock, ThinId, VBlock};
+pub use ids::{DataBlock, MetadataBlock, ThinId, Time, TransactionId, VBlock};
 pub use index::IndexEntry;
 pub use superblock::{SmRoot, Superblock};
 

@@ -35,6 +35,7 @@
 //! Invariant: everything we write lies in the first 512-byte sector (commit atomicity).
 
 use super::checksum::{self, BlockKind};
+use super::ids::{Time, TransactionId};
 use super::{le_u32, le_u64, put_u32, put_u64};
 use crate::error::CorruptKind;
 use crate::io::Block;
@@ -75,8 +76,8 @@ pub struct Superblock {
     pub uuid: [u8; 16],
     pub magic: u64,
     pub version: u32,
-    pub time: u32,
-    pub trans_id: u64,
+    pub time: Time,
+    pub trans_id: TransactionId,
     pub held_root: u64,
     pub data_sm_root: SmRoot,
     pub metadata_sm_root: SmRoot,
@@ -102,8 +103,8 @@ impl Superblock {
         b[16..32].copy_from_slice(&self.uuid);
         put_u64(&mut b, 32, self.magic);
         put_u32(&mut b, 40, self.version);
-        put_u32(&mut b, 44, self.time);
-        put_u64(&mut b, 48, self.trans_id);
+        put_u32(&mut b, 44, self.time.0);
+        put_u64(&mut b, 48, self.trans_id.0);
         put_u64(&mut b, 56, self.held_root);
         self.data_sm_root.pack(&mut b[64..192]);
         self.metadata_sm_root.pack(&mut b[192..320]);
@@ -129,8 +130,8 @@ impl Superblock {
             uuid,
             magic: le_u64(b, 32),
             version: le_u32(b, 40),
-            time: le_u32(b, 44),
-            trans_id: le_u64(b, 48),
+            time: Time(le_u32(b, 44)),
+            trans_id: TransactionId(le_u64(b, 48)),
             held_root: le_u64(b, 56),
             data_sm_root: SmRoot::unpack(&b[64..192]),
             metadata_sm_root: SmRoot::unpack(&b[192..320]),
@@ -170,8 +171,8 @@ mod tests {
             flags: 1,
             magic: SUPERBLOCK_MAGIC,
             version: 2,
-            time: 3,
-            trans_id: 7,
+            time: Time(3),
+            trans_id: TransactionId(7),
             data_sm_root: SmRoot {
                 nr_blocks: 1000,
                 nr_allocated: 5,

@@ -16,7 +16,7 @@ use super::records::DETAILS_VALUES;
 use super::{Pool, PoolInner};
 use crate::btree;
 use crate::error::{Error, Result};
-use crate::format::DeviceDetails;
+use crate::format::{DeviceDetails, Time, TransactionId};
 
 /// A pool being loaded; see the module invariants.
 pub struct BulkLoad<'a> {
@@ -26,8 +26,8 @@ pub struct BulkLoad<'a> {
 /// What the superblock records besides the trees, set by [`BulkLoad::finish`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkSuperblock {
-    pub time: u32,
-    pub trans_id: u64,
+    pub time: Time,
+    pub trans_id: TransactionId,
     pub flags: u32,
     pub version: u32,
     pub uuid: [u8; 16],
@@ -91,9 +91,9 @@ impl BulkLoad<'_> {
     pub fn add_device(
         &mut self,
         dev: u64,
-        transaction_id: u64,
-        creation_time: u32,
-        snapshotted_time: u32,
+        transaction_id: TransactionId,
+        creation_time: Time,
+        snapshotted_time: Time,
         mappings: &mut [(u64, u64)],
     ) -> Result<()> {
         if !mappings.is_sorted_by_key(|m| m.0) {

@@ -41,13 +41,13 @@ impl Pool {
             let origin_details = p
                 .details(origin)?
                 .ok_or_else(|| Error::NoData(format!("no origin device {origin}")))?;
-            if p.time >= TIME_LIMIT - 1 {
+            if p.time.0 >= TIME_LIMIT - 1 {
                 return Err(Error::NoSpace(Space::Time));
             }
             let root = p.device_root(origin, ReadMode::Blocking)?;
             p.tm.inc(root)?;
             p.add_device_root(id, root)?;
-            p.time += 1;
+            p.time = p.time.next();
             let time = p.time;
             let details = DeviceDetails {
                 mapped_blocks: origin_details.mapped_blocks,

@@ -6,15 +6,15 @@ use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
-use crate::format::ThinId;
 use crate::format::{BlockTime, DeviceDetails};
+use crate::format::{ThinId, Time, TransactionId};
 use std::collections::BTreeMap;
 
 /// Pool-wide values of the current transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSummary {
-    pub time: u32,
-    pub transaction_id: u64,
+    pub time: Time,
+    pub transaction_id: TransactionId,
     pub flags: u32,
     pub data_block_size: u32,
     pub data_nr_blocks: u64,

@@ -22,7 +22,7 @@ mod txn;
 mod values;
 mod visit;
 
-pub use crate::format::{DataBlock, MetadataBlock, ThinId, VBlock};
+pub use crate::format::{DataBlock, MetadataBlock, ThinId, Time, TransactionId, VBlock};
 pub use bulk::{BulkLoad, BulkSuperblock};
 pub use inspect::PoolSummary;
 pub use open::{CloseError, HeldSnapshot, PoolOptions};
@@ -65,8 +65,8 @@ pub(crate) struct PoolInner {
     dsm: DataSpaceMap,
     /// The superblock as last committed (fields a commit does not set are kept from it).
     sb: Superblock,
-    time: u32,
-    trans_id: u64,
+    time: Time,
+    trans_id: TransactionId,
     flags: u32,
     mapping_root: u64,
     details_root: u64,

@@ -8,6 +8,7 @@ use crate::canary::{Canaries, Canary};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::{SmRoot, Superblock, NEEDS_CHECK};
+use crate::format::TransactionId;
 
 impl Pool {
     /// Makes every change since the last commit durable ([H11]: a no-op, without I/O or
@@ -46,7 +47,7 @@ impl Pool {
     }
 
     /// Compare-and-set of the userspace transaction id.
-    pub fn set_transaction_id(&self, current: u64, new: u64) -> Result<()> {
+    pub fn set_transaction_id(&self, current: TransactionId, new: TransactionId) -> Result<()> {
         self.mutate(|p| {
             if p.trans_id != current {
                 return Err(Error::Invalid(format!(
@@ -59,7 +60,7 @@ impl Pool {
         })
     }
 
-    pub fn get_transaction_id(&self) -> Result<u64> {
+    pub fn get_transaction_id(&self) -> Result<TransactionId> {
         self.query(|p| Ok(p.trans_id))
     }
 

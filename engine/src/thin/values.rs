@@ -96,17 +96,23 @@ impl ValueType for SubtreeRoots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::DataBlock;
+    use crate::format::{DataBlock, Time};
 
     #[test]
     fn mappings_compare_by_data_block_and_queue_in_order() {
         let m = Mappings::default();
-        let a =
-            BlockTime { data_block: DataBlock(7), time: 1 }.pack().expect("in range").to_le_bytes();
-        let b =
-            BlockTime { data_block: DataBlock(7), time: 2 }.pack().expect("in range").to_le_bytes();
-        let c =
-            BlockTime { data_block: DataBlock(8), time: 1 }.pack().expect("in range").to_le_bytes();
+        let a = BlockTime { data_block: DataBlock(7), time: Time(1) }
+            .pack()
+            .expect("in range")
+            .to_le_bytes();
+        let b = BlockTime { data_block: DataBlock(7), time: Time(2) }
+            .pack()
+            .expect("in range")
+            .to_le_bytes();
+        let c = BlockTime { data_block: DataBlock(8), time: Time(1) }
+            .pack()
+            .expect("in range")
+            .to_le_bytes();
         assert!(m.equal(&a, &b) && !m.equal(&a, &c));
         assert!(m.nothing_queued());
         m.queue(DataRefOp::Inc(7));

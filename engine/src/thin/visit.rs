@@ -17,7 +17,7 @@ use crate::btree;
 use crate::error::Error;
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
-use crate::format::{BlockTime, DeviceDetails, MetadataBlock};
+use crate::format::{BlockTime, DeviceDetails, MetadataBlock, Time, TransactionId};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
@@ -33,8 +33,8 @@ pub enum Source {
 /// The superblock values of the trees visited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeHeader {
-    pub time: u32,
-    pub trans_id: u64,
+    pub time: Time,
+    pub trans_id: TransactionId,
     pub flags: u32,
     pub version: u32,
     pub data_block_size: u32,

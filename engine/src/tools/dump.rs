@@ -79,8 +79,8 @@ impl<W: Write> TreeVisitor for Dumper<'_, W> {
         let o = self.opts.overrides;
         let r = self.w.superblock(&XmlSuperblock {
             uuid: String::new(),
-            time: h.time,
-            transaction: o.transaction_id.unwrap_or(h.trans_id),
+            time: h.time.0,
+            transaction: o.transaction_id.unwrap_or(h.trans_id.0),
             flags: h.flags,
             version: h.version,
             data_block_size: o.data_block_size.unwrap_or(h.data_block_size),
@@ -98,9 +98,9 @@ impl<W: Write> TreeVisitor for Dumper<'_, W> {
         let r = self.w.begin_device(&XmlDevice {
             dev_id: id,
             mapped_blocks: d.mapped_blocks,
-            transaction: d.transaction_id,
-            creation_time: d.creation_time,
-            snap_time: d.snapshotted_time,
+            transaction: d.transaction_id.0,
+            creation_time: d.creation_time.0,
+            snap_time: d.snapshotted_time.0,
         });
         self.out(r)
     }
@@ -109,7 +109,7 @@ impl<W: Write> TreeVisitor for Dumper<'_, W> {
         if self.skipping || self.opts.skip_mappings {
             return ControlFlow::Continue(());
         }
-        let r = self.w.mapping(vblock, bt.data_block.0, bt.time);
+        let r = self.w.mapping(vblock, bt.data_block.0, bt.time.0);
         self.out(r)
     }
 
@@ -199,9 +199,9 @@ impl TreeVisitor for Rows {
             dev_id: id,
             mapped_blocks: d.mapped_blocks,
             exclusive_blocks: 0,
-            transaction: d.transaction_id,
-            creation_time: d.creation_time,
-            snap_time: d.snapshotted_time,
+            transaction: d.transaction_id.0,
+            creation_time: d.creation_time.0,
+            snap_time: d.snapshotted_time.0,
             highest_block: None,
         });
         ControlFlow::Continue(())

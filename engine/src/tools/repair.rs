@@ -40,7 +40,7 @@ use super::{XmlDevice, XmlSuperblock};
 use crate::format::checksum::BlockKind;
 use crate::format::node;
 use crate::format::superblock::Superblock;
-use crate::format::{BlockTime, DeviceDetails};
+use crate::format::{BlockTime, DeviceDetails, Time, TransactionId};
 use crate::io::{Block, BlockDevice};
 use crate::limits::{SUPERBLOCK_MAGIC, TIME_LIMIT};
 use std::collections::{BTreeMap, BTreeSet};
@@ -106,7 +106,7 @@ pub type SalvagedDevice = (XmlDevice, Vec<Mapping>);
 /// How a scan ranks a (details root, mapping root) pair: devices both trees agree on, the
 /// newest (time, transaction id) the details record, then the roots themselves so the
 /// choice is deterministic.
-type PairScore = (u64, (u32, u64), u64, u64);
+type PairScore = (u64, (Time, TransactionId), u64, u64);
 /// (details root, top-level mapping root).
 type RootPair = (u64, u64);
 
@@ -149,12 +149,12 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
         .ok_or_else(|| need("data block size", "--data-block-size"))?;
     // Unknown: every data block a valid leaf names is kept, and the size inferred from them.
     let known_nr_data_blocks = o.nr_data_blocks.or(hint.as_ref().map(|s| s.data_sm_root.nr_blocks));
-    let known_transaction = o.transaction_id.or(hint.as_ref().map(|s| s.trans_id));
+    let known_transaction = o.transaction_id.or(hint.as_ref().map(|s| s.trans_id.0));
     let mut s = Salvager {
         reader,
         nr_data_blocks: known_nr_data_blocks.unwrap_or(u64::MAX),
         // With no superblock the pool's time is unknown: any time the format can hold.
-        max_time: hint.as_ref().map_or(u32::MAX, |s| s.time),
+        max_time: hint.as_ref().map_or(Time(u32::MAX), |s| s.time),
         unreadable: BTreeSet::new(),
         dropped: 0,
     };
@@ -192,9 +192,9 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
         let mut x = XmlDevice {
             dev_id: id,
             mapped_blocks: mappings.len() as u64,
-            transaction: d.transaction_id,
-            creation_time: d.creation_time,
-            snap_time: d.snapshotted_time,
+            transaction: d.transaction_id.0,
+            creation_time: d.creation_time.0,
+            snap_time: d.snapshotted_time.0,
         };
         if x.creation_time > x.snap_time {
             x.creation_time = x.snap_time;
@@ -202,7 +202,7 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
         latest = latest.max(x.snap_time);
         devices.push((x, mappings));
     }
-    let hinted_time = hint.as_ref().map_or(0, |h| h.time.min(TIME_LIMIT - 1));
+    let hinted_time = hint.as_ref().map_or(0, |h| h.time.0.min(TIME_LIMIT - 1));
     let time = hinted_time.max(latest);
     let mut inferred = Vec::new();
     let nr_data_blocks = known_nr_data_blocks.unwrap_or_else(|| {
@@ -277,7 +277,7 @@ enum Holds {
 struct Salvager {
     reader: Reader,
     nr_data_blocks: u64,
-    max_time: u32,
+    max_time: Time,
     unreadable: BTreeSet<u64>,
     dropped: u64,
 }
@@ -402,7 +402,7 @@ impl Salvager {
             if !ok {
                 return Keep::No;
             }
-            out.insert(k, (bt.data_block.0, bt.time));
+            out.insert(k, (bt.data_block.0, bt.time.0));
             Keep::Yes
         });
         out.into_iter().map(|(v, (b, t))| (v, b, t)).collect()
@@ -476,7 +476,7 @@ impl Salvager {
                 .values()
                 .map(|x| (x.snapshotted_time.max(x.creation_time), x.transaction_id))
                 .max()
-                .unwrap_or((0, 0));
+                .unwrap_or_default();
             for (tr, t) in &ts {
                 let agree = d.keys().filter(|k| t.contains_key(k)).count() as u64;
                 let score = (agree, newest, *dr, *tr);

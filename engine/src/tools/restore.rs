@@ -15,7 +15,7 @@ use super::error::ToolError;
 use super::types::Overrides;
 use super::xml_read::{XmlEvent, XmlReader};
 use super::{XmlDevice, XmlSuperblock};
-use crate::format::BlockTime;
+use crate::format::{BlockTime, Time, TransactionId};
 use crate::io::BlockDevice;
 use crate::limits::TIME_LIMIT;
 use crate::thin::{BulkLoad, BulkSuperblock, CloseError, Pool, PoolOptions};
@@ -325,7 +325,7 @@ fn expand(runs: &[Run], m: &mut Vec<(u64, u64)>, tally: &mut DataTally) -> Resul
     m.reserve(runs.iter().map(|r| r.2 as usize).sum());
     for &(origin, data, length, time) in runs {
         for i in 0..length {
-            let bt = BlockTime { data_block: crate::format::DataBlock(data + i), time };
+            let bt = BlockTime { data_block: crate::format::DataBlock(data + i), time: Time(time) };
             m.push((origin + i, bt.pack().expect("validated in pass 1")));
             tally.add(data + i)?;
         }
@@ -388,8 +388,8 @@ fn finish_superblock(p: &mut BulkLoad<'_>, sb: &XmlSuperblock) -> Result<(), Too
     let n = text.len().min(16);
     uuid[..n].copy_from_slice(&text[..n]);
     p.finish(&BulkSuperblock {
-        time: sb.time,
-        trans_id: sb.transaction,
+        time: Time(sb.time),
+        trans_id: TransactionId(sb.transaction),
         flags: sb.flags,
         version: sb.version,
         uuid,
@@ -466,7 +466,9 @@ fn add_device(
     d: &XmlDevice,
     mappings: &mut [(u64, u64)],
 ) -> Result<(), ToolError> {
-    p.add_device(d.dev_id, d.transaction, d.creation_time, d.snap_time, mappings)?;
+    let (transaction, created, snapped) =
+        (TransactionId(d.transaction), Time(d.creation_time), Time(d.snap_time));
+    p.add_device(d.dev_id, transaction, created, snapped, mappings)?;
     Ok(())
 }
 

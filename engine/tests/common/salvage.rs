@@ -55,7 +55,7 @@ pub fn flat(pool: &Pool) -> Flat {
     let mut out = BTreeMap::new();
     for (id, maps) in super::logical(pool) {
         for (v, bt) in maps {
-            out.insert((id, v), (bt.data_block.0, bt.time));
+            out.insert((id, v), (bt.data_block.0, bt.time.0));
         }
     }
     out

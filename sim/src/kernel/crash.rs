@@ -768,8 +768,8 @@ fn match_point(pool: &Pool, points: &[Model], from: usize) -> Result<usize, Mism
     for (i, m) in points.iter().enumerate().skip(from) {
         let cur = m.current();
         // Cheap filters first: the pool values and every device's mapped count.
-        if cur.trans_id != summary.transaction_id
-            || cur.time != summary.time
+        if cur.trans_id != summary.transaction_id.0
+            || cur.time != summary.time.0
             || cur.data_blocks != summary.data_nr_blocks
         {
             continue;

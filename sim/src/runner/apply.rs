@@ -109,7 +109,7 @@ impl Runner {
             self.model.enter_fail_mode();
             self.stats.outcomes.c_fail_modes += 1;
             self.stats.ran(Oracle::FailMode);
-            let q = self.pool().get_transaction_id().map_err(|e| errno(&e));
+            let q = self.pool().get_transaction_id().map(u64::from).map_err(|e| errno(&e));
             if q != self.model.get_transaction_id() {
                 return Err(self.fail(
                     Oracle::FailMode,

@@ -20,7 +20,7 @@
 //! the runner has effects of its own around it, one arm of `Runner::apply`).
 
 use super::op::Op;
-use engine::thin::{DataBlock, Pool, ThinHandle, ThinId, VBlock};
+use engine::thin::{DataBlock, Pool, ThinHandle, ThinId, TransactionId, VBlock};
 use model::{Errno, Handle, Model};
 use std::fmt::Debug;
 
@@ -150,7 +150,7 @@ pub fn commit(pool: &Pool, m: &mut Model) -> Both<()> {
 }
 
 pub fn set_transaction_id(pool: &Pool, m: &mut Model, current: u64, new: u64) -> Both<()> {
-    let eng = pool.set_transaction_id(current, new);
+    let eng = pool.set_transaction_id(TransactionId(current), TransactionId(new));
     Both::new("set_transaction_id", eng, m.set_transaction_id(current, new))
 }
 
@@ -311,7 +311,11 @@ pub fn needs_check(pool: &Pool, m: &Model) -> Both<bool> {
 }
 
 pub fn transaction_id(pool: &Pool, m: &Model) -> Both<u64> {
-    Both::new("get_transaction_id", pool.get_transaction_id(), m.get_transaction_id())
+    Both::new(
+        "get_transaction_id",
+        pool.get_transaction_id().map(u64::from),
+        m.get_transaction_id(),
+    )
 }
 
 pub fn block_is_shared(pool: &Pool, m: &Model, data: u64) -> Both<bool> {

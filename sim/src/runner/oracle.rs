@@ -134,10 +134,10 @@ pub fn compare_pool(pool: &Pool, model: &Model) -> Result<(), Mismatch> {
 pub(crate) fn compare_values(pool: &Pool, model: &Model, d: &mut Diff) -> Result<(), Mismatch> {
     let cur = model.current();
     let s = pool.summary().map_err(e2s)?;
-    if s.time != cur.time {
+    if s.time.0 != cur.time {
         d.push(format!("pool time: expected {}, found {}", cur.time, s.time));
     }
-    if s.transaction_id != cur.trans_id {
+    if s.transaction_id.0 != cur.trans_id {
         d.push(format!("transaction id: expected {}, found {}", cur.trans_id, s.transaction_id));
     }
     if s.data_nr_blocks != cur.data_blocks {
@@ -214,7 +214,8 @@ fn diff_devices(what: &str, want: &Devices, found: &EngineDevices, d: &mut Diff)
 /// A device's details: mapped blocks, transaction id, creation and snapshot times.
 pub(crate) fn diff_details(what: &str, id: u64, dev: &Device, det: &DeviceDetails, d: &mut Diff) {
     let want = (dev.mapped_blocks(), dev.transaction_id, dev.creation_time, dev.snapshotted_time);
-    let got = (det.mapped_blocks, det.transaction_id, det.creation_time, det.snapshotted_time);
+    let got =
+        (det.mapped_blocks, det.transaction_id.0, det.creation_time.0, det.snapshotted_time.0);
     if want != got {
         d.push(format!(
             "{what}device {id}: details (mapped, trans_id, created, snapshotted) expected {want:?}, found {got:?}"
@@ -260,7 +261,7 @@ pub(crate) fn diff_mapping(
     d: &mut Diff,
 ) {
     let want = want.map(|m| (m.data_block, m.time));
-    let found = found.map(|bt| (bt.data_block.0, bt.time));
+    let found = found.map(|bt| (bt.data_block.0, bt.time.0));
     if want != found {
         let show = |x: Option<(u64, u32)>| match x {
             Some((b, t)) => format!("data {b} (time {t})"),
@@ -317,7 +318,7 @@ pub fn check_image_on(
                 c.devices.len()
             ));
         }
-        if report.transaction_id != c.trans_id {
+        if report.transaction_id.0 != c.trans_id {
             d.push(format!(
                 "check read transaction id {}, the model has {}",
                 report.transaction_id, c.trans_id

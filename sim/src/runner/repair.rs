@@ -106,7 +106,7 @@ fn pool_mappings(pool: &Pool) -> Result<Mappings, engine::Error> {
     let mut out = Vec::new();
     for id in pool.devices()?.into_keys() {
         for (v, bt) in pool.mappings(ThinId(id))? {
-            out.push(((id, v), (bt.data_block.0, bt.time)));
+            out.push(((id, v), (bt.data_block.0, bt.time.0)));
         }
     }
     Ok(out)

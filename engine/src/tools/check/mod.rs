@@ -26,6 +26,7 @@ pub use report::{CheckReport, Finding, FindingKind, Severity, Space};
 use super::tolerant::{Reader, Seen};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
+use crate::format::Time;
 use crate::io::{Block, BlockDevice};
 use crate::limits::SUPERBLOCK_MAGIC;
 use counts::DataRefs;
@@ -154,7 +155,7 @@ fn read_superblock(reader: &Reader) -> Result<Superblock, String> {
 struct Audit {
     meta_nr_blocks: u64,
     data_nr_blocks: u64,
-    sb_time: u32,
+    sb_time: Time,
     /// Mapping trees are not walked (`--skip-mappings`).
     skip_mappings: bool,
     /// References to each metadata block, one per pointer from a distinct parent.

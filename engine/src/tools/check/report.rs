@@ -123,7 +123,7 @@ pub struct CheckReport {
     pub mappings: u64,
     pub metadata_blocks_used: u64,
     pub data_blocks_used: u64,
-    pub transaction_id: u64,
+    pub transaction_id: crate::format::TransactionId,
     /// The superblock's NEEDS_CHECK flag.
     pub needs_check: bool,
     /// Where the held metadata snapshot is, if one is.
