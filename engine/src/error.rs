@@ -109,8 +109,8 @@ impl Error {
         Error::Corrupt { block, path: Vec::new(), kind }
     }
 
-    pub(crate) fn structure(block: u64, what: impl Into<String>) -> Self {
-        Error::corrupt(block, CorruptKind::Structure(what.into()))
+    pub(crate) fn structure(block: impl Into<u64>, what: impl Into<String>) -> Self {
+        Error::corrupt(block.into(), CorruptKind::Structure(what.into()))
     }
 
     /// Prepends `parent` to the tree path of a corruption error.

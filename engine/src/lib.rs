@@ -5,8 +5,15 @@
 //! `space_map::metadata` (the in-core metadata counts) ← `transaction` ← `btree` ←
 //! {`space_map::metadata_commit`, `space_map::data`} (space maps read and written through
 //! btrees) ← `thin` (the pool API) ← `tools` (the offline tools one floor up: check, dump,
-//! restore, ls and their formats; `check` walks the trees itself, sharing no code with the
-//! btree it audits).
+//! restore, repair, ls and their formats; `check` and `repair` walk damaged trees with one
+//! tolerant reader of their own, sharing no code with the btree they audit).
+//!
+//! Numbers are typed where they cross a floor: [`format::MetadataBlock`] (the transaction
+//! manager's API, btree roots and child pointers, the superblock's and space maps' roots),
+//! [`format::Time`] and [`format::TransactionId`] (the format's records and the pool API),
+//! and the pool API's [`format::ThinId`], [`format::VBlock`] and [`format::DataBlock`]. Below
+//! the transaction manager, the block manager and the metadata space map take the bare
+//! block number the device does; the tools read untrusted images with bare numbers too.
 //!
 //! Each layer imports only layers below it; `tests/layering.rs` reads the imports from the
 //! sources and fails on a cycle or an upward edge. The transaction manager knows the

@@ -6,12 +6,17 @@
 //! - `shadow` copies a block at most once per transaction unless it became shared again.
 //! - Commit order: write back the space map and every dirty block, flush, then the superblock,
 //!   flush. A failure before the superblock write leaves the committed state untouched.
+//!
+//! The floors above (btrees, space maps, the pool) name metadata blocks as [`MetadataBlock`]
+//! when they call in; below, the block manager and the metadata space map take the bare
+//! number, as the device does.
 
 use crate::block_manager::BlockManager;
 use crate::canary::{Canaries, Canary};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::{SmRoot, Superblock};
+use crate::format::MetadataBlock;
 use crate::io::Block;
 use crate::space_map::metadata::{FreeIn, MetadataSpaceMap};
 use std::collections::BTreeSet;
@@ -43,14 +48,14 @@ impl TransactionManager {
         self.shadowed.clear();
     }
 
-    pub fn read(&self, b: u64, kind: BlockKind) -> Result<Arc<Block>> {
-        self.check_in_range(b)?;
-        self.bm.read(b, kind)
+    pub fn read(&self, b: MetadataBlock, kind: BlockKind) -> Result<Arc<Block>> {
+        self.check_in_range(b.0)?;
+        self.bm.read(b.0, kind)
     }
 
-    pub fn try_read(&self, b: u64, kind: BlockKind) -> Result<Arc<Block>> {
-        self.check_in_range(b)?;
-        self.bm.try_read(b, kind)
+    pub fn try_read(&self, b: MetadataBlock, kind: BlockKind) -> Result<Arc<Block>> {
+        self.check_in_range(b.0)?;
+        self.bm.try_read(b.0, kind)
     }
 
     /// Pointers from disk are untrusted: a block past the space map is corruption.
@@ -65,13 +70,13 @@ impl TransactionManager {
     }
 
     /// A fresh zeroed block of `kind`, count 1, writable in this transaction.
-    pub fn new_block(&mut self, kind: BlockKind) -> Result<u64> {
+    pub fn new_block(&mut self, kind: BlockKind) -> Result<MetadataBlock> {
         self.new_block_with(kind, [0u8; 4096])
     }
 
     /// A metadata block free in the current and the committed space map: writing it cannot
     /// touch anything the last commit references.
-    pub(crate) fn alloc_block(&mut self) -> Result<u64> {
+    pub(crate) fn alloc_block(&mut self) -> Result<MetadataBlock> {
         let view = if self.canaries.on(Canary::ReuseFreedInTransaction) {
             FreeIn::CurrentOnly
         } else {
@@ -83,61 +88,66 @@ impl TransactionManager {
             view == FreeIn::CurrentOnly || !self.sm.committed_used(b),
             "block {b} is allocated over the committed metadata"
         );
-        Ok(b)
+        Ok(MetadataBlock(b))
     }
 
     /// A new block holding `data` (filled by the caller): one cache insert, no separate
     /// modify (bulk loading writes thousands of these).
-    pub fn new_block_with(&mut self, kind: BlockKind, data: Block) -> Result<u64> {
+    pub fn new_block_with(&mut self, kind: BlockKind, data: Block) -> Result<MetadataBlock> {
         let b = self.alloc_block()?;
-        self.bm.put(b, kind, data)?;
-        self.shadowed.insert(b);
+        self.bm.put(b.0, kind, data)?;
+        self.shadowed.insert(b.0);
         Ok(b)
     }
 
     /// Copy-on-write: a writable version of `orig`, and whether `orig` was shared (then the
     /// caller must increment everything the copy points to).
-    pub fn shadow(&mut self, orig: u64, kind: BlockKind) -> Result<(u64, bool)> {
-        let shared = self.sm.count(orig)? > 1;
-        if !shared && self.shadowed.contains(&orig) {
+    pub fn shadow(&mut self, orig: MetadataBlock, kind: BlockKind) -> Result<(MetadataBlock, bool)> {
+        let shared = self.sm.count(orig.0)? > 1;
+        if !shared && self.shadowed.contains(&orig.0) {
             return Ok((orig, false));
         }
         let data = *self.read(orig, kind)?;
         let b = self.alloc_block()?;
-        self.bm.put(b, kind, data)?;
-        self.shadowed.insert(b);
+        self.bm.put(b.0, kind, data)?;
+        self.shadowed.insert(b.0);
         self.dec(orig)?;
         Ok((b, shared))
     }
 
     /// Edits a block made writable in this transaction. Anything else would overwrite a block
     /// the committed metadata may reach; corrupt metadata can lead here, so it is an error.
-    pub fn modify<R>(&self, b: u64, kind: BlockKind, f: impl FnOnce(&mut Block) -> R) -> Result<R> {
-        if !self.shadowed.contains(&b) {
+    pub fn modify<R>(
+        &self,
+        b: MetadataBlock,
+        kind: BlockKind,
+        f: impl FnOnce(&mut Block) -> R,
+    ) -> Result<R> {
+        if !self.shadowed.contains(&b.0) {
             return Err(Error::structure(
-                b,
+                b.0,
                 "block modified without being shadowed in this transaction",
             ));
         }
-        self.bm.modify(b, kind, f)
+        self.bm.modify(b.0, kind, f)
     }
 
-    pub fn inc(&mut self, b: u64) -> Result<u32> {
-        self.sm.inc(b)
+    pub fn inc(&mut self, b: MetadataBlock) -> Result<u32> {
+        self.sm.inc(b.0)
     }
 
     /// Drops one reference; a block reaching zero leaves the cache unwritten.
-    pub fn dec(&mut self, b: u64) -> Result<u32> {
-        let c = self.sm.dec(b)?;
+    pub fn dec(&mut self, b: MetadataBlock) -> Result<u32> {
+        let c = self.sm.dec(b.0)?;
         if c == 0 {
-            self.shadowed.remove(&b);
-            self.bm.discard(b);
+            self.shadowed.remove(&b.0);
+            self.bm.discard(b.0);
         }
         Ok(c)
     }
 
-    pub fn ref_count(&self, b: u64) -> Result<u32> {
-        self.sm.count(b)
+    pub fn ref_count(&self, b: MetadataBlock) -> Result<u32> {
+        self.sm.count(b.0)
     }
 
     /// First half of a commit once the metadata space map is written (its writer,

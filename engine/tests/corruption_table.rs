@@ -35,7 +35,7 @@ fn sb(img: &MemoryDevice) -> Superblock {
 }
 
 fn root_of_device(img: &MemoryDevice, id: u64) -> u64 {
-    let top = blk(img, sb(img).data_mapping_root);
+    let top = blk(img, sb(img).data_mapping_root.0);
     (0..node::nr_entries(top))
         .find(|&i| node::key(top, i) == id)
         .map(|i| node::value_u64(top, i))
@@ -85,17 +85,17 @@ fn expect_block_error(name: &str, img: MemoryDevice, block: u64, errnos: &[Errno
 fn flipped_byte_in_each_block_type() {
     let base = base_image();
     let s = sb(&base);
-    let meta_index = s.metadata_sm_root.bitmap_root;
+    let meta_index = s.metadata_sm_root.bitmap_root.0;
     let meta_bitmap =
-        engine::format::index::unpack_metadata_index(blk(&base, meta_index), 1)[0].blocknr;
+        engine::format::index::unpack_metadata_index(blk(&base, meta_index), 1)[0].blocknr.0;
     let cases = [
         ("superblock", 0),
         ("metadata index", meta_index),
         ("metadata bitmap", meta_bitmap),
-        ("details leaf", s.device_details_root),
-        ("top-level leaf", s.data_mapping_root),
+        ("details leaf", s.device_details_root.0),
+        ("top-level leaf", s.data_mapping_root.0),
         ("mapping internal node", root_of_device(&base, 1)),
-        ("data index btree", s.data_sm_root.bitmap_root),
+        ("data index btree", s.data_sm_root.bitmap_root.0),
     ];
     for (name, b) in cases {
         let mut img = base.clone();
@@ -208,8 +208,8 @@ fn expect_finding(name: &str, img: MemoryDevice, kind: FindingKind, needle: &str
 }
 
 fn data_bitmap(img: &MemoryDevice) -> u64 {
-    let index_root = sb(img).data_sm_root.bitmap_root;
-    engine::format::IndexEntry::unpack(node::value(blk(img, index_root), 0)).blocknr
+    let index_root = sb(img).data_sm_root.bitmap_root.0;
+    engine::format::IndexEntry::unpack(node::value(blk(img, index_root), 0)).blocknr.0
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn semantic_damage_is_reported_by_check() {
     );
     // mapped_blocks of device 1: 700 → 99.
     let mut img = base.clone();
-    let details = sb(&img).device_details_root;
+    let details = sb(&img).device_details_root.0;
     edit_sealed(&mut img, details, BlockKind::Node, |b| {
         let mut d = engine::format::DeviceDetails::unpack(node::value(b, 0));
         d.mapped_blocks = 99;

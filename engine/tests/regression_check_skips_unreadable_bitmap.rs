@@ -18,8 +18,8 @@ fn check_reports_a_corrupt_data_bitmap() {
     let mut b: Block = [0; 4096];
     dev.read(0, &mut b).expect("superblock");
     let sb = Superblock::unpack(&b, 0).expect("valid superblock");
-    dev.read(sb.data_sm_root.bitmap_root, &mut b).expect("data index root");
-    let bitmap = IndexEntry::unpack(node::value(&b, 0)).blocknr;
+    dev.read(sb.data_sm_root.bitmap_root.0, &mut b).expect("data index root");
+    let bitmap = IndexEntry::unpack(node::value(&b, 0)).blocknr.0;
     dev.read(bitmap, &mut b).expect("data bitmap");
     b[100] ^= 0x40;
     dev.write(bitmap, &b).expect("corrupt the bitmap");

@@ -61,7 +61,7 @@ fn a_damaged_leaf_loses_its_mappings_and_nothing_else() {
 #[test]
 fn damaged_details_are_recreated_from_the_mapping_trees() {
     let (mut img, had) = base();
-    let details = sb(&img).device_details_root;
+    let details = sb(&img).device_details_root.0;
     img.block_mut(details)[200] ^= 1;
     let s = salvage(img.to_device(), Overrides::default()).unwrap();
     assert_eq!(s.report.unmatched_devices, 3);

@@ -60,7 +60,7 @@ fn internal_roots_behind_a_damaged_superblock_are_kept() {
     drop(pool);
     let mut img = dev.image();
     let s = sb(&img);
-    for root in [s.device_details_root, s.data_mapping_root] {
+    for root in [s.device_details_root.0, s.data_mapping_root.0] {
         assert!(!node::is_leaf(img.block(root).unwrap()), "root {root} is internal");
     }
     let want = dump_image(&img);
@@ -184,7 +184,7 @@ fn a_child_pointing_back_at_its_parent_loses_that_child_only() {
 #[test]
 fn a_top_level_value_at_the_metadata_size_is_not_a_top_level_leaf() {
     let (mut img, _) = base();
-    let top = sb(&img).data_mapping_root;
+    let top = sb(&img).data_mapping_root.0;
     let t = img.block(top).unwrap();
     let i = entry_of(t, 3);
     node::set_value(img.block_mut(top), i, &BASE_METADATA_BLOCKS.to_le_bytes());
@@ -240,7 +240,7 @@ fn a_lone_mapping_of_data_block_0_is_kept_and_a_top_level_leaf_naming_block_0_is
     assert_eq!(had.get(&(1, 5)), Some(&(0, 0)));
     let mut img = dev.image();
     assert_eq!(repaired_whole(&img, Overrides::default()).unwrap().flat, had);
-    let top = sb(&img).data_mapping_root;
+    let top = sb(&img).data_mapping_root.0;
     node::set_value(img.block_mut(top), 1, &0u64.to_le_bytes());
     reseal(&mut img, top);
     let r = repaired_whole(&img, Overrides::default()).unwrap();
@@ -254,7 +254,7 @@ fn a_lone_mapping_of_data_block_0_is_kept_and_a_top_level_leaf_naming_block_0_is
 fn a_creation_time_after_the_snapshot_time_is_brought_down_to_it() {
     use engine::format::DeviceDetails;
     let (mut img, had) = base();
-    let leaf = sb(&img).device_details_root;
+    let leaf = sb(&img).device_details_root.0;
     let blk = img.block_mut(leaf);
     let i = entry_of(blk, 3);
     let mut d = DeviceDetails::unpack(node::value(blk, i));
@@ -288,7 +288,7 @@ fn a_chain_past_the_depth_limit_is_not_followed() {
         node::insert_at(blk, 0, 0, &child.to_le_bytes());
         reseal(&mut img, b);
     }
-    let top = sb(&img).data_mapping_root;
+    let top = sb(&img).data_mapping_root.0;
     let t = img.block(top).unwrap();
     let i = entry_of(t, 3);
     node::set_value(img.block_mut(top), i, &chain[0].to_le_bytes());
@@ -304,7 +304,7 @@ fn a_chain_past_the_depth_limit_is_not_followed() {
 #[test]
 fn a_scan_without_any_details_tree_keeps_the_mappings() {
     let (mut img, had) = base();
-    let details = sb(&img).device_details_root;
+    let details = sb(&img).device_details_root.0;
     // Every details leaf ever written: the live one and the older ones beside it.
     let leaves: Vec<u64> = (1..BASE_METADATA_BLOCKS)
         .filter(|&b| {

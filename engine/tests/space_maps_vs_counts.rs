@@ -169,7 +169,7 @@ proptest! {
                     }
                 }
                 MetaOp::Alloc => match tm.new_block(BlockKind::Node) {
-                    Ok(b) => {
+                    Ok(engine::format::MetadataBlock(b)) => {
                         prop_assert!(!committed_used[b as usize], "block {} was in use at the last commit", b);
                         prop_assert_eq!(owned.get(&b).copied().unwrap_or(0), 0, "block {} is in use", b);
                         owned.insert(b, 1);
@@ -222,7 +222,7 @@ fn metadata_allocation_crosses_a_bitmap_boundary() {
     events::take();
     let mut owned = Vec::new();
     for i in 0..ENTRIES_PER_BITMAP + 500 {
-        owned.push(tm.new_block(BlockKind::Node).unwrap());
+        owned.push(tm.new_block(BlockKind::Node).unwrap().0);
         if i % 4_000 == 3_999 {
             commit(&mut tm);
         }

@@ -168,7 +168,7 @@ fn a_read_error_during_a_visit_is_not_a_stop() {
         img.block_mut(b).copy_from_slice(&buf);
     }
     let sb = Superblock::unpack(img.block(0).expect("block 0"), 0).expect("a superblock");
-    let top = img.block(sb.data_mapping_root).expect("in range");
+    let top = img.block(sb.data_mapping_root.0).expect("in range");
     assert_eq!(node::nr_entries(top), 1, "one device");
     let root = node::value_u64(top, 0);
     assert_eq!(BlockKind::classify(img.block(root).expect("in range")), Some(BlockKind::Node));

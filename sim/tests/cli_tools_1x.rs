@@ -134,8 +134,8 @@ fn leaky_image(d: &Dir, name: &str) -> String {
         bytes[b as usize * 4096..][..4096].try_into().unwrap()
     };
     let sb = Superblock::unpack(&block(&bytes, 0), 0).unwrap();
-    let index = block(&bytes, sb.metadata_sm_root.bitmap_root);
-    let bmp_at = unpack_metadata_index(&index, 1)[0].blocknr;
+    let index = block(&bytes, sb.metadata_sm_root.bitmap_root.0);
+    let bmp_at = unpack_metadata_index(&index, 1)[0].blocknr.0;
     let mut bmp = block(&bytes, bmp_at);
     assert_eq!(bitmap::get(&bmp, 250), 0, "block 250 is free");
     bitmap::set(&mut bmp, 250, 1);
@@ -149,7 +149,7 @@ fn leaky_image(d: &Dir, name: &str) -> String {
 fn bad_details(d: &Dir, src: &str, name: &str) -> String {
     let mut bytes = std::fs::read(src).unwrap();
     let sb = Superblock::unpack(&bytes[..4096].try_into().unwrap(), 0).unwrap();
-    bytes[sb.device_details_root as usize * 4096 + 100] ^= 0x10;
+    bytes[sb.device_details_root.0 as usize * 4096 + 100] ^= 0x10;
     std::fs::write(d.path(name), bytes).unwrap();
     d.s(name)
 }
@@ -562,12 +562,15 @@ fn restore_reads_1x_defs_and_refs() {
 fn live_damaged(d: &Dir, src: &str, name: &str) -> String {
     let mut bytes = std::fs::read(src).unwrap();
     let sb = Superblock::unpack(&bytes[..4096].try_into().unwrap(), 0).unwrap();
-    assert_ne!(sb.held_root, 0, "a snapshot is held");
+    assert_ne!(sb.held_root.0, 0, "a snapshot is held");
     let held = Superblock::unpack_unchecked(
-        &bytes[sb.held_root as usize * 4096..][..4096].try_into().unwrap(),
+        &bytes[sb.held_root.0 as usize * 4096..][..4096].try_into().unwrap(),
     );
-    assert_ne!(held.device_details_root, sb.device_details_root, "the live details were shadowed");
-    for b in [sb.metadata_sm_root.bitmap_root, sb.device_details_root] {
+    assert_ne!(
+        held.device_details_root.0, sb.device_details_root.0,
+        "the live details were shadowed"
+    );
+    for b in [sb.metadata_sm_root.bitmap_root.0, sb.device_details_root.0] {
         bytes[b as usize * 4096 + 100] ^= 0x10;
     }
     std::fs::write(d.path(name), bytes).unwrap();

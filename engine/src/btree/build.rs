@@ -6,21 +6,26 @@ use super::ValueKind;
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::node::{self, INTERNAL, LEAF};
+use crate::format::MetadataBlock;
 use crate::transaction::TransactionManager;
 
 /// Builds a tree of 8-byte values holding `entries` (strictly increasing keys)
 /// and returns its root. Values' references are the caller's (no `inc`).
-pub fn build(tm: &mut TransactionManager, vk: ValueKind, entries: &[(u64, u64)]) -> Result<u64> {
+pub fn build(
+    tm: &mut TransactionManager,
+    vk: ValueKind,
+    entries: &[(u64, u64)],
+) -> Result<MetadataBlock> {
     debug_assert_eq!(vk.size(), 8, "bulk loading is for 8-byte values");
     if let Some(w) = entries.windows(2).find(|w| w[0].0 >= w[1].0) {
         return Err(Error::Invalid(format!("bulk load keys not increasing at {}", w[1].0)));
     }
     let leaves = entries.iter().map(|&(k, v)| (k, v.to_le_bytes()));
-    let mut level: Vec<(u64, u64)> = write_level(tm, LEAF, vk.size(), leaves)?;
+    let mut level: Vec<(u64, MetadataBlock)> = write_level(tm, LEAF, vk.size(), leaves)?;
     let mut levels = 1;
     while level.len() > 1 {
         levels += 1;
-        let children: Vec<(u64, u64)> = std::mem::take(&mut level);
+        let children: Vec<(u64, MetadataBlock)> = std::mem::take(&mut level);
         level = write_level(tm, INTERNAL, 8, children.iter().map(|&(k, b)| (k, b.to_le_bytes())))?;
     }
     crate::events::height(vk.tree(), levels);
@@ -34,7 +39,7 @@ fn write_level<V: AsRef<[u8]>>(
     flags: u32,
     value_size: usize,
     entries: impl ExactSizeIterator<Item = (u64, V)>,
-) -> Result<Vec<(u64, u64)>> {
+) -> Result<Vec<(u64, MetadataBlock)>> {
     let n = entries.len();
     let max = node::max_entries(value_size) as usize;
     let nodes = n.div_ceil(max).max(1);

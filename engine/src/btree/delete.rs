@@ -5,14 +5,20 @@
 use super::{read_node, ValueKind};
 use crate::error::Result;
 use crate::format::node;
+use crate::format::MetadataBlock;
 use crate::limits::MAX_BTREE_DEPTH;
 use crate::transaction::TransactionManager;
 
-pub fn delete(tm: &mut TransactionManager, vk: ValueKind, root: u64) -> Result<()> {
+pub fn delete(tm: &mut TransactionManager, vk: ValueKind, root: MetadataBlock) -> Result<()> {
     delete_rec(tm, vk, root, 0)
 }
 
-fn delete_rec(tm: &mut TransactionManager, vk: ValueKind, b: u64, depth: usize) -> Result<()> {
+fn delete_rec(
+    tm: &mut TransactionManager,
+    vk: ValueKind,
+    b: MetadataBlock,
+    depth: usize,
+) -> Result<()> {
     if depth >= MAX_BTREE_DEPTH {
         return Err(super::depth_error(b));
     }
@@ -30,7 +36,7 @@ fn delete_rec(tm: &mut TransactionManager, vk: ValueKind, b: u64, depth: usize) 
         }
     } else {
         for i in 0..count {
-            delete_rec(tm, vk, node::value_u64(&n, i), depth + 1)?;
+            delete_rec(tm, vk, node::child(&n, i), depth + 1)?;
         }
     }
     Ok(())

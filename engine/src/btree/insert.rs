@@ -8,14 +8,15 @@ use crate::error::Result;
 use crate::events::{self, BtreeEvent};
 use crate::format::checksum::BlockKind;
 use crate::format::node::{self, INTERNAL};
+use crate::format::MetadataBlock;
 use crate::limits::MAX_BTREE_DEPTH;
 use crate::transaction::TransactionManager;
 
 /// The result of inserting below one node: its new location, and a new right sibling
 /// (with its first key) when it split.
 struct Ins {
-    block: u64,
-    split: Option<(u64, u64)>,
+    block: MetadataBlock,
+    split: Option<(u64, MetadataBlock)>,
     new_key: bool,
     /// Levels from this node down to the leaf, both included.
     levels: u64,
@@ -28,10 +29,10 @@ struct Ins {
 pub fn insert(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    root: u64,
+    root: MetadataBlock,
     key: u64,
     value: &[u8],
-) -> Result<(u64, bool)> {
+) -> Result<(MetadataBlock, bool)> {
     insert_with(tm, vk, root, key, value, true)
 }
 
@@ -41,21 +42,21 @@ pub fn insert(
 pub fn replace(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    root: u64,
+    root: MetadataBlock,
     key: u64,
     value: &[u8],
-) -> Result<(u64, bool)> {
+) -> Result<(MetadataBlock, bool)> {
     insert_with(tm, vk, root, key, value, false)
 }
 
 fn insert_with(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    root: u64,
+    root: MetadataBlock,
     key: u64,
     value: &[u8],
     dec_old: bool,
-) -> Result<(u64, bool)> {
+) -> Result<(MetadataBlock, bool)> {
     debug_assert_eq!(value.len(), vk.size());
     let r = insert_rec(tm, vk, root, key, value, dec_old, 0)?;
     let Some((split_key, right)) = r.split else {
@@ -80,7 +81,7 @@ fn insert_with(
 fn insert_rec(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    b: u64,
+    b: MetadataBlock,
     key: u64,
     value: &[u8],
     dec_old: bool,
@@ -111,7 +112,7 @@ fn insert_rec(
         Some(i) => (i, false),
         None => (0, true),
     };
-    let child = node::value_u64(&n, i);
+    let child = node::child(&n, i);
     drop(n);
     let r = insert_rec(tm, vk, child, key, value, dec_old, depth + 1)?;
     let lowered = lowered && !tm.canaries.on(Canary::NoLowerKeyOnNewMin);
@@ -134,12 +135,12 @@ fn insert_rec(
 fn insert_entry(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    b: u64,
+    b: MetadataBlock,
     i: usize,
     key: u64,
     value: &[u8],
     is_root: bool,
-) -> Result<Option<(u64, u64)>> {
+) -> Result<Option<(u64, MetadataBlock)>> {
     let n = tm.read(b, BlockKind::Node)?;
     let count = node::nr_entries(&n);
     if count < node::max_entries_of(&n) {

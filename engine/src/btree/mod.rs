@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::events::{self, BtreeEvent, Tree};
 use crate::format::checksum::BlockKind;
 use crate::format::node::{self, INTERNAL, LEAF};
+use crate::format::MetadataBlock;
 use crate::io::Block;
 use crate::limits::MAX_BTREE_DEPTH;
 use crate::transaction::TransactionManager;
@@ -85,13 +86,17 @@ pub(crate) fn le(v: &[u8]) -> u64 {
 }
 
 /// Reads a node and checks it belongs to a tree of `vk` values.
-pub(crate) fn read_node(tm: &TransactionManager, b: u64, vk: ValueKind) -> Result<Arc<Block>> {
+pub(crate) fn read_node(
+    tm: &TransactionManager,
+    b: MetadataBlock,
+    vk: ValueKind,
+) -> Result<Arc<Block>> {
     let n = tm.read(b, BlockKind::Node)?;
     check_value_size(&n, b, vk)?;
     Ok(n)
 }
 
-fn check_value_size(n: &Block, b: u64, vk: ValueKind) -> Result<()> {
+fn check_value_size(n: &Block, b: MetadataBlock, vk: ValueKind) -> Result<()> {
     let want = if node::is_leaf(n) { vk.size() } else { 8 };
     if node::value_size(n) != want {
         return Err(Error::structure(
@@ -112,12 +117,12 @@ fn check_value_size(n: &Block, b: u64, vk: ValueKind) -> Result<()> {
     Ok(())
 }
 
-fn depth_error(b: u64) -> Error {
+fn depth_error(b: MetadataBlock) -> Error {
     Error::structure(b, format!("btree deeper than {MAX_BTREE_DEPTH} levels (cycle?)"))
 }
 
 /// Creates an empty tree (one empty leaf) and returns its root.
-pub fn empty(tm: &mut TransactionManager, vk: ValueKind) -> Result<u64> {
+pub fn empty(tm: &mut TransactionManager, vk: ValueKind) -> Result<MetadataBlock> {
     let b = tm.new_block(BlockKind::Node)?;
     tm.modify(b, BlockKind::Node, |blk| node::init(blk, LEAF, vk.size()))?;
     Ok(b)
@@ -132,7 +137,12 @@ pub enum ReadMode {
     CacheOnly,
 }
 
-fn read_mode(tm: &TransactionManager, b: u64, vk: ValueKind, mode: ReadMode) -> Result<Arc<Block>> {
+fn read_mode(
+    tm: &TransactionManager,
+    b: MetadataBlock,
+    vk: ValueKind,
+    mode: ReadMode,
+) -> Result<Arc<Block>> {
     match mode {
         ReadMode::Blocking => read_node(tm, b, vk),
         ReadMode::CacheOnly => {
@@ -146,7 +156,7 @@ fn read_mode(tm: &TransactionManager, b: u64, vk: ValueKind, mode: ReadMode) -> 
 /// The value stored under `key`, if any.
 pub fn lookup(
     tm: &TransactionManager,
-    root: u64,
+    root: MetadataBlock,
     vk: ValueKind,
     key: u64,
     mode: ReadMode,
@@ -158,7 +168,7 @@ pub fn lookup(
         if node::is_leaf(&n) {
             return Ok((node::key(&n, i) == key).then(|| node::value(&n, i).to_vec()));
         }
-        b = node::value_u64(&n, i);
+        b = node::child(&n, i);
     }
     Err(depth_error(root))
 }
@@ -166,7 +176,7 @@ pub fn lookup(
 /// The 8-byte value under `key` as a u64 (mapping and top-level trees), without allocating.
 pub fn lookup_u64(
     tm: &TransactionManager,
-    root: u64,
+    root: MetadataBlock,
     vk: ValueKind,
     key: u64,
     mode: ReadMode,
@@ -179,7 +189,7 @@ pub fn lookup_u64(
         if node::is_leaf(&n) {
             return Ok((node::key(&n, i) == key).then(|| node::value_u64(&n, i)));
         }
-        b = node::value_u64(&n, i);
+        b = node::child(&n, i);
     }
     Err(depth_error(root))
 }
@@ -190,7 +200,7 @@ pub fn lookup_u64(
 /// answered correctly, only with more node reads.
 pub fn lookup_many_u64(
     tm: &TransactionManager,
-    root: u64,
+    root: MetadataBlock,
     vk: ValueKind,
     keys: &[u64],
     mode: ReadMode,
@@ -203,7 +213,7 @@ pub fn lookup_many_u64(
 
 fn lookup_many_rec(
     tm: &TransactionManager,
-    b: u64,
+    b: MetadataBlock,
     vk: ValueKind,
     keys: &[u64],
     out: &mut [Option<u64>],
@@ -232,7 +242,7 @@ fn lookup_many_rec(
                 }
             }
             Some(i) => {
-                let child = node::value_u64(&n, i);
+                let child = node::child(&n, i);
                 lookup_many_rec(
                     tm,
                     child,
@@ -252,7 +262,7 @@ fn lookup_many_rec(
 /// The first entry with key ≥ `key` ("lookup next").
 pub fn lookup_ge(
     tm: &TransactionManager,
-    root: u64,
+    root: MetadataBlock,
     vk: ValueKind,
     key: u64,
 ) -> Result<Option<(u64, Vec<u8>)>> {
@@ -261,7 +271,7 @@ pub fn lookup_ge(
 
 fn lookup_ge_rec(
     tm: &TransactionManager,
-    b: u64,
+    b: MetadataBlock,
     vk: ValueKind,
     key: u64,
     depth: usize,
@@ -283,7 +293,7 @@ fn lookup_ge_rec(
         }
     };
     for i in start..count {
-        if let Some(found) = lookup_ge_rec(tm, node::value_u64(&n, i), vk, key, depth + 1)? {
+        if let Some(found) = lookup_ge_rec(tm, node::child(&n, i), vk, key, depth + 1)? {
             return Ok(Some(found));
         }
     }
@@ -291,7 +301,11 @@ fn lookup_ge_rec(
 }
 
 /// The highest key in the tree, if any.
-pub fn highest_key(tm: &TransactionManager, root: u64, vk: ValueKind) -> Result<Option<u64>> {
+pub fn highest_key(
+    tm: &TransactionManager,
+    root: MetadataBlock,
+    vk: ValueKind,
+) -> Result<Option<u64>> {
     let mut b = root;
     for _ in 0..MAX_BTREE_DEPTH {
         let n = read_node(tm, b, vk)?;
@@ -302,18 +316,22 @@ pub fn highest_key(tm: &TransactionManager, root: u64, vk: ValueKind) -> Result<
         if node::is_leaf(&n) {
             return Ok(Some(node::key(&n, count - 1)));
         }
-        b = node::value_u64(&n, count - 1);
+        b = node::child(&n, count - 1);
     }
     Err(depth_error(root))
 }
 
 /// After shadowing a shared node, the copy holds new references to everything it names.
-pub(crate) fn inc_children(tm: &mut TransactionManager, b: u64, vk: ValueKind) -> Result<()> {
+pub(crate) fn inc_children(
+    tm: &mut TransactionManager,
+    b: MetadataBlock,
+    vk: ValueKind,
+) -> Result<()> {
     let n = tm.read(b, BlockKind::Node)?;
     let count = node::nr_entries(&n);
     if node::flags(&n) == INTERNAL {
         for i in 0..count {
-            tm.inc(node::value_u64(&n, i))?;
+            tm.inc(node::child(&n, i))?;
         }
     } else {
         for i in 0..count {
@@ -324,16 +342,20 @@ pub(crate) fn inc_children(tm: &mut TransactionManager, b: u64, vk: ValueKind) -
 }
 
 /// Shadows `b` and, if it was shared, increments what the copy points to.
-pub(crate) fn shadow_node(tm: &mut TransactionManager, b: u64, vk: ValueKind) -> Result<u64> {
+pub(crate) fn shadow_node(
+    tm: &mut TransactionManager,
+    b: MetadataBlock,
+    vk: ValueKind,
+) -> Result<MetadataBlock> {
     shadow_node_shared(tm, b, vk).map(|(copy, _)| copy)
 }
 
 /// [`shadow_node`], also telling whether the node was shared.
 pub(crate) fn shadow_node_shared(
     tm: &mut TransactionManager,
-    b: u64,
+    b: MetadataBlock,
     vk: ValueKind,
-) -> Result<(u64, bool)> {
+) -> Result<(MetadataBlock, bool)> {
     let leaf = node::is_leaf(&*read_node(tm, b, vk)?);
     let (copy, shared) = tm.shadow(b, BlockKind::Node)?;
     if shared {

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::events::{self, BtreeEvent};
 use crate::format::checksum::BlockKind;
 use crate::format::node;
+use crate::format::MetadataBlock;
 use crate::limits::MAX_BTREE_DEPTH;
 use crate::transaction::TransactionManager;
 
@@ -19,9 +20,9 @@ use crate::transaction::TransactionManager;
 pub fn remove(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    root: u64,
+    root: MetadataBlock,
     key: u64,
-) -> Result<(u64, Option<Vec<u8>>)> {
+) -> Result<(MetadataBlock, Option<Vec<u8>>)> {
     if lookup(tm, root, vk, key, ReadMode::Blocking)?.is_none() {
         return Ok((root, None));
     }
@@ -34,10 +35,10 @@ pub fn remove(
 pub fn remove_range(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    root: u64,
+    root: MetadataBlock,
     begin: u64,
     end: u64,
-) -> Result<(u64, u64)> {
+) -> Result<(MetadataBlock, u64)> {
     let mut root = root;
     let mut total = 0u64;
     // Each pass empties the keys of one leaf.
@@ -70,12 +71,12 @@ pub fn remove_range(
 fn remove_rec(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    b: u64,
+    b: MetadataBlock,
     begin: u64,
     end: u64,
     on_removed: &mut dyn FnMut(&[u8]),
     depth: usize,
-) -> Result<u64> {
+) -> Result<MetadataBlock> {
     if depth >= MAX_BTREE_DEPTH {
         return Err(super::depth_error(b));
     }
@@ -95,7 +96,7 @@ fn remove_rec(
     }
     let i = node::lower_bound(&n, begin)
         .ok_or_else(|| Error::structure(b, format!("key {begin} below the node's first key")))?;
-    let child = node::value_u64(&n, i);
+    let child = node::child(&n, i);
     drop(n);
     let c = remove_rec(tm, vk, child, begin, end, on_removed, depth + 1)?;
     tm.modify(b, BlockKind::Node, |blk| node::set_value(blk, i, &c.to_le_bytes()))?;
@@ -105,13 +106,17 @@ fn remove_rec(
 
 /// A root that is an internal node with one child is replaced by the child. The root is this
 /// transaction's own copy (count 1), so freeing it moves its reference to the child unchanged.
-fn collapse_root(tm: &mut TransactionManager, vk: ValueKind, mut b: u64) -> Result<u64> {
+fn collapse_root(
+    tm: &mut TransactionManager,
+    vk: ValueKind,
+    mut b: MetadataBlock,
+) -> Result<MetadataBlock> {
     loop {
         let n = tm.read(b, BlockKind::Node)?;
         if node::is_leaf(&n) || node::nr_entries(&n) != 1 {
             return Ok(b);
         }
-        let child = node::value_u64(&n, 0);
+        let child = node::child(&n, 0);
         drop(n);
         events::btree(vk.tree(), BtreeEvent::RootCollapse);
         tm.dec(b)?;
@@ -123,18 +128,18 @@ fn collapse_root(tm: &mut TransactionManager, vk: ValueKind, mut b: u64) -> Resu
 fn rebalance_child(
     tm: &mut TransactionManager,
     vk: ValueKind,
-    parent: u64,
+    parent: MetadataBlock,
     i: usize,
 ) -> Result<()> {
     let p = tm.read(parent, BlockKind::Node)?;
     let count = node::nr_entries(&p);
-    let child = read_node(tm, node::value_u64(&p, i), vk)?;
+    let child = read_node(tm, node::child(&p, i), vk)?;
     let min_fill = node::max_entries_of(&child) / 3;
     if node::nr_entries(&child) >= min_fill || count < 2 {
         return Ok(());
     }
     let (li, ri) = if i > 0 { (i - 1, i) } else { (i, i + 1) };
-    let (l_orig, r_orig) = (node::value_u64(&p, li), node::value_u64(&p, ri));
+    let (l_orig, r_orig) = (node::child(&p, li), node::child(&p, ri));
     drop((p, child));
     // Child `i` is this transaction's copy already; its sibling may still be shared.
     let (left, l_shared) = shadow_node_shared(tm, l_orig, vk)?;

@@ -4,6 +4,7 @@
 use super::{read_node, ValueKind};
 use crate::error::Result;
 use crate::format::node;
+use crate::format::MetadataBlock;
 use crate::io::Block;
 use crate::limits::MAX_BTREE_DEPTH;
 use crate::transaction::TransactionManager;
@@ -11,7 +12,7 @@ use crate::transaction::TransactionManager;
 /// Calls `f(key, value)` for every entry in ascending key order.
 pub fn walk(
     tm: &TransactionManager,
-    root: u64,
+    root: MetadataBlock,
     vk: ValueKind,
     f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
@@ -28,19 +29,19 @@ pub fn walk(
 /// Calls `f(block, depth, node)` for every node, parents before children, left to right.
 pub fn walk_nodes(
     tm: &TransactionManager,
-    root: u64,
+    root: MetadataBlock,
     vk: ValueKind,
-    f: &mut dyn FnMut(u64, usize, &Block) -> Result<()>,
+    f: &mut dyn FnMut(MetadataBlock, usize, &Block) -> Result<()>,
 ) -> Result<()> {
     walk_rec(tm, root, vk, 0, f)
 }
 
 fn walk_rec(
     tm: &TransactionManager,
-    b: u64,
+    b: MetadataBlock,
     vk: ValueKind,
     depth: usize,
-    f: &mut dyn FnMut(u64, usize, &Block) -> Result<()>,
+    f: &mut dyn FnMut(MetadataBlock, usize, &Block) -> Result<()>,
 ) -> Result<()> {
     if depth >= MAX_BTREE_DEPTH {
         return Err(super::depth_error(b));
@@ -49,7 +50,7 @@ fn walk_rec(
     f(b, depth, &n)?;
     if !node::is_leaf(&n) {
         for i in 0..node::nr_entries(&n) {
-            walk_rec(tm, node::value_u64(&n, i), vk, depth + 1, f).map_err(|e| e.via(b))?;
+            walk_rec(tm, node::child(&n, i), vk, depth + 1, f).map_err(|e| e.via(b.0))?;
         }
     }
     Ok(())

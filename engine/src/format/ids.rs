@@ -67,6 +67,13 @@ number_space!(
     u32
 );
 
+impl MetadataBlock {
+    /// The block number as a btree value stores it (a child pointer, a subtree root).
+    pub fn to_le_bytes(self) -> [u8; 8] {
+        self.0.to_le_bytes()
+    }
+}
+
 impl Time {
     /// The time after this one (a snapshot's); the caller keeps it below the format's limit.
     pub fn next(self) -> Time {

@@ -17,13 +17,15 @@
 //!
 //! `nr_free` and `none_free_before` are hints: readers never trust them for correctness.
 
+use super::ids::MetadataBlock;
 use super::{le_u32, le_u64, put_u32, put_u64};
 use crate::io::Block;
 use crate::limits::{INDEX_ENTRY_BYTES, METADATA_INDEX_ENTRIES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IndexEntry {
-    pub blocknr: u64,
+    /// Where the bitmap is.
+    pub blocknr: MetadataBlock,
     pub nr_free: u32,
     pub none_free_before: u32,
 }
@@ -31,14 +33,18 @@ pub struct IndexEntry {
 impl IndexEntry {
     pub fn pack(&self) -> [u8; INDEX_ENTRY_BYTES] {
         let mut b = [0u8; INDEX_ENTRY_BYTES];
-        put_u64(&mut b, 0, self.blocknr);
+        put_u64(&mut b, 0, self.blocknr.0);
         put_u32(&mut b, 8, self.nr_free);
         put_u32(&mut b, 12, self.none_free_before);
         b
     }
 
     pub fn unpack(b: &[u8]) -> Self {
-        IndexEntry { blocknr: le_u64(b, 0), nr_free: le_u32(b, 8), none_free_before: le_u32(b, 12) }
+        IndexEntry {
+            blocknr: MetadataBlock(le_u64(b, 0)),
+            nr_free: le_u32(b, 8),
+            none_free_before: le_u32(b, 12),
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! `32 + (8 + value_size)·max_entries ≤ 4096`; `nr_entries ≤ max_entries`; internal nodes
 //! have value size 8; keys strictly increase. The mutators below keep all of them.
 
+use super::ids::MetadataBlock;
 use super::{le_u32, le_u64, put_u32, put_u64};
 use crate::error::CorruptKind;
 use crate::io::Block;
@@ -73,6 +74,11 @@ pub fn value(b: &Block, i: usize) -> &[u8] {
 #[inline]
 pub fn value_u64(b: &Block, i: usize) -> u64 {
     le_u64(b, value_offset(b, i))
+}
+/// Child `i` of an internal node: the metadata block its value names.
+#[inline]
+pub fn child(b: &Block, i: usize) -> MetadataBlock {
+    MetadataBlock(value_u64(b, i))
 }
 
 /// Initialises an empty node in `b` (header only; the rest is zeroed).

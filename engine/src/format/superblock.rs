@@ -35,7 +35,7 @@
 //! Invariant: everything we write lies in the first 512-byte sector (commit atomicity).
 
 use super::checksum::{self, BlockKind};
-use super::ids::{Time, TransactionId};
+use super::ids::{MetadataBlock, Time, TransactionId};
 use super::{le_u32, le_u64, put_u32, put_u64};
 use crate::error::CorruptKind;
 use crate::io::Block;
@@ -47,24 +47,24 @@ pub const NEEDS_CHECK: u32 = 1;
 pub struct SmRoot {
     pub nr_blocks: u64,
     pub nr_allocated: u64,
-    pub bitmap_root: u64,
-    pub ref_count_root: u64,
+    pub bitmap_root: MetadataBlock,
+    pub ref_count_root: MetadataBlock,
 }
 
 impl SmRoot {
     fn pack(&self, b: &mut [u8]) {
         put_u64(b, 0, self.nr_blocks);
         put_u64(b, 8, self.nr_allocated);
-        put_u64(b, 16, self.bitmap_root);
-        put_u64(b, 24, self.ref_count_root);
+        put_u64(b, 16, self.bitmap_root.0);
+        put_u64(b, 24, self.ref_count_root.0);
     }
 
     fn unpack(b: &[u8]) -> Self {
         SmRoot {
             nr_blocks: le_u64(b, 0),
             nr_allocated: le_u64(b, 8),
-            bitmap_root: le_u64(b, 16),
-            ref_count_root: le_u64(b, 24),
+            bitmap_root: MetadataBlock(le_u64(b, 16)),
+            ref_count_root: MetadataBlock(le_u64(b, 24)),
         }
     }
 }
@@ -78,11 +78,11 @@ pub struct Superblock {
     pub version: u32,
     pub time: Time,
     pub trans_id: TransactionId,
-    pub held_root: u64,
+    pub held_root: MetadataBlock,
     pub data_sm_root: SmRoot,
     pub metadata_sm_root: SmRoot,
-    pub data_mapping_root: u64,
-    pub device_details_root: u64,
+    pub data_mapping_root: MetadataBlock,
+    pub device_details_root: MetadataBlock,
     pub data_block_size: u32,
     pub metadata_block_size: u32,
     pub metadata_nr_blocks: u64,
@@ -105,11 +105,11 @@ impl Superblock {
         put_u32(&mut b, 40, self.version);
         put_u32(&mut b, 44, self.time.0);
         put_u64(&mut b, 48, self.trans_id.0);
-        put_u64(&mut b, 56, self.held_root);
+        put_u64(&mut b, 56, self.held_root.0);
         self.data_sm_root.pack(&mut b[64..192]);
         self.metadata_sm_root.pack(&mut b[192..320]);
-        put_u64(&mut b, 320, self.data_mapping_root);
-        put_u64(&mut b, 328, self.device_details_root);
+        put_u64(&mut b, 320, self.data_mapping_root.0);
+        put_u64(&mut b, 328, self.device_details_root.0);
         put_u32(&mut b, 336, self.data_block_size);
         put_u32(&mut b, 340, self.metadata_block_size);
         put_u64(&mut b, 344, self.metadata_nr_blocks);
@@ -132,11 +132,11 @@ impl Superblock {
             version: le_u32(b, 40),
             time: Time(le_u32(b, 44)),
             trans_id: TransactionId(le_u64(b, 48)),
-            held_root: le_u64(b, 56),
+            held_root: MetadataBlock(le_u64(b, 56)),
             data_sm_root: SmRoot::unpack(&b[64..192]),
             metadata_sm_root: SmRoot::unpack(&b[192..320]),
-            data_mapping_root: le_u64(b, 320),
-            device_details_root: le_u64(b, 328),
+            data_mapping_root: MetadataBlock(le_u64(b, 320)),
+            device_details_root: MetadataBlock(le_u64(b, 328)),
             data_block_size: le_u32(b, 336),
             metadata_block_size: le_u32(b, 340),
             metadata_nr_blocks: le_u64(b, 344),
@@ -176,17 +176,17 @@ mod tests {
             data_sm_root: SmRoot {
                 nr_blocks: 1000,
                 nr_allocated: 5,
-                bitmap_root: 4,
-                ref_count_root: 5,
+                bitmap_root: MetadataBlock(4),
+                ref_count_root: MetadataBlock(5),
             },
             metadata_sm_root: SmRoot {
                 nr_blocks: 2048,
                 nr_allocated: 12,
-                bitmap_root: 1,
-                ref_count_root: 2,
+                bitmap_root: MetadataBlock(1),
+                ref_count_root: MetadataBlock(2),
             },
-            data_mapping_root: 7,
-            device_details_root: 6,
+            data_mapping_root: MetadataBlock(7),
+            device_details_root: MetadataBlock(6),
             data_block_size: 128,
             metadata_block_size: 8,
             metadata_nr_blocks: 2048,

@@ -17,7 +17,7 @@ use crate::canary::Canary;
 use crate::error::{Error, Result, Space};
 use crate::events::{self, Map, SpaceEvent};
 use crate::format::checksum::BlockKind;
-use crate::format::{bitmap, IndexEntry, SmRoot};
+use crate::format::{bitmap, IndexEntry, MetadataBlock, SmRoot};
 use crate::limits::{ENTRIES_PER_BITMAP, INDEX_ENTRY_BYTES};
 use crate::transaction::TransactionManager;
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ pub const INDEX_VALUES: ValueKind<'static> =
 #[derive(Debug, Clone, Copy)]
 struct CachedEntry {
     cur: IndexEntry,
-    committed_blocknr: Option<u64>,
+    committed_blocknr: Option<MetadataBlock>,
     shadowed: bool,
     dirty: bool,
 }
@@ -39,8 +39,8 @@ pub struct DataSpaceMap {
     nr_blocks: u64,
     committed_nr_blocks: u64,
     nr_allocated: u64,
-    index_root: u64,
-    overflow_root: u64,
+    index_root: MetadataBlock,
+    overflow_root: MetadataBlock,
     entries: BTreeMap<u64, CachedEntry>,
     /// Bitmaps removed by a shrink in this transaction (their index entries go at commit).
     removed: Vec<u64>,
@@ -102,7 +102,7 @@ impl DataSpaceMap {
             if i > 0 {
                 events::space(Map::Data, SpaceEvent::LaterBitmapReadFailed);
             }
-            e.via(self.index_root)
+            e.via(self.index_root.0)
         })?;
         cur.nr_free = bitmap::count_free(&bmp);
         cur.none_free_before =

@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result, Space};
 use crate::events::{self, Map, SpaceEvent};
-use crate::format::{bitmap, IndexEntry};
+use crate::format::{bitmap, IndexEntry, MetadataBlock};
 use crate::limits::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS, METADATA_RESERVE_MAX_BLOCKS};
 use std::collections::BTreeSet;
 
@@ -41,13 +41,13 @@ pub struct MetadataSpaceMap {
     pub(crate) allocated_this_txn: u64,
     pub(crate) cursor: u64,
     /// Location of the index block as last written (committed, or shadowed in this txn).
-    pub(crate) index_block: u64,
+    pub(crate) index_block: MetadataBlock,
     pub(crate) index_shadowed: bool,
     /// Bitmap locations, one per 16320 blocks.
-    pub(crate) bitmaps: Vec<u64>,
+    pub(crate) bitmaps: Vec<MetadataBlock>,
     pub(crate) bitmap_shadowed: Vec<bool>,
     pub(crate) dirty_bitmaps: BTreeSet<usize>,
-    pub(crate) overflow_root: u64,
+    pub(crate) overflow_root: MetadataBlock,
     /// Blocks whose overflow entry may need inserting, updating or removing at commit.
     pub(crate) overflow_dirty: BTreeSet<u64>,
     pub(crate) threshold: Option<Threshold>,
@@ -83,12 +83,12 @@ impl MetadataSpaceMap {
             committed_nr_allocated: 0,
             allocated_this_txn: 0,
             cursor: 0,
-            index_block: 0,
+            index_block: MetadataBlock(0),
             index_shadowed: true,
             bitmaps: Vec::new(),
             bitmap_shadowed: Vec::new(),
             dirty_bitmaps: BTreeSet::new(),
-            overflow_root: 0,
+            overflow_root: MetadataBlock(0),
             overflow_dirty: BTreeSet::new(),
             threshold: None,
             touched: Vec::new(),

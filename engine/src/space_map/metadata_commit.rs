@@ -48,30 +48,30 @@ pub fn load(tm: &mut TransactionManager, root: &SmRoot) -> Result<()> {
     let dev_blocks = tm.bm.nr_blocks();
     if root.nr_blocks == 0 || root.nr_blocks > MAX_METADATA_BLOCKS || root.nr_blocks > dev_blocks {
         return Err(Error::structure(
-            0,
+            0u64,
             format!("metadata space map of {} blocks on a device of {dev_blocks}", root.nr_blocks),
         ));
     }
     let mut sm = MetadataSpaceMap::new_empty(root.nr_blocks);
     let index_b = root.bitmap_root;
-    if index_b >= root.nr_blocks {
-        return Err(Error::structure(0, format!("metadata index block {index_b} out of range")));
+    if index_b.0 >= root.nr_blocks {
+        return Err(Error::structure(0u64, format!("metadata index block {index_b} out of range")));
     }
-    let index = tm.bm.read(index_b, BlockKind::Index)?;
+    let index = tm.bm.read(index_b.0, BlockKind::Index)?;
     let entries = unpack_metadata_index(&index, nr_bitmaps(root.nr_blocks));
     let mut overflow_marks = false;
     for (i, e) in entries.iter().enumerate() {
-        if e.blocknr >= root.nr_blocks {
+        if e.blocknr.0 >= root.nr_blocks {
             return Err(Error::structure(
                 index_b,
                 format!("bitmap {i} at block {} out of range", e.blocknr),
             ));
         }
-        let bmp = tm.bm.read(e.blocknr, BlockKind::Bitmap).map_err(|e| {
+        let bmp = tm.bm.read(e.blocknr.0, BlockKind::Bitmap).map_err(|e| {
             if i > 0 {
                 events::space(Map::Metadata, SpaceEvent::LaterBitmapReadFailed);
             }
-            e.via(index_b)
+            e.via(index_b.0)
         })?;
         let base = i as u64 * ENTRIES_PER_BITMAP;
         let end = (base + ENTRIES_PER_BITMAP).min(root.nr_blocks);
@@ -186,10 +186,10 @@ fn write_space_map(tm: &mut TransactionManager) -> Result<()> {
     }
     let dirty: Vec<usize> = tm.sm.dirty_bitmaps.iter().copied().collect();
     for i in dirty {
-        tm.bm.put(tm.sm.bitmaps[i], BlockKind::Bitmap, tm.sm.render_bitmap(i))?;
+        tm.bm.put(tm.sm.bitmaps[i].0, BlockKind::Bitmap, tm.sm.render_bitmap(i))?;
     }
     let entries = tm.sm.index_entries();
-    tm.bm.put(tm.sm.index_block, BlockKind::Index, pack_metadata_index(&entries))?;
+    tm.bm.put(tm.sm.index_block.0, BlockKind::Index, pack_metadata_index(&entries))?;
     events::count_commit(Map::Metadata, entries.len() as u64);
     Ok(())
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
 use crate::format::{BlockTime, DeviceDetails};
-use crate::format::{ThinId, Time, TransactionId};
+use crate::format::{MetadataBlock, ThinId, Time, TransactionId};
 use std::collections::BTreeMap;
 
 /// Pool-wide values of the current transaction.
@@ -19,13 +19,14 @@ pub struct PoolSummary {
     pub data_block_size: u32,
     pub data_nr_blocks: u64,
     pub metadata_nr_blocks: u64,
-    pub held_root: u64,
+    /// Where the held metadata snapshot is; block 0 (the superblock's place) when none is.
+    pub held_root: MetadataBlock,
 }
 
 impl PoolInner {
     fn devices_in(
         &self,
-        details_root: u64,
+        details_root: MetadataBlock,
         with_records: bool,
     ) -> Result<BTreeMap<u64, DeviceDetails>> {
         let mut out = BTreeMap::new();
@@ -41,8 +42,9 @@ impl PoolInner {
         Ok(out)
     }
 
-    fn mappings_in(&self, top_root: u64, id: u64) -> Result<Vec<(u64, BlockTime)>> {
+    fn mappings_in(&self, top_root: MetadataBlock, id: u64) -> Result<Vec<(u64, BlockTime)>> {
         let root = btree::lookup_u64(&self.tm, top_root, &self.values, id, ReadMode::Blocking)?
+            .map(MetadataBlock)
             .ok_or_else(|| Error::NoData(format!("no mapping tree for device {id}")))?;
         let mut out = Vec::new();
         btree::walk(&self.tm, root, &self.values.mappings, &mut |k, v| {
@@ -102,7 +104,7 @@ impl Pool {
         &self,
     ) -> Result<Option<BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)>>> {
         self.query(|p| {
-            if p.held_root == 0 {
+            if p.held_root.0 == 0 {
                 return Ok(None);
             }
             let raw = p.tm.read(p.held_root, BlockKind::Superblock)?;

@@ -68,9 +68,9 @@ pub(crate) struct PoolInner {
     time: Time,
     trans_id: TransactionId,
     flags: u32,
-    mapping_root: u64,
-    details_root: u64,
-    held_root: u64,
+    mapping_root: MetadataBlock,
+    details_root: MetadataBlock,
+    held_root: MetadataBlock,
     records: BTreeMap<u64, Record>,
     /// Handles whose device was deleted (or rolled back) while they were open ([H2]).
     dead: BTreeSet<u64>,

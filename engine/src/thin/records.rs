@@ -11,7 +11,7 @@ use super::PoolInner;
 use crate::btree::{self, ReadMode};
 use crate::error::{Error, Result};
 use crate::format::details::DETAILS_BYTES;
-use crate::format::DeviceDetails;
+use crate::format::{DeviceDetails, MetadataBlock};
 
 pub(crate) const DETAILS_VALUES: btree::ValueKind<'static> =
     &btree::Plain { size: DETAILS_BYTES, tree: crate::events::Tree::Details };
@@ -102,22 +102,23 @@ impl PoolInner {
     }
 
     /// The root of the device's mapping subtree.
-    pub(crate) fn device_root(&self, id: u64, mode: ReadMode) -> Result<u64> {
+    pub(crate) fn device_root(&self, id: u64, mode: ReadMode) -> Result<MetadataBlock> {
         btree::lookup_u64(&self.tm, self.mapping_root, &self.values, id, mode)?
+            .map(MetadataBlock)
             .ok_or_else(|| Error::NoData(format!("thin device {id} has no mapping tree")))
     }
 
     /// The root of the device's mapping subtree, ready to be modified: the top-level path to
     /// it is shadowed first, so sharing held above it (a held metadata snapshot sharing the
     /// top level) is pushed down into the subtree's count before the subtree is copied.
-    pub(crate) fn device_root_for_write(&mut self, id: u64) -> Result<u64> {
+    pub(crate) fn device_root_for_write(&mut self, id: u64) -> Result<MetadataBlock> {
         let root = self.device_root(id, ReadMode::Blocking)?;
         self.set_device_root(id, root)?;
         Ok(root)
     }
 
     /// Adds a new top-level entry for `id`; the caller's reference to `root` moves into it.
-    pub(crate) fn add_device_root(&mut self, id: u64, root: u64) -> Result<()> {
+    pub(crate) fn add_device_root(&mut self, id: u64, root: MetadataBlock) -> Result<()> {
         let bytes = root.to_le_bytes();
         self.mapping_root =
             btree::insert(&mut self.tm, &self.values, self.mapping_root, id, &bytes)?.0;
@@ -125,7 +126,7 @@ impl PoolInner {
     }
 
     /// Points the top-level entry of `id` at `root` (its old root's reference already moved).
-    pub(crate) fn set_device_root(&mut self, id: u64, root: u64) -> Result<()> {
+    pub(crate) fn set_device_root(&mut self, id: u64, root: MetadataBlock) -> Result<()> {
         let (top, _) =
             btree::replace(&mut self.tm, &self.values, self.mapping_root, id, &root.to_le_bytes())?;
         self.mapping_root = top;

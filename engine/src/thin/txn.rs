@@ -8,7 +8,7 @@ use crate::canary::{Canaries, Canary};
 use crate::error::{Error, Result};
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::{SmRoot, Superblock, NEEDS_CHECK};
-use crate::format::TransactionId;
+use crate::format::{MetadataBlock, TransactionId};
 
 impl Pool {
     /// Makes every change since the last commit durable ([H11]: a no-op, without I/O or
@@ -69,15 +69,15 @@ impl Pool {
     pub fn reserve_metadata_snap(&self) -> Result<()> {
         self.mutate(|p| {
             p.commit_with_callback()?;
-            if p.held_root != 0 {
+            if p.held_root.0 != 0 {
                 return Err(Error::Busy("a metadata snapshot is already held".into()));
             }
             let mut copy = p.sb.clone();
-            copy.held_root = 0;
+            copy.held_root = MetadataBlock(0);
             copy.data_sm_root = SmRoot::default();
             copy.metadata_sm_root = SmRoot::default();
             let n = p.tm.new_block(BlockKind::Superblock)?;
-            p.tm.bm.put(n, BlockKind::Superblock, copy.pack(n))?;
+            p.tm.bm.put(n.0, BlockKind::Superblock, copy.pack(n.0))?;
             p.tm.inc(copy.data_mapping_root)?;
             p.tm.inc(copy.device_details_root)?;
             p.held_root = n;
@@ -88,7 +88,7 @@ impl Pool {
     /// Drops the held snapshot and every block only it referenced (EINVAL if none).
     pub fn release_metadata_snap(&self) -> Result<()> {
         self.mutate(|p| {
-            if p.held_root == 0 {
+            if p.held_root.0 == 0 {
                 return Err(Error::Invalid("no metadata snapshot is held".into()));
             }
             let n = p.held_root;
@@ -97,7 +97,7 @@ impl Pool {
             btree::delete(&mut p.tm, &p.values, copy.data_mapping_root)?;
             btree::delete(&mut p.tm, DETAILS_VALUES, copy.device_details_root)?;
             p.tm.dec(n)?;
-            p.held_root = 0;
+            p.held_root = MetadataBlock(0);
             p.apply_data_ops()
         })
     }
@@ -105,7 +105,7 @@ impl Pool {
     /// The held snapshot's block, 0 when none (uncommitted reserve/release included).
     /// Where the held metadata snapshot is; `None` when none is held (the kernel's 0).
     pub fn get_metadata_snap(&self) -> Result<Option<crate::format::MetadataBlock>> {
-        self.query(|p| Ok((p.held_root != 0).then_some(crate::format::MetadataBlock(p.held_root))))
+        self.query(|p| Ok((p.held_root.0 != 0).then_some(p.held_root)))
     }
 
     /// Sets NEEDS_CHECK and makes it durable before returning ([H7]): the last committed
@@ -148,7 +148,7 @@ impl Pool {
     pub fn release_leaks(&self, metadata: &[(u64, u32)], data: &[(u64, u32)]) -> Result<()> {
         self.mutate(|p| {
             for &(b, n) in metadata {
-                if p.tm.ref_count(b)? < n {
+                if p.tm.ref_count(MetadataBlock(b))? < n {
                     return Err(Error::Invalid(format!("metadata block {b} holds fewer than {n}")));
                 }
             }
@@ -159,7 +159,7 @@ impl Pool {
             }
             for &(b, n) in metadata {
                 for _ in 0..n {
-                    p.tm.dec(b)?;
+                    p.tm.dec(MetadataBlock(b))?;
                 }
             }
             for &(b, n) in data {

@@ -13,7 +13,7 @@
 use crate::btree::{self, le, ValueType};
 use crate::error::Result;
 use crate::events::Tree;
-use crate::format::BlockTime;
+use crate::format::{BlockTime, MetadataBlock};
 use crate::transaction::TransactionManager;
 use std::sync::Mutex;
 
@@ -86,10 +86,10 @@ impl ValueType for SubtreeRoots {
         Tree::Top
     }
     fn inc(&self, tm: &mut TransactionManager, v: &[u8]) -> Result<()> {
-        tm.inc(le(v)).map(drop)
+        tm.inc(MetadataBlock(le(v))).map(drop)
     }
     fn dec(&self, tm: &mut TransactionManager, v: &[u8]) -> Result<()> {
-        btree::delete(tm, &self.mappings, le(v))
+        btree::delete(tm, &self.mappings, MetadataBlock(le(v)))
     }
 }
 

@@ -160,10 +160,10 @@ impl PoolInner {
         let (sb, nr_data_blocks) = match source {
             Source::Live => (self.live_superblock(), self.dsm.nr_blocks()),
             Source::MetadataSnap(asked) => {
-                if self.held_root == 0 {
+                if self.held_root.0 == 0 {
                     return Err(VisitError::NoHeldSnapshot);
                 }
-                let held = MetadataBlock(self.held_root);
+                let held = self.held_root;
                 if let Some(asked) = asked.filter(|&b| b != held) {
                     return Err(VisitError::HeldElsewhere { asked, held });
                 }
@@ -183,7 +183,10 @@ impl PoolInner {
     }
 
     /// (device, details, bottom root) in ascending id, from the top-level tree.
-    fn device_list(&self, sb: &Superblock) -> Result<Vec<(u64, DeviceDetails, u64)>, VisitError> {
+    fn device_list(
+        &self,
+        sb: &Superblock,
+    ) -> Result<Vec<(u64, DeviceDetails, MetadataBlock)>, VisitError> {
         let mut details = BTreeMap::new();
         btree::walk(&self.tm, sb.device_details_root, DETAILS_VALUES, &mut |id, v| {
             details.insert(id, DeviceDetails::unpack(v));
@@ -193,7 +196,7 @@ impl PoolInner {
         let mut missing = None;
         btree::walk(&self.tm, sb.data_mapping_root, &self.values, &mut |id, v| {
             match details.get(&id) {
-                Some(d) => out.push((id, *d, btree::le(v))),
+                Some(d) => out.push((id, *d, MetadataBlock(btree::le(v)))),
                 None => missing = missing.or(Some(id)),
             }
             Ok(())

@@ -158,7 +158,7 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
         unreadable: BTreeSet::new(),
         dropped: 0,
     };
-    let hinted = hint.as_ref().map(|h| (h.device_details_root, h.data_mapping_root));
+    let hinted = hint.as_ref().map(|h| (h.device_details_root.0, h.data_mapping_root.0));
     let (roots, roots_from, nodes_scanned) = match hinted {
         Some(r) if valid.is_some() => (r, RootsFrom::Superblock, 0),
         // A damaged superblock's roots are kept one by one where they read as their

@@ -31,7 +31,7 @@ pub fn entry_of(n: &engine::io::Block, key: u64) -> usize {
 
 /// Where the top-level tree (a single leaf here) says device `dev`'s mapping tree is.
 pub fn device_root(img: &MemoryDevice, dev: u64) -> u64 {
-    let t = img.block(sb(img).data_mapping_root).unwrap();
+    let t = img.block(sb(img).data_mapping_root.0).unwrap();
     node::value_u64(t, entry_of(t, dev))
 }
 

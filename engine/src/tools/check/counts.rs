@@ -101,26 +101,26 @@ impl Checker {
     /// their trees.
     pub(super) fn walk_space_map_structures(&mut self, sb: &Superblock) {
         let m = sb.metadata_sm_root;
-        if self.audit.count(m.bitmap_root, &[0]) {
-            if let Some(idx) = self.read(m.bitmap_root, BlockKind::Index, &[0]) {
+        if self.audit.count(m.bitmap_root.0, &[0]) {
+            if let Some(idx) = self.read(m.bitmap_root.0, BlockKind::Index, &[0]) {
                 let nr_bitmaps = m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize;
                 for e in unpack_metadata_index(&idx, nr_bitmaps) {
-                    self.audit.count(e.blocknr, &[m.bitmap_root]);
+                    self.audit.count(e.blocknr.0, &[m.bitmap_root.0]);
                 }
             }
         }
-        self.walk_tree(m.ref_count_root, TreeKind::MetaOverflow, &mut |_, _, _, _| {});
+        self.walk_tree(m.ref_count_root.0, TreeKind::MetaOverflow, &mut |_, _, _, _| {});
         let d = sb.data_sm_root;
         let mut bitmaps = Vec::new();
-        self.walk_tree(d.bitmap_root, TreeKind::DataIndex, &mut |_, b, n, _| {
+        self.walk_tree(d.bitmap_root.0, TreeKind::DataIndex, &mut |_, b, n, _| {
             for i in 0..node::nr_entries(n) {
-                bitmaps.push((b, IndexEntry::unpack(node::value(n, i)).blocknr));
+                bitmaps.push((b, IndexEntry::unpack(node::value(n, i)).blocknr.0));
             }
         });
         for (parent, bmp) in bitmaps {
             self.audit.count(bmp, &[parent]);
         }
-        self.walk_tree(d.ref_count_root, TreeKind::DataOverflow, &mut |_, _, _, _| {});
+        self.walk_tree(d.ref_count_root.0, TreeKind::DataOverflow, &mut |_, _, _, _| {});
     }
 
     /// The counts a space map stores (bitmaps + overflow tree), ascending by block.
@@ -189,7 +189,7 @@ impl Checker {
     /// values past freed entries), so it is not judged.
     fn compare_index_hints(&mut self, entries: &[IndexEntry], nr_blocks: u64, index: u64) {
         for (i, e) in entries.iter().enumerate() {
-            let Some(bmp) = self.read(e.blocknr, BlockKind::Bitmap, &[]) else { continue };
+            let Some(bmp) = self.read(e.blocknr.0, BlockKind::Bitmap, &[]) else { continue };
             let base = i as u64 * ENTRIES_PER_BITMAP;
             let limit = ENTRIES_PER_BITMAP.min(nr_blocks.saturating_sub(base));
             let free = (0..limit).filter(|&x| bitmap::get(&bmp, x) == 0).count() as u64;
@@ -207,14 +207,14 @@ impl Checker {
 
     pub(super) fn compare_metadata_counts(&mut self, sb: &Superblock) -> u64 {
         let m = sb.metadata_sm_root;
-        let Ok(idx) = self.reader.read(m.bitmap_root, BlockKind::Index) else { return 0 };
+        let Ok(idx) = self.reader.read(m.bitmap_root.0, BlockKind::Index) else { return 0 };
         let entries =
             unpack_metadata_index(&idx, m.nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize);
         let bitmaps: Vec<(u64, u64)> =
-            entries.iter().enumerate().map(|(i, e)| (i as u64, e.blocknr)).collect();
+            entries.iter().enumerate().map(|(i, e)| (i as u64, e.blocknr.0)).collect();
         let meta_nr_blocks = self.audit.meta_nr_blocks;
-        self.compare_index_hints(&entries, meta_nr_blocks, m.bitmap_root);
-        let stored = self.stored_counts(&bitmaps, meta_nr_blocks, m.ref_count_root);
+        self.compare_index_hints(&entries, meta_nr_blocks, m.bitmap_root.0);
+        let stored = self.stored_counts(&bitmaps, meta_nr_blocks, m.ref_count_root.0);
         let expected: Vec<(u64, u32)> = self
             .audit
             .meta_expected
@@ -243,17 +243,17 @@ impl Checker {
         let mut bitmaps = Vec::new();
         tolerant::for_each_leaf_entry(
             &mut self.reader,
-            d.bitmap_root,
+            d.bitmap_root.0,
             TreeKind::DataIndex,
             &mut |k, v| {
-                bitmaps.push((k, IndexEntry::unpack(v).blocknr));
+                bitmaps.push((k, IndexEntry::unpack(v).blocknr.0));
             },
         );
         let want_bitmaps = d.nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
         if bitmaps.len() as u64 != want_bitmaps {
             self.audit.error(
                 FindingKind::SpaceMap,
-                Some(d.bitmap_root),
+                Some(d.bitmap_root.0),
                 &[],
                 format!("data space map has {} bitmaps, needs {want_bitmaps}", bitmaps.len()),
             );
@@ -262,7 +262,7 @@ impl Checker {
         let stored_len = match refs {
             DataRefs::Dense(mut expected) => {
                 let mut n = 0u64;
-                self.for_each_stored(&bitmaps, d.nr_blocks, d.ref_count_root, &mut |c, b, s| {
+                self.for_each_stored(&bitmaps, d.nr_blocks, d.ref_count_root.0, &mut |c, b, s| {
                     n += 1;
                     let e = std::mem::take(&mut expected[b as usize]);
                     if e != s {
@@ -275,7 +275,7 @@ impl Checker {
                 n
             }
             DataRefs::Sparse(mut refs) => {
-                let stored = self.stored_counts(&bitmaps, d.nr_blocks, d.ref_count_root);
+                let stored = self.stored_counts(&bitmaps, d.nr_blocks, d.ref_count_root.0);
                 refs.sort_unstable();
                 let expected: Vec<(u64, u32)> =
                     refs.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u32)).collect();

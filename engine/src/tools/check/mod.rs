@@ -81,7 +81,7 @@ pub fn check_with(
     report.superblock_valid = true;
     report.transaction_id = sb.trans_id;
     report.needs_check = sb.needs_check();
-    report.metadata_snap = (sb.held_root != 0).then_some(sb.held_root);
+    report.metadata_snap = (sb.held_root.0 != 0).then_some(sb.held_root.0);
     let msm = sb.metadata_sm_root;
     report.metadata_free_blocks = msm.nr_blocks.saturating_sub(msm.nr_allocated);
     report.metadata_nr_blocks = msm.nr_blocks;
@@ -122,7 +122,8 @@ pub fn check_with(
         report.findings = c.audit.findings;
         return report;
     }
-    (report.devices, report.mappings) = c.walk_pool(sb.device_details_root, sb.data_mapping_root);
+    (report.devices, report.mappings) =
+        c.walk_pool(sb.device_details_root.0, sb.data_mapping_root.0);
     c.walk_held_snapshot(&sb);
     c.walk_space_map_structures(&sb);
     if opts.skip_mappings {

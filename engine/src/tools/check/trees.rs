@@ -204,18 +204,18 @@ impl Checker {
     /// agreement is not judged here; the counts are read from the snapshot's top level and
     /// the per-node mapping totals the walk derived.
     pub(super) fn walk_held_snapshot(&mut self, sb: &Superblock) -> Option<(u64, u64)> {
-        let held = sb.held_root;
+        let held = sb.held_root.0;
         if held == 0 || !self.audit.count(held, &[0]) {
             return None;
         }
         let raw = self.read(held, BlockKind::Superblock, &[0])?;
         let copy = Superblock::unpack_unchecked(&raw);
-        self.collect_details(copy.device_details_root);
-        self.collect_top(copy.data_mapping_root);
+        self.collect_details(copy.device_details_root.0);
+        self.collect_top(copy.data_mapping_root.0);
         let mut roots = Vec::new();
         tolerant::for_each_leaf_entry(
             &mut self.reader,
-            copy.data_mapping_root,
+            copy.data_mapping_root.0,
             TreeKind::Top,
             &mut |_, v| {
                 roots.push(u64::from_le_bytes(v.try_into().expect("value size checked: 8 bytes")));
