@@ -1,6 +1,7 @@
 //! Deliberately broken behaviours, so the simulator can prove it catches each class of bug.
 //!
-//! One switch: every broken site in the engine reads `tm.canaries.on(Canary::X)`. Without the
+//! One switch: every broken site in the engine reads `tm.canaries.on(Canary::X)` (the offline
+//! tools, which have no transaction manager, read the `canaries` their caller hands them). Without the
 //! `canary` feature [`Canaries`] is a zero-sized value whose `on` is the constant `false`, so
 //! the optimiser removes each site and production code reads as production code. Only a
 //! `canary` build can make a non-empty set ([`Canaries::of`]); `.ci/run` checks that no
@@ -32,11 +33,17 @@ pub enum Canary {
     /// Commit without calling the pre-commit callback (the pool target's data-device flush
     /// before the metadata that maps the data).
     SkipPreCommitCallback,
+    /// `check` does not report a data block whose stored count is above the references the
+    /// trees hold (a leak, a non-fatal finding): the tool, not the pool, is broken.
+    CheckMissesDataLeaks,
+    /// `repair` loses the highest mapping of every device it salvages, though the block
+    /// that holds it reads fine: the tool, not the pool, is broken.
+    RepairDropsLastMapping,
 }
 
 impl Canary {
     /// Every canary, in declaration order.
-    pub const ALL: [Canary; 9] = [
+    pub const ALL: [Canary; 11] = [
         Canary::SuperblockBeforeNodes,
         Canary::NoFlushBeforeSuperblock,
         Canary::ReuseFreedInTransaction,
@@ -46,6 +53,8 @@ impl Canary {
         Canary::NoLowerKeyOnNewMin,
         Canary::RedistributeKeepsParentKey,
         Canary::SkipPreCommitCallback,
+        Canary::CheckMissesDataLeaks,
+        Canary::RepairDropsLastMapping,
     ];
 
     /// The name used on the command line, in trace files and in corpus file names.
@@ -60,6 +69,8 @@ impl Canary {
             Canary::NoLowerKeyOnNewMin => "no_lower_key_on_new_min",
             Canary::RedistributeKeepsParentKey => "redistribute_keeps_parent_key",
             Canary::SkipPreCommitCallback => "skip_pre_commit_callback",
+            Canary::CheckMissesDataLeaks => "check_misses_data_leaks",
+            Canary::RepairDropsLastMapping => "repair_drops_last_mapping",
         }
     }
 

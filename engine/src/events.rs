@@ -299,6 +299,15 @@ pub fn take() -> Counts {
     COUNTS.with(|c| std::mem::take(&mut *c.borrow_mut()))
 }
 
+/// Runs `f` without counting what it does: the counts after are the counts before. For work
+/// that is not the workload's (the simulator's offline tools judging an image).
+pub fn uncounted<R>(f: impl FnOnce() -> R) -> R {
+    let before = take();
+    let r = f();
+    COUNTS.with(|c| *c.borrow_mut() = before);
+    r
+}
+
 // ----- space-map events shared by the metadata and the data map ---------------------
 
 /// Counts an allocation that searched from `start` (one past the previous allocation, or 0)

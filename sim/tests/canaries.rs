@@ -119,3 +119,25 @@ fn a_shrink_with_a_goal_stops_there_and_still_reproduces() {
     let replayed = sim::runner::replay(&early.trace).failure.expect("the goal's trace fails");
     assert_eq!(replayed.signature(), early.signature);
 }
+
+/// The tools' canaries: a `check` that stopped reporting data leaks (non-fatal findings) is
+/// caught by the leak judge wherever the campaign runs `check` (on crash images, after
+/// recoveries and after commits), and a `repair` that loses a mapping it could
+/// read is caught by the completeness judge (on the undamaged image each run repairs, or
+/// against the bound of a damaged one). Neither breaks the pool, so nothing else fires.
+#[test]
+fn check_misses_data_leaks_is_caught_by_the_leak_judge() {
+    let (seed, sig) = first_catch("check_misses_data_leaks")
+        .unwrap_or_else(|| panic!("check_misses_data_leaks never caught"));
+    eprintln!("check_misses_data_leaks: caught at seed {seed} by {sig}");
+    let judged_by_check = ["crash-image/", "recovery/", "check-after-commit/"];
+    assert!(judged_by_check.iter().any(|o| sig.starts_with(o)), "{sig}");
+}
+
+#[test]
+fn repair_drops_last_mapping_is_caught_by_the_completeness_judge() {
+    let (seed, sig) = first_catch("repair_drops_last_mapping")
+        .unwrap_or_else(|| panic!("repair_drops_last_mapping never caught"));
+    eprintln!("repair_drops_last_mapping: caught at seed {seed} by {sig}");
+    assert!(sig.starts_with("repair-incomplete/"), "{sig}");
+}

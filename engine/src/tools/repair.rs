@@ -37,6 +37,7 @@ use super::restore::{write_devices, Run};
 use super::tolerant::{self, Go, KeyRange, Place, Reader, Seen, TreeKind, Visitor};
 pub use super::types::Overrides;
 use super::{XmlDevice, XmlSuperblock};
+use crate::canary::{Canaries, Canary};
 use crate::format::checksum::BlockKind;
 use crate::format::node;
 use crate::format::superblock::Superblock;
@@ -124,6 +125,16 @@ pub struct Salvage {
 /// With no superblock and no override for them, the number of data blocks and the
 /// transaction id are inferred from what survives ([`Inferred`]).
 pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolError> {
+    salvage_with(dev, o, Canaries::NONE)
+}
+
+/// [`salvage`] with the simulator's canaries (deliberately broken rules; none outside a
+/// `canary` build).
+pub fn salvage_with(
+    dev: Box<dyn BlockDevice>,
+    o: Overrides,
+    canaries: Canaries,
+) -> Result<Salvage, ToolError> {
     let reader = Reader::new(dev);
     let raw = reader.read_raw(0).map_err(ToolError::Engine)?;
     let valid = Superblock::unpack(&raw, 0).ok();
@@ -182,10 +193,13 @@ pub fn salvage(dev: Box<dyn BlockDevice>, o: Overrides) -> Result<Salvage, ToolE
     let mut latest = 0u32;
     for id in ids {
         let d = details.get(&id).copied();
-        let mappings = match tops.get(&id) {
+        let mut mappings = match tops.get(&id) {
             Some(&root) => s.mappings(root),
             None => Vec::new(),
         };
+        if canaries.on(Canary::RepairDropsLastMapping) {
+            mappings.pop();
+        }
         unmatched += u64::from(d.is_none() || !tops.contains_key(&id));
         latest = mappings.iter().map(|m| m.2).fold(latest, u32::max);
         let d = d.unwrap_or_default();
@@ -249,7 +263,17 @@ pub fn repair(
     output: Box<dyn BlockDevice>,
     o: Overrides,
 ) -> Result<(SalvageReport, Box<dyn BlockDevice>), ToolError> {
-    let s = salvage(input, o)?;
+    repair_with(input, output, o, Canaries::NONE)
+}
+
+/// [`repair`] with the simulator's canaries.
+pub fn repair_with(
+    input: Box<dyn BlockDevice>,
+    output: Box<dyn BlockDevice>,
+    o: Overrides,
+    canaries: Canaries,
+) -> Result<(SalvageReport, Box<dyn BlockDevice>), ToolError> {
+    let s = salvage_with(input, o, canaries)?;
     let devices = s
         .devices
         .into_iter()

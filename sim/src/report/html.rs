@@ -279,24 +279,32 @@ pub fn render_html(s: &Summary) -> String {
 fn repair_table(st: &crate::runner::RunStats) -> String {
     let mut h = String::from(
         "<h3>Repair after class B damage</h3><p>After every class B outcome the damaged image \
-         is repaired (as <code>thinsim repair</code>) and judged: the result must pass check \
-         and keep only mappings the model had at the last commit.</p>\
+         is repaired (as <code>thinsim repair</code>) and judged: the result must pass check, \
+         keep only mappings the model had at the last commit, and, when the superblock \
+         validates, keep every mapping a tolerant walk from its roots still reads through \
+         valid blocks (the bound). Each run also repairs one undamaged committed image, which \
+         must come back whole (row <i>undamaged</i>).</p>\
          <table><tr><th>fault kind</th><th>repaired</th><th>refused</th>\
          <th>committed mappings</th><th>recovered</th><th>share</th>\
+         <th>judged against the bound</th><th>bound mappings</th><th>kept of the bound</th>\
          <th>stale: lost/misdirected write / unverified roots</th>\
          <th>roots: superblock / damaged superblock / scan</th></tr>",
     );
-    for (kind, t) in &st.repair {
+    let undamaged = ("undamaged".to_owned(), st.clean_repair.clone());
+    for (kind, t) in st.repair.iter().map(|(k, t)| (k.clone(), t.clone())).chain([undamaged]) {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td>\
-             <td>{} / {}</td><td>{} / {} / {}</td></tr>",
-            esc(kind),
+             <td>{}</td><td>{}</td><td>{:.1}%</td><td>{} / {}</td><td>{} / {} / {}</td></tr>",
+            esc(&kind),
             t.repaired,
             t.refused,
             t.committed_mappings,
             t.recovered_mappings,
             t.recovered_percent(),
+            t.bound_judged,
+            t.bound_mappings,
+            t.bound_kept_percent(),
             t.stale_mappings,
             t.stale_from_unverified_roots,
             t.from_superblock,
@@ -305,5 +313,14 @@ fn repair_table(st: &crate::runner::RunStats) -> String {
         );
     }
     h.push_str("</table>");
+    let l = &st.check_leaks;
+    let _ = write!(
+        h,
+        "<h3>Check's findings</h3><p>After each full verification, <code>check</code> runs as a \
+         user runs it and must report exactly the data leaks the model holds (references no \
+         mapping accounts for) and nothing else: {} images judged, {} with leaks, {} leaked \
+         blocks reported exactly.</p>",
+        l.images, l.images_with_leaks, l.leaked_blocks
+    );
     h
 }

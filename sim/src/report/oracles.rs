@@ -44,6 +44,9 @@ fn due_count(s: &Summary, d: Due) -> Option<u64> {
         Due::Checks => st.image_checks + st.commit_checks,
         Due::Repairs => all_repairs.map_or(0, |t| t.repaired + t.refused),
         Due::Repaired => all_repairs.map_or(0, |t| t.repaired),
+        Due::RepairsWithBound => {
+            all_repairs.map_or(0, |t| t.bound_judged) + st.clean_repair.bound_judged
+        }
         Due::Rare | Due::Never => return None,
     })
 }

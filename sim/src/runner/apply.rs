@@ -137,7 +137,8 @@ impl Runner {
         // candidates apart that differ only in caller references.
         let image = (cands.len() > 1).then(|| self.disk.lock().durable_image());
         self.stats.ran(Oracle::StateAfterAbort);
-        match super::recovery::match_candidate(self.pool(), &cands, image.as_ref()) {
+        let canaries = self.cfg.canaries();
+        match super::recovery::match_candidate(self.pool(), &cands, image.as_ref(), canaries) {
             Ok(i) => {
                 self.model = cands.swap_remove(i);
                 Ok(())

@@ -34,6 +34,7 @@ pub mod oracles;
 mod prepopulate;
 mod recovery;
 pub mod repair;
+mod repair_bound;
 pub mod shared;
 mod stats;
 pub mod trace;
@@ -46,7 +47,7 @@ pub use op::{Op, OpKind};
 pub use options::{KeyOrder, Options, OptionsError, Prepopulation, RemovalPhase, RunClass};
 pub use oracles::{Due, Oracle, ORACLE_DUE_AT};
 pub use prepopulate::restored as restored_prepopulation;
-pub use stats::{Outcomes, RunStats};
+pub use stats::{LeakTally, Outcomes, RunStats};
 pub use trace::{Step, StepFault, Trace, TraceError};
 
 use crate::disk::{

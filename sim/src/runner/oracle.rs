@@ -10,6 +10,7 @@
 //!   transaction is poisoned or the pool is in fail mode.
 
 use crate::disk::MemoryImage;
+use engine::canary::Canaries;
 use engine::format::{BlockTime, DeviceDetails};
 use engine::thin::Pool;
 use engine::thin::ThinId;
@@ -277,20 +278,24 @@ pub(crate) fn diff_mapping(
 
 /// Runs `check` on `image` and compares its totals with the model's committed state.
 pub fn check_image(image: &MemoryImage, model: &Model) -> Result<(), Mismatch> {
-    check_image_on(image, image.to_device(), model)
+    check_image_with(image, image.to_device(), model, Canaries::NONE).map(drop)
 }
 
-/// [`check_image`] reading `image` through `dev` (a recording device, for the memo).
-pub fn check_image_on(
+/// [`check_image`] reading `image` through `dev` (a recording device, for the memo), with the
+/// run's canaries (a broken `check` is one of them). Returns how
+/// many leaked data blocks `check` reported: exactly the ones the model holds references to
+/// outside the trees, or this is a mismatch ([`judge_leaks`]).
+pub fn check_image_with(
     image: &MemoryImage,
     dev: Box<dyn engine::io::BlockDevice>,
     model: &Model,
-) -> Result<(), Mismatch> {
+    canaries: Canaries,
+) -> Result<u64, Mismatch> {
     let c = model.committed();
     // `check` promises never to panic on any bytes; if it does, that is an engine bug to
     // report, not a reason to lose the rest of the campaign.
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let options = engine::tools::check::CheckOptions::default();
+        let options = engine::tools::check::CheckOptions { canaries, ..Default::default() };
         engine::tools::check::check_with(dev, &BTreeMap::new(), options)
     }))
     .map_err(|p| {
@@ -306,7 +311,7 @@ pub fn check_image_on(
             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()));
         Mismatch::CheckPanicked(msg.unwrap_or_default())
     })?;
-    judge_leaks(&report, &c.caller_refs)?;
+    let leaked = judge_leaks(&report, &c.caller_refs)?;
     let mut d = Diff::default();
     let mappings: u64 = c.devices.values().map(Device::mapped_blocks).sum();
     {
@@ -325,7 +330,7 @@ pub fn check_image_on(
             ));
         }
     }
-    d.into_result()
+    d.into_result().map(|()| leaked)
 }
 
 /// `check`'s findings against the model, `check` run as a user runs it (no references
@@ -338,7 +343,7 @@ pub fn check_image_on(
 pub(crate) fn judge_leaks(
     report: &engine::tools::check::CheckReport,
     caller_refs: &BTreeMap<u64, u64>,
-) -> Result<(), Mismatch> {
+) -> Result<u64, Mismatch> {
     use engine::tools::check::Space;
     let mut reported = BTreeMap::new();
     let mut others = Vec::new();
@@ -371,7 +376,7 @@ pub(crate) fn judge_leaks(
             missed.join("\n")
         )));
     }
-    Ok(())
+    Ok(reported.len() as u64)
 }
 
 /// After a commit (details tree current): thin_ls numbers of the live pool and, when held, of

@@ -72,6 +72,9 @@ pub enum Oracle {
     RepairUnclean,
     /// Repair keeps only mappings and devices that were committed.
     RepairInvented,
+    /// Repair keeps every mapping a tolerant walk from a validated superblock can still read
+    /// (`runner::repair_bound`), and every committed mapping of an undamaged image.
+    RepairIncomplete,
 }
 
 /// The count in a campaign's stats that makes an oracle due: when it reaches
@@ -100,6 +103,9 @@ pub enum Due {
     Repairs,
     /// Damaged images repair turned into an image.
     Repaired,
+    /// Repairs with a completeness bound: damaged images whose superblock validated, and the
+    /// undamaged image each run repairs once.
+    RepairsWithBound,
     /// Runs only when class B damage is outstanding at a commit and the committed state
     /// still matched: no count implies it, so it is listed, not enforced.
     Rare,
@@ -108,7 +114,7 @@ pub enum Due {
 }
 
 impl Oracle {
-    pub const ALL: [Oracle; 22] = [
+    pub const ALL: [Oracle; 23] = [
         Oracle::Setup,
         Oracle::Panic,
         Oracle::InvalidTrace,
@@ -131,6 +137,7 @@ impl Oracle {
         Oracle::Repair,
         Oracle::RepairUnclean,
         Oracle::RepairInvented,
+        Oracle::RepairIncomplete,
     ];
 
     /// The name failures, signatures and reports carry.
@@ -158,6 +165,7 @@ impl Oracle {
             Oracle::Repair => "repair",
             Oracle::RepairUnclean => "repair-unclean",
             Oracle::RepairInvented => "repair-invented",
+            Oracle::RepairIncomplete => "repair-incomplete",
         }
     }
 
@@ -185,6 +193,7 @@ impl Oracle {
             Oracle::CheckPanic => Due::Checks,
             Oracle::Restore | Oracle::Repair => Due::Repairs,
             Oracle::RepairUnclean | Oracle::RepairInvented => Due::Repaired,
+            Oracle::RepairIncomplete => Due::RepairsWithBound,
         }
     }
 }

@@ -15,18 +15,20 @@ use super::oracles::Oracle;
 use super::verify::{reopen_options, VerifyMode};
 use super::{Good, Res, Runner};
 use crate::disk::{ExploreOptions, FaultKind, MemoryImage, TearSet};
+use engine::canary::Canaries;
 use engine::thin::Pool;
 use model::Model;
 
 /// Index of the first candidate the pool matches, or the diff against each. With an image,
 /// `check` must agree too: caller references are visible only there, and they can be all
-/// that tells the old state from the new one.
+/// that tells the old state from the new one. `check` runs with the run's `canaries`.
 pub(super) fn match_candidate(
     pool: &Pool,
     cands: &[Model],
     image: Option<&MemoryImage>,
+    canaries: Canaries,
 ) -> Result<usize, Mismatch> {
-    match_candidate_reading(pool, cands, image, None)
+    match_candidate_reading(pool, cands, image, None, canaries)
 }
 
 /// [`match_candidate`], with `check`'s reads recorded in `reads`.
@@ -35,13 +37,19 @@ fn match_candidate_reading(
     cands: &[Model],
     image: Option<&MemoryImage>,
     reads: Option<&ReadSet>,
+    canaries: Canaries,
 ) -> Result<usize, Mismatch> {
     let mut diffs = Vec::new();
     for (i, m) in cands.iter().enumerate() {
-        let judged = oracle::compare_pool(pool, m).and_then(|()| match (image, reads) {
-            (Some(img), Some(r)) => oracle::check_image_on(img, r.wrap(img.to_device()), m),
-            (Some(img), None) => oracle::check_image(img, m),
-            (None, _) => Ok(()),
+        let judged = oracle::compare_pool(pool, m).and_then(|()| match image {
+            Some(img) => {
+                let dev = match reads {
+                    Some(r) => r.wrap(img.to_device()),
+                    None => img.to_device(),
+                };
+                oracle::check_image_with(img, dev, m, canaries).map(drop)
+            }
+            None => Ok(()),
         });
         match judged {
             Ok(()) => return Ok(i),
@@ -174,7 +182,9 @@ impl Runner {
                     )
                 })?;
             let image = check.then_some(&st.image);
-            let c = match_candidate_reading(&pool, cands, image, Some(&reads)).map_err(|d| {
+            let canaries = self.cfg.canaries();
+            let c = match_candidate_reading(&pool, cands, image, Some(&reads), canaries);
+            let c = c.map_err(|d| {
                 self.fail(
                     Oracle::CrashImage,
                     format!("crash image {i} ({:?}) is no committed state:\n{d}", st.choices),
@@ -232,7 +242,7 @@ impl Runner {
             None => {
                 self.stats.commit_checks += 1;
                 self.stats.ran(Oracle::CheckPanic);
-                match_candidate(&pool, &cands, Some(&image))
+                match_candidate(&pool, &cands, Some(&image), self.cfg.canaries())
                     .and_then(|i| oracle::compare_metadata_space(&pool).map(|()| i))
             }
         };

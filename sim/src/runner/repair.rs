@@ -17,17 +17,26 @@
 //!   or not (`Runner::ever_mapped`, seeded with the prepopulated ones). An older block can
 //!   bring back the past; only a bug can bring back what never was.
 //!
+//! - Repair keeps at least every mapping a tolerant walk from the image's own roots can still
+//!   read through blocks that validate (`runner::repair_bound`), when the superblock
+//!   validates: losing one is [`Oracle::RepairIncomplete`]. Each run also repairs one
+//!   undamaged committed image, which must come back whole: every committed mapping, no
+//!   other.
+//!
 //! What comes back is tallied per fault kind ([`RepairTally`]): the share of committed
-//! mappings recovered is the repair's measure. A repair that finds nothing to salvage on its
+//! mappings recovered is the repair's measure, and the share of the bound it kept (100 %
+//! unless the oracle fired) shows how much of the loss the damage itself decided. A repair that finds nothing to salvage on its
 //! own is retried with the superblock values a user would give (`--data-block-size`,
 //! `--nr-data-blocks`, `--transaction-id`); one that still finds nothing is counted as
 //! refused, not failed (the damage may have taken every root).
 
 use super::oracles::Oracle;
+use super::repair_bound::{self, Readable};
 use super::{Res, Runner, DATA_BLOCK_SECTORS};
+use crate::disk::MemoryImage;
 use engine::io::{BlockDevice, MemoryDevice, Shared};
 use engine::thin::{Pool, ThinId};
-use engine::tools::repair::{repair, RootsFrom};
+use engine::tools::repair::{repair_with, RootsFrom};
 use engine::tools::types::Overrides;
 use engine::tools::ToolError;
 use model::Model;
@@ -57,6 +66,14 @@ pub struct RepairTally {
     /// that failed validation, or a scan): an older tree, still intact.
     #[serde(default)]
     pub stale_from_unverified_roots: u64,
+    /// Repairs judged against the completeness bound (the superblock validated).
+    #[serde(default)]
+    pub bound_judged: u64,
+    /// Mappings the bound held, summed over those repairs; and the ones repair kept.
+    #[serde(default)]
+    pub bound_mappings: u64,
+    #[serde(default)]
+    pub bound_kept: u64,
 }
 
 impl RepairTally {
@@ -71,6 +88,17 @@ impl RepairTally {
         self.recovered_mappings += o.recovered_mappings;
         self.stale_mappings += o.stale_mappings;
         self.stale_from_unverified_roots += o.stale_from_unverified_roots;
+        self.bound_judged += o.bound_judged;
+        self.bound_mappings += o.bound_mappings;
+        self.bound_kept += o.bound_kept;
+    }
+
+    /// Kept over the bound, in percent (100 when no bound held a mapping).
+    pub fn bound_kept_percent(&self) -> f64 {
+        if self.bound_mappings == 0 {
+            return 100.0;
+        }
+        100.0 * self.bound_kept as f64 / self.bound_mappings as f64
     }
 
     /// Recovered over committed, in percent (100 when nothing was committed).
@@ -130,8 +158,13 @@ impl Runner {
     }
 
     /// Repairs the damaged durable image and judges the result against `committed` (the
-    /// crashed candidates). Called before the last good image is put back.
+    /// crashed candidates). Called before the last good image is put back. The tools' work
+    /// is not the workload's: the engine's structural counts leave it out.
     pub(super) fn judge_repair(&mut self, committed: &[Model]) -> Res<()> {
+        engine::events::uncounted(|| self.repair_and_judge(committed))
+    }
+
+    fn repair_and_judge(&mut self, committed: &[Model]) -> Res<()> {
         let damaged = self.disk.lock().durable_image();
         let nr_blocks = damaged.nr_blocks();
         let kinds: Vec<String> =
@@ -141,9 +174,10 @@ impl Runner {
         // the blocks repair wrote (a pointer per chunk), never copied out byte by byte: big
         // pools have metadata devices of hundreds of MiB.
         let output = Shared::new(MemoryDevice::new(nr_blocks));
+        let canaries = self.cfg.canaries();
         let attempt = |o: Overrides| {
             *output.lock() = MemoryDevice::new(nr_blocks);
-            repair(damaged.to_device(), output.device(), o)
+            repair_with(damaged.to_device(), output.device(), o, canaries)
         };
         let user_values = Overrides {
             transaction_id: committed.last().map(|m| m.current().trans_id),
@@ -239,6 +273,7 @@ impl Runner {
                 ),
             ));
         }
+        self.judge_bound(&damaged, &kept, &mut t)?;
         t.repaired += 1;
         t.committed_mappings += best.map_or(0, model_mapping_count);
         t.recovered_mappings += recovered;
@@ -248,6 +283,96 @@ impl Runner {
             t.stale_from_unverified_roots += foreign.len() as u64;
         }
         self.tally_repair(&kinds, &t);
+        Ok(())
+    }
+
+    /// Repair kept at least what a tolerant walk from the image's validated superblock still
+    /// reads (no bound, and nothing judged, when the superblock does not validate).
+    fn judge_bound(
+        &mut self,
+        image: &MemoryImage,
+        kept: &Mappings,
+        t: &mut RepairTally,
+    ) -> Res<()> {
+        let Some(bound) = repair_bound::readable_mappings(image) else { return Ok(()) };
+        self.stats.ran(Oracle::RepairIncomplete);
+        let kept: BTreeSet<Readable> = kept.iter().map(|&((d, v), (b, t))| (d, v, b, t)).collect();
+        let missing: Vec<&Readable> = bound.difference(&kept).collect();
+        if let Some(&&(dev, v, b, time)) = missing.first() {
+            return Err(self.fail(
+                Oracle::RepairIncomplete,
+                format!(
+                    "repair lost {} of the {} mapping(s) still readable through valid blocks from \
+                     the superblock's roots, first: device {dev} block {v} -> data {b} (time {time})",
+                    missing.len(),
+                    bound.len()
+                ),
+            ));
+        }
+        t.bound_judged += 1;
+        t.bound_mappings += bound.len() as u64;
+        t.bound_kept += bound.len() as u64;
+        Ok(())
+    }
+
+    /// Repairs `image`, a committed image with no damage, once per run: it must come back
+    /// whole, every mapping of the model's committed state and no other.
+    pub(super) fn judge_clean_repair(&mut self, image: &MemoryImage) -> Res<()> {
+        engine::events::uncounted(|| self.clean_repair_and_judge(image))
+    }
+
+    fn clean_repair_and_judge(&mut self, image: &MemoryImage) -> Res<()> {
+        let nr_blocks = image.nr_blocks();
+        let output = Shared::new(MemoryDevice::new(nr_blocks));
+        self.stats.ran(Oracle::Repair);
+        let written = repair_with(
+            image.to_device(),
+            output.device(),
+            Overrides::default(),
+            self.cfg.canaries(),
+        );
+        if let Err(e) = written {
+            return Err(self.fail(Oracle::Repair, format!("repair of an undamaged image: {e}")));
+        }
+        let kept = Pool::open_image(output.copy().to_device())
+            .and_then(|p| pool_mappings(&p))
+            .map_err(|e| self.fail(Oracle::RepairUnclean, format!("the repaired image: {e}")))?;
+        self.stats.ran(Oracle::RepairIncomplete);
+        let mut committed = self.model.clone();
+        committed.crash();
+        let want: Mappings = {
+            let cur = committed.current();
+            let mut v: Mappings = cur
+                .devices
+                .iter()
+                .flat_map(|(&d, dev)| {
+                    dev.mappings.iter().map(move |(vb, x)| ((d, vb), (x.data_block, x.time)))
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        if kept != want {
+            let lost = want.iter().filter(|m| kept.binary_search(m).is_err()).count();
+            let extra = kept.iter().filter(|m| want.binary_search(m).is_err()).count();
+            return Err(self.fail(
+                Oracle::RepairIncomplete,
+                format!(
+                    "repair of an undamaged image kept {} mappings of {}: {lost} lost, {extra} \
+                     not committed",
+                    kept.len(),
+                    want.len()
+                ),
+            ));
+        }
+        let t = &mut self.stats.clean_repair;
+        t.repaired += 1;
+        t.from_superblock += 1;
+        t.bound_judged += 1;
+        t.committed_mappings += want.len() as u64;
+        t.recovered_mappings += want.len() as u64;
+        t.bound_mappings += want.len() as u64;
+        t.bound_kept += want.len() as u64;
         Ok(())
     }
 

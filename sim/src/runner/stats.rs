@@ -77,10 +77,44 @@ pub struct RunStats {
     /// Repair after class B outcomes, per fault kind (and `all`): see `runner::repair`.
     #[serde(default)]
     pub repair: BTreeMap<String, RepairTally>,
+    /// The undamaged committed image each run repairs once: it must come back whole.
+    #[serde(default)]
+    pub clean_repair: RepairTally,
+    /// `check`'s findings judged after commits (`oracle::judge_leaks`).
+    #[serde(default)]
+    pub check_leaks: LeakTally,
     /// How often each oracle judged (`runner::oracles`): the report lists every oracle, and
     /// one that was due and never ran is a gap.
     #[serde(default)]
     pub oracles: BTreeMap<Oracle, u64>,
+}
+
+/// `check` judged against the model's leaks: the campaign's proof that `check` still reports
+/// the non-fatal findings it should (a data block whose stored count is above the
+/// references the trees hold), no more and no fewer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakTally {
+    /// Committed images `check` ran on, its findings judged.
+    pub images: u64,
+    /// Of those, the images where the model held references outside the trees.
+    pub images_with_leaks: u64,
+    /// Leaked data blocks reported, each exactly as the model holds it.
+    pub leaked_blocks: u64,
+}
+
+impl LeakTally {
+    pub fn merge(&mut self, o: &LeakTally) {
+        self.images += o.images;
+        self.images_with_leaks += o.images_with_leaks;
+        self.leaked_blocks += o.leaked_blocks;
+    }
+
+    /// One judged image with `leaked` leaked data blocks.
+    pub fn record(&mut self, leaked: u64) {
+        self.images += 1;
+        self.images_with_leaks += u64::from(leaked > 0);
+        self.leaked_blocks += leaked;
+    }
 }
 
 impl RunStats {
@@ -118,6 +152,8 @@ impl RunStats {
         self.data_writes += o.data_writes;
         self.data_flushes += o.data_flushes;
         self.data_blocks_verified += o.data_blocks_verified;
+        self.clean_repair.merge(&o.clean_repair);
+        self.check_leaks.merge(&o.check_leaks);
         let (a, b) = (&mut self.outcomes, &o.outcomes);
         a.a_exact += b.a_exact;
         a.a_new_state += b.a_new_state;

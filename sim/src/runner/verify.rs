@@ -235,8 +235,15 @@ impl super::Runner {
         self.stats.commit_checks += 1;
         self.stats.ran(Oracle::CheckAfterCommit);
         self.stats.ran(Oracle::CheckPanic);
-        if let Err(d) = oracle::check_image(&image, &self.model) {
-            return self.diverged(Oracle::CheckAfterCommit, d);
+        let canaries = self.cfg.canaries();
+        match oracle::check_image_with(&image, image.to_device(), &self.model, canaries) {
+            Ok(leaked) => self.stats.check_leaks.record(leaked),
+            Err(d) => return self.diverged(Oracle::CheckAfterCommit, d),
+        }
+        // Once a run, the undamaged committed image is repaired and must come back whole.
+        let mapped = || self.model.committed().devices.values().any(|d| d.mapped_blocks() > 0);
+        if self.b_faults.is_empty() && self.stats.clean_repair.repaired == 0 && mapped() {
+            self.judge_clean_repair(&image)?;
         }
         if !self.b_faults.is_empty() {
             self.stats.ran(Oracle::ImageAfterCommit);

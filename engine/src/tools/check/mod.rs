@@ -24,6 +24,7 @@ mod trees;
 pub use report::{CheckReport, Finding, FindingKind, Severity, Space};
 
 use super::tolerant::{Reader, Seen};
+use crate::canary::Canaries;
 use crate::format::checksum::BlockKind;
 use crate::format::superblock::Superblock;
 use crate::format::Time;
@@ -45,6 +46,8 @@ pub struct CheckOptions {
     /// and its trees, nothing of the live trees or the space maps (a live pool's change under
     /// the reader). No snapshot held is a fatal finding.
     pub metadata_snapshot: bool,
+    /// Deliberately broken rules (the simulator's canaries; none outside a `canary` build).
+    pub canaries: Canaries,
 }
 
 /// Checks the metadata on `dev`. Never panics on any bytes.
@@ -98,6 +101,7 @@ pub fn check_with(
             data_refs: DataRefs::new(sb.data_sm_root.nr_blocks),
             entries_below: BTreeMap::new(),
             findings: Vec::new(),
+            canaries: opts.canaries,
         },
     };
     c.audit.check_superblock_fields(&sb);
@@ -166,6 +170,7 @@ struct Audit {
     /// Mappings under each bottom-tree node (shared subtrees are summed once each).
     entries_below: BTreeMap<u64, u64>,
     findings: Vec<Finding>,
+    canaries: Canaries,
 }
 
 /// The audit and the reader it walks with, kept apart so a walk can borrow both.

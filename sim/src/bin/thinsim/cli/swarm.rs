@@ -283,6 +283,23 @@ pub fn swarm(a: &SwarmArgs) -> ExitCode {
         outln!("FAILED: {b_outcomes} class B outcomes, and repair was judged on none");
         return ExitCode::from(1);
     }
+    // The leak judge proves itself only on images that had leaks to report, and every run
+    // that verified a committed image with mappings repairs one undamaged image.
+    let l = &st.check_leaks;
+    if l.images >= 1_000 && l.images_with_leaks == 0 {
+        outln!(
+            "FAILED: check's findings judged on {} images, none with a leak to report",
+            l.images
+        );
+        return ExitCode::from(1);
+    }
+    if st.commit_checks >= 30 && st.clean_repair.repaired == 0 {
+        outln!(
+            "FAILED: {} full verifications after commits, and no undamaged image was repaired",
+            st.commit_checks
+        );
+        return ExitCode::from(1);
+    }
     if summary.passed() {
         ExitCode::SUCCESS
     } else {
@@ -377,7 +394,7 @@ fn print_summary(s: &Summary, planned: usize) {
     );
     for (kind, t) in &st.repair {
         outln!(
-            "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale after a lost/misdirected write, {} from unverified roots; roots from superblock/damaged superblock/scan {}/{}/{}",
+            "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale after a lost/misdirected write, {} from unverified roots; roots from superblock/damaged superblock/scan {}/{}/{}; {} judged against the bound, {} of {} bound mappings kept ({:.1}%)",
             t.repaired,
             t.refused,
             t.recovered_mappings,
@@ -387,9 +404,28 @@ fn print_summary(s: &Summary, planned: usize) {
             t.stale_from_unverified_roots,
             t.from_superblock,
             t.from_damaged_superblock,
-            t.from_scan
+            t.from_scan,
+            t.bound_judged,
+            t.bound_kept,
+            t.bound_mappings,
+            t.bound_kept_percent()
         );
     }
+    let c = &st.clean_repair;
+    outln!(
+        "repair of undamaged images: {} repaired, {} of {} committed mappings recovered ({:.1}%)",
+        c.repaired,
+        c.recovered_mappings,
+        c.committed_mappings,
+        c.recovered_percent()
+    );
+    let l = &st.check_leaks;
+    outln!(
+        "check's findings: {} images judged after commits, {} with leaks, {} leaked data blocks reported exactly",
+        l.images,
+        l.images_with_leaks,
+        l.leaked_blocks
+    );
     for (class, c) in &s.classes {
         outln!(
             "class {:<13} {:>6} runs {:>9} steps {:>9} crash images ({:>3.0}% remembered), {:>7.0} crash images/s a core",

@@ -63,6 +63,7 @@ pub fn check(args: &CheckArgs, flavour: Flavour) -> ExitCode {
         super_block_only: args.super_block_only,
         skip_mappings: args.skip_mappings,
         metadata_snapshot: args.metadata_snapshot,
+        ..CheckOptions::default()
     };
     let report = match audit(&args.image, opts, args.quiet) {
         Ok(r) => r,
