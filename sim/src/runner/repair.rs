@@ -296,9 +296,18 @@ impl Runner {
     ) -> Res<()> {
         let Some(bound) = repair_bound::readable_mappings(image) else { return Ok(()) };
         self.stats.ran(Oracle::RepairIncomplete);
-        let kept: BTreeSet<Readable> = kept.iter().map(|&((d, v), (b, t))| (d, v, b, t)).collect();
-        let missing: Vec<&Readable> = bound.difference(&kept).collect();
-        if let Some(&&(dev, v, b, time)) = missing.first() {
+        // Both ascend by (device, virtual block): one merge finds what the bound has and
+        // repair did not keep.
+        let mut kept = kept.iter().map(|&((d, v), (b, t))| (d, v, b, t)).peekable();
+        let missing: Vec<Readable> = bound
+            .iter()
+            .filter(|&&m| {
+                while kept.next_if(|&k| k < m).is_some() {}
+                kept.next_if_eq(&m).is_none()
+            })
+            .copied()
+            .collect();
+        if let Some(&(dev, v, b, time)) = missing.first() {
             return Err(self.fail(
                 Oracle::RepairIncomplete,
                 format!(
@@ -340,18 +349,16 @@ impl Runner {
         self.stats.ran(Oracle::RepairIncomplete);
         let mut committed = self.model.clone();
         committed.crash();
-        let want: Mappings = {
-            let cur = committed.current();
-            let mut v: Mappings = cur
-                .devices
-                .iter()
-                .flat_map(|(&d, dev)| {
-                    dev.mappings.iter().map(move |(vb, x)| ((d, vb), (x.data_block, x.time)))
-                })
-                .collect();
-            v.sort_unstable();
-            v
-        };
+        // The model's devices and mappings iterate in key order, as the pool's do.
+        let want: Mappings = committed
+            .current()
+            .devices
+            .iter()
+            .flat_map(|(&d, dev)| {
+                dev.mappings.iter().map(move |(vb, x)| ((d, vb), (x.data_block, x.time)))
+            })
+            .collect();
+        debug_assert!(want.windows(2).all(|w| w[0].0 < w[1].0), "ascending");
         if kept != want {
             let lost = want.iter().filter(|m| kept.binary_search(m).is_err()).count();
             let extra = kept.iter().filter(|m| want.binary_search(m).is_err()).count();

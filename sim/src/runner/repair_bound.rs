@@ -32,24 +32,26 @@ use std::collections::{BTreeMap, BTreeSet};
 /// One mapping: (device, virtual block, data block, time).
 pub(crate) type Readable = (u64, u64, u64, u32);
 
-/// Every mapping the image still holds readable from its superblock's roots, or `None` when
-/// the superblock does not validate.
-pub(crate) fn readable_mappings(img: &MemoryImage) -> Option<BTreeSet<Readable>> {
+/// Every mapping the image still holds readable from its superblock's roots, ascending (by
+/// device, then virtual block; each once), or `None` when the superblock does not validate.
+pub(crate) fn readable_mappings(img: &MemoryImage) -> Option<Vec<Readable>> {
     let sb = Superblock::unpack(img.block(0)?, 0).ok()?;
     let w = Walk { img, nr_meta: img.nr_blocks() };
     let mut tops = BTreeMap::new();
     w.leaves(sb.data_mapping_root.0, Leaf::Top, &mut |k, v| {
         tops.insert(k, v);
     });
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     for (dev, root) in tops {
+        // In-order, and each entry inside its key range: a device's keys ascend, once each.
         w.leaves(root, Leaf::Mappings, &mut |v, value| {
             let bt = BlockTime::unpack(value);
             if bt.data_block.0 < sb.data_sm_root.nr_blocks && bt.time <= sb.time {
-                out.insert((dev, v, bt.data_block.0, bt.time.0));
+                out.push((dev, v, bt.data_block.0, bt.time.0));
             }
         });
     }
+    debug_assert!(out.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
     Some(out)
 }
 
@@ -169,7 +171,8 @@ mod tests {
         damaged.block_mut(first_leaf)[2000] ^= 1;
         let left = readable_mappings(&damaged).expect("the superblock still validates");
         assert_eq!(left.len(), 600 - lost);
-        assert!(left.is_subset(&all));
+        assert!(left.iter().all(|m| all.binary_search(m).is_ok()));
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "ascending, each once");
         assert!(left.iter().all(|m| m.0 == 2 || m.1 >= lost as u64));
         // No valid superblock, no bound.
         damaged.block_mut(0)[100] ^= 1;
