@@ -6,7 +6,7 @@
 #![cfg(loom)]
 
 use engine::io::MemoryDevice;
-use engine::thin::{DataBlock, ThinId, VBlock};
+use engine::thin::{DataBlock, ThinId, TransactionId, VBlock};
 use engine::thin::{Pool, PoolOptions};
 use loom::sync::Arc;
 
@@ -39,7 +39,7 @@ fn readers_see_before_or_after_a_writer() {
         });
         pool.insert_block(&h, VBlock(1), DataBlock(8)).unwrap();
         pool.insert_block(&h, VBlock(0), DataBlock(9)).unwrap();
-        pool.set_transaction_id(0, 1).unwrap();
+        pool.set_transaction_id(TransactionId(0), TransactionId(1)).unwrap();
         pool.commit().unwrap();
         let (block, count, tid) = reader.join().unwrap();
         assert!(block == DataBlock(7) || block == DataBlock(9), "reader saw data block {block}");
@@ -50,6 +50,6 @@ fn readers_see_before_or_after_a_writer() {
             block == DataBlock(7) || count == 2,
             "saw the remap of block 0 but not the earlier insert"
         );
-        assert!(tid <= 1);
+        assert!(tid <= TransactionId(1));
     });
 }
