@@ -250,7 +250,8 @@ impl super::Runner {
         // in one run of every CLEAN_REPAIR_BIG_EVERY (by seed: the choice replays).
         let mapped: u64 = self.model.committed().devices.values().map(|d| d.mapped_blocks()).sum();
         let due = mapped > 0
-            && (mapped <= CLEAN_REPAIR_BIG_MAPPINGS || self.cfg.seed % CLEAN_REPAIR_BIG_EVERY == 0);
+            && (mapped <= CLEAN_REPAIR_BIG_MAPPINGS
+                || self.cfg.seed.is_multiple_of(CLEAN_REPAIR_BIG_EVERY));
         if self.b_faults.is_empty() && self.stats.clean_repair.repaired == 0 && due {
             self.judge_clean_repair(&image)?;
         }
