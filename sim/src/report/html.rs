@@ -283,7 +283,8 @@ fn repair_table(st: &crate::runner::RunStats) -> String {
          keep only mappings the model had at the last commit, and, when the superblock \
          validates, keep every mapping a tolerant walk from its roots still reads through \
          valid blocks (the bound). Each run also repairs one undamaged committed image, which \
-         must come back whole (row <i>undamaged</i>).</p>\
+         must come back whole (row <i>undamaged</i>), but for the one loss repair documents: \
+         data block 0 in a mapping leaf whose every value could be a tree root.</p>\
          <table><tr><th>fault kind</th><th>repaired</th><th>refused</th>\
          <th>committed mappings</th><th>recovered</th><th>share</th>\
          <th>judged against the bound</th><th>bound mappings</th><th>kept of the bound</th>\

@@ -413,11 +413,12 @@ fn print_summary(s: &Summary, planned: usize) {
     }
     let c = &st.clean_repair;
     outln!(
-        "repair of undamaged images: {} repaired, {} of {} committed mappings recovered ({:.1}%)",
+        "repair of undamaged images: {} repaired, {} of {} committed mappings recovered ({:.1}%), {} lost to the leaf-kind ambiguity repair documents",
         c.repaired,
         c.recovered_mappings,
         c.committed_mappings,
-        c.recovered_percent()
+        c.recovered_percent(),
+        c.lost_to_leaf_kind
     );
     let l = &st.check_leaks;
     outln!(
