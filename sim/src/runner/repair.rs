@@ -380,9 +380,9 @@ impl Runner {
         // read as a top-level leaf; the format keeps nothing else to tell them apart.
         let lost: Vec<_> = want.iter().filter(|m| kept.binary_search(m).is_err()).collect();
         let bound = repair_bound::readable_mappings(image).unwrap_or_default();
-        let unexcused = lost.iter().find(|((d, v), (b, t))| {
-            *b != 0 || bound.binary_search(&(*d, *v, *b, *t)).is_ok()
-        });
+        let unexcused = lost
+            .iter()
+            .find(|((d, v), (b, t))| *b != 0 || bound.binary_search(&(*d, *v, *b, *t)).is_ok());
         if let Some(((dev, v), (b, time))) = unexcused {
             return Err(self.fail(
                 Oracle::RepairIncomplete,
