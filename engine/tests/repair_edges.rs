@@ -355,3 +355,67 @@ fn a_data_block_size_the_pool_target_refuses_is_neither_kept_nor_accepted_nor_pa
     assert!(text.contains("pool target takes"), "{text}");
     assert!(!report.is_sound(), "{text}");
 }
+
+/// A superblock's time is the pool's, and repair keeps it whenever it can be read: a
+/// validated one, or a damaged one whose magic survives. Here the time is ahead of every
+/// entry the trees record (snapshots were taken and deleted since), so nothing but the
+/// superblock knows it; a pool rebuilt at an earlier time would give new mappings times that
+/// old ones already hold, and break the sharing every later snapshot relies on.
+#[test]
+fn a_superblocks_time_ahead_of_every_entry_is_kept() {
+    let (img, had) = base();
+    let latest = salvage(img.to_device(), Overrides::default()).unwrap().sb.time;
+    assert_eq!(latest, sb(&img).time.0, "the base pool's entries record its time");
+    let mut s = sb(&img);
+    s.time = engine::format::Time(latest + 5);
+    let mut valid = img.clone();
+    *valid.block_mut(0) = s.pack(0);
+    let mut damaged = img.clone();
+    put_damaged_superblock(&mut damaged, &s);
+    for (what, image) in [("validated", &valid), ("damaged", &damaged)] {
+        let r = repaired_whole(image, Overrides::default()).unwrap();
+        assert_eq!(r.flat, had, "{what}");
+        assert_eq!(sb(&r.image).time.0, latest + 5, "{what}: the superblock's time is kept");
+    }
+    // With no superblock, the latest time an entry records is all there is.
+    let mut gone = img.clone();
+    *gone.block_mut(0) = [0u8; 4096];
+    let r = repaired_whole(&gone, user_values()).unwrap();
+    assert_eq!((r.flat, sb(&r.image).time.0), (had, latest));
+}
+
+/// A stale superblock: a damaged one from before the last snapshot and the last growth of
+/// the data device (its time and size are behind what the trees now hold). Its values are
+/// floors, not bounds: no mapping made after its time or past its size is dropped for them,
+/// the later time wins, and the size is inferred from the mappings (and reported).
+#[test]
+fn a_stale_damaged_superblock_bounds_nothing() {
+    use engine::tools::repair::Inferred;
+    let (img, had) = base();
+    let now = sb(&img).time.0;
+    assert!(now > 0 && had.values().any(|&(_, t)| t == now), "entries at the pool's time");
+    let highest = had.values().map(|&(d, _)| d).max().unwrap();
+    let mut s = sb(&img);
+    s.time = engine::format::Time(now - 1);
+    s.data_sm_root.nr_blocks = highest - 10;
+    let mut damaged = img.clone();
+    put_damaged_superblock(&mut damaged, &s);
+    let r = repaired_whole(&damaged, Overrides::default()).unwrap();
+    let lost = had.keys().filter(|k| !r.flat.contains_key(k)).count();
+    assert_eq!(lost, 0, "{lost} of {} mappings lost", had.len());
+    assert_eq!(r.flat, had);
+    assert_eq!(sb(&r.image).time.0, now);
+    assert_eq!(sb(&r.image).data_sm_root.nr_blocks, highest + 1);
+    assert_eq!(r.report.inferred, vec![Inferred::NrDataBlocks(highest + 1)]);
+    // A damaged superblock whose values are ahead of the trees' keeps them (floors).
+    let mut s = sb(&img);
+    s.data_sm_root.nr_blocks = BASE_DATA_BLOCKS + 7;
+    s.trans_id = TransactionId(40);
+    let mut ahead = img.clone();
+    put_damaged_superblock(&mut ahead, &s);
+    let r = repaired_whole(&ahead, Overrides::default()).unwrap();
+    assert_eq!(r.flat, had);
+    assert_eq!(sb(&r.image).data_sm_root.nr_blocks, BASE_DATA_BLOCKS + 7);
+    assert_eq!(sb(&r.image).trans_id, TransactionId(40));
+    assert!(r.report.inferred.is_empty(), "{:?}", r.report.inferred);
+}

@@ -91,6 +91,13 @@ fn the_kernel_agrees_and_every_broken_ordering_of_its_log_is_caught() {
     assert!(c.acks_checked > 0 && c.ack_blocks_checked > 0, "{c:?}");
 
     let e = draw::expect(&w, true).expect("replays");
+    // The tools' -m read every checkpoint that held a metadata snapshot, with the live
+    // metadata made unreadable (this workload holds one at 3 of its checkpoints).
+    let holding =
+        e.checkpoints.iter().filter(|(_, m, _)| m.held_snapshot_devices().is_some()).count();
+    assert!(holding > 0, "the workload holds a metadata snapshot at a checkpoint");
+    assert_eq!(run.held.checkpoints, holding as u64, "{:?}", run.held);
+    assert!(run.held.live_blocks_damaged >= run.held.checkpoints, "{:?}", run.held);
     let layout = Layout::of(&w);
     let bytes = std::fs::read(dir.path().join("log.img")).expect("the run's log");
     let log = logwrites::parse(&bytes).expect("parses");

@@ -20,12 +20,15 @@
 //!    block). Nothing on disk tells the newest trees from older ones still intact, so a
 //!    scan can bring back an older state: the format keeps no second copy of its roots.
 //!
-//! The superblock's values come from the superblock (validated, or read without validation
-//! when the magic is right) or from the caller's overrides; with neither, the number of data
-//! blocks and the transaction id are inferred from what survives, as thin_repair 1.x infers
-//! them (the highest data block mapped + 1; the highest device transaction id + 1), and the
-//! report says so. The data block size is recorded nowhere else and must be given. The time
-//! is the later of the superblock's and the latest one the surviving entries record.
+//! The superblock's values come from the caller's overrides or a validated superblock, and
+//! bound what is kept (mappings past the data device or after the pool's time are dropped).
+//! A superblock read without validation (the magic is right) may be stale — an older one a
+//! lost write left behind — so its number of data blocks, transaction id and time are only
+//! floors, and bound nothing. Otherwise the number of data blocks and the transaction id are
+//! inferred from what survives, as thin_repair 1.x infers them (the highest data block
+//! mapped + 1; the highest device transaction id + 1), and the report says so. The data
+//! block size is recorded nowhere else and must be given. The time is the later of the
+//! superblock's and the latest one the surviving entries record.
 //!
 //! Invariants: the salvage never invents a mapping — every one it returns was read from a
 //! valid leaf, lies inside its parents' key ranges, and maps inside the data device at a
@@ -158,14 +161,20 @@ pub fn salvage_with(
             .map(|s| s.data_block_size)
             .filter(|&n| crate::limits::data_block_size_ok(n)))
         .ok_or_else(|| need("data block size", "--data-block-size"))?;
-    // Unknown: every data block a valid leaf names is kept, and the size inferred from them.
-    let known_nr_data_blocks = o.nr_data_blocks.or(hint.as_ref().map(|s| s.data_sm_root.nr_blocks));
-    let known_transaction = o.transaction_id.or(hint.as_ref().map(|s| s.trans_id.0));
+    // Known: the caller's values, else a validated superblock's; they bound what is kept.
+    // A damaged superblock's values are only floors: it may be stale (a lost write left an
+    // older one), and a stale size or time would drop the newer mappings past them. Unknown:
+    // every data block a valid leaf names is kept, and the size inferred from them.
+    let known_nr_data_blocks =
+        o.nr_data_blocks.or(valid.as_ref().map(|s| s.data_sm_root.nr_blocks));
+    let known_transaction = o.transaction_id.or(valid.as_ref().map(|s| s.trans_id.0));
+    let floors = hint.as_ref().filter(|_| valid.is_none());
     let mut s = Salvager {
         reader,
         nr_data_blocks: known_nr_data_blocks.unwrap_or(u64::MAX),
-        // With no superblock the pool's time is unknown: any time the format can hold.
-        max_time: hint.as_ref().map_or(Time(u32::MAX), |s| s.time),
+        // With no validated superblock the pool's time is unknown: any time the format
+        // can hold (the time written is the later of the damaged one's and the entries').
+        max_time: valid.as_ref().map_or(Time(u32::MAX), |s| s.time),
         unreadable: BTreeSet::new(),
         dropped: 0,
     };
@@ -222,14 +231,25 @@ pub fn salvage_with(
     let nr_data_blocks = known_nr_data_blocks.unwrap_or_else(|| {
         let highest = devices.iter().flat_map(|d| d.1.iter().map(|m| m.1)).max().unwrap_or(0);
         let n = highest.saturating_add(1);
-        inferred.push(Inferred::NrDataBlocks(n));
-        n
+        match floors.map(|f| f.data_sm_root.nr_blocks) {
+            Some(floor) if floor >= n => floor,
+            _ => {
+                inferred.push(Inferred::NrDataBlocks(n));
+                n
+            }
+        }
     });
     let transaction = known_transaction.unwrap_or_else(|| {
         let highest = devices.iter().map(|d| d.0.transaction).max();
         let t = highest.map_or(1, |t| t.saturating_add(1));
-        inferred.push(Inferred::TransactionId(t));
-        t
+        // A superblock's id is at least every device's (equal when nothing changed since).
+        match floors.map(|f| f.trans_id.0) {
+            Some(floor) if highest.is_none_or(|h| floor >= h) => floor,
+            _ => {
+                inferred.push(Inferred::TransactionId(t));
+                t
+            }
+        }
     });
     let uuid = hint.as_ref().map(|h| uuid_text(&h.uuid)).unwrap_or_default();
     let report = SalvageReport {

@@ -22,6 +22,7 @@ use super::crash::{self, CrashFinding, CrashStats};
 use super::defects::{Defect, DefectStatus};
 use super::draw::{self, Expected};
 use super::emulate::{Divergence, Outcome};
+use super::held::{self, HeldMismatch, HeldTally};
 use super::observe::{compare_status, open_kernel_image};
 use super::reopen::{reopen, ReopenFinding, REOPEN_SAMPLES};
 use super::sides::{self, Sides};
@@ -53,6 +54,8 @@ pub enum Difference {
     Crash { op: usize, finding: CrashFinding },
     /// A crash image the engine passed, reopened in the kernel, was refused or differs.
     Reopen { op: usize, finding: ReopenFinding },
+    /// The tools' `-m` read a checkpoint's held snapshot wrong ([`held`]).
+    HeldSnapshot { op: usize, mismatch: HeldMismatch },
 }
 
 impl Difference {
@@ -66,7 +69,8 @@ impl Difference {
             | Difference::Status { op, .. }
             | Difference::MetadataSize { op, .. }
             | Difference::Crash { op, .. }
-            | Difference::Reopen { op, .. } => *op,
+            | Difference::Reopen { op, .. }
+            | Difference::HeldSnapshot { op, .. } => *op,
         }
     }
 
@@ -82,6 +86,7 @@ impl Difference {
             Difference::MetadataSize { .. } => "metadata size",
             Difference::Crash { .. } => "crash image",
             Difference::Reopen { .. } => "crash image reopened in the kernel",
+            Difference::HeldSnapshot { .. } => "held snapshot read with -m",
         }
     }
 }
@@ -104,6 +109,7 @@ impl std::fmt::Display for Difference {
             }
             Difference::Crash { finding, .. } => write!(f, "{finding}"),
             Difference::Reopen { finding, .. } => write!(f, "{finding}"),
+            Difference::HeldSnapshot { mismatch, .. } => write!(f, "{mismatch}"),
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct KernelRun {
     pub judge_seconds: f64,
     /// Crash images reopened in the kernel (and found right).
     pub reopened: usize,
+    /// Checkpoints whose held snapshot the tools read with `-m`, the live metadata damaged.
+    pub held: HeldTally,
     /// Whether this kernel carries the held-root defect (decides what its symptom means).
     pub held_root: DefectStatus,
     /// For a difference in a checkpoint's metadata: both sides dumped beside the run, and
@@ -132,8 +140,16 @@ pub struct KernelRun {
     pub sides: Option<Result<Sides, String>>,
 }
 
-/// Compares the guest's results with the expected ones; the first difference.
-pub fn compare(w: &Workload, e: &Expected, g: &GuestResults, dir: &RunDir) -> Option<Difference> {
+/// Compares the guest's results with the expected ones; the first difference. Each
+/// checkpoint with a held snapshot is also read through the tools' `-m` ([`held`]), tallied
+/// in `held`.
+pub fn compare(
+    w: &Workload,
+    e: &Expected,
+    g: &GuestResults,
+    dir: &RunDir,
+    held: &mut HeldTally,
+) -> Option<Difference> {
     let mut checkpoints = e.checkpoints.iter().peekable();
     let mut statuses = g.statuses.iter();
     for (i, op) in w.ops.iter().enumerate() {
@@ -168,6 +184,11 @@ pub fn compare(w: &Workload, e: &Expected, g: &GuestResults, dir: &RunDir) -> Op
         drop(pool);
         if let Err(mismatch) = oracle::check_image(&dev, model) {
             return Some(Difference::Check { op: i, mismatch });
+        }
+        match held::judge(&dev, model) {
+            Ok(Some(r)) => held.add(&r),
+            Ok(None) => {}
+            Err(mismatch) => return Some(Difference::HeldSnapshot { op: i, mismatch }),
         }
         if let Some((si, st)) = statuses.next() {
             if let Err(detail) = compare_status(st, model) {
@@ -311,6 +332,7 @@ pub fn run_workload(
         guest_seconds: 0.0,
         judge_seconds: 0.0,
         reopened: 0,
+        held: HeldTally::default(),
         sides: None,
         held_root: held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&k.version())),
     };
@@ -332,7 +354,7 @@ pub fn run_workload(
         run.held_root = held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&run.kernel));
     }
     let rd = RunDir { dir: dir.to_path_buf() };
-    run.difference = compare(w, &e, &g, &rd);
+    run.difference = compare(w, &e, &g, &rd, &mut run.held);
     run.sides = run.difference.as_ref().and_then(|d| both_sides(d, w, &e, &rd));
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);

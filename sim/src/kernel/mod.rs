@@ -23,6 +23,7 @@ pub mod draw;
 pub mod durability;
 pub mod emulate;
 pub mod guest;
+pub mod held;
 pub mod host;
 pub mod logwrites;
 pub mod observe;

@@ -197,7 +197,7 @@ pub fn compare_metadata_counts(pool: &Pool) -> Result<(), Mismatch> {
     Ok(())
 }
 
-fn diff_devices(what: &str, want: &Devices, found: &EngineDevices, d: &mut Diff) {
+pub(crate) fn diff_devices(what: &str, want: &Devices, found: &EngineDevices, d: &mut Diff) {
     for (id, dev) in want {
         match found.get(id) {
             None => d.push(format!("{what}device {id}: expected, missing in the engine")),

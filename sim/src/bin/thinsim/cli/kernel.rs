@@ -319,6 +319,11 @@ fn run_record(run: &KernelRun, w: &Workload) -> serde_json::Value {
         })),
         "crash": run.crash,
         "reopened_in_kernel": run.reopened,
+        "held_snapshot_read_with_m": {
+            "checkpoints": run.held.checkpoints,
+            "live_blocks_damaged": run.held.live_blocks_damaged,
+            "mappings": run.held.mappings,
+        },
         "held_root_defect": run.held_root.name(),
         "guest_seconds": run.guest_seconds,
         "judge_seconds": run.judge_seconds,
@@ -338,6 +343,10 @@ fn summary(
     let images: u64 = runs.iter().map(|r| r["crash"]["images"].as_u64().unwrap_or(0)).sum();
     let reopened: u64 = runs.iter().map(|r| r["reopened_in_kernel"].as_u64().unwrap_or(0)).sum();
     let judge = sum(&|r| r["judge_seconds"].as_f64().unwrap_or(0.0));
+    let m_read: u64 = runs
+        .iter()
+        .map(|r| r["held_snapshot_read_with_m"]["checkpoints"].as_u64().unwrap_or(0))
+        .sum();
     let guest = sum(&|r| r["guest_seconds"].as_f64().unwrap_or(0.0));
     let per = |n: f64, d: f64| if d > 0.0 { n / d } else { 0.0 };
     let held: u64 =
@@ -384,6 +393,7 @@ fn summary(
             "seeds_per_minute": per(runs.len() as f64 * 60.0, secs),
             "crash_images": images,
             "crash_images_reopened_in_kernel": reopened,
+            "held_snapshots_read_with_m": m_read,
             "crash_images_per_seed": per(images as f64, runs.len() as f64),
             "crash_images_per_minute": per(images as f64 * 60.0, secs),
             "crash_images_per_judge_second": per(images as f64, judge),
@@ -525,6 +535,8 @@ fn bench_page(
             "\n- **Kernel seeds per minute:** {:.1} ({} seeds in {:.1} s; the guest took {:.1} s of it).\n\
              - **Crash images:** {} judged, {:.0} per seed, {:.0} per minute of the campaign, {:.0} per\n  \
              second of judging ({:.1} s); {} reopened in the kernel itself.\n\
+             - **Held snapshots read with `-m`:** {} checkpoints held one; each was read by `dump -m`,\n  \
+             `ls -m` and `check -m` with the live metadata made unreadable, and matched the model.\n\
              - **Held-root defect** ({}): {} on this kernel; {} superblocks changed only the held\n  \
              root, {} crash images opened at one ({}).\n\
              - The guest's ops dominate: each op costs about one process start under UML's ptrace.\n\
@@ -540,6 +552,7 @@ fn bench_page(
             f(&t["crash_images_per_judge_second"]),
             f(&t["judge_seconds"]),
             t["crash_images_reopened_in_kernel"],
+            t["held_snapshots_read_with_m"],
             Defect::HeldRootOutsideCommit.report(),
             defect["status"].as_str().unwrap_or("?"),
             defect["held_only_superblocks"],
@@ -575,6 +588,13 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str)
                 t,
                     "  data: {} writes, {} flushes; {} published blocks found durable ({} still in flight at a commit, {} quiescent commits); {} acks held, covering {} blocks; {} crash images reopened in the kernel",
                     c.data_writes, c.data_flushes, c.data_blocks_verified, c.data_pending_at_commit, c.quiescent_commits, c.acks_checked, c.ack_blocks_checked, run.reopened
+                );
+            }
+            if run.held.checkpoints > 0 {
+                let _ = writeln!(
+                    t,
+                    "  -m: {} checkpoints' held snapshots ({} mappings) read by dump/ls/check -m with {} live-only blocks made unreadable",
+                    run.held.checkpoints, run.held.mappings, run.held.live_blocks_damaged
                 );
             }
         }
