@@ -58,6 +58,10 @@ pub enum RootsFrom {
     DamagedSuperblock,
     /// A scan of every metadata block.
     Scan,
+    /// The superblock's (validated or damaged) roots, one of whose trees did not read: a
+    /// scan found a tree of that kind matching the surviving one exactly (the same devices,
+    /// each with as many mappings as its details record).
+    LostTreeFound,
 }
 
 /// What the salvage found and what it had to leave behind.
@@ -194,6 +198,23 @@ pub fn salvage_with(
             (r, RootsFrom::Scan, n)
         }
     };
+    // One tree the superblock names lost, the other intact: a scan may find the lost one.
+    let (roots, roots_from, nodes_scanned) = match roots_from {
+        RootsFrom::Scan => (roots, roots_from, nodes_scanned),
+        _ => {
+            let details_read = s.leaf_value_size(roots.0) == Some(24);
+            let top_read = s.leaf_value_size(roots.1) == Some(8);
+            let lost = match (details_read, top_read) {
+                (true, false) => Some(TreeKind::Top),
+                (false, true) => Some(TreeKind::Details),
+                _ => None,
+            };
+            match lost.and_then(|t| s.rescue(roots, t)) {
+                Some((found, n)) => (found, RootsFrom::LostTreeFound, n),
+                None => (roots, roots_from, nodes_scanned),
+            }
+        }
+    };
     let details = s.details(roots.0);
     let tops = s.top(roots.1);
     let mut devices = Vec::new();
@@ -316,6 +337,14 @@ enum Holds {
     /// 8-byte values: top-level (bottom roots) or bottom (block-times); told apart later.
     Words,
     Other,
+}
+
+/// The newest (time, transaction id) a details tree's entries record.
+fn newest(d: &BTreeMap<u64, DeviceDetails>) -> (Time, TransactionId) {
+    d.values()
+        .map(|x| (x.snapshotted_time.max(x.creation_time), x.transaction_id))
+        .max()
+        .unwrap_or_default()
 }
 
 struct Salvager {
@@ -454,6 +483,99 @@ impl Salvager {
 
     /// Scans every block for valid nodes and picks the details and mapping roots.
     fn scan_roots(&mut self) -> Result<((u64, u64), u64), ToolError> {
+        let (details_cands, top_cands, nodes_scanned) = self.candidates();
+        if details_cands.is_empty() && top_cands.is_empty() {
+            return Err(ToolError::Input(
+                "no device-details or mapping tree survives anywhere on the metadata device".into(),
+            ));
+        }
+        let mut best: Option<(PairScore, RootPair)> = None;
+        let details_sets: Vec<(u64, BTreeMap<u64, DeviceDetails>)> =
+            details_cands.iter().map(|&r| (r, self.details(r))).collect();
+        let top_sets: Vec<(u64, BTreeMap<u64, u64>)> =
+            top_cands.iter().map(|&r| (r, self.top(r))).collect();
+        let empty_d = (0u64, BTreeMap::new());
+        let empty_t = (0u64, BTreeMap::new());
+        let ds: Vec<&(u64, BTreeMap<u64, DeviceDetails>)> =
+            if details_sets.is_empty() { vec![&empty_d] } else { details_sets.iter().collect() };
+        let ts: Vec<&(u64, BTreeMap<u64, u64>)> =
+            if top_sets.is_empty() { vec![&empty_t] } else { top_sets.iter().collect() };
+        for (dr, d) in &ds {
+            for (tr, t) in &ts {
+                let agree = d.keys().filter(|k| t.contains_key(k)).count() as u64;
+                let score = (agree, newest(d), *dr, *tr);
+                if best.is_none_or(|(s, _)| score > s) {
+                    best = Some((score, (*dr, *tr)));
+                }
+            }
+        }
+        // The unreadable set so far holds the scan's misses: they are not losses.
+        self.unreadable.clear();
+        self.dropped = 0;
+        let (_, roots) = best.expect("at least one candidate pair");
+        Ok((roots, nodes_scanned))
+    }
+
+    /// The superblock named both trees and one of them does not read (`lost`): a scan for
+    /// a tree of that kind that matches the other exactly — the same device ids, and every
+    /// device's mapped count in the details equal to the mappings its bottom tree holds.
+    /// Such a tree holds the state the other one records (an older tree that differs in
+    /// anything the two trees record is refused, so nothing is brought back that the pool
+    /// since changed in a way the surviving tree shows). Among several, the details tree
+    /// with the newest entries, or the mapping tree with the latest mapping time; then
+    /// the higher block. `None` when no tree matches, or the surviving one is empty.
+    fn rescue(&mut self, roots: RootPair, lost: TreeKind) -> Option<(RootPair, u64)> {
+        let (details_cands, top_cands, nodes_scanned) = self.candidates();
+        let found = match lost {
+            TreeKind::Top => {
+                let details = self.details(roots.0);
+                // (latest mapping time, root): the greatest wins.
+                let mut best: Option<(u32, u64)> = None;
+                for r in top_cands {
+                    let top = self.top(r);
+                    if details.is_empty() || !top.keys().eq(details.keys()) {
+                        continue;
+                    }
+                    let mut latest = 0u32;
+                    let same = top.iter().all(|(id, &bottom)| {
+                        let m = self.mappings(bottom);
+                        latest = m.iter().map(|x| x.2).fold(latest, u32::max);
+                        details[id].mapped_blocks == m.len() as u64
+                    });
+                    if same && best.is_none_or(|b| (latest, r) > b) {
+                        best = Some((latest, r));
+                    }
+                }
+                best.map(|(_, r)| (roots.0, r))
+            }
+            _ => {
+                let top = self.top(roots.1);
+                let counts: BTreeMap<u64, u64> =
+                    top.iter().map(|(&id, &b)| (id, self.mappings(b).len() as u64)).collect();
+                // (newest entry, root): the greatest wins.
+                let mut best: Option<((Time, TransactionId), u64)> = None;
+                for r in details_cands {
+                    let d = self.details(r);
+                    let same = !d.is_empty()
+                        && d.keys().eq(counts.keys())
+                        && d.iter().all(|(id, x)| counts[id] == x.mapped_blocks);
+                    if same && best.is_none_or(|b| (newest(&d), r) > b) {
+                        best = Some((newest(&d), r));
+                    }
+                }
+                best.map(|(_, r)| (r, roots.1))
+            }
+        };
+        // The scan's and the candidates' misses are not losses of the trees kept.
+        self.unreadable.clear();
+        self.dropped = 0;
+        found.map(|r| (r, nodes_scanned))
+    }
+
+    /// Every valid node that no valid internal node points to, classified: roots of
+    /// details trees, and roots of top-level mapping trees; and how many valid nodes there
+    /// are.
+    fn candidates(&mut self) -> (Vec<u64>, Vec<u64>, u64) {
         let mut holds = BTreeMap::new();
         let mut children = BTreeSet::new();
         // A leaf's first value (a bottom root, if the leaf is a top-level one).
@@ -499,41 +621,7 @@ impl Salvager {
                 _ => {}
             }
         }
-        if details_cands.is_empty() && top_cands.is_empty() {
-            return Err(ToolError::Input(
-                "no device-details or mapping tree survives anywhere on the metadata device".into(),
-            ));
-        }
-        let mut best: Option<(PairScore, RootPair)> = None;
-        let details_sets: Vec<(u64, BTreeMap<u64, DeviceDetails>)> =
-            details_cands.iter().map(|&r| (r, self.details(r))).collect();
-        let top_sets: Vec<(u64, BTreeMap<u64, u64>)> =
-            top_cands.iter().map(|&r| (r, self.top(r))).collect();
-        let empty_d = (0u64, BTreeMap::new());
-        let empty_t = (0u64, BTreeMap::new());
-        let ds: Vec<&(u64, BTreeMap<u64, DeviceDetails>)> =
-            if details_sets.is_empty() { vec![&empty_d] } else { details_sets.iter().collect() };
-        let ts: Vec<&(u64, BTreeMap<u64, u64>)> =
-            if top_sets.is_empty() { vec![&empty_t] } else { top_sets.iter().collect() };
-        for (dr, d) in &ds {
-            let newest = d
-                .values()
-                .map(|x| (x.snapshotted_time.max(x.creation_time), x.transaction_id))
-                .max()
-                .unwrap_or_default();
-            for (tr, t) in &ts {
-                let agree = d.keys().filter(|k| t.contains_key(k)).count() as u64;
-                let score = (agree, newest, *dr, *tr);
-                if best.is_none_or(|(s, _)| score > s) {
-                    best = Some((score, (*dr, *tr)));
-                }
-            }
-        }
-        // The unreadable set so far holds the scan's misses: they are not losses.
-        self.unreadable.clear();
-        self.dropped = 0;
-        let (_, roots) = best.expect("at least one candidate pair");
-        Ok((roots, nodes_scanned))
+        (details_cands, top_cands, nodes_scanned)
     }
 
     fn leaf_kind(&mut self, b: u64, holds: &BTreeMap<u64, (Holds, bool)>) -> Option<Holds> {

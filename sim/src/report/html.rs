@@ -289,14 +289,14 @@ fn repair_table(st: &crate::runner::RunStats) -> String {
          <th>committed mappings</th><th>recovered</th><th>share</th>\
          <th>judged against the bound</th><th>bound mappings</th><th>kept of the bound</th>\
          <th>stale: lost/misdirected write / unverified roots</th>\
-         <th>roots: superblock / damaged superblock / scan</th></tr>",
+         <th>roots: superblock / damaged superblock / scan / lost tree found by a scan</th></tr>",
     );
     let undamaged = ("undamaged".to_owned(), st.clean_repair.clone());
     for (kind, t) in st.repair.iter().map(|(k, t)| (k.clone(), t.clone())).chain([undamaged]) {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td>\
-             <td>{}</td><td>{}</td><td>{:.1}%</td><td>{} / {}</td><td>{} / {} / {}</td></tr>",
+             <td>{}</td><td>{}</td><td>{:.1}%</td><td>{} / {}</td><td>{} / {} / {} / {}</td></tr>",
             esc(&kind),
             t.repaired,
             t.refused,
@@ -310,7 +310,8 @@ fn repair_table(st: &crate::runner::RunStats) -> String {
             t.stale_from_unverified_roots,
             t.from_superblock,
             t.from_damaged_superblock,
-            t.from_scan
+            t.from_scan,
+            t.from_lost_tree_found
         );
     }
     h.push_str("</table>");

@@ -54,6 +54,8 @@ pub struct RepairTally {
     pub from_superblock: u64,
     pub from_damaged_superblock: u64,
     pub from_scan: u64,
+    /// The superblock's roots, one tree of which a scan found (it had not read).
+    pub from_lost_tree_found: u64,
     /// Repairs that needed the user's superblock values.
     pub needed_overrides: u64,
     /// Mappings the model had at the last commit, summed over repairs.
@@ -87,6 +89,7 @@ impl RepairTally {
         self.from_superblock += o.from_superblock;
         self.from_damaged_superblock += o.from_damaged_superblock;
         self.from_scan += o.from_scan;
+        self.from_lost_tree_found += o.from_lost_tree_found;
         self.needed_overrides += o.needed_overrides;
         self.committed_mappings += o.committed_mappings;
         self.recovered_mappings += o.recovered_mappings;
@@ -210,6 +213,7 @@ impl Runner {
             RootsFrom::Superblock => t.from_superblock += 1,
             RootsFrom::DamagedSuperblock => t.from_damaged_superblock += 1,
             RootsFrom::Scan => t.from_scan += 1,
+            RootsFrom::LostTreeFound => t.from_lost_tree_found += 1,
         }
         let image = output.copy();
         self.stats.ran(Oracle::RepairUnclean);

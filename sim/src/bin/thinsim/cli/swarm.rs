@@ -394,7 +394,7 @@ fn print_summary(s: &Summary, planned: usize) {
     );
     for (kind, t) in &st.repair {
         outln!(
-            "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale after a lost/misdirected write, {} from unverified roots; roots from superblock/damaged superblock/scan {}/{}/{}; {} judged against the bound, {} of {} bound mappings kept ({:.1}%)",
+            "repair after {kind}: {} repaired ({} refused), {} of {} committed mappings recovered ({:.1}%), {} stale after a lost/misdirected write, {} from unverified roots; roots from superblock/damaged superblock/scan/lost tree found {}/{}/{}/{}; {} judged against the bound, {} of {} bound mappings kept ({:.1}%)",
             t.repaired,
             t.refused,
             t.recovered_mappings,
@@ -405,6 +405,7 @@ fn print_summary(s: &Summary, planned: usize) {
             t.from_superblock,
             t.from_damaged_superblock,
             t.from_scan,
+            t.from_lost_tree_found,
             t.bound_judged,
             t.bound_kept,
             t.bound_mappings,

@@ -54,6 +54,10 @@ pub fn repair(args: &RepairArgs, _flavour: Flavour) -> ExitCode {
                     RootsFrom::Superblock => "the superblock".to_string(),
                     RootsFrom::DamagedSuperblock => "the damaged superblock's roots".to_string(),
                     RootsFrom::Scan => format!("a scan ({} valid nodes)", r.nodes_scanned),
+                    RootsFrom::LostTreeFound => format!(
+                        "the superblock, and a scan ({} valid nodes) for the tree it named that did not read",
+                        r.nodes_scanned
+                    ),
                 };
                 eprintln!(
                     "repaired from {from}: {} devices, {} mappings kept; {} unreadable nodes, \
