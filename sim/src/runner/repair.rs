@@ -54,7 +54,9 @@ pub struct RepairTally {
     pub from_superblock: u64,
     pub from_damaged_superblock: u64,
     pub from_scan: u64,
-    /// The superblock's roots, one tree of which a scan found (it had not read).
+    /// The superblock's roots, one tree of which a scan found (it had not read). Absent
+    /// from summaries written before it existed.
+    #[serde(default)]
     pub from_lost_tree_found: u64,
     /// Repairs that needed the user's superblock values.
     pub needed_overrides: u64,
