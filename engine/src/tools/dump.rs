@@ -26,6 +26,38 @@ pub struct DumpOptions {
     pub overrides: Overrides,
 }
 
+impl DumpOptions {
+    /// Whether device `id` is dumped.
+    pub(super) fn wants(&self, id: u64) -> bool {
+        self.dev_ids.as_ref().is_none_or(|ids| ids.contains(&id))
+    }
+}
+
+/// The superblock line of a visit's header, with the overrides in place of its values.
+pub(super) fn superblock_of(h: &TreeHeader, o: &Overrides) -> XmlSuperblock {
+    XmlSuperblock {
+        uuid: String::new(),
+        time: h.time.0,
+        transaction: o.transaction_id.unwrap_or(h.trans_id.0),
+        flags: h.flags,
+        version: h.version,
+        data_block_size: o.data_block_size.unwrap_or(h.data_block_size),
+        nr_data_blocks: o.nr_data_blocks.unwrap_or(h.nr_data_blocks),
+        metadata_snap: None,
+    }
+}
+
+/// A device line from its details.
+pub(super) fn device_of(id: u64, d: &DeviceDetails) -> XmlDevice {
+    XmlDevice {
+        dev_id: id,
+        mapped_blocks: d.mapped_blocks,
+        transaction: d.transaction_id.0,
+        creation_time: d.creation_time.0,
+        snap_time: d.snapshotted_time.0,
+    }
+}
+
 /// Writes the pool as thin_dump XML (or its human-readable form) through `w`.
 pub fn dump<W: Write>(
     pool: &dyn Trees,
@@ -76,32 +108,16 @@ impl<W: Write> Dumper<'_, W> {
 
 impl<W: Write> TreeVisitor for Dumper<'_, W> {
     fn header(&mut self, h: &TreeHeader) -> ControlFlow<()> {
-        let o = self.opts.overrides;
-        let r = self.w.superblock(&XmlSuperblock {
-            uuid: String::new(),
-            time: h.time.0,
-            transaction: o.transaction_id.unwrap_or(h.trans_id.0),
-            flags: h.flags,
-            version: h.version,
-            data_block_size: o.data_block_size.unwrap_or(h.data_block_size),
-            nr_data_blocks: o.nr_data_blocks.unwrap_or(h.nr_data_blocks),
-            metadata_snap: None,
-        });
+        let r = self.w.superblock(&superblock_of(h, &self.opts.overrides));
         self.out(r)
     }
 
     fn device(&mut self, id: u64, d: &DeviceDetails) -> ControlFlow<()> {
-        self.skipping = self.opts.dev_ids.as_ref().is_some_and(|ids| !ids.contains(&id));
+        self.skipping = !self.opts.wants(id);
         if self.skipping {
             return ControlFlow::Continue(());
         }
-        let r = self.w.begin_device(&XmlDevice {
-            dev_id: id,
-            mapped_blocks: d.mapped_blocks,
-            transaction: d.transaction_id.0,
-            creation_time: d.creation_time.0,
-            snap_time: d.snapshotted_time.0,
-        });
+        let r = self.w.begin_device(&device_of(id, d));
         self.out(r)
     }
 

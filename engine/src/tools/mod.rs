@@ -21,6 +21,7 @@
 //! The value types in [`types`] hold what the XML holds, not the engine's types.
 
 pub mod check;
+pub mod defs;
 pub mod dump;
 mod error;
 pub mod ls;

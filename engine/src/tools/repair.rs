@@ -14,11 +14,19 @@
 //!    root of its tree's kind, and is a lost (empty) tree otherwise — never replaced by a
 //!    scanned tree, which may be an older one.
 //! 3. With no superblock magic at all, a scan of every metadata block: every valid node is
-//!    classified by what its leaves hold, nodes no other node points to are roots, and the
-//!    details root and mapping root that agree on the most device ids are taken (ties: the
-//!    newer, by the latest time and transaction their entries record, then the higher
-//!    block). Nothing on disk tells the newest trees from older ones still intact, so a
-//!    scan can bring back an older state: the format keeps no second copy of its roots.
+//!    classified by what its leaves hold, and nodes no valid internal node is a parent of
+//!    are roots (a parent whose slot's key range the child's keys do not fit — a stale node
+//!    whose child block was reused — is none). The top-level tree whose mappings are the
+//!    most recent is taken (the latest time, then how many mappings hold it, then the next
+//!    time down, as thin_repair 1.x ranks them), then the details tree that matches it
+//!    best (exactly: the same devices with the same mapped counts; then on the most
+//!    devices; then the newest entries). Ties go to the higher block. Nothing on disk tells
+//!    the newest trees from older ones still intact, so a scan can bring back an older
+//!    state: the format keeps no second copy of its roots.
+//!
+//! When the superblock names one tree that does not read and the other reads, a scan looks
+//! for a tree of the lost kind that matches the surviving one exactly
+//! ([`RootsFrom::LostTreeFound`]); an older tree that differs is never taken.
 //!
 //! The superblock's values come from the caller's overrides or a validated superblock, and
 //! bound what is kept (mappings past the data device or after the pool's time are dropped).
@@ -111,12 +119,15 @@ impl std::fmt::Display for Inferred {
 pub type Mapping = (u64, u64, u32);
 /// One salvaged device: its details and its mappings, ascending by virtual block.
 pub type SalvagedDevice = (XmlDevice, Vec<Mapping>);
-/// How a scan ranks a (details root, mapping root) pair: devices both trees agree on, the
-/// newest (time, transaction id) the details record, then the roots themselves so the
-/// choice is deterministic.
-type PairScore = (u64, (Time, TransactionId), u64, u64);
+/// How a scan ranks a details tree against the mapping tree it chose: an exact match, the
+/// devices both agree on, the newest (time, transaction id) the details record, then the
+/// root itself so the choice is deterministic.
+type DetailsScore = (bool, u64, (Time, TransactionId), u64);
 /// (details root, top-level mapping root).
 type RootPair = (u64, u64);
+/// How many of a top-level tree's mappings hold each time, the latest time first: the
+/// greater is the more recent tree.
+type Recency = Vec<(u32, u64)>;
 
 /// What survives: a superblock and every device with its mappings (vblock, data, time),
 /// ascending.
@@ -489,30 +500,40 @@ impl Salvager {
                 "no device-details or mapping tree survives anywhere on the metadata device".into(),
             ));
         }
-        let mut best: Option<(PairScore, RootPair)> = None;
-        let details_sets: Vec<(u64, BTreeMap<u64, DeviceDetails>)> =
-            details_cands.iter().map(|&r| (r, self.details(r))).collect();
-        let top_sets: Vec<(u64, BTreeMap<u64, u64>)> =
-            top_cands.iter().map(|&r| (r, self.top(r))).collect();
-        let empty_d = (0u64, BTreeMap::new());
-        let empty_t = (0u64, BTreeMap::new());
-        let ds: Vec<&(u64, BTreeMap<u64, DeviceDetails>)> =
-            if details_sets.is_empty() { vec![&empty_d] } else { details_sets.iter().collect() };
-        let ts: Vec<&(u64, BTreeMap<u64, u64>)> =
-            if top_sets.is_empty() { vec![&empty_t] } else { top_sets.iter().collect() };
-        for (dr, d) in &ds {
-            for (tr, t) in &ts {
-                let agree = d.keys().filter(|k| t.contains_key(k)).count() as u64;
-                let score = (agree, newest(d), *dr, *tr);
-                if best.is_none_or(|(s, _)| score > s) {
-                    best = Some((score, (*dr, *tr)));
-                }
+        // The mapping tree first: the one whose mappings are the most recent (the latest
+        // time any holds, then how many hold it, then the next time down), as thin_repair
+        // 1.x ranks them; a pool's time only grows, and the newest tree holds the newest
+        // mappings. Then the details tree that matches it best: exactly (the same devices,
+        // each with as many mappings as its details record), then on the most devices, then
+        // the newest entries. Ties go to the higher block, so the choice is deterministic.
+        let mut memo = BTreeMap::new();
+        let mut ranked: Option<(Recency, u64)> = None;
+        for &r in &top_cands {
+            let t = self.top(r);
+            let (recency, _) = self.profile(&t, &mut memo);
+            if ranked.as_ref().is_none_or(|(rb, b)| (&recency, r) > (rb, *b)) {
+                ranked = Some((recency, r));
             }
         }
+        let top_root = ranked.map_or(0, |(_, r)| r);
+        let top = self.top(top_root);
+        let (_, counts) = self.profile(&top, &mut memo);
+        let mut best: Option<(DetailsScore, u64)> = None;
+        for &r in &details_cands {
+            let d = self.details(r);
+            let exact = !d.is_empty()
+                && d.keys().eq(counts.keys())
+                && d.iter().all(|(id, x)| counts[id] == x.mapped_blocks);
+            let agree = d.keys().filter(|k| top.contains_key(k)).count() as u64;
+            let score = (exact, agree, newest(&d), r);
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, r));
+            }
+        }
+        let roots = (best.map_or(0, |(_, r)| r), top_root);
         // The unreadable set so far holds the scan's misses: they are not losses.
         self.unreadable.clear();
         self.dropped = 0;
-        let (_, roots) = best.expect("at least one candidate pair");
         Ok((roots, nodes_scanned))
     }
 
@@ -572,20 +593,54 @@ impl Salvager {
         found.map(|r| (r, nodes_scanned))
     }
 
+    /// A top-level tree's recency — how many of its mappings hold each time, latest time
+    /// first — and each device's mapping count. `memo` keeps each bottom tree's walk.
+    fn profile(
+        &mut self,
+        top: &BTreeMap<u64, u64>,
+        memo: &mut BTreeMap<u64, (u64, BTreeMap<u32, u64>)>,
+    ) -> (Recency, BTreeMap<u64, u64>) {
+        let mut times: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut counts = BTreeMap::new();
+        for (&id, &bottom) in top {
+            let (n, per_time) = match memo.entry(bottom) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let mut per_time = BTreeMap::new();
+                    let m = self.mappings(bottom);
+                    for x in &m {
+                        *per_time.entry(x.2).or_insert(0u64) += 1;
+                    }
+                    e.insert((m.len() as u64, per_time))
+                }
+            };
+            counts.insert(id, *n);
+            for (&t, &c) in per_time.iter() {
+                *times.entry(t).or_insert(0) += c;
+            }
+        }
+        (times.into_iter().rev().collect(), counts)
+    }
+
     /// Every valid node that no valid internal node points to, classified: roots of
     /// details trees, and roots of top-level mapping trees; and how many valid nodes there
     /// are.
     fn candidates(&mut self) -> (Vec<u64>, Vec<u64>, u64) {
         let mut holds = BTreeMap::new();
-        let mut children = BTreeSet::new();
+        // Each valid node's key range (first, last key; none when empty), and each internal
+        // node's (key, child) slots.
+        let mut ranges: BTreeMap<u64, Option<(u64, u64)>> = BTreeMap::new();
+        let mut slots: Vec<Vec<(u64, u64)>> = Vec::new();
         // A leaf's first value (a bottom root, if the leaf is a top-level one).
         let mut first_words = BTreeMap::new();
         for b in 1..self.reader.nr_blocks() {
             let Some(n) = self.reader.probe(b, BlockKind::Node) else { continue };
             let leaf = node::is_leaf(&n);
             let count = node::nr_entries(&n);
+            ranges.insert(b, (count > 0).then(|| (node::key(&n, 0), node::key(&n, count - 1))));
             if !leaf {
-                children.extend((0..count).map(|i| node::value_u64(&n, i)));
+                slots
+                    .push((0..count).map(|i| (node::key(&n, i), node::value_u64(&n, i))).collect());
             }
             let h = match (leaf, node::value_size(&n)) {
                 (true, 24) => Holds::Details,
@@ -602,6 +657,23 @@ impl Salvager {
             holds.insert(b, (h, leaf));
         }
         let nodes_scanned = holds.len() as u64;
+        // A node is another's child only where the parent's slot fits it: the child is a
+        // valid node whose keys lie in the slot's range. A stale internal node whose child
+        // block was freed and reused for another tree does not hide that tree's root.
+        let mut children = BTreeSet::new();
+        for s in &slots {
+            for (i, &(low, child)) in s.iter().enumerate() {
+                let high = s.get(i + 1).map(|x| x.0);
+                let fits = match ranges.get(&child) {
+                    Some(Some((first, last))) => *first >= low && high.is_none_or(|h| *last < h),
+                    Some(None) => true,
+                    None => false,
+                };
+                if fits {
+                    children.insert(child);
+                }
+            }
+        }
         let roots: Vec<u64> = holds.keys().copied().filter(|b| !children.contains(b)).collect();
         let mut details_cands = Vec::new();
         let mut top_cands = Vec::new();

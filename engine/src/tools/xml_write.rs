@@ -24,6 +24,19 @@
 //! ```
 //! `metadata_snap="M"` follows `nr_data_blocks` only when [`XmlSuperblock::metadata_snap`] is
 //! set; thin_dump itself never sets it, nor a non-empty uuid.
+//!
+//! thin_dump 1.x's shared runs (XML only, and only when asked: 0.9.0 never writes them):
+//! before the first device, `begin_def`, the def's mappings (ascending, merged into runs as
+//! in a device), `end_def`; inside a device, `reference` stands for a def's runs at its
+//! place, so the device's origins still ascend across it:
+//! ```text
+//!   <def name="N">
+//!     <range_mapping …/>
+//!   </def>
+//!   <device …>
+//!     <ref name="N"/>
+//!   </device>
+//! ```
 
 use super::types::{XmlDevice, XmlSuperblock};
 use std::fmt;
@@ -55,6 +68,10 @@ pub enum DumpError {
         previous: u64,
         origin: u64,
     },
+    /// Shared runs (`def`/`ref`) asked of the human-readable format, which has none.
+    XmlOnly {
+        call: &'static str,
+    },
     /// A run of length 0, or one whose last origin or data block does not fit in `u64`.
     BadRun {
         origin_begin: u64,
@@ -75,6 +92,9 @@ impl fmt::Display for DumpError {
             }
             DumpError::OriginNotAscending { previous, origin } => {
                 write!(f, "dump writer: origin {origin} does not follow {previous}")
+            }
+            DumpError::XmlOnly { call } => {
+                write!(f, "dump writer: `{call}` has no human-readable form")
             }
             DumpError::BadRun { origin_begin, data_begin, length } => write!(
                 f,
@@ -97,6 +117,8 @@ enum State {
     Start,
     InSuperblock,
     InDevice,
+    /// Inside a `def` (before any device).
+    InDef,
     Done,
 }
 
@@ -106,6 +128,7 @@ impl State {
             State::Start => "before the superblock",
             State::InSuperblock => "inside the superblock, outside any device",
             State::InDevice => "inside a device",
+            State::InDef => "inside a def",
             State::Done => "after the end of the superblock",
         }
     }
@@ -209,7 +232,9 @@ impl<W: Write> DumpWriter<W> {
         length: u64,
         time: u32,
     ) -> Result<(), DumpError> {
-        self.expect(State::InDevice, "mapping")?;
+        if self.state != State::InDef {
+            self.expect(State::InDevice, "mapping")?;
+        }
         let bad_run = DumpError::BadRun { origin_begin, data_begin, length };
         let Some(extent) = length.checked_sub(1) else { return Err(bad_run) };
         if origin_begin.checked_add(extent).is_none() || data_begin.checked_add(extent).is_none() {
@@ -234,6 +259,55 @@ impl<W: Write> DumpWriter<W> {
                 Ok(())
             }
         }
+    }
+
+    /// Opens shared def `name` (1.x's `<def>`): only before the first device, in XML.
+    pub fn begin_def(&mut self, name: u64) -> Result<(), DumpError> {
+        self.expect(State::InSuperblock, "begin_def")?;
+        if self.format != DumpFormat::Xml {
+            return Err(DumpError::XmlOnly { call: "begin_def" });
+        }
+        if self.last_dev_id.is_some() {
+            return Err(DumpError::OutOfOrder { call: "begin_def", state: "after a device" });
+        }
+        self.line.clear();
+        push_attr(&mut self.line, b"  <def name=\"", name);
+        self.line.extend_from_slice(b"\">\n");
+        self.emit_line()?;
+        self.state = State::InDef;
+        self.last_origin = None;
+        Ok(())
+    }
+
+    /// Closes the current def (printing any pending run first).
+    pub fn end_def(&mut self) -> Result<(), DumpError> {
+        self.expect(State::InDef, "end_def")?;
+        self.flush_run()?;
+        self.line.clear();
+        self.line.extend_from_slice(b"  </def>\n");
+        self.emit_line()?;
+        self.state = State::InSuperblock;
+        Ok(())
+    }
+
+    /// In a device, the runs of def `name`, whose origins span `first..=last` (checked to
+    /// follow the device's previous origin, so origins still ascend).
+    pub fn reference(&mut self, name: u64, first: u64, last: u64) -> Result<(), DumpError> {
+        self.expect(State::InDevice, "reference")?;
+        if let Some(previous) = self.last_origin {
+            if first <= previous {
+                return Err(DumpError::OriginNotAscending { previous, origin: first });
+            }
+        }
+        if last < first {
+            return Err(DumpError::OriginNotAscending { previous: first, origin: last });
+        }
+        self.flush_run()?;
+        self.last_origin = Some(last);
+        self.line.clear();
+        push_attr(&mut self.line, b"    <ref name=\"", name);
+        self.line.extend_from_slice(b"\"/>\n");
+        self.emit_line()
     }
 
     /// Closes the current device (printing any pending run first).

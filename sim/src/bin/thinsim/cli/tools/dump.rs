@@ -5,6 +5,7 @@
 use super::{fail, is_broken_pipe, open_input, open_trees, same_file, Flavour, OverrideArgs};
 use clap::Args;
 use engine::thin::{MetadataBlock, Source};
+use engine::tools::defs::dump_shared;
 use engine::tools::dump::{dump_salvage, dump_with, DumpOptions};
 use engine::tools::repair::salvage;
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
@@ -35,6 +36,10 @@ pub struct DumpArgs {
     /// Only this device (repeatable).
     #[arg(long = "dev-id", value_name = "ID")]
     pub dev_ids: Vec<u64>,
+    /// Write each run of mappings that several devices hold alike once, as thin_dump 1.x's
+    /// `<def>`, and `<ref>` it from each device (XML only). Without it, 0.9.0's form.
+    #[arg(long)]
+    pub shared_defs: bool,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }
@@ -45,6 +50,12 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
         "human_readable" => DumpFormat::HumanReadable,
         other => return fail(format!("unknown format '{other}' (xml or human_readable)"), 2),
     };
+    if args.shared_defs && (format != DumpFormat::Xml || args.repair) {
+        return fail(
+            "--shared-defs writes XML of a readable pool: not with -f human_readable or --repair",
+            2,
+        );
+    }
     if args.repair && args.metadata_snap.is_some() {
         return fail("--repair and -m do not go together (repair rebuilds the live trees)", 2);
     }
@@ -96,7 +107,11 @@ pub fn dump(args: &DumpArgs, _flavour: Flavour) -> ExitCode {
                 None => Source::Live,
                 Some(b) => Source::MetadataSnap(b.map(MetadataBlock)),
             };
-            dump_with(pool.as_ref(), &mut w, source, &opts)
+            if args.shared_defs {
+                dump_shared(pool.as_ref(), &mut w, source, &opts)
+            } else {
+                dump_with(pool.as_ref(), &mut w, source, &opts)
+            }
         }
         What::Salvage(s) => dump_salvage(s, &mut w, &opts),
     };
