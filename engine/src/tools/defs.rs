@@ -15,15 +15,13 @@
 //! writes, device by device and in order. The plan is made in memory: a few words per
 //! mapping dumped, as 1.x's own dump holds the whole metadata.
 
-use super::dump::{device_of, dump_with, superblock_of, DumpOptions};
+use super::dump::{collect, device_of, dump_with, superblock_of, DumpOptions};
 use super::error::ToolError;
 use super::xml_write::DumpWriter;
-use crate::format::{BlockTime, DeviceDetails};
-use crate::thin::{Source, TreeHeader, TreeVisitor, Trees};
+use crate::thin::{Source, Trees};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::io::Write;
-use std::ops::ControlFlow;
 
 /// One mapping: (virtual block, data block, time).
 type Key = (u64, u64, u32);
@@ -142,14 +140,14 @@ pub fn dump_shared<W: Write>(
     if opts.skip_mappings {
         return dump_with(pool, w, source, opts);
     }
-    let mut c = Collect { opts, header: None, devices: Vec::new(), taking: false };
-    pool.visit_trees(source, &mut c)?;
-    let Some(header) = c.header else {
-        return Err(ToolError::Input("the visit gave no superblock".into()));
-    };
-    let keys: Vec<Vec<Key>> = c.devices.iter().map(|d| d.2.clone()).collect();
+    let c = collect(pool, source, opts)?;
+    let keys: Vec<Vec<Key>> = c
+        .devices
+        .iter()
+        .map(|d| d.2.iter().map(|(v, bt)| (*v, bt.data_block.0, bt.time.0)).collect())
+        .collect();
     let plan = plan(&keys, pays_off);
-    w.superblock(&superblock_of(&header, &opts.overrides))?;
+    w.superblock(&superblock_of(&c.header, &opts.overrides))?;
     for (name, def) in plan.defs.iter().enumerate() {
         w.begin_def(name as u64)?;
         for &(v, d, t) in def {
@@ -173,39 +171,6 @@ pub fn dump_shared<W: Write>(
     }
     w.end_superblock()?;
     Ok(())
-}
-
-/// The visit's header and every dumped device's details and mappings.
-struct Collect<'a> {
-    opts: &'a DumpOptions,
-    header: Option<TreeHeader>,
-    devices: Vec<(u64, DeviceDetails, Vec<Key>)>,
-    /// The current device is dumped (its mappings go to the last one pushed).
-    taking: bool,
-}
-
-impl TreeVisitor for Collect<'_> {
-    fn header(&mut self, h: &TreeHeader) -> ControlFlow<()> {
-        self.header = Some(h.clone());
-        ControlFlow::Continue(())
-    }
-    fn device(&mut self, id: u64, d: &DeviceDetails) -> ControlFlow<()> {
-        self.taking = self.opts.wants(id);
-        if self.taking {
-            self.devices.push((id, *d, Vec::new()));
-        }
-        ControlFlow::Continue(())
-    }
-    fn mapping(&mut self, vblock: u64, bt: BlockTime) -> ControlFlow<()> {
-        if let Some(dev) = self.devices.last_mut().filter(|_| self.taking) {
-            dev.2.push((vblock, bt.data_block.0, bt.time.0));
-        }
-        ControlFlow::Continue(())
-    }
-    fn end_device(&mut self) -> ControlFlow<()> {
-        self.taking = false;
-        ControlFlow::Continue(())
-    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,62 @@ pub(super) fn device_of(id: u64, d: &DeviceDetails) -> XmlDevice {
     }
 }
 
+/// One device as a visit reports it: id, details, and mappings ascending.
+pub type CollectedDevice = (u64, DeviceDetails, Vec<(u64, BlockTime)>);
+
+/// A whole visit held in memory: the header, and every device `opts` selects.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub header: TreeHeader,
+    pub devices: Vec<CollectedDevice>,
+}
+
+/// Visits `source` of `pool` and keeps it all (for what cannot stream: the shared runs of
+/// `dump --shared-defs`, comparisons with a model).
+pub fn collect(
+    pool: &dyn Trees,
+    source: Source,
+    opts: &DumpOptions,
+) -> Result<Collected, ToolError> {
+    let mut c = Collect { opts, header: None, devices: Vec::new(), taking: false };
+    pool.visit_trees(source, &mut c)?;
+    let header = c.header.ok_or_else(|| ToolError::Input("the visit gave no superblock".into()))?;
+    Ok(Collected { header, devices: c.devices })
+}
+
+/// The visitor of [`collect`].
+struct Collect<'a> {
+    opts: &'a DumpOptions,
+    header: Option<TreeHeader>,
+    devices: Vec<CollectedDevice>,
+    /// The current device is kept (its mappings go to the last one pushed).
+    taking: bool,
+}
+
+impl TreeVisitor for Collect<'_> {
+    fn header(&mut self, h: &TreeHeader) -> ControlFlow<()> {
+        self.header = Some(h.clone());
+        ControlFlow::Continue(())
+    }
+    fn device(&mut self, id: u64, d: &DeviceDetails) -> ControlFlow<()> {
+        self.taking = self.opts.wants(id);
+        if self.taking {
+            self.devices.push((id, *d, Vec::new()));
+        }
+        ControlFlow::Continue(())
+    }
+    fn mapping(&mut self, vblock: u64, bt: BlockTime) -> ControlFlow<()> {
+        if let Some(dev) = self.devices.last_mut().filter(|_| self.taking) {
+            dev.2.push((vblock, bt));
+        }
+        ControlFlow::Continue(())
+    }
+    fn end_device(&mut self) -> ControlFlow<()> {
+        self.taking = false;
+        ControlFlow::Continue(())
+    }
+}
+
 /// Writes the pool as thin_dump XML (or its human-readable form) through `w`.
 pub fn dump<W: Write>(
     pool: &dyn Trees,

@@ -22,15 +22,13 @@
 
 use crate::runner::oracle::{self, Diff, Mismatch};
 use engine::format::superblock::Superblock;
-use engine::format::{BlockTime, DeviceDetails};
 use engine::io::MemoryDevice;
-use engine::thin::{HeldSnapshot, Pool, Source, TreeHeader, TreeVisitor, Trees};
+use engine::thin::{HeldSnapshot, Pool, Source};
 use engine::tools::check::{check_with, CheckOptions};
-use engine::tools::dump::{dump, ls_rows};
+use engine::tools::dump::{collect, dump, ls_rows, DumpOptions};
 use engine::tools::xml_write::{DumpFormat, DumpWriter};
 use model::Model;
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 
 /// What the `-m` judge read over a run: checkpoints judged, and what they held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,10 +131,11 @@ pub fn judge(image: &MemoryDevice, model: &Model) -> Result<Option<HeldRead>, He
         return Err(HeldMismatch::DamageMissed);
     }
     let snap = HeldSnapshot::open(damaged.to_device()).map_err(unreadable)?;
-    let mut found = Collect::default();
-    snap.visit_trees(Source::MetadataSnap(None), &mut found).map_err(unreadable)?;
+    let found =
+        collect(&snap, Source::MetadataSnap(None), &DumpOptions::default()).map_err(unreadable)?;
+    let found = found.devices.into_iter().map(|(id, d, maps)| (id, (d, maps))).collect();
     let mut d = Diff::default();
-    oracle::diff_devices("held snapshot (-m): ", want, &found.devices, &mut d);
+    oracle::diff_devices("held snapshot (-m): ", want, &found, &mut d);
     let (rows, _) = ls_rows(&snap, Source::MetadataSnap(None)).map_err(unreadable)?;
     let found_ls: BTreeMap<u64, (u64, u64, u64)> = rows
         .iter()
@@ -179,34 +178,6 @@ fn dump_text(snap: &HeldSnapshot) -> Result<String, HeldMismatch> {
     let mut w = DumpWriter::new(Vec::new(), DumpFormat::Xml);
     dump(snap, &mut w, Source::MetadataSnap(None)).map_err(unreadable)?;
     String::from_utf8(w.finish().map_err(unreadable)?).map_err(unreadable)
-}
-
-/// Every device and mapping a visit reports, in the shape the oracle compares.
-#[derive(Default)]
-struct Collect {
-    devices: BTreeMap<u64, (DeviceDetails, Vec<(u64, BlockTime)>)>,
-    current: Option<u64>,
-}
-
-impl TreeVisitor for Collect {
-    fn header(&mut self, _: &TreeHeader) -> ControlFlow<()> {
-        ControlFlow::Continue(())
-    }
-    fn device(&mut self, id: u64, details: &DeviceDetails) -> ControlFlow<()> {
-        self.devices.insert(id, (*details, Vec::new()));
-        self.current = Some(id);
-        ControlFlow::Continue(())
-    }
-    fn mapping(&mut self, vblock: u64, bt: BlockTime) -> ControlFlow<()> {
-        if let Some((_, maps)) = self.current.and_then(|id| self.devices.get_mut(&id)) {
-            maps.push((vblock, bt));
-        }
-        ControlFlow::Continue(())
-    }
-    fn end_device(&mut self) -> ControlFlow<()> {
-        self.current = None;
-        ControlFlow::Continue(())
-    }
 }
 
 #[cfg(test)]
