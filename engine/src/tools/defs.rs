@@ -193,6 +193,20 @@ mod tests {
         assert_eq!(distinct, shared, "the defs hold the shared mappings: {plan:?}");
     }
 
+    /// The successor must be the same in every holder, not only in the first one seen:
+    /// here device 0 has k2 after k1, and device 1 has an unshared mapping between them.
+    /// (A plan that kept the first successor seen put k1 and k2 in one def that device 1
+    /// could not use; `cargo mutants` found no test that told.)
+    #[test]
+    fn a_run_continues_only_where_every_holder_has_the_same_next_mapping() {
+        let (k1, k2, x) = ((0, 1, 0), (2, 3, 0), (1, 9, 0));
+        let devices = vec![vec![k1, k2], vec![k1, x, k2]];
+        let p = plan(&devices, |_, _| true);
+        assert_eq!(expand(&p), devices);
+        assert_eq!(p.defs, vec![vec![k1], vec![k2]]);
+        assert_eq!(p.devices[1], vec![Item::Ref(0), Item::Mapping(x), Item::Ref(1)]);
+    }
+
     #[test]
     fn a_mapping_a_third_device_also_holds_starts_a_def_of_its_own() {
         let (k1, k2, x) = ((0, 1, 0), (1, 2, 0), (0, 7, 0));
