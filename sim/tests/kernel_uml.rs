@@ -91,6 +91,12 @@ fn the_kernel_agrees_and_every_broken_ordering_of_its_log_is_caught() {
     assert!(c.acks_checked > 0 && c.ack_blocks_checked > 0, "{c:?}");
 
     let e = draw::expect(&w, true).expect("replays");
+    // Every checkpoint image the kernel wrote was walked for its structure, and the walk
+    // saw what the model holds there: the devices, and a mapping tree per device.
+    assert_eq!(run.structure.images, e.checkpoints.len() as u64, "{:?}", run.structure);
+    let most_devices = e.checkpoints.iter().map(|(_, m, _)| m.devices().len()).max();
+    assert_eq!(Some(run.structure.gauges.devices as usize), most_devices);
+    assert!(run.structure.gauges.mapping_leaves > 0 && run.structure.gauges.details_height >= 1);
     // The tools' -m read every checkpoint that held a metadata snapshot, with the live
     // metadata made unreadable (this workload holds one at 3 of its checkpoints).
     let holding =

@@ -27,6 +27,7 @@ mod error;
 pub mod ls;
 pub mod repair;
 pub mod restore;
+pub mod shape;
 mod tolerant;
 mod tracked;
 pub mod types;

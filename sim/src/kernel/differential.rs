@@ -20,16 +20,19 @@
 
 use super::crash::{self, CrashFinding, CrashStats};
 use super::defects::{Defect, DefectStatus};
+use super::draw::NoExpectation;
 use super::draw::{self, Expected};
-use super::emulate::{Divergence, Outcome};
+use super::emulate::{ClockDependence, Divergence, Outcome};
 use super::held::{self, HeldMismatch, HeldTally};
 use super::observe::{compare_status, open_kernel_image};
 use super::reopen::{reopen, ReopenFinding, REOPEN_SAMPLES};
 use super::sides::{self, Sides};
+use super::structure::Structure;
 use super::uml::{self, GuestResults, RunDir, UmlError, UmlKernel};
 use super::workload::{KOp, Workload};
 use crate::runner::oracle::{self, Mismatch};
 use engine::io::MemoryDevice;
+use engine::tools::shape::image_shape;
 use std::path::Path;
 
 /// What the differential found first.
@@ -37,6 +40,9 @@ use std::path::Path;
 pub enum Difference {
     /// The engine and the model disagree (thinsim's bug; the kernel is not needed).
     Divergence { op: usize, divergence: Divergence },
+    /// The workload holds an op whose answer would be the kernel's clock's (an edited or
+    /// old workload: the drawer never makes one); it is not run.
+    ClockDependent { op: usize, why: ClockDependence },
     /// The kernel answered an op differently.
     Outcome { op: usize, expected: Outcome, kernel: Outcome, text: String },
     /// The kernel's committed metadata differs from the model's state.
@@ -62,6 +68,7 @@ impl Difference {
     pub fn op(&self) -> usize {
         match self {
             Difference::Divergence { op, .. }
+            | Difference::ClockDependent { op, .. }
             | Difference::Outcome { op, .. }
             | Difference::Metadata { op, .. }
             | Difference::Unreadable { op, .. }
@@ -78,6 +85,7 @@ impl Difference {
     pub fn kind(&self) -> &'static str {
         match self {
             Difference::Divergence { .. } => "engine-model divergence",
+            Difference::ClockDependent { .. } => "answer depends on the kernel's clock",
             Difference::Outcome { .. } => "op outcome",
             Difference::Metadata { .. } => "committed metadata",
             Difference::Unreadable { .. } => "kernel metadata unreadable",
@@ -96,6 +104,7 @@ impl std::fmt::Display for Difference {
         write!(f, "op {}: {}: ", self.op(), self.kind())?;
         match self {
             Difference::Divergence { divergence, .. } => write!(f, "{divergence}"),
+            Difference::ClockDependent { why, .. } => write!(f, "{why}"),
             Difference::Outcome { expected, kernel, text, .. } => {
                 write!(f, "expected {expected}, the kernel said {kernel} ({text:?})")
             }
@@ -133,6 +142,8 @@ pub struct KernelRun {
     pub reopened: usize,
     /// Checkpoints whose held snapshot the tools read with `-m`, the live metadata damaged.
     pub held: HeldTally,
+    /// The structure the kernel's checkpoint images show ([`super::structure`]).
+    pub structure: Structure,
     /// Whether this kernel carries the held-root defect (decides what its symptom means).
     pub held_root: DefectStatus,
     /// For a difference in a checkpoint's metadata: both sides dumped beside the run, and
@@ -142,16 +153,18 @@ pub struct KernelRun {
 
 /// Compares the guest's results with the expected ones; the first difference. Each
 /// checkpoint with a held snapshot is also read through the tools' `-m` ([`held`]), tallied
-/// in `held`.
+/// in `held`; each checkpoint image's structure is added to `structure`.
 pub fn compare(
     w: &Workload,
     e: &Expected,
     g: &GuestResults,
     dir: &RunDir,
     held: &mut HeldTally,
+    structure: &mut Structure,
 ) -> Option<Difference> {
     let mut checkpoints = e.checkpoints.iter().peekable();
     let mut statuses = g.statuses.iter();
+    let mut statuses_seen = 0usize;
     for (i, op) in w.ops.iter().enumerate() {
         let (kernel, text) = g.outcomes.get(i).cloned()?;
         let expected = e.outcomes[i];
@@ -185,13 +198,20 @@ pub fn compare(
         if let Err(mismatch) = oracle::check_image(&dev, model) {
             return Some(Difference::Check { op: i, mismatch });
         }
+        match image_shape(dev.to_device()) {
+            Ok(shape) => structure.add(shape),
+            Err(error) => return Some(Difference::Unreadable { op: i, error }),
+        }
         match held::judge(&dev, model) {
             Ok(Some(r)) => held.add(&r),
             Ok(None) => {}
             Err(mismatch) => return Some(Difference::HeldSnapshot { op: i, mismatch }),
         }
         if let Some((si, st)) = statuses.next() {
-            if let Err(detail) = compare_status(st, model) {
+            let nth = statuses_seen;
+            statuses_seen += 1;
+            let oods = e.out_of_data_space.get(nth).copied().unwrap_or(false);
+            if let Err(detail) = compare_status(st, model, &w.shape.features, oods) {
                 return Some(Difference::Status { op: *si, detail });
             }
         }
@@ -333,14 +353,19 @@ pub fn run_workload(
         judge_seconds: 0.0,
         reopened: 0,
         held: HeldTally::default(),
+        structure: Structure::default(),
         sides: None,
         held_root: held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&k.version())),
     };
     // The intermediate states crash mode matches commits against are kept in the same pass.
     let e = match draw::expect(w, crash_images > 0) {
         Ok(e) => e,
-        Err((op, divergence)) => {
+        Err((op, NoExpectation::Divergence(divergence))) => {
             run.difference = Some(Difference::Divergence { op, divergence });
+            return Ok(run);
+        }
+        Err((op, NoExpectation::Clock(why))) => {
+            run.difference = Some(Difference::ClockDependent { op, why });
             return Ok(run);
         }
     };
@@ -354,7 +379,7 @@ pub fn run_workload(
         run.held_root = held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&run.kernel));
     }
     let rd = RunDir { dir: dir.to_path_buf() };
-    run.difference = compare(w, &e, &g, &rd, &mut run.held);
+    run.difference = compare(w, &e, &g, &rd, &mut run.held, &mut run.structure);
     run.sides = run.difference.as_ref().and_then(|d| both_sides(d, w, &e, &rd));
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);

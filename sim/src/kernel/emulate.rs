@@ -73,6 +73,37 @@ impl std::fmt::Display for Divergence {
 
 type Res<T> = Result<T, Divergence>;
 
+/// Why the kernel's answer to an op would depend on its own clock (its once-a-second
+/// commit), so that no emulation can say what it is. A drawn workload never holds one;
+/// a saved or edited workload that does is refused before it runs ([`Emulation::clock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockDependence {
+    /// A data block was freed in the open transaction and the op allocates, or its answer
+    /// turns on out-of-data-space: the kernel's periodic commit may or may not have made
+    /// the free allocatable (and taken the pool out of out-of-data-space) first.
+    AfterUncommittedFree,
+    /// Out of data space, a discard frees a data block and leaves the device's block 0
+    /// unmapped: its own flush fails with ENOSPC, unless the kernel's periodic commit fell
+    /// between the discard and the flush and found the freed block (seeds 778 and 779).
+    DiscardFreesOutOfDataSpace,
+}
+
+impl std::fmt::Display for ClockDependence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClockDependence::AfterUncommittedFree => {
+                "a data block freed in the open transaction, and the op allocates or flushes: \
+                 whether the kernel's periodic commit made the free allocatable first is timing"
+            }
+            ClockDependence::DiscardFreesOutOfDataSpace => {
+                "out of data space, the discard frees a block and leaves block 0 unmapped: its \
+                 flush fails unless the kernel's periodic commit falls before it"
+            }
+        })
+    }
+}
+
 /// The emulated pool target: an engine pool and the model, and the target's own state.
 pub struct Emulation {
     pool: Pool,
@@ -230,6 +261,48 @@ impl Emulation {
     pub fn uncommitted_frees(&self) -> bool {
         let cur = self.model.current();
         self.model.committed().logical_refs().keys().any(|b| cur.refs_of(b) == 0)
+    }
+
+    /// Whether `op`'s answer, applied now, would depend on the kernel's clock.
+    pub fn clock(&self, op: &KOp) -> Option<ClockDependence> {
+        match *op {
+            // These commit before they do anything else (a message that fails commits
+            // nothing, and refuses the same either way), or are a commit.
+            KOp::Checkpoint
+            | KOp::GrowData { .. }
+            | KOp::GrowMetadata { .. }
+            | KOp::ReserveSnap
+            | KOp::CreateThin { .. }
+            | KOp::CreateSnap { .. }
+            | KOp::Delete { .. }
+            | KOp::SetTransactionId { .. }
+            | KOp::ReleaseSnap => None,
+            KOp::Write { .. } | KOp::Flush { .. } if self.uncommitted_frees() => {
+                Some(ClockDependence::AfterUncommittedFree)
+            }
+            KOp::Discard { .. } if self.uncommitted_frees() => {
+                Some(ClockDependence::AfterUncommittedFree)
+            }
+            KOp::Discard { dev, begin, end }
+                if self.discard_frees_out_of_space(dev, begin, end) =>
+            {
+                Some(ClockDependence::DiscardFreesOutOfDataSpace)
+            }
+            KOp::Write { .. } | KOp::Flush { .. } | KOp::Discard { .. } => None,
+        }
+    }
+
+    /// Out of data space, whether discarding `[begin, end)` of `dev` frees a data block
+    /// (one whose only reference it removes) and leaves the device's block 0 unmapped.
+    pub fn discard_frees_out_of_space(&self, dev: u64, begin: u64, end: u64) -> bool {
+        if !self.out_of_data_space {
+            return false;
+        }
+        let Some(d) = self.model.devices().get(&dev) else { return false };
+        let refs = self.model.logical_refs();
+        let frees = d.mappings.range(begin..end).any(|(_, m)| refs.get(m.data_block) == Some(&1));
+        let block_0_stays = d.mappings.get(0).is_some() && !(begin..end).contains(&0);
+        frees && !block_0_stays
     }
 
     /// Full comparison of the engine with the model.

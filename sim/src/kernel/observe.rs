@@ -3,6 +3,7 @@
 //! state. The differential, the reopen check and the two-sided dumps all read through here,
 //! so none of them imports another for it.
 
+use super::workload::PoolFeatures;
 use engine::io::MemoryDevice;
 use engine::thin::Pool;
 use std::path::Path;
@@ -16,8 +17,18 @@ pub fn open_kernel_image(path: &Path) -> Result<(MemoryDevice, Pool), String> {
 }
 
 /// `dmsetup status` of a thin-pool: `start len thin-pool <trans id> <meta used>/<meta
-/// total> <data used>/<data total> <held root or -> <mode> …`.
-pub fn compare_status(line: &str, model: &model::Model) -> Result<(), String> {
+/// total> <data used>/<data total> <held root or -> <mode> <discard feature> <no-space
+/// feature> …`. The mode must be `out_of_data_space` exactly when the emulation is out of
+/// data space, else `rw`. The features must be the table's, except where the kernel
+/// changes them on its own: it turns discard passdown off when the data device cannot
+/// discard, and a queueing pool reports `error_if_no_space` once its timeout has fired
+/// (until it resumes), so those two are only held to what the kernel cannot choose.
+pub fn compare_status(
+    line: &str,
+    model: &model::Model,
+    features: &PoolFeatures,
+    out_of_data_space: bool,
+) -> Result<(), String> {
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() < 8 || f[2] != "thin-pool" {
         return Err(format!("unreadable status {line:?}"));
@@ -45,6 +56,22 @@ pub fn compare_status(line: &str, model: &model::Model) -> Result<(), String> {
             "held root {}, expected {}",
             f[6],
             if cur.held.is_some() { "one" } else { "none" }
+        ));
+    }
+    let mode = if out_of_data_space { "out_of_data_space" } else { "rw" };
+    if f[7] != mode {
+        d.push(format!("mode {}, expected {mode}", f[7]));
+    }
+    let (discard, no_space) = features.status_words();
+    let discard_ok = f.get(8).is_some_and(|w| *w == discard || *w == "no_discard_passdown");
+    let no_space_ok = f.get(9).is_some_and(|w| {
+        *w == no_space || (!features.error_if_no_space && *w == "error_if_no_space")
+    });
+    if !discard_ok || !no_space_ok {
+        d.push(format!(
+            "features {:?} {:?}, expected {discard} and {no_space}",
+            f.get(8),
+            f.get(9)
         ));
     }
     if d.is_empty() {

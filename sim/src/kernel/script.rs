@@ -10,7 +10,8 @@
 //! `/dev/ubdc`; `meta` and `data` are windows of `logged` ([`window`]: always-up `flakey`
 //! targets, which keep a flush's window in its sector; `meta` as big as the
 //! metadata device is now: a metadata growth reloads it); `pool` is the `thin-pool` target
-//! (64 KiB blocks, `skip_block_zeroing error_if_no_space`) on them; `thinN` is the `thin`
+//! on them, with the workload's block size and feature arguments ([`super::workload::
+//! PoolFeatures`]); `thinN` is the `thin`
 //! target of device N. A flush keeps the sector of the window it came through, so the log
 //! says which device each flush was for. Writes, discards and flushes go through `thinsim
 //! kernel-guest` (this binary, run in the guest), so a run of blocks is one process.
@@ -141,11 +142,14 @@ pub fn script(w: &Workload, paths: &ScriptPaths) -> String {
     let sectors = s.data_block_sectors as u64;
     let mut o = String::new();
     let layout = Layout::of(w);
+    let features = s.features.table_args();
     let pool_table = |blocks: u64| {
         format!(
-            "0 {} thin-pool /dev/mapper/meta /dev/mapper/data {} 0 2 skip_block_zeroing error_if_no_space",
+            "0 {} thin-pool /dev/mapper/meta /dev/mapper/data {} 0 {} {}",
             blocks * sectors,
-            sectors
+            sectors,
+            features.len(),
+            features.join(" ")
         )
     };
     let meta_table = |blocks: u64| window(blocks * METADATA_BLOCK_SECTORS, 0);
@@ -153,6 +157,15 @@ pub fn script(w: &Workload, paths: &ScriptPaths) -> String {
     let _ = writeln!(o, "# thinsim kernel workload, seed {} ({} ops)", w.seed, w.ops.len());
     preamble(&mut o, paths);
     let _ = writeln!(o, "VS={}", s.virtual_blocks * sectors);
+    if !s.features.error_if_no_space {
+        // Queued bios fail this long after the pool runs out of data space (a module
+        // parameter, so set before the pool exists).
+        let _ = writeln!(
+            o,
+            "echo {} > /sys/module/dm_thin_pool/parameters/no_space_timeout || fatal \"set no_space_timeout\"",
+            s.features.no_space_timeout_seconds
+        );
+    }
     o.push_str(
         r#"for t in thin-pool thin log-writes flakey; do dmsetup targets | grep -q "^$t " || fatal "no $t target"; done
 act() { dmsetup create "thin$1" --table "0 $VS thin /dev/mapper/pool $1" && dmsetup mknodes "thin$1" || fatal "activate thin$1"; }

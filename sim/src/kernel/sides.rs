@@ -152,10 +152,13 @@ mod tests {
         let shapes: Vec<_> = (0..)
             .map(|seed| draw_shape(&mut crate::entropy::Entropy::seeded(seed)))
             .filter(|s| s.prepopulation.is_some())
-            .take(12)
+            .take(24)
             .collect();
         let a = &shapes[0];
-        let b = shapes.iter().find(|s| s.data_blocks != a.data_blocks).expect("two sizes");
+        let b = shapes
+            .iter()
+            .find(|s| s.data_blocks != a.data_blocks && s.prepopulation == a.prepopulation)
+            .expect("two sizes of the same layout");
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("ckpt-7.img");
         let (dev, model_a) = initial_image(a).unwrap();

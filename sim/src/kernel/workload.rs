@@ -46,6 +46,72 @@ pub struct PoolShape {
     /// instead of a blank metadata device the kernel formats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepopulation: Option<Prepopulation>,
+    /// The pool target's feature arguments (absent in a file: the defaults, what every
+    /// workload had before features were drawn).
+    #[serde(default, skip_serializing_if = "PoolFeatures::is_default")]
+    pub features: PoolFeatures,
+}
+
+/// The pool target's feature arguments and the module's no-space timeout, drawn per seed.
+/// None of them changes what the metadata holds; each changes how the kernel gets there
+/// (when bios wait, what the data device is sent), which the judges must then agree with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolFeatures {
+    /// `error_if_no_space`: out of data space, a bio that needs a block fails at once.
+    /// Without it the pool queues such bios and fails them with ENOSPC when
+    /// `no_space_timeout_seconds` have passed since it entered out-of-data-space (or since
+    /// its last resume), and fails at once from then on until it resumes: the same
+    /// answers, later.
+    pub error_if_no_space: bool,
+    /// The `dm_thin_pool` module's `no_space_timeout` in seconds (used when queueing; at
+    /// least 1: 0 would queue forever and hang the guest).
+    pub no_space_timeout_seconds: u32,
+    /// Zero the unwritten part of a newly provisioned block (no `skip_block_zeroing`):
+    /// the data device sees a zeroing write of the whole block before the guest's write.
+    pub zero_new_blocks: bool,
+    /// Pass discards down to the data device (no `no_discard_passdown`).
+    pub discard_passdown: bool,
+}
+
+impl Default for PoolFeatures {
+    fn default() -> PoolFeatures {
+        PoolFeatures {
+            error_if_no_space: true,
+            no_space_timeout_seconds: 60,
+            zero_new_blocks: false,
+            discard_passdown: true,
+        }
+    }
+}
+
+impl PoolFeatures {
+    pub fn is_default(&self) -> bool {
+        *self == PoolFeatures::default()
+    }
+
+    /// The feature arguments of the pool's table, after the block size and low water mark.
+    pub fn table_args(&self) -> Vec<&'static str> {
+        let mut a = Vec::new();
+        if !self.zero_new_blocks {
+            a.push("skip_block_zeroing");
+        }
+        if !self.discard_passdown {
+            a.push("no_discard_passdown");
+        }
+        if self.error_if_no_space {
+            a.push("error_if_no_space");
+        }
+        a
+    }
+
+    /// The words `dmsetup status` prints for the discard and no-space features.
+    pub fn status_words(&self) -> (&'static str, &'static str) {
+        (
+            if self.discard_passdown { "discard_passdown" } else { "no_discard_passdown" },
+            if self.error_if_no_space { "error_if_no_space" } else { "queue_if_no_space" },
+        )
+    }
 }
 
 /// One thing userspace does to the pool.
@@ -188,6 +254,9 @@ impl PoolShape {
                 "metadata blocks {} must be in 64..={}",
                 self.metadata_blocks, self.max_metadata_blocks
             ));
+        }
+        if !self.features.error_if_no_space && self.features.no_space_timeout_seconds == 0 {
+            return Err("queueing when out of data space with no timeout would hang".into());
         }
         if self.virtual_blocks == 0 {
             return Err("thin devices of 0 blocks".into());

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use sim::kernel::defects::{Defect, DefectStatus};
 use sim::kernel::differential::{self, KernelRun};
 use sim::kernel::draw;
+use sim::kernel::structure::{ShapeEvent, Structure};
 use sim::kernel::uml::{KernelChoice, Origin, UmlError, UmlKernel};
 use sim::kernel::workload::Workload;
 use std::fmt::Write as _;
@@ -324,6 +325,8 @@ fn run_record(run: &KernelRun, w: &Workload) -> serde_json::Value {
             "live_blocks_damaged": run.held.live_blocks_damaged,
             "mappings": run.held.mappings,
         },
+        "structure": run.structure.to_json(),
+        "features": serde_json::to_value(w.shape.features).unwrap_or_default(),
         "held_root_defect": run.held_root.name(),
         "guest_seconds": run.guest_seconds,
         "judge_seconds": run.judge_seconds,
@@ -348,6 +351,10 @@ fn summary(
         .map(|r| r["held_snapshot_read_with_m"]["checkpoints"].as_u64().unwrap_or(0))
         .sum();
     let guest = sum(&|r| r["guest_seconds"].as_f64().unwrap_or(0.0));
+    let mut structure = Structure::default();
+    for r in runs {
+        structure.merge(&Structure::from_json(&r["structure"]));
+    }
     let per = |n: f64, d: f64| if d > 0.0 { n / d } else { 0.0 };
     let held: u64 =
         runs.iter().map(|r| r["crash"]["held_only_superblocks"].as_u64().unwrap_or(0)).sum();
@@ -386,6 +393,7 @@ fn summary(
         "seeds": runs.len(),
         "differences": differences,
         "runs": runs,
+        "structure": structure.to_json(),
         "totals": {
             "seconds": secs,
             "guest_seconds": guest,
@@ -532,6 +540,12 @@ fn bench_page(
         }
         let _ = writeln!(
             o,
+            "\n### What the kernel's images show it reached\n\n{}\nCounted from committed checkpoint images\n\
+             only, so a lower bound: a split undone before the next checkpoint is not seen.\n",
+            structure_table(&Structure::from_json(&s["structure"]))
+        );
+        let _ = writeln!(
+            o,
             "\n- **Kernel seeds per minute:** {:.1} ({} seeds in {:.1} s; the guest took {:.1} s of it).\n\
              - **Crash images:** {} judged, {:.0} per seed, {:.0} per minute of the campaign, {:.0} per\n  \
              second of judging ({:.1} s); {} reopened in the kernel itself.\n\
@@ -590,6 +604,7 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str)
                     c.data_writes, c.data_flushes, c.data_blocks_verified, c.data_pending_at_commit, c.quiescent_commits, c.acks_checked, c.ack_blocks_checked, run.reopened
                 );
             }
+            let _ = writeln!(t, "  structure: {}", structure_line(&run.structure));
             if run.held.checkpoints > 0 {
                 let _ = writeln!(
                     t,
@@ -630,6 +645,46 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str)
         }
     }
     out!("{t}");
+}
+
+/// One line of what the kernel's checkpoint images show: the gauges, then every event seen
+/// (an event not listed was not seen).
+fn structure_line(s: &Structure) -> String {
+    let g = &s.gauges;
+    let seen: Vec<String> = ShapeEvent::ALL
+        .iter()
+        .filter(|&&e| s.count(e) > 0)
+        .map(|&e| format!("{} {}", e.name(), s.count(e)))
+        .collect();
+    format!(
+        "{} images; at most {} devices, heights details {} top {} mapping {}, {} mapping leaves, {} shared nodes, bitmaps data {} metadata {}, {} metadata blocks used, overflow entries data {} metadata {}; events: {}",
+        s.images,
+        g.devices,
+        g.details_height,
+        g.top_height,
+        g.mapping_height,
+        g.mapping_leaves,
+        g.shared_mapping_nodes,
+        g.data_bitmaps,
+        g.metadata_bitmaps,
+        g.metadata_blocks_used,
+        g.data_overflow_entries,
+        g.metadata_overflow_entries,
+        if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
+    )
+}
+
+/// The campaign's structure table (markdown): each event's count between consecutive
+/// checkpoint images, and the gauges' maxima.
+fn structure_table(s: &Structure) -> String {
+    let mut o = String::from(
+        "| structural event (between consecutive checkpoint images) | count |\n|---|---:|\n",
+    );
+    for e in ShapeEvent::ALL {
+        let _ = writeln!(o, "| `{}` | {} |", e.name(), s.count(e));
+    }
+    let _ = writeln!(o, "\n{}", structure_line(s));
+    o
 }
 
 fn remove_images(dir: &Path) {
