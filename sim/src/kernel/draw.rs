@@ -21,6 +21,7 @@ use super::emulate::{ClockDependence, Divergence, Emulation, Outcome};
 use super::workload::{KOp, PoolFeatures, PoolShape, Workload, FORMAT_VERSION, MAX_THIN_ID};
 use crate::entropy::Entropy;
 use crate::runner::Prepopulation;
+use engine::limits::ENTRIES_PER_BITMAP;
 use rand::Rng;
 
 /// How many times a workload may grow the metadata device (each growth starts a new
@@ -273,6 +274,14 @@ fn draw_op(rng: &mut Entropy, em: &Emulation, mix: &Mix, growths: &mut usize) ->
         let room = em.shape().max_data_blocks - em.data_blocks();
         let least = room.min(64);
         return KOp::GrowData { blocks: em.data_blocks() + rng.random_range(least..=room) };
+    }
+    // A metadata device just below one bitmap grows past it early (one op in 20), so even
+    // a short seed has the kernel add a metadata bitmap.
+    let below_one_bitmap = em.metadata_blocks() < ENTRIES_PER_BITMAP
+        && em.metadata_blocks() + METADATA_GROWTH_BLOCKS > ENTRIES_PER_BITMAP;
+    if below_one_bitmap && *growths < MAX_METADATA_GROWTHS && rng.random_ratio(1, 20) {
+        *growths += 1;
+        return KOp::GrowMetadata { blocks: em.metadata_blocks() + METADATA_GROWTH_BLOCKS };
     }
     if devs.len() < mix.max_devices && rng.random_ratio(mix.extra_creates_per_1000, 1000) {
         return KOp::CreateThin { dev: new_id(rng, em) };

@@ -214,13 +214,13 @@ impl Structure {
     pub fn to_json(&self) -> serde_json::Value {
         let events: serde_json::Map<String, serde_json::Value> =
             ShapeEvent::ALL.iter().map(|&e| (e.name().to_string(), self.count(e).into())).collect();
-        serde_json::json!({ "images": self.images, "gauges": self.gauges, "events": events })
+        serde_json::json!({ "checkpoint_images": self.images, "gauges": self.gauges, "events": events })
     }
 
     /// Reads [`Structure::to_json`] back (a campaign's summary merges its runs' records).
     pub fn from_json(v: &serde_json::Value) -> Structure {
         let mut s = Structure {
-            images: v["images"].as_u64().unwrap_or(0),
+            images: v["checkpoint_images"].as_u64().unwrap_or(0),
             gauges: serde_json::from_value(v["gauges"].clone()).unwrap_or_default(),
             ..Structure::default()
         };
