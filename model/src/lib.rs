@@ -123,4 +123,7 @@ pub enum Errno {
     EILSEQ,
     ENOTBLK,
     ENOMEM,
+    /// Not an API call's: the pool target refuses messages with it in read-only and fail
+    /// mode (the kernel wing's emulation of the target answers it).
+    EOPNOTSUPP,
 }

@@ -633,6 +633,14 @@ impl Model {
         Ok(())
     }
 
+    /// What `thin_check --clear-needs-check-flag` does to a closed pool's metadata after a
+    /// clean check: the flag goes, nothing else changes. Not an API call (the tools do it
+    /// offline); the kernel wing's emulation uses it between a fault window and the
+    /// reopen.
+    pub fn clear_needs_check(&mut self) {
+        self.needs_check = false;
+    }
+
     /// §3.29 needs_check (EINVAL in fail mode under [H6]).
     pub fn needs_check(&self) -> Result<bool, Errno> {
         self.enter_query()?;

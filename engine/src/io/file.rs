@@ -6,7 +6,7 @@
 use super::{check_range, Block, BlockDevice, IoError, IoErrorKind, IoOp};
 use crate::limits::BLOCK_SIZE;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,7 +27,14 @@ impl FileDevice {
             .write(writable)
             .open(path)
             .map_err(|e| os_error(IoOp::Read, None, &e))?;
-        let len_bytes = file.metadata().map_err(|e| os_error(IoOp::Read, None, &e))?.len();
+        let meta = file.metadata().map_err(|e| os_error(IoOp::Read, None, &e))?;
+        // A block device node's metadata says 0 bytes: its size is where its end is.
+        let len_bytes = if meta.file_type().is_block_device() {
+            use std::io::Seek;
+            (&file).seek(std::io::SeekFrom::End(0)).map_err(|e| os_error(IoOp::Read, None, &e))?
+        } else {
+            meta.len()
+        };
         Ok(FileDevice {
             file,
             nr_blocks: len_bytes / BLOCK_SIZE as u64,

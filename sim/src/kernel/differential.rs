@@ -22,9 +22,10 @@ use super::crash::{self, CrashFinding, CrashStats};
 use super::defects::{Defect, DefectStatus};
 use super::draw::NoExpectation;
 use super::draw::{self, Expected};
-use super::emulate::{ClockDependence, Divergence, Outcome};
+use super::emulate::{ClockDependence, Divergence, Outcome, WindowRule};
+use super::faults::{Degraded, FaultTally};
 use super::held::{self, HeldMismatch, HeldTally};
-use super::observe::{compare_status, open_kernel_image};
+use super::observe::{compare_heal_status, compare_status, open_kernel_image};
 use super::reopen::{reopen, ReopenFinding, REOPEN_SAMPLES};
 use super::sides::{self, Sides};
 use super::structure::Structure;
@@ -62,6 +63,36 @@ pub enum Difference {
     Reopen { op: usize, finding: ReopenFinding },
     /// The tools' `-m` read a checkpoint's held snapshot wrong ([`held`]).
     HeldSnapshot { op: usize, mismatch: HeldMismatch },
+    /// The workload puts an op where a fault window cannot hold it (an edited workload:
+    /// the drawer never does); it is not run.
+    Window { op: usize, rule: WindowRule },
+    /// At a heal: the pool's mode before it, or the tools' check of the metadata taken out
+    /// (which must pass and clear needs_check), was not what the emulation says.
+    Heal { op: usize, finding: HealFinding },
+}
+
+/// What a heal showed wrong (its metadata image is judged as a checkpoint's is:
+/// [`Difference::Metadata`], [`Difference::Check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealFinding {
+    /// The guest reported no heal for this op.
+    Missing,
+    /// The status line before the heal disagrees with the expected mode.
+    Mode { detail: String },
+    /// `thinsim check --clear-needs-check-flag` failed on the kernel's metadata.
+    ToolCheck { exit: i32, output: String },
+}
+
+impl std::fmt::Display for HealFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HealFinding::Missing => write!(f, "the guest reported no heal"),
+            HealFinding::Mode { detail } => write!(f, "{detail}"),
+            HealFinding::ToolCheck { exit, output } => {
+                write!(f, "check --clear-needs-check-flag exited {exit}: {output}")
+            }
+        }
+    }
 }
 
 impl Difference {
@@ -77,7 +108,9 @@ impl Difference {
             | Difference::MetadataSize { op, .. }
             | Difference::Crash { op, .. }
             | Difference::Reopen { op, .. }
-            | Difference::HeldSnapshot { op, .. } => *op,
+            | Difference::HeldSnapshot { op, .. }
+            | Difference::Window { op, .. }
+            | Difference::Heal { op, .. } => *op,
         }
     }
 
@@ -95,6 +128,8 @@ impl Difference {
             Difference::Crash { .. } => "crash image",
             Difference::Reopen { .. } => "crash image reopened in the kernel",
             Difference::HeldSnapshot { .. } => "held snapshot read with -m",
+            Difference::Window { .. } => "op not allowed in a fault window",
+            Difference::Heal { .. } => "heal after a fault window",
         }
     }
 }
@@ -119,6 +154,8 @@ impl std::fmt::Display for Difference {
             Difference::Crash { finding, .. } => write!(f, "{finding}"),
             Difference::Reopen { finding, .. } => write!(f, "{finding}"),
             Difference::HeldSnapshot { mismatch, .. } => write!(f, "{mismatch}"),
+            Difference::Window { rule, .. } => write!(f, "{rule}"),
+            Difference::Heal { finding, .. } => write!(f, "{finding}"),
         }
     }
 }
@@ -144,6 +181,9 @@ pub struct KernelRun {
     pub held: HeldTally,
     /// The structure the kernel's checkpoint images show ([`super::structure`]).
     pub structure: Structure,
+    /// The pool modes and error paths the run reached, as far as the kernel agreed
+    /// ([`super::faults`]).
+    pub faults: FaultTally,
     /// Whether this kernel carries the held-root defect (decides what its symptom means).
     pub held_root: DefectStatus,
     /// For a difference in a checkpoint's metadata: both sides dumped beside the run, and
@@ -165,11 +205,18 @@ pub fn compare(
     let mut checkpoints = e.checkpoints.iter().peekable();
     let mut statuses = g.statuses.iter();
     let mut statuses_seen = 0usize;
+    let mut heals = (e.heals.iter(), g.heals.iter());
     for (i, op) in w.ops.iter().enumerate() {
         let (kernel, text) = g.outcomes.get(i).cloned()?;
         let expected = e.outcomes[i];
         if kernel != expected {
             return Some(Difference::Outcome { op: i, expected, kernel, text });
+        }
+        if *op == KOp::HealMeta {
+            if let Some(d) = judge_heal(i, heals.0.next(), heals.1.next(), dir) {
+                return Some(d);
+            }
+            continue;
         }
         if *op != KOp::Checkpoint {
             continue;
@@ -217,6 +264,64 @@ pub fn compare(
         }
     }
     None
+}
+
+/// The paths of the ops before `first_difference` (all ops when none): the ones the
+/// kernel agreed with.
+pub fn fault_tally(e: &Expected, first_difference: Option<usize>) -> FaultTally {
+    let mut t = FaultTally::default();
+    let upto = first_difference.unwrap_or(e.paths.len()).min(e.paths.len());
+    for p in e.paths[..upto].iter().flatten() {
+        t.add(*p);
+    }
+    t
+}
+
+/// The heal at op `i`: the status before it, the tools' check, and the metadata taken
+/// out, judged as a checkpoint's image is.
+fn judge_heal(
+    i: usize,
+    expected: Option<&(usize, model::Model, Option<Degraded>, u64)>,
+    g: Option<&(usize, i32, String)>,
+    dir: &RunDir,
+) -> Option<Difference> {
+    let heal = |finding| Some(Difference::Heal { op: i, finding });
+    let (Some((ei, model, mode, meta_blocks)), Some((gi, exit, status))) = (expected, g) else {
+        return heal(HealFinding::Missing);
+    };
+    if *ei != i || *gi != i {
+        return heal(HealFinding::Missing);
+    }
+    if let Err(detail) = compare_heal_status(status, *mode) {
+        return heal(HealFinding::Mode { detail });
+    }
+    if *exit != 0 {
+        let output = std::fs::read_to_string(dir.dir.join(format!("heal-{i}.check")))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        return heal(HealFinding::ToolCheck { exit: *exit, output });
+    }
+    let (dev, pool) = match open_kernel_image(&dir.heal(i)) {
+        Ok(x) => x,
+        Err(error) => return Some(Difference::Unreadable { op: i, error }),
+    };
+    if let Err(mismatch) = oracle::compare_pool(&pool, model) {
+        return Some(Difference::Metadata { op: i, mismatch });
+    }
+    match pool.summary() {
+        Ok(s) if s.metadata_nr_blocks != *meta_blocks => {
+            return Some(Difference::MetadataSize {
+                op: i,
+                expected: *meta_blocks,
+                kernel: s.metadata_nr_blocks,
+            })
+        }
+        Ok(_) => {}
+        Err(e) => return Some(Difference::Unreadable { op: i, error: e.to_string() }),
+    }
+    drop(pool);
+    oracle::check_image(&dev, model).err().map(|mismatch| Difference::Check { op: i, mismatch })
 }
 
 /// Both sides' dumps for a difference in a checkpoint's metadata (the kernel's image and
@@ -354,6 +459,7 @@ pub fn run_workload(
         reopened: 0,
         held: HeldTally::default(),
         structure: Structure::default(),
+        faults: FaultTally::default(),
         sides: None,
         held_root: held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&k.version())),
     };
@@ -368,6 +474,10 @@ pub fn run_workload(
             run.difference = Some(Difference::ClockDependent { op, why });
             return Ok(run);
         }
+        Err((op, NoExpectation::Window(rule))) => {
+            run.difference = Some(Difference::Window { op, rule });
+            return Ok(run);
+        }
     };
     run.emulated_commits = e.commits;
     let t = std::time::Instant::now();
@@ -380,6 +490,7 @@ pub fn run_workload(
     }
     let rd = RunDir { dir: dir.to_path_buf() };
     run.difference = compare(w, &e, &g, &rd, &mut run.held, &mut run.structure);
+    run.faults = fault_tally(&e, run.difference.as_ref().map(Difference::op));
     run.sides = run.difference.as_ref().and_then(|d| both_sides(d, w, &e, &rd));
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);

@@ -17,8 +17,11 @@
 //! shared devices, the held metadata snapshot, and a few messages the kernel must refuse
 //! (an existing id, a missing device, a wrong transaction id).
 
-use super::emulate::{ClockDependence, Divergence, Emulation, Outcome};
-use super::workload::{KOp, PoolFeatures, PoolShape, Workload, FORMAT_VERSION, MAX_THIN_ID};
+use super::emulate::{ClockDependence, Divergence, Emulation, Outcome, WindowRule};
+use super::faults::{Degraded, FaultPath};
+use super::workload::{
+    KOp, MetaFault, PoolFeatures, PoolShape, Workload, FORMAT_VERSION, MAX_THIN_ID,
+};
 use crate::entropy::Entropy;
 use crate::runner::Prepopulation;
 use engine::limits::ENTRIES_PER_BITMAP;
@@ -154,6 +157,8 @@ pub enum NoExpectation {
     /// The kernel's answer to the op would depend on its clock (a drawer never makes one;
     /// an edited or old workload may hold one).
     Clock(ClockDependence),
+    /// A fault window cannot hold the op (likewise).
+    Window(WindowRule),
 }
 
 impl std::fmt::Display for NoExpectation {
@@ -161,6 +166,7 @@ impl std::fmt::Display for NoExpectation {
         match self {
             NoExpectation::Divergence(d) => write!(f, "{d}"),
             NoExpectation::Clock(c) => write!(f, "the kernel's answer depends on its clock: {c}"),
+            NoExpectation::Window(r) => write!(f, "not in a fault window: {r}"),
         }
     }
 }
@@ -195,16 +201,41 @@ pub fn draw_from(
     };
     let mut growths = 0usize;
     let mut since_checkpoint = 0usize;
+    // Ops left in the open fault window (None: no window open).
+    let mut window: Option<usize> = None;
     while w.ops.len() < ops {
-        let op = if since_checkpoint >= 40 || em.uncommitted_frees() {
-            KOp::Checkpoint
-        } else {
-            draw_op(rng, &em, &mix, &mut growths)
+        let op = match window {
+            Some(_) if em.degraded().is_none() => draw_trigger(rng, &em, &mix),
+            Some(0) => {
+                window = None;
+                // The reopened pool is judged at once, status line included.
+                since_checkpoint = 40;
+                KOp::HealMeta
+            }
+            Some(ref mut left) => {
+                *left -= 1;
+                draw_window_op(rng, &em)
+            }
+            None if w.ops.last() == Some(&KOp::Checkpoint)
+                && !em.devices().is_empty()
+                && rng.random_ratio(1, 4) =>
+            {
+                window = Some(rng.random_range(0..=6));
+                let fault = if rng.random_ratio(1, 2) {
+                    MetaFault::ErrorWrites
+                } else {
+                    MetaFault::ErrorAll
+                };
+                KOp::FaultMeta { fault }
+            }
+            None if since_checkpoint >= 40 || em.uncommitted_frees() => KOp::Checkpoint,
+            None => draw_op(rng, &em, &mix, &mut growths),
         };
         // A write that frees a block ends there (see `Emulation::write_would_free`); the
         // next op is then a checkpoint, which commits: no allocation, and no way out of
         // out-of-data-space, ever depends on the kernel's clock.
         let op = match op {
+            _ if em.in_window() => op,
             KOp::Write { dev, vblock, blocks, fua } => {
                 match (vblock..vblock + blocks).find(|&v| em.write_would_free(dev, v)) {
                     Some(v) => KOp::Write { dev, vblock, blocks: v + 1 - vblock, fua },
@@ -226,14 +257,20 @@ pub fn draw_from(
             op => op,
         };
         since_checkpoint = if op == KOp::Checkpoint { 0 } else { since_checkpoint + 1 };
-        let clock = em.clock(&op);
-        let r = match clock {
-            None => em.apply(&op).map_err(NoExpectation::from),
-            Some(c) => Err(NoExpectation::Clock(c)),
+        let r = match (em.clock(&op), em.window_rule(&op)) {
+            (Some(c), _) => Err(NoExpectation::Clock(c)),
+            (None, Some(rule)) => Err(NoExpectation::Window(rule)),
+            (None, None) => em.apply(&op).map_err(NoExpectation::from),
         };
         w.ops.push(op);
         if let Err(d) = r {
             return Err(Box::new((w, d)));
+        }
+    }
+    if em.in_window() {
+        w.ops.push(KOp::HealMeta);
+        if let Err(d) = em.apply(&KOp::HealMeta) {
+            return Err(Box::new((w, d.into())));
         }
     }
     if w.ops.last() != Some(&KOp::Checkpoint) {
@@ -243,6 +280,78 @@ pub fn draw_from(
         }
     }
     Ok(w)
+}
+
+/// The op that makes an armed fault's commit fail: a message that commits (usually one
+/// that succeeds: a new device, a snapshot, a transaction id), or a FUA write that
+/// provisions; with every bio failing, a transaction id (it reads no metadata). An op whose failing commit would be the kernel's periodic one is never
+/// drawn (a transaction id is drawn instead).
+fn draw_trigger(rng: &mut Entropy, em: &Emulation, mix: &Mix) -> KOp {
+    let devs = em.devices();
+    let t = em.model().current().trans_id;
+    let room = devs.len() < mix.max_devices;
+    if em.fault() == Some(MetaFault::ErrorAll) {
+        // Nothing else is sure to read no metadata (`WindowRule::ReadUnderErrorAll`).
+        return KOp::SetTransactionId { current: t, new: t + 1 };
+    }
+    let op = match rng.random_range(0..8u32) {
+        0 | 1 if room => KOp::CreateThin { dev: new_id(rng, em) },
+        2 if room && !devs.is_empty() => {
+            KOp::CreateSnap { dev: new_id(rng, em), origin: devs[rng.random_range(0..devs.len())] }
+        }
+        3 | 4 if !devs.is_empty() => {
+            let dev = devs[rng.random_range(0..devs.len())];
+            let virt = em.shape().virtual_blocks;
+            let vblock = rng.random_range(0..virt);
+            let blocks = rng.random_range(1..=3u64).min(virt - vblock);
+            KOp::Write { dev, vblock, blocks, fua: true }
+        }
+        5 if em.model().current().held.is_some() => KOp::ReleaseSnap,
+        // A message refused before it commits: the fault stays armed.
+        6 => KOp::SetTransactionId { current: t + 1, new: t + 2 },
+        _ => KOp::SetTransactionId { current: t, new: t + 1 },
+    };
+    if em.clock(&op).is_some() || em.window_rule(&op).is_some() {
+        return KOp::SetTransactionId { current: t, new: t + 1 };
+    }
+    op
+}
+
+/// An op in a degraded pool: writes (over mapped blocks half the time), flushes,
+/// discards and messages, which the pool refuses or serves as its mode says. Never a
+/// delete (the guest deactivates the device first, and it would stay inactive).
+fn draw_window_op(rng: &mut Entropy, em: &Emulation) -> KOp {
+    let devs = em.devices();
+    let t = em.model().current().trans_id;
+    if devs.is_empty() {
+        return KOp::SetTransactionId { current: t, new: t + 1 };
+    }
+    let dev = devs[rng.random_range(0..devs.len())];
+    let virt = em.shape().virtual_blocks;
+    match rng.random_range(0..12u32) {
+        0..=3 => {
+            let mapped = em.mapped(dev);
+            let vblock = if !mapped.is_empty() && rng.random_ratio(2, 3) {
+                mapped[rng.random_range(0..mapped.len())]
+            } else {
+                rng.random_range(0..virt)
+            };
+            KOp::Write { dev, vblock, blocks: 1, fua: rng.random_ratio(1, 3) }
+        }
+        4 => {
+            let blocks = rng.random_range(2..=16u64).min(virt);
+            let vblock = rng.random_range(0..=virt - blocks);
+            KOp::Write { dev, vblock, blocks, fua: rng.random_ratio(1, 3) }
+        }
+        5 | 6 => KOp::Flush { dev },
+        7 | 8 => {
+            let begin = rng.random_range(0..virt);
+            KOp::Discard { dev, begin, end: (begin + rng.random_range(1..=16)).min(virt) }
+        }
+        9 => KOp::CreateThin { dev: new_id(rng, em) },
+        10 => KOp::SetTransactionId { current: t, new: t + 1 },
+        _ => KOp::CreateSnap { dev: new_id(rng, em), origin: dev },
+    }
 }
 
 fn new_id(rng: &mut Entropy, em: &Emulation) -> u64 {
@@ -372,6 +481,11 @@ pub struct Expected {
     pub points: Vec<model::Model>,
     /// With `points`: for each op, the index in `points` of the state after it.
     pub op_points: Vec<usize>,
+    /// For each op: the fault paths it went down ([`super::faults`]).
+    pub paths: Vec<Vec<FaultPath>>,
+    /// At each heal: the op index, the state the metadata holds when taken out, the mode
+    /// the pool was in, and the metadata size in blocks.
+    pub heals: Vec<(usize, model::Model, Option<Degraded>, u64)>,
 }
 
 /// Runs `w` on the emulation alone; with `points`, keeps every intermediate state. A
@@ -388,13 +502,22 @@ pub fn expect(w: &Workload, points: bool) -> Result<Expected, (usize, NoExpectat
         commits: 0,
         points: Vec::new(),
         op_points: Vec::new(),
+        paths: Vec::new(),
+        heals: Vec::new(),
     };
     for (i, op) in w.ops.iter().enumerate() {
         if let Some(c) = em.clock(op) {
             return Err((i, NoExpectation::Clock(c)));
         }
+        if let Some(r) = em.window_rule(op) {
+            return Err((i, NoExpectation::Window(r)));
+        }
         let o = em.apply(op).map_err(|d| (i, d.into()))?;
         out.outcomes.push(o);
+        out.paths.push(em.take_paths());
+        if let Some((model, mode)) = em.take_healed() {
+            out.heals.push((i, model, mode, em.metadata_blocks()));
+        }
         if points {
             out.op_points.push(em.kept() - 1);
         }
@@ -513,6 +636,56 @@ mod tests {
         ] {
             assert!(seen.contains(want), "{want} never drawn: {seen:?}");
         }
+    }
+
+    /// Fault windows: CI's kernel seeds (0..3 at 120 ops) open windows of both kinds, and
+    /// over a few more seeds every path a window can take is expected somewhere; each
+    /// window ends with a heal, and the heal's expected image is the last commit.
+    #[test]
+    fn seeds_open_fault_windows_of_both_kinds() {
+        let tally = |seeds: std::ops::Range<u64>, ops: usize| {
+            let mut t = crate::kernel::faults::FaultTally::default();
+            for seed in seeds {
+                let w = draw(seed, ops).unwrap_or_else(|b| panic!("seed {seed}: {}", b.1));
+                let e =
+                    expect(&w, true).unwrap_or_else(|(op, d)| panic!("seed {seed} op {op}: {d}"));
+                let windows = w.ops.iter().filter(|o| matches!(o, KOp::FaultMeta { .. })).count();
+                let heals = w.ops.iter().filter(|o| **o == KOp::HealMeta).count();
+                assert_eq!(windows, heals, "seed {seed}: every window is healed");
+                assert_eq!(e.heals.len(), heals);
+                for (i, model, _, _) in &e.heals {
+                    // Nothing of the window's is committed: the image is the state at the
+                    // checkpoint that opened it (needs_check aside).
+                    let opened = w.ops[..*i].iter().rposition(|o| *o == KOp::Checkpoint);
+                    let (_, at_ckpt, _) = e
+                        .checkpoints
+                        .iter()
+                        .rfind(|(ci, _, _)| Some(*ci) == opened)
+                        .expect("a window opens after a checkpoint");
+                    assert_eq!(
+                        model.committed().devices,
+                        at_ckpt.committed().devices,
+                        "seed {seed} op {i}"
+                    );
+                }
+                t.merge(&crate::kernel::differential::fault_tally(&e, None));
+            }
+            t
+        };
+        let ci = tally(0..3, 120);
+        assert!(
+            ci.missing_required().is_empty(),
+            "CI's seeds miss {:?}: {}",
+            ci.missing_required(),
+            ci.line()
+        );
+        let wide = tally(0..16, 300);
+        let missed: Vec<FaultPath> = FaultPath::ALL
+            .iter()
+            .copied()
+            .filter(|p| wide.get(*p) == 0 && *p != FaultPath::Reopen)
+            .collect();
+        assert!(missed.is_empty(), "16 seeds miss {missed:?}: {}", wide.line());
     }
 
     /// Long seeds hold no op whose answer is the kernel's clock's (the drawer checks each

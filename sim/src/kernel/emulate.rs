@@ -17,11 +17,21 @@
 //! - A table reload suspends the pool (a commit) and resumes it: growth of the data or the
 //!   metadata device is applied at resume, with a commit.
 //!
+//! - A fault window ([`KOp::FaultMeta`]): the next commit fails. The target aborts the
+//!   transaction; with reads still working the abort succeeds, needs_check is set and the
+//!   pool is read-only, else it is in fail mode ([`super::faults`]). A message whose
+//!   commit failed still answers success (the target ignores its commit's result), and a
+//!   device it created cannot be activated. Read-only: messages fail with EOPNOTSUPP,
+//!   writes that need a new mapping with EIO, an empty flush with EIO where block 0 is
+//!   unmapped, discards succeed and change nothing; fail mode: every bio fails with EIO.
+//!   [`KOp::HealMeta`] reopens the pool on the last commit, needs_check cleared.
+//!
 //! Invariants: the engine and the model give the same answer to every call (a difference
 //! is a [`Divergence`], which ends the run: the two can no longer be compared with the
 //! kernel); every open handle belongs to a device that exists in both.
 
-use super::workload::{KOp, PoolShape};
+use super::faults::{Degraded, FaultPath};
+use super::workload::{KOp, MetaFault, PoolShape};
 use crate::runner::errno;
 use crate::runner::lockstep::{self, Both, Handles};
 use crate::runner::oracle::{self, Mismatch};
@@ -87,6 +97,49 @@ pub enum ClockDependence {
     /// unmapped: its own flush fails with ENOSPC, unless the kernel's periodic commit fell
     /// between the discard and the flush and found the freed block (seeds 778 and 779).
     DiscardFreesOutOfDataSpace,
+    /// Under a metadata fault, an op changes the metadata without committing at once (a
+    /// write that provisions without FUA, a discard that unmaps, an allocation that must
+    /// commit first): the commit that fails is the periodic one, at a moment of the
+    /// kernel's clock, and what the op answers depends on it.
+    ChangeUnderFault,
+}
+
+/// An op a fault window cannot hold (the drawer never puts one there; an edited workload
+/// that does is refused before it runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowRule {
+    /// A second fault before the first is healed.
+    NestedFault,
+    /// A checkpoint, or a growth (a table reload), inside a window: the suspend's commit
+    /// would be the failing one, and the window ends with its own judged reopen.
+    SuspendInWindow,
+    /// `reserve_metadata_snap` under a fault before the pool degraded: its first commit
+    /// fails and the call then runs on read-only metadata.
+    ReserveUnderFault,
+    /// With every bio failing and the pool not yet degraded, an op that may read metadata
+    /// (any but `set_transaction_id`, a flush, the heal): whether its blocks are cached, or
+    /// its read fails with EIO first, is the kernel's buffer cache's (seed 2: a
+    /// `release_metadata_snap` failed with EIO reading the held root).
+    ReadUnderErrorAll,
+}
+
+impl std::fmt::Display for WindowRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WindowRule::NestedFault => "a metadata fault inside a fault window",
+            WindowRule::SuspendInWindow => {
+                "a checkpoint or growth inside a fault window (the window ends with heal_meta)"
+            }
+            WindowRule::ReserveUnderFault => {
+                "reserve_metadata_snap as a fault window's failing commit"
+            }
+            WindowRule::ReadUnderErrorAll => {
+                "an op that may read metadata while every metadata bio fails, before the pool \
+                 degraded (it depends on the kernel's cache)"
+            }
+        })
+    }
 }
 
 impl std::fmt::Display for ClockDependence {
@@ -99,6 +152,10 @@ impl std::fmt::Display for ClockDependence {
             ClockDependence::DiscardFreesOutOfDataSpace => {
                 "out of data space, the discard frees a block and leaves block 0 unmapped: its \
                  flush fails unless the kernel's periodic commit falls before it"
+            }
+            ClockDependence::ChangeUnderFault => {
+                "under a metadata fault the op changes metadata without committing: the \
+                 failing commit would be the kernel's periodic one"
             }
         })
     }
@@ -115,6 +172,15 @@ pub struct Emulation {
     active: BTreeMap<u64, (ThinHandle, model::Handle)>,
     /// The pool target's out-of-data-space mode.
     out_of_data_space: bool,
+    /// The fault under the metadata device, from [`KOp::FaultMeta`] to [`KOp::HealMeta`].
+    fault: Option<MetaFault>,
+    /// The mode a failed commit left the pool in (until the heal reopens it).
+    degraded: Option<Degraded>,
+    /// The fault paths the op being applied went down ([`Emulation::take_paths`]).
+    paths: Vec<FaultPath>,
+    /// At a heal: the state the metadata is expected to hold when taken out (before the
+    /// tools clear needs_check), and the mode the pool was in.
+    healed: Option<(Model, Option<Degraded>)>,
     /// Commits made, for statistics.
     pub commits: u64,
     /// When kept: the model after every block of a write and after every op, the states
@@ -174,6 +240,10 @@ impl Emulation {
             metadata_blocks: shape.metadata_blocks,
             active: BTreeMap::new(),
             out_of_data_space: false,
+            fault: None,
+            degraded: None,
+            paths: Vec::new(),
+            healed: None,
             commits: 0,
             points: None,
         };
@@ -235,6 +305,82 @@ impl Emulation {
         self.out_of_data_space
     }
 
+    /// The fault under the metadata device, if a window is open and not yet healed.
+    pub fn fault(&self) -> Option<MetaFault> {
+        self.fault
+    }
+
+    /// The mode a failed commit left the pool in, inside a window.
+    pub fn degraded(&self) -> Option<Degraded> {
+        self.degraded
+    }
+
+    /// Whether a fault window is open (a fault armed, or the pool degraded by one).
+    pub fn in_window(&self) -> bool {
+        self.fault.is_some() || self.degraded.is_some()
+    }
+
+    /// The fault paths of the last op applied (taken: the next op starts empty).
+    pub fn take_paths(&mut self) -> Vec<FaultPath> {
+        std::mem::take(&mut self.paths)
+    }
+
+    /// After a [`KOp::HealMeta`]: the state the metadata held when it was taken out, and
+    /// the mode the pool had been in (taken).
+    pub fn take_healed(&mut self) -> Option<(Model, Option<Degraded>)> {
+        self.healed.take()
+    }
+
+    /// Why a fault window cannot hold `op` now, if it cannot.
+    pub fn window_rule(&self, op: &KOp) -> Option<WindowRule> {
+        if !self.in_window() {
+            return None;
+        }
+        match op {
+            KOp::FaultMeta { .. } => Some(WindowRule::NestedFault),
+            KOp::Checkpoint | KOp::GrowData { .. } | KOp::GrowMetadata { .. } => {
+                Some(WindowRule::SuspendInWindow)
+            }
+            KOp::ReserveSnap if self.degraded.is_none() => Some(WindowRule::ReserveUnderFault),
+            KOp::SetTransactionId { .. } | KOp::Flush { .. } | KOp::HealMeta => None,
+            _ if self.degraded.is_none() && self.fault == Some(MetaFault::ErrorAll) => {
+                Some(WindowRule::ReadUnderErrorAll)
+            }
+            _ => None,
+        }
+    }
+
+    /// Under an armed fault (not yet degraded), whether `op` would change the metadata
+    /// without committing at once, or need a commit to allocate.
+    fn changes_under_fault(&self, op: &KOp) -> bool {
+        if self.fault.is_none() || self.degraded.is_some() {
+            return false;
+        }
+        let needs_block = |dev: u64, v: u64| {
+            let Some(d) = self.model.devices().get(&dev) else { return false };
+            match d.mappings.get(v) {
+                None => true,
+                Some(m) => m.time < d.snapshotted_time,
+            }
+        };
+        match *op {
+            KOp::Write { dev, vblock, blocks, fua } => {
+                let provisions = (vblock..vblock.saturating_add(blocks))
+                    .take_while(|v| *v < self.shape.virtual_blocks)
+                    .any(|v| needs_block(dev, v));
+                let no_room =
+                    self.out_of_data_space || self.free_data_blocks().map_or(true, |n| n == 0);
+                provisions && (!fua || no_room)
+            }
+            KOp::Discard { dev, begin, end } => self
+                .model
+                .devices()
+                .get(&dev)
+                .is_some_and(|d| d.mappings.range(begin..end).next().is_some()),
+            _ => false,
+        }
+    }
+
     /// The devices that exist (all active), in id order.
     pub fn devices(&self) -> Vec<u64> {
         self.active.keys().copied().collect()
@@ -268,7 +414,10 @@ impl Emulation {
         match *op {
             // These commit before they do anything else (a message that fails commits
             // nothing, and refuses the same either way), or are a commit.
+            _ if self.changes_under_fault(op) => Some(ClockDependence::ChangeUnderFault),
             KOp::Checkpoint
+            | KOp::FaultMeta { .. }
+            | KOp::HealMeta
             | KOp::GrowData { .. }
             | KOp::GrowMetadata { .. }
             | KOp::ReserveSnap
@@ -311,7 +460,16 @@ impl Emulation {
             .map_err(|m| Divergence { call, detail: m.to_string() })
     }
 
-    fn commit(&mut self) -> Res<()> {
+    /// The pool target's commit: refused in read-only and fail mode; under a fault it fails,
+    /// and the target aborts. Whether it committed.
+    fn commit(&mut self) -> Res<bool> {
+        if self.degraded.is_some() {
+            return Ok(false);
+        }
+        if let Some(fault) = self.fault {
+            self.commit_failed(fault)?;
+            return Ok(false);
+        }
         agreed(lockstep::commit(&self.pool, &mut self.model))?.map_err(|e| Divergence {
             call: "commit",
             detail: format!("both failed with {e:?}"),
@@ -320,7 +478,31 @@ impl Emulation {
         if self.out_of_data_space && self.free_data_blocks()? > 0 {
             self.out_of_data_space = false;
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// A commit failed under `fault`: the target aborts (both sides roll back to the last
+    /// commit). With reads working the abort succeeds, needs_check is set and the pool goes
+    /// read-only; with every bio failing the abort cannot re-read the superblock and the
+    /// pool goes to fail mode. Either way the metadata becomes read-only.
+    fn commit_failed(&mut self, fault: MetaFault) -> Res<()> {
+        let both = lockstep::Both::new("abort", self.pool.abort(), self.model.abort());
+        agreed(both)?
+            .map_err(|e| Divergence { call: "abort", detail: format!("both failed with {e:?}") })?;
+        let mode = match fault {
+            MetaFault::ErrorWrites => {
+                let _set = agreed(lockstep::set_needs_check(&self.pool, &mut self.model))?;
+                self.paths.push(FaultPath::AbortToReadOnly);
+                Degraded::ReadOnly
+            }
+            MetaFault::ErrorAll => {
+                self.paths.push(FaultPath::AbortFailedToFail);
+                Degraded::Fail
+            }
+        };
+        let _ro = agreed(lockstep::read_only(&self.pool, &mut self.model))?;
+        self.degraded = Some(mode);
+        self.compare("abort")
     }
 
     fn free_data_blocks(&self) -> Res<u64> {
@@ -348,12 +530,31 @@ impl Emulation {
         Ok(())
     }
 
-    /// A message: on success the pool target commits.
+    /// A message: on success the pool target commits, and answers success whatever the
+    /// commit did.
     fn message(&mut self, r: Result<(), Errno>) -> Res<Outcome> {
-        if r.is_ok() {
-            self.commit()?;
+        if r.is_ok() && !self.commit()? && self.degraded.is_some() {
+            self.paths.push(FaultPath::MessageCommitFailed);
         }
         Ok(outcome(r))
+    }
+
+    /// Activation of a device a successful message created: refused when the message's
+    /// commit failed (the device was aborted with it; in fail mode no device activates).
+    fn activate_created(&mut self, dev: u64) -> Res<Outcome> {
+        match self.degraded {
+            None => {
+                self.activate(dev)?;
+                Ok(Outcome::Ok)
+            }
+            Some(Degraded::ReadOnly) => {
+                self.paths.push(FaultPath::ActivateAborted);
+                Ok(Outcome::Failed(Errno::ENODATA))
+            }
+            // Fail mode refuses to activate anything (EINVAL); no drawn or allowed
+            // workload gets here (under `error_all` only a transaction id commits).
+            Some(Degraded::Fail) => Ok(Outcome::Failed(Errno::EINVAL)),
+        }
     }
 
     /// Applies one op; the answer userspace is expected to see.
@@ -364,12 +565,18 @@ impl Emulation {
     }
 
     fn apply_op(&mut self, op: &KOp) -> Res<Outcome> {
+        if let Some(rule) = self.window_rule(op) {
+            return Err(Divergence { call: "fault window", detail: rule.to_string() });
+        }
+        if let Some(mode) = self.degraded {
+            return self.apply_degraded(op, mode);
+        }
         match *op {
             KOp::CreateThin { dev } => {
                 let r = agreed(lockstep::create_thin(&self.pool, &mut self.model, dev))?;
                 let out = self.message(r)?;
                 if out == Outcome::Ok {
-                    self.activate(dev)?;
+                    return self.activate_created(dev);
                 }
                 Ok(out)
             }
@@ -377,10 +584,19 @@ impl Emulation {
                 let r = agreed(lockstep::create_snap(&self.pool, &mut self.model, dev, origin))?;
                 let out = self.message(r)?;
                 if out == Outcome::Ok {
-                    self.activate(dev)?;
+                    return self.activate_created(dev);
                 }
                 Ok(out)
             }
+            KOp::FaultMeta { fault } => {
+                self.fault = Some(fault);
+                self.paths.push(match fault {
+                    MetaFault::ErrorWrites => FaultPath::WindowErrorWrites,
+                    MetaFault::ErrorAll => FaultPath::WindowErrorAll,
+                });
+                Ok(Outcome::Ok)
+            }
+            KOp::HealMeta => self.heal(),
             KOp::Delete { dev } => {
                 self.deactivate(dev)?;
                 let r = agreed(lockstep::delete_thin(&self.pool, &mut self.model, dev))?;
@@ -407,8 +623,12 @@ impl Emulation {
                     }
                     if fua {
                         // A FUA bio is held until a commit if its device changed in this
-                        // transaction (the pool target's bio_triggers_commit).
-                        self.commit_if_changed(dev)?;
+                        // transaction (the pool target's bio_triggers_commit); a failed
+                        // commit fails it.
+                        if !self.commit_if_changed(dev)? {
+                            self.paths.push(FaultPath::FuaWriteCommitFailed);
+                            return Ok(Outcome::Failed(Errno::EIO));
+                        }
                         // An O_DSYNC write to a block device is followed by an empty flush
                         // (the block layer's sync after the write), which obeys the flush
                         // rule: out of data space with block 0 unmapped it fails with
@@ -476,18 +696,20 @@ impl Emulation {
                 return Ok(Outcome::Failed(Errno::ENOSPC));
             }
         }
-        self.commit_if_changed(dev)?;
+        if !self.commit_if_changed(dev)? {
+            return Ok(Outcome::Failed(Errno::EIO));
+        }
         Ok(Outcome::Ok)
     }
 
-    /// A commit if `dev` (active) changed in this transaction.
-    fn commit_if_changed(&mut self, dev: u64) -> Res<()> {
+    /// A commit if `dev` (active) changed in this transaction; false if that commit failed.
+    fn commit_if_changed(&mut self, dev: u64) -> Res<bool> {
         let (th, mh) = &self.active[&dev];
         let h = Handles { engine: th, model: *mh };
         if agreed(lockstep::thin_changed(&self.pool, &self.model, h))? == Ok(true) {
-            self.commit()?;
+            return self.commit();
         }
-        Ok(())
+        Ok(true)
     }
 
     /// One block of a write, as the pool target's worker handles its bio.
@@ -535,8 +757,257 @@ impl Emulation {
         Ok(outcome(r))
     }
 
+    /// An op while the pool is read-only or failed after a failed commit.
+    fn apply_degraded(&mut self, op: &KOp, mode: Degraded) -> Res<Outcome> {
+        if op.is_message() {
+            if let KOp::Delete { dev } = *op {
+                // The guest deactivates the device before it sends the message.
+                self.deactivate(dev)?;
+            }
+            self.paths.push(FaultPath::MessageRefused);
+            return Ok(Outcome::Failed(Errno::EOPNOTSUPP));
+        }
+        let dev = match *op {
+            KOp::Write { dev, .. } | KOp::Discard { dev, .. } | KOp::Flush { dev } => dev,
+            KOp::HealMeta => return self.heal(),
+            _ => {
+                let detail = format!("{} in {mode:?} mode", op.name());
+                return Err(Divergence { call: "fault window", detail });
+            }
+        };
+        if !self.active.contains_key(&dev) {
+            return Ok(Outcome::Failed(Errno::ENODATA));
+        }
+        if let KOp::Write { vblock, .. } = *op {
+            if vblock >= self.shape.virtual_blocks {
+                // The block layer refuses it before the target sees it.
+                return Ok(Outcome::Failed(Errno::ENOSPC));
+            }
+        }
+        if mode == Degraded::Fail {
+            self.paths.push(FaultPath::FailIo);
+            return Ok(Outcome::Failed(Errno::EIO));
+        }
+        match *op {
+            KOp::Write { dev, vblock, blocks, fua } => {
+                for v in vblock..vblock.saturating_add(blocks) {
+                    if v >= self.shape.virtual_blocks {
+                        return Ok(Outcome::Failed(Errno::ENOSPC));
+                    }
+                    let (th, mh) = &self.active[&dev];
+                    let h = Handles { engine: th, model: *mh };
+                    let found = agreed(lockstep::find_block(&self.pool, &self.model, h, v, true))?;
+                    if found.map(|l| l.shared) != Ok(false) {
+                        // Unmapped or shared: it would need a new mapping.
+                        self.paths.push(FaultPath::ReadOnlyWriteUnserviceable);
+                        return Ok(Outcome::Failed(Errno::EIO));
+                    }
+                    self.paths.push(FaultPath::ReadOnlyWriteMapped);
+                    if fua {
+                        // O_DSYNC's empty flush after the write (see apply_op).
+                        if let Outcome::Failed(e) = self.read_only_flush(dev)? {
+                            return Ok(Outcome::Failed(e));
+                        }
+                    }
+                }
+                Ok(Outcome::Ok)
+            }
+            KOp::Discard { dev, .. } => {
+                self.paths.push(FaultPath::ReadOnlyDiscard);
+                self.read_only_flush(dev)
+            }
+            _ => self.read_only_flush(dev),
+        }
+    }
+
+    /// An empty flush in read-only mode: the target handles it as a write to block 0, which
+    /// goes through when mapped (nothing changed, so no commit) and fails with EIO when not.
+    fn read_only_flush(&mut self, dev: u64) -> Res<Outcome> {
+        let (th, mh) = &self.active[&dev];
+        let h = Handles { engine: th, model: *mh };
+        match agreed(lockstep::find_block(&self.pool, &self.model, h, 0, true))? {
+            Ok(_) => {
+                self.paths.push(FaultPath::ReadOnlyFlushMapped);
+                Ok(Outcome::Ok)
+            }
+            Err(_) => {
+                self.paths.push(FaultPath::ReadOnlyFlushUnmapped);
+                Ok(Outcome::Failed(Errno::EIO))
+            }
+        }
+    }
+
+    /// Restore the metadata device and reopen the pool: the target's suspend and close
+    /// commit (refused when degraded); what the metadata holds then is kept for the judge;
+    /// the tools clear needs_check; the pool opens again on the last commit and the devices
+    /// that were active are activated again.
+    fn heal(&mut self) -> Res<Outcome> {
+        let was_window = self.in_window();
+        let mode = self.degraded;
+        // The guest restores the metadata device before it suspends anything.
+        self.fault = None;
+        self.commit()?;
+        self.healed = Some((self.model.clone(), mode));
+        let needs_check = agreed(lockstep::needs_check(&self.pool, &self.model))? == Ok(true);
+        self.paths.push(match (was_window, needs_check) {
+            (false, _) => FaultPath::Reopen,
+            (true, true) => FaultPath::HealClearedNeedsCheck,
+            (true, false) => FaultPath::HealWithoutNeedsCheck,
+        });
+        let devs = self.devices();
+        for dev in &devs {
+            self.deactivate(*dev)?;
+        }
+        let reopen = |e: String| Divergence { call: "reopen", detail: e };
+        let scratch = Pool::open(
+            Box::new(MemoryDevice::new(engine::limits::MIN_METADATA_BLOCKS)),
+            PoolOptions::new(self.shape.data_block_sectors),
+        )
+        .map_err(|e| reopen(e.to_string()))?;
+        let old = std::mem::replace(&mut self.pool, scratch);
+        let dev = old.close().map_err(|e| reopen(format!("{e:?}")))?;
+        let opts =
+            PoolOptions { may_format: false, ..PoolOptions::new(self.shape.data_block_sectors) };
+        self.pool = Pool::open(dev, opts).map_err(|e| reopen(e.to_string()))?;
+        self.pool.clear_needs_check().map_err(|e| reopen(e.to_string()))?;
+        let _closed = self.model.close();
+        self.model.clear_needs_check();
+        self.degraded = None;
+        self.out_of_data_space = false;
+        for dev in devs {
+            self.activate(dev)?;
+        }
+        self.compare("reopen")?;
+        Ok(Outcome::Ok)
+    }
+
     /// Compares a pool opened on the kernel's metadata with the model, in full.
     pub fn judge_image(&self, kernel: &Pool) -> Result<(), Mismatch> {
         oracle::compare_pool(kernel, &self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::faults::FaultPath as P;
+
+    fn shape() -> PoolShape {
+        PoolShape {
+            data_block_sectors: 128,
+            data_blocks: 64,
+            metadata_blocks: 1024,
+            virtual_blocks: 256,
+            max_data_blocks: 64,
+            max_metadata_blocks: 1024,
+            prepopulation: None,
+            features: Default::default(),
+        }
+    }
+
+    fn run(em: &mut Emulation, op: KOp) -> (Outcome, Vec<FaultPath>) {
+        assert_eq!(em.clock(&op), None, "{op:?}");
+        assert_eq!(em.window_rule(&op), None, "{op:?}");
+        let o = em.apply(&op).expect("no divergence");
+        (o, em.take_paths())
+    }
+
+    fn setup(fault: MetaFault) -> Emulation {
+        let mut em = Emulation::new(&shape()).expect("formats");
+        for op in [
+            KOp::CreateThin { dev: 1 },
+            KOp::CreateThin { dev: 2 },
+            KOp::Write { dev: 1, vblock: 0, blocks: 3, fua: false },
+            KOp::Write { dev: 2, vblock: 5, blocks: 1, fua: false },
+            KOp::Checkpoint,
+        ] {
+            run(&mut em, op);
+        }
+        assert_eq!(run(&mut em, KOp::FaultMeta { fault }).0, Outcome::Ok);
+        em
+    }
+
+    /// Under `error_writes` the message's commit fails, the message still succeeds, its
+    /// device is gone, and the read-only pool answers as the target does; the heal finds
+    /// the last commit with needs_check and reopens the pool writable.
+    #[test]
+    fn a_failed_commit_goes_read_only_and_the_heal_reopens_the_last_commit() {
+        let mut em = setup(MetaFault::ErrorWrites);
+        let committed = em.model().committed().clone();
+        // Under the fault, a write that provisions without FUA would be failed by the
+        // periodic commit: refused as clock-dependent; a reserve is no trigger either.
+        let w = KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: false };
+        assert_eq!(em.clock(&w), Some(ClockDependence::ChangeUnderFault));
+        assert_eq!(em.window_rule(&KOp::ReserveSnap), Some(WindowRule::ReserveUnderFault));
+        let (o, p) = run(&mut em, KOp::CreateThin { dev: 7 });
+        assert_eq!(o, Outcome::Failed(Errno::ENODATA), "the message succeeded, activation not");
+        assert_eq!(p, vec![P::AbortToReadOnly, P::MessageCommitFailed, P::ActivateAborted]);
+        assert_eq!(em.degraded(), Some(Degraded::ReadOnly));
+        assert!(!em.model().devices().contains_key(&7), "aborted");
+        let answers = [
+            (KOp::Write { dev: 1, vblock: 1, blocks: 1, fua: true }, Outcome::Ok),
+            (KOp::Write { dev: 1, vblock: 2, blocks: 2, fua: false }, Outcome::Failed(Errno::EIO)),
+            (KOp::Flush { dev: 1 }, Outcome::Ok),
+            (KOp::Flush { dev: 2 }, Outcome::Failed(Errno::EIO)),
+            (KOp::Discard { dev: 1, begin: 0, end: 3 }, Outcome::Ok),
+            (KOp::SetTransactionId { current: 0, new: 1 }, Outcome::Failed(Errno::EOPNOTSUPP)),
+        ];
+        for (op, want) in answers {
+            assert_eq!(run(&mut em, op.clone()).0, want, "{op:?}");
+        }
+        assert_eq!(em.mapped(1), vec![0, 1, 2], "the discard changed nothing");
+        assert_eq!(em.window_rule(&KOp::Checkpoint), Some(WindowRule::SuspendInWindow));
+        let (o, p) = run(&mut em, KOp::HealMeta);
+        assert_eq!((o, p), (Outcome::Ok, vec![P::HealClearedNeedsCheck]));
+        let (image, mode) = em.take_healed().expect("a heal keeps its image");
+        assert_eq!(mode, Some(Degraded::ReadOnly));
+        assert_eq!(image.needs_check(), Ok(true));
+        assert_eq!(image.committed(), &committed);
+        assert_eq!(em.model().needs_check(), Ok(false));
+        assert!(!em.in_window());
+        assert_eq!(run(&mut em, KOp::CreateThin { dev: 7 }).0, Outcome::Ok, "writable again");
+    }
+
+    /// Under `error_writes` a FUA write that provisions is the failing commit's own, and
+    /// fails with EIO.
+    #[test]
+    fn a_fua_write_fails_with_its_commit() {
+        let mut em = setup(MetaFault::ErrorWrites);
+        let (o, p) = run(&mut em, KOp::Write { dev: 2, vblock: 40, blocks: 2, fua: true });
+        assert_eq!(o, Outcome::Failed(Errno::EIO));
+        assert_eq!(p, vec![P::AbortToReadOnly, P::FuaWriteCommitFailed]);
+        assert_eq!(em.mapped(2), vec![5], "the provisioned block was aborted");
+    }
+
+    /// Under `error_all` the abort fails too: fail mode, where every bio fails; nothing
+    /// sets needs_check. Before the pool degrades, only ops that read no metadata may run
+    /// (what is cached is the kernel's).
+    #[test]
+    fn a_failed_abort_goes_to_fail_mode() {
+        let mut em = setup(MetaFault::ErrorAll);
+        for op in [
+            KOp::ReleaseSnap,
+            KOp::CreateThin { dev: 9 },
+            KOp::Write { dev: 2, vblock: 40, blocks: 2, fua: true },
+        ] {
+            assert_eq!(em.window_rule(&op), Some(WindowRule::ReadUnderErrorAll), "{op:?}");
+        }
+        let (o, p) = run(&mut em, KOp::SetTransactionId { current: 0, new: 1 });
+        assert_eq!((o, p), (Outcome::Ok, vec![P::AbortFailedToFail, P::MessageCommitFailed]));
+        assert_eq!(em.model().current().trans_id, 0, "aborted");
+        for op in [
+            KOp::Write { dev: 1, vblock: 0, blocks: 1, fua: false },
+            KOp::Flush { dev: 1 },
+            KOp::Discard { dev: 2, begin: 0, end: 8 },
+        ] {
+            assert_eq!(run(&mut em, op), (Outcome::Failed(Errno::EIO), vec![P::FailIo]));
+        }
+        let (o, p) = run(&mut em, KOp::CreateSnap { dev: 9, origin: 1 });
+        assert_eq!((o, p), (Outcome::Failed(Errno::EOPNOTSUPP), vec![P::MessageRefused]));
+        assert_eq!(run(&mut em, KOp::HealMeta).1, vec![P::HealWithoutNeedsCheck]);
+        let (image, mode) = em.take_healed().expect("kept");
+        assert_eq!((mode, image.needs_check()), (Some(Degraded::Fail), Ok(false)));
+        // Out of a window a heal is a plain reopen.
+        assert_eq!(run(&mut em, KOp::HealMeta).1, vec![P::Reopen]);
     }
 }

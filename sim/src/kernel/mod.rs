@@ -22,6 +22,7 @@ pub mod differential;
 pub mod draw;
 pub mod durability;
 pub mod emulate;
+pub mod faults;
 pub mod guest;
 pub mod held;
 pub mod host;

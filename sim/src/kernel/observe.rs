@@ -80,3 +80,53 @@ pub fn compare_status(
         Err(d.join("; "))
     }
 }
+
+/// The pool's status line before a heal, against the mode the emulation says it is in:
+/// `Fail` alone in fail mode; `ro` with `needs_check` in read-only mode (its transaction
+/// id and usage are the aborted transaction's in core, [H3], so they are not compared);
+/// otherwise not degraded.
+pub fn compare_heal_status(
+    line: &str,
+    mode: Option<super::faults::Degraded>,
+) -> Result<(), String> {
+    use super::faults::Degraded;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 4 || f[2] != "thin-pool" {
+        return Err(format!("unreadable status {line:?}"));
+    }
+    let found = match (f[3], f.get(7).copied()) {
+        ("Fail", _) => Some(Degraded::Fail),
+        (_, Some("ro")) => Some(Degraded::ReadOnly),
+        (_, Some(_)) => None,
+        (_, None) => return Err(format!("unreadable status {line:?}")),
+    };
+    if found != mode {
+        return Err(format!("pool mode {found:?} before the heal, expected {mode:?}: {line:?}"));
+    }
+    if mode == Some(Degraded::ReadOnly) && f.get(10) != Some(&"needs_check") {
+        return Err(format!("read-only after a failed commit without needs_check: {line:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare_heal_status;
+    use crate::kernel::faults::Degraded;
+
+    #[test]
+    fn the_heal_status_names_the_mode() {
+        let ro =
+            "0 8 thin-pool 3 20/1024 5/64 - ro discard_passdown error_if_no_space needs_check 256";
+        let rw = "0 8 thin-pool 3 20/1024 5/64 - rw discard_passdown error_if_no_space - 256";
+        let ro_unflagged = ro.replace("needs_check", "-");
+        assert_eq!(compare_heal_status(ro, Some(Degraded::ReadOnly)), Ok(()));
+        assert_eq!(compare_heal_status("0 8 thin-pool Fail", Some(Degraded::Fail)), Ok(()));
+        assert_eq!(compare_heal_status(rw, None), Ok(()));
+        assert!(compare_heal_status(rw, Some(Degraded::ReadOnly)).is_err());
+        assert!(compare_heal_status(ro, Some(Degraded::Fail)).is_err());
+        assert!(compare_heal_status("0 8 thin-pool Fail", None).is_err());
+        assert!(compare_heal_status(&ro_unflagged, Some(Degraded::ReadOnly)).is_err());
+        assert!(compare_heal_status("garbage", None).is_err());
+    }
+}

@@ -20,10 +20,16 @@
 //! resume (no I/O is in flight between them); `ack<i>` after op `i` returned success to
 //! userspace when it promised durability (a FUA write, a flush, a discard with its flush).
 //!
+//! A fault window swaps the `meta` window's table ([`fault_table`]); its heal restores it,
+//! tears the pool down, copies the metadata out (`heal-<i>.img`), clears needs_check with
+//! `thinsim check --clear-needs-check-flag` (its output in `heal-<i>.check`), creates the
+//! pool again and activates the devices that were active.
+//!
 //! Result lines (`results` in the run directory), one per op in order:
 //! `OP <index> <exit status> <the error line>` (dmsetup's `… failed: <strerror>` line or
 //! `kernel-guest`'s `errno <NAME>`, else the last line of its error output); at a checkpoint
-//! `CKPT <index> <pool status line>`; once `KERNEL <uname -r>` at the start and `END` after
+//! `CKPT <index> <pool status line>`; at a heal `HEAL <index> <check's exit status>
+//! <pool status line before the teardown>`; once `KERNEL <uname -r>` at the start and `END` after
 //! a clean shutdown. `FATAL <what>` means the harness itself failed in the guest (a module
 //! that would not load, a device that would not activate): the run is void, not a
 //! difference.
@@ -33,7 +39,7 @@
 //! is a block device (with the host's `/` as root, a failed mount would otherwise send
 //! writes to the host's `/dev`).
 
-use super::workload::{KOp, Workload};
+use super::workload::{KOp, MetaFault, Workload};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -51,6 +57,17 @@ pub const MODULES: [&str; 3] = ["dm-thin-pool", "dm-log-writes", "dm-flakey"];
 /// window's first sector.
 pub fn window(sectors: u64, offset: u64) -> String {
     format!("0 {sectors} flakey /dev/mapper/logged {offset} 1 0")
+}
+
+/// The `meta` window's table while `fault` is on: `flakey` always down with
+/// `error_writes` (reads pass), or the `error` target (nothing passes).
+pub fn fault_table(fault: MetaFault, sectors: u64) -> String {
+    match fault {
+        MetaFault::ErrorWrites => {
+            format!("0 {sectors} flakey /dev/mapper/logged 0 0 1 1 error_writes")
+        }
+        MetaFault::ErrorAll => format!("0 {sectors} error"),
+    }
 }
 
 /// Sectors of each 4 KiB metadata block.
@@ -169,6 +186,7 @@ pub fn script(w: &Workload, paths: &ScriptPaths) -> String {
     o.push_str(
         r#"for t in thin-pool thin log-writes flakey; do dmsetup targets | grep -q "^$t " || fatal "no $t target"; done
 act() { dmsetup create "thin$1" --table "0 $VS thin /dev/mapper/pool $1" && dmsetup mknodes "thin$1" || fatal "activate thin$1"; }
+acto() { dmsetup create "thin$1" --table "0 $VS thin /dev/mapper/pool $1" 2>"$E" && dmsetup mknodes "thin$1" 2>>"$E"; rc=$?; }
 E="$W/stderr"
 msg() { dmsetup message pool 0 "$1" 2>"$E"; rc=$?; }
 mark() { dmsetup message logged 0 mark "$1" || fatal "mark $1"; }
@@ -180,6 +198,7 @@ res() {
 "#,
     );
     let mut meta_blocks = s.metadata_blocks;
+    let mut data_blocks = s.data_blocks;
     let (mo, ds) = (layout.data_offset_sectors, layout.data_sectors);
     let _ = writeln!(
         o,
@@ -208,7 +227,9 @@ res() {
         let _ = writeln!(o, "rc=0; : > \"$E\"");
         match *op {
             KOp::CreateThin { dev } => {
-                let _ = writeln!(o, "msg \"create_thin {dev}\"; [ $rc = 0 ] && act {dev}");
+                // A message whose commit failed still succeeds, and its device is gone:
+                // activation is then the op's answer, not a harness failure.
+                let _ = writeln!(o, "msg \"create_thin {dev}\"; [ $rc = 0 ] && acto {dev}");
             }
             KOp::CreateSnap { dev, origin } => {
                 let _ = writeln!(
@@ -216,7 +237,7 @@ res() {
                     "s=0; [ -e /dev/mapper/thin{origin} ] && dmsetup suspend thin{origin} && s=1\n\
                      msg \"create_snap {dev} {origin}\"\n\
                      [ $s = 1 ] && {{ dmsetup resume thin{origin} || fatal \"resume thin{origin}\"; }}\n\
-                     [ $rc = 0 ] && act {dev}"
+                     [ $rc = 0 ] && acto {dev}"
                 );
             }
             KOp::Delete { dev } => {
@@ -256,6 +277,7 @@ res() {
                     writeln!(o, "\"$T\" kernel-guest flush /dev/mapper/thin{dev} 2>\"$E\"; rc=$?");
             }
             KOp::GrowData { blocks } => {
+                data_blocks = blocks;
                 let _ = writeln!(
                     o,
                     "{{ dmsetup reload pool --table \"{}\" && dmsetup resume pool; }} 2>\"$E\"; rc=$?",
@@ -268,6 +290,39 @@ res() {
                     o,
                     "{{ dmsetup suspend pool && dmsetup reload meta --table \"{}\" && dmsetup resume meta && dmsetup resume pool; }} 2>\"$E\"; rc=$?",
                     meta_table(meta_blocks)
+                );
+            }
+            KOp::FaultMeta { fault } => {
+                let table = fault_table(fault, meta_blocks * METADATA_BLOCK_SECTORS);
+                let _ = writeln!(
+                    o,
+                    "{{ dmsetup reload meta --table \"{table}\" && dmsetup resume meta; }} || fatal \"fault meta\""
+                );
+            }
+            KOp::HealMeta => {
+                // The status first (noflush: a flushing status would commit), then the
+                // metadata device back, and only then anything that suspends the pool. The
+                // teardown writes what the target left dirty (needs_check); suspending
+                // `meta` waits for those writes, and a flush ends their epoch in the log
+                // before the tools write a superblock of their own (crash mode's epochs
+                // hold one superblock each).
+                let _ = writeln!(
+                    o,
+                    "st=$(dmsetup status --noflush pool)\n\
+                     {{ dmsetup reload meta --table \"{}\" && dmsetup resume meta; }} || fatal \"restore meta\"\n\
+                     A=$(dmsetup ls | awk '/^thin[0-9]/ {{print $1}}' | sort)\n\
+                     for d in $A; do dmsetup remove \"$d\" || fatal \"remove $d\"; done\n\
+                     dmsetup remove pool || fatal \"remove pool\"\n\
+                     {{ dmsetup suspend meta && dmsetup resume meta; }} || fatal \"settle meta\"\n\
+                     \"$T\" kernel-guest flush /dev/mapper/meta || fatal \"flush meta\"\n\
+                     dd if=/dev/ubda of=\"$W/heal-{i}.img\" bs=4096 count={meta_blocks} iflag=direct status=none || fatal \"copy heal {i}\"\n\
+                     \"$T\" check --clear-needs-check-flag /dev/mapper/meta >\"$W/heal-{i}.check\" 2>&1; hc=$?\n\
+                     dmsetup create pool --table \"{}\" || fatal \"create pool again\"\n\
+                     dmsetup mknodes || fatal mknodes\n\
+                     for d in $A; do act \"${{d#thin}}\"; done\n\
+                     echo \"HEAL {i} $hc $st\" >> \"$R\"",
+                    meta_table(meta_blocks),
+                    pool_table(data_blocks)
                 );
             }
             KOp::Checkpoint => {

@@ -292,6 +292,9 @@ pub struct GuestResults {
     pub outcomes: Vec<(Outcome, String)>,
     /// (op index, `dmsetup status` line) per checkpoint.
     pub statuses: Vec<(usize, String)>,
+    /// Per heal: the op index, the exit status of the tools' check that cleared
+    /// needs_check, and the pool's status line before the teardown.
+    pub heals: Vec<(usize, i32, String)>,
     pub ended: bool,
     pub fatal: Option<String>,
 }
@@ -309,6 +312,7 @@ pub fn parse_errno(text: &str) -> Option<Errno> {
         "EBUSY" => Some(Errno::EBUSY),
         "EPERM" => Some(Errno::EPERM),
         "ENOMEM" => Some(Errno::ENOMEM),
+        "EOPNOTSUPP" => Some(Errno::EOPNOTSUPP),
         _ => None,
     };
     by_name.or_else(|| {
@@ -321,6 +325,7 @@ pub fn parse_errno(text: &str) -> Option<Errno> {
             ("Device or resource busy", Errno::EBUSY),
             ("Operation not permitted", Errno::EPERM),
             ("Cannot allocate memory", Errno::ENOMEM),
+            ("Operation not supported", Errno::EOPNOTSUPP),
         ]
         .iter()
         .find(|(s, _)| text.ends_with(s))
@@ -354,6 +359,12 @@ pub fn parse_results(text: &str) -> Result<GuestResults, UmlError> {
                 };
                 r.outcomes.push((o, text));
             }
+            "HEAL" => {
+                let mut it = rest.splitn(3, ' ');
+                let i: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                let rc: i32 = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                r.heals.push((i, rc, it.next().unwrap_or("").to_string()));
+            }
             "CKPT" => {
                 let (i, st) = rest.split_once(' ').ok_or_else(bad)?;
                 r.statuses.push((i.parse().map_err(|_| bad())?, st.to_string()));
@@ -372,6 +383,10 @@ pub struct RunDir {
 impl RunDir {
     pub fn checkpoint(&self, op: usize) -> PathBuf {
         self.dir.join(format!("ckpt-{op}.img"))
+    }
+    /// The metadata taken out at the heal at op `op`.
+    pub fn heal(&self, op: usize) -> PathBuf {
+        self.dir.join(format!("heal-{op}.img"))
     }
     pub fn final_image(&self) -> PathBuf {
         self.dir.join("final.img")

@@ -150,6 +150,39 @@ pub enum KOp {
     GrowMetadata { blocks: u64 },
     /// Suspend the pool (it commits), copy the metadata device out, compare, resume.
     Checkpoint,
+    /// Put `fault` under the pool's metadata device (the `meta` window's table is swapped),
+    /// until the next [`KOp::HealMeta`]. The pool's next commit fails: it aborts the
+    /// transaction and enters read-only or fail mode ([`MetaFault`]).
+    FaultMeta { fault: MetaFault },
+    /// Restore the metadata device, then reopen the pool as an administrator does after a
+    /// failure: tear the pool and its active thin devices down, copy the metadata out
+    /// (judged: the last committed state, with needs_check as the kernel left it), clear
+    /// needs_check with `thinsim check --clear-needs-check-flag`, create the pool again and
+    /// reactivate the devices that were active. Outside a fault window it is a plain
+    /// reopen of the pool.
+    HealMeta,
+}
+
+/// A fault under the pool's metadata device, for a window of ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaFault {
+    /// Every write and flush fails with EIO, reads still work (`flakey`, always down,
+    /// `error_writes`): the failed commit's abort re-reads the last commit and succeeds,
+    /// the target sets needs_check and goes read-only.
+    ErrorWrites,
+    /// Every bio fails (the `error` target): the abort cannot re-read the superblock,
+    /// and the pool goes to fail mode.
+    ErrorAll,
+}
+
+impl MetaFault {
+    pub fn name(self) -> &'static str {
+        match self {
+            MetaFault::ErrorWrites => "error_writes",
+            MetaFault::ErrorAll => "error_all",
+        }
+    }
 }
 
 impl KOp {
@@ -168,6 +201,8 @@ impl KOp {
             KOp::GrowData { .. } => "grow_data",
             KOp::GrowMetadata { .. } => "grow_metadata",
             KOp::Checkpoint => "checkpoint",
+            KOp::FaultMeta { .. } => "fault_meta",
+            KOp::HealMeta => "heal_meta",
         }
     }
 

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use sim::kernel::defects::{Defect, DefectStatus};
 use sim::kernel::differential::{self, KernelRun};
 use sim::kernel::draw;
+use sim::kernel::faults::FaultTally;
 use sim::kernel::structure::{ShapeEvent, Structure};
 use sim::kernel::uml::{KernelChoice, Origin, UmlError, UmlKernel};
 use sim::kernel::workload::Workload;
@@ -326,6 +327,7 @@ fn run_record(run: &KernelRun, w: &Workload) -> serde_json::Value {
             "mappings": run.held.mappings,
         },
         "structure": run.structure.to_json(),
+        "faults": run.faults.to_json(),
         "features": serde_json::to_value(w.shape.features).unwrap_or_default(),
         "held_root_defect": run.held_root.name(),
         "guest_seconds": run.guest_seconds,
@@ -352,8 +354,10 @@ fn summary(
         .sum();
     let guest = sum(&|r| r["guest_seconds"].as_f64().unwrap_or(0.0));
     let mut structure = Structure::default();
+    let mut faults = FaultTally::default();
     for r in runs {
         structure.merge(&Structure::from_json(&r["structure"]));
+        faults.merge(&FaultTally::from_json(&r["faults"]));
     }
     let per = |n: f64, d: f64| if d > 0.0 { n / d } else { 0.0 };
     let held: u64 =
@@ -394,6 +398,7 @@ fn summary(
         "differences": differences,
         "runs": runs,
         "structure": structure.to_json(),
+        "faults": faults.to_json(),
         "totals": {
             "seconds": secs,
             "guest_seconds": guest,
@@ -546,6 +551,15 @@ fn bench_page(
         );
         let _ = writeln!(
             o,
+            "\n### Pool modes and error paths reached\n\n{}\nA metadata fault window (`flakey error_writes`\n\
+             or the `error` target under the pool's metadata device) opens after a checkpoint; its\n\
+             failing commit, the abort, the ops in read-only or fail mode, and the heal (the metadata\n\
+             taken out and judged, needs_check cleared, the pool reopened) are counted as far as the\n\
+             kernel answered as the emulation expected.\n",
+            FaultTally::from_json(&s["faults"]).table()
+        );
+        let _ = writeln!(
+            o,
             "\n- **Kernel seeds per minute:** {:.1} ({} seeds in {:.1} s; the guest took {:.1} s of it).\n\
              - **Crash images:** {} judged, {:.0} per seed, {:.0} per minute of the campaign, {:.0} per\n  \
              second of judging ({:.1} s); {} reopened in the kernel itself.\n\
@@ -605,6 +619,9 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str)
                 );
             }
             let _ = writeln!(t, "  structure: {}", structure_line(&run.structure));
+            if !run.faults.is_empty() {
+                let _ = writeln!(t, "  faults: {}", run.faults.line());
+            }
             if run.held.checkpoints > 0 {
                 let _ = writeln!(
                     t,
