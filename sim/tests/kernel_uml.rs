@@ -212,3 +212,73 @@ fn the_kernel_agrees_and_every_broken_ordering_of_its_log_is_caught() {
         other => panic!("superblock before its flush: {other:?}"),
     }
 }
+
+/// Fault windows in the real kernel: a blank seed with a window of each kind agrees (the
+/// failed commit, the abort, read-only and fail mode, the heals), and the heal judge can
+/// fail: a heal image without needs_check after read-only, a status line that is not the
+/// expected mode, and a failed tool check are each named.
+#[test]
+fn fault_windows_agree_and_a_wrong_heal_is_caught() {
+    use sim::kernel::differential::{compare, fault_tally, Difference, HealFinding};
+    use sim::kernel::faults::Degraded;
+    use sim::kernel::held::HeldTally;
+    use sim::kernel::structure::Structure;
+    use sim::kernel::uml::{parse_results, RunDir};
+    use sim::kernel::workload::{KOp, MetaFault};
+    let Some(k) = kernel() else { return };
+    let has = |w: &Workload, f: MetaFault| w.ops.contains(&KOp::FaultMeta { fault: f });
+    let w: Workload = (0..)
+        .map(|seed| draw::draw(seed, 120).expect("draws"))
+        .find(|w| {
+            w.shape.prepopulation.is_none()
+                && has(w, MetaFault::ErrorWrites)
+                && has(w, MetaFault::ErrorAll)
+        })
+        .expect("a blank seed with both kinds of window");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let thinsim = Path::new(env!("CARGO_BIN_EXE_thinsim"));
+    let run = run_workload(&k, &w, dir.path(), thinsim, 0, None).expect("the guest ran");
+    assert!(run.difference.is_none(), "seed {}: {:?}", w.seed, run.difference);
+    let e = draw::expect(&w, false).expect("replays");
+    assert_eq!(run.faults, fault_tally(&e, None));
+    assert!(run.faults.missing_required().is_empty(), "{}", run.faults.line());
+
+    let rd = RunDir { dir: dir.path().to_path_buf() };
+    let results = std::fs::read_to_string(dir.path().join("results")).expect("results");
+    let g = parse_results(&results).expect("parses");
+    let judge = |g: &sim::kernel::uml::GuestResults| {
+        compare(&w, &e, g, &rd, &mut HeldTally::default(), &mut Structure::default())
+    };
+    assert_eq!(judge(&g), None, "the saved run judges the same");
+    let (heal, _, _, _) =
+        e.heals.iter().find(|h| h.2 == Some(Degraded::ReadOnly)).expect("a read-only heal");
+    let heal = *heal;
+    // The image of the checkpoint that opened the window: the same state, no needs_check.
+    let opened = w.ops[..heal].iter().rposition(|o| *o == KOp::Checkpoint).expect("opened");
+    let saved = std::fs::read(rd.heal(heal)).expect("heal image");
+    std::fs::copy(rd.checkpoint(opened), rd.heal(heal)).expect("copies");
+    assert!(
+        matches!(judge(&g), Some(Difference::Metadata { op, .. }) if op == heal),
+        "{:?}",
+        judge(&g)
+    );
+    std::fs::write(rd.heal(heal), saved).expect("restores");
+    let mut wrong = g.clone();
+    let at = wrong.heals.iter().position(|h| h.0 == heal).expect("reported");
+    wrong.heals[at].2 = wrong.heals[at].2.replace(" ro ", " rw ");
+    assert!(
+        matches!(judge(&wrong), Some(Difference::Heal { op, finding: HealFinding::Mode { .. } }) if op == heal),
+        "{:?}",
+        judge(&wrong)
+    );
+    let mut failed = g.clone();
+    failed.heals[at].1 = 1;
+    assert!(
+        matches!(
+            judge(&failed),
+            Some(Difference::Heal { finding: HealFinding::ToolCheck { exit: 1, .. }, .. })
+        ),
+        "{:?}",
+        judge(&failed)
+    );
+}

@@ -223,28 +223,10 @@ pub fn compare(
         }
         let (ci, model, meta_blocks) = checkpoints.next()?;
         debug_assert_eq!(*ci, i);
-        let (dev, pool) = match open_kernel_image(&dir.checkpoint(i)) {
-            Ok(x) => x,
-            Err(error) => return Some(Difference::Unreadable { op: i, error }),
+        let dev = match judge_image(i, &dir.checkpoint(i), model, *meta_blocks) {
+            Ok(dev) => dev,
+            Err(d) => return Some(d),
         };
-        if let Err(mismatch) = oracle::compare_pool(&pool, model) {
-            return Some(Difference::Metadata { op: i, mismatch });
-        }
-        match pool.summary() {
-            Ok(s) if s.metadata_nr_blocks != *meta_blocks => {
-                return Some(Difference::MetadataSize {
-                    op: i,
-                    expected: *meta_blocks,
-                    kernel: s.metadata_nr_blocks,
-                })
-            }
-            Ok(_) => {}
-            Err(e) => return Some(Difference::Unreadable { op: i, error: e.to_string() }),
-        }
-        drop(pool);
-        if let Err(mismatch) = oracle::check_image(&dev, model) {
-            return Some(Difference::Check { op: i, mismatch });
-        }
         match image_shape(dev.to_device()) {
             Ok(shape) => structure.add(shape),
             Err(error) => return Some(Difference::Unreadable { op: i, error }),
@@ -302,26 +284,33 @@ fn judge_heal(
             .to_string();
         return heal(HealFinding::ToolCheck { exit: *exit, output });
     }
-    let (dev, pool) = match open_kernel_image(&dir.heal(i)) {
-        Ok(x) => x,
-        Err(error) => return Some(Difference::Unreadable { op: i, error }),
-    };
-    if let Err(mismatch) = oracle::compare_pool(&pool, model) {
-        return Some(Difference::Metadata { op: i, mismatch });
-    }
-    match pool.summary() {
-        Ok(s) if s.metadata_nr_blocks != *meta_blocks => {
-            return Some(Difference::MetadataSize {
-                op: i,
-                expected: *meta_blocks,
-                kernel: s.metadata_nr_blocks,
-            })
-        }
-        Ok(_) => {}
-        Err(e) => return Some(Difference::Unreadable { op: i, error: e.to_string() }),
+    judge_image(i, &dir.heal(i), model, *meta_blocks).err()
+}
+
+/// A metadata image the kernel wrote at op `i` (a checkpoint's or a heal's), judged in
+/// full against `model`: it opens, equals the model, has the expected metadata size, and
+/// passes `check` with the model's recount. The image, for what else is read from it.
+fn judge_image(
+    i: usize,
+    path: &Path,
+    model: &model::Model,
+    meta_blocks: u64,
+) -> Result<MemoryDevice, Difference> {
+    let (dev, pool) =
+        open_kernel_image(path).map_err(|error| Difference::Unreadable { op: i, error })?;
+    oracle::compare_pool(&pool, model)
+        .map_err(|mismatch| Difference::Metadata { op: i, mismatch })?;
+    let s = pool.summary().map_err(|e| Difference::Unreadable { op: i, error: e.to_string() })?;
+    if s.metadata_nr_blocks != meta_blocks {
+        return Err(Difference::MetadataSize {
+            op: i,
+            expected: meta_blocks,
+            kernel: s.metadata_nr_blocks,
+        });
     }
     drop(pool);
-    oracle::check_image(&dev, model).err().map(|mismatch| Difference::Check { op: i, mismatch })
+    oracle::check_image(&dev, model).map_err(|mismatch| Difference::Check { op: i, mismatch })?;
+    Ok(dev)
 }
 
 /// Both sides' dumps for a difference in a checkpoint's metadata (the kernel's image and
