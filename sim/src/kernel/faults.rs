@@ -27,16 +27,6 @@ pub enum Degraded {
     Fail,
 }
 
-impl Degraded {
-    /// The mode word of the pool's status line (`Fail` is the whole line).
-    pub fn status_word(self) -> &'static str {
-        match self {
-            Degraded::ReadOnly => "ro",
-            Degraded::Fail => "Fail",
-        }
-    }
-}
-
 /// One mode or error path of the pool target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
