@@ -533,7 +533,9 @@ impl Emulation {
     /// A message: on success the pool target commits, and answers success whatever the
     /// commit did.
     fn message(&mut self, r: Result<(), Errno>) -> Res<Outcome> {
-        if r.is_ok() && !self.commit()? && self.degraded.is_some() {
+        // A commit that did not happen failed under the fault (a degraded pool sends no
+        // message this far).
+        if r.is_ok() && !self.commit()? {
             self.paths.push(FaultPath::MessageCommitFailed);
         }
         Ok(outcome(r))
@@ -938,6 +940,8 @@ mod tests {
         // periodic commit: refused as clock-dependent; a reserve is no trigger either.
         let w = KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: false };
         assert_eq!(em.clock(&w), Some(ClockDependence::ChangeUnderFault));
+        // An overwrite of an exclusively mapped block changes nothing: allowed.
+        assert_eq!(em.clock(&KOp::Write { dev: 1, vblock: 0, blocks: 1, fua: false }), None);
         assert_eq!(em.window_rule(&KOp::ReserveSnap), Some(WindowRule::ReserveUnderFault));
         let (o, p) = run(&mut em, KOp::CreateThin { dev: 7 });
         assert_eq!(o, Outcome::Failed(Errno::ENODATA), "the message succeeded, activation not");
@@ -957,6 +961,10 @@ mod tests {
         }
         assert_eq!(em.mapped(1), vec![0, 1, 2], "the discard changed nothing");
         assert_eq!(em.window_rule(&KOp::Checkpoint), Some(WindowRule::SuspendInWindow));
+        let nested = KOp::FaultMeta { fault: MetaFault::ErrorAll };
+        assert_eq!(em.window_rule(&nested), Some(WindowRule::NestedFault));
+        // Degraded, a reserve is refused by the pool like any message, not by the window.
+        assert_eq!(run(&mut em, KOp::ReserveSnap).0, Outcome::Failed(Errno::EOPNOTSUPP));
         let (o, p) = run(&mut em, KOp::HealMeta);
         assert_eq!((o, p), (Outcome::Ok, vec![P::HealClearedNeedsCheck]));
         let (image, mode) = em.take_healed().expect("a heal keeps its image");
@@ -1009,5 +1017,65 @@ mod tests {
         assert_eq!((mode, image.needs_check()), (Some(Degraded::Fail), Ok(false)));
         // Out of a window a heal is a plain reopen.
         assert_eq!(run(&mut em, KOp::HealMeta).1, vec![P::Reopen]);
+    }
+
+    /// Out of data space, a commit that finds no free block leaves the pool there: the
+    /// flush of a device whose block 0 is unmapped still fails with ENOSPC.
+    #[test]
+    fn a_commit_without_free_blocks_stays_out_of_data_space() {
+        let mut em = Emulation::new(&PoolShape { data_blocks: 4, max_data_blocks: 4, ..shape() })
+            .expect("formats");
+        run(&mut em, KOp::CreateThin { dev: 1 });
+        run(&mut em, KOp::CreateThin { dev: 2 });
+        let full = run(&mut em, KOp::Write { dev: 1, vblock: 1, blocks: 5, fua: false });
+        assert_eq!(full.0, Outcome::Failed(Errno::ENOSPC));
+        assert!(em.out_of_data_space());
+        assert_eq!(run(&mut em, KOp::SetTransactionId { current: 0, new: 1 }).0, Outcome::Ok);
+        assert!(em.out_of_data_space(), "the commit found no free block");
+        assert_eq!(run(&mut em, KOp::Flush { dev: 2 }).0, Outcome::Failed(Errno::ENOSPC));
+        // A delete frees device 1's blocks and commits: the commit finds them.
+        assert_eq!(run(&mut em, KOp::Delete { dev: 1 }).0, Outcome::Ok);
+        assert!(!em.out_of_data_space(), "the delete's commit found free blocks");
+    }
+
+    /// Under an armed fault an overwrite of a block shared with a snapshot needs a new
+    /// mapping: without FUA its failing commit would be the periodic one.
+    #[test]
+    fn an_overwrite_of_a_shared_block_under_a_fault_is_clock_dependent() {
+        let mut em = Emulation::new(&shape()).expect("formats");
+        for op in [
+            KOp::CreateThin { dev: 1 },
+            KOp::Write { dev: 1, vblock: 0, blocks: 1, fua: false },
+            KOp::CreateSnap { dev: 3, origin: 1 },
+            KOp::Checkpoint,
+            KOp::FaultMeta { fault: MetaFault::ErrorWrites },
+        ] {
+            run(&mut em, op);
+        }
+        let over = KOp::Write { dev: 1, vblock: 0, blocks: 1, fua: false };
+        assert_eq!(em.clock(&over), Some(ClockDependence::ChangeUnderFault));
+        // A discard that unmaps changes metadata too; one over nothing does not.
+        let unmaps = KOp::Discard { dev: 1, begin: 0, end: 1 };
+        assert_eq!(em.clock(&unmaps), Some(ClockDependence::ChangeUnderFault));
+        assert_eq!(em.clock(&KOp::Discard { dev: 1, begin: 5, end: 9 }), None);
+    }
+
+    /// Under an armed fault, with no free data block, even a FUA write that provisions
+    /// would have to commit before it allocates: refused.
+    #[test]
+    fn a_fua_write_with_no_free_block_under_a_fault_is_clock_dependent() {
+        let mut em = Emulation::new(&PoolShape { data_blocks: 4, max_data_blocks: 4, ..shape() })
+            .expect("formats");
+        for op in [
+            KOp::CreateThin { dev: 1 },
+            KOp::Write { dev: 1, vblock: 0, blocks: 4, fua: false },
+            KOp::Checkpoint,
+            KOp::FaultMeta { fault: MetaFault::ErrorWrites },
+        ] {
+            run(&mut em, op);
+        }
+        assert!(!em.out_of_data_space(), "full, not yet out of space");
+        let w = KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: true };
+        assert_eq!(em.clock(&w), Some(ClockDependence::ChangeUnderFault));
     }
 }

@@ -201,6 +201,8 @@ mod tests {
         assert_eq!(j["abort_to_read_only"], 2);
         assert_eq!(j["window_error_all"], 0);
         assert_eq!(FaultTally::from_json(&j), t);
+        assert!(FaultTally::default().is_empty() && !t.is_empty());
+        assert!(FaultTally::from_json(&FaultTally::default().to_json()).is_empty());
         let mut m = t.clone();
         m.merge(&t);
         assert_eq!(m.get(FaultPath::AbortToReadOnly), 4);
