@@ -213,13 +213,18 @@ fn the_kernel_agrees_and_every_broken_ordering_of_its_log_is_caught() {
     }
 }
 
-/// Fault windows in the real kernel: a blank seed with a window of each kind agrees (the
-/// failed commit, the abort, read-only and fail mode, the heals), and the heal judge can
+/// Fault windows and a metadata exhaustion in the real kernel: a blank seed with a window
+/// of each kind and an exhaustion agrees (the failed commit, the abort, read-only and fail
+/// mode, the heals; out-of-metadata-space and the growth that ends it), and the judges can
 /// fail: a heal image without needs_check after read-only, a status line that is not the
-/// expected mode, and a failed tool check are each named.
+/// expected mode, a failed tool check, an exhaustion never reached, one far from the
+/// engine's count, and one whose status is not out-of-metadata-space's are each named.
 #[test]
-fn fault_windows_agree_and_a_wrong_heal_is_caught() {
-    use sim::kernel::differential::{compare, fault_tally, Difference, HealFinding};
+fn fault_windows_and_exhaustion_agree_and_wrong_ones_are_caught() {
+    use sim::kernel::differential::{
+        compare, exhaust_hints, fault_tally, Difference, ExhaustFinding, HealFinding,
+    };
+    use sim::kernel::emulate::{ExhaustHint, Outcome};
     use sim::kernel::faults::Degraded;
     use sim::kernel::held::HeldTally;
     use sim::kernel::structure::Structure;
@@ -233,19 +238,20 @@ fn fault_windows_agree_and_a_wrong_heal_is_caught() {
             w.shape.prepopulation.is_none()
                 && has(w, MetaFault::ErrorWrites)
                 && has(w, MetaFault::ErrorAll)
+                && w.ops.iter().any(|o| matches!(o, KOp::ExhaustMeta { .. }))
         })
-        .expect("a blank seed with both kinds of window");
+        .expect("a blank seed with both kinds of window and an exhaustion");
     let dir = tempfile::tempdir().expect("tempdir");
     let thinsim = Path::new(env!("CARGO_BIN_EXE_thinsim"));
     let run = run_workload(&k, &w, dir.path(), thinsim, 0, None).expect("the guest ran");
     assert!(run.difference.is_none(), "seed {}: {:?}", w.seed, run.difference);
-    let e = draw::expect(&w, false).expect("replays");
-    assert_eq!(run.faults, fault_tally(&e, None));
-    assert!(run.faults.missing_required().is_empty(), "{}", run.faults.line());
-
     let rd = RunDir { dir: dir.path().to_path_buf() };
     let results = std::fs::read_to_string(dir.path().join("results")).expect("results");
     let g = parse_results(&results).expect("parses");
+    let hints = exhaust_hints(&w, &g);
+    let e = draw::expect_hinted(&w, false, &hints).expect("replays");
+    assert_eq!(run.faults, fault_tally(&e, None));
+    assert!(run.faults.missing_required().is_empty(), "{}", run.faults.line());
     let judge = |g: &sim::kernel::uml::GuestResults| {
         compare(&w, &e, g, &rd, &mut HeldTally::default(), &mut Structure::default())
     };
@@ -281,4 +287,44 @@ fn fault_windows_agree_and_a_wrong_heal_is_caught() {
         "{:?}",
         judge(&failed)
     );
+
+    // The exhaustion: never reached (the kernel created `limit` and refused nothing), far
+    // from the engine's count, and a status line that is not out-of-metadata-space's.
+    let (xi, x, _) = e.exhausts.first().expect("an exhaustion");
+    let xi = *xi;
+    let Some(KOp::ExhaustMeta { limit, .. }) = w.ops.get(xi).cloned() else { panic!("op {xi}") };
+    let at = g.exhausts.iter().position(|h| h.0 == xi).expect("reported");
+    let judge_with = |g: &sim::kernel::uml::GuestResults| {
+        let e = draw::expect_hinted(&w, false, &exhaust_hints(&w, g)).expect("replays");
+        compare(&w, &e, g, &rd, &mut HeldTally::default(), &mut Structure::default())
+    };
+    let mut never = g.clone();
+    never.exhausts[at].1 = limit;
+    never.outcomes[xi] = (Outcome::Ok, String::new());
+    assert!(
+        matches!(judge_with(&never), Some(Difference::Exhaustion { op, finding: ExhaustFinding::NotReached { .. } }) if op == xi),
+        "{:?}",
+        judge_with(&never)
+    );
+    let mut far = g.clone();
+    far.exhausts[at].1 = x.created + draw::EXHAUST_DRIFT_BOUND + 8;
+    assert!(
+        matches!(
+            judge_with(&far),
+            Some(Difference::Exhaustion { finding: ExhaustFinding::Drift { .. }, .. })
+        ),
+        "{:?}",
+        judge_with(&far)
+    );
+    let mut writable = g.clone();
+    writable.exhausts[at].2 = writable.exhausts[at].2.replace(" ro ", " rw ");
+    assert!(
+        matches!(
+            judge_with(&writable),
+            Some(Difference::Exhaustion { finding: ExhaustFinding::Status { .. }, .. })
+        ),
+        "{:?}",
+        judge_with(&writable)
+    );
+    assert_eq!(hints, vec![ExhaustHint { created: x.created, refused: true }]);
 }

@@ -22,10 +22,12 @@ use super::crash::{self, CrashFinding, CrashStats};
 use super::defects::{Defect, DefectStatus};
 use super::draw::NoExpectation;
 use super::draw::{self, Expected};
-use super::emulate::{ClockDependence, Divergence, Outcome, WindowRule};
+use super::emulate::{ClockDependence, Divergence, ExhaustHint, Exhaustion, Outcome, WindowRule};
 use super::faults::{Degraded, FaultTally};
 use super::held::{self, HeldMismatch, HeldTally};
-use super::observe::{compare_heal_status, compare_status, open_kernel_image};
+use super::observe::{
+    compare_exhausted_status, compare_heal_status, compare_status, open_kernel_image,
+};
 use super::reopen::{reopen, ReopenFinding, REOPEN_SAMPLES};
 use super::sides::{self, Sides};
 use super::structure::Structure;
@@ -69,6 +71,44 @@ pub enum Difference {
     /// At a heal: the pool's mode before it, or the tools' check of the metadata taken out
     /// (which must pass and clear needs_check), was not what the emulation says.
     Heal { op: usize, finding: HealFinding },
+    /// At a metadata exhaustion: the kernel never entered out-of-metadata-space, entered it
+    /// far from where the engine's count says, or its status then was not that mode's.
+    Exhaustion { op: usize, finding: ExhaustFinding },
+}
+
+/// What a metadata exhaustion showed wrong (the state after it is judged at the checkpoint
+/// after the growth that ends it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExhaustFinding {
+    /// The guest reported no exhaustion for this op.
+    Missing,
+    /// The kernel created `limit` devices and refused none: it never ran out of metadata
+    /// space where the engine's count (plus the margin) says it must have.
+    NotReached { created: u64 },
+    /// The kernel's count of creates is more than [`draw::EXHAUST_DRIFT_BOUND`] off the
+    /// engine's ([`Exhaustion::drift`]).
+    Drift { kernel: u64, engine_full_at: Option<u64>, engine_free_after_blocks: u64 },
+    /// The status line after the refused message is not out-of-metadata-space's.
+    Status { detail: String },
+}
+
+impl std::fmt::Display for ExhaustFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExhaustFinding::Missing => write!(f, "the guest reported no exhaustion"),
+            ExhaustFinding::NotReached { created } => {
+                write!(f, "{created} devices created and none refused")
+            }
+            ExhaustFinding::Drift { kernel, engine_full_at, engine_free_after_blocks } => {
+                write!(f, "the kernel created {kernel} devices; the engine ")?;
+                match engine_full_at {
+                    Some(at) => write!(f, "was full after {at}"),
+                    None => write!(f, "had {engine_free_after_blocks} blocks left"),
+                }
+            }
+            ExhaustFinding::Status { detail } => write!(f, "{detail}"),
+        }
+    }
 }
 
 /// What a heal showed wrong (its metadata image is judged as a checkpoint's is:
@@ -96,6 +136,15 @@ impl std::fmt::Display for HealFinding {
 }
 
 impl Difference {
+    /// A workload with no expected answers from op `op` on: not run, or not judged.
+    pub fn unexpected(op: usize, why: NoExpectation) -> Difference {
+        match why {
+            NoExpectation::Divergence(divergence) => Difference::Divergence { op, divergence },
+            NoExpectation::Clock(why) => Difference::ClockDependent { op, why },
+            NoExpectation::Window(rule) => Difference::Window { op, rule },
+        }
+    }
+
     pub fn op(&self) -> usize {
         match self {
             Difference::Divergence { op, .. }
@@ -110,7 +159,8 @@ impl Difference {
             | Difference::Reopen { op, .. }
             | Difference::HeldSnapshot { op, .. }
             | Difference::Window { op, .. }
-            | Difference::Heal { op, .. } => *op,
+            | Difference::Heal { op, .. }
+            | Difference::Exhaustion { op, .. } => *op,
         }
     }
 
@@ -130,6 +180,7 @@ impl Difference {
             Difference::HeldSnapshot { .. } => "held snapshot read with -m",
             Difference::Window { .. } => "op not allowed in a fault window",
             Difference::Heal { .. } => "heal after a fault window",
+            Difference::Exhaustion { .. } => "metadata exhaustion",
         }
     }
 }
@@ -156,6 +207,7 @@ impl std::fmt::Display for Difference {
             Difference::HeldSnapshot { mismatch, .. } => write!(f, "{mismatch}"),
             Difference::Window { rule, .. } => write!(f, "{rule}"),
             Difference::Heal { finding, .. } => write!(f, "{finding}"),
+            Difference::Exhaustion { finding, .. } => write!(f, "{finding}"),
         }
     }
 }
@@ -184,6 +236,8 @@ pub struct KernelRun {
     /// The pool modes and error paths the run reached, as far as the kernel agreed
     /// ([`super::faults`]).
     pub faults: FaultTally,
+    /// The metadata exhaustions, with the kernel's count of creates and the engine's.
+    pub exhaustions: Vec<Exhaustion>,
     /// Whether this kernel carries the held-root defect (decides what its symptom means).
     pub held_root: DefectStatus,
     /// For a difference in a checkpoint's metadata: both sides dumped beside the run, and
@@ -206,6 +260,7 @@ pub fn compare(
     let mut statuses = g.statuses.iter();
     let mut statuses_seen = 0usize;
     let mut heals = (e.heals.iter(), g.heals.iter());
+    let mut exhausts = (e.exhausts.iter(), g.exhausts.iter());
     for (i, op) in w.ops.iter().enumerate() {
         let (kernel, text) = g.outcomes.get(i).cloned()?;
         let expected = e.outcomes[i];
@@ -215,6 +270,13 @@ pub fn compare(
         if *op == KOp::HealMeta {
             if let Some(d) = judge_heal(i, heals.0.next(), heals.1.next(), dir) {
                 return Some(d);
+            }
+            continue;
+        }
+        if let KOp::ExhaustMeta { limit, .. } = *op {
+            let (x, gx) = (exhausts.0.next(), exhausts.1.next());
+            if let Some(finding) = judge_exhaust(i, limit, x, gx, &w.shape.features) {
+                return Some(Difference::Exhaustion { op: i, finding });
             }
             continue;
         }
@@ -257,6 +319,50 @@ pub fn fault_tally(e: &Expected, first_difference: Option<usize>) -> FaultTally 
         t.add(*p);
     }
     t
+}
+
+/// The exhaustion at op `i`: it was reached, near the engine's count, and the kernel's
+/// status then is out-of-metadata-space's.
+fn judge_exhaust(
+    i: usize,
+    limit: u64,
+    expected: Option<&(usize, Exhaustion, model::Model)>,
+    g: Option<&(usize, u64, String)>,
+    features: &super::workload::PoolFeatures,
+) -> Option<ExhaustFinding> {
+    let (Some((ei, x, model)), Some((gi, created, status))) = (expected, g) else {
+        return Some(ExhaustFinding::Missing);
+    };
+    if *ei != i || *gi != i {
+        return Some(ExhaustFinding::Missing);
+    }
+    if !x.refused {
+        return Some(ExhaustFinding::NotReached { created: (*created).min(limit) });
+    }
+    if x.drift() > draw::EXHAUST_DRIFT_BOUND {
+        return Some(ExhaustFinding::Drift {
+            kernel: x.created,
+            engine_full_at: x.engine_full_at,
+            engine_free_after_blocks: x.engine_free_after_blocks,
+        });
+    }
+    compare_exhausted_status(status, model, features)
+        .err()
+        .map(|detail| ExhaustFinding::Status { detail })
+}
+
+/// What the guest said of each metadata exhaustion, for the expectation to follow: the
+/// count it created, and whether the op's answer was a refusal (it ended out of metadata
+/// space).
+pub fn exhaust_hints(w: &Workload, g: &GuestResults) -> Vec<ExhaustHint> {
+    g.exhausts
+        .iter()
+        .filter(|(i, _, _)| matches!(w.ops.get(*i), Some(KOp::ExhaustMeta { .. })))
+        .map(|(i, created, _)| ExhaustHint {
+            created: *created,
+            refused: g.outcomes.get(*i).is_some_and(|(o, _)| *o != Outcome::Ok),
+        })
+        .collect()
 }
 
 /// The heal at op `i`: the status before it, the tools' check, and the metadata taken
@@ -449,22 +555,15 @@ pub fn run_workload(
         held: HeldTally::default(),
         structure: Structure::default(),
         faults: FaultTally::default(),
+        exhaustions: Vec::new(),
         sides: None,
         held_root: held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&k.version())),
     };
     // The intermediate states crash mode matches commits against are kept in the same pass.
     let e = match draw::expect(w, crash_images > 0) {
         Ok(e) => e,
-        Err((op, NoExpectation::Divergence(divergence))) => {
-            run.difference = Some(Difference::Divergence { op, divergence });
-            return Ok(run);
-        }
-        Err((op, NoExpectation::Clock(why))) => {
-            run.difference = Some(Difference::ClockDependent { op, why });
-            return Ok(run);
-        }
-        Err((op, NoExpectation::Window(rule))) => {
-            run.difference = Some(Difference::Window { op, rule });
+        Err((op, why)) => {
+            run.difference = Some(Difference::unexpected(op, why));
             return Ok(run);
         }
     };
@@ -478,8 +577,22 @@ pub fn run_workload(
         run.held_root = held_root.unwrap_or(Defect::HeldRootOutsideCommit.status(&run.kernel));
     }
     let rd = RunDir { dir: dir.to_path_buf() };
+    // A metadata exhaustion's count of creates is the kernel's: the expectation is made
+    // again to follow it (the first one refused nothing the kernel would then do).
+    let e = if w.ops.iter().any(|o| matches!(o, KOp::ExhaustMeta { .. })) {
+        match draw::expect_hinted(w, crash_images > 0, &exhaust_hints(w, &g)) {
+            Ok(e) => e,
+            Err((op, why)) => {
+                run.difference = Some(Difference::unexpected(op, why));
+                return Ok(run);
+            }
+        }
+    } else {
+        e
+    };
     run.difference = compare(w, &e, &g, &rd, &mut run.held, &mut run.structure);
     run.faults = fault_tally(&e, run.difference.as_ref().map(Difference::op));
+    run.exhaustions = e.exhausts.iter().map(|(_, x, _)| *x).collect();
     run.sides = run.difference.as_ref().and_then(|d| both_sides(d, w, &e, &rd));
     if run.difference.is_some() || crash_images == 0 {
         return Ok(run);

@@ -16,8 +16,16 @@
 //! small pools that run out of data space (then grow), snapshots of snapshots, deletes of
 //! shared devices, the held metadata snapshot, and a few messages the kernel must refuse
 //! (an existing id, a missing device, a wrong transaction id).
+//!
+//! Faults: one checkpoint in four opens a metadata fault window ([`super::faults`]); once
+//! per workload, at a checkpoint where the engine counts at most [`EXHAUST_MOST_BLOCKS`]
+//! free metadata blocks, one in three draws a metadata exhaustion ([`KOp::ExhaustMeta`],
+//! devices from [`FILL_FIRST_DEV`] on), a few ops out of metadata space, and the metadata
+//! growth that ends it (a growth of the workload's [`MAX_METADATA_GROWTHS`]).
 
-use super::emulate::{ClockDependence, Divergence, Emulation, Outcome, WindowRule};
+use super::emulate::{
+    ClockDependence, Divergence, Emulation, ExhaustHint, Exhaustion, Outcome, WindowRule,
+};
 use super::faults::{Degraded, FaultPath};
 use super::workload::{
     KOp, MetaFault, PoolFeatures, PoolShape, Workload, FORMAT_VERSION, MAX_THIN_ID,
@@ -125,6 +133,24 @@ pub const MOST_DEVICES: usize = 150;
 /// Blocks each metadata growth adds.
 pub const METADATA_GROWTH_BLOCKS: u64 = 1024;
 
+/// The first id of the devices a metadata exhaustion creates: far above any id the drawer
+/// otherwise picks ([`new_id`]), so they never collide and no later op names them.
+pub const FILL_FIRST_DEV: u64 = 1 << 23;
+
+/// A metadata exhaustion is drawn only when the engine counts at most this many free
+/// metadata blocks less the reserve: each create takes at least one block, and each is a
+/// message in the guest (a metadata device of 1,024 blocks, the common one, qualifies).
+pub const EXHAUST_MOST_BLOCKS: u64 = 1_200;
+
+/// Creates an exhaustion may make beyond the engine's own count before the kernel must
+/// have refused one: room for the kernel's btrees to use fewer blocks than the engine's.
+pub const EXHAUST_MARGIN: u64 = 64;
+
+/// How far the kernel's count of creates may be from the engine's before it is a
+/// difference ([`Exhaustion::drift`]): the two lay btree nodes out alike but not the same
+/// (measured drift: see reports/kernel/README.md).
+pub const EXHAUST_DRIFT_BOUND: u64 = 24;
+
 /// The mix of a seed's ops (drawn after its shape).
 pub fn draw_mix(rng: &mut Entropy, shape: &PoolShape) -> Mix {
     let restored = shape.prepopulation.as_ref().map_or(0, |p| p.devices as usize);
@@ -203,8 +229,36 @@ pub fn draw_from(
     let mut since_checkpoint = 0usize;
     // Ops left in the open fault window (None: no window open).
     let mut window: Option<usize> = None;
+    // Ops left out of metadata space before the growth that ends it, and whether the
+    // workload has exhausted its metadata (once at most).
+    let mut full: Option<usize> = None;
+    let mut exhausted = false;
     while w.ops.len() < ops {
         let op = match window {
+            // Out of metadata space: a few ops the pool must refuse or serve read-only,
+            // then the growth that ends it, judged at once by a checkpoint.
+            None if full == Some(0) => {
+                full = None;
+                growths += 1;
+                since_checkpoint = 40;
+                KOp::GrowMetadata { blocks: em.metadata_blocks() + METADATA_GROWTH_BLOCKS }
+            }
+            None if full.is_some() => {
+                full = full.map(|left| left - 1);
+                draw_window_op(rng, &em)
+            }
+            None if !exhausted
+                && w.ops.last() == Some(&KOp::Checkpoint)
+                && growths < MAX_METADATA_GROWTHS
+                && !em.devices().is_empty()
+                && em.free_metadata_blocks().is_ok_and(|n| n <= EXHAUST_MOST_BLOCKS)
+                && rng.random_ratio(1, 3) =>
+            {
+                exhausted = true;
+                full = Some(rng.random_range(0..=6));
+                let room = em.free_metadata_blocks().unwrap_or(0);
+                KOp::ExhaustMeta { first_dev: FILL_FIRST_DEV, limit: room + EXHAUST_MARGIN }
+            }
             Some(_) if em.degraded().is_none() => draw_trigger(rng, &em, &mix),
             Some(0) => {
                 window = None;
@@ -268,8 +322,14 @@ pub fn draw_from(
         }
     }
     if em.in_window() {
-        w.ops.push(KOp::HealMeta);
-        if let Err(d) = em.apply(&KOp::HealMeta) {
+        let end = if em.degraded() == Some(Degraded::OutOfMetadataSpace) {
+            KOp::GrowMetadata { blocks: em.metadata_blocks() + METADATA_GROWTH_BLOCKS }
+        } else {
+            KOp::HealMeta
+        };
+        let r = em.apply(&end);
+        w.ops.push(end);
+        if let Err(d) = r {
             return Err(Box::new((w, d.into())));
         }
     }
@@ -489,12 +549,24 @@ pub struct Expected {
     /// At each heal: the op index, the state the metadata holds when taken out, the mode
     /// the pool was in, and the metadata size in blocks.
     pub heals: Vec<(usize, model::Model, Option<Degraded>, u64)>,
+    /// At each metadata exhaustion: the op index, how it ran, and the model right after.
+    pub exhausts: Vec<(usize, Exhaustion, model::Model)>,
 }
 
 /// Runs `w` on the emulation alone; with `points`, keeps every intermediate state. A
 /// workload with an op whose answer would depend on the kernel's clock is refused there.
 pub fn expect(w: &Workload, points: bool) -> Result<Expected, (usize, NoExpectation)> {
+    expect_hinted(w, points, &[])
+}
+
+/// [`expect`], with each metadata exhaustion creating as many devices as the kernel did.
+pub fn expect_hinted(
+    w: &Workload,
+    points: bool,
+    hints: &[ExhaustHint],
+) -> Result<Expected, (usize, NoExpectation)> {
     let mut em = Emulation::new(&w.shape).map_err(|d| (0, d.into()))?;
+    em.hint(hints);
     if points {
         em.keep_points();
     }
@@ -507,6 +579,7 @@ pub fn expect(w: &Workload, points: bool) -> Result<Expected, (usize, NoExpectat
         op_points: Vec::new(),
         paths: Vec::new(),
         heals: Vec::new(),
+        exhausts: Vec::new(),
     };
     for (i, op) in w.ops.iter().enumerate() {
         if let Some(c) = em.clock(op) {
@@ -520,6 +593,9 @@ pub fn expect(w: &Workload, points: bool) -> Result<Expected, (usize, NoExpectat
         out.paths.push(em.take_paths());
         if let Some((model, mode)) = em.take_healed() {
             out.heals.push((i, model, mode, em.metadata_blocks()));
+        }
+        if let Some(x) = em.take_exhausted() {
+            out.exhausts.push((i, x, em.model().clone()));
         }
         if points {
             out.op_points.push(em.kept() - 1);
@@ -678,7 +754,7 @@ mod tests {
             }
             t
         };
-        let ci = tally(0..3, 120);
+        let ci = tally(1..3, 120);
         assert!(
             ci.missing_required().is_empty(),
             "CI's seeds miss {:?}: {}",
@@ -689,6 +765,48 @@ mod tests {
         let missed: Vec<FaultPath> =
             FaultPath::ALL.iter().copied().filter(|p| wide.get(*p) == 0).collect();
         assert!(missed.is_empty(), "16 seeds miss {missed:?}: {}", wide.line());
+    }
+
+    /// A metadata exhaustion is drawn in about a third of seeds, right after a checkpoint;
+    /// it ends out of metadata space (the engine's own count) within its limit, a growth
+    /// follows within 7 ops and a checkpoint right after it; no other op names a filler.
+    #[test]
+    fn an_exhaustion_ends_with_a_growth_and_its_fillers_stay_unnamed() {
+        let mut drawn = 0;
+        for seed in 0..16 {
+            let w = draw(seed, 200).unwrap_or_else(|b| panic!("seed {seed}: {}", b.1));
+            let e = expect(&w, false).unwrap_or_else(|(op, d)| panic!("seed {seed} op {op}: {d}"));
+            assert!(e.exhausts.len() <= 1, "seed {seed}");
+            for (i, x, model) in &e.exhausts {
+                drawn += 1;
+                let KOp::ExhaustMeta { first_dev, limit } = w.ops[*i] else { panic!("op {i}") };
+                assert_eq!(first_dev, FILL_FIRST_DEV);
+                assert!(x.refused && x.created < limit && x.drift() == 0, "seed {seed}: {x:?}");
+                assert_eq!(w.ops[i - 1], KOp::Checkpoint, "seed {seed}");
+                assert_eq!(e.outcomes[*i], Outcome::Failed(model::Errno::EOPNOTSUPP));
+                let fillers = FILL_FIRST_DEV..FILL_FIRST_DEV + x.created;
+                assert!(fillers.clone().all(|d| model.committed().devices.contains_key(&d)));
+                let grow = (i + 1..w.ops.len())
+                    .find(|j| matches!(w.ops[*j], KOp::GrowMetadata { .. }))
+                    .expect("a growth ends it");
+                assert!(grow - i <= 8, "seed {seed}: grown at {grow}, exhausted at {i}");
+                assert!(e.paths[grow].contains(&FaultPath::GrowLeftOutOfMetadataSpace));
+                assert_eq!(w.ops.get(grow + 1), Some(&KOp::Checkpoint), "seed {seed}");
+            }
+            let names_filler = |d: &u64| (FILL_FIRST_DEV..FILL_FIRST_DEV + 1_000_000).contains(d);
+            for op in &w.ops {
+                let named = match op {
+                    KOp::CreateThin { dev } | KOp::Delete { dev } | KOp::Flush { dev } => {
+                        vec![*dev]
+                    }
+                    KOp::CreateSnap { dev, origin } => vec![*dev, *origin],
+                    KOp::Write { dev, .. } | KOp::Discard { dev, .. } => vec![*dev],
+                    _ => vec![],
+                };
+                assert!(!named.iter().any(names_filler), "seed {seed}: {op:?}");
+            }
+        }
+        assert!(drawn >= 4, "{drawn} exhaustions in 16 seeds");
     }
 
     /// Long seeds hold no op whose answer is the kernel's clock's (the drawer checks each

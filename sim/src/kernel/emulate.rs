@@ -25,6 +25,13 @@
 //!   writes that need a new mapping with EIO, an empty flush with EIO where block 0 is
 //!   unmapped, discards succeed and change nothing; fail mode: every bio fails with EIO.
 //!   [`KOp::HealMeta`] reopens the pool on the last commit, needs_check cleared.
+//! - A metadata exhaustion ([`KOp::ExhaustMeta`]): `create_thin` messages, each committed,
+//!   until a commit leaves the free metadata count less the reserve at 0; the pool is then
+//!   out of metadata space ([`Degraded::OutOfMetadataSpace`]: read-only, nothing aborted,
+//!   no needs_check) until a metadata growth, which returns it to write mode before it
+//!   resizes and commits. The engine's btree nodes are not laid out as the kernel's, so
+//!   after a kernel run the count of creates is the kernel's ([`ExhaustHint`]) and the
+//!   engine's own count is kept beside it ([`Exhaustion::drift`]).
 //!
 //! Invariants: the engine and the model give the same answer to every call (a difference
 //! is a [`Divergence`], which ends the run: the two can no longer be compared with the
@@ -38,7 +45,7 @@ use crate::runner::oracle::{self, Mismatch};
 use engine::io::MemoryDevice;
 use engine::thin::{Pool, PoolOptions, ThinHandle};
 use model::{Errno, Model};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The metadata image a prepopulated workload starts from, and the model of its state:
 /// restored by thinsim on a device of the largest metadata size. `None` shape has none.
@@ -117,6 +124,10 @@ pub enum WindowRule {
     /// `reserve_metadata_snap` under a fault before the pool degraded: its first commit
     /// fails and the call then runs on read-only metadata.
     ReserveUnderFault,
+    /// Out of metadata space, anything but bios, messages (refused) and the metadata growth
+    /// that ends it: a checkpoint's or a data growth's resume, or a reopen, which would
+    /// start the pool in write mode on a full metadata device.
+    OutOfMetadataSpace,
     /// With every bio failing and the pool not yet degraded, an op that may read metadata
     /// (any but `set_transaction_id`, a flush, the heal): whether its blocks are cached, or
     /// its read fails with EIO first, is the kernel's buffer cache's (seed 2: a
@@ -133,6 +144,10 @@ impl std::fmt::Display for WindowRule {
             }
             WindowRule::ReserveUnderFault => {
                 "reserve_metadata_snap as a fault window's failing commit"
+            }
+            WindowRule::OutOfMetadataSpace => {
+                "a checkpoint, data growth or reopen while out of metadata space (a metadata \
+                 growth ends it)"
             }
             WindowRule::ReadUnderErrorAll => {
                 "an op that may read metadata while every metadata bio fails, before the pool \
@@ -161,6 +176,40 @@ impl std::fmt::Display for ClockDependence {
     }
 }
 
+/// What a kernel run said of a metadata exhaustion: how many devices the pool created, and
+/// whether it then refused a message (it entered out-of-metadata-space).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExhaustHint {
+    pub created: u64,
+    pub refused: bool,
+}
+
+/// A metadata exhaustion as the emulation ran it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exhaustion {
+    /// Devices created: the kernel's count when hinted, else the engine's own.
+    pub created: u64,
+    /// Whether the pool ended out of metadata space (else `limit` were created).
+    pub refused: bool,
+    /// After how many creates the engine's free metadata count less the reserve was 0
+    /// (`None`: not within `created`).
+    pub engine_full_at: Option<u64>,
+    /// The engine's free metadata blocks less the reserve after the last create.
+    pub engine_free_after_blocks: u64,
+}
+
+impl Exhaustion {
+    /// How many creates the engine's own count is off the one run: those it would have
+    /// refused (it filled up first) or still had room for (each create takes at least one
+    /// block: the new device's empty mapping root).
+    pub fn drift(&self) -> u64 {
+        match self.engine_full_at {
+            Some(at) => self.created - at,
+            None => self.engine_free_after_blocks,
+        }
+    }
+}
+
 /// The emulated pool target: an engine pool and the model, and the target's own state.
 pub struct Emulation {
     pool: Pool,
@@ -181,6 +230,10 @@ pub struct Emulation {
     /// At a heal: the state the metadata is expected to hold when taken out (before the
     /// tools clear needs_check), and the mode the pool was in.
     healed: Option<(Model, Option<Degraded>)>,
+    /// The kernel's counts for the exhaustions to come, in order ([`Emulation::hint`]).
+    exhaust_hints: VecDeque<ExhaustHint>,
+    /// The last exhaustion run ([`Emulation::take_exhausted`]).
+    exhausted: Option<Exhaustion>,
     /// Commits made, for statistics.
     pub commits: u64,
     /// When kept: the model after every block of a write and after every op, the states
@@ -244,6 +297,8 @@ impl Emulation {
             degraded: None,
             paths: Vec::new(),
             healed: None,
+            exhaust_hints: VecDeque::new(),
+            exhausted: None,
             commits: 0,
             points: None,
         };
@@ -331,13 +386,33 @@ impl Emulation {
         self.healed.take()
     }
 
+    /// The kernel's counts for the [`KOp::ExhaustMeta`] ops to come, in order: each
+    /// creates as many devices as the kernel did, whatever the engine's own count says.
+    pub fn hint(&mut self, hints: &[ExhaustHint]) {
+        self.exhaust_hints = hints.iter().copied().collect();
+    }
+
+    /// After a [`KOp::ExhaustMeta`]: how it ran (taken).
+    pub fn take_exhausted(&mut self) -> Option<Exhaustion> {
+        self.exhausted.take()
+    }
+
     /// Why a fault window cannot hold `op` now, if it cannot.
     pub fn window_rule(&self, op: &KOp) -> Option<WindowRule> {
         if !self.in_window() {
             return None;
         }
+        if self.degraded == Some(Degraded::OutOfMetadataSpace) {
+            return match op {
+                KOp::FaultMeta { .. } | KOp::ExhaustMeta { .. } => Some(WindowRule::NestedFault),
+                KOp::Checkpoint | KOp::GrowData { .. } | KOp::HealMeta => {
+                    Some(WindowRule::OutOfMetadataSpace)
+                }
+                _ => None,
+            };
+        }
         match op {
-            KOp::FaultMeta { .. } => Some(WindowRule::NestedFault),
+            KOp::FaultMeta { .. } | KOp::ExhaustMeta { .. } => Some(WindowRule::NestedFault),
             KOp::Checkpoint | KOp::GrowData { .. } | KOp::GrowMetadata { .. } => {
                 Some(WindowRule::SuspendInWindow)
             }
@@ -418,6 +493,7 @@ impl Emulation {
             KOp::Checkpoint
             | KOp::FaultMeta { .. }
             | KOp::HealMeta
+            | KOp::ExhaustMeta { .. }
             | KOp::GrowData { .. }
             | KOp::GrowMetadata { .. }
             | KOp::ReserveSnap
@@ -505,6 +581,14 @@ impl Emulation {
         self.compare("abort")
     }
 
+    /// The engine's free metadata blocks less the reserve (the model has no metadata).
+    pub fn free_metadata_blocks(&self) -> Res<u64> {
+        self.pool.get_free_metadata_block_count().map_err(|e| Divergence {
+            call: "get_free_metadata_block_count",
+            detail: format!("the engine failed with {e}"),
+        })
+    }
+
     fn free_data_blocks(&self) -> Res<u64> {
         let both = lockstep::free_block_count(&self.pool, &self.model);
         agreed(both)?.map_err(|e| Divergence {
@@ -549,7 +633,8 @@ impl Emulation {
                 self.activate(dev)?;
                 Ok(Outcome::Ok)
             }
-            Some(Degraded::ReadOnly) => {
+            // Out of metadata space no message succeeds.
+            Some(Degraded::ReadOnly | Degraded::OutOfMetadataSpace) => {
                 self.paths.push(FaultPath::ActivateAborted);
                 Ok(Outcome::Failed(Errno::ENODATA))
             }
@@ -569,6 +654,16 @@ impl Emulation {
     fn apply_op(&mut self, op: &KOp) -> Res<Outcome> {
         if let Some(rule) = self.window_rule(op) {
             return Err(Divergence { call: "fault window", detail: rule.to_string() });
+        }
+        if let (Some(Degraded::OutOfMetadataSpace), KOp::GrowMetadata { blocks }) =
+            (self.degraded, op)
+        {
+            // The suspend's commit is refused; at resume the target sees the larger device
+            // and goes back to write mode before it resizes, then commits.
+            let _rw = agreed(lockstep::read_write(&self.pool, &mut self.model))?;
+            self.degraded = None;
+            self.paths.push(FaultPath::GrowLeftOutOfMetadataSpace);
+            return self.grow_metadata(*blocks);
         }
         if let Some(mode) = self.degraded {
             return self.apply_degraded(op, mode);
@@ -667,21 +762,69 @@ impl Emulation {
                 Ok(outcome(r))
             }
             KOp::GrowMetadata { blocks } => {
-                self.commit()?;
-                // The model has no metadata size: the engine alone answers.
-                let r = engine_result(self.pool.resize_metadata_dev(blocks));
-                if r.is_ok() {
-                    self.metadata_blocks = blocks;
-                }
-                self.commit()?;
-                Ok(outcome(r))
+                self.commit()?; // the old table's postsuspend
+                self.grow_metadata(blocks)
             }
+            KOp::ExhaustMeta { first_dev, limit } => self.exhaust(first_dev, limit),
             KOp::Checkpoint => {
                 self.commit()?;
                 self.compare("checkpoint")?;
                 Ok(Outcome::Ok)
             }
         }
+    }
+
+    /// The resume of a larger metadata device: resize, then commit.
+    fn grow_metadata(&mut self, blocks: u64) -> Res<Outcome> {
+        // The model has no metadata size: the engine alone answers.
+        let r = engine_result(self.pool.resize_metadata_dev(blocks));
+        if r.is_ok() {
+            self.metadata_blocks = blocks;
+        }
+        self.commit()?;
+        Ok(outcome(r))
+    }
+
+    /// `create_thin` for `first_dev`, `first_dev + 1`, …, each committed, until the pool is
+    /// out of metadata space (the engine's count, or the kernel's when hinted) or `limit`
+    /// were created; the next message is refused. The devices are never activated.
+    fn exhaust(&mut self, first_dev: u64, limit: u64) -> Res<Outcome> {
+        let hint = self.exhaust_hints.pop_front();
+        let mut created = 0u64;
+        let mut engine_full_at = None;
+        let refused = loop {
+            let full = self.free_metadata_blocks()? == 0;
+            if full && engine_full_at.is_none() {
+                engine_full_at = Some(created);
+            }
+            match hint {
+                Some(h) if created >= h.created => break h.refused,
+                None if full => break true,
+                _ if created >= limit => break false,
+                _ => {}
+            }
+            let dev = first_dev + created;
+            if let Err(e) = agreed(lockstep::create_thin(&self.pool, &mut self.model, dev))? {
+                // Not a drawn case (the ids are the drawer's own range): the answer as is.
+                return Ok(Outcome::Failed(e));
+            }
+            self.commit()?;
+            created += 1;
+            self.point();
+        };
+        self.exhausted = Some(Exhaustion {
+            created,
+            refused,
+            engine_full_at,
+            engine_free_after_blocks: self.free_metadata_blocks()?,
+        });
+        if !refused {
+            return Ok(Outcome::Ok);
+        }
+        let _ro = agreed(lockstep::read_only(&self.pool, &mut self.model))?;
+        self.degraded = Some(Degraded::OutOfMetadataSpace);
+        self.paths.push(FaultPath::MetadataExhausted);
+        Ok(Outcome::Failed(Errno::EOPNOTSUPP))
     }
 
     fn flush(&mut self, dev: u64) -> Res<Outcome> {
@@ -1077,5 +1220,106 @@ mod tests {
         assert!(!em.out_of_data_space(), "full, not yet out of space");
         let w = KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: true };
         assert_eq!(em.clock(&w), Some(ClockDependence::ChangeUnderFault));
+    }
+
+    /// A pool with a metadata device of 128 blocks (a reserve of 12), device 1 with two
+    /// blocks, committed.
+    fn small() -> Emulation {
+        let mut em = Emulation::new(&PoolShape {
+            metadata_blocks: 128,
+            max_metadata_blocks: 128 + 1024,
+            ..shape()
+        })
+        .expect("formats");
+        for op in [
+            KOp::CreateThin { dev: 1 },
+            KOp::Write { dev: 1, vblock: 0, blocks: 2, fua: false },
+            KOp::Checkpoint,
+        ] {
+            run(&mut em, op);
+        }
+        em
+    }
+
+    const FILL: u64 = 1 << 23;
+
+    /// Creates fill the metadata until the free count less the reserve is 0: the pool is
+    /// then read-only without needs_check, the fillers exist but are never active, and a
+    /// metadata growth takes the pool back to write mode.
+    #[test]
+    fn an_exhaustion_fills_the_metadata_and_a_growth_ends_it() {
+        let mut em = small();
+        let free = em.free_metadata_blocks().expect("counts");
+        let limit = free + 64;
+        let (o, p) = run(&mut em, KOp::ExhaustMeta { first_dev: FILL, limit });
+        assert_eq!((o, p), (Outcome::Failed(Errno::EOPNOTSUPP), vec![P::MetadataExhausted]));
+        let x = em.take_exhausted().expect("kept");
+        assert!(x.refused && x.engine_full_at == Some(x.created) && x.drift() == 0, "{x:?}");
+        assert!((1..=free).contains(&x.created), "each create takes a block: {x:?}, {free}");
+        assert_eq!(em.free_metadata_blocks(), Ok(0));
+        assert_eq!(em.model().committed().devices.len() as u64, 1 + x.created);
+        assert!(em.model().committed().devices.contains_key(&(FILL + x.created - 1)));
+        assert_eq!(em.devices(), vec![1], "the fillers are never active");
+        assert_eq!(em.degraded(), Some(Degraded::OutOfMetadataSpace));
+        let answers = [
+            (KOp::Write { dev: 1, vblock: 0, blocks: 1, fua: true }, Outcome::Ok),
+            (KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: false }, Outcome::Failed(Errno::EIO)),
+            (KOp::Flush { dev: 1 }, Outcome::Ok),
+            (KOp::Discard { dev: 1, begin: 0, end: 2 }, Outcome::Ok),
+            (KOp::CreateThin { dev: 2 }, Outcome::Failed(Errno::EOPNOTSUPP)),
+        ];
+        for (op, want) in answers {
+            assert_eq!(run(&mut em, op.clone()).0, want, "{op:?}");
+        }
+        assert_eq!(em.mapped(1), vec![0, 1], "the discard changed nothing");
+        assert_eq!(em.model().needs_check(), Ok(false), "nothing was aborted");
+        for (op, rule) in [
+            (KOp::Checkpoint, WindowRule::OutOfMetadataSpace),
+            (KOp::GrowData { blocks: 64 }, WindowRule::OutOfMetadataSpace),
+            (KOp::HealMeta, WindowRule::OutOfMetadataSpace),
+            (KOp::FaultMeta { fault: MetaFault::ErrorWrites }, WindowRule::NestedFault),
+            (KOp::ExhaustMeta { first_dev: 2, limit: 1 }, WindowRule::NestedFault),
+        ] {
+            assert_eq!(em.window_rule(&op), Some(rule), "{op:?}");
+        }
+        let (o, p) = run(&mut em, KOp::GrowMetadata { blocks: 128 + 1024 });
+        assert_eq!((o, p), (Outcome::Ok, vec![P::GrowLeftOutOfMetadataSpace]));
+        assert!(!em.in_window() && em.free_metadata_blocks().expect("counts") > 0);
+        assert_eq!(em.metadata_blocks(), 128 + 1024);
+        assert_eq!(run(&mut em, KOp::CreateThin { dev: 2 }).0, Outcome::Ok, "writable again");
+        let w = KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: true };
+        assert_eq!(run(&mut em, w).0, Outcome::Ok);
+    }
+
+    /// Hinted, an exhaustion creates the kernel's count, refused or not, and keeps the
+    /// engine's own count beside it.
+    #[test]
+    fn a_hinted_exhaustion_follows_the_kernels_count() {
+        let mut own = small();
+        let free = own.free_metadata_blocks().expect("counts");
+        run(&mut own, KOp::ExhaustMeta { first_dev: FILL, limit: free + 64 });
+        let x = own.take_exhausted().expect("kept");
+        let cases = [
+            // The kernel filled up 3 creates earlier: the engine had room for more.
+            (x.created - 3, true, free + 64, Outcome::Failed(Errno::EOPNOTSUPP)),
+            // 2 later (within the reserve): the engine was full 2 creates before.
+            (x.created + 2, true, free + 64, Outcome::Failed(Errno::EOPNOTSUPP)),
+            // The limit reached with nothing refused: the pool stays writable.
+            (x.created + 2, false, x.created + 2, Outcome::Ok),
+        ];
+        for (created, refused, limit, want) in cases {
+            let mut em = small();
+            em.hint(&[ExhaustHint { created, refused }]);
+            let (o, _) = run(&mut em, KOp::ExhaustMeta { first_dev: FILL, limit });
+            let y = em.take_exhausted().expect("kept");
+            assert_eq!((o, y.created, y.refused), (want, created, refused));
+            assert_eq!(em.degraded().is_some(), refused);
+            if created < x.created {
+                assert_eq!(y.engine_full_at, None);
+                assert!(y.drift() >= 3, "{y:?}");
+            } else {
+                assert_eq!((y.engine_full_at, y.drift()), (Some(x.created), 2));
+            }
+        }
     }
 }

@@ -25,6 +25,11 @@ pub enum Degraded {
     ReadOnly,
     /// Every bio fails with EIO, messages with EOPNOTSUPP.
     Fail,
+    /// Out of metadata space (`PM_OUT_OF_METADATA_SPACE`): a commit left the free metadata
+    /// blocks, less the reserve, at 0. Bios and messages as in [`Degraded::ReadOnly`], but
+    /// nothing was aborted and needs_check is not set: growing the metadata device takes
+    /// the pool back to write mode.
+    OutOfMetadataSpace,
 }
 
 /// One mode or error path of the pool target.
@@ -68,10 +73,15 @@ pub enum FaultPath {
     HealWithoutNeedsCheck,
     /// A heal outside a window: the pool closed and reopened.
     Reopen,
+    /// `create_thin` messages filled the metadata device until the pool entered
+    /// out-of-metadata-space at a commit and refused the next message.
+    MetadataExhausted,
+    /// A metadata growth took the pool out of out-of-metadata-space, back to write mode.
+    GrowLeftOutOfMetadataSpace,
 }
 
 impl FaultPath {
-    pub const ALL: [FaultPath; 17] = [
+    pub const ALL: [FaultPath; 19] = [
         FaultPath::WindowErrorWrites,
         FaultPath::WindowErrorAll,
         FaultPath::MessageCommitFailed,
@@ -89,6 +99,8 @@ impl FaultPath {
         FaultPath::HealClearedNeedsCheck,
         FaultPath::HealWithoutNeedsCheck,
         FaultPath::Reopen,
+        FaultPath::MetadataExhausted,
+        FaultPath::GrowLeftOutOfMetadataSpace,
     ];
 
     /// The snake_case name (the JSON key).
@@ -100,14 +112,17 @@ impl FaultPath {
     }
 
     /// The paths a campaign must reach when its workloads hold fault windows of both kinds
-    /// (each is drawn in every window of its kind; the others depend on the ops drawn).
-    pub const REQUIRED: [FaultPath; 6] = [
+    /// (each is drawn in every window of its kind; the others depend on the ops drawn),
+    /// and a metadata exhaustion, which always ends with a growth.
+    pub const REQUIRED: [FaultPath; 8] = [
         FaultPath::WindowErrorWrites,
         FaultPath::WindowErrorAll,
         FaultPath::AbortToReadOnly,
         FaultPath::AbortFailedToFail,
         FaultPath::HealClearedNeedsCheck,
         FaultPath::HealWithoutNeedsCheck,
+        FaultPath::MetadataExhausted,
+        FaultPath::GrowLeftOutOfMetadataSpace,
     ];
 }
 

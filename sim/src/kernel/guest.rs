@@ -171,3 +171,74 @@ pub fn flush(dev: &Path) -> Result<(), GuestError> {
     }
     Ok(())
 }
+
+/// `DM_TARGET_MSG`: `_IOWR(0xfd, 14, struct dm_ioctl)`, the struct being 312 bytes.
+const DM_TARGET_MSG: libc::c_ulong = 0xC138_FD0E;
+
+/// `struct dm_ioctl`'s size, and where its fields lie (`linux/dm-ioctl.h`).
+const DM_IOCTL_BYTES: usize = 312;
+const DM_DATA_SIZE_AT: usize = 12;
+const DM_DATA_START_AT: usize = 16;
+const DM_NAME_AT: usize = 48;
+const DM_NAME_LEN: usize = 128;
+
+/// One `DM_TARGET_MSG` request to sector 0 of `device`: the ioctl header, the message's
+/// sector, the message, NUL, and room for the target's reply (create_thin has none).
+fn dm_message(device: &str, message: &str) -> Vec<u8> {
+    let data_start = DM_IOCTL_BYTES;
+    let len = (data_start + 8 + message.len() + 1 + 256).next_multiple_of(8);
+    let mut b = vec![0u8; len];
+    b[0..4].copy_from_slice(&4u32.to_ne_bytes()); // interface version 4.0.0
+    b[DM_DATA_SIZE_AT..DM_DATA_SIZE_AT + 4].copy_from_slice(&(len as u32).to_ne_bytes());
+    b[DM_DATA_START_AT..DM_DATA_START_AT + 4].copy_from_slice(&(data_start as u32).to_ne_bytes());
+    let name = &device.as_bytes()[..device.len().min(DM_NAME_LEN - 1)];
+    b[DM_NAME_AT..DM_NAME_AT + name.len()].copy_from_slice(name);
+    // The message's sector (0) is already zero; the text follows it.
+    let text = data_start + 8;
+    b[text..text + message.len()].copy_from_slice(message.as_bytes());
+    b
+}
+
+/// `create_thin first`, `create_thin first + 1`, … sent to the pool `device` through
+/// `/dev/mapper/control`, one ioctl each from this one process (a `dmsetup` per message
+/// costs a process start, tens of milliseconds in user-mode Linux), until one fails or
+/// `limit` succeeded. How many succeeded, and the failure if one ended it.
+pub fn create_thins(device: &str, first: u64, limit: u64) -> (u64, Result<(), GuestError>) {
+    let control = match open(Path::new("/dev/mapper/control"), libc::O_RDWR) {
+        Ok(fd) => fd,
+        Err(e) => return (0, Err(e)),
+    };
+    for n in 0..limit {
+        let mut req = dm_message(device, &format!("create_thin {}", first + n));
+        // SAFETY: the buffer is the size its header says, and lives across the call.
+        let r = unsafe { libc::ioctl(control.0, DM_TARGET_MSG as _, req.as_mut_ptr()) };
+        if r < 0 {
+            return (n, Err(last_error(format!("message create_thin {} to {device}", first + n))));
+        }
+    }
+    (limit, Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dm_message_request_is_laid_out_as_the_kernel_reads_it() {
+        // _IOWR: direction 3, the struct's size, type 0xfd, command 14.
+        assert_eq!(
+            DM_TARGET_MSG,
+            (3 << 30) | ((DM_IOCTL_BYTES as libc::c_ulong) << 16) | (0xfd << 8) | 14
+        );
+        let b = dm_message("pool", "create_thin 7");
+        let word = |at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
+        assert_eq!((word(0), word(4), word(8)), (4, 0, 0));
+        assert_eq!(word(DM_DATA_SIZE_AT) as usize, b.len());
+        assert_eq!(word(DM_DATA_START_AT) as usize, DM_IOCTL_BYTES);
+        assert_eq!(b.len() % 8, 0);
+        assert_eq!(&b[DM_NAME_AT..DM_NAME_AT + 5], b"pool\0");
+        assert_eq!(&b[DM_IOCTL_BYTES..DM_IOCTL_BYTES + 8], &[0u8; 8]);
+        let text = &b[DM_IOCTL_BYTES + 8..];
+        assert_eq!(&text[..14], b"create_thin 7\0");
+    }
+}

@@ -29,6 +29,42 @@ pub fn compare_status(
     features: &PoolFeatures,
     out_of_data_space: bool,
 ) -> Result<(), String> {
+    let mode = if out_of_data_space { "out_of_data_space" } else { "rw" };
+    compare_status_in(line, model, features, mode)
+}
+
+/// The pool's status line right after it ran out of metadata space: [`compare_status`]'s
+/// fields with the mode `ro`, needs_check not set (nothing was aborted), and every
+/// metadata block counted used (the status reports the reserve as used, and the pool
+/// entered out-of-metadata-space because the free count less the reserve was 0).
+pub fn compare_exhausted_status(
+    line: &str,
+    model: &model::Model,
+    features: &PoolFeatures,
+) -> Result<(), String> {
+    let mut d: Vec<String> =
+        compare_status_in(line, model, features, "ro").err().into_iter().collect();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.get(10) != Some(&"-") {
+        d.push(format!("needs_check {:?}, expected -", f.get(10)));
+    }
+    match f.get(4).and_then(|m| m.split_once('/')) {
+        Some((used, total)) if used == total => {}
+        other => d.push(format!("metadata {other:?}: expected every block counted used")),
+    }
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(d.join("; "))
+    }
+}
+
+fn compare_status_in(
+    line: &str,
+    model: &model::Model,
+    features: &PoolFeatures,
+    mode: &str,
+) -> Result<(), String> {
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() < 8 || f[2] != "thin-pool" {
         return Err(format!("unreadable status {line:?}"));
@@ -58,7 +94,6 @@ pub fn compare_status(
             if cur.held.is_some() { "one" } else { "none" }
         ));
     }
-    let mode = if out_of_data_space { "out_of_data_space" } else { "rw" };
     if f[7] != mode {
         d.push(format!("mode {}, expected {mode}", f[7]));
     }
@@ -96,23 +131,39 @@ pub fn compare_heal_status(
     }
     let found = match (f[3], f.get(7).copied()) {
         ("Fail", _) => Some(Degraded::Fail),
-        (_, Some("ro")) => Some(Degraded::ReadOnly),
+        (_, Some("ro")) if f.get(10) == Some(&"needs_check") => Some(Degraded::ReadOnly),
+        (_, Some("ro")) => Some(Degraded::OutOfMetadataSpace),
         (_, Some(_)) => None,
         (_, None) => return Err(format!("unreadable status {line:?}")),
     };
     if found != mode {
         return Err(format!("pool mode {found:?} before the heal, expected {mode:?}: {line:?}"));
     }
-    if mode == Some(Degraded::ReadOnly) && f.get(10) != Some(&"needs_check") {
-        return Err(format!("read-only after a failed commit without needs_check: {line:?}"));
-    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::compare_heal_status;
+    use super::{compare_exhausted_status, compare_heal_status};
     use crate::kernel::faults::Degraded;
+    use crate::kernel::workload::PoolFeatures;
+
+    #[test]
+    fn an_exhausted_pool_is_read_only_unflagged_and_full() {
+        let m = model::Model::new(64);
+        let f = PoolFeatures::default();
+        let full = "0 8 thin-pool 0 1024/1024 0/64 - ro discard_passdown error_if_no_space - 256";
+        assert_eq!(compare_exhausted_status(full, &m, &f), Ok(()));
+        let room = full.replace("1024/1024", "1000/1024");
+        let e = compare_exhausted_status(&room, &m, &f).unwrap_err();
+        assert!(e.contains("every block counted used"), "{e}");
+        let rw = full.replace(" ro ", " rw ");
+        assert!(compare_exhausted_status(&rw, &m, &f).unwrap_err().contains("mode rw"));
+        let flagged = full.replace(" - 256", " needs_check 256");
+        assert!(compare_exhausted_status(&flagged, &m, &f).unwrap_err().contains("needs_check"));
+        let tid = full.replace("thin-pool 0 ", "thin-pool 4 ");
+        assert!(compare_exhausted_status(&tid, &m, &f).unwrap_err().contains("transaction id"));
+    }
 
     #[test]
     fn the_heal_status_names_the_mode() {
@@ -127,6 +178,7 @@ mod tests {
         assert!(compare_heal_status(ro, Some(Degraded::Fail)).is_err());
         assert!(compare_heal_status("0 8 thin-pool Fail", None).is_err());
         assert!(compare_heal_status(&ro_unflagged, Some(Degraded::ReadOnly)).is_err());
+        assert_eq!(compare_heal_status(&ro_unflagged, Some(Degraded::OutOfMetadataSpace)), Ok(()));
         assert!(compare_heal_status("garbage", None).is_err());
     }
 }

@@ -29,7 +29,8 @@
 //! `OP <index> <exit status> <the error line>` (dmsetup's `… failed: <strerror>` line or
 //! `kernel-guest`'s `errno <NAME>`, else the last line of its error output); at a checkpoint
 //! `CKPT <index> <pool status line>`; at a heal `HEAL <index> <check's exit status>
-//! <pool status line before the teardown>`; once `KERNEL <uname -r>` at the start and `END` after
+//! <pool status line before the teardown>`; at a metadata exhaustion `EXHAUST <index>
+//! <devices created> <pool status line>`; once `KERNEL <uname -r>` at the start and `END` after
 //! a clean shutdown. `FATAL <what>` means the harness itself failed in the guest (a module
 //! that would not load, a device that would not activate): the run is void, not a
 //! difference.
@@ -323,6 +324,16 @@ res() {
                      echo \"HEAL {i} $hc $st\" >> \"$R\"",
                     meta_table(meta_blocks),
                     pool_table(data_blocks)
+                );
+            }
+            KOp::ExhaustMeta { first_dev, limit } => {
+                // Creates from one process until one fails: that message's answer is the
+                // op's; the count and the pool's status (noflush: a flushing status would
+                // try to commit) are the EXHAUST line.
+                let _ = writeln!(
+                    o,
+                    "n=$(\"$T\" kernel-guest create-thins pool --first {first_dev} --limit {limit} 2>\"$E\"); rc=$?\n\
+                     echo \"EXHAUST {i} $n $(dmsetup status --noflush pool)\" >> \"$R\""
                 );
             }
             KOp::Checkpoint => {

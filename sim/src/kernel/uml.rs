@@ -295,6 +295,9 @@ pub struct GuestResults {
     /// Per heal: the op index, the exit status of the tools' check that cleared
     /// needs_check, and the pool's status line before the teardown.
     pub heals: Vec<(usize, i32, String)>,
+    /// Per metadata exhaustion: the op index, the devices the pool created, and its status
+    /// line after the message it refused (or after the last create).
+    pub exhausts: Vec<(usize, u64, String)>,
     pub ended: bool,
     pub fatal: Option<String>,
 }
@@ -364,6 +367,12 @@ pub fn parse_results(text: &str) -> Result<GuestResults, UmlError> {
                 let i: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
                 let rc: i32 = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
                 r.heals.push((i, rc, it.next().unwrap_or("").to_string()));
+            }
+            "EXHAUST" => {
+                let mut it = rest.splitn(3, ' ');
+                let i: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                let n: u64 = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                r.exhausts.push((i, n, it.next().unwrap_or("").to_string()));
             }
             "CKPT" => {
                 let (i, st) = rest.split_once(' ').ok_or_else(bad)?;

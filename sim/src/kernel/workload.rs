@@ -161,6 +161,16 @@ pub enum KOp {
     /// reactivate the devices that were active. Outside a fault window it is a plain
     /// reopen of the pool.
     HealMeta,
+    /// Fill the metadata device: `create_thin` messages for `first_dev`, `first_dev + 1`,
+    /// … (the devices are never activated) until the pool refuses one, or `limit` were
+    /// created. The pool target enters out-of-metadata-space at the commit after which its
+    /// free metadata blocks, less the reserve (a tenth of the device, at most 4,096), are
+    /// 0; that create succeeded, and the next message is refused with EOPNOTSUPP, which is
+    /// the op's answer. The pool is then read-only without needs_check until a
+    /// [`KOp::GrowMetadata`] gives it room (spec §5.6). How many were created is the
+    /// kernel's to say (its btree nodes are not laid out as thinsim's): the expectation
+    /// takes the count from the guest and judges the drift from the engine's own count.
+    ExhaustMeta { first_dev: u64, limit: u64 },
 }
 
 /// A fault under the pool's metadata device, for a window of ops.
@@ -203,6 +213,7 @@ impl KOp {
             KOp::Checkpoint => "checkpoint",
             KOp::FaultMeta { .. } => "fault_meta",
             KOp::HealMeta => "heal_meta",
+            KOp::ExhaustMeta { .. } => "exhaust_meta",
         }
     }
 

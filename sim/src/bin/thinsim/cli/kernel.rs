@@ -328,6 +328,13 @@ fn run_record(run: &KernelRun, w: &Workload) -> serde_json::Value {
         },
         "structure": run.structure.to_json(),
         "faults": run.faults.to_json(),
+        "exhaustions": run.exhaustions.iter().map(|x| serde_json::json!({
+            "created": x.created,
+            "refused": x.refused,
+            "engine_full_at": x.engine_full_at,
+            "engine_free_after_blocks": x.engine_free_after_blocks,
+            "drift": x.drift(),
+        })).collect::<Vec<_>>(),
         "features": serde_json::to_value(w.shape.features).unwrap_or_default(),
         "held_root_defect": run.held_root.name(),
         "guest_seconds": run.guest_seconds,
@@ -360,6 +367,9 @@ fn summary(
         faults.merge(&FaultTally::from_json(&r["faults"]));
     }
     let per = |n: f64, d: f64| if d > 0.0 { n / d } else { 0.0 };
+    let exhaustions: Vec<&serde_json::Value> =
+        runs.iter().filter_map(|r| r["exhaustions"].as_array()).flatten().collect();
+    let max_drift = exhaustions.iter().filter_map(|x| x["drift"].as_u64()).max().unwrap_or(0);
     let held: u64 =
         runs.iter().map(|r| r["crash"]["held_only_superblocks"].as_u64().unwrap_or(0)).sum();
     let held_images: u64 = runs
@@ -410,6 +420,8 @@ fn summary(
             "crash_images_per_seed": per(images as f64, runs.len() as f64),
             "crash_images_per_minute": per(images as f64 * 60.0, secs),
             "crash_images_per_judge_second": per(images as f64, judge),
+            "metadata_exhaustions": exhaustions.len(),
+            "metadata_exhaustion_most_drift": max_drift,
         },
     })
 }
@@ -555,7 +567,9 @@ fn bench_page(
              or the `error` target under the pool's metadata device) opens after a checkpoint; its\n\
              failing commit, the abort, the ops in read-only or fail mode, and the heal (the metadata\n\
              taken out and judged, needs_check cleared, the pool reopened) are counted as far as the\n\
-             kernel answered as the emulation expected.\n",
+             kernel answered as the emulation expected. A metadata exhaustion (`create_thin` messages\n\
+             until the pool runs out of metadata space and refuses one) and the metadata growth that\n\
+             ends it are counted the same way.\n",
             FaultTally::from_json(&s["faults"]).table()
         );
         let _ = writeln!(
@@ -567,6 +581,8 @@ fn bench_page(
              `ls -m` and `check -m` with the live metadata made unreadable, and matched the model.\n\
              - **Held-root defect** ({}): {} on this kernel; {} superblocks changed only the held\n  \
              root, {} crash images opened at one ({}).\n\
+             - **Metadata exhaustions:** {}; the kernel's count of creates was at most {} off the\n  \
+             engine's own (the bound is {}).\n\
              - The guest's ops dominate: each op costs about one process start under UML's ptrace.\n\
              - The log's length varies between runs of the same seed (the kernel's one-second commit\n  \
              clock), so the counts do; the verdict does not.\n",
@@ -590,6 +606,9 @@ fn bench_page(
                 Some("present") => "counted and explained: the kernel has the defect",
                 _ => "counted: whether this kernel has the fix is not known",
             },
+            t["metadata_exhaustions"],
+            t["metadata_exhaustion_most_drift"],
+            sim::kernel::draw::EXHAUST_DRIFT_BOUND,
         );
     }
     o
@@ -621,6 +640,15 @@ fn print_run(run: &KernelRun, w: &Workload, dir: &Path, secs: f64, replay: &str)
             let _ = writeln!(t, "  structure: {}", structure_line(&run.structure));
             if !run.faults.is_empty() {
                 let _ = writeln!(t, "  faults: {}", run.faults.line());
+            }
+            for x in &run.exhaustions {
+                let _ = writeln!(
+                    t,
+                    "  metadata exhaustion: {} devices created, then {}; the engine's own count is {} off",
+                    x.created,
+                    if x.refused { "out of metadata space" } else { "none refused" },
+                    x.drift()
+                );
             }
             if run.held.checkpoints > 0 {
                 let _ = writeln!(
@@ -752,6 +780,15 @@ pub enum GuestCommand {
     },
     /// fsync the device.
     Flush { dev: PathBuf },
+    /// `create_thin` messages to a pool from `--first` on, until one fails or `--limit`
+    /// succeeded; prints how many succeeded.
+    CreateThins {
+        pool: String,
+        #[arg(long)]
+        first: u64,
+        #[arg(long)]
+        limit: u64,
+    },
 }
 
 pub fn guest(a: &GuestArgs) -> ExitCode {
@@ -770,6 +807,11 @@ pub fn guest(a: &GuestArgs) -> ExitCode {
             })
         }
         GuestCommand::Flush { dev } => guest::flush(dev),
+        GuestCommand::CreateThins { pool, first, limit } => {
+            let (created, r) = guest::create_thins(pool, *first, *limit);
+            println!("{created}");
+            r
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
