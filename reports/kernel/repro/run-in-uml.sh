@@ -12,6 +12,7 @@
 # MODULES its modules directory (default: /usr/lib/uml/modules/<release>, or modules/<release>
 #         beside a built kernel)
 #
+# DATA_SIZE in the environment sizes the data device (default 3M; ooms-provision.sh needs 80M).
 # Needs: apt-get install user-mode-linux dmsetup kmod. Prints the results file.
 set -eu
 script=$(readlink -f "$1")
@@ -27,7 +28,7 @@ if [ -z "$modules" ]; then
     fi
 fi
 truncate -s 4M "$out/meta.img"
-truncate -s 3M "$out/data.img"
+truncate -s "${DATA_SIZE:-3M}" "$out/data.img"
 truncate -s 64M "$out/log.img"
 : > "$out/results"
 cat > "$out/init.sh" <<EOF
