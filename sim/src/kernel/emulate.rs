@@ -28,7 +28,8 @@
 //! - A metadata exhaustion ([`KOp::ExhaustMeta`]): `create_thin` messages, each committed,
 //!   until a commit leaves the free metadata count less the reserve at 0; the pool is then
 //!   out of metadata space ([`Degraded::OutOfMetadataSpace`]: read-only, nothing aborted,
-//!   no needs_check) until a metadata growth, which returns it to write mode before it
+//!   no needs_check; it replaces out-of-data-space, the pool having one mode) until a
+//!   metadata growth, which returns it to write mode before it
 //!   resizes and commits. The engine's btree nodes are not laid out as the kernel's, so
 //!   after a kernel run the count of creates is the kernel's ([`ExhaustHint`]) and the
 //!   engine's own count is kept beside it ([`Exhaustion::drift`]).
@@ -823,6 +824,10 @@ impl Emulation {
         }
         let _ro = agreed(lockstep::read_only(&self.pool, &mut self.model))?;
         self.degraded = Some(Degraded::OutOfMetadataSpace);
+        // The pool has one mode: out-of-metadata-space replaces out-of-data-space, and the
+        // growth that ends it returns to write mode, whatever the free data count (the next
+        // allocation that finds none enters out-of-data-space again; benchmark seed 6).
+        self.out_of_data_space = false;
         self.paths.push(FaultPath::MetadataExhausted);
         Ok(Outcome::Failed(Errno::EOPNOTSUPP))
     }
@@ -1289,6 +1294,36 @@ mod tests {
         assert_eq!(run(&mut em, KOp::CreateThin { dev: 2 }).0, Outcome::Ok, "writable again");
         let w = KOp::Write { dev: 1, vblock: 9, blocks: 1, fua: true };
         assert_eq!(run(&mut em, w).0, Outcome::Ok);
+    }
+
+    /// Out of data space, an exhaustion replaces that mode, and the growth that ends it
+    /// leaves the pool in write mode: a flush of a device whose block 0 is unmapped then
+    /// succeeds; the next write that needs a block finds none and enters out-of-data-space.
+    #[test]
+    fn the_growth_after_an_exhaustion_leaves_write_mode_not_out_of_data_space() {
+        let mut em = Emulation::new(&PoolShape {
+            data_blocks: 4,
+            max_data_blocks: 4,
+            metadata_blocks: 128,
+            max_metadata_blocks: 128 + 1024,
+            ..shape()
+        })
+        .expect("formats");
+        run(&mut em, KOp::CreateThin { dev: 1 });
+        run(&mut em, KOp::CreateThin { dev: 2 });
+        let full = run(&mut em, KOp::Write { dev: 1, vblock: 1, blocks: 6, fua: false });
+        assert_eq!(full.0, Outcome::Failed(Errno::ENOSPC));
+        run(&mut em, KOp::Checkpoint);
+        assert!(em.out_of_data_space());
+        let (o, _) = run(&mut em, KOp::ExhaustMeta { first_dev: FILL, limit: 200 });
+        assert_eq!(o, Outcome::Failed(Errno::EOPNOTSUPP));
+        assert!(!em.out_of_data_space(), "one mode: out of metadata space");
+        run(&mut em, KOp::GrowMetadata { blocks: 128 + 1024 });
+        assert!(!em.out_of_data_space() && !em.in_window());
+        assert_eq!(run(&mut em, KOp::Flush { dev: 2 }).0, Outcome::Ok, "write mode's flush");
+        let w = KOp::Write { dev: 2, vblock: 7, blocks: 1, fua: false };
+        assert_eq!(run(&mut em, w).0, Outcome::Failed(Errno::ENOSPC));
+        assert!(em.out_of_data_space());
     }
 
     /// Hinted, an exhaustion creates the kernel's count, refused or not, and keeps the

@@ -22,6 +22,9 @@ pub enum Verdict {
     FailsByItsFlush { errno: String },
     /// The op's answer would be the kernel's clock's: the workload is refused there.
     ClockDependent { why: ClockDependence },
+    /// The last op is a checkpoint, and whether the pool is out of data space there (the
+    /// mode its status line must show).
+    CheckpointMode { out_of_data_space: bool },
 }
 
 /// One regression file.
@@ -94,6 +97,13 @@ pub fn holds(w: &Workload, verdict: &Verdict) -> Result<(), RegressionFailure> {
                     Err(answer(format!("without FUA the write also fails: {:?}", p.outcomes[last])))
                 }
                 Err((op, why)) => Err(RegressionFailure::Earlier { op, why }),
+            }
+        }
+        (Verdict::CheckpointMode { out_of_data_space }, Ok(e)) => {
+            match (&w.ops[last], e.out_of_data_space.last()) {
+                (KOp::Checkpoint, Some(got)) if got == out_of_data_space => Ok(()),
+                (KOp::Checkpoint, got) => Err(answer(format!("out of data space: {got:?}"))),
+                (op, _) => Err(answer(format!("a last op that is not a checkpoint: {op:?}"))),
             }
         }
         (_, Ok(e)) => Err(answer(format!("{:?}", e.outcomes[last]))),
