@@ -632,3 +632,103 @@ pub fn run_workload(
     }
     Ok(run)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::uml::GuestResults;
+    use crate::kernel::workload::{PoolFeatures, PoolShape};
+
+    const FULL: &str =
+        "0 8 thin-pool 0 1024/1024 0/64 - ro discard_passdown error_if_no_space - 256";
+
+    fn x(created: u64, engine_full_at: Option<u64>, free: u64) -> Exhaustion {
+        Exhaustion { created, refused: true, engine_full_at, engine_free_after_blocks: free }
+    }
+
+    /// The exhaustion judge names each way it can go wrong, and passes the right one.
+    #[test]
+    fn an_exhaustion_is_judged_reached_near_the_engine_and_read_only() {
+        let f = PoolFeatures::default();
+        let m = model::Model::new(64);
+        let judge = |e: Exhaustion, kernel: u64, status: &str| {
+            let expected = (3, e, m.clone());
+            judge_exhaust(3, 900, Some(&expected), Some(&(3, kernel, status.to_string())), &f)
+        };
+        assert_eq!(judge(x(880, Some(880), 0), 880, FULL), None);
+        let bound = draw::EXHAUST_DRIFT_BOUND;
+        assert_eq!(judge(x(880 + bound, Some(880), 0), 880 + bound, FULL), None, "at the bound");
+        assert_eq!(judge(x(880, None, bound), 880, FULL), None, "room left, at the bound");
+        assert!(matches!(
+            judge(x(881 + bound, Some(880), 0), 881 + bound, FULL),
+            Some(ExhaustFinding::Drift { kernel, engine_full_at: Some(880), .. }) if kernel == 881 + bound
+        ));
+        assert!(matches!(
+            judge(x(800, None, bound + 1), 800, FULL),
+            Some(ExhaustFinding::Drift { engine_free_after_blocks, .. }) if engine_free_after_blocks == bound + 1
+        ));
+        let never = Exhaustion { refused: false, ..x(900, None, 30) };
+        assert_eq!(judge(never, 900, FULL), Some(ExhaustFinding::NotReached { created: 900 }));
+        let rw = FULL.replace(" ro ", " rw ");
+        assert!(matches!(
+            judge(x(880, Some(880), 0), 880, &rw),
+            Some(ExhaustFinding::Status { .. })
+        ));
+        // Reported for another op, or not at all.
+        let e = (3, x(880, Some(880), 0), m.clone());
+        assert_eq!(judge_exhaust(3, 900, Some(&e), None, &f), Some(ExhaustFinding::Missing));
+        let other = (4, 880, FULL.to_string());
+        assert_eq!(
+            judge_exhaust(3, 900, Some(&e), Some(&other), &f),
+            Some(ExhaustFinding::Missing)
+        );
+        let late = (5, x(880, Some(880), 0), m.clone());
+        let g = (3, 880, FULL.to_string());
+        assert_eq!(judge_exhaust(3, 900, Some(&late), Some(&g), &f), Some(ExhaustFinding::Missing));
+    }
+
+    /// The hints are the guest's counts for the workload's exhaustions, refused where the
+    /// op's answer was a failure.
+    #[test]
+    fn hints_follow_the_guest() {
+        let w = Workload {
+            format_version: crate::kernel::workload::FORMAT_VERSION,
+            seed: 0,
+            shape: PoolShape {
+                data_block_sectors: 128,
+                data_blocks: 64,
+                metadata_blocks: 1024,
+                virtual_blocks: 64,
+                max_data_blocks: 64,
+                max_metadata_blocks: 1024,
+                prepopulation: None,
+                features: PoolFeatures::default(),
+            },
+            ops: vec![
+                KOp::CreateThin { dev: 0 },
+                KOp::ExhaustMeta { first_dev: 9, limit: 50 },
+                KOp::GrowMetadata { blocks: 2048 },
+                KOp::ExhaustMeta { first_dev: 99, limit: 5 },
+            ],
+        };
+        let refused = Outcome::Failed(model::Errno::EOPNOTSUPP);
+        let g = GuestResults {
+            outcomes: vec![
+                (Outcome::Ok, String::new()),
+                (refused, "errno EOPNOTSUPP".into()),
+                (Outcome::Ok, String::new()),
+                (Outcome::Ok, String::new()),
+            ],
+            // A line for an op that is no exhaustion is not a hint.
+            exhausts: vec![(1, 40, FULL.into()), (2, 7, FULL.into()), (3, 5, FULL.into())],
+            ..GuestResults::default()
+        };
+        assert_eq!(
+            exhaust_hints(&w, &g),
+            vec![
+                ExhaustHint { created: 40, refused: true },
+                ExhaustHint { created: 5, refused: false }
+            ]
+        );
+    }
+}
