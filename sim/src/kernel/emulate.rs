@@ -1342,6 +1342,11 @@ mod tests {
             // The limit reached with nothing refused: the pool stays writable.
             (x.created + 2, false, x.created + 2, Outcome::Ok),
         ];
+        // Unhinted, the limit ends it first when the engine has room for more.
+        let mut short = small();
+        let (o, _) = run(&mut short, KOp::ExhaustMeta { first_dev: FILL, limit: 3 });
+        let y = short.take_exhausted().expect("kept");
+        assert_eq!((o, y.created, y.refused, short.degraded()), (Outcome::Ok, 3, false, None));
         for (created, refused, limit, want) in cases {
             let mut em = small();
             em.hint(&[ExhaustHint { created, refused }]);
