@@ -90,7 +90,8 @@ fn the_kernel_agrees_and_every_broken_ordering_of_its_log_is_caught() {
     assert!(c.data_blocks_verified > 0 && c.quiescent_commits > 0, "{c:?}");
     assert!(c.acks_checked > 0 && c.ack_blocks_checked > 0, "{c:?}");
 
-    let e = draw::expect(&w, true).expect("replays");
+    let hints = sim::kernel::differential::saved_hints(dir.path(), &w).expect("results");
+    let e = draw::expect_hinted(&w, true, &hints).expect("replays");
     // Every checkpoint image the kernel wrote was walked for its structure, and the walk
     // saw what the model holds there: the devices, and a mapping tree per device.
     assert_eq!(run.structure.images, e.checkpoints.len() as u64, "{:?}", run.structure);

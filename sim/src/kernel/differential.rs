@@ -497,6 +497,23 @@ pub fn judge_log_from(
     })
 }
 
+/// The kernel's counts for `w`'s metadata exhaustions, from the guest's `results` in a
+/// kept run directory (none needed, and none read, when `w` has no exhaustion).
+pub fn saved_hints(dir: &Path, w: &Workload) -> Result<Vec<ExhaustHint>, String> {
+    if !w.ops.iter().any(|o| matches!(o, KOp::ExhaustMeta { .. })) {
+        return Ok(Vec::new());
+    }
+    let path = dir.join("results");
+    let text = std::fs::read_to_string(&path).map_err(|err| {
+        format!(
+            "{}: {err} (a metadata exhaustion's count is the kernel's, kept there)",
+            path.display()
+        )
+    })?;
+    let g = uml::parse_results(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+    Ok(exhaust_hints(w, &g))
+}
+
 /// Crash mode on a kept run directory alone (no kernel): its `workload.json`, the
 /// `initial.img` it started from and its `log.img`, judged as the run judged them, with
 /// the held-root rule for `held_root`. Errors name the file that is missing or unreadable.
@@ -508,7 +525,7 @@ pub fn judge_saved(
 ) -> Result<crash::CrashVerdict, String> {
     let rd = RunDir { dir: dir.to_path_buf() };
     let w = Workload::read(&dir.join("workload.json")).map_err(|e| e.to_string())?;
-    let e = draw::expect(&w, true)
+    let e = draw::expect_hinted(&w, true, &saved_hints(dir, &w)?)
         .map_err(|(op, d)| format!("the workload does not replay: op {op}: {d}"))?;
     let initial =
         std::fs::read(rd.initial()).map_err(|err| format!("{}: {err}", rd.initial().display()))?;
